@@ -1,0 +1,164 @@
+//! What the server has really read. XEP-0114 has no acknowledgements and a
+//! busy server may leave our writes in socket buffers for many seconds, so
+//! Herald follows its writes with a ping to the server: the server answers
+//! it only after reading everything sent before it on the stream. A job is
+//! acknowledged only once a ping sent after its last stanza was answered.
+//! Pure bookkeeping: the event loop sends the pings and applies the results.
+
+use std::collections::VecDeque;
+
+/// Barriers that may be unanswered at once; more would only add pings.
+const MAX_IN_FLIGHT: usize = 4;
+
+#[derive(Debug)]
+struct InFlight<T> {
+    id: String,
+    covers: Vec<T>,
+    settles_presence: bool,
+}
+
+/// Work waiting for the server to prove it has read the stanzas before it.
+#[derive(Debug)]
+pub struct Barriers<T> {
+    next_id: u64,
+    prefix: String,
+    uncovered: Vec<T>,
+    settle_requested: bool,
+    in_flight: VecDeque<InFlight<T>>,
+}
+
+/// What an answered barrier released.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released<T> {
+    pub work: Vec<T>,
+    /// A barrier sent after presence probes was answered.
+    pub presence_settled: bool,
+}
+
+impl<T> Barriers<T> {
+    pub fn new(prefix: &str) -> Self {
+        Barriers {
+            next_id: 0,
+            prefix: prefix.to_string(),
+            uncovered: Vec::new(),
+            settle_requested: false,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Adds work whose stanzas have just been queued.
+    pub fn push(&mut self, work: T) {
+        self.uncovered.push(work);
+    }
+
+    /// Asks for a barrier after probes, to learn when their answers are in.
+    pub fn request_settle(&mut self) {
+        self.settle_requested = true;
+    }
+
+    /// Returns the id of a ping to send now, if one is due. `force` sends one
+    /// even with nothing to cover (keepalive) unless one is already out.
+    pub fn next_ping(&mut self, force: bool) -> Option<String> {
+        let due = !self.uncovered.is_empty() || self.settle_requested;
+        let room = self.in_flight.len() < MAX_IN_FLIGHT;
+        if !(due && room || force && self.in_flight.is_empty()) {
+            return None;
+        }
+        self.next_id += 1;
+        let id = format!("{}-{}", self.prefix, self.next_id);
+        self.in_flight.push_back(InFlight {
+            id: id.clone(),
+            covers: std::mem::take(&mut self.uncovered),
+            settles_presence: std::mem::take(&mut self.settle_requested),
+        });
+        Some(id)
+    }
+
+    /// The server answered ping `id`: everything sent before it is read.
+    /// Returns `None` if `id` is not one of ours.
+    pub fn answered(&mut self, id: &str) -> Option<Released<T>> {
+        let position = self.in_flight.iter().position(|b| b.id == id)?;
+        let mut released = Released {
+            work: Vec::new(),
+            presence_settled: false,
+        };
+        for barrier in self.in_flight.drain(..=position) {
+            released.work.extend(barrier.covers);
+            released.presence_settled |= barrier.settles_presence;
+        }
+        Some(released)
+    }
+
+    /// The stream is gone: returns all work not proven read.
+    pub fn abandon(&mut self) -> Vec<T> {
+        let mut work: Vec<T> = self.in_flight.drain(..).flat_map(|b| b.covers).collect();
+        work.append(&mut self.uncovered);
+        self.settle_requested = false;
+        work
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.uncovered.is_empty() && self.in_flight.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_cover_sends_no_ping_unless_forced() {
+        let mut barriers: Barriers<u32> = Barriers::new("b");
+        assert_eq!(barriers.next_ping(false), None);
+        assert_eq!(barriers.next_ping(true).as_deref(), Some("b-1"));
+        assert_eq!(barriers.next_ping(true), None, "a keepalive is already out");
+    }
+
+    #[test]
+    fn answer_releases_work_covered_by_it_and_earlier_barriers() {
+        let mut barriers = Barriers::new("b");
+        barriers.push(1);
+        let first = barriers.next_ping(false).unwrap();
+        barriers.push(2);
+        let second = barriers.next_ping(false).unwrap();
+        barriers.push(3);
+        assert_ne!(first, second);
+        let released = barriers.answered(&second).unwrap();
+        assert_eq!(released.work, vec![1, 2]);
+        assert!(!released.presence_settled);
+        assert!(barriers.answered(&first).is_none(), "already released");
+        assert!(!barriers.is_idle());
+        assert_eq!(barriers.abandon(), vec![3]);
+        assert!(barriers.is_idle());
+    }
+
+    #[test]
+    fn in_flight_barriers_are_bounded() {
+        let mut barriers = Barriers::new("b");
+        for i in 0..MAX_IN_FLIGHT {
+            barriers.push(i);
+            assert!(barriers.next_ping(false).is_some());
+        }
+        barriers.push(99);
+        assert_eq!(barriers.next_ping(false), None);
+        barriers.answered("b-1").unwrap();
+        assert!(barriers.next_ping(false).is_some());
+    }
+
+    #[test]
+    fn settle_request_is_reported_when_answered() {
+        let mut barriers: Barriers<u32> = Barriers::new("b");
+        barriers.request_settle();
+        let id = barriers.next_ping(false).unwrap();
+        assert!(barriers.answered(&id).unwrap().presence_settled);
+    }
+
+    #[test]
+    fn unknown_answer_is_ignored() {
+        let mut barriers: Barriers<u32> = Barriers::new("b");
+        barriers.push(1);
+        barriers.next_ping(false).unwrap();
+        assert!(barriers.answered("other-1").is_none());
+        assert_eq!(barriers.abandon(), vec![1]);
+    }
+}

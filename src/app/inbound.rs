@@ -1,0 +1,190 @@
+//! Stanzas from the server: presence into the book and subscriptions,
+//! IQs answered (disco#info, ping, errors), messages to the handler.
+
+use tokio_xmpp::Stanza;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::ns;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+
+use super::Component;
+use crate::handler::{Context, Effects, Handler};
+use crate::presence::{PresenceChange, ResourcePresence};
+use crate::store::Subscription;
+use crate::xmpp::{stanzas, Session};
+
+impl<H: Handler> Component<H> {
+    pub(super) fn on_stanza(&mut self, session: &mut Session, stanza: Stanza) {
+        match stanza {
+            Stanza::Presence(presence) => self.on_presence(session, presence),
+            Stanza::Message(message) => self.on_message(session, message),
+            Stanza::Iq(iq) => self.on_iq(session, iq),
+        }
+    }
+
+    /// A stanza that did not parse. IQ requests still deserve an answer.
+    pub(super) fn on_invalid(
+        &mut self,
+        session: &mut Session,
+        kind: &str,
+        from: Option<String>,
+        id: Option<String>,
+        type_: Option<String>,
+        error: &str,
+    ) {
+        tracing::debug!(kind, ?from, error, "invalid stanza ignored");
+        let is_request = matches!(type_.as_deref(), Some("get" | "set"));
+        if kind != "iq" || !is_request {
+            return;
+        }
+        let (Some(Ok(from)), Some(id)) = (from.map(|f| Jid::new(&f)), id) else {
+            return;
+        };
+        session.enqueue(stanzas::iq_error(
+            Jid::from(self.domain.clone()),
+            from,
+            id,
+            ErrorType::Modify,
+            DefinedCondition::BadRequest,
+        ));
+    }
+
+    fn on_presence(&mut self, session: &mut Session, presence: Presence) {
+        let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
+            return;
+        };
+        let contact = to.to_bare();
+        if contact.domain() != self.domain.domain() {
+            return;
+        }
+        let user = from.to_bare();
+        let subscription = Subscription {
+            user: user.clone(),
+            contact: contact.clone(),
+        };
+        let mut changes = Vec::new();
+        match presence.type_ {
+            PresenceType::None => {
+                // Presence reaches us only from users who let us see it.
+                self.remember(subscription);
+                if let Ok(full) = from.try_into_full() {
+                    let resource = ResourcePresence {
+                        show: presence.show.as_ref().into(),
+                        priority: presence.priority.0,
+                        status: presence.statuses.values().next().cloned(),
+                    };
+                    changes.push(self.presence.set_available(&full, resource));
+                }
+            }
+            PresenceType::Unavailable => match from.try_into_full() {
+                Ok(full) => changes.push(self.presence.set_unavailable(&full)),
+                Err(bare) => changes.extend(self.went_offline(&bare)),
+            },
+            PresenceType::Error => changes.extend(self.went_offline(&user)),
+            PresenceType::Probe => {
+                session.enqueue(stanzas::presence(PresenceType::None, &contact, &user));
+            }
+            PresenceType::Subscribe => {
+                session.enqueue(stanzas::presence(PresenceType::Subscribed, &contact, &user));
+                session.enqueue(stanzas::presence(PresenceType::Subscribe, &contact, &user));
+                session.enqueue(stanzas::presence(PresenceType::None, &contact, &user));
+                self.remember(subscription);
+            }
+            PresenceType::Subscribed => self.remember(subscription),
+            PresenceType::Unsubscribe => {
+                session.enqueue(stanzas::presence(
+                    PresenceType::Unsubscribed,
+                    &contact,
+                    &user,
+                ));
+                self.forget(subscription);
+                changes.extend(self.went_offline(&user));
+            }
+            PresenceType::Unsubscribed => {
+                self.forget(subscription);
+                changes.extend(self.went_offline(&user));
+            }
+        }
+        for change in changes {
+            self.with_handler(session, |handler, ctx| handler.on_presence(ctx, &change));
+        }
+    }
+
+    fn went_offline(&mut self, user: &BareJid) -> Vec<PresenceChange> {
+        self.presence
+            .remove_user(user)
+            .into_iter()
+            .map(|jid| PresenceChange {
+                jid,
+                now: None,
+                changed: true,
+            })
+            .collect()
+    }
+
+    fn on_message(&mut self, session: &mut Session, message: Message) {
+        if message.type_ == MessageType::Error {
+            tracing::debug!(from = ?message.from, "message bounced");
+            return;
+        }
+        self.with_handler(session, |handler, ctx| handler.on_message(ctx, &message));
+    }
+
+    fn on_iq(&mut self, session: &mut Session, iq: Iq) {
+        let (from, to, id) = match &iq {
+            Iq::Result { id, .. } | Iq::Error { id, .. } => {
+                // Any answer, even an error, proves the server read up to the ping.
+                if !self.on_barrier_answered(id) {
+                    tracing::debug!(id, "unexpected IQ response ignored");
+                }
+                return;
+            }
+            Iq::Get { from, to, id, .. } | Iq::Set { from, to, id, .. } => {
+                (from.clone(), to.clone(), id.clone())
+            }
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            return;
+        };
+        let payload = match &iq {
+            Iq::Get { payload, .. } | Iq::Set { payload, .. } => payload,
+            _ => return,
+        };
+        let is_get = matches!(iq, Iq::Get { .. });
+        let reply = if is_get && payload.is("query", ns::DISCO_INFO) {
+            let mut features = vec![ns::DISCO_INFO, ns::PING];
+            features.extend(self.handler.features());
+            stanzas::disco_info(to, from, id, &self.name, &features)
+        } else if is_get && payload.is("ping", ns::PING) {
+            stanzas::iq_result(to, from, id)
+        } else {
+            let answer = self.with_handler(session, |handler, ctx| handler.on_iq(ctx, &iq));
+            answer.unwrap_or_else(|| {
+                stanzas::iq_error(
+                    to,
+                    from,
+                    id,
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                )
+            })
+        };
+        session.enqueue(reply);
+    }
+
+    fn with_handler<R>(
+        &mut self,
+        session: &mut Session,
+        call: impl FnOnce(&mut H, &mut Context<'_>) -> R,
+    ) -> R {
+        let mut effects = Effects::default();
+        let result = {
+            let mut ctx = Context::new(&self.domain, &self.presence, &mut effects);
+            call(&mut self.handler, &mut ctx)
+        };
+        self.apply(session, effects);
+        result
+    }
+}

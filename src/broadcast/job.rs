@@ -1,0 +1,366 @@
+//! Job contract v1: the JSON a producer puts on the jobs queue, parsed and
+//! validated into a [`Job`] that can only produce well-formed stanzas.
+//! Pure code: no I/O.
+
+use serde::Deserialize;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::presence::Policy;
+
+/// Why a job was dead-lettered. The text goes into the dead letter's
+/// `x-herald-error` header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("not a valid job: {0}")]
+    Json(String),
+    #[error("field `{field}`: {reason}")]
+    Field { field: &'static str, reason: String },
+    #[error("recipient #{index} {jid:?} is not a valid JID: {reason}")]
+    Recipient {
+        index: usize,
+        jid: String,
+        reason: String,
+    },
+}
+
+fn field_error(field: &'static str, reason: impl Into<String>) -> JobError {
+    JobError::Field {
+        field,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// Stored offline by the server if the user left in the meantime.
+    #[default]
+    Chat,
+    /// Stored offline by the server if the user left in the meantime.
+    Normal,
+    /// Dropped by the server if the user has no available resource.
+    Headline,
+}
+
+impl From<MessageKind> for xmpp_parsers::message::MessageType {
+    fn from(kind: MessageKind) -> Self {
+        use xmpp_parsers::message::MessageType;
+        match kind {
+            MessageKind::Chat => MessageType::Chat,
+            MessageKind::Normal => MessageType::Normal,
+            MessageKind::Headline => MessageType::Headline,
+        }
+    }
+}
+
+/// The wire form, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    id: String,
+    #[serde(default)]
+    to: Vec<String>,
+    body: String,
+    subject: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: MessageKind,
+    from: Option<String>,
+    #[serde(default)]
+    policy: Policy,
+}
+
+/// A recipient as the producer wrote it, and whether Herald can address it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// A user's bare JID.
+    User(BareJid),
+    /// A JID that parses but is no user to broadcast to: it has a resource,
+    /// no local part, or is on Herald's own domain.
+    Invalid(String),
+}
+
+/// A validated job: every string in it is safe to put into XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    pub recipients: Vec<Recipient>,
+    pub body: String,
+    pub subject: Option<String>,
+    pub kind: MessageKind,
+    pub from: BareJid,
+    pub policy: Policy,
+}
+
+/// What validation needs to know about the deployment.
+#[derive(Debug, Clone)]
+pub struct JobLimits {
+    pub component_domain: BareJid,
+    pub default_from: String,
+    pub max_body_bytes: usize,
+    pub max_recipients: usize,
+}
+
+const MAX_ID_CHARS: usize = 256;
+
+impl Job {
+    pub fn parse(payload: &[u8], limits: &JobLimits) -> Result<Job, JobError> {
+        let raw: RawJob =
+            serde_json::from_slice(payload).map_err(|e| JobError::Json(e.to_string()))?;
+        raw.validate(limits)
+    }
+}
+
+impl RawJob {
+    fn validate(self, limits: &JobLimits) -> Result<Job, JobError> {
+        if self.id.trim().is_empty() {
+            return Err(field_error("id", "must not be empty"));
+        }
+        if self.id.chars().count() > MAX_ID_CHARS {
+            return Err(field_error(
+                "id",
+                format!("longer than {MAX_ID_CHARS} characters"),
+            ));
+        }
+        check_xml_text("id", &self.id)?;
+        if self.body.is_empty() {
+            return Err(field_error("body", "must not be empty"));
+        }
+        if self.body.len() > limits.max_body_bytes {
+            return Err(field_error(
+                "body",
+                format!(
+                    "{} bytes, over the limit of {}",
+                    self.body.len(),
+                    limits.max_body_bytes
+                ),
+            ));
+        }
+        check_xml_text("body", &self.body)?;
+        if let Some(subject) = &self.subject {
+            if subject.len() > limits.max_body_bytes {
+                return Err(field_error("subject", "over the body size limit"));
+            }
+            check_xml_text("subject", subject)?;
+        }
+        if self.to.len() > limits.max_recipients {
+            return Err(field_error(
+                "to",
+                format!(
+                    "{} recipients, over the limit of {}",
+                    self.to.len(),
+                    limits.max_recipients
+                ),
+            ));
+        }
+        let from_local = self.from.unwrap_or_else(|| limits.default_from.clone());
+        let from = sender_jid(&from_local, &limits.component_domain)?;
+        let recipients = recipients(self.to, &limits.component_domain)?;
+        Ok(Job {
+            id: self.id,
+            recipients,
+            body: self.body,
+            subject: self.subject,
+            kind: self.kind,
+            from,
+            policy: self.policy,
+        })
+    }
+}
+
+fn sender_jid(local: &str, domain: &BareJid) -> Result<BareJid, JobError> {
+    if local.is_empty() || local.contains(['@', '/']) {
+        return Err(field_error(
+            "from",
+            "must be a bare local part such as \"alerts\"",
+        ));
+    }
+    BareJid::new(&format!("{local}@{domain}"))
+        .map_err(|e| field_error("from", format!("{local:?} is not a valid local part: {e}")))
+}
+
+/// Parses recipients, dropping repeated ones: each user gets one message.
+fn recipients(to: Vec<String>, own_domain: &BareJid) -> Result<Vec<Recipient>, JobError> {
+    let mut seen = std::collections::HashSet::with_capacity(to.len());
+    let mut recipients = Vec::with_capacity(to.len());
+    for (index, text) in to.into_iter().enumerate() {
+        let jid = Jid::new(&text).map_err(|e| JobError::Recipient {
+            index,
+            jid: truncated(&text),
+            reason: e.to_string(),
+        })?;
+        let recipient = match jid.try_into_full() {
+            Err(bare) if bare.node().is_some() && bare.domain() != own_domain.domain() => {
+                if !seen.insert(bare.clone()) {
+                    continue;
+                }
+                Recipient::User(bare)
+            }
+            _ => Recipient::Invalid(text),
+        };
+        recipients.push(recipient);
+    }
+    Ok(recipients)
+}
+
+fn truncated(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// Refuses characters XML 1.0 does not allow in a document.
+fn check_xml_text(field: &'static str, text: &str) -> Result<(), JobError> {
+    match text.char_indices().find(|(_, c)| !is_xml_char(*c)) {
+        None => Ok(()),
+        Some((at, c)) => Err(field_error(
+            field,
+            format!(
+                "character U+{:04X} at byte {at} is not allowed in XML",
+                c as u32
+            ),
+        )),
+    }
+}
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn limits() -> JobLimits {
+        JobLimits {
+            component_domain: BareJid::new("broadcast.localhost").unwrap(),
+            default_from: "herald".into(),
+            max_body_bytes: 1024,
+            max_recipients: 100,
+        }
+    }
+
+    fn parse(value: serde_json::Value) -> Result<Job, JobError> {
+        Job::parse(value.to_string().as_bytes(), &limits())
+    }
+
+    fn user(s: &str) -> Recipient {
+        Recipient::User(BareJid::new(s).unwrap())
+    }
+
+    #[test]
+    fn minimal_job_gets_defaults() {
+        let job = parse(json!({"id": "j1", "to": ["a@localhost"], "body": "hi"})).unwrap();
+        assert_eq!(job.recipients, vec![user("a@localhost")]);
+        assert_eq!(job.kind, MessageKind::Chat);
+        assert_eq!(job.policy, Policy::Available);
+        assert_eq!(job.from.to_string(), "herald@broadcast.localhost");
+        assert_eq!(job.subject, None);
+    }
+
+    #[test]
+    fn full_job_is_read() {
+        let job = parse(json!({
+            "id": "j2", "to": ["a@localhost"], "body": "hi", "subject": "s",
+            "type": "headline", "from": "alerts", "policy": "online"
+        }))
+        .unwrap();
+        assert_eq!(job.kind, MessageKind::Headline);
+        assert_eq!(job.policy, Policy::Online);
+        assert_eq!(job.from.to_string(), "alerts@broadcast.localhost");
+        assert_eq!(job.subject.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn bad_json_and_missing_fields_are_errors() {
+        assert!(matches!(
+            Job::parse(b"{not json", &limits()),
+            Err(JobError::Json(_))
+        ));
+        assert!(matches!(
+            parse(json!({"id": "x", "to": []})),
+            Err(JobError::Json(_))
+        ));
+        assert!(matches!(
+            parse(json!({"body": "x"})),
+            Err(JobError::Json(_))
+        ));
+        assert!(matches!(
+            parse(json!({"id": "x", "body": "b", "policy": "sometimes"})),
+            Err(JobError::Json(_))
+        ));
+        assert!(matches!(
+            parse(json!({"id": "x", "body": "b", "recipients": []})),
+            Err(JobError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn forbidden_xml_characters_are_refused_everywhere() {
+        for bad in [
+            "\u{0}", "a\u{1}b", "\u{b}", "\u{1f}", "\u{fffe}", "\u{ffff}",
+        ] {
+            let err = parse(json!({"id": "x", "to": [], "body": bad})).unwrap_err();
+            assert!(
+                matches!(err, JobError::Field { field: "body", .. }),
+                "{bad:?}"
+            );
+            let err =
+                parse(json!({"id": "x", "to": [], "body": "ok", "subject": bad})).unwrap_err();
+            assert!(matches!(
+                err,
+                JobError::Field {
+                    field: "subject",
+                    ..
+                }
+            ));
+            let err = parse(json!({"id": bad, "to": [], "body": "ok"})).unwrap_err();
+            assert!(matches!(err, JobError::Field { field: "id", .. }));
+        }
+        let ok = parse(json!({"id": "x", "to": [], "body": "tab\there\r\nnew <&> 🚨 \u{fffd}"}));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn unparseable_recipient_rejects_the_job() {
+        let err =
+            parse(json!({"id": "x", "to": ["a@localhost", "@@bad"], "body": "b"})).unwrap_err();
+        assert!(matches!(err, JobError::Recipient { index: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn unaddressable_recipients_are_counted_invalid_and_duplicates_dropped() {
+        let job = parse(json!({"id": "x", "body": "b", "to": [
+            "a@localhost", "a@localhost/phone", "localhost", "x@broadcast.localhost", "a@localhost"
+        ]}))
+        .unwrap();
+        assert_eq!(
+            job.recipients,
+            vec![
+                user("a@localhost"),
+                Recipient::Invalid("a@localhost/phone".into()),
+                Recipient::Invalid("localhost".into()),
+                Recipient::Invalid("x@broadcast.localhost".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let big = "x".repeat(1025);
+        assert!(parse(json!({"id": "x", "to": [], "body": big})).is_err());
+        let many: Vec<String> = (0..101).map(|i| format!("u{i}@localhost")).collect();
+        assert!(parse(json!({"id": "x", "to": many, "body": "b"})).is_err());
+        assert!(parse(json!({"id": " ", "to": [], "body": "b"})).is_err());
+        assert!(parse(json!({"id": "x", "to": [], "body": ""})).is_err());
+    }
+
+    #[test]
+    fn bad_sender_is_refused() {
+        for from in ["", "a@b", "a/b", "with space"] {
+            let err = parse(json!({"id": "x", "to": [], "body": "b", "from": from}));
+            assert!(
+                matches!(err, Err(JobError::Field { field: "from", .. })),
+                "{from:?}"
+            );
+        }
+    }
+}

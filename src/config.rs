@@ -1,0 +1,348 @@
+//! Configuration: one TOML file, every key overridable from the environment
+//! (`HERALD_<SECTION>__<KEY>`, e.g. `HERALD_XMPP__SECRET`), validated once at
+//! start so that the event loop never meets a bad value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use xmpp_parsers::jid::BareJid;
+
+/// Everything that can go wrong before Herald starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("cannot read the XMPP secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A secret that never shows up in logs or `Debug` output.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub xmpp: XmppConfig,
+    pub amqp: AmqpConfig,
+    pub broadcast: BroadcastConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmppConfig {
+    /// Host of the XMPP server's component listener.
+    pub host: String,
+    /// Port of the component listener (Prosody and ejabberd: 5347, Openfire: 5275).
+    pub port: u16,
+    /// The subdomain Herald binds, e.g. `broadcast.example.com`.
+    pub domain: String,
+    /// The server's own domain, used as the target of barrier and keepalive
+    /// pings. Defaults to `domain` without its first label.
+    pub server_domain: Option<String>,
+    /// Shared secret of the component listener. Prefer `secret_file`.
+    pub secret: Option<Secret>,
+    /// File holding the shared secret (surrounding whitespace is ignored).
+    pub secret_file: Option<PathBuf>,
+    /// Seconds between keepalive pings to the server.
+    pub keepalive_secs: u64,
+    /// Seconds of silence from the server after which the stream counts as dead.
+    pub read_timeout_secs: u64,
+    /// Seconds to wait for the TCP connection and the handshake.
+    pub connect_timeout_secs: u64,
+    /// Longest pause between reconnection attempts.
+    pub max_backoff_secs: u64,
+    /// Milliseconds to wait, after the server answered the post-connect
+    /// barrier, for presence answers to probes before taking jobs.
+    pub probe_settle_ms: u64,
+    /// Stanzas waiting to be written above which Herald stops taking jobs.
+    pub outbound_high_water: usize,
+    /// Name shown in service discovery.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    pub url: Secret,
+    pub jobs_queue: String,
+    pub dead_letter_queue: String,
+    pub events_exchange: String,
+    pub prefetch: u16,
+    /// Publish a `presence.changed` event for every presence change.
+    pub presence_events: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BroadcastConfig {
+    /// Local part used as sender when a job has no `from`.
+    pub default_from: String,
+    /// Largest accepted body, in bytes (Prosody refuses component stanzas over 512 KiB).
+    pub max_body_bytes: usize,
+    /// Largest accepted number of recipients in one job.
+    pub max_recipients: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// File of the embedded store (subscribers).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `herald=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 5347,
+            domain: "broadcast.localhost".into(),
+            server_domain: None,
+            secret: None,
+            secret_file: None,
+            keepalive_secs: 30,
+            read_timeout_secs: 120,
+            connect_timeout_secs: 10,
+            max_backoff_secs: 30,
+            probe_settle_ms: 500,
+            outbound_high_water: 20_000,
+            name: "Herald broadcast".into(),
+        }
+    }
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            jobs_queue: "broadcast.jobs".into(),
+            dead_letter_queue: "broadcast.jobs.dead".into(),
+            events_exchange: "broadcast.events".into(),
+            prefetch: 64,
+            presence_events: true,
+        }
+    }
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            default_from: "herald".into(),
+            max_body_bytes: 64 * 1024,
+            max_recipients: 100_000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("herald.redb"),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `HERALD_*` environment
+    /// variables; the result is validated and the secret resolved.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let figment = figment.merge(Env::prefixed("HERALD_").split("__"));
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        config.resolve_secret()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_secret(&mut self) -> Result<(), ConfigError> {
+        if self.xmpp.secret.is_some() {
+            return Ok(());
+        }
+        if let Some(path) = &self.xmpp.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                path: path.clone(),
+                source,
+            })?;
+            self.xmpp.secret = Some(Secret::new(text.trim()));
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        match &self.xmpp.secret {
+            Some(secret) if !secret.expose().is_empty() => {}
+            _ => {
+                return invalid(
+                    "xmpp.secret or xmpp.secret_file must give the component secret".into(),
+                )
+            }
+        }
+        if self.component_domain().is_err() {
+            return invalid(format!(
+                "xmpp.domain {:?} is not a valid domain",
+                self.xmpp.domain
+            ));
+        }
+        if self.server_domain().is_err() {
+            return invalid("xmpp.server_domain is not a valid domain (set it explicitly)".into());
+        }
+        if BareJid::new(&format!(
+            "{}@{}",
+            self.broadcast.default_from, self.xmpp.domain
+        ))
+        .is_err()
+        {
+            return invalid(format!(
+                "broadcast.default_from {:?} is not a valid local part",
+                self.broadcast.default_from
+            ));
+        }
+        if self.amqp.prefetch == 0 {
+            return invalid("amqp.prefetch must be at least 1".into());
+        }
+        if self.xmpp.keepalive_secs == 0 || self.xmpp.read_timeout_secs <= self.xmpp.keepalive_secs
+        {
+            return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
+        }
+        Ok(())
+    }
+
+    pub fn component_domain(&self) -> Result<BareJid, ConfigError> {
+        BareJid::new(&self.xmpp.domain)
+            .ok()
+            .filter(|jid| jid.node().is_none())
+            .ok_or_else(|| ConfigError::Invalid(format!("bad domain {}", self.xmpp.domain)))
+    }
+
+    pub fn server_domain(&self) -> Result<BareJid, ConfigError> {
+        let domain = match &self.xmpp.server_domain {
+            Some(domain) => domain.clone(),
+            None => match self.xmpp.domain.split_once('.') {
+                Some((_, rest)) => rest.to_string(),
+                None => String::new(),
+            },
+        };
+        BareJid::new(&domain)
+            .ok()
+            .filter(|jid| jid.node().is_none())
+            .ok_or_else(|| ConfigError::Invalid(format!("bad server domain {domain:?}")))
+    }
+
+    pub fn secret(&self) -> &Secret {
+        // validate() guarantees presence; an empty secret would fail the handshake.
+        static EMPTY: Secret = Secret(String::new());
+        self.xmpp.secret.as_ref().unwrap_or(&EMPTY)
+    }
+
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.xmpp.keepalive_secs)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.xmpp.read_timeout_secs)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.xmpp.connect_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        let mut config = Config::default();
+        config.xmpp.secret = Some(Secret::new("s3cret"));
+        config
+    }
+
+    #[test]
+    fn defaults_need_only_a_secret() {
+        assert!(Config::default().validate().is_err());
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn server_domain_defaults_to_parent_of_component_domain() {
+        assert_eq!(valid().server_domain().unwrap().to_string(), "localhost");
+        let mut config = valid();
+        config.xmpp.server_domain = Some("example.org".into());
+        assert_eq!(config.server_domain().unwrap().to_string(), "example.org");
+    }
+
+    #[test]
+    fn secret_is_masked_in_debug_output() {
+        let text = format!("{:?}", valid());
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn rejects_bad_default_sender() {
+        let mut config = valid();
+        config.broadcast.default_from = "no spaces@allowed".into();
+        assert!(config.validate().is_err());
+    }
+}

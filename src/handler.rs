@@ -1,0 +1,109 @@
+//! The extension point: what a component does with presence, messages, IQs
+//! and jobs. The event loop ([`crate::app`]) owns the connection, the
+//! presence book, subscriptions, service discovery and ping; a [`Handler`]
+//! decides the rest and answers with effects through a [`Context`].
+//! Broadcasting ([`crate::broadcast::Broadcast`]) is one handler; see
+//! `examples/echo.rs` for another.
+
+use serde::Serialize;
+use tokio_xmpp::Stanza;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::message::Message;
+
+use crate::presence::{PresenceBook, PresenceChange};
+
+/// An event for the events exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+}
+
+impl Event {
+    pub fn json(routing_key: &str, payload: &impl Serialize) -> Event {
+        Event {
+            routing_key: routing_key.to_string(),
+            // Serializing plain data structs to JSON cannot fail.
+            payload: serde_json::to_vec(payload).unwrap_or_default(),
+        }
+    }
+}
+
+/// What the handler asked for while handling one input.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub stanzas: Vec<Stanza>,
+    pub events: Vec<Event>,
+}
+
+/// What a handler sees and can do while handling one input.
+pub struct Context<'a> {
+    domain: &'a BareJid,
+    presence: &'a PresenceBook,
+    effects: &'a mut Effects,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(domain: &'a BareJid, presence: &'a PresenceBook, effects: &'a mut Effects) -> Self {
+        Context {
+            domain,
+            presence,
+            effects,
+        }
+    }
+
+    /// The component's domain, e.g. `broadcast.example.com`.
+    pub fn domain(&self) -> &BareJid {
+        self.domain
+    }
+
+    pub fn presence(&self) -> &PresenceBook {
+        self.presence
+    }
+
+    /// Sends a stanza; its `from` must be on [`Context::domain`].
+    pub fn send(&mut self, stanza: impl Into<Stanza>) {
+        self.effects.stanzas.push(stanza.into());
+    }
+
+    /// Publishes an event now (not tied to any job).
+    pub fn publish(&mut self, event: Event) {
+        self.effects.events.push(event);
+    }
+}
+
+/// What to do with a job once the handler has seen it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The stanzas sent through the context are the job's work. Once the
+    /// server has read them, `report` is published and then the job is
+    /// acknowledged.
+    Done { report: Option<Event> },
+    /// The job is refused: it goes to the dead-letter queue with `reason`
+    /// and nothing sent through the context for it is written.
+    DeadLetter { reason: String },
+}
+
+pub trait Handler {
+    /// Called after the presence book recorded a change.
+    fn on_presence(&mut self, _ctx: &mut Context<'_>, _change: &PresenceChange) {}
+
+    /// Called for every `<message/>` addressed to the component's domain.
+    fn on_message(&mut self, _ctx: &mut Context<'_>, _message: &Message) {}
+
+    /// Called for IQ get/set requests the event loop does not answer itself
+    /// (it answers disco#info and ping). Return the reply; `None` makes the
+    /// loop answer `service-unavailable`, as RFC 6120 requires.
+    fn on_iq(&mut self, _ctx: &mut Context<'_>, _iq: &Iq) -> Option<Iq> {
+        None
+    }
+
+    /// Called for each job taken from the jobs queue.
+    fn on_job(&mut self, ctx: &mut Context<'_>, payload: &[u8]) -> JobOutcome;
+
+    /// Extra features to announce in disco#info.
+    fn features(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,296 @@
+//! The presence book: who is online, on which resources, and how available.
+//! Pure data, no I/O; the event loop feeds it presence stanzas.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use xmpp_parsers::jid::{BareJid, FullJid};
+
+/// The `<show/>` of an available resource; `Online` is an available
+/// presence without `<show/>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Show {
+    Online,
+    Chat,
+    Away,
+    Xa,
+    Dnd,
+}
+
+impl Show {
+    /// Ready to read a message now (RFC 6121: no `<show/>`, or `chat`).
+    pub fn is_available(self) -> bool {
+        matches!(self, Show::Online | Show::Chat)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Show::Online => "online",
+            Show::Chat => "chat",
+            Show::Away => "away",
+            Show::Xa => "xa",
+            Show::Dnd => "dnd",
+        }
+    }
+}
+
+impl From<Option<&xmpp_parsers::presence::Show>> for Show {
+    fn from(show: Option<&xmpp_parsers::presence::Show>) -> Self {
+        use xmpp_parsers::presence::Show as Wire;
+        match show {
+            None => Show::Online,
+            Some(Wire::Chat) => Show::Chat,
+            Some(Wire::Away) => Show::Away,
+            Some(Wire::Xa) => Show::Xa,
+            Some(Wire::Dnd) => Show::Dnd,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePresence {
+    pub show: Show,
+    pub priority: i8,
+    pub status: Option<String>,
+}
+
+/// Which recipients a job may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Some resource is online with no `<show/>` or with `chat`.
+    #[default]
+    Available,
+    /// Some resource is online, whatever its `<show/>`.
+    Online,
+}
+
+/// Where one recipient stands with respect to a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    Deliver,
+    /// Online, but no resource satisfies the policy (e.g. all away).
+    Unavailable,
+    /// No online resource.
+    Offline,
+}
+
+/// What a presence stanza changed, for handlers and events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub jid: FullJid,
+    /// `None`: the resource went offline.
+    pub now: Option<Show>,
+    /// Whether the change is visible (a repeated identical presence is not).
+    pub changed: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct PresenceBook {
+    users: HashMap<BareJid, HashMap<String, ResourcePresence>>,
+    resources: usize,
+}
+
+impl PresenceBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an available presence from `jid`.
+    pub fn set_available(&mut self, jid: &FullJid, presence: ResourcePresence) -> PresenceChange {
+        let resources = self.users.entry(jid.to_bare()).or_default();
+        let show = presence.show;
+        let previous = resources.insert(jid.resource().to_string(), presence);
+        if previous.is_none() {
+            self.resources += 1;
+        }
+        PresenceChange {
+            jid: jid.clone(),
+            now: Some(show),
+            changed: previous.map(|p| p.show) != Some(show),
+        }
+    }
+
+    /// Records that one resource went offline.
+    pub fn set_unavailable(&mut self, jid: &FullJid) -> PresenceChange {
+        let bare = jid.to_bare();
+        let mut removed = false;
+        if let Some(resources) = self.users.get_mut(&bare) {
+            removed = resources.remove(jid.resource().as_str()).is_some();
+            if resources.is_empty() {
+                self.users.remove(&bare);
+            }
+        }
+        if removed {
+            self.resources -= 1;
+        }
+        PresenceChange {
+            jid: jid.clone(),
+            now: None,
+            changed: removed,
+        }
+    }
+
+    /// Forgets every resource of a user (unavailable to the bare JID,
+    /// presence errors, unsubscription). Returns the resources removed.
+    pub fn remove_user(&mut self, jid: &BareJid) -> Vec<FullJid> {
+        let Some(resources) = self.users.remove(jid) else {
+            return Vec::new();
+        };
+        self.resources -= resources.len();
+        resources
+            .into_keys()
+            .filter_map(|resource| jid.with_resource_str(&resource).ok())
+            .collect()
+    }
+
+    /// Forgets everything: after the XMPP stream was lost nothing we knew is
+    /// still known to be true; probes rebuild the book.
+    pub fn clear(&mut self) {
+        self.users.clear();
+        self.resources = 0;
+    }
+
+    pub fn reachability(&self, jid: &BareJid, policy: Policy) -> Reachability {
+        let Some(resources) = self.users.get(jid) else {
+            return Reachability::Offline;
+        };
+        let satisfies = |p: &ResourcePresence| match policy {
+            Policy::Available => p.show.is_available(),
+            Policy::Online => true,
+        };
+        if resources.values().any(satisfies) {
+            Reachability::Deliver
+        } else if resources.is_empty() {
+            Reachability::Offline
+        } else {
+            Reachability::Unavailable
+        }
+    }
+
+    pub fn resources_of(&self, jid: &BareJid) -> Option<&HashMap<String, ResourcePresence>> {
+        self.users.get(jid)
+    }
+
+    pub fn online_users(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn online_resources(&self) -> usize {
+        self.resources
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> FullJid {
+        FullJid::new(s).unwrap()
+    }
+
+    fn bare(s: &str) -> BareJid {
+        BareJid::new(s).unwrap()
+    }
+
+    fn with_show(show: Show) -> ResourcePresence {
+        ResourcePresence {
+            show,
+            priority: 0,
+            status: None,
+        }
+    }
+
+    #[test]
+    fn unknown_user_is_offline() {
+        let book = PresenceBook::new();
+        assert_eq!(
+            book.reachability(&bare("a@localhost"), Policy::Online),
+            Reachability::Offline
+        );
+    }
+
+    #[test]
+    fn away_user_is_unavailable_for_available_policy_but_online_for_online_policy() {
+        let mut book = PresenceBook::new();
+        book.set_available(&full("a@localhost/phone"), with_show(Show::Away));
+        let a = bare("a@localhost");
+        assert_eq!(
+            book.reachability(&a, Policy::Available),
+            Reachability::Unavailable
+        );
+        assert_eq!(book.reachability(&a, Policy::Online), Reachability::Deliver);
+    }
+
+    #[test]
+    fn any_available_resource_makes_user_available() {
+        let mut book = PresenceBook::new();
+        book.set_available(&full("a@localhost/phone"), with_show(Show::Dnd));
+        book.set_available(&full("a@localhost/desk"), with_show(Show::Chat));
+        assert_eq!(
+            book.reachability(&bare("a@localhost"), Policy::Available),
+            Reachability::Deliver
+        );
+        assert_eq!(book.online_users(), 1);
+        assert_eq!(book.online_resources(), 2);
+    }
+
+    #[test]
+    fn last_resource_going_offline_makes_user_offline() {
+        let mut book = PresenceBook::new();
+        book.set_available(&full("a@localhost/phone"), with_show(Show::Online));
+        book.set_available(&full("a@localhost/desk"), with_show(Show::Online));
+        book.set_unavailable(&full("a@localhost/phone"));
+        let a = bare("a@localhost");
+        assert_eq!(
+            book.reachability(&a, Policy::Available),
+            Reachability::Deliver
+        );
+        let change = book.set_unavailable(&full("a@localhost/desk"));
+        assert!(change.changed);
+        assert_eq!(
+            book.reachability(&a, Policy::Available),
+            Reachability::Offline
+        );
+        assert_eq!(book.online_users(), 0);
+        assert_eq!(book.online_resources(), 0);
+    }
+
+    #[test]
+    fn show_change_on_same_resource_replaces_it() {
+        let mut book = PresenceBook::new();
+        let jid = full("a@localhost/phone");
+        assert!(book.set_available(&jid, with_show(Show::Online)).changed);
+        assert!(book.set_available(&jid, with_show(Show::Away)).changed);
+        assert!(!book.set_available(&jid, with_show(Show::Away)).changed);
+        assert_eq!(book.online_resources(), 1);
+        assert_eq!(
+            book.reachability(&bare("a@localhost"), Policy::Available),
+            Reachability::Unavailable
+        );
+    }
+
+    #[test]
+    fn unavailable_for_unknown_resource_changes_nothing() {
+        let mut book = PresenceBook::new();
+        book.set_available(&full("a@localhost/phone"), with_show(Show::Online));
+        assert!(!book.set_unavailable(&full("a@localhost/other")).changed);
+        assert_eq!(book.online_resources(), 1);
+    }
+
+    #[test]
+    fn remove_user_forgets_all_resources() {
+        let mut book = PresenceBook::new();
+        book.set_available(&full("a@localhost/1"), with_show(Show::Online));
+        book.set_available(&full("a@localhost/2"), with_show(Show::Online));
+        book.set_available(&full("b@localhost/1"), with_show(Show::Online));
+        let mut removed = book.remove_user(&bare("a@localhost"));
+        removed.sort_by_key(|j| j.to_string());
+        assert_eq!(removed, vec![full("a@localhost/1"), full("a@localhost/2")]);
+        assert_eq!(book.online_resources(), 1);
+        book.clear();
+        assert_eq!(book.online_users(), 0);
+        assert_eq!(book.online_resources(), 0);
+    }
+}

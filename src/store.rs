@@ -1,0 +1,141 @@
+//! Embedded persistence: who has one of Herald's JIDs on their roster, so
+//! that after a restart Herald can probe them and rebuild its presence book
+//! without users doing anything. One redb file; no external database.
+//!
+//! redb writes are synchronous and fsync, so they never run on the event
+//! loop: the loop sends changes to a writer task that batches them and
+//! commits on the blocking pool, in order.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::mpsc;
+use xmpp_parsers::jid::BareJid;
+
+/// (user's bare JID, Herald's JID they subscribed to) -> ()
+const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
+
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(#[from] redb::Error);
+
+/// A user with `contact` (a JID on Herald's domain) on their roster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subscription {
+    pub user: BareJid,
+    pub contact: BareJid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Add(Subscription),
+    Remove(Subscription),
+}
+
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path).map_err(redb::Error::from)?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let table = txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
+        let mut all = Vec::new();
+        for row in table.iter().map_err(redb::Error::from)? {
+            let (key, _) = row.map_err(redb::Error::from)?;
+            let (user, contact) = key.value();
+            // Rows are written from parsed JIDs; one that no longer parses is skipped.
+            if let (Ok(user), Ok(contact)) = (BareJid::new(user), BareJid::new(contact)) {
+                all.push(Subscription { user, contact });
+            }
+        }
+        Ok(all)
+    }
+
+    pub fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut table = txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
+            for change in changes {
+                match change {
+                    Change::Add(s) => {
+                        let (user, contact) = (s.user.to_string(), s.contact.to_string());
+                        table
+                            .insert((user.as_str(), contact.as_str()), ())
+                            .map_err(redb::Error::from)?;
+                    }
+                    Change::Remove(s) => {
+                        let (user, contact) = (s.user.to_string(), s.contact.to_string());
+                        table
+                            .remove((user.as_str(), contact.as_str()))
+                            .map_err(redb::Error::from)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+
+    /// Starts the writer task and returns the sender the event loop uses.
+    pub fn spawn_writer(self) -> mpsc::UnboundedSender<Change> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+        let store = Arc::new(self);
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 4096).await > 0 {
+                let changes = std::mem::take(&mut batch);
+                let store = Arc::clone(&store);
+                let written = tokio::task::spawn_blocking(move || store.apply(&changes)).await;
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "subscriptions not saved"),
+                    Err(e) => tracing::error!(error = %e, "store writer failed"),
+                }
+            }
+        });
+        tx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(user: &str) -> Subscription {
+        Subscription {
+            user: BareJid::new(user).unwrap(),
+            contact: BareJid::new("herald@broadcast.localhost").unwrap(),
+        }
+    }
+
+    #[test]
+    fn subscriptions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .apply(&[
+                    Change::Add(sub("a@localhost")),
+                    Change::Add(sub("b@localhost")),
+                    Change::Add(sub("c@localhost")),
+                    Change::Remove(sub("b@localhost")),
+                ])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let mut all = store.subscriptions().unwrap();
+        all.sort();
+        assert_eq!(all, vec![sub("a@localhost"), sub("c@localhost")]);
+    }
+}

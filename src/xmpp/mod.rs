@@ -1,0 +1,7 @@
+//! The half of Herald that faces the XMPP server: the XEP-0114 session and
+//! the stanzas the component sends on its own behalf.
+
+pub mod session;
+pub mod stanzas;
+
+pub use session::{Closed, ConnectError, Endpoint, Inbound, Session};

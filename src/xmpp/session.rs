@@ -1,0 +1,259 @@
+//! One XEP-0114 session: TCP connection, stream header, handshake, then a
+//! stream of inbound stanzas and a queue of outbound ones.
+//!
+//! The session owns its outbound queue so that the event loop never awaits
+//! a write: [`Session::next`] moves queued stanzas into the socket as far as
+//! the socket takes them and returns the next inbound item. Writing is not
+//! delivery: see [`crate::app`] for the barrier that tells what the server
+//! has actually read.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
+use tokio_xmpp::xmlstream::{
+    FallibleStreamElement, ReadError, StreamElementError, Timeouts, XmppStream, XmppStreamElement,
+};
+use tokio_xmpp::Stanza;
+use xmpp_parsers::component::Handshake;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::ns;
+
+type Io = <TcpServerConnector as ServerConnector>::Stream;
+
+/// Why connecting failed; callers log it and back off.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach the component listener: {0}")]
+    Unreachable(String),
+    #[error("no answer from the server within {0:?}")]
+    Timeout(Duration),
+    #[error("the server refused the handshake: {0}")]
+    Refused(String),
+}
+
+/// Why an established session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum Closed {
+    #[error("the server closed the stream")]
+    ByServer,
+    #[error("stream error from the server: {0}")]
+    StreamError(String),
+    #[error("no data from the server for {0:?}")]
+    Silent(Duration),
+    #[error("connection failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// An inbound stream element the event loop has to act on.
+// Stanzas are the hot path and most items are stanzas: boxing them would
+// cost an allocation each to shrink the rare variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Inbound {
+    Stanza(Stanza),
+    /// A stanza that could not be parsed; the stream itself is still fine.
+    Invalid {
+        kind: String,
+        from: Option<String>,
+        id: Option<String>,
+        type_: Option<String>,
+        error: String,
+    },
+    Closed(Closed),
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: String,
+    pub domain: BareJid,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+pub struct Session {
+    stream: XmppStream<Io>,
+    outbound: VecDeque<Stanza>,
+    unflushed: bool,
+    read_timeout: Duration,
+    unserializable: u64,
+}
+
+impl Session {
+    pub async fn connect(endpoint: &Endpoint, secret: &str) -> Result<Session, ConnectError> {
+        tokio::time::timeout(endpoint.connect_timeout, Self::handshake(endpoint, secret))
+            .await
+            .map_err(|_| ConnectError::Timeout(endpoint.connect_timeout))?
+    }
+
+    async fn handshake(endpoint: &Endpoint, secret: &str) -> Result<Session, ConnectError> {
+        let timeouts = Timeouts {
+            read_timeout: endpoint.read_timeout,
+            response_timeout: endpoint.read_timeout,
+        };
+        let connector = TcpServerConnector::from(DnsConfig::addr(&endpoint.address));
+        let jid = Jid::from(endpoint.domain.clone());
+        let (mut pending, _) = connector
+            .connect(&jid, ns::COMPONENT, timeouts)
+            .await
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let header = pending.take_header();
+        let mut stream: XmppStream<Io> = pending.skip_features();
+        let stream_id = header
+            .id
+            .ok_or_else(|| ConnectError::Refused("stream header without id".into()))?;
+        let handshake = Handshake::from_stream_id_and_password(stream_id.into_owned(), secret);
+        stream
+            .send(&XmppStreamElement::ComponentHandshake(handshake))
+            .await
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        match stream.next().await {
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
+                Ok(Session {
+                    stream,
+                    outbound: VecDeque::new(),
+                    unflushed: false,
+                    read_timeout: endpoint.read_timeout,
+                    unserializable: 0,
+                })
+            }
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
+                Err(ConnectError::Refused(e.0.to_string()))
+            }
+            Some(Ok(other)) => Err(ConnectError::Refused(format!("unexpected reply {other:?}"))),
+            Some(Err(e)) => Err(ConnectError::Refused(e.to_string())),
+            None => Err(ConnectError::Refused("connection closed".into())),
+        }
+    }
+
+    /// Queues a stanza; it is written while [`Session::next`] is polled.
+    pub fn enqueue(&mut self, stanza: impl Into<Stanza>) {
+        self.outbound.push_back(stanza.into());
+    }
+
+    /// Stanzas queued but not yet handed to the socket.
+    pub fn backlog(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Stanzas dropped because they could not be serialized. Job validation
+    /// makes this impossible for broadcast messages; it is counted anyway.
+    pub fn unserializable(&self) -> u64 {
+        self.unserializable
+    }
+
+    /// Writes what the socket takes, then waits for the next inbound item.
+    /// Cancel-safe: all progress lives in `self`.
+    pub async fn next(&mut self) -> Inbound {
+        poll_fn(|cx| self.poll_inbound(cx)).await
+    }
+
+    /// Writes everything queued and closes the stream, within `limit`.
+    pub async fn close(mut self, limit: Duration) {
+        let drain = async {
+            while let Some(stanza) = self.outbound.pop_front() {
+                if self.stream.feed(&stanza).await.is_err() {
+                    return;
+                }
+            }
+            let _ = SinkExt::<&Stanza>::close(&mut self.stream).await;
+        };
+        let _ = tokio::time::timeout(limit, drain).await;
+    }
+
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
+        if let Err(e) = self.poll_write(cx) {
+            return Poll::Ready(Inbound::Closed(Closed::Io(e)));
+        }
+        loop {
+            let item = match Pin::new(&mut self.stream).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(item) => item,
+            };
+            let inbound = match item {
+                None | Some(Err(ReadError::StreamFooterReceived)) => {
+                    Inbound::Closed(Closed::ByServer)
+                }
+                Some(Err(ReadError::HardError(e))) => Inbound::Closed(Closed::Io(e)),
+                Some(Err(ReadError::SoftTimeout)) => {
+                    Inbound::Closed(Closed::Silent(self.read_timeout))
+                }
+                Some(Err(ReadError::ParseError(e))) => {
+                    tracing::warn!(error = %e, "unparseable element from the server ignored");
+                    continue;
+                }
+                Some(Ok(FallibleStreamElement::Ok(element))) => match element {
+                    XmppStreamElement::Stanza(stanza) => Inbound::Stanza(stanza),
+                    XmppStreamElement::StreamError(e) => {
+                        Inbound::Closed(Closed::StreamError(e.0.to_string()))
+                    }
+                    other => {
+                        tracing::debug!(?other, "unexpected stream element ignored");
+                        continue;
+                    }
+                },
+                Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidStanza {
+                    name,
+                    header,
+                    error,
+                    ..
+                }))) => Inbound::Invalid {
+                    kind: name.to_string(),
+                    from: header.from,
+                    id: header.id,
+                    type_: header.type_,
+                    error: error.to_string(),
+                },
+                Some(Ok(FallibleStreamElement::Err(e))) => {
+                    tracing::warn!(error = %e, "invalid element from the server ignored");
+                    continue;
+                }
+            };
+            return Poll::Ready(inbound);
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while let Some(stanza) = self.outbound.front() {
+            match <XmppStream<Io> as futures_util::Sink<&Stanza>>::poll_ready(
+                Pin::new(&mut self.stream),
+                cx,
+            ) {
+                Poll::Pending => break,
+                Poll::Ready(result) => result?,
+            }
+            match <XmppStream<Io> as futures_util::Sink<&Stanza>>::start_send(
+                Pin::new(&mut self.stream),
+                stanza,
+            ) {
+                Ok(()) => self.unflushed = true,
+                // The encoder rewinds its buffer on this error: the stream stays well-formed.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    self.unserializable += 1;
+                    tracing::error!(error = %e, "stanza could not be serialized and was dropped");
+                }
+                Err(e) => return Err(e),
+            }
+            self.outbound.pop_front();
+        }
+        if self.unflushed {
+            match <XmppStream<Io> as futures_util::Sink<&Stanza>>::poll_flush(
+                Pin::new(&mut self.stream),
+                cx,
+            ) {
+                Poll::Pending => {}
+                Poll::Ready(result) => {
+                    result?;
+                    self.unflushed = false;
+                }
+            }
+        }
+        Ok(())
+    }
+}
