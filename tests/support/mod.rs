@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod herald;
 pub mod prosody;
 pub mod user;
 

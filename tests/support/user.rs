@@ -1,128 +1,126 @@
-//! A real XMPP user: tokio-xmpp's c2s `Client` over plaintext TCP (SASL, no
-//! TLS) against the test Prosody.
+//! A real XMPP user: a small c2s client (plaintext TCP, SASL PLAIN, resource
+//! binding) against the test Prosody.
 //!
-//! The `Client` lives in a background task that keeps reading the stream (so
-//! the server never blocks on us) and forwards every received stanza to the
-//! `XmppUser`; `next_message`/`expect_no_message` read from that queue and
-//! remember every `<message>` with a body in [`XmppUser::messages`].
+//! Why not `tokio_xmpp::Client`: this package enables xmpp-parsers' `component`
+//! feature (Herald is a component), which switches the namespace of every
+//! xmpp-parsers stanza type to `jabber:component:accept` for the whole build,
+//! tests included. tokio-xmpp's `Client` then sends its bind `<iq>` in the
+//! component namespace, Prosody ignores it ("Unhandled c2s_unbound stream
+//! element") and the client reconnects forever; and c2s stanzas from Prosody
+//! (`jabber:client`) would not parse as `Message`/`Presence` either. So this
+//! client uses tokio-xmpp's XML stream layer (`tokio_xmpp::xmlstream`) with
+//! plain `minidom::Element`s in the `jabber:client` namespace.
 //!
-//! Note: tokio-xmpp's `Client` reconnects by itself if the connection drops
-//! (e.g. across `Prosody::stop`/`start_again`); [`XmppUser::wait_online`]
-//! waits for such a reconnect. After a reconnect the user must send presence
-//! again to be available.
+//! The connection lives in a background task that keeps reading (so the
+//! server never blocks on this user) and forwards every received stanza;
+//! `next_message`/`expect_no_message` read from that queue and remember every
+//! `<message>` with a body in [`XmppUser::messages`]. There is no automatic
+//! reconnect: after `Prosody::stop`/`start_again`, log in again.
 //!
 //! Must be used inside a tokio runtime (`#[tokio::test]`).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_xmpp::connect::DnsConfig;
-use tokio_xmpp::parsers::jid::{FullJid, Jid};
-use tokio_xmpp::parsers::message::{Lang, Message, MessageType};
-use tokio_xmpp::parsers::presence::{Presence, Show};
-use tokio_xmpp::xmlstream::Timeouts;
-use tokio_xmpp::{Client, Event, Stanza};
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
 
 use super::prosody::Prosody;
 
-/// How long `login` waits for the session to be established.
+/// How long `login` may take (connect, SASL, bind).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One received `<message>` that had a body.
+const NS_CLIENT: &str = "jabber:client";
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+
+type Stream = XmlStream<BufStream<TcpStream>, Element>;
+
+/// One received `<message>` that had a `<body>`.
 #[derive(Debug, Clone)]
 pub struct ReceivedMessage {
     /// Sender JID as the server stamped it ("" if absent).
     pub from: String,
-    /// The body (the default-language one if there are several).
+    /// The text of the first `<body>`.
     pub body: String,
-    /// "chat", "normal", "headline", "groupchat" or "error".
+    /// The `type` attribute ("normal" if absent, per RFC 6121).
     pub kind: String,
     /// The message id, if any.
     pub id: Option<String>,
     /// The whole stanza, for payload checks.
-    pub stanza: Message,
+    pub stanza: Element,
 }
 
 impl ReceivedMessage {
     /// None for messages without a body (chat states, receipts, ...).
-    fn from_stanza(m: Message) -> Option<ReceivedMessage> {
-        let (_, body) = m.get_best_body_cloned(vec![])?;
+    fn from_stanza(el: Element) -> Option<ReceivedMessage> {
+        let body = el.get_child("body", NS_CLIENT)?.text();
         Some(ReceivedMessage {
-            from: m.from.as_ref().map(|j| j.to_string()).unwrap_or_default(),
+            from: el.attr("from").unwrap_or_default().to_string(),
             body,
-            kind: message_type_str(&m.type_).to_string(),
-            id: m.id.as_ref().map(|id| id.0.clone()),
-            stanza: m,
+            kind: el.attr("type").unwrap_or("normal").to_string(),
+            id: el.attr("id").map(str::to_string),
+            stanza: el,
         })
     }
 }
 
 enum Command {
-    Send(Stanza, oneshot::Sender<Result<(), String>>),
+    Send(Element, oneshot::Sender<Result<(), String>>),
     End(oneshot::Sender<()>),
-}
-
-enum Incoming {
-    Online(Jid),
-    Stanza(Stanza),
 }
 
 /// A logged-in c2s user. Dropping it drops the TCP connection without a
 /// stream close (like a crashed client); [`XmppUser::disconnect`] closes
 /// cleanly.
 pub struct XmppUser {
-    jid: FullJid,
+    jid: String,
     commands: mpsc::UnboundedSender<Command>,
-    incoming: mpsc::UnboundedReceiver<Incoming>,
+    incoming: mpsc::UnboundedReceiver<Element>,
     messages: Vec<ReceivedMessage>,
-    presences: Vec<Presence>,
+    presences: Vec<Element>,
     task: JoinHandle<()>,
+    next_id: u64,
 }
 
 impl XmppUser {
     /// Logs `user` (a user provisioned on `prosody`) in as
-    /// `user@localhost/resource` and waits until the session is bound
-    /// (at most 20 s, then panics). Sends NO presence: call
-    /// [`send_presence`](Self::send_presence) to become available (which is
-    /// what makes Prosody send the user's presence to the component), or use
-    /// [`login_available`](Self::login_available).
+    /// `user@localhost/resource` and returns once the resource is bound
+    /// (panics after 20 s or on auth failure, with Prosody's log tail). Sends
+    /// NO presence: call [`send_presence`](Self::send_presence) to become
+    /// available (that is what makes Prosody send the user's presence to the
+    /// component), or use [`login_available`](Self::login_available).
     pub async fn login(prosody: &Prosody, user: &str, resource: &str) -> XmppUser {
-        let jid: FullJid = format!("{user}@{}/{resource}", prosody.domain())
-            .parse()
-            .unwrap_or_else(|e| panic!("bad JID for user {user:?} / resource {resource:?}: {e}"));
-        let mut client = Client::new_plaintext(
-            jid.clone(),
-            prosody.password(user).to_string(),
-            DnsConfig::addr(&prosody.c2s_addr()),
-            Timeouts::tight(),
-        );
-        let bound = tokio::time::timeout(LOGIN_TIMEOUT, async {
-            loop {
-                match client.next().await {
-                    Some(Event::Online { bound_jid, .. }) => return Ok(bound_jid),
-                    Some(_) => continue,
-                    None => return Err("client stream ended"),
-                }
-            }
-        })
+        let password = prosody.password(user).to_string();
+        let addr = prosody.c2s_addr();
+        let domain = prosody.domain();
+        let result = tokio::time::timeout(
+            LOGIN_TIMEOUT,
+            establish(&addr, domain, user, &password, resource),
+        )
         .await;
-        let bound = match bound {
-            Ok(Ok(bound)) => bound,
-            Ok(Err(e)) => panic!("{jid} could not log in to {}: {e}", prosody.c2s_addr()),
+        let (stream, jid) = match result {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(e)) => panic!(
+                "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- Prosody log ---\n{}",
+                prosody.log_tail(20)
+            ),
             Err(_) => panic!(
-                "{jid} did not come online on {} within {LOGIN_TIMEOUT:?}\n--- Prosody log ---\n{}",
-                prosody.c2s_addr(),
+                "{user}@{domain}/{resource} did not log in to {addr} within {LOGIN_TIMEOUT:?}\n\
+                 --- Prosody log ---\n{}",
                 prosody.log_tail(20)
             ),
         };
-        let jid = bound.try_into_full().unwrap_or(jid);
 
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(client, cmd_rx, in_tx));
+        let task = tokio::spawn(drive(stream, cmd_rx, in_tx));
         XmppUser {
             jid,
             commands: cmd_tx,
@@ -130,6 +128,7 @@ impl XmppUser {
             messages: Vec::new(),
             presences: Vec::new(),
             task,
+            next_id: 0,
         }
     }
 
@@ -142,52 +141,72 @@ impl XmppUser {
 
     /// The full JID the server bound ("alice@localhost/phone").
     pub fn jid(&self) -> String {
-        self.jid.to_string()
+        self.jid.clone()
     }
 
     /// The bare JID ("alice@localhost").
     pub fn bare_jid(&self) -> String {
-        self.jid.to_bare().to_string()
+        self.jid.split('/').next().unwrap_or_default().to_string()
     }
 
-    /// Broadcasts presence: `show` None = plain available, else one of
-    /// "away", "chat", "dnd", "xa".
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("t{}", self.next_id)
+    }
+
+    /// Broadcasts available presence: `show` None = plain available, else one
+    /// of "away", "chat", "dnd", "xa"; `priority` -128..=127.
     pub async fn send_presence(&mut self, show: Option<&str>, priority: i8) {
-        let mut p = Presence::available().with_priority(priority);
-        if let Some(show) = show {
-            p = p.with_show(match show {
-                "away" => Show::Away,
-                "chat" => Show::Chat,
-                "dnd" => Show::Dnd,
-                "xa" => Show::Xa,
-                other => panic!("unknown presence show {other:?} (away, chat, dnd, xa)"),
-            });
-        }
-        self.send(p.into()).await;
+        let show_el = match show {
+            None => String::new(),
+            Some(s @ ("away" | "chat" | "dnd" | "xa")) => format!("<show>{s}</show>"),
+            Some(other) => panic!("unknown presence show {other:?} (away, chat, dnd, xa)"),
+        };
+        let id = self.new_id();
+        self.send_xml(&format!(
+            "<presence xmlns='{NS_CLIENT}' id='{id}'>{show_el}<priority>{priority}</priority></presence>"
+        ))
+        .await;
     }
 
     /// Broadcasts unavailable presence while staying connected.
     pub async fn send_unavailable(&mut self) {
-        self.send(Presence::unavailable().into()).await;
+        let id = self.new_id();
+        self.send_xml(&format!(
+            "<presence xmlns='{NS_CLIENT}' id='{id}' type='unavailable'/>"
+        ))
+        .await;
     }
 
     /// Sends a `<message type="chat">` with `body` to `to` (bare or full JID).
     pub async fn send_chat(&mut self, to: &str, body: &str) {
-        let to: Jid = to.parse().unwrap_or_else(|e| panic!("bad JID {to:?}: {e}"));
-        let msg = Message::chat(Some(to)).with_body(Lang::new(), body.to_string());
-        self.send(msg.into()).await;
+        let id = self.new_id();
+        self.send_xml(&format!(
+            "<message xmlns='{NS_CLIENT}' id='{id}' type='chat' to='{}'><body>{}</body></message>",
+            escape(to),
+            escape(body)
+        ))
+        .await;
     }
 
-    /// Sends any stanza; panics if the connection is gone.
-    pub async fn send(&mut self, stanza: Stanza) {
+    /// Sends one stanza given as XML text. Give it `xmlns='jabber:client'`.
+    pub async fn send_xml(&mut self, xml: &str) {
+        let el: Element = xml
+            .parse()
+            .unwrap_or_else(|e| panic!("not a valid XML element ({e}): {xml}"));
+        self.send(el).await;
+    }
+
+    /// Sends one stanza; panics if the connection is gone.
+    pub async fn send(&mut self, stanza: Element) {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Send(stanza, tx))
-            .unwrap_or_else(|_| panic!("{}: client task has ended", self.jid));
+            .unwrap_or_else(|_| panic!("{}: connection is closed", self.jid));
         match rx.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => panic!("{}: sending failed: {e}", self.jid),
-            Err(_) => panic!("{}: client task ended while sending", self.jid),
+            Err(_) => panic!("{}: connection closed while sending", self.jid),
         }
     }
 
@@ -204,19 +223,25 @@ impl XmppUser {
     pub async fn next_received(&mut self, timeout: Duration) -> Option<ReceivedMessage> {
         let deadline = Instant::now() + timeout;
         loop {
-            let item = match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
-                Ok(Some(item)) => item,
-                Ok(None) | Err(_) => return None,
+            let el = match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
+                Ok(Some(el)) => el,
+                // Connection gone: wait out the window anyway (callers ask
+                // "does anything arrive within X").
+                Ok(None) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return None;
+                }
+                Err(_) => return None,
             };
-            match item {
-                Incoming::Stanza(Stanza::Message(m)) => {
-                    if let Some(received) = ReceivedMessage::from_stanza(m) {
+            match el.name() {
+                "message" => {
+                    if let Some(received) = ReceivedMessage::from_stanza(el) {
                         self.messages.push(received.clone());
                         return Some(received);
                     }
                 }
-                Incoming::Stanza(Stanza::Presence(p)) => self.presences.push(p),
-                Incoming::Stanza(Stanza::Iq(_)) | Incoming::Online(_) => {}
+                "presence" => self.presences.push(el),
+                _ => {}
             }
         }
     }
@@ -249,45 +274,25 @@ impl XmppUser {
         &self.messages
     }
 
-    /// Presences seen so far while waiting for messages.
-    pub fn presences(&self) -> &[Presence] {
+    /// Presence stanzas seen so far while waiting for messages.
+    pub fn presences(&self) -> &[Element] {
         &self.presences
     }
 
-    /// Waits until the client has (re)established its session, e.g. after
-    /// `Prosody::start_again`. Returns false on timeout. Stanzas seen while
-    /// waiting are recorded as usual (messages in `messages()`).
-    pub async fn wait_online(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, self.incoming.recv()).await {
-                Ok(Some(Incoming::Online(jid))) => {
-                    if let Ok(full) = jid.try_into_full() {
-                        self.jid = full;
-                    }
-                    return true;
-                }
-                Ok(Some(Incoming::Stanza(Stanza::Message(m)))) => {
-                    if let Some(received) = ReceivedMessage::from_stanza(m) {
-                        self.messages.push(received);
-                    }
-                }
-                Ok(Some(Incoming::Stanza(Stanza::Presence(p)))) => self.presences.push(p),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return false,
-            }
-        }
+    /// Whether the connection is still up.
+    pub fn is_connected(&self) -> bool {
+        !self.task.is_finished()
     }
 
-    /// Clean logout: closes the XMPP stream (the server then sends
-    /// unavailable presence to the user's contacts) and waits for the close
-    /// (bounded: 5 s).
+    /// Clean logout: sends `</stream:stream>` (the server then sends
+    /// unavailable presence to the user's contacts) and waits (at most 5 s)
+    /// for the server to close its side.
     pub async fn disconnect(self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::End(tx)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
-        self.task.abort();
+        // Drop aborts the task (a no-op if it has finished).
     }
 
     /// Abrupt drop of the TCP connection, no stream close (a crashed client).
@@ -302,41 +307,197 @@ impl Drop for XmppUser {
     }
 }
 
+/// Connect, SASL PLAIN, stream restart, bind. Returns the stream and the
+/// bound full JID.
+async fn establish(
+    addr: &str,
+    domain: &str,
+    user: &str,
+    password: &str,
+    resource: &str,
+) -> Result<(Stream, String), String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("TCP connect: {e}"))?;
+    tcp.set_nodelay(true).ok();
+    let header = || StreamHeader {
+        to: Some(Cow::Owned(domain.to_string())),
+        from: None,
+        id: None,
+    };
+    let pending = initiate_stream(BufStream::new(tcp), NS_CLIENT, header(), timeouts())
+        .await
+        .map_err(|e| format!("stream header: {e}"))?;
+    let (features, mut stream) = pending
+        .recv_features::<Element>()
+        .await
+        .map_err(|e| format!("stream features: {e}"))?;
+    if !features.sasl_mechanisms.contains("PLAIN") {
+        return Err(format!(
+            "server offers no SASL PLAIN (offers {:?})",
+            features.sasl_mechanisms
+        ));
+    }
+
+    let auth = format!(
+        "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
+        base64(format!("\0{user}\0{password}").as_bytes())
+    );
+    send(&mut stream, &auth).await?;
+    let reply = read_element(&mut stream).await?;
+    match reply.name() {
+        "success" => {}
+        "failure" => {
+            let condition: Vec<_> = reply.children().map(|c| c.name().to_string()).collect();
+            return Err(format!("SASL failure {condition:?} (wrong password?)"));
+        }
+        other => return Err(format!("unexpected <{other}> during SASL")),
+    }
+
+    let pending = stream
+        .initiate_reset()
+        .send_header(header())
+        .await
+        .map_err(|e| format!("stream restart: {e}"))?;
+    let (_features, mut stream) = pending
+        .recv_features::<Element>()
+        .await
+        .map_err(|e| format!("stream features after SASL: {e}"))?;
+
+    send(
+        &mut stream,
+        &format!(
+            "<iq xmlns='{NS_CLIENT}' type='set' id='bind-1'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
+            escape(resource)
+        ),
+    )
+    .await?;
+    loop {
+        let el = read_element(&mut stream).await?;
+        if el.name() == "iq" && el.attr("id") == Some("bind-1") {
+            if el.attr("type") != Some("result") {
+                return Err(format!("resource binding failed: {}", String::from(&el)));
+            }
+            let jid = el
+                .get_child("bind", NS_BIND)
+                .and_then(|b| b.get_child("jid", NS_BIND))
+                .map(|j| j.text())
+                .ok_or_else(|| format!("bind result without jid: {}", String::from(&el)))?;
+            return Ok((stream, jid));
+        }
+    }
+}
+
+/// Timeouts for the test client: tokio-xmpp reports a "soft timeout" after
+/// `read_timeout` of silence and fails the stream `response_timeout` later;
+/// a test user must stay connected while idle, so both are long.
+fn timeouts() -> Timeouts {
+    Timeouts {
+        read_timeout: Duration::from_secs(3600),
+        response_timeout: Duration::from_secs(3600),
+    }
+}
+
+async fn send(stream: &mut Stream, xml: &str) -> Result<(), String> {
+    let el: Element = xml.parse().map_err(|e| format!("bad XML {xml}: {e}"))?;
+    stream.send(&el).await.map_err(|e| format!("write: {e}"))
+}
+
+async fn read_element(stream: &mut Stream) -> Result<Element, String> {
+    loop {
+        match stream.next().await {
+            Some(Ok(el)) => return Ok(el),
+            Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(ReadError::ParseError(e))) => return Err(format!("parse error: {e}")),
+            Some(Err(ReadError::HardError(e))) => return Err(format!("read: {e}")),
+            Some(Err(ReadError::StreamFooterReceived)) | None => {
+                return Err("server closed the stream".to_string())
+            }
+        }
+    }
+}
+
 async fn drive(
-    mut client: Client,
+    mut stream: Stream,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    incoming: mpsc::UnboundedSender<Element>,
 ) {
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                Some(Command::Send(stanza, reply)) => {
-                    let r = client.send_stanza(stanza).await.map(|_| ()).map_err(|e| e.to_string());
+                Some(Command::Send(el, reply)) => {
+                    let r = stream.send(&el).await.map_err(|e| e.to_string());
+                    let failed = r.is_err();
                     let _ = reply.send(r);
+                    if failed {
+                        return;
+                    }
                 }
                 Some(Command::End(reply)) => {
-                    let _ = client.send_end().await;
+                    let _ = stream.shutdown().await;
+                    // Wait for the server's footer / EOF so the logout is done.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        while let Some(r) = stream.next().await {
+                            if matches!(r, Err(ReadError::StreamFooterReceived | ReadError::HardError(_))) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                     let _ = reply.send(());
                     return;
                 }
                 None => return,
             },
-            event = client.next() => match event {
-                Some(Event::Stanza(s)) => { let _ = incoming.send(Incoming::Stanza(s)); }
-                Some(Event::Online { bound_jid, .. }) => { let _ = incoming.send(Incoming::Online(bound_jid)); }
-                Some(Event::Disconnected(_)) => {}
-                None => return,
+            item = stream.next() => match item {
+                Some(Ok(el)) => { let _ = incoming.send(el); }
+                Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {}
+                Some(Err(ReadError::HardError(_) | ReadError::StreamFooterReceived)) | None => return,
             },
         }
     }
 }
 
-fn message_type_str(t: &MessageType) -> &'static str {
-    match t {
-        MessageType::Chat => "chat",
-        MessageType::Error => "error",
-        MessageType::Groupchat => "groupchat",
-        MessageType::Headline => "headline",
-        MessageType::Normal => "normal",
+/// XML-escapes text for element content and single- or double-quoted
+/// attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
     }
+    out
+}
+
+/// Standard base64 with padding (for SASL PLAIN).
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(ALPHABET[(n >> 18) as usize & 63] as char);
+        out.push(ALPHABET[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
 }

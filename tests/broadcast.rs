@@ -1,0 +1,285 @@
+//! Herald end to end: a real Prosody, a real RabbitMQ, real c2s logins, and
+//! the `herald` binary in between.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::amqp::{Amqp, EventTap};
+use support::herald::{Herald, Names};
+use support::prosody::Prosody;
+use support::user::XmppUser;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// How long to watch for a message that must not arrive.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Waits until Herald publishes `presence.changed` for `jid` with `show`
+/// (`None`: unavailable). This is how tests know Herald has seen a presence.
+async fn await_presence(tap: &mut EventTap, jid: &str, show: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = tap
+            .next_with_key("presence.changed", left)
+            .await
+            .unwrap_or_else(|| panic!("no presence.changed for {jid} ({show:?})"));
+        let matches = event["jid"] == jid
+            && event["available"] == show.is_some()
+            && event["show"] == show.map_or(Value::Null, |s| Value::from(s));
+        if matches {
+            return;
+        }
+    }
+}
+
+async fn next_report(tap: &mut EventTap, id: &str) -> Value {
+    loop {
+        let report = tap
+            .next_with_key("job.report", WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no job.report for {id}"));
+        if report["id"] == id {
+            return report;
+        }
+    }
+}
+
+fn counts(sent: u64, offline: u64, unavailable: u64, invalid: u64) -> Value {
+    json!({"sent": sent, "skipped": {"offline": offline, "unavailable": unavailable, "invalid": invalid}})
+}
+
+fn assert_counts(report: &Value, recipients: u64, expected: Value) {
+    assert_eq!(report["recipients"], recipients, "{report}");
+    assert_eq!(report["sent"], expected["sent"], "{report}");
+    assert_eq!(report["skipped"], expected["skipped"], "{report}");
+}
+
+struct Stack {
+    prosody: Prosody,
+    names: Names,
+    _dir: tempfile::TempDir,
+    herald: Herald,
+    amqp: Amqp,
+    presence: EventTap,
+    reports: EventTap,
+}
+
+impl Stack {
+    async fn start(users: &[&str]) -> Stack {
+        let prosody = Prosody::start(users);
+        let names = Names::unique();
+        let dir = tempfile::tempdir().unwrap();
+        let herald = Herald::start(&prosody, &names, dir.path());
+        let presence = EventTap::bind(&names.events, "presence.changed").await;
+        let reports = EventTap::bind(&names.events, "job.report").await;
+        Stack {
+            amqp: Amqp::connect().await,
+            prosody,
+            names,
+            _dir: dir,
+            herald,
+            presence,
+            reports,
+        }
+    }
+
+    async fn publish(&self, job: Value) {
+        self.amqp.publish_json(&self.names.jobs, &job).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_reaches_available_users_only_and_report_counts_every_recipient() {
+    let mut stack = Stack::start(&["alice", "bob", "carol", "dave", "erin"]).await;
+    let tap = &mut stack.presence;
+
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(tap, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login(&stack.prosody, "bob", "phone").await;
+    bob.send_presence(Some("away"), 0).await;
+    await_presence(tap, "bob@localhost/phone", Some("away")).await;
+    // dave has two resources: one does not want messages, one does.
+    let mut dave_dnd = XmppUser::login(&stack.prosody, "dave", "phone").await;
+    dave_dnd.send_presence(Some("dnd"), 0).await;
+    await_presence(tap, "dave@localhost/phone", Some("dnd")).await;
+    let mut dave_chat = XmppUser::login(&stack.prosody, "dave", "desk").await;
+    dave_chat.send_presence(Some("chat"), 0).await;
+    await_presence(tap, "dave@localhost/desk", Some("chat")).await;
+    // erin was online and left.
+    let erin = XmppUser::login_available(&stack.prosody, "erin", "desk").await;
+    await_presence(tap, "erin@localhost/desk", Some("online")).await;
+    erin.disconnect().await;
+    await_presence(tap, "erin@localhost/desk", None).await;
+
+    let to = [
+        "alice@localhost",
+        "bob@localhost",
+        "carol@localhost",
+        "dave@localhost",
+        "erin@localhost",
+        "alice@localhost/desk",
+    ];
+    stack
+        .publish(json!({"id": "job-1", "to": to, "body": "fire drill at 3 <pm> & \"on time\"", "subject": "drill"}))
+        .await;
+    let report = next_report(&mut stack.reports, "job-1").await;
+    assert_counts(&report, 6, counts(2, 2, 1, 1));
+
+    let (from, body, kind) = alice
+        .next_message(WAIT)
+        .await
+        .expect("alice gets the message");
+    assert_eq!(from, "herald@broadcast.localhost");
+    assert_eq!(body, "fire drill at 3 <pm> & \"on time\"");
+    assert_eq!(kind, "chat");
+    let (_, body, _) = dave_chat
+        .next_message(WAIT)
+        .await
+        .expect("dave gets it at his desk");
+    assert_eq!(body, "fire drill at 3 <pm> & \"on time\"");
+    bob.expect_no_message(QUIET).await;
+    alice.expect_no_message(QUIET).await;
+
+    // dave's available resource leaves: only the dnd one is left.
+    dave_chat.disconnect().await;
+    await_presence(&mut stack.presence, "dave@localhost/desk", None).await;
+    stack
+        .publish(json!({"id": "job-2", "to": ["dave@localhost", "bob@localhost"], "body": "second", "policy": "online", "type": "headline", "from": "alerts"}))
+        .await;
+    let report = next_report(&mut stack.reports, "job-2").await;
+    assert_counts(&report, 2, counts(2, 0, 0, 0));
+    let message = bob
+        .next_received(WAIT)
+        .await
+        .expect("online policy reaches away bob");
+    assert_eq!(message.from, "alerts@broadcast.localhost");
+    assert_eq!(message.kind, "headline");
+    assert!(
+        dave_dnd.next_message(WAIT).await.is_some(),
+        "online policy reaches dnd dave"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_to_the_component_becomes_a_message_received_event() {
+    let stack = Stack::start(&["alice"]).await;
+    let mut messages = EventTap::bind(&stack.names.events, "message.received").await;
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    alice
+        .send_chat("herald@broadcast.localhost", "reply: I am safe")
+        .await;
+    let event = messages
+        .next_with_key("message.received", WAIT)
+        .await
+        .expect("message.received event");
+    assert_eq!(event["from"], "alice@localhost/desk");
+    assert_eq!(event["to"], "herald@broadcast.localhost");
+    assert_eq!(event["body"], "reply: I am safe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering() {
+    let mut stack = Stack::start(&["alice"]).await;
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "not a valid job"),
+        (
+            json!({"to": ["alice@localhost"], "body": "no id"})
+                .to_string()
+                .into_bytes(),
+            "missing field `id`",
+        ),
+        (
+            json!({"id": "b3", "to": ["alice@localhost"], "body": "bell \u{7} rings"})
+                .to_string()
+                .into_bytes(),
+            "U+0007",
+        ),
+        (
+            json!({"id": "b4", "to": ["alice@localhost", "a@b@c"], "body": "x"})
+                .to_string()
+                .into_bytes(),
+            "recipient #1",
+        ),
+        (
+            json!({"id": "b5", "to": ["alice@localhost"], "body": "x", "from": "a@b"})
+                .to_string()
+                .into_bytes(),
+            "field `from`",
+        ),
+    ];
+    for (payload, _) in &bad {
+        stack
+            .amqp
+            .publish_to(
+                "",
+                &stack.names.jobs,
+                payload,
+                support::amqp::json_properties(),
+            )
+            .await;
+    }
+    for (payload, reason) in &bad {
+        let dead = stack
+            .amqp
+            .get_one(&stack.names.dead, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("dead letter for {reason}"));
+        assert_eq!(&dead.body, payload);
+        let error = dead.headers["x-herald-error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.contains(reason),
+            "reason {error:?} should mention {reason:?}"
+        );
+    }
+    alice.expect_no_message(QUIET).await;
+
+    stack
+        .publish(json!({"id": "good", "to": ["alice@localhost"], "body": "still here"}))
+        .await;
+    assert_counts(
+        &next_report(&mut stack.reports, "good").await,
+        1,
+        counts(1, 0, 0, 0),
+    );
+    let (_, body, _) = alice.next_message(WAIT).await.expect("good job delivered");
+    assert_eq!(body, "still here");
+    assert!(stack.herald.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_probes_rebuild_presence_without_users_doing_anything() {
+    let mut stack = Stack::start(&["alice", "bob", "carol"]).await;
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login_available(&stack.prosody, "bob", "desk").await;
+    await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
+    let carol = XmppUser::login_available(&stack.prosody, "carol", "desk").await;
+    await_presence(&mut stack.presence, "carol@localhost/desk", Some("online")).await;
+
+    assert_eq!(stack.herald.stop(), Some(0), "clean exit on SIGTERM");
+    // While Herald is away: bob steps away, carol leaves.
+    bob.send_presence(Some("away"), 0).await;
+    carol.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    stack.herald.restart();
+    stack
+        .publish(json!({"id": "after-restart", "to": ["alice@localhost", "bob@localhost", "carol@localhost"], "body": "welcome back"}))
+        .await;
+    assert_counts(
+        &next_report(&mut stack.reports, "after-restart").await,
+        3,
+        counts(1, 1, 1, 0),
+    );
+    let (_, body, _) = alice.next_message(WAIT).await.expect("alice gets it");
+    assert_eq!(body, "welcome back");
+    bob.expect_no_message(QUIET).await;
+}

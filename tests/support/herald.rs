@@ -1,0 +1,201 @@
+//! Runs the real `herald` binary against a test's Prosody and RabbitMQ,
+//! with queue and exchange names of its own so tests can run in parallel.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::amqp::{amqp_url, unique_name};
+use super::prosody::Prosody;
+
+/// The AMQP names one test uses.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub jobs: String,
+    pub dead: String,
+    pub events: String,
+}
+
+impl Names {
+    pub fn unique() -> Names {
+        let base = unique_name("herald-test");
+        Names {
+            jobs: format!("{base}.jobs"),
+            dead: format!("{base}.jobs.dead"),
+            events: format!("{base}.events"),
+        }
+    }
+}
+
+pub struct Herald {
+    child: Option<Child>,
+    config: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Herald {
+    /// Writes a config for `prosody` and `names` into `dir` (which also
+    /// holds the store, so a later start in the same dir finds it) and
+    /// starts Herald; returns once it takes jobs.
+    pub fn start(prosody: &Prosody, names: &Names, dir: &Path) -> Herald {
+        let config = dir.join("herald.toml");
+        std::fs::write(&config, config_text(prosody, names, dir)).expect("write herald.toml");
+        let mut herald = Herald {
+            child: None,
+            config,
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        herald.spawn();
+        herald
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn herald");
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&self.log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+        let ready = self.log_count("taking jobs") + 1;
+        self.wait_log_count("taking jobs", ready, Duration::from_secs(30));
+    }
+
+    /// Starts Herald again with the same config and store.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop Herald before restarting it");
+        self.spawn();
+    }
+
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `needle` appears in `count` log lines; panics with the log otherwise.
+    pub fn wait_log_count(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log_count(needle) < count {
+            if !self.is_running() {
+                panic!(
+                    "herald is not running; waited for {needle:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no {needle:?} in herald's log within {timeout:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("herald did not stop on SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn config_text(prosody: &Prosody, names: &Names, dir: &Path) -> String {
+    format!(
+        r#"
+[xmpp]
+host = "127.0.0.1"
+port = {port}
+domain = "{domain}"
+server_domain = "{server}"
+secret = "{secret}"
+keepalive_secs = 5
+read_timeout_secs = 60
+probe_settle_ms = 300
+
+[amqp]
+url = "{url}"
+jobs_queue = "{jobs}"
+dead_letter_queue = "{dead}"
+events_exchange = "{events}"
+
+[store]
+path = "{store}"
+
+[log]
+level = "herald=debug,info"
+"#,
+        port = prosody.component_port(),
+        domain = prosody.component_domain(),
+        server = prosody.domain(),
+        secret = prosody.component_secret(),
+        url = amqp_url(),
+        jobs = names.jobs,
+        dead = names.dead,
+        events = names.events,
+        store = dir.join("herald.redb").display(),
+    )
+}
