@@ -208,7 +208,11 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let figment = figment.merge(Env::prefixed("HERALD_").split("__"));
+        // Only HERALD_<SECTION>__<KEY>: HERALD_CONFIG and other HERALD_* names are not keys.
+        let env = Env::prefixed("HERALD_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        let figment = figment.merge(env);
         let mut config: Config = figment.extract().map_err(Box::new)?;
         config.resolve_secret()?;
         config.validate()?;

@@ -27,7 +27,7 @@ async fn await_presence(tap: &mut EventTap, jid: &str, show: Option<&str>) {
             .unwrap_or_else(|| panic!("no presence.changed for {jid} ({show:?})"));
         let matches = event["jid"] == jid
             && event["available"] == show.is_some()
-            && event["show"] == show.map_or(Value::Null, |s| Value::from(s));
+            && event["show"] == show.map_or(Value::Null, Value::from);
         if matches {
             return;
         }
