@@ -7,7 +7,8 @@
 //!   Prosody's storage files. Every test starts its own Prosody (Prosody
 //!   refuses a second component connection for one domain), so tests can run
 //!   in parallel.
-//! * [`user::XmppUser`] is a real c2s client (tokio-xmpp, plaintext, SASL).
+//! * [`user::XmppUser`] is a real c2s client (plaintext, SASL PLAIN, bind) on
+//!   tokio-xmpp's XML stream layer.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
 //!
