@@ -37,7 +37,12 @@ async fn main() -> Result<(), Error> {
     let channel = broker.create_channel().await?;
     let reports = report_queue(&channel).await?;
 
-    let mut client = Client::new_plaintext(jid.clone(), password, DnsConfig::addr(&server), Timeouts::tight());
+    let mut client = Client::new_plaintext(
+        jid.clone(),
+        password,
+        DnsConfig::addr(&server),
+        Timeouts::tight(),
+    );
     wait_online(&mut client).await?;
     client.send_stanza(Presence::available().into()).await?;
     println!("{jid} is online and available");

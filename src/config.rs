@@ -263,6 +263,11 @@ impl Config {
                 self.broadcast.default_from
             ));
         }
+        if self.broadcast.max_body_bytes == 0 || self.broadcast.max_recipients == 0 {
+            return invalid(
+                "broadcast.max_body_bytes and broadcast.max_recipients must be at least 1".into(),
+            );
+        }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch must be at least 1".into());
         }

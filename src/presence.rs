@@ -156,9 +156,14 @@ impl PresenceBook {
         let Some(resources) = self.users.get(jid) else {
             return Reachability::Offline;
         };
-        let satisfies = |p: &ResourcePresence| match policy {
-            Policy::Available => p.show.is_available(),
-            Policy::Online => true,
+        // RFC 6121 8.5.2.1.1: the server delivers a message to a bare JID
+        // only to resources of non-negative priority.
+        let satisfies = |p: &ResourcePresence| {
+            p.priority >= 0
+                && match policy {
+                    Policy::Available => p.show.is_available(),
+                    Policy::Online => true,
+                }
         };
         if resources.values().any(satisfies) {
             Reachability::Deliver
@@ -255,6 +260,24 @@ mod tests {
         );
         assert_eq!(book.online_users(), 0);
         assert_eq!(book.online_resources(), 0);
+    }
+
+    #[test]
+    fn negative_priority_resources_do_not_receive_bare_jid_messages() {
+        let mut book = PresenceBook::new();
+        let mut shy = with_show(Show::Online);
+        shy.priority = -1;
+        book.set_available(&full("a@localhost/bot"), shy);
+        let a = bare("a@localhost");
+        assert_eq!(
+            book.reachability(&a, Policy::Online),
+            Reachability::Unavailable
+        );
+        book.set_available(&full("a@localhost/desk"), with_show(Show::Online));
+        assert_eq!(
+            book.reachability(&a, Policy::Available),
+            Reachability::Deliver
+        );
     }
 
     #[test]

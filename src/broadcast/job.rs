@@ -104,6 +104,10 @@ const MAX_ID_CHARS: usize = 256;
 
 impl Job {
     pub fn parse(payload: &[u8], limits: &JobLimits) -> Result<Job, JobError> {
+        // serde would also read a struct from a JSON array of its fields.
+        if payload.trim_ascii_start().first() != Some(&b'{') {
+            return Err(JobError::Json("a job is a JSON object".into()));
+        }
         let raw: RawJob =
             serde_json::from_slice(payload).map_err(|e| JobError::Json(e.to_string()))?;
         raw.validate(limits)
@@ -122,7 +126,7 @@ impl RawJob {
             ));
         }
         check_xml_text("id", &self.id)?;
-        if self.body.is_empty() {
+        if self.body.trim().is_empty() {
             return Err(field_error("body", "must not be empty"));
         }
         if self.body.len() > limits.max_body_bytes {
@@ -136,7 +140,8 @@ impl RawJob {
             ));
         }
         check_xml_text("body", &self.body)?;
-        if let Some(subject) = &self.subject {
+        let subject = self.subject.filter(|s| !s.is_empty());
+        if let Some(subject) = &subject {
             if subject.len() > limits.max_body_bytes {
                 return Err(field_error("subject", "over the body size limit"));
             }
@@ -159,7 +164,7 @@ impl RawJob {
             id: self.id,
             recipients,
             body: self.body,
-            subject: self.subject,
+            subject,
             kind: self.kind,
             from,
             policy: self.policy,
@@ -178,9 +183,11 @@ fn sender_jid(local: &str, domain: &BareJid) -> Result<BareJid, JobError> {
         .map_err(|e| field_error("from", format!("{local:?} is not a valid local part: {e}")))
 }
 
-/// Parses recipients, dropping repeated ones: each user gets one message.
+/// Parses recipients, dropping repeated ones: each user gets one message,
+/// and each recipient is counted once in the report.
 fn recipients(to: Vec<String>, own_domain: &BareJid) -> Result<Vec<Recipient>, JobError> {
     let mut seen = std::collections::HashSet::with_capacity(to.len());
+    let mut seen_invalid = std::collections::HashSet::new();
     let mut recipients = Vec::with_capacity(to.len());
     for (index, text) in to.into_iter().enumerate() {
         let jid = Jid::new(&text).map_err(|e| JobError::Recipient {
@@ -195,7 +202,12 @@ fn recipients(to: Vec<String>, own_domain: &BareJid) -> Result<Vec<Recipient>, J
                 }
                 Recipient::User(bare)
             }
-            _ => Recipient::Invalid(text),
+            _ => {
+                if !seen_invalid.insert(text.clone()) {
+                    continue;
+                }
+                Recipient::Invalid(text)
+            }
         };
         recipients.push(recipient);
     }
@@ -341,6 +353,21 @@ mod tests {
                 Recipient::Invalid("x@broadcast.localhost".into()),
             ]
         );
+    }
+
+    #[test]
+    fn arrays_blank_bodies_and_empty_subjects() {
+        let array = json!(["j1", [], "hi", null, "chat", null, "available"]);
+        assert!(matches!(parse(array), Err(JobError::Json(_))));
+        assert!(parse(json!({"id": "x", "to": [], "body": " \n "})).is_err());
+        let job = parse(json!({"id": "x", "to": [], "body": "b", "subject": ""})).unwrap();
+        assert_eq!(job.subject, None);
+    }
+
+    #[test]
+    fn repeated_invalid_recipients_count_once() {
+        let job = parse(json!({"id": "x", "body": "b", "to": ["a@localhost/x", "a@localhost/x"]}));
+        assert_eq!(job.unwrap().recipients.len(), 1);
     }
 
     #[test]
