@@ -16,11 +16,12 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
-use tokio_xmpp::connect::DnsConfig;
-use tokio_xmpp::parsers::presence::Presence;
-use tokio_xmpp::xmlstream::Timeouts;
-use tokio_xmpp::{Client, Event, Stanza};
+use tokio_xmpp::minidom::Element;
 use xmpp_parsers::jid::BareJid;
+
+// The small c2s client Herald's tests log users in with.
+#[path = "../tests/support/c2s.rs"]
+mod c2s;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -37,15 +38,23 @@ async fn main() -> Result<(), Error> {
     let channel = broker.create_channel().await?;
     let reports = report_queue(&channel).await?;
 
-    let mut client = Client::new_plaintext(
-        jid.clone(),
-        password,
-        DnsConfig::addr(&server),
-        Timeouts::tight(),
+    let user = jid.node().map(|n| n.to_string()).unwrap_or_default();
+    let login = c2s::establish(
+        &server,
+        jid.domain().as_str(),
+        &user,
+        &password,
+        "first-broadcast",
     );
-    wait_online(&mut client).await?;
-    client.send_stanza(Presence::available().into()).await?;
-    println!("{jid} is online and available");
+    let (mut client, bound) = tokio::time::timeout(Duration::from_secs(20), login)
+        .await?
+        .map_err(|e| format!("login as {jid} failed: {e}"))?;
+    c2s::send(
+        &mut client,
+        &format!("<presence xmlns='{}'/>", c2s::NS_CLIENT),
+    )
+    .await?;
+    println!("{bound} is online and available");
     // Let the server route the presence to Herald before the job arrives.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -83,31 +92,19 @@ async fn main() -> Result<(), Error> {
     })
     .await??;
     println!("report: {report}");
-    client.send_end().await?;
+    client.shutdown().await?;
     Ok(())
 }
 
-async fn wait_online(client: &mut Client) -> Result<(), Error> {
-    let online = async {
-        while let Some(event) = client.next().await {
-            if let Event::Online { .. } = event {
-                return Ok(());
-            }
-        }
-        Err::<(), Error>("connection closed before login".into())
-    };
-    tokio::time::timeout(Duration::from_secs(20), online).await?
-}
-
-async fn next_body(client: &mut Client) -> Result<String, Error> {
-    while let Some(event) = client.next().await {
-        if let Event::Stanza(Stanza::Message(message)) = event {
-            if let Some(body) = message.bodies.values().next() {
-                return Ok(body.clone());
+async fn next_body(client: &mut c2s::Stream) -> Result<String, Error> {
+    loop {
+        let element: Element = c2s::read_element(client).await?;
+        if element.name() == "message" {
+            if let Some(body) = element.get_child("body", c2s::NS_CLIENT) {
+                return Ok(body.text());
             }
         }
     }
-    Err("connection closed".into())
 }
 
 /// A private queue bound to `job.report` on the events exchange.

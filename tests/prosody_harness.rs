@@ -216,18 +216,3 @@ async fn two_prosodys_run_side_by_side() {
     ua.disconnect().await;
     ub.disconnect().await;
 }
-
-#[test]
-fn sasl_base64_matches_rfc4648_vectors() {
-    for (input, expected) in [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foob", "Zm9vYg=="),
-        ("fooba", "Zm9vYmE="),
-        ("foobar", "Zm9vYmFy"),
-    ] {
-        assert_eq!(support::user::base64(input.as_bytes()), expected);
-    }
-}

@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod c2s;
 pub mod herald;
 pub mod prosody;
 pub mod user;

@@ -19,28 +19,20 @@
 //!
 //! Must be used inside a tokio runtime (`#[tokio::test]`).
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::BufStream;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_xmpp::minidom::Element;
-use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
+use tokio_xmpp::xmlstream::ReadError;
 
+use super::c2s::{escape, establish, Stream, NS_CLIENT};
 use super::prosody::Prosody;
 
 /// How long `login` may take (connect, SASL, bind).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-const NS_CLIENT: &str = "jabber:client";
-const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-
-type Stream = XmlStream<BufStream<TcpStream>, Element>;
 
 /// One received `<message>` that had a `<body>`.
 #[derive(Debug, Clone)]
@@ -307,116 +299,6 @@ impl Drop for XmppUser {
     }
 }
 
-/// Connect, SASL PLAIN, stream restart, bind. Returns the stream and the
-/// bound full JID.
-async fn establish(
-    addr: &str,
-    domain: &str,
-    user: &str,
-    password: &str,
-    resource: &str,
-) -> Result<(Stream, String), String> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("TCP connect: {e}"))?;
-    tcp.set_nodelay(true).ok();
-    let header = || StreamHeader {
-        to: Some(Cow::Owned(domain.to_string())),
-        from: None,
-        id: None,
-    };
-    let pending = initiate_stream(BufStream::new(tcp), NS_CLIENT, header(), timeouts())
-        .await
-        .map_err(|e| format!("stream header: {e}"))?;
-    let (features, mut stream) = pending
-        .recv_features::<Element>()
-        .await
-        .map_err(|e| format!("stream features: {e}"))?;
-    if !features.sasl_mechanisms.contains("PLAIN") {
-        return Err(format!(
-            "server offers no SASL PLAIN (offers {:?})",
-            features.sasl_mechanisms
-        ));
-    }
-
-    let auth = format!(
-        "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
-        base64(format!("\0{user}\0{password}").as_bytes())
-    );
-    send(&mut stream, &auth).await?;
-    let reply = read_element(&mut stream).await?;
-    match reply.name() {
-        "success" => {}
-        "failure" => {
-            let condition: Vec<_> = reply.children().map(|c| c.name().to_string()).collect();
-            return Err(format!("SASL failure {condition:?} (wrong password?)"));
-        }
-        other => return Err(format!("unexpected <{other}> during SASL")),
-    }
-
-    let pending = stream
-        .initiate_reset()
-        .send_header(header())
-        .await
-        .map_err(|e| format!("stream restart: {e}"))?;
-    let (_features, mut stream) = pending
-        .recv_features::<Element>()
-        .await
-        .map_err(|e| format!("stream features after SASL: {e}"))?;
-
-    send(
-        &mut stream,
-        &format!(
-            "<iq xmlns='{NS_CLIENT}' type='set' id='bind-1'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
-            escape(resource)
-        ),
-    )
-    .await?;
-    loop {
-        let el = read_element(&mut stream).await?;
-        if el.name() == "iq" && el.attr("id") == Some("bind-1") {
-            if el.attr("type") != Some("result") {
-                return Err(format!("resource binding failed: {}", String::from(&el)));
-            }
-            let jid = el
-                .get_child("bind", NS_BIND)
-                .and_then(|b| b.get_child("jid", NS_BIND))
-                .map(|j| j.text())
-                .ok_or_else(|| format!("bind result without jid: {}", String::from(&el)))?;
-            return Ok((stream, jid));
-        }
-    }
-}
-
-/// Timeouts for the test client: tokio-xmpp reports a "soft timeout" after
-/// `read_timeout` of silence and fails the stream `response_timeout` later;
-/// a test user must stay connected while idle, so both are long.
-fn timeouts() -> Timeouts {
-    Timeouts {
-        read_timeout: Duration::from_secs(3600),
-        response_timeout: Duration::from_secs(3600),
-    }
-}
-
-async fn send(stream: &mut Stream, xml: &str) -> Result<(), String> {
-    let el: Element = xml.parse().map_err(|e| format!("bad XML {xml}: {e}"))?;
-    stream.send(&el).await.map_err(|e| format!("write: {e}"))
-}
-
-async fn read_element(stream: &mut Stream) -> Result<Element, String> {
-    loop {
-        match stream.next().await {
-            Some(Ok(el)) => return Ok(el),
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(ReadError::ParseError(e))) => return Err(format!("parse error: {e}")),
-            Some(Err(ReadError::HardError(e))) => return Err(format!("read: {e}")),
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                return Err("server closed the stream".to_string())
-            }
-        }
-    }
-}
-
 async fn drive(
     mut stream: Stream,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -456,48 +338,4 @@ async fn drive(
             },
         }
     }
-}
-
-/// XML-escapes text for element content and single- or double-quoted
-/// attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Standard base64 with padding (for SASL PLAIN).
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(ALPHABET[(n >> 18) as usize & 63] as char);
-        out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            ALPHABET[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            ALPHABET[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
 }
