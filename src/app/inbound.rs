@@ -93,15 +93,10 @@ impl<H: Handler> Component<H> {
                 self.remember(subscription);
             }
             PresenceType::Subscribed => self.remember(subscription),
-            PresenceType::Unsubscribe => {
-                session.enqueue(stanzas::presence(
-                    PresenceType::Unsubscribed,
-                    &contact,
-                    &user,
-                ));
-                self.forget(subscription);
-                changes.extend(self.went_offline(&user));
-            }
+            // The user no longer wants Herald's presence; Herald still
+            // sees theirs (their server keeps our `from`), so nothing changes.
+            PresenceType::Unsubscribe => {}
+            // The user revoked Herald's view of their presence.
             PresenceType::Unsubscribed => {
                 self.forget(subscription);
                 changes.extend(self.went_offline(&user));

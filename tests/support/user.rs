@@ -238,6 +238,33 @@ impl XmppUser {
         }
     }
 
+    /// Sends `xml` (a stanza with `xmlns='jabber:client'`) and returns the
+    /// first received stanza named `name` that `matches`, or None after
+    /// `timeout`. Messages and presences passed over are still recorded.
+    pub async fn exchange(
+        &mut self,
+        xml: &str,
+        name: &str,
+        matches: impl Fn(&Element) -> bool,
+        timeout: Duration,
+    ) -> Option<Element> {
+        self.send_xml(xml).await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let el = tokio::time::timeout_at(deadline, self.incoming.recv())
+                .await
+                .ok()??;
+            if el.name() == name && matches(&el) {
+                return Some(el);
+            }
+            match el.name() {
+                "message" => self.messages.extend(ReceivedMessage::from_stanza(el)),
+                "presence" => self.presences.push(el),
+                _ => {}
+            }
+        }
+    }
+
     /// Collects every message with a body that arrives within `window`.
     pub async fn collect_messages(&mut self, window: Duration) -> Vec<ReceivedMessage> {
         let deadline = Instant::now() + window;

@@ -1,0 +1,135 @@
+//! What Herald answers on the XMPP side, seen from a real client through a
+//! real Prosody: service discovery, ping, errors for unknown requests, and
+//! subscription revocation.
+
+mod support;
+
+use std::time::Duration;
+
+use support::amqp::EventTap;
+use support::herald::{Herald, Names};
+use support::prosody::Prosody;
+use support::user::XmppUser;
+
+const WAIT: Duration = Duration::from_secs(20);
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+
+async fn start(users: &[&str]) -> (Prosody, Herald, tempfile::TempDir) {
+    let prosody = Prosody::start(users);
+    let dir = tempfile::tempdir().unwrap();
+    let herald = Herald::start(&prosody, &Names::unique(), dir.path());
+    (prosody, herald, dir)
+}
+
+async fn iq(
+    user: &mut XmppUser,
+    id: &str,
+    to: &str,
+    kind: &str,
+    payload: &str,
+) -> tokio_xmpp::minidom::Element {
+    let xml = format!("<iq xmlns='jabber:client' id='{id}' to='{to}' type='{kind}'>{payload}</iq>");
+    user.exchange(&xml, "iq", |el| el.attr("id") == Some(id), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no answer to {xml}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disco_info_ping_and_service_unavailable() {
+    let (prosody, _herald, _dir) = start(&["alice"]).await;
+    let mut alice = XmppUser::login(&prosody, "alice", "desk").await;
+
+    for to in ["broadcast.localhost", "herald@broadcast.localhost"] {
+        let answer = iq(
+            &mut alice,
+            "d1",
+            to,
+            "get",
+            &format!("<query xmlns='{DISCO_INFO}'/>"),
+        )
+        .await;
+        assert_eq!(
+            answer.attr("type"),
+            Some("result"),
+            "{}",
+            String::from(&answer)
+        );
+        let query = answer
+            .get_child("query", DISCO_INFO)
+            .expect("disco#info query");
+        let identity = query.get_child("identity", DISCO_INFO).expect("identity");
+        assert_eq!(identity.attr("category"), Some("component"));
+        let features: Vec<_> = query
+            .children()
+            .filter(|c| c.name() == "feature")
+            .filter_map(|c| c.attr("var"))
+            .collect();
+        assert!(features.contains(&DISCO_INFO), "{features:?}");
+        assert!(features.contains(&"urn:xmpp:ping"), "{features:?}");
+    }
+
+    let pong = iq(
+        &mut alice,
+        "p1",
+        "broadcast.localhost",
+        "get",
+        "<ping xmlns='urn:xmpp:ping'/>",
+    )
+    .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+
+    for (kind, payload) in [
+        ("get", "<query xmlns='jabber:iq:version'/>"),
+        ("set", "<query xmlns='urn:example:unknown'/>"),
+    ] {
+        let answer = iq(
+            &mut alice,
+            "u1",
+            "herald@broadcast.localhost",
+            kind,
+            payload,
+        )
+        .await;
+        assert_eq!(
+            answer.attr("type"),
+            Some("error"),
+            "{}",
+            String::from(&answer)
+        );
+        let error = answer
+            .get_child("error", "jabber:client")
+            .expect("error element");
+        assert!(
+            error.has_child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas"),
+            "{}",
+            String::from(&answer)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_subscription_makes_herald_forget_the_user() {
+    let prosody = Prosody::start(&["alice"]);
+    let dir = tempfile::tempdir().unwrap();
+    let names = Names::unique();
+    let _herald = Herald::start(&prosody, &names, dir.path());
+    let mut presence = EventTap::bind(&names.events, "presence.changed").await;
+    let mut alice = XmppUser::login_available(&prosody, "alice", "desk").await;
+    let event = presence
+        .next_with_key("presence.changed", WAIT)
+        .await
+        .expect("alice seen");
+    assert_eq!(event["available"], true);
+    // alice revokes Herald's view of her presence: Herald forgets her.
+    alice
+        .send_xml(
+            "<presence xmlns='jabber:client' to='herald@broadcast.localhost' type='unsubscribed'/>",
+        )
+        .await;
+    let event = presence
+        .next_with_key("presence.changed", WAIT)
+        .await
+        .expect("Herald drops alice's presence");
+    assert_eq!(event["jid"], "alice@localhost/desk");
+    assert_eq!(event["available"], false);
+}
