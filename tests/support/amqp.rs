@@ -132,26 +132,7 @@ impl Amqp {
 
     /// Whether `queue` exists (passive declare on a throw-away channel).
     pub async fn queue_exists(&self, queue: &str) -> bool {
-        let ch = self
-            .connection
-            .create_channel()
-            .await
-            .expect("create AMQP channel");
-        let ok = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .is_ok();
-        if ok {
-            let _ = ch.close(200, "bye".into()).await;
-        }
-        ok
+        self.message_count(queue).await.is_some()
     }
 
     /// Waits until `queue` exists (e.g. until Herald has declared it).
