@@ -174,10 +174,6 @@ impl PresenceBook {
         }
     }
 
-    pub fn resources_of(&self, jid: &BareJid) -> Option<&HashMap<String, ResourcePresence>> {
-        self.users.get(jid)
-    }
-
     pub fn online_users(&self) -> usize {
         self.users.len()
     }

@@ -24,7 +24,7 @@ use crate::handler::{Context, Effects, Event, Handler, JobOutcome};
 use crate::presence::PresenceBook;
 use crate::store::{self, Store, StoreError, Subscription};
 use crate::xmpp::{stanzas, Closed, Endpoint, Inbound, Session};
-pub use barrier::Barriers;
+use barrier::Barriers;
 
 /// Errors that stop Herald.
 #[derive(Debug, thiserror::Error)]

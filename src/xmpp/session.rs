@@ -82,7 +82,6 @@ pub struct Session {
     outbound: VecDeque<Stanza>,
     unflushed: bool,
     read_timeout: Duration,
-    unserializable: u64,
 }
 
 impl Session {
@@ -120,7 +119,6 @@ impl Session {
                     outbound: VecDeque::new(),
                     unflushed: false,
                     read_timeout: endpoint.read_timeout,
-                    unserializable: 0,
                 })
             }
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
@@ -140,12 +138,6 @@ impl Session {
     /// Stanzas queued but not yet handed to the socket.
     pub fn backlog(&self) -> usize {
         self.outbound.len()
-    }
-
-    /// Stanzas dropped because they could not be serialized. Job validation
-    /// makes this impossible for broadcast messages; it is counted anyway.
-    pub fn unserializable(&self) -> u64 {
-        self.unserializable
     }
 
     /// Writes what the socket takes, then waits for the next inbound item.
@@ -234,8 +226,8 @@ impl Session {
             ) {
                 Ok(()) => self.unflushed = true,
                 // The encoder rewinds its buffer on this error: the stream stays well-formed.
+                // Job validation makes this impossible for broadcast messages.
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                    self.unserializable += 1;
                     tracing::error!(error = %e, "stanza could not be serialized and was dropped");
                 }
                 Err(e) => return Err(e),
