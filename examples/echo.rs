@@ -6,7 +6,7 @@
 //! HERALD_XMPP__SECRET=... cargo run --example echo -- herald.toml
 //! ```
 
-use herald::handler::{Context, Event, Handler, JobOutcome};
+use herald::handler::{Context, Event, Handler, JobOutcome, Tally};
 use std::collections::BTreeSet;
 
 use herald::presence::{Policy, Reachability};
@@ -101,6 +101,10 @@ impl Handler for Echo {
                 "echo.done",
                 &serde_json::json!({"sent": online.len()}),
             )),
+            tally: Tally {
+                sent: online.len() as u64,
+                ..Tally::default()
+            },
         }
     }
 

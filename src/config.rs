@@ -3,6 +3,7 @@
 //! start so that the event loop never meets a bad value.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub broadcast: BroadcastConfig,
     pub store: StoreConfig,
+    pub http: HttpConfig,
     pub log: LogConfig,
 }
 
@@ -99,6 +101,8 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// Publish a `presence.changed` event for every presence change.
     pub presence_events: bool,
+    /// Longest pause between reconnection attempts to the broker.
+    pub max_backoff_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -117,6 +121,14 @@ pub struct BroadcastConfig {
 pub struct StoreConfig {
     /// File of the embedded store (subscribers).
     pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz;
+    /// an empty string turns it off.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -163,6 +175,7 @@ impl Default for AmqpConfig {
             events_exchange: "broadcast.events".into(),
             prefetch: 64,
             presence_events: true,
+            max_backoff_secs: 30,
         }
     }
 }
@@ -181,6 +194,14 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("herald.redb"),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9102".into(),
         }
     }
 }
@@ -268,6 +289,12 @@ impl Config {
                 "broadcast.max_body_bytes and broadcast.max_recipients must be at least 1".into(),
             );
         }
+        if self.http_listen().is_err() {
+            return invalid(format!(
+                "http.listen {:?} is not an address such as 127.0.0.1:9102 (or empty to turn it off)",
+                self.http.listen
+            ));
+        }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch must be at least 1".into());
         }
@@ -303,6 +330,18 @@ impl Config {
         // validate() guarantees presence; an empty secret would fail the handshake.
         static EMPTY: Secret = Secret(String::new());
         self.xmpp.secret.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// The HTTP endpoint's address; `None` when it is turned off.
+    pub fn http_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let listen = self.http.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid(format!("bad http.listen {listen:?}")))
     }
 
     pub fn keepalive(&self) -> Duration {

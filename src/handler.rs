@@ -73,13 +73,22 @@ impl<'a> Context<'a> {
     }
 }
 
+/// What happened to a job's recipients, for `herald_recipients_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: u64,
+    pub offline: u64,
+    pub unavailable: u64,
+    pub invalid: u64,
+}
+
 /// What to do with a job once the handler has seen it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     /// The stanzas sent through the context are the job's work. Once the
     /// server has read them, `report` is published and then the job is
-    /// acknowledged.
-    Done { report: Option<Event> },
+    /// acknowledged. `tally` feeds the recipient metrics.
+    Done { report: Option<Event>, tally: Tally },
     /// The job is refused: it goes to the dead-letter queue with `reason`
     /// and nothing sent through the context for it is written.
     DeadLetter { reason: String },

@@ -11,16 +11,20 @@
 //! Everything else is either an input to that loop ([`xmpp`] for the
 //! server, [`amqp`] for the broker) or pure code it calls ([`presence`],
 //! [`broadcast`]). The [`handler::Handler`] trait is the extension point.
+//! [`metrics`] are written by the loop and served by [`http`].
 
 pub mod amqp;
 pub mod app;
+mod backoff;
 pub mod broadcast;
 pub mod config;
 pub mod handler;
+pub mod http;
+pub mod metrics;
 pub mod presence;
 pub mod store;
 pub mod xmpp;
 
 pub use app::{run, run_with, AppError};
 pub use config::Config;
-pub use handler::{Context, Handler, JobOutcome};
+pub use handler::{Context, Handler, JobOutcome, Tally};

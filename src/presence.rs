@@ -146,10 +146,18 @@ impl PresenceBook {
     }
 
     /// Forgets everything: after the XMPP stream was lost nothing we knew is
-    /// still known to be true; probes rebuild the book.
-    pub fn clear(&mut self) {
-        self.users.clear();
+    /// still known to be true; probes rebuild the book. Returns the
+    /// resources that were online.
+    pub fn clear(&mut self) -> Vec<FullJid> {
         self.resources = 0;
+        self.users
+            .drain()
+            .flat_map(|(jid, resources)| {
+                resources
+                    .into_keys()
+                    .filter_map(move |resource| jid.with_resource_str(&resource).ok())
+            })
+            .collect()
     }
 
     pub fn reachability(&self, jid: &BareJid, policy: Policy) -> Reachability {
@@ -308,7 +316,7 @@ mod tests {
         removed.sort_by_key(|j| j.to_string());
         assert_eq!(removed, vec![full("a@localhost/1"), full("a@localhost/2")]);
         assert_eq!(book.online_resources(), 1);
-        book.clear();
+        assert_eq!(book.clear(), vec![full("b@localhost/1")]);
         assert_eq!(book.online_users(), 0);
         assert_eq!(book.online_resources(), 0);
     }

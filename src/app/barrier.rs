@@ -6,6 +6,9 @@
 //! Pure bookkeeping: the event loop sends the pings and applies the results.
 
 use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Barriers that may be unanswered at once; more would only add pings.
 const MAX_IN_FLIGHT: usize = 4;
@@ -15,6 +18,7 @@ struct InFlight<T> {
     id: String,
     covers: Vec<T>,
     settles_presence: bool,
+    sent_at: Instant,
 }
 
 /// Work waiting for the server to prove it has read the stanzas before it.
@@ -33,6 +37,8 @@ pub struct Released<T> {
     pub work: Vec<T>,
     /// A barrier sent after presence probes was answered.
     pub presence_settled: bool,
+    /// How long the server took to answer: how far behind it reads.
+    pub roundtrip: Duration,
 }
 
 impl<T> Barriers<T> {
@@ -58,7 +64,7 @@ impl<T> Barriers<T> {
 
     /// Returns the id of a ping to send now, if one is due. `force` sends one
     /// even with nothing to cover (keepalive) unless one is already out.
-    pub fn next_ping(&mut self, force: bool) -> Option<String> {
+    pub fn next_ping(&mut self, force: bool, now: Instant) -> Option<String> {
         let due = !self.uncovered.is_empty() || self.settle_requested;
         let room = self.in_flight.len() < MAX_IN_FLIGHT;
         if !(due && room || force && self.in_flight.is_empty()) {
@@ -70,17 +76,19 @@ impl<T> Barriers<T> {
             id: id.clone(),
             covers: std::mem::take(&mut self.uncovered),
             settles_presence: std::mem::take(&mut self.settle_requested),
+            sent_at: now,
         });
         Some(id)
     }
 
     /// The server answered ping `id`: everything sent before it is read.
     /// Returns `None` if `id` is not one of ours.
-    pub fn answered(&mut self, id: &str) -> Option<Released<T>> {
+    pub fn answered(&mut self, id: &str, now: Instant) -> Option<Released<T>> {
         let position = self.in_flight.iter().position(|b| b.id == id)?;
         let mut released = Released {
             work: Vec::new(),
             presence_settled: false,
+            roundtrip: now.saturating_duration_since(self.in_flight[position].sent_at),
         };
         for barrier in self.in_flight.drain(..=position) {
             released.work.extend(barrier.covers);
@@ -106,27 +114,38 @@ impl<T> Barriers<T> {
 mod tests {
     use super::*;
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     #[test]
     fn nothing_to_cover_sends_no_ping_unless_forced() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
-        assert_eq!(barriers.next_ping(false), None);
-        assert_eq!(barriers.next_ping(true).as_deref(), Some("b-1"));
-        assert_eq!(barriers.next_ping(true), None, "a keepalive is already out");
+        assert_eq!(barriers.next_ping(false, now()), None);
+        assert_eq!(barriers.next_ping(true, now()).as_deref(), Some("b-1"));
+        assert_eq!(
+            barriers.next_ping(true, now()),
+            None,
+            "a keepalive is already out"
+        );
     }
 
     #[test]
     fn answer_releases_work_covered_by_it_and_earlier_barriers() {
         let mut barriers = Barriers::new("b");
         barriers.push(1);
-        let first = barriers.next_ping(false).unwrap();
+        let first = barriers.next_ping(false, now()).unwrap();
         barriers.push(2);
-        let second = barriers.next_ping(false).unwrap();
+        let second = barriers.next_ping(false, now()).unwrap();
         barriers.push(3);
         assert_ne!(first, second);
-        let released = barriers.answered(&second).unwrap();
+        let released = barriers.answered(&second, now()).unwrap();
         assert_eq!(released.work, vec![1, 2]);
         assert!(!released.presence_settled);
-        assert!(barriers.answered(&first).is_none(), "already released");
+        assert!(
+            barriers.answered(&first, now()).is_none(),
+            "already released"
+        );
         assert!(!barriers.is_idle());
         assert_eq!(barriers.abandon(), vec![3]);
         assert!(barriers.is_idle());
@@ -137,28 +156,40 @@ mod tests {
         let mut barriers = Barriers::new("b");
         for i in 0..MAX_IN_FLIGHT {
             barriers.push(i);
-            assert!(barriers.next_ping(false).is_some());
+            assert!(barriers.next_ping(false, now()).is_some());
         }
         barriers.push(99);
-        assert_eq!(barriers.next_ping(false), None);
-        barriers.answered("b-1").unwrap();
-        assert!(barriers.next_ping(false).is_some());
+        assert_eq!(barriers.next_ping(false, now()), None);
+        barriers.answered("b-1", now()).unwrap();
+        assert!(barriers.next_ping(false, now()).is_some());
     }
 
     #[test]
     fn settle_request_is_reported_when_answered() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         barriers.request_settle();
-        let id = barriers.next_ping(false).unwrap();
-        assert!(barriers.answered(&id).unwrap().presence_settled);
+        let id = barriers.next_ping(false, now()).unwrap();
+        assert!(barriers.answered(&id, now()).unwrap().presence_settled);
+    }
+
+    #[test]
+    fn roundtrip_is_measured_from_the_answered_ping() {
+        let mut barriers: Barriers<u32> = Barriers::new("b");
+        let sent = now();
+        barriers.push(1);
+        let id = barriers.next_ping(false, sent).unwrap();
+        let released = barriers
+            .answered(&id, sent + Duration::from_millis(1500))
+            .unwrap();
+        assert_eq!(released.roundtrip, Duration::from_millis(1500));
     }
 
     #[test]
     fn unknown_answer_is_ignored() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         barriers.push(1);
-        barriers.next_ping(false).unwrap();
-        assert!(barriers.answered("other-1").is_none());
+        barriers.next_ping(false, now()).unwrap();
+        assert!(barriers.answered("other-1", now()).is_none());
         assert_eq!(barriers.abandon(), vec![1]);
     }
 }

@@ -102,6 +102,10 @@ impl<H: Handler> Component<H> {
                 changes.extend(self.went_offline(&user));
             }
         }
+        if !changes.is_empty() {
+            self.metrics.presence_updates.inc();
+            self.update_presence_gauges();
+        }
         for change in changes {
             self.with_handler(session, |handler, ctx| handler.on_presence(ctx, &change));
         }

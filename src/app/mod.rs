@@ -8,36 +8,44 @@ mod inbound;
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
-use lapin::options::BasicNackOptions;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant, MissedTickBehavior};
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::presence::Type as PresenceType;
 
-use crate::amqp::{Acker, AmqpError, Broker, Delivery, Publisher};
+use crate::amqp::{Job, Link, Taken};
+use crate::backoff::Backoff;
 use crate::broadcast::{Broadcast, JobLimits};
 use crate::config::{Config, ConfigError};
-use crate::handler::{Context, Effects, Event, Handler, JobOutcome};
-use crate::presence::PresenceBook;
+use crate::handler::{Context, Effects, Event, Handler, JobOutcome, Tally};
+use crate::http;
+use crate::metrics::Metrics;
+use crate::presence::{PresenceBook, PresenceChange};
 use crate::store::{self, Store, StoreError, Subscription};
 use crate::xmpp::{stanzas, Closed, Endpoint, Inbound, Session};
 use barrier::Barriers;
 
-/// Errors that stop Herald.
+/// Errors that stop Herald. Once running, Herald reconnects instead.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Amqp(#[from] AmqpError),
-    #[error("the broker closed the jobs consumer")]
-    ConsumerClosed,
+    #[error("cannot serve HTTP on {address}: {source}")]
+    Http {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
+
+/// How long shutdown waits for the server to confirm what was written.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the broker to confirm reports.
+const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs Herald's broadcast component until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
@@ -60,83 +68,103 @@ pub async fn run_with<H: Handler>(
     let store = Store::open(&config.store.path)?;
     let subscriptions = store.subscriptions()?;
     tracing::info!(subscriptions = subscriptions.len(), "store opened");
-    let broker = Broker::connect(&config.amqp).await?;
-    tracing::info!(queue = %config.amqp.jobs_queue, "consuming jobs");
-    let Broker {
-        connection,
-        mut consumer,
-        publisher,
-    } = broker;
+    let metrics = Metrics::new();
+    let _http = match config.http_listen()? {
+        Some(address) => {
+            let server = http::bind(address, metrics.clone())
+                .await
+                .map_err(|source| AppError::Http { address, source })?;
+            tracing::info!(address = %server.local, "serving /metrics, /healthz and /readyz");
+            Some(server)
+        }
+        None => None,
+    };
+    let domain = config.component_domain()?;
+    let link = Link::spawn(
+        &config.amqp,
+        format!("herald {domain} pid {}", std::process::id()),
+        metrics.clone(),
+    );
     let mut component = Component::new(
         &config,
         handler,
         subscriptions,
         store.spawn_writer(),
-        publisher,
+        link,
+        metrics.clone(),
     )?;
     let endpoint = Endpoint {
         address: format!("{}:{}", config.xmpp.host, config.xmpp.port),
-        domain: config.component_domain()?,
+        domain,
         connect_timeout: config.connect_timeout(),
         read_timeout: config.read_timeout(),
     };
     let mut backoff = Backoff::new(Duration::from_secs(config.xmpp.max_backoff_secs));
     tokio::pin!(shutdown);
-    let outcome = loop {
+    loop {
+        let connect =
+            Session::connect(&endpoint, config.secret().expose(), metrics.session.clone());
         let connected = tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            connected = Session::connect(&endpoint, config.secret().expose()) => connected,
+            _ = &mut shutdown => break,
+            connected = connect => connected,
         };
         let mut session = match connected {
             Ok(session) => session,
             Err(e) => {
+                metrics.xmpp.failed();
+                metrics.update_ready();
                 let pause = backoff.next();
                 tracing::warn!(error = %e, retry_in = ?pause, "XMPP connection failed");
                 tokio::select! {
-                    _ = &mut shutdown => break Ok(()),
+                    _ = &mut shutdown => break,
                     _ = sleep(pause) => continue,
                 }
             }
         };
         tracing::info!(domain = %endpoint.domain, server = %endpoint.address, "XMPP component connected");
+        metrics.xmpp.up();
+        metrics.update_ready();
         backoff.reset();
-        let ended = component
-            .serve(&mut session, &mut consumer, &mut shutdown)
-            .await;
+        let ended = component.serve(&mut session, &mut shutdown).await;
+        metrics.xmpp.down();
         match ended {
             Ended::Shutdown => {
                 component.drain(&mut session).await;
                 session.close(Duration::from_secs(5)).await;
-                break Ok(());
+                break;
             }
             Ended::Lost(reason) => {
                 tracing::warn!(%reason, "XMPP stream lost; reconnecting");
                 component.on_disconnected();
             }
-            Ended::ConsumerClosed => {
-                component.on_disconnected();
-                session.close(Duration::from_secs(5)).await;
-                break Err(AppError::ConsumerClosed);
-            }
         }
-    };
-    component.publisher.close().await;
-    if let Err(e) = connection.close(200, "bye".into()).await {
-        tracing::debug!(error = %e, "AMQP close");
     }
-    outcome
+    component.on_disconnected();
+    component.link.close(PUBLISH_LIMIT).await;
+    Ok(())
 }
 
 enum Ended {
     Shutdown,
     Lost(Closed),
-    ConsumerClosed,
+}
+
+/// What the event loop reacts to; see [`Component::serve`].
+// Stanzas are the hot path: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Xmpp(Inbound),
+    Job(Job),
+    Keepalive,
+    Settled,
 }
 
 /// A job whose stanzas are written but not yet known to be read.
 struct PendingJob {
-    acker: Acker,
+    taken: Taken,
     report: Option<Event>,
+    /// When it was published (its AMQP timestamp) or else taken.
+    since: SystemTime,
 }
 
 /// Everything the event loop owns.
@@ -148,7 +176,8 @@ struct Component<H> {
     presence: PresenceBook,
     subscriptions: HashSet<Subscription>,
     store: mpsc::UnboundedSender<store::Change>,
-    publisher: Publisher,
+    link: Link,
+    metrics: Metrics,
     barriers: Barriers<PendingJob>,
     /// Presence is rebuilt after (re)connecting; jobs wait until then.
     taking_jobs: bool,
@@ -164,8 +193,10 @@ impl<H: Handler> Component<H> {
         handler: H,
         subscriptions: Vec<Subscription>,
         store: mpsc::UnboundedSender<store::Change>,
-        publisher: Publisher,
+        link: Link,
+        metrics: Metrics,
     ) -> Result<Self, ConfigError> {
+        metrics.subscriptions.set(subscriptions.len() as i64);
         Ok(Component {
             handler,
             domain: config.component_domain()?,
@@ -174,7 +205,8 @@ impl<H: Handler> Component<H> {
             presence: PresenceBook::new(),
             subscriptions: subscriptions.into_iter().collect(),
             store,
-            publisher,
+            link,
+            metrics,
             barriers: Barriers::new("herald-barrier"),
             taking_jobs: false,
             settle_at: None,
@@ -187,7 +219,6 @@ impl<H: Handler> Component<H> {
     async fn serve(
         &mut self,
         session: &mut Session,
-        consumer: &mut lapin::Consumer,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Ended {
         self.on_connected(session);
@@ -195,43 +226,39 @@ impl<H: Handler> Component<H> {
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.send_due_barrier(session, false);
+            self.metrics.outbound_queue.set(session.backlog() as i64);
             let take_jobs = self.taking_jobs && session.backlog() < self.high_water;
             let settle_at = self.settle_at;
-            tokio::select! {
+            let input = tokio::select! {
                 _ = shutdown.as_mut() => return Ended::Shutdown,
-                inbound = session.next() => match inbound {
-                    Inbound::Stanza(stanza) => self.on_stanza(session, stanza),
-                    Inbound::Invalid { kind, from, id, type_, error } => {
-                        self.on_invalid(session, &kind, from, id, type_, &error)
-                    }
-                    Inbound::Closed(reason) => return Ended::Lost(reason),
-                },
-                delivery = consumer.next(), if take_jobs => match delivery {
-                    Some(Ok(delivery)) => self.on_job(session, delivery),
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "jobs consumer failed");
-                        return Ended::ConsumerClosed;
-                    }
-                    None => return Ended::ConsumerClosed,
-                },
-                _ = keepalive.tick() => self.send_due_barrier(session, true),
-                _ = tokio::time::sleep_until(settle_at.unwrap_or_else(Instant::now)), if settle_at.is_some() => {
-                    self.settle_at = None;
-                    self.taking_jobs = true;
-                    tracing::info!(
-                        users = self.presence.online_users(),
-                        resources = self.presence.online_resources(),
-                        "presence rebuilt; taking jobs"
-                    );
-                }
+                inbound = session.next() => Input::Xmpp(inbound),
+                Some(job) = self.link.next_job(), if take_jobs => Input::Job(job),
+                _ = keepalive.tick() => Input::Keepalive,
+                _ = tokio::time::sleep_until(settle_at.unwrap_or_else(Instant::now)), if settle_at.is_some() => Input::Settled,
+            };
+            let busy_since = Instant::now();
+            match input {
+                Input::Xmpp(Inbound::Stanza(stanza)) => self.on_stanza(session, stanza),
+                Input::Xmpp(Inbound::Invalid {
+                    kind,
+                    from,
+                    id,
+                    type_,
+                    error,
+                }) => self.on_invalid(session, &kind, from, id, type_, &error),
+                Input::Xmpp(Inbound::Closed(reason)) => return Ended::Lost(reason),
+                Input::Job(job) => self.on_job(session, job),
+                Input::Keepalive => self.send_due_barrier(session, true),
+                Input::Settled => self.on_settled(),
             }
+            self.metrics.add_busy(busy_since.elapsed());
         }
     }
 
     /// A new stream knows nothing of the old one's presence: forget it and
     /// probe every subscriber, then wait for the server to answer the probes.
     fn on_connected(&mut self, session: &mut Session) {
-        self.presence.clear();
+        self.forget_presence();
         self.taking_jobs = false;
         self.settle_at = None;
         for subscription in &self.subscriptions {
@@ -245,10 +272,24 @@ impl<H: Handler> Component<H> {
         self.barriers.request_settle();
     }
 
+    fn on_settled(&mut self) {
+        self.settle_at = None;
+        self.taking_jobs = true;
+        self.metrics.presence_ready.set(1);
+        self.metrics.update_ready();
+        tracing::info!(
+            users = self.presence.online_users(),
+            resources = self.presence.online_resources(),
+            "presence rebuilt; taking jobs"
+        );
+    }
+
     /// Jobs not proven read go back to the queue; they will be delivered
     /// again (possibly twice to some recipients) after reconnecting.
     fn on_disconnected(&mut self) {
         self.taking_jobs = false;
+        self.metrics.presence_ready.set(0);
+        self.metrics.update_ready();
         let abandoned = self.barriers.abandon();
         if !abandoned.is_empty() {
             tracing::warn!(
@@ -257,15 +298,34 @@ impl<H: Handler> Component<H> {
             );
         }
         for job in abandoned {
-            requeue(job.acker);
+            self.metrics.jobs.requeued.inc();
+            job.taken.requeue();
         }
+    }
+
+    /// Presence seen on a lost stream is stale; listeners hear that every
+    /// resource went away, since the new stream starts from nothing.
+    fn forget_presence(&mut self) {
+        for jid in self.presence.clear() {
+            let change = PresenceChange {
+                jid,
+                now: None,
+                changed: true,
+            };
+            let mut effects = Effects::default();
+            let mut ctx = Context::new(&self.domain, &self.presence, &mut effects);
+            self.handler.on_presence(&mut ctx, &change);
+            // Stanzas are for a stream that is gone; only events go out.
+            self.publish_events(effects.events);
+        }
+        self.update_presence_gauges();
     }
 
     /// On shutdown: stop taking jobs and give the server a bounded time to
     /// confirm what was written; the rest goes back to the queue.
     async fn drain(&mut self, session: &mut Session) {
         self.taking_jobs = false;
-        let deadline = sleep(Duration::from_secs(10));
+        let deadline = sleep(DRAIN_LIMIT);
         tokio::pin!(deadline);
         while !self.barriers.is_idle() {
             self.send_due_barrier(session, false);
@@ -278,26 +338,38 @@ impl<H: Handler> Component<H> {
                 },
             }
         }
-        self.on_disconnected();
     }
 
     fn send_due_barrier(&mut self, session: &mut Session, keepalive: bool) {
-        if let Some(id) = self.barriers.next_ping(keepalive) {
+        if let Some(id) = self.barriers.next_ping(keepalive, Instant::now()) {
             session.enqueue(stanzas::ping(&self.domain, &self.server, id));
         }
     }
 
     fn on_barrier_answered(&mut self, id: &str) -> bool {
-        let Some(released) = self.barriers.answered(id) else {
+        let Some(released) = self.barriers.answered(id, Instant::now()) else {
             return false;
         };
+        self.metrics
+            .server_roundtrip
+            .observe(released.roundtrip.as_secs_f64());
+        let now = SystemTime::now();
         for job in released.work {
+            if !self.link.is_current(&job.taken) {
+                // Its AMQP connection is gone and the broker has requeued
+                // it: the redelivery reports it, not this one.
+                self.metrics.jobs.requeued.inc();
+                continue;
+            }
+            self.metrics.jobs.delivered.inc();
+            let duration = now.duration_since(job.since).unwrap_or_default();
+            self.metrics.job_duration.observe(duration.as_secs_f64());
             match job.report {
                 Some(report) => {
-                    self.publisher
-                        .event(&report.routing_key, report.payload, Some(job.acker))
+                    self.link
+                        .event(&report.routing_key, report.payload, Some(job.taken))
                 }
-                None => settle_ack(job.acker),
+                None => job.taken.ack(),
             }
         }
         if released.presence_settled {
@@ -306,100 +378,85 @@ impl<H: Handler> Component<H> {
         true
     }
 
-    fn on_job(&mut self, session: &mut Session, delivery: Delivery) {
+    fn on_job(&mut self, session: &mut Session, job: Job) {
         let mut effects = Effects::default();
         let outcome = {
             let mut ctx = Context::new(&self.domain, &self.presence, &mut effects);
-            self.handler.on_job(&mut ctx, &delivery.data)
+            self.handler.on_job(&mut ctx, &job.delivery.data)
         };
         match outcome {
             JobOutcome::DeadLetter { reason } => {
                 tracing::warn!(%reason, "job dead-lettered");
-                self.publisher.dead_letter(delivery, &reason);
+                self.metrics.jobs.dead_lettered.inc();
+                self.link.dead_letter(job, &reason);
             }
-            JobOutcome::Done { report } => {
+            JobOutcome::Done { report, tally } => {
+                self.count_recipients(tally);
                 self.apply(session, effects);
+                let since = published_at(&job).unwrap_or_else(SystemTime::now);
                 self.barriers.push(PendingJob {
-                    acker: delivery.acker,
+                    taken: job.taken,
                     report,
+                    since,
                 });
             }
         }
+    }
+
+    fn count_recipients(&self, tally: Tally) {
+        let counters = &self.metrics.recipients;
+        counters.sent.inc_by(tally.sent);
+        counters.offline.inc_by(tally.offline);
+        counters.unavailable.inc_by(tally.unavailable);
+        counters.invalid.inc_by(tally.invalid);
     }
 
     fn apply(&mut self, session: &mut Session, effects: Effects) {
         for stanza in effects.stanzas {
             session.enqueue(stanza);
         }
-        for event in effects.events {
-            self.publisher
-                .event(&event.routing_key, event.payload, None);
+        self.publish_events(effects.events);
+    }
+
+    fn publish_events(&self, events: Vec<Event>) {
+        for event in events {
+            self.link.event(&event.routing_key, event.payload, None);
         }
+    }
+
+    fn update_presence_gauges(&self) {
+        self.metrics
+            .online_users
+            .set(self.presence.online_users() as i64);
+        self.metrics
+            .online_resources
+            .set(self.presence.online_resources() as i64);
     }
 
     fn remember(&mut self, subscription: Subscription) {
         if !self.subscriptions.contains(&subscription) {
             self.subscriptions.insert(subscription.clone());
+            self.metrics
+                .subscriptions
+                .set(self.subscriptions.len() as i64);
             let _ = self.store.send(store::Change::Add(subscription));
         }
     }
 
     fn forget(&mut self, subscription: Subscription) {
         if self.subscriptions.remove(&subscription) {
+            self.metrics
+                .subscriptions
+                .set(self.subscriptions.len() as i64);
             let _ = self.store.send(store::Change::Remove(subscription));
         }
     }
 }
 
-fn settle_ack(acker: Acker) {
-    tokio::spawn(async move {
-        if let Err(e) = acker.ack(Default::default()).await {
-            tracing::warn!(error = %e, "job not acknowledged; the broker will redeliver it");
-        }
-    });
-}
-
-fn requeue(acker: Acker) {
-    tokio::spawn(async move {
-        let options = BasicNackOptions {
-            requeue: true,
-            ..BasicNackOptions::default()
-        };
-        if let Err(e) = acker.nack(options).await {
-            tracing::debug!(error = %e, "nack failed; the broker requeues on channel close");
-        }
-    });
-}
-
-/// Exponential backoff with jitter, so that many Herald instances (or one
-/// in a crash loop) do not hammer a server that is coming back.
-struct Backoff {
-    current: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const START: Duration = Duration::from_millis(250);
-
-    fn new(max: Duration) -> Self {
-        Backoff {
-            current: Self::START,
-            max,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
-        // Jitter in [0.5, 1.0) of the base, from the clock's low bits: no RNG needed.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
-    }
-
-    fn reset(&mut self) {
-        self.current = Self::START;
-    }
+/// The job's AMQP `timestamp` (seconds since the epoch), if its publisher set one.
+fn published_at(job: &Job) -> Option<SystemTime> {
+    let seconds = (*job.delivery.properties.timestamp())?;
+    let at = UNIX_EPOCH + Duration::from_secs(seconds);
+    // A publisher's clock ahead of ours would give negative durations.
+    (at <= SystemTime::now()).then_some(at)
 }

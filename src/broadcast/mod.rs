@@ -7,7 +7,7 @@ pub mod job;
 use serde::Serialize;
 use xmpp_parsers::message::{Message, MessageType};
 
-use crate::handler::{Context, Event, Handler, JobOutcome};
+use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
 pub use fanout::{fan_out, Report};
 pub use job::{Job, JobError, JobLimits};
@@ -98,6 +98,12 @@ impl Handler for Broadcast {
         );
         JobOutcome::Done {
             report: Some(Event::json(REPORT_KEY, report)),
+            tally: Tally {
+                sent: report.sent as u64,
+                offline: report.skipped.offline as u64,
+                unavailable: report.skipped.unavailable as u64,
+                invalid: report.skipped.invalid as u64,
+            },
         }
     }
 }

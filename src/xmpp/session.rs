@@ -24,6 +24,8 @@ use xmpp_parsers::component::Handshake;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ns;
 
+use crate::metrics::{SessionMetrics, StanzaCounters};
+
 type Io = <TcpServerConnector as ServerConnector>::Stream;
 
 /// Why connecting failed; callers log it and back off.
@@ -82,16 +84,28 @@ pub struct Session {
     outbound: VecDeque<Stanza>,
     unflushed: bool,
     read_timeout: Duration,
+    metrics: SessionMetrics,
 }
 
 impl Session {
-    pub async fn connect(endpoint: &Endpoint, secret: &str) -> Result<Session, ConnectError> {
-        tokio::time::timeout(endpoint.connect_timeout, Self::handshake(endpoint, secret))
-            .await
-            .map_err(|_| ConnectError::Timeout(endpoint.connect_timeout))?
+    pub async fn connect(
+        endpoint: &Endpoint,
+        secret: &str,
+        metrics: SessionMetrics,
+    ) -> Result<Session, ConnectError> {
+        tokio::time::timeout(
+            endpoint.connect_timeout,
+            Self::handshake(endpoint, secret, metrics),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout(endpoint.connect_timeout))?
     }
 
-    async fn handshake(endpoint: &Endpoint, secret: &str) -> Result<Session, ConnectError> {
+    async fn handshake(
+        endpoint: &Endpoint,
+        secret: &str,
+        metrics: SessionMetrics,
+    ) -> Result<Session, ConnectError> {
         let timeouts = Timeouts {
             read_timeout: endpoint.read_timeout,
             response_timeout: endpoint.read_timeout,
@@ -119,6 +133,7 @@ impl Session {
                     outbound: VecDeque::new(),
                     unflushed: false,
                     read_timeout: endpoint.read_timeout,
+                    metrics,
                 })
             }
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
@@ -132,7 +147,9 @@ impl Session {
 
     /// Queues a stanza; it is written while [`Session::next`] is polled.
     pub fn enqueue(&mut self, stanza: impl Into<Stanza>) {
-        self.outbound.push_back(stanza.into());
+        let stanza = stanza.into();
+        count(&self.metrics.sent, &stanza);
+        self.outbound.push_back(stanza);
     }
 
     /// Stanzas queued but not yet handed to the socket.
@@ -181,7 +198,10 @@ impl Session {
                     continue;
                 }
                 Some(Ok(FallibleStreamElement::Ok(element))) => match element {
-                    XmppStreamElement::Stanza(stanza) => Inbound::Stanza(stanza),
+                    XmppStreamElement::Stanza(stanza) => {
+                        count(&self.metrics.received, &stanza);
+                        Inbound::Stanza(stanza)
+                    }
                     XmppStreamElement::StreamError(e) => {
                         Inbound::Closed(Closed::StreamError(e.0.to_string()))
                     }
@@ -195,13 +215,16 @@ impl Session {
                     header,
                     error,
                     ..
-                }))) => Inbound::Invalid {
-                    kind: name.to_string(),
-                    from: header.from,
-                    id: header.id,
-                    type_: header.type_,
-                    error: error.to_string(),
-                },
+                }))) => {
+                    self.metrics.received_invalid.inc();
+                    Inbound::Invalid {
+                        kind: name.to_string(),
+                        from: header.from,
+                        id: header.id,
+                        type_: header.type_,
+                        error: error.to_string(),
+                    }
+                }
                 Some(Ok(FallibleStreamElement::Err(e))) => {
                     tracing::warn!(error = %e, "invalid element from the server ignored");
                     continue;
@@ -228,6 +251,7 @@ impl Session {
                 // The encoder rewinds its buffer on this error: the stream stays well-formed.
                 // Job validation makes this impossible for broadcast messages.
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    self.metrics.unserializable.inc();
                     tracing::error!(error = %e, "stanza could not be serialized and was dropped");
                 }
                 Err(e) => return Err(e),
@@ -247,5 +271,13 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+fn count(counters: &StanzaCounters, stanza: &Stanza) {
+    match stanza {
+        Stanza::Message(_) => counters.message.inc(),
+        Stanza::Presence(_) => counters.presence.inc(),
+        Stanza::Iq(_) => counters.iq.inc(),
     }
 }

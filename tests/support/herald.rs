@@ -92,6 +92,50 @@ impl Herald {
         self.spawn();
     }
 
+    /// Address of the HTTP endpoint of the running process, from its log.
+    pub fn http_addr(&self) -> String {
+        const LINE: &str = "serving /metrics";
+        let log = self.log.lock().unwrap();
+        let line = log
+            .iter()
+            .rev()
+            .find(|l| l.contains(LINE))
+            .unwrap_or_else(|| panic!("no {LINE:?} line in herald's log"));
+        let address = line
+            .split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        address.to_string()
+    }
+
+    /// The current /metrics text.
+    pub fn metrics(&self) -> String {
+        let (status, body) = super::http::get(&self.http_addr(), "/metrics");
+        assert_eq!(status, 200, "/metrics answered {status}: {body}");
+        body
+    }
+
+    /// The HTTP status of /readyz.
+    pub fn readyz(&self) -> u16 {
+        super::http::get(&self.http_addr(), "/readyz").0
+    }
+
+    /// Waits until /readyz answers `status`; panics with the log otherwise.
+    pub fn wait_readyz(&mut self, status: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.readyz() != status {
+            assert!(self.is_running(), "herald exited:\n{}", self.log_text());
+            if Instant::now() > deadline {
+                panic!(
+                    "/readyz did not answer {status} within {timeout:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log_count(&self, needle: &str) -> usize {
         self.log
             .lock()
@@ -175,12 +219,17 @@ secret = "{secret}"
 keepalive_secs = 5
 read_timeout_secs = 60
 probe_settle_ms = 300
+max_backoff_secs = 2
 
 [amqp]
 url = "{url}"
 jobs_queue = "{jobs}"
 dead_letter_queue = "{dead}"
 events_exchange = "{events}"
+max_backoff_secs = 2
+
+[http]
+listen = "127.0.0.1:0"
 
 [store]
 path = "{store}"

@@ -9,6 +9,7 @@
 //!   in parallel.
 //! * [`user::XmppUser`] is a real c2s client (plaintext, SASL PLAIN, bind) on
 //!   tokio-xmpp's XML stream layer.
+//! * [`http`] reads Herald's /metrics, /healthz and /readyz.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
 //!
@@ -21,6 +22,7 @@
 pub mod amqp;
 pub mod c2s;
 pub mod herald;
+pub mod http;
 pub mod prosody;
 pub mod user;
 

@@ -1,0 +1,337 @@
+//! Herald's Prometheus metrics. The event loop and the AMQP link write them;
+//! the HTTP endpoint ([`crate::http`]) reads them. Handles are cheap clones
+//! of atomics, so writing one never waits.
+
+use std::time::Duration;
+
+use prometheus::{
+    Counter, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Stanza counters by kind, resolved once so the hot path does no label lookup.
+#[derive(Clone)]
+pub struct StanzaCounters {
+    pub message: IntCounter,
+    pub presence: IntCounter,
+    pub iq: IntCounter,
+}
+
+impl StanzaCounters {
+    fn new(family: &IntCounterVec) -> Self {
+        StanzaCounters {
+            message: family.with_label_values(&["message"]),
+            presence: family.with_label_values(&["presence"]),
+            iq: family.with_label_values(&["iq"]),
+        }
+    }
+}
+
+/// Metrics of the XMPP session, handed to it at connect.
+#[derive(Clone)]
+pub struct SessionMetrics {
+    pub received: StanzaCounters,
+    pub received_invalid: IntCounter,
+    pub sent: StanzaCounters,
+    pub unserializable: IntCounter,
+}
+
+/// Outcomes of jobs, as counted in `herald_jobs_total`.
+#[derive(Clone)]
+pub struct JobCounters {
+    pub delivered: IntCounter,
+    pub dead_lettered: IntCounter,
+    pub requeued: IntCounter,
+}
+
+/// Outcomes of recipients, as counted in `herald_recipients_total`.
+#[derive(Clone)]
+pub struct RecipientCounters {
+    pub sent: IntCounter,
+    pub offline: IntCounter,
+    pub unavailable: IntCounter,
+    pub invalid: IntCounter,
+}
+
+/// One side of the broker or server connection.
+#[derive(Clone)]
+pub struct LinkMetrics {
+    pub connected: IntGauge,
+    pub connects_ok: IntCounter,
+    pub connects_failed: IntCounter,
+}
+
+impl LinkMetrics {
+    fn new(registry: &Registry, name: &str, what: &str) -> Self {
+        let connected = IntGauge::new(
+            format!("herald_{name}_connected"),
+            format!("1 while the {what} connection is up"),
+        )
+        .expect("valid metric");
+        let connects = IntCounterVec::new(
+            Opts::new(
+                format!("herald_{name}_connects_total"),
+                format!("Connection attempts to the {what}, by result"),
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        register(registry, connected.clone());
+        register(registry, connects.clone());
+        LinkMetrics {
+            connected,
+            connects_ok: connects.with_label_values(&["ok"]),
+            connects_failed: connects.with_label_values(&["error"]),
+        }
+    }
+
+    pub fn up(&self) {
+        self.connected.set(1);
+        self.connects_ok.inc();
+    }
+
+    pub fn failed(&self) {
+        self.connected.set(0);
+        self.connects_failed.inc();
+    }
+
+    pub fn down(&self) {
+        self.connected.set(0);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.connected.get() == 1
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub session: SessionMetrics,
+    pub jobs: JobCounters,
+    pub recipients: RecipientCounters,
+    pub job_duration: Histogram,
+    pub server_roundtrip: Histogram,
+    pub online_users: IntGauge,
+    pub online_resources: IntGauge,
+    pub presence_updates: IntCounter,
+    pub subscriptions: IntGauge,
+    pub outbound_queue: IntGauge,
+    pub xmpp: LinkMetrics,
+    pub amqp: LinkMetrics,
+    /// 1 when presence is rebuilt after connecting and jobs are taken.
+    pub presence_ready: IntGauge,
+    pub ready: IntGauge,
+    pub events_confirmed: IntCounter,
+    pub events_failed: IntCounter,
+    pub loop_busy: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let family = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            register(&registry, family.clone());
+            family
+        };
+        let received = counter_vec(
+            "herald_stanzas_received_total",
+            "Stanzas received from the XMPP server, by kind",
+            "kind",
+        );
+        let sent = counter_vec(
+            "herald_stanzas_sent_total",
+            "Stanzas queued for the XMPP server, by kind",
+            "kind",
+        );
+        let jobs = counter_vec("herald_jobs_total", "Jobs by outcome", "outcome");
+        let recipients = counter_vec(
+            "herald_recipients_total",
+            "Recipients of jobs by outcome",
+            "outcome",
+        );
+        let events = counter_vec(
+            "herald_events_published_total",
+            "Reports, events and dead letters published to the broker, by result",
+            "result",
+        );
+        let metrics = Metrics {
+            registry: registry.clone(),
+            session: SessionMetrics {
+                received: StanzaCounters::new(&received),
+                received_invalid: received.with_label_values(&["invalid"]),
+                sent: StanzaCounters::new(&sent),
+                unserializable: counter(
+                    &registry,
+                    "herald_stanzas_unserializable_total",
+                    "Stanzas dropped because they could not be serialized",
+                ),
+            },
+            jobs: JobCounters {
+                delivered: jobs.with_label_values(&["delivered"]),
+                dead_lettered: jobs.with_label_values(&["dead_lettered"]),
+                requeued: jobs.with_label_values(&["requeued"]),
+            },
+            recipients: RecipientCounters {
+                sent: recipients.with_label_values(&["sent"]),
+                offline: recipients.with_label_values(&["offline"]),
+                unavailable: recipients.with_label_values(&["unavailable"]),
+                invalid: recipients.with_label_values(&["invalid"]),
+            },
+            job_duration: histogram(
+                &registry,
+                "herald_job_duration_seconds",
+                "From publication (AMQP timestamp) or intake to the server having read the job's stanzas",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+            ),
+            server_roundtrip: histogram(
+                &registry,
+                "herald_server_roundtrip_seconds",
+                "Time for the XMPP server to answer a barrier ping: how far behind it reads Herald's stream",
+                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0],
+            ),
+            online_users: gauge(&registry, "herald_online_users", "Users with at least one online resource"),
+            online_resources: gauge(&registry, "herald_online_resources", "Online resources tracked"),
+            presence_updates: counter(
+                &registry,
+                "herald_presence_updates_total",
+                "Presence stanzas applied to the presence book",
+            ),
+            subscriptions: gauge(&registry, "herald_subscriptions", "Stored user subscriptions"),
+            outbound_queue: gauge(
+                &registry,
+                "herald_outbound_queue_stanzas",
+                "Stanzas queued by the event loop and not yet taken by the socket",
+            ),
+            xmpp: LinkMetrics::new(&registry, "xmpp", "XMPP server"),
+            amqp: LinkMetrics::new(&registry, "amqp", "AMQP broker"),
+            presence_ready: gauge(
+                &registry,
+                "herald_presence_ready",
+                "1 once presence is rebuilt after connecting to the XMPP server",
+            ),
+            ready: gauge(&registry, "herald_ready", "1 while Herald takes jobs"),
+            events_confirmed: events.with_label_values(&["confirmed"]),
+            events_failed: events.with_label_values(&["failed"]),
+            loop_busy: {
+                let busy = Counter::new(
+                    "herald_event_loop_busy_seconds_total",
+                    "Time the event loop spent handling inputs rather than waiting",
+                )
+                .expect("valid metric");
+                register(&registry, busy.clone());
+                busy
+            },
+        };
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::debug!(error = %e, "process metrics unavailable");
+        }
+        metrics
+    }
+
+    /// Why Herald is not ready, or `None` when it is.
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        if !self.xmpp.is_up() {
+            Some("XMPP server not connected")
+        } else if !self.amqp.is_up() {
+            Some("AMQP broker not connected")
+        } else if self.presence_ready.get() == 0 {
+            Some("presence not rebuilt yet")
+        } else {
+            None
+        }
+    }
+
+    /// Recomputes `herald_ready` from the parts it depends on.
+    pub fn update_ready(&self) {
+        self.ready.set(i64::from(self.unready_reason().is_none()));
+    }
+
+    pub fn add_busy(&self, busy: Duration) {
+        self.loop_busy.inc_by(busy.as_secs_f64());
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        buffer
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// Names and help texts are constants: registration can only fail on a
+// programming error (a duplicate name), which the unit tests catch.
+fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, collector: C) {
+    registry
+        .register(Box::new(collector))
+        .expect("metric registered once");
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("valid metric");
+    register(registry, counter.clone());
+    counter
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).expect("valid metric");
+    register(registry, gauge.clone());
+    gauge
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    register(registry, histogram.clone());
+    histogram
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_the_herald_prefix() {
+        let metrics = Metrics::new();
+        metrics.jobs.delivered.inc();
+        metrics.recipients.offline.inc_by(3);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("herald_jobs_total{outcome=\"delivered\"} 1"));
+        assert!(text.contains("herald_recipients_total{outcome=\"offline\"} 3"));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(
+                name.starts_with("herald_") || name.starts_with("process_"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn readiness_names_the_first_missing_part() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.unready_reason(), Some("XMPP server not connected"));
+        metrics.xmpp.up();
+        assert_eq!(metrics.unready_reason(), Some("AMQP broker not connected"));
+        metrics.amqp.up();
+        assert_eq!(metrics.unready_reason(), Some("presence not rebuilt yet"));
+        metrics.presence_ready.set(1);
+        metrics.update_ready();
+        assert_eq!(metrics.unready_reason(), None);
+        assert_eq!(metrics.ready.get(), 1);
+        metrics.amqp.down();
+        metrics.update_ready();
+        assert_eq!(metrics.ready.get(), 0);
+    }
+}
