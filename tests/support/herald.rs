@@ -32,6 +32,7 @@ impl Names {
 pub struct Herald {
     child: Option<Child>,
     config: PathBuf,
+    env: Vec<(String, String)>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -40,11 +41,26 @@ impl Herald {
     /// holds the store, so a later start in the same dir finds it) and
     /// starts Herald; returns once it takes jobs.
     pub fn start(prosody: &Prosody, names: &Names, dir: &Path) -> Herald {
+        Self::start_with_env(prosody, names, dir, &[])
+    }
+
+    /// Like [`Herald::start`], with extra `HERALD_*` environment variables
+    /// that override the written config.
+    pub fn start_with_env(
+        prosody: &Prosody,
+        names: &Names,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Herald {
         let config = dir.join("herald.toml");
         std::fs::write(&config, config_text(prosody, names, dir)).expect("write herald.toml");
         let mut herald = Herald {
             child: None,
             config,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: Arc::new(Mutex::new(Vec::new())),
         };
         herald.spawn();
@@ -57,6 +73,7 @@ impl Herald {
             .arg(&self.config)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -107,6 +124,10 @@ impl Herald {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         address.to_string()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// The current /metrics text.

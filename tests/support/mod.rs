@@ -21,6 +21,7 @@
 
 pub mod amqp;
 pub mod c2s;
+pub mod events;
 pub mod herald;
 pub mod http;
 pub mod prosody;

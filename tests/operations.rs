@@ -1,0 +1,363 @@
+//! What an operator relies on, end to end with a real Prosody, RabbitMQ and
+//! the `herald` binary: metrics that move by exactly what a job causes,
+//! readiness that follows the server and the broker, reconnects, and a
+//! SIGTERM in the middle of a large job that loses nobody.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::amqp::{Amqp, EventTap};
+use support::events::{await_presence, next_report, report_within};
+use support::herald::{Herald, Names};
+use support::http;
+use support::prosody::Prosody;
+use support::user::XmppUser;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Stack {
+    prosody: Prosody,
+    names: Names,
+    _dir: tempfile::TempDir,
+    herald: Herald,
+    amqp: Amqp,
+    presence: EventTap,
+    reports: EventTap,
+}
+
+impl Stack {
+    async fn start(users: &[&str], env: &[(&str, &str)]) -> Stack {
+        let prosody = Prosody::start(users);
+        let names = Names::unique();
+        let dir = tempfile::tempdir().unwrap();
+        let herald = Herald::start_with_env(&prosody, &names, dir.path(), env);
+        let presence = EventTap::bind(&names.events, "presence.changed").await;
+        let reports = EventTap::bind(&names.events, "job.report").await;
+        Stack {
+            amqp: Amqp::connect().await,
+            prosody,
+            names,
+            _dir: dir,
+            herald,
+            presence,
+            reports,
+        }
+    }
+
+    async fn publish(&self, job: Value) {
+        self.amqp.publish_json(&self.names.jobs, &job).await;
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        http::value(&self.herald.metrics(), series)
+    }
+
+    /// Polls /metrics until `series` has `value`.
+    async fn wait_metric(&self, series: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.metric(series);
+            if now == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed {now}, expected {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Every counter a job moves, read before and after it.
+const JOB_SERIES: [&str; 9] = [
+    r#"herald_jobs_total{outcome="delivered"}"#,
+    r#"herald_jobs_total{outcome="dead_lettered"}"#,
+    r#"herald_recipients_total{outcome="sent"}"#,
+    r#"herald_recipients_total{outcome="offline"}"#,
+    r#"herald_recipients_total{outcome="unavailable"}"#,
+    r#"herald_recipients_total{outcome="invalid"}"#,
+    r#"herald_stanzas_sent_total{kind="message"}"#,
+    "herald_job_duration_seconds_count",
+    r#"herald_stanzas_received_total{kind="message"}"#,
+];
+
+fn snapshot(metrics: &str) -> Vec<f64> {
+    JOB_SERIES.iter().map(|s| http::value(metrics, s)).collect()
+}
+
+fn deltas(before: &[f64], after: &[f64]) -> Vec<f64> {
+    before.iter().zip(after).map(|(b, a)| a - b).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_by_exactly_what_a_job_causes() {
+    let mut stack = Stack::start(&["alice", "bob", "carol"], &[]).await;
+    let address = stack.herald.http_addr();
+    assert_eq!(http::get(&address, "/healthz"), (200, "ok\n".to_string()));
+
+    let _alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login(&stack.prosody, "bob", "phone").await;
+    bob.send_presence(Some("away"), 0).await;
+    await_presence(&mut stack.presence, "bob@localhost/phone", Some("away")).await;
+    stack.herald.wait_readyz(200, WAIT);
+
+    let text = stack.herald.metrics();
+    assert_eq!(http::value(&text, "herald_online_users"), 2.0, "{text}");
+    assert_eq!(http::value(&text, "herald_online_resources"), 2.0);
+    assert_eq!(http::value(&text, "herald_subscriptions"), 2.0);
+    assert_eq!(http::value(&text, "herald_ready"), 1.0);
+    assert_eq!(http::value(&text, "herald_xmpp_connected"), 1.0);
+    assert_eq!(http::value(&text, "herald_amqp_connected"), 1.0);
+    assert!(http::value(&text, "herald_presence_updates_total") >= 2.0);
+    let before = snapshot(&text);
+
+    stack
+        .publish(json!({
+            "id": "metrics-1",
+            "to": ["alice@localhost", "bob@localhost", "carol@localhost", "x@broadcast.localhost"],
+            "body": "counted",
+        }))
+        .await;
+    let report = next_report(&mut stack.reports, "metrics-1").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let after_job = snapshot(&stack.herald.metrics());
+    assert_eq!(
+        deltas(&before, &after_job),
+        vec![1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        "deltas of {JOB_SERIES:?}"
+    );
+
+    stack
+        .amqp
+        .publish_to(
+            "",
+            &stack.names.jobs,
+            b"not json",
+            support::amqp::json_properties(),
+        )
+        .await;
+    let dead = stack
+        .amqp
+        .get_one(&stack.names.dead, WAIT)
+        .await
+        .expect("dead letter");
+    assert!(
+        dead.headers["x-herald-error"].is_string(),
+        "{:?}",
+        dead.headers
+    );
+    let after_dead = snapshot(&stack.herald.metrics());
+    assert_eq!(
+        deltas(&after_job, &after_dead),
+        vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "deltas of {JOB_SERIES:?}"
+    );
+
+    let text = stack.herald.metrics();
+    assert!(http::value(&text, "herald_server_roundtrip_seconds_count") >= 1.0);
+    assert!(http::value(&text, "herald_event_loop_busy_seconds_total") > 0.0);
+    assert!(
+        http::value(
+            &text,
+            r#"herald_events_published_total{result="confirmed"}"#
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_after() {
+    // A long settle gives alice time to log in again before Herald takes jobs.
+    let env = [("HERALD_XMPP__PROBE_SETTLE_MS", "3000")];
+    let mut stack = Stack::start(&["alice"], &env).await;
+    let alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    stack.herald.wait_readyz(200, WAIT);
+
+    stack.prosody.stop();
+    drop(alice);
+    stack.herald.wait_readyz(503, WAIT);
+    let (_, reason) = http::get(&stack.herald.http_addr(), "/readyz");
+    assert!(reason.contains("XMPP"), "{reason}");
+    await_presence(&mut stack.presence, "alice@localhost/desk", None).await;
+
+    stack
+        .publish(json!({"id": "while-down", "to": ["alice@localhost"], "body": "held"}))
+        .await;
+    assert_eq!(
+        report_within(&mut stack.reports, "while-down", Duration::from_secs(2)).await,
+        None,
+        "Herald must not take jobs while the server is down"
+    );
+
+    stack.prosody.start_again();
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let report = next_report(&mut stack.reports, "while-down").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let message = alice
+        .next_message(WAIT)
+        .await
+        .expect("the held job arrives");
+    assert_eq!(message.1, "held");
+    stack.herald.wait_readyz(200, WAIT);
+    assert!(stack.metric(r#"herald_xmpp_connects_total{result="ok"}"#) >= 2.0);
+}
+
+/// Broker-side process ids of the connections whose client name mentions `pid`.
+fn broker_connections_of(pid: u32) -> Vec<String> {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl must be installed next to the RabbitMQ the tests use");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_connections failed"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(&format!(" pid {pid}\"")))
+        .filter_map(|line| line.split('\t').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_reconnects_to_the_broker_and_keeps_delivering() {
+    let mut stack = Stack::start(&["alice"], &[]).await;
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let pid = stack.herald.pid().expect("herald runs");
+    let connections = broker_connections_of(pid);
+    assert_eq!(connections.len(), 1, "{connections:?}");
+
+    let closed = Command::new("rabbitmqctl")
+        .args(["-q", "close_connection", &connections[0], "herald test"])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(closed.success());
+    stack.herald.wait_log_count("AMQP connection lost", 1, WAIT);
+    stack
+        .wait_metric(r#"herald_amqp_connects_total{result="ok"}"#, 2.0)
+        .await;
+    stack.herald.wait_readyz(200, WAIT);
+
+    stack
+        .publish(json!({"id": "after-reconnect", "to": ["alice@localhost"], "body": "still here"}))
+        .await;
+    let report = next_report(&mut stack.reports, "after-reconnect").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    assert_eq!(
+        alice.next_message(WAIT).await.expect("message").1,
+        "still here"
+    );
+}
+
+const ONLINE: usize = 300;
+const OFFLINE: usize = 3000;
+
+/// A stack with `ONLINE` users logged in and a job for them and `OFFLINE`
+/// others published; returns once Herald has fanned it out.
+async fn large_job_in_flight(before_publish: impl FnOnce(&Stack)) -> (Stack, Vec<XmppUser>) {
+    let names: Vec<String> = (0..ONLINE).map(|i| format!("u{i}")).collect();
+    let user_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut stack = Stack::start(&user_refs, &[]).await;
+    let mut users = Vec::new();
+    for name in &names {
+        users.push(XmppUser::login_available(&stack.prosody, name, "r").await);
+    }
+    stack
+        .wait_metric("herald_online_users", ONLINE as f64)
+        .await;
+    before_publish(&stack);
+    let mut to: Vec<String> = names.iter().map(|n| format!("{n}@localhost")).collect();
+    to.extend((0..OFFLINE).map(|i| format!("ghost{i}@localhost")));
+    stack
+        .publish(json!({"id": "big", "to": to, "body": "evacuate"}))
+        .await;
+    stack.herald.wait_log_count("job fanned out", 1, WAIT);
+    (stack, users)
+}
+
+/// Every online user got the job's message, it was reported once with
+/// every recipient counted, and it left the queue.
+async fn assert_nobody_lost(stack: &mut Stack, users: &mut [XmppUser], report: &Value) {
+    assert_eq!(report["recipients"], ONLINE + OFFLINE, "{report}");
+    assert_eq!(report["sent"], ONLINE, "{report}");
+    assert_eq!(report["skipped"]["offline"], OFFLINE, "{report}");
+    for user in users.iter_mut() {
+        let message = user
+            .next_message(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{} got nothing", user.jid()));
+        assert_eq!(message.1, "evacuate");
+    }
+    assert_eq!(
+        report_within(&mut stack.reports, "big", Duration::from_secs(1)).await,
+        None,
+        "a second report"
+    );
+    assert_eq!(
+        stack.amqp.message_count(&stack.names.jobs).await,
+        Some(0),
+        "the job must be acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_large_job_exits_zero_and_loses_no_recipient() {
+    let (mut stack, mut users) = large_job_in_flight(|_| {}).await;
+    assert_eq!(stack.herald.stop(), Some(0), "{}", stack.herald.log_text());
+
+    // Herald finishes the job within its drain time (the server reads
+    // fast here) or requeues it; either way exactly one report follows.
+    let first = report_within(&mut stack.reports, "big", Duration::from_secs(2)).await;
+    stack.herald.restart();
+    let report = match first {
+        Some(report) => report,
+        None => next_report(&mut stack.reports, "big").await,
+    };
+    assert_nobody_lost(&mut stack, &mut users, &report).await;
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_server_reads_nothing_requeues_the_job() {
+    // A frozen server never confirms what Herald wrote: at SIGTERM the job
+    // must go back to the queue, not be reported or acknowledged.
+    let (mut stack, mut users) = large_job_in_flight(|stack| {
+        signal(stack.prosody.pid().expect("prosody runs"), "-STOP");
+    })
+    .await;
+    let stopped = stack.herald.stop();
+    let prosody_pid = stack.prosody.pid().expect("prosody runs");
+    signal(prosody_pid, "-CONT");
+    assert_eq!(stopped, Some(0), "{}", stack.herald.log_text());
+    assert!(
+        stack
+            .herald
+            .log_text()
+            .contains("requeueing jobs not confirmed"),
+        "{}",
+        stack.herald.log_text()
+    );
+    assert_eq!(
+        report_within(&mut stack.reports, "big", Duration::from_secs(1)).await,
+        None,
+        "an unconfirmed job must not be reported"
+    );
+
+    stack.herald.restart();
+    let report = next_report(&mut stack.reports, "big").await;
+    assert_nobody_lost(&mut stack, &mut users, &report).await;
+}
