@@ -11,6 +11,7 @@
 //! Everything else is either an input to that loop ([`xmpp`] for the
 //! server, [`amqp`] for the broker) or pure code it calls ([`presence`],
 //! [`broadcast`]). The [`handler::Handler`] trait is the extension point.
+//! [`send`] is the other side: the `herald send` producer.
 
 pub mod amqp;
 pub mod app;
@@ -18,6 +19,7 @@ pub mod broadcast;
 pub mod config;
 pub mod handler;
 pub mod presence;
+pub mod send;
 pub mod store;
 pub mod xmpp;
 

@@ -92,6 +92,11 @@ impl Herald {
         self.spawn();
     }
 
+    /// The configuration file Herald runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     pub fn log_count(&self, needle: &str) -> usize {
         self.log
             .lock()

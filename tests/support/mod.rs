@@ -11,6 +11,8 @@
 //!   tokio-xmpp's XML stream layer.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
+//! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
+//!   producer (`herald send`, the example producers).
 //!
 //! Nothing here skips: a missing `prosody` binary or an unreachable RabbitMQ
 //! makes the test panic with a message saying so.
@@ -22,6 +24,7 @@ pub mod amqp;
 pub mod c2s;
 pub mod herald;
 pub mod prosody;
+pub mod stack;
 pub mod user;
 
 use std::collections::hash_map::RandomState;
