@@ -219,6 +219,16 @@ impl Config {
     /// Defaults, then the TOML file (if any), then `HERALD_*` environment
     /// variables; the result is validated and the secret resolved.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = Self::read(path)?;
+        config.resolve_secret()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The same layers as [`Config::load`], but neither resolved nor
+    /// validated: for tools that use only the broker side of a deployment
+    /// (`herald send`) where the component secret is not available.
+    pub fn read(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
             if !path.exists() {
@@ -233,11 +243,7 @@ impl Config {
         let env = Env::prefixed("HERALD_")
             .filter(|key| key.as_str().contains("__"))
             .split("__");
-        let figment = figment.merge(env);
-        let mut config: Config = figment.extract().map_err(Box::new)?;
-        config.resolve_secret()?;
-        config.validate()?;
-        Ok(config)
+        Ok(figment.merge(env).extract().map_err(Box::new)?)
     }
 
     fn resolve_secret(&mut self) -> Result<(), ConfigError> {

@@ -12,6 +12,7 @@
 //! server, [`amqp`] for the broker) or pure code it calls ([`presence`],
 //! [`broadcast`]). The [`handler::Handler`] trait is the extension point.
 //! [`metrics`] are written by the loop and served by [`http`].
+//! [`send`] is the other side: the `herald send` producer.
 
 pub mod amqp;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod presence;
+pub mod send;
 pub mod store;
 pub mod xmpp;
 

@@ -1,11 +1,12 @@
 //! The `herald` binary: configuration, logging, runtime and signals; the
-//! component itself is [`herald::run`].
+//! component itself is [`herald::run`], `herald send` is [`herald::send`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use herald::config::{Config, LogFormat};
+use herald::send::SendArgs;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,10 +28,23 @@ enum Command {
     Run,
     /// Load and validate the configuration, print it with secrets masked, and exit.
     CheckConfig,
+    /// Publish one job to the configured jobs queue and wait for its report.
+    ///
+    /// Reads the same configuration as `herald run`, but uses only its amqp
+    /// and broadcast settings: the component secret is not needed. The job is
+    /// checked as Herald checks it before anything is published.
+    ///
+    /// Exit status: 0 report received (with --no-wait: job confirmed by the
+    /// broker); 1 broker error or timeout; 2 invalid input (command line,
+    /// file, configuration or job).
+    Send(SendArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Send(args)) = &cli.command {
+        return send(cli.config.as_deref(), args);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -44,15 +58,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("herald: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(herald::run(config, shutdown_signal())) {
         Ok(()) => {
@@ -64,6 +71,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn send(config: Option<&std::path::Path>, args: &SendArgs) -> ExitCode {
+    let config = match Config::read(config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("herald send: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(herald::send::run(&config, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald send: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("herald: cannot start the runtime: {e}"))
+        .ok()
 }
 
 fn init_logging(config: &Config) {

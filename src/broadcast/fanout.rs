@@ -1,7 +1,7 @@
 //! Applying a job's policy to the presence book: which recipients get a
 //! message, and the report that accounts for every one of them. Pure code.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Lang, Message};
 
@@ -9,7 +9,7 @@ use super::job::{Job, Recipient};
 use crate::presence::{PresenceBook, Reachability};
 
 /// The `job.report` event: every recipient is in exactly one count.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub id: String,
     pub recipients: usize,
@@ -17,7 +17,7 @@ pub struct Report {
     pub skipped: Skipped,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub offline: usize,
     pub unavailable: usize,

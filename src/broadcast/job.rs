@@ -1,10 +1,11 @@
-//! Job contract v1: the JSON a producer puts on the jobs queue, parsed and
-//! validated into a [`Job`] that can only produce well-formed stanzas.
-//! Pure code: no I/O.
+//! Job contract v1: the JSON a producer puts on the jobs queue
+//! ([`RawJob`]), parsed and validated into a [`Job`] that can only produce
+//! well-formed stanzas. Pure code: no I/O.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use crate::config::{Config, ConfigError};
 use crate::presence::Policy;
 
 /// Why a job was dead-lettered. The text goes into the dead letter's
@@ -30,7 +31,7 @@ fn field_error(field: &'static str, reason: impl Into<String>) -> JobError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
     /// Stored offline by the server if the user left in the meantime.
@@ -53,20 +54,24 @@ impl From<MessageKind> for xmpp_parsers::message::MessageType {
     }
 }
 
-/// The wire form, before validation.
-#[derive(Debug, Deserialize)]
+/// A job on the wire, as a producer writes it (field names and defaults
+/// of docs/jobs.md), before validation: [`Job::parse`] reads it, and
+/// `herald send` writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawJob {
-    id: String,
+pub struct RawJob {
+    pub id: String,
     #[serde(default)]
-    to: Vec<String>,
-    body: String,
-    subject: Option<String>,
+    pub to: Vec<String>,
+    pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     #[serde(rename = "type", default)]
-    kind: MessageKind,
-    from: Option<String>,
+    pub kind: MessageKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     #[serde(default)]
-    policy: Policy,
+    pub policy: Policy,
 }
 
 /// A recipient as the producer wrote it, and whether Herald can address it.
@@ -98,6 +103,18 @@ pub struct JobLimits {
     pub default_from: String,
     pub max_body_bytes: usize,
     pub max_recipients: usize,
+}
+
+impl JobLimits {
+    /// The limits of the deployment `config` describes.
+    pub fn from_config(config: &Config) -> Result<JobLimits, ConfigError> {
+        Ok(JobLimits {
+            component_domain: config.component_domain()?,
+            default_from: config.broadcast.default_from.clone(),
+            max_body_bytes: config.broadcast.max_body_bytes,
+            max_recipients: config.broadcast.max_recipients,
+        })
+    }
 }
 
 const MAX_ID_CHARS: usize = 256;

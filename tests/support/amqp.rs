@@ -393,6 +393,24 @@ impl EventTap {
         }
     }
 
+    /// Skips events until one with `routing_key` whose JSON body `matches`
+    /// arrives (within `timeout` overall) and returns that body.
+    pub async fn next_matching(
+        &mut self,
+        routing_key: &str,
+        timeout: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let body = self.next_with_key(routing_key, left).await?;
+            if matches(&body) {
+                return Some(body);
+            }
+        }
+    }
+
     pub async fn close(self) {
         let _ = self.connection.close(200, "bye".into()).await;
     }

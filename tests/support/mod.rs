@@ -12,6 +12,8 @@
 //! * [`http`] reads Herald's /metrics, /healthz and /readyz.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
+//! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
+//!   producer (`herald send`, the example producers).
 //!
 //! Nothing here skips: a missing `prosody` binary or an unreachable RabbitMQ
 //! makes the test panic with a message saying so.
@@ -25,6 +27,7 @@ pub mod events;
 pub mod herald;
 pub mod http;
 pub mod prosody;
+pub mod stack;
 pub mod user;
 
 use std::collections::hash_map::RandomState;
