@@ -8,12 +8,18 @@
 # State lives in $HERALD_LOCAL_DIR (default: .herald-local in the repository).
 # Prosody listens on 127.0.0.1:5222 (c2s) and :5347 (components); users
 # alice/alice and bob/bob have herald@broadcast.localhost on their roster.
+# Herald serves its metrics and health endpoints on 127.0.0.1:9102. If a
+# `prometheus` binary is on PATH (Debian: apt install prometheus), it is
+# started too, on 127.0.0.1:9090, scraping Herald with its alert rules.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 state=${HERALD_LOCAL_DIR:-$repo/.herald-local}
 c2s_port=${HERALD_LOCAL_C2S_PORT:-5222}
 component_port=${HERALD_LOCAL_COMPONENT_PORT:-5347}
+prometheus_port=${HERALD_LOCAL_PROMETHEUS_PORT:-9090}
+# Herald's default http.listen.
+metrics=127.0.0.1:9102
 secret=local-secret-change-me
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -36,9 +42,10 @@ stop_pidfile() {
 }
 
 if [ "${1:-start}" = "stop" ]; then
+  stop_pidfile "$state/prometheus.pid"
   stop_pidfile "$state/herald.pid"
   stop_pidfile "$state/prosody.pid"
-  say "stopped Herald and Prosody (RabbitMQ, if running, was left alone)"
+  say "stopped Herald, Prosody and Prometheus (RabbitMQ, if running, was left alone)"
   exit 0
 fi
 
@@ -104,6 +111,30 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
+stop_pidfile "$state/prometheus.pid"
+if command -v prometheus >/dev/null; then
+  if port_open "$prometheus_port"; then
+    echo "port $prometheus_port is taken; set HERALD_LOCAL_PROMETHEUS_PORT" >&2
+    exit 1
+  fi
+  cat >"$state/prometheus.yml" <<EOF
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+rule_files:
+  - $repo/deploy/prometheus/alerts.yml
+scrape_configs:
+  - job_name: herald
+    static_configs:
+      - targets: ["$metrics"]
+EOF
+  say "starting Prometheus on 127.0.0.1:$prometheus_port"
+  prometheus --config.file="$state/prometheus.yml" --storage.tsdb.path="$state/prometheus-data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" >"$state/prometheus.log" 2>&1 &
+  echo $! >"$state/prometheus.pid"
+  wait_port "$prometheus_port" "Prometheus, see $state/prometheus.log"
+fi
+
 say "sending a first broadcast to alice@localhost"
 "${CARGO_TARGET_DIR:-$repo/target}/debug/examples/first_broadcast" alice@localhost alice "127.0.0.1:$c2s_port"
 
@@ -112,6 +143,15 @@ cat <<EOF
 Herald is running. Where to look:
   Herald's log:   $state/herald.log
   Prosody's log:  $state/prosody.log
+  Metrics:        http://$metrics/metrics
+  Readiness:      http://$metrics/readyz
+EOF
+if [ -f "$state/prometheus.pid" ]; then
+  echo "  Prometheus:     http://127.0.0.1:$prometheus_port (its log: $state/prometheus.log)"
+else
+  echo "  (with Prometheus installed, e.g. apt install prometheus, this script runs one)"
+fi
+cat <<EOF
   Log in with any XMPP client as alice@localhost / alice (or bob / bob) on 127.0.0.1:$c2s_port
   (plaintext, no TLS), then publish a job to the queue broadcast.jobs:
     {"id": "hello-1", "to": ["alice@localhost", "bob@localhost"], "body": "Hello!"}

@@ -49,12 +49,7 @@ const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs Herald's broadcast component until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
-    let limits = JobLimits {
-        component_domain: config.component_domain()?,
-        default_from: config.broadcast.default_from.clone(),
-        max_body_bytes: config.broadcast.max_body_bytes,
-        max_recipients: config.broadcast.max_recipients,
-    };
+    let limits = JobLimits::from_config(&config)?;
     let handler = Broadcast::new(limits, config.amqp.presence_events);
     run_with(config, handler, shutdown).await
 }

@@ -155,6 +155,8 @@ impl Herald {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
     /// The configuration file Herald runs with.
     pub fn config_path(&self) -> &Path {
         &self.config
