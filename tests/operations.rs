@@ -361,3 +361,34 @@ async fn sigterm_while_the_server_reads_nothing_requeues_the_job() {
     let report = next_report(&mut stack.reports, "big").await;
     assert_nobody_lost(&mut stack, &mut users, &report).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_report_is_retried_without_sending_the_job_again() {
+    let mut stack = Stack::start(&["alice"], &[]).await;
+    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let refusing = stack
+        .amqp
+        .bind_refusing_queue(&stack.names.events, "job.report")
+        .await;
+
+    stack
+        .publish(json!({"id": "refused", "to": ["alice@localhost"], "body": "once"}))
+        .await;
+    assert_eq!(alice.next_message(WAIT).await.expect("message").1, "once");
+    stack
+        .herald
+        .wait_log_count("publish refused; retrying", 1, WAIT);
+
+    // RabbitMQ nacks a message that any bound queue refuses, yet still
+    // routes it to the others: the tap may see a report per attempt.
+    stack.amqp.delete_queue(&refusing).await;
+    let report = next_report(&mut stack.reports, "refused").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    alice.expect_no_message(Duration::from_secs(2)).await;
+    assert!(stack.metric(r#"herald_events_published_total{result="failed"}"#) >= 1.0);
+    assert_eq!(
+        stack.metric(r#"herald_jobs_total{outcome="delivered"}"#),
+        1.0
+    );
+}

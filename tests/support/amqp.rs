@@ -171,6 +171,38 @@ impl Amqp {
         Some(q.message_count())
     }
 
+    /// Binds a new queue that refuses every message (`x-max-length` 0 with
+    /// `reject-publish` overflow) to `exchange` for `routing_key`: while it
+    /// exists the broker nacks every publish routed there. Returns its name.
+    pub async fn bind_refusing_queue(&self, exchange: &str, routing_key: &str) -> String {
+        let queue = unique_name("herald-test-refusing");
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length".into(), AMQPValue::LongInt(0));
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        self.channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                arguments,
+            )
+            .await
+            .expect("declare refusing queue");
+        self.channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind refusing queue");
+        queue
+    }
+
     /// Deletes `queue` (cleanup; errors ignored).
     pub async fn delete_queue(&self, queue: &str) {
         if let Ok(ch) = self.connection.create_channel().await {
