@@ -1,5 +1,5 @@
 //! A real XMPP user: a small c2s client (plaintext TCP, SASL PLAIN, resource
-//! binding) against the test Prosody.
+//! binding) against the test's XMPP server.
 //!
 //! Why not `tokio_xmpp::Client`: this package enables xmpp-parsers' `component`
 //! feature (Herald is a component), which switches the namespace of every
@@ -15,7 +15,7 @@
 //! server never blocks on this user) and forwards every received stanza;
 //! `next_message`/`expect_no_message` read from that queue and remember every
 //! `<message>` with a body in [`XmppUser::messages`]. There is no automatic
-//! reconnect: after `Prosody::stop`/`start_again`, log in again.
+//! reconnect: after the server's `stop`/`start_again`, log in again.
 //!
 //! Must be used inside a tokio runtime (`#[tokio::test]`).
 
@@ -29,7 +29,7 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::xmlstream::ReadError;
 
 use super::c2s::{escape, establish, Stream, NS_CLIENT};
-use super::prosody::Prosody;
+use super::server::XmppServer;
 
 /// How long `login` may take (connect, SASL, bind).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -82,16 +82,17 @@ pub struct XmppUser {
 }
 
 impl XmppUser {
-    /// Logs `user` (a user provisioned on `prosody`) in as
+    /// Logs `user` (a user provisioned on `server`) in as
     /// `user@localhost/resource` and returns once the resource is bound
-    /// (panics after 20 s or on auth failure, with Prosody's log tail). Sends
-    /// NO presence: call [`send_presence`](Self::send_presence) to become
-    /// available (that is what makes Prosody send the user's presence to the
-    /// component), or use [`login_available`](Self::login_available).
-    pub async fn login(prosody: &Prosody, user: &str, resource: &str) -> XmppUser {
-        let password = prosody.password(user).to_string();
-        let addr = prosody.c2s_addr();
-        let domain = prosody.domain();
+    /// (panics after 20 s or on auth failure, with the server's log tail).
+    /// Sends NO presence: call [`send_presence`](Self::send_presence) to
+    /// become available (that is what makes the server send the user's
+    /// presence to the component), or use
+    /// [`login_available`](Self::login_available).
+    pub async fn login(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
+        let password = server.password(user).to_string();
+        let addr = server.c2s_addr();
+        let domain = server.domain();
         let result = tokio::time::timeout(
             LOGIN_TIMEOUT,
             establish(&addr, domain, user, &password, resource),
@@ -100,13 +101,15 @@ impl XmppUser {
         let (stream, jid) = match result {
             Ok(Ok(ok)) => ok,
             Ok(Err(e)) => panic!(
-                "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- Prosody log ---\n{}",
-                prosody.log_tail(20)
+                "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- {} log ---\n{}",
+                server.name(),
+                server.log_tail(20)
             ),
             Err(_) => panic!(
                 "{user}@{domain}/{resource} did not log in to {addr} within {LOGIN_TIMEOUT:?}\n\
-                 --- Prosody log ---\n{}",
-                prosody.log_tail(20)
+                 --- {} log ---\n{}",
+                server.name(),
+                server.log_tail(20)
             ),
         };
 
@@ -125,8 +128,8 @@ impl XmppUser {
     }
 
     /// `login` followed by a plain available presence (priority 0).
-    pub async fn login_available(prosody: &Prosody, user: &str, resource: &str) -> XmppUser {
-        let mut u = Self::login(prosody, user, resource).await;
+    pub async fn login_available(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
+        let mut u = Self::login(server, user, resource).await;
         u.send_presence(None, 0).await;
         u
     }
