@@ -127,10 +127,29 @@ impl XmppUser {
         }
     }
 
-    /// `login` followed by a plain available presence (priority 0).
+    /// `login` followed by a plain available presence (priority 0). Returns
+    /// once the server has processed the presence, which it shows by sending
+    /// it back to this resource (RFC 6121, 4.2.2). Until then the resource is
+    /// not available: ejabberd, which runs every session in a process of its
+    /// own, would not deliver a chat sent to the bare JID by another user a
+    /// moment later.
     pub async fn login_available(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
         let mut u = Self::login(server, user, resource).await;
-        u.send_presence(None, 0).await;
+        let jid = u.jid();
+        let xml = u.presence_xml(None, 0);
+        let own = |p: &Element| p.attr("from") == Some(jid.as_str()) && p.attr("type").is_none();
+        let echo = u
+            .exchange(&xml, "presence", own, LOGIN_TIMEOUT)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{jid}: no echo of the initial presence within {LOGIN_TIMEOUT:?}\n\
+                     --- {} log ---\n{}",
+                    server.name(),
+                    server.log_tail(20)
+                )
+            });
+        u.presences.push(echo);
         u
     }
 
@@ -152,16 +171,20 @@ impl XmppUser {
     /// Broadcasts available presence: `show` None = plain available, else one
     /// of "away", "chat", "dnd", "xa"; `priority` -128..=127.
     pub async fn send_presence(&mut self, show: Option<&str>, priority: i8) {
+        let xml = self.presence_xml(show, priority);
+        self.send_xml(&xml).await;
+    }
+
+    fn presence_xml(&mut self, show: Option<&str>, priority: i8) -> String {
         let show_el = match show {
             None => String::new(),
             Some(s @ ("away" | "chat" | "dnd" | "xa")) => format!("<show>{s}</show>"),
             Some(other) => panic!("unknown presence show {other:?} (away, chat, dnd, xa)"),
         };
         let id = self.new_id();
-        self.send_xml(&format!(
+        format!(
             "<presence xmlns='{NS_CLIENT}' id='{id}'>{show_el}<priority>{priority}</priority></presence>"
-        ))
-        .await;
+        )
     }
 
     /// Broadcasts unavailable presence while staying connected.
