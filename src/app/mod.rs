@@ -67,13 +67,8 @@ pub async fn run_with<H: Handler>(
         mut consumer,
         publisher,
     } = broker;
-    let mut component = Component::new(
-        &config,
-        handler,
-        subscriptions,
-        store.spawn_writer(),
-        publisher,
-    )?;
+    let (store_changes, store_writer) = store.spawn_writer();
+    let mut component = Component::new(&config, handler, subscriptions, store_changes, publisher)?;
     let endpoint = Endpoint {
         address: format!("{}:{}", config.xmpp.host, config.xmpp.port),
         domain: config.component_domain()?,
@@ -123,6 +118,11 @@ pub async fn run_with<H: Handler>(
     component.publisher.close().await;
     if let Err(e) = connection.close(200, "bye".into()).await {
         tracing::debug!(error = %e, "AMQP close");
+    }
+    // Subscribers learnt just before the shutdown must be probed next time.
+    drop(component.store);
+    if let Err(e) = store_writer.await {
+        tracing::error!(error = %e, "store writer failed");
     }
     outcome
 }
