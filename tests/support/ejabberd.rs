@@ -399,7 +399,7 @@ impl XmppServer for Ejabberd {
     }
 
     /// SIGTERM (the Erlang runtime then stops its applications in order),
-    /// wait up to 15 s, then SIGKILL. Takes about 3 s. `Drop` does not use
+    /// wait up to 15 s, then SIGKILL. Takes about 1 s. `Drop` does not use
     /// this: it SIGKILLs at once.
     fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -470,7 +470,7 @@ impl Drop for Ejabberd {
             );
         }
         // SIGKILL: nothing of the node's state matters any more, and a
-        // graceful stop takes ejabberd about 3 s.
+        // graceful stop takes ejabberd about a second.
         self.kill();
         if std::env::var_os("HERALD_TEST_KEEP_EJABBERD").is_some_and(|v| v == "1") {
             if let Some(dir) = self.dir.take() {
