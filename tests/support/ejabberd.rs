@@ -21,8 +21,8 @@
 //!   the user list, calling `ejabberd_auth:try_register/3` and
 //!   `mod_roster:set_roster/1` (`herald@broadcast.localhost`, subscription
 //!   `both`) per user, then syncs the two tables to disk so that a node
-//!   killed later still has them when it starts again. Thousands of users
-//!   take a few seconds.
+//!   killed later still has them when it starts again. About 1 ms per user
+//!   (10,000 users: about 12 s on a busy two-core machine).
 //!
 //! Environment knobs (all optional):
 //! * `HERALD_TEST_ERL`: the erl executable (default `erl`).
