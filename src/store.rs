@@ -4,13 +4,15 @@
 //!
 //! redb writes are synchronous and fsync, so they never run on the event
 //! loop: the loop sends changes to a writer task that batches them and
-//! commits on the blocking pool, in order.
+//! commits on the blocking pool, in order. On shutdown the loop drops its
+//! sender and awaits the task, which commits what is still queued first.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use xmpp_parsers::jid::BareJid;
 
 /// (user's bare JID, Herald's JID they subscribed to) -> ()
@@ -86,11 +88,13 @@ impl Store {
         Ok(())
     }
 
-    /// Starts the writer task and returns the sender the event loop uses.
-    pub fn spawn_writer(self) -> mpsc::UnboundedSender<Change> {
+    /// Starts the writer task; returns the sender the event loop uses and the
+    /// task. Once every sender is dropped the task commits what is queued and
+    /// ends: await it before exiting, or the runtime drops queued changes.
+    pub fn spawn_writer(self) -> (mpsc::UnboundedSender<Change>, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
         let store = Arc::new(self);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, 4096).await > 0 {
                 let changes = std::mem::take(&mut batch);
@@ -103,7 +107,7 @@ impl Store {
                 }
             }
         });
-        tx
+        (tx, task)
     }
 }
 
@@ -137,5 +141,23 @@ mod tests {
         let mut all = store.subscriptions().unwrap();
         all.sort();
         assert_eq!(all, vec![sub("a@localhost"), sub("c@localhost")]);
+    }
+
+    #[tokio::test]
+    async fn the_writer_commits_every_queued_change_before_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let (changes, writer) = Store::open(&path).unwrap().spawn_writer();
+        for user in ["a@localhost", "b@localhost", "c@localhost"] {
+            changes.send(Change::Add(sub(user))).unwrap();
+        }
+        drop(changes);
+        writer.await.unwrap();
+        let mut all = Store::open(&path).unwrap().subscriptions().unwrap();
+        all.sort();
+        assert_eq!(
+            all,
+            vec![sub("a@localhost"), sub("b@localhost"), sub("c@localhost")]
+        );
     }
 }

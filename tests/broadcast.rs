@@ -1,50 +1,21 @@
-//! Herald end to end: a real Prosody, a real RabbitMQ, real c2s logins, and
-//! the `herald` binary in between.
+//! Herald end to end: a real XMPP server (each test runs on Prosody and on
+//! ejabberd), a real RabbitMQ, real c2s logins, and the `herald` binary in
+//! between.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::amqp::{Amqp, EventTap};
-use support::herald::{Herald, Names};
-use support::prosody::Prosody;
+use support::amqp::EventTap;
+use support::events::{await_presence, next_report};
+use support::server::XmppServer;
+use support::stack::Stack;
 use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// How long to watch for a message that must not arrive.
 const QUIET: Duration = Duration::from_millis(1500);
-
-/// Waits until Herald publishes `presence.changed` for `jid` with `show`
-/// (`None`: unavailable). This is how tests know Herald has seen a presence.
-async fn await_presence(tap: &mut EventTap, jid: &str, show: Option<&str>) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = tap
-            .next_with_key("presence.changed", left)
-            .await
-            .unwrap_or_else(|| panic!("no presence.changed for {jid} ({show:?})"));
-        let matches = event["jid"] == jid
-            && event["available"] == show.is_some()
-            && event["show"] == show.map_or(Value::Null, Value::from);
-        if matches {
-            return;
-        }
-    }
-}
-
-async fn next_report(tap: &mut EventTap, id: &str) -> Value {
-    loop {
-        let report = tap
-            .next_with_key("job.report", WAIT)
-            .await
-            .unwrap_or_else(|| panic!("no job.report for {id}"));
-        if report["id"] == id {
-            return report;
-        }
-    }
-}
 
 fn counts(sent: u64, offline: u64, unavailable: u64, invalid: u64) -> Value {
     json!({"sent": sent, "skipped": {"offline": offline, "unavailable": unavailable, "invalid": invalid}})
@@ -56,59 +27,31 @@ fn assert_counts(report: &Value, recipients: u64, expected: Value) {
     assert_eq!(report["skipped"], expected["skipped"], "{report}");
 }
 
-struct Stack {
-    prosody: Prosody,
-    names: Names,
-    _dir: tempfile::TempDir,
-    herald: Herald,
-    amqp: Amqp,
-    presence: EventTap,
-    reports: EventTap,
-}
+on_both_servers!(
+    job_reaches_available_users_only_and_report_counts_every_recipient,
+    chat_to_the_component_becomes_a_message_received_event,
+    bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering,
+    after_a_restart_probes_rebuild_presence_without_users_doing_anything,
+);
 
-impl Stack {
-    async fn start(users: &[&str]) -> Stack {
-        let prosody = Prosody::start(users);
-        let names = Names::unique();
-        let dir = tempfile::tempdir().unwrap();
-        let herald = Herald::start(&prosody, &names, dir.path());
-        let presence = EventTap::bind(&names.events, "presence.changed").await;
-        let reports = EventTap::bind(&names.events, "job.report").await;
-        Stack {
-            amqp: Amqp::connect().await,
-            prosody,
-            names,
-            _dir: dir,
-            herald,
-            presence,
-            reports,
-        }
-    }
-
-    async fn publish(&self, job: Value) {
-        self.amqp.publish_json(&self.names.jobs, &job).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_reaches_available_users_only_and_report_counts_every_recipient() {
-    let mut stack = Stack::start(&["alice", "bob", "carol", "dave", "erin"]).await;
+async fn job_reaches_available_users_only_and_report_counts_every_recipient<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;
     let tap = &mut stack.presence;
 
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(tap, "alice@localhost/desk", Some("online")).await;
-    let mut bob = XmppUser::login(&stack.prosody, "bob", "phone").await;
+    let mut bob = XmppUser::login(&stack.server, "bob", "phone").await;
     bob.send_presence(Some("away"), 0).await;
     await_presence(tap, "bob@localhost/phone", Some("away")).await;
     // dave has two resources: one does not want messages, one does.
-    let mut dave_dnd = XmppUser::login(&stack.prosody, "dave", "phone").await;
+    let mut dave_dnd = XmppUser::login(&stack.server, "dave", "phone").await;
     dave_dnd.send_presence(Some("dnd"), 0).await;
     await_presence(tap, "dave@localhost/phone", Some("dnd")).await;
-    let mut dave_chat = XmppUser::login(&stack.prosody, "dave", "desk").await;
+    let mut dave_chat = XmppUser::login(&stack.server, "dave", "desk").await;
     dave_chat.send_presence(Some("chat"), 0).await;
     await_presence(tap, "dave@localhost/desk", Some("chat")).await;
     // erin was online and left.
-    let erin = XmppUser::login_available(&stack.prosody, "erin", "desk").await;
+    let erin = XmppUser::login_available(&stack.server, "erin", "desk").await;
     await_presence(tap, "erin@localhost/desk", Some("online")).await;
     erin.disconnect().await;
     await_presence(tap, "erin@localhost/desk", None).await;
@@ -162,11 +105,10 @@ async fn job_reaches_available_users_only_and_report_counts_every_recipient() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_to_the_component_becomes_a_message_received_event() {
-    let stack = Stack::start(&["alice"]).await;
+async fn chat_to_the_component_becomes_a_message_received_event<S: XmppServer>() {
+    let stack = Stack::<S>::start(&["alice"]).await;
     let mut messages = EventTap::bind(&stack.names.events, "message.received").await;
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     alice
         .send_chat("herald@broadcast.localhost", "reply: I am safe")
         .await;
@@ -179,10 +121,9 @@ async fn chat_to_the_component_becomes_a_message_received_event() {
     assert_eq!(event["body"], "reply: I am safe");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering() {
-    let mut stack = Stack::start(&["alice"]).await;
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+async fn bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
 
     let bad: Vec<(Vec<u8>, &str)> = vec![
@@ -254,14 +195,13 @@ async fn bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering() 
     assert!(stack.herald.is_running());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_restart_probes_rebuild_presence_without_users_doing_anything() {
-    let mut stack = Stack::start(&["alice", "bob", "carol"]).await;
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+async fn after_a_restart_probes_rebuild_presence_without_users_doing_anything<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob", "carol"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
-    let mut bob = XmppUser::login_available(&stack.prosody, "bob", "desk").await;
+    let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
     await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
-    let carol = XmppUser::login_available(&stack.prosody, "carol", "desk").await;
+    let carol = XmppUser::login_available(&stack.server, "carol", "desk").await;
     await_presence(&mut stack.presence, "carol@localhost/desk", Some("online")).await;
 
     assert_eq!(stack.herald.stop(), Some(0), "clean exit on SIGTERM");

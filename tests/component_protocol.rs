@@ -1,6 +1,7 @@
 //! What Herald answers on the XMPP side, seen from a real client through a
-//! real Prosody: service discovery, ping, errors for unknown requests, and
-//! subscription revocation.
+//! real server (each test runs on Prosody and on ejabberd): service
+//! discovery, ping, errors for unknown requests, subscription revocation and
+//! subscribing again.
 
 mod support;
 
@@ -8,17 +9,17 @@ use std::time::Duration;
 
 use support::amqp::EventTap;
 use support::herald::{Herald, Names};
-use support::prosody::Prosody;
+use support::server::XmppServer;
 use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 
-async fn start(users: &[&str]) -> (Prosody, Herald, tempfile::TempDir) {
-    let prosody = Prosody::start(users);
+async fn start<S: XmppServer>(users: &[&str]) -> (S, Herald, tempfile::TempDir) {
+    let server = S::start(users);
     let dir = tempfile::tempdir().unwrap();
-    let herald = Herald::start(&prosody, &Names::unique(), dir.path());
-    (prosody, herald, dir)
+    let herald = Herald::start(&server, &Names::unique(), dir.path());
+    (server, herald, dir)
 }
 
 async fn iq(
@@ -34,10 +35,15 @@ async fn iq(
         .unwrap_or_else(|| panic!("no answer to {xml}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disco_info_ping_and_service_unavailable() {
-    let (prosody, _herald, _dir) = start(&["alice"]).await;
-    let mut alice = XmppUser::login(&prosody, "alice", "desk").await;
+on_both_servers!(
+    disco_info_ping_and_service_unavailable,
+    revoking_the_subscription_makes_herald_forget_the_user,
+    a_user_who_subscribes_again_is_seen_again,
+);
+
+async fn disco_info_ping_and_service_unavailable<S: XmppServer>() {
+    let (server, _herald, _dir) = start::<S>(&["alice"]).await;
+    let mut alice = XmppUser::login(&server, "alice", "desk").await;
 
     for to in ["broadcast.localhost", "herald@broadcast.localhost"] {
         let answer = iq(
@@ -107,14 +113,13 @@ async fn disco_info_ping_and_service_unavailable() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoking_the_subscription_makes_herald_forget_the_user() {
-    let prosody = Prosody::start(&["alice"]);
+async fn revoking_the_subscription_makes_herald_forget_the_user<S: XmppServer>() {
+    let server = S::start(&["alice"]);
     let dir = tempfile::tempdir().unwrap();
     let names = Names::unique();
-    let _herald = Herald::start(&prosody, &names, dir.path());
+    let _herald = Herald::start(&server, &names, dir.path());
     let mut presence = EventTap::bind(&names.events, "presence.changed").await;
-    let mut alice = XmppUser::login_available(&prosody, "alice", "desk").await;
+    let mut alice = XmppUser::login_available(&server, "alice", "desk").await;
     let event = presence
         .next_with_key("presence.changed", WAIT)
         .await
@@ -132,4 +137,74 @@ async fn revoking_the_subscription_makes_herald_forget_the_user() {
         .expect("Herald drops alice's presence");
     assert_eq!(event["jid"], "alice@localhost/desk");
     assert_eq!(event["available"], false);
+}
+
+async fn a_user_who_subscribes_again_is_seen_again<S: XmppServer>() {
+    let server = S::start(&["alice"]);
+    let dir = tempfile::tempdir().unwrap();
+    let names = Names::unique();
+    let _herald = Herald::start(&server, &names, dir.path());
+    let mut presence = EventTap::bind(&names.events, "presence.changed").await;
+    let mut alice = XmppUser::login_available(&server, "alice", "desk").await;
+    let event = presence
+        .next_with_key("presence.changed", WAIT)
+        .await
+        .expect("alice seen");
+    assert_eq!(event["available"], true);
+
+    // alice removes Herald from her roster: both directions are cancelled.
+    let removed = iq(
+        &mut alice,
+        "r1",
+        "alice@localhost",
+        "set",
+        "<query xmlns='jabber:iq:roster'><item jid='herald@broadcast.localhost' subscription='remove'/></query>",
+    )
+    .await;
+    assert_eq!(removed.attr("type"), Some("result"));
+    let event = presence
+        .next_with_key("presence.changed", WAIT)
+        .await
+        .expect("Herald drops alice's presence");
+    assert_eq!(event["available"], false);
+
+    // She subscribes again: Herald approves and asks for her presence back.
+    let request = alice
+        .exchange(
+            "<presence xmlns='jabber:client' to='herald@broadcast.localhost' type='subscribe'/>",
+            "presence",
+            |p| {
+                p.attr("from") == Some("herald@broadcast.localhost")
+                    && p.attr("type") == Some("subscribe")
+            },
+            WAIT,
+        )
+        .await;
+    assert!(request.is_some(), "Herald asks alice for her presence");
+    alice
+        .send_xml(
+            "<presence xmlns='jabber:client' to='herald@broadcast.localhost' type='subscribed'/>",
+        )
+        .await;
+    let event = presence
+        .next_with_key("presence.changed", WAIT)
+        .await
+        .expect("Herald sees alice again");
+    assert_eq!(event["jid"], "alice@localhost/desk");
+    assert_eq!(event["available"], true);
+
+    let roster = iq(
+        &mut alice,
+        "r2",
+        "alice@localhost",
+        "get",
+        "<query xmlns='jabber:iq:roster'/>",
+    )
+    .await;
+    let item = roster
+        .get_child("query", "jabber:iq:roster")
+        .and_then(|q| q.get_child("item", "jabber:iq:roster"))
+        .expect("Herald is on alice's roster again");
+    assert_eq!(item.attr("jid"), Some("herald@broadcast.localhost"));
+    assert_eq!(item.attr("subscription"), Some("both"));
 }

@@ -9,68 +9,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::amqp::{Amqp, EventTap};
 use support::events::{await_presence, next_report, report_within};
-use support::herald::{Herald, Names};
 use support::http;
 use support::prosody::Prosody;
+use support::server::XmppServer;
+use support::stack::Stack;
 use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Stack {
-    prosody: Prosody,
-    names: Names,
-    _dir: tempfile::TempDir,
-    herald: Herald,
-    amqp: Amqp,
-    presence: EventTap,
-    reports: EventTap,
-}
-
-impl Stack {
-    async fn start(users: &[&str], env: &[(&str, &str)]) -> Stack {
-        let prosody = Prosody::start(users);
-        let names = Names::unique();
-        let dir = tempfile::tempdir().unwrap();
-        let herald = Herald::start_with_env(&prosody, &names, dir.path(), env);
-        let presence = EventTap::bind(&names.events, "presence.changed").await;
-        let reports = EventTap::bind(&names.events, "job.report").await;
-        Stack {
-            amqp: Amqp::connect().await,
-            prosody,
-            names,
-            _dir: dir,
-            herald,
-            presence,
-            reports,
-        }
-    }
-
-    async fn publish(&self, job: Value) {
-        self.amqp.publish_json(&self.names.jobs, &job).await;
-    }
-
-    fn metric(&self, series: &str) -> f64 {
-        http::value(&self.herald.metrics(), series)
-    }
-
-    /// Polls /metrics until `series` has `value`.
-    async fn wait_metric(&self, series: &str, value: f64) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let now = self.metric(series);
-            if now == value {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{series} stayed {now}, expected {value}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 /// Every counter a job moves, read before and after it.
 const JOB_SERIES: [&str; 9] = [
@@ -93,15 +39,19 @@ fn deltas(before: &[f64], after: &[f64]) -> Vec<f64> {
     before.iter().zip(after).map(|(b, a)| a - b).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_move_by_exactly_what_a_job_causes() {
-    let mut stack = Stack::start(&["alice", "bob", "carol"], &[]).await;
+on_both_servers!(
+    metrics_move_by_exactly_what_a_job_causes,
+    readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_after,
+);
+
+async fn metrics_move_by_exactly_what_a_job_causes<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob", "carol"]).await;
     let address = stack.herald.http_addr();
     assert_eq!(http::get(&address, "/healthz"), (200, "ok\n".to_string()));
 
-    let _alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let _alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
-    let mut bob = XmppUser::login(&stack.prosody, "bob", "phone").await;
+    let mut bob = XmppUser::login(&stack.server, "bob", "phone").await;
     bob.send_presence(Some("away"), 0).await;
     await_presence(&mut stack.presence, "bob@localhost/phone", Some("away")).await;
     stack.herald.wait_readyz(200, WAIT);
@@ -169,16 +119,15 @@ async fn metrics_move_by_exactly_what_a_job_causes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_after() {
+async fn readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_after<S: XmppServer>() {
     // A long settle gives alice time to log in again before Herald takes jobs.
     let env = [("HERALD_XMPP__PROBE_SETTLE_MS", "3000")];
-    let mut stack = Stack::start(&["alice"], &env).await;
-    let alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let mut stack = Stack::<S>::start_with_env(&["alice"], &env).await;
+    let alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
     stack.herald.wait_readyz(200, WAIT);
 
-    stack.prosody.stop();
+    stack.server.stop();
     drop(alice);
     stack.herald.wait_readyz(503, WAIT);
     let (_, reason) = http::get(&stack.herald.http_addr(), "/readyz");
@@ -194,8 +143,8 @@ async fn readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_afte
         "Herald must not take jobs while the server is down"
     );
 
-    stack.prosody.start_again();
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    stack.server.start_again();
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     let report = next_report(&mut stack.reports, "while-down").await;
     assert_eq!(report["sent"], 1, "{report}");
     let message = alice
@@ -227,8 +176,8 @@ fn broker_connections_of(pid: u32) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_reconnects_to_the_broker_and_keeps_delivering() {
-    let mut stack = Stack::start(&["alice"], &[]).await;
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
     let pid = stack.herald.pid().expect("herald runs");
     let connections = broker_connections_of(pid);
@@ -261,13 +210,15 @@ const OFFLINE: usize = 3000;
 
 /// A stack with `ONLINE` users logged in and a job for them and `OFFLINE`
 /// others published; returns once Herald has fanned it out.
-async fn large_job_in_flight(before_publish: impl FnOnce(&Stack)) -> (Stack, Vec<XmppUser>) {
+async fn large_job_in_flight(
+    before_publish: impl FnOnce(&Stack<Prosody>),
+) -> (Stack<Prosody>, Vec<XmppUser>) {
     let names: Vec<String> = (0..ONLINE).map(|i| format!("u{i}")).collect();
     let user_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut stack = Stack::start(&user_refs, &[]).await;
+    let mut stack = Stack::<Prosody>::start(&user_refs).await;
     let mut users = Vec::new();
     for name in &names {
-        users.push(XmppUser::login_available(&stack.prosody, name, "r").await);
+        users.push(XmppUser::login_available(&stack.server, name, "r").await);
     }
     stack
         .wait_metric("herald_online_users", ONLINE as f64)
@@ -284,7 +235,7 @@ async fn large_job_in_flight(before_publish: impl FnOnce(&Stack)) -> (Stack, Vec
 
 /// Every online user got the job's message, it was reported once with
 /// every recipient counted, and it left the queue.
-async fn assert_nobody_lost(stack: &mut Stack, users: &mut [XmppUser], report: &Value) {
+async fn assert_nobody_lost(stack: &mut Stack<Prosody>, users: &mut [XmppUser], report: &Value) {
     assert_eq!(report["recipients"], ONLINE + OFFLINE, "{report}");
     assert_eq!(report["sent"], ONLINE, "{report}");
     assert_eq!(report["skipped"]["offline"], OFFLINE, "{report}");
@@ -336,11 +287,11 @@ async fn sigterm_while_the_server_reads_nothing_requeues_the_job() {
     // A frozen server never confirms what Herald wrote: at SIGTERM the job
     // must go back to the queue, not be reported or acknowledged.
     let (mut stack, mut users) = large_job_in_flight(|stack| {
-        signal(stack.prosody.pid().expect("prosody runs"), "-STOP");
+        signal(stack.server.pid().expect("prosody runs"), "-STOP");
     })
     .await;
     let stopped = stack.herald.stop();
-    let prosody_pid = stack.prosody.pid().expect("prosody runs");
+    let prosody_pid = stack.server.pid().expect("prosody runs");
     signal(prosody_pid, "-CONT");
     assert_eq!(stopped, Some(0), "{}", stack.herald.log_text());
     assert!(
@@ -364,8 +315,8 @@ async fn sigterm_while_the_server_reads_nothing_requeues_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_report_is_retried_without_sending_the_job_again() {
-    let mut stack = Stack::start(&["alice"], &[]).await;
-    let mut alice = XmppUser::login_available(&stack.prosody, "alice", "desk").await;
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
     let refusing = stack
         .amqp

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::amqp::amqp_url;
+use support::prosody::Prosody;
 use support::stack::Stack;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -64,7 +65,7 @@ fn node() -> String {
 /// `body` to alice (online) and bob (offline), and checks that alice gets
 /// the message and the producer printed the job's report.
 async fn producer_delivers_and_prints_the_report(program: &str, script: &str) {
-    let mut stack = Stack::start(&["alice", "bob"]).await;
+    let mut stack = Stack::<Prosody>::start(&["alice", "bob"]).await;
     let mut alice = stack.online("alice").await;
     let body = format!("from the {script} producer <&>");
     let mut command = tokio::process::Command::new(program);

@@ -5,59 +5,13 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use support::component::{connect_component, next_presence_from};
 use support::prosody::Prosody;
+use support::server::XmppServer;
 use support::user::XmppUser;
-use tokio_xmpp::connect::{DnsConfig, TcpServerConnector};
-use tokio_xmpp::parsers::presence::{Presence, Show, Type as PresenceType};
-use tokio_xmpp::xmlstream::Timeouts;
-use tokio_xmpp::{Component, Stanza};
+use tokio_xmpp::parsers::presence::{Show, Type as PresenceType};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn connect_component(prosody: &Prosody) -> Component<TcpServerConnector> {
-    tokio::time::timeout(
-        WAIT,
-        Component::new_plaintext(
-            prosody.component_domain(),
-            prosody.component_secret(),
-            DnsConfig::addr(&prosody.component_addr()),
-            Timeouts::tight(),
-        ),
-    )
-    .await
-    .expect("component connect timed out")
-    .expect("component connect failed")
-}
-
-/// The next presence from `from_bare` (any resource) that satisfies `pred`,
-/// skipping everything else (probes, other users, ...).
-async fn next_presence_from(
-    component: &mut Component<TcpServerConnector>,
-    from_bare: &str,
-    pred: impl Fn(&Presence) -> bool,
-) -> Presence {
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(stanza) = component.next().await {
-            if let Stanza::Presence(p) = stanza {
-                let from_matches = p
-                    .from
-                    .as_ref()
-                    .is_some_and(|f| f.to_bare().to_string() == from_bare);
-                if from_matches && pred(&p) {
-                    return Some(p);
-                }
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(p)) => p,
-        Ok(None) => panic!("component stream ended while waiting for presence from {from_bare}"),
-        Err(_) => panic!("no matching presence from {from_bare} within {WAIT:?}"),
-    }
-}
 
 #[tokio::test]
 async fn two_users_exchange_a_chat_message() {

@@ -13,6 +13,7 @@ use lapin::types::FieldTable;
 use serde_json::{json, Value};
 use support::amqp::{amqp_url, unique_name, Amqp, EventTap};
 use support::c2s::NS_CLIENT;
+use support::prosody::Prosody;
 use support::stack::Stack;
 use tokio::io::AsyncWriteExt;
 
@@ -82,7 +83,7 @@ async fn herald_send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_waits_for_the_report_and_online_users_get_the_message() {
-    let mut stack = Stack::start(&["alice", "bob"]).await;
+    let mut stack = Stack::<Prosody>::start(&["alice", "bob"]).await;
     let mut alice = stack.online("alice").await;
 
     // bob is offline; he comes from the recipients file on standard input.
@@ -155,7 +156,7 @@ async fn send_waits_for_the_report_and_online_users_get_the_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_wait_exits_once_the_broker_has_the_job_and_the_message_is_delivered() {
-    let mut stack = Stack::start(&["alice"]).await;
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
     let mut alice = stack.online("alice").await;
     let mut reports = EventTap::bind(&stack.names.events, "job.report").await;
 

@@ -80,11 +80,12 @@ pub async fn run_with<H: Handler>(
         format!("herald {domain} pid {}", std::process::id()),
         metrics.clone(),
     );
+    let (store_changes, store_writer) = store.spawn_writer();
     let mut component = Component::new(
         &config,
         handler,
         subscriptions,
-        store.spawn_writer(),
+        store_changes,
         link,
         metrics.clone(),
     )?;
@@ -135,7 +136,13 @@ pub async fn run_with<H: Handler>(
         }
     }
     component.on_disconnected();
-    component.link.close(PUBLISH_LIMIT).await;
+    // Subscribers learnt just before the shutdown must be probed next time.
+    let Component { link, store, .. } = component;
+    drop(store);
+    link.close(PUBLISH_LIMIT).await;
+    if let Err(e) = store_writer.await {
+        tracing::error!(error = %e, "store writer failed");
+    }
     Ok(())
 }
 

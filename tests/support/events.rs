@@ -12,32 +12,20 @@ pub const EVENT_WAIT: Duration = Duration::from_secs(20);
 /// Waits until Herald publishes `presence.changed` for `jid` with `show`
 /// (`None`: unavailable). This is how tests know Herald has seen a presence.
 pub async fn await_presence(tap: &mut EventTap, jid: &str, show: Option<&str>) {
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = tap
-            .next_with_key("presence.changed", left)
-            .await
-            .unwrap_or_else(|| panic!("no presence.changed for {jid} ({show:?})"));
-        let matches = event["jid"] == jid
-            && event["available"] == show.is_some()
-            && event["show"] == show.map_or(Value::Null, Value::from);
-        if matches {
-            return;
-        }
-    }
+    let seen = tap
+        .next_matching("presence.changed", EVENT_WAIT, |event| {
+            event["jid"] == jid
+                && event["available"] == show.is_some()
+                && event["show"] == show.map_or(Value::Null, Value::from)
+        })
+        .await;
+    assert!(seen.is_some(), "no presence.changed for {jid} ({show:?})");
 }
 
 /// The next `job.report` for job `id` within `timeout`, skipping others.
 pub async fn report_within(tap: &mut EventTap, id: &str, timeout: Duration) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let report = tap.next_with_key("job.report", left).await?;
-        if report["id"] == id {
-            return Some(report);
-        }
-    }
+    tap.next_matching("job.report", timeout, |report| report["id"] == id)
+        .await
 }
 
 /// The next `job.report` for job `id`; panics if none comes.

@@ -1,4 +1,4 @@
-//! Runs the real `herald` binary against a test's Prosody and RabbitMQ,
+//! Runs the real `herald` binary against a test's XMPP server and RabbitMQ,
 //! with queue and exchange names of its own so tests can run in parallel.
 
 use std::io::{BufRead, BufReader};
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::amqp::{amqp_url, unique_name};
-use super::prosody::Prosody;
+use super::server::XmppServer;
 
 /// The AMQP names one test uses.
 #[derive(Debug, Clone)]
@@ -37,23 +37,23 @@ pub struct Herald {
 }
 
 impl Herald {
-    /// Writes a config for `prosody` and `names` into `dir` (which also
+    /// Writes a config for `server` and `names` into `dir` (which also
     /// holds the store, so a later start in the same dir finds it) and
     /// starts Herald; returns once it takes jobs.
-    pub fn start(prosody: &Prosody, names: &Names, dir: &Path) -> Herald {
-        Self::start_with_env(prosody, names, dir, &[])
+    pub fn start(server: &impl XmppServer, names: &Names, dir: &Path) -> Herald {
+        Self::start_with_env(server, names, dir, &[])
     }
 
     /// Like [`Herald::start`], with extra `HERALD_*` environment variables
     /// that override the written config.
     pub fn start_with_env(
-        prosody: &Prosody,
+        server: &impl XmppServer,
         names: &Names,
         dir: &Path,
         env: &[(&str, &str)],
     ) -> Herald {
         let config = dir.join("herald.toml");
-        std::fs::write(&config, config_text(prosody, names, dir)).expect("write herald.toml");
+        std::fs::write(&config, config_text(server, names, dir)).expect("write herald.toml");
         let mut herald = Herald {
             child: None,
             config,
@@ -233,7 +233,7 @@ impl Drop for Herald {
     }
 }
 
-fn config_text(prosody: &Prosody, names: &Names, dir: &Path) -> String {
+fn config_text(server: &impl XmppServer, names: &Names, dir: &Path) -> String {
     format!(
         r#"
 [xmpp]
@@ -263,10 +263,10 @@ path = "{store}"
 [log]
 level = "herald=debug,info"
 "#,
-        port = prosody.component_port(),
-        domain = prosody.component_domain(),
-        server = prosody.domain(),
-        secret = prosody.component_secret(),
+        port = server.component_port(),
+        domain = server.component_domain(),
+        server = server.domain(),
+        secret = server.component_secret(),
         url = amqp_url(),
         jobs = names.jobs,
         dead = names.dead,

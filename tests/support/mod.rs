@@ -2,31 +2,43 @@
 //!
 //! Every integration test file that needs it does `mod support;`.
 //!
+//! * [`server::XmppServer`] is what a test needs of an XMPP server, whichever
+//!   it is: addresses, domains, the component secret, users' passwords, stop
+//!   and start again. Tests written against it run on both servers below
+//!   ([`on_both_servers!`] makes one test per server).
 //! * [`prosody::Prosody`] starts a private Prosody 0.12 (loopback only, ports
 //!   picked per run, state in a temp dir) with users provisioned by writing
 //!   Prosody's storage files. Every test starts its own Prosody (Prosody
 //!   refuses a second component connection for one domain), so tests can run
 //!   in parallel.
+//! * [`ejabberd::Ejabberd`] starts a private ejabberd 23.01 the same way, as
+//!   a plain Erlang node with a unique name, with users provisioned by one
+//!   RPC that loops inside the node.
 //! * [`user::XmppUser`] is a real c2s client (plaintext, SASL PLAIN, bind) on
 //!   tokio-xmpp's XML stream layer.
 //! * [`http`] reads Herald's /metrics, /healthz and /readyz.
+//! * [`component`] connects a bare XEP-0114 component, to see what a server
+//!   routes to it.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
 //! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
 //!   producer (`herald send`, the example producers).
 //!
-//! Nothing here skips: a missing `prosody` binary or an unreachable RabbitMQ
-//! makes the test panic with a message saying so.
+//! Nothing here skips: a missing Prosody or ejabberd, or an unreachable
+//! RabbitMQ, makes the test panic with a message saying so.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 pub mod amqp;
 pub mod c2s;
+pub mod component;
+pub mod ejabberd;
 pub mod events;
 pub mod herald;
 pub mod http;
 pub mod prosody;
+pub mod server;
 pub mod stack;
 pub mod user;
 
@@ -34,6 +46,36 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Runs generic test bodies on every server: for each `name`, an
+/// `async fn name<S: XmppServer>()` in the calling file becomes the tests
+/// `prosody::name` and `ejabberd::name`, so a failure names the server.
+///
+/// ```ignore
+/// async fn delivers<S: XmppServer>() { let server = S::start(&["alice"]); ... }
+/// on_both_servers!(delivers);
+/// ```
+#[macro_export]
+macro_rules! on_both_servers {
+    ($($test:ident),+ $(,)?) => {
+        mod prosody {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test::<$crate::support::prosody::Prosody>().await
+                }
+            )+
+        }
+        mod ejabberd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test::<$crate::support::ejabberd::Ejabberd>().await
+                }
+            )+
+        }
+    };
+}
 
 /// A random-enough 64-bit value without extra crates: std's per-process random
 /// hash keys mixed with the time, the pid and a counter.

@@ -1,4 +1,4 @@
-//! A private Prosody 0.12 for one test.
+//! A private Prosody 0.12 for one test, an [`XmppServer`].
 //!
 //! [`Prosody::start`] is synchronous (it blocks the calling thread for the
 //! ~0.1–0.5 s Prosody needs to come up) so it can be called from plain
@@ -26,22 +26,20 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::server::{
+    check_user_name, pick_two_free_ports, send_sigterm, tail, temp_root, XmppServer, DOMAIN,
+    ROSTER_CONTACT,
+};
+
 /// The config template, compiled in so a test binary is self-contained.
 const CONFIG_TEMPLATE: &str = include_str!("../../deploy/prosody/prosody.cfg.lua.in");
-
-/// The XMPP domain of the test users.
-pub const DOMAIN: &str = "localhost";
-/// The domain of the component (Herald) on the test server.
-pub const COMPONENT_DOMAIN: &str = "broadcast.localhost";
-/// The contact every provisioned roster holds (subscription `both`).
-pub const ROSTER_CONTACT: &str = "herald@broadcast.localhost";
 
 /// How long to wait for Prosody to listen on both ports.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -130,12 +128,7 @@ impl Prosody {
             lua_string(ROSTER_CONTACT)
         );
         for &user in users {
-            assert!(
-                !user.is_empty()
-                    && user == user.to_lowercase()
-                    && !user.contains(['@', '/', '"', '\'', '&', ':', '<', '>', ' ']),
-                "test user name {user:?} must be a lower-case XMPP local part"
-            );
+            check_user_name(user);
             let password = format!("pw-{user}");
             let file = format!("{}.dat", encode_path_component(user));
             fs::write(
@@ -253,51 +246,6 @@ impl Prosody {
         }
     }
 
-    /// "127.0.0.1:PORT" of the c2s listener.
-    pub fn c2s_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.c2s_port)
-    }
-
-    /// "127.0.0.1:PORT" of the component (XEP-0114) listener.
-    pub fn component_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.component_port)
-    }
-
-    pub fn c2s_port(&self) -> u16 {
-        self.c2s_port
-    }
-
-    pub fn component_port(&self) -> u16 {
-        self.component_port
-    }
-
-    /// The users' domain: "localhost".
-    pub fn domain(&self) -> &'static str {
-        DOMAIN
-    }
-
-    /// The component's domain: "broadcast.localhost".
-    pub fn component_domain(&self) -> &'static str {
-        COMPONENT_DOMAIN
-    }
-
-    /// The component secret (random per `start`).
-    pub fn component_secret(&self) -> &str {
-        &self.secret
-    }
-
-    /// The password of a provisioned user. Panics for unknown users.
-    pub fn password(&self, user: &str) -> &str {
-        self.passwords
-            .get(user)
-            .unwrap_or_else(|| panic!("user {user:?} was not provisioned on this Prosody"))
-    }
-
-    /// "user@localhost".
-    pub fn jid(&self, user: &str) -> String {
-        format!("{user}@{DOMAIN}")
-    }
-
     /// The provisioned user names (unordered).
     pub fn users(&self) -> impl Iterator<Item = &str> {
         self.passwords.keys().map(String::as_str)
@@ -306,13 +254,6 @@ impl Prosody {
     /// Prosody's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
-            None => false,
-        }
     }
 
     /// The temp dir holding config, data, pid file and logs.
@@ -336,16 +277,55 @@ impl Prosody {
         self.root.join("prosody.stdout")
     }
 
-    /// The last `lines` lines of Prosody's log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    fn failure_report(&self, what: &str) -> String {
+        format!(
+            "Prosody did not come up ({what}) on c2s {} / component {} within {START_TIMEOUT:?}.\n\
+             config: {}\n--- last lines of {} ---\n{}\n--- last lines of its stdout/stderr ---\n{}",
+            self.c2s_addr(),
+            self.component_addr(),
+            self.config_path().display(),
+            self.log_path().display(),
+            self.log_tail(40),
+            tail(&self.stdout_path(), 20),
+        )
+    }
+}
+
+impl XmppServer for Prosody {
+    fn start(users: &[&str]) -> Prosody {
+        Prosody::start(users)
+    }
+
+    fn name(&self) -> &'static str {
+        "Prosody"
+    }
+
+    fn c2s_port(&self) -> u16 {
+        self.c2s_port
+    }
+
+    fn component_port(&self) -> u16 {
+        self.component_port
+    }
+
+    fn component_secret(&self) -> &str {
+        &self.secret
+    }
+
+    fn password(&self, user: &str) -> &str {
+        self.passwords
+            .get(user)
+            .unwrap_or_else(|| panic!("user {user:?} was not provisioned on this Prosody"))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
         tail(&self.log_path(), lines)
     }
 
-    /// Graceful stop: SIGTERM, wait up to 10 s, then SIGKILL. Prosody closes
-    /// its streams (the component sees the stream end, users go offline).
-    /// Takes about 1 s (Prosody's shutdown waits for a 1 s timer). Idempotent.
-    /// `Drop` does not use this: it SIGKILLs at once.
-    pub fn stop(&mut self) {
+    /// SIGTERM, wait up to 10 s, then SIGKILL. Takes about 1 s (Prosody's
+    /// shutdown waits for a 1 s timer). `Drop` does not use this: it SIGKILLs
+    /// at once.
+    fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -368,19 +348,17 @@ impl Prosody {
         let _ = child.wait();
     }
 
-    /// Hard crash: SIGKILL at once, no stream close. Idempotent.
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts Prosody again after `stop()`/`kill()` (stops it first if it still
-    /// runs) with the same ports, data (users, rosters, offline messages) and
-    /// secret. Panics if it does not come up, e.g. when another process took
-    /// one of the ports in the meantime.
-    pub fn start_again(&mut self) {
+    /// Stops Prosody first if it still runs; keeps offline messages too.
+    /// Panics if it does not come up, e.g. when another process took one of
+    /// the ports in the meantime.
+    fn start_again(&mut self) {
         self.stop();
         // Only look at this run's log lines for readiness and port errors;
         // keep the previous run's log beside it.
@@ -397,17 +375,11 @@ impl Prosody {
         }
     }
 
-    fn failure_report(&self, what: &str) -> String {
-        format!(
-            "Prosody did not come up ({what}) on c2s {} / component {} within {START_TIMEOUT:?}.\n\
-             config: {}\n--- last lines of {} ---\n{}\n--- last lines of its stdout/stderr ---\n{}",
-            self.c2s_addr(),
-            self.component_addr(),
-            self.config_path().display(),
-            self.log_path().display(),
-            self.log_tail(40),
-            tail(&self.stdout_path(), 20),
-        )
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
     }
 }
 
@@ -436,46 +408,6 @@ enum StartError {
     PortInUse,
     Exited(String),
     Timeout,
-}
-
-/// Where the per-run directories go: `HERALD_TEST_TMPDIR`, else `/dev/shm`
-/// (tmpfs) when writable, else the system temp dir. Creating thousands of
-/// small files takes ~0.5 ms each on this machine's /tmp (ext4) but ~20 us on
-/// tmpfs, which is what makes provisioning 10k+ users instant.
-fn temp_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HERALD_TEST_TMPDIR") {
-        return PathBuf::from(dir);
-    }
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() && tempfile::tempdir_in(shm).is_ok() {
-        return shm.to_path_buf();
-    }
-    std::env::temp_dir()
-}
-
-/// Two distinct free loopback ports. Both listeners are held until both are
-/// known, so the two differ; Prosody binds them a few ms later (a race with
-/// other processes is detected from the log and retried by `start`).
-fn pick_two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
-}
-
-/// SIGTERM by pid via the shell's `kill` builtin (no libc dependency; `sh` is
-/// always there, unlike /usr/bin/kill).
-fn send_sigterm(pid: u32) {
-    let _ = Command::new("sh")
-        .args([
-            "-c",
-            "kill -TERM \"$1\" 2>/dev/null",
-            "sh",
-            &pid.to_string(),
-        ])
-        .status();
 }
 
 /// Prosody's datamanager encoding of a host or user name in a file path:
@@ -509,14 +441,4 @@ fn lua_escape(s: &str) -> String {
 
 fn lua_string(s: &str) -> String {
     format!("\"{}\"", lua_escape(s))
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
 }

@@ -1,36 +1,53 @@
-//! The whole stack for producer-side tests: a Prosody with users, the real
-//! `herald` binary on its own queue and exchange names, and a tap on its
-//! presence events to know when Herald has seen a user come online.
+//! The whole stack for end-to-end tests: an XMPP server with users, the real
+//! `herald` binary on queue and exchange names of its own, a broker
+//! connection to publish jobs, and taps on Herald's presence events and
+//! reports.
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::amqp::EventTap;
+use serde_json::Value;
+
+use super::amqp::{Amqp, EventTap};
+use super::events::{await_presence, EVENT_WAIT};
 use super::herald::{Herald, Names};
-use super::prosody::Prosody;
+use super::http;
+use super::server::XmppServer;
 use super::user::XmppUser;
 
-pub struct Stack {
-    pub prosody: Prosody,
+pub struct Stack<S> {
+    pub server: S,
     pub names: Names,
     pub herald: Herald,
-    presence: EventTap,
+    pub amqp: Amqp,
+    /// Herald's `presence.changed` events since the stack started.
+    pub presence: EventTap,
+    /// Herald's `job.report` events since the stack started.
+    pub reports: EventTap,
     _dir: tempfile::TempDir,
 }
 
-impl Stack {
-    /// Starts Prosody with `users` and Herald; returns once Herald takes jobs.
-    pub async fn start(users: &[&str]) -> Stack {
-        let prosody = Prosody::start(users);
+impl<S: XmppServer> Stack<S> {
+    /// Starts the server with `users` and Herald; returns once Herald takes jobs.
+    pub async fn start(users: &[&str]) -> Stack<S> {
+        Self::start_with_env(users, &[]).await
+    }
+
+    /// Like [`Stack::start`], with `HERALD_*` variables overriding Herald's config.
+    pub async fn start_with_env(users: &[&str], env: &[(&str, &str)]) -> Stack<S> {
+        let server = S::start(users);
         let names = Names::unique();
         let dir = tempfile::tempdir().expect("temp dir");
-        let herald = Herald::start(&prosody, &names, dir.path());
+        let herald = Herald::start_with_env(&server, &names, dir.path(), env);
         let presence = EventTap::bind(&names.events, "presence.changed").await;
+        let reports = EventTap::bind(&names.events, "job.report").await;
         Stack {
-            prosody,
+            amqp: Amqp::connect().await,
+            server,
             names,
             herald,
             presence,
+            reports,
             _dir: dir,
         }
     }
@@ -40,18 +57,37 @@ impl Stack {
         self.herald.config_path()
     }
 
+    pub async fn publish(&self, job: Value) {
+        self.amqp.publish_json(&self.names.jobs, &job).await;
+    }
+
     /// Logs `user` in as `user@localhost/desk`, available, and returns once
     /// Herald has published the presence (so a job now reaches the user).
     pub async fn online(&mut self, user: &str) -> XmppUser {
-        let client = XmppUser::login_available(&self.prosody, user, "desk").await;
+        let client = XmppUser::login_available(&self.server, user, "desk").await;
         let jid = format!("{user}@localhost/desk");
-        let seen = self
-            .presence
-            .next_matching("presence.changed", Duration::from_secs(20), |event| {
-                event["jid"] == jid.as_str() && event["available"] == true
-            })
-            .await;
-        assert!(seen.is_some(), "Herald did not see {jid} come online");
+        await_presence(&mut self.presence, &jid, Some("online")).await;
         client
+    }
+
+    /// The current value of one series on Herald's /metrics.
+    pub fn metric(&self, series: &str) -> f64 {
+        http::value(&self.herald.metrics(), series)
+    }
+
+    /// Polls /metrics until `series` has `value`; panics after a while.
+    pub async fn wait_metric(&self, series: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        loop {
+            let now = self.metric(series);
+            if now == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed {now}, expected {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

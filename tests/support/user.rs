@@ -1,5 +1,5 @@
 //! A real XMPP user: a small c2s client (plaintext TCP, SASL PLAIN, resource
-//! binding) against the test Prosody.
+//! binding) against the test's XMPP server.
 //!
 //! Why not `tokio_xmpp::Client`: this package enables xmpp-parsers' `component`
 //! feature (Herald is a component), which switches the namespace of every
@@ -15,7 +15,7 @@
 //! server never blocks on this user) and forwards every received stanza;
 //! `next_message`/`expect_no_message` read from that queue and remember every
 //! `<message>` with a body in [`XmppUser::messages`]. There is no automatic
-//! reconnect: after `Prosody::stop`/`start_again`, log in again.
+//! reconnect: after the server's `stop`/`start_again`, log in again.
 //!
 //! Must be used inside a tokio runtime (`#[tokio::test]`).
 
@@ -29,7 +29,7 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::xmlstream::ReadError;
 
 use super::c2s::{escape, establish, Stream, NS_CLIENT};
-use super::prosody::Prosody;
+use super::server::XmppServer;
 
 /// How long `login` may take (connect, SASL, bind).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -82,16 +82,17 @@ pub struct XmppUser {
 }
 
 impl XmppUser {
-    /// Logs `user` (a user provisioned on `prosody`) in as
+    /// Logs `user` (a user provisioned on `server`) in as
     /// `user@localhost/resource` and returns once the resource is bound
-    /// (panics after 20 s or on auth failure, with Prosody's log tail). Sends
-    /// NO presence: call [`send_presence`](Self::send_presence) to become
-    /// available (that is what makes Prosody send the user's presence to the
-    /// component), or use [`login_available`](Self::login_available).
-    pub async fn login(prosody: &Prosody, user: &str, resource: &str) -> XmppUser {
-        let password = prosody.password(user).to_string();
-        let addr = prosody.c2s_addr();
-        let domain = prosody.domain();
+    /// (panics after 20 s or on auth failure, with the server's log tail).
+    /// Sends NO presence: call [`send_presence`](Self::send_presence) to
+    /// become available (that is what makes the server send the user's
+    /// presence to the component), or use
+    /// [`login_available`](Self::login_available).
+    pub async fn login(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
+        let password = server.password(user).to_string();
+        let addr = server.c2s_addr();
+        let domain = server.domain();
         let result = tokio::time::timeout(
             LOGIN_TIMEOUT,
             establish(&addr, domain, user, &password, resource),
@@ -100,13 +101,15 @@ impl XmppUser {
         let (stream, jid) = match result {
             Ok(Ok(ok)) => ok,
             Ok(Err(e)) => panic!(
-                "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- Prosody log ---\n{}",
-                prosody.log_tail(20)
+                "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- {} log ---\n{}",
+                server.name(),
+                server.log_tail(20)
             ),
             Err(_) => panic!(
                 "{user}@{domain}/{resource} did not log in to {addr} within {LOGIN_TIMEOUT:?}\n\
-                 --- Prosody log ---\n{}",
-                prosody.log_tail(20)
+                 --- {} log ---\n{}",
+                server.name(),
+                server.log_tail(20)
             ),
         };
 
@@ -124,10 +127,29 @@ impl XmppUser {
         }
     }
 
-    /// `login` followed by a plain available presence (priority 0).
-    pub async fn login_available(prosody: &Prosody, user: &str, resource: &str) -> XmppUser {
-        let mut u = Self::login(prosody, user, resource).await;
-        u.send_presence(None, 0).await;
+    /// `login` followed by a plain available presence (priority 0). Returns
+    /// once the server has processed the presence, which it shows by sending
+    /// it back to this resource (RFC 6121, 4.2.2). Until then the resource is
+    /// not available: ejabberd, which runs every session in a process of its
+    /// own, would not deliver a chat sent to the bare JID by another user a
+    /// moment later.
+    pub async fn login_available(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
+        let mut u = Self::login(server, user, resource).await;
+        let jid = u.jid();
+        let xml = u.presence_xml(None, 0);
+        let own = |p: &Element| p.attr("from") == Some(jid.as_str()) && p.attr("type").is_none();
+        let echo = u
+            .exchange(&xml, "presence", own, LOGIN_TIMEOUT)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "{jid}: no echo of the initial presence within {LOGIN_TIMEOUT:?}\n\
+                     --- {} log ---\n{}",
+                    server.name(),
+                    server.log_tail(20)
+                )
+            });
+        u.presences.push(echo);
         u
     }
 
@@ -149,16 +171,20 @@ impl XmppUser {
     /// Broadcasts available presence: `show` None = plain available, else one
     /// of "away", "chat", "dnd", "xa"; `priority` -128..=127.
     pub async fn send_presence(&mut self, show: Option<&str>, priority: i8) {
+        let xml = self.presence_xml(show, priority);
+        self.send_xml(&xml).await;
+    }
+
+    fn presence_xml(&mut self, show: Option<&str>, priority: i8) -> String {
         let show_el = match show {
             None => String::new(),
             Some(s @ ("away" | "chat" | "dnd" | "xa")) => format!("<show>{s}</show>"),
             Some(other) => panic!("unknown presence show {other:?} (away, chat, dnd, xa)"),
         };
         let id = self.new_id();
-        self.send_xml(&format!(
+        format!(
             "<presence xmlns='{NS_CLIENT}' id='{id}'>{show_el}<priority>{priority}</priority></presence>"
-        ))
-        .await;
+        )
     }
 
     /// Broadcasts unavailable presence while staying connected.

@@ -1,0 +1,559 @@
+//! A private ejabberd 23.01 for one test, an [`XmppServer`].
+//!
+//! [`Ejabberd::start`] is synchronous like [`super::prosody::Prosody::start`]
+//! (ejabberd needs about a second to come up); [`Drop`] kills the node.
+//!
+//! * Config: `deploy/ejabberd/ejabberd.yml.in`, with the ports, log level
+//!   and component secret filled in, written into a fresh [`TempDir`]
+//!   (under `/dev/shm` when possible) that also holds the Mnesia directory
+//!   and the logs.
+//! * ejabberd runs as a plain Erlang node, not through ejabberdctl or a
+//!   service: `erl -sname herald-ejabberd-<random>@localhost -s ejabberd`
+//!   with a random cookie, the distribution listener bound to 127.0.0.1, and
+//!   the node registered with the epmd on 127.0.0.1:4369 (RabbitMQ's, when it
+//!   runs; otherwise the harness starts one with `epmd -daemon`, bound to
+//!   loopback, and leaves it running for later tests). The unique node name
+//!   lets any number of tests run their own ejabberd at once.
+//! * Listens on 127.0.0.1 only: one c2s port and one component (XEP-0114)
+//!   port, both picked per run; no s2s, no HTTP, no TLS.
+//! * Users are provisioned once the node is up, by one RPC from a short-lived
+//!   hidden Erlang node: a function that loops inside the ejabberd node over
+//!   the user list, calling `ejabberd_auth:try_register/3` and
+//!   `mod_roster:set_roster/1` (`herald@broadcast.localhost`, subscription
+//!   `both`) per user, then syncs the two tables to disk so that a node
+//!   killed later still has them when it starts again. About 1 ms per user
+//!   (10,000 users: about 12 s on a busy two-core machine).
+//!
+//! Environment knobs (all optional):
+//! * `HERALD_TEST_ERL`: the erl executable (default `erl`).
+//! * `HERALD_TEST_EJABBERD_LIBS`: the directory holding `ejabberd-*/ebin`
+//!   (default: found under /usr/lib, e.g. Debian's /usr/lib/x86_64-linux-gnu).
+//! * `HERALD_TEST_EJABBERD_LOG`: ejabberd's log level (default `info`;
+//!   `debug` logs every stanza).
+//! * `HERALD_TEST_TMPDIR`: where the per-run directory goes (default
+//!   `/dev/shm` if writable, else the system temp dir).
+//! * `HERALD_TEST_KEEP_EJABBERD=1`: keep the per-run directory (config,
+//!   Mnesia, logs) after the test and print where it is.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::server::{
+    check_user_name, pick_two_free_ports, send_sigterm, tail, temp_root, XmppServer, DOMAIN,
+    ROSTER_CONTACT,
+};
+
+/// The config template, compiled in so a test binary is self-contained.
+const CONFIG_TEMPLATE: &str = include_str!("../../deploy/ejabberd/ejabberd.yml.in");
+
+/// How long to wait for ejabberd to listen on both ports.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `stop()` waits after SIGTERM before it sends SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Tries with fresh ports when another process grabbed one of ours.
+const PORT_ATTEMPTS: usize = 3;
+/// epmd's well-known port, where every node registers its name.
+const EPMD_ADDR: &str = "127.0.0.1:4369";
+
+/// Runs in a hidden Erlang node: reads `user<TAB>password` lines, then makes
+/// one RPC to the ejabberd node with a function that loops over them there.
+/// Prints the number of users provisioned, or why it failed.
+const PROVISION: &str = r#"
+Env = fun(Name) -> unicode:characters_to_binary(os:getenv(Name)) end,
+Node = binary_to_atom(Env("HERALD_EJABBERD_NODE")),
+Host = Env("HERALD_EJABBERD_HOST"),
+[ContactUser, ContactServer] = binary:split(Env("HERALD_EJABBERD_CONTACT"), <<"@">>),
+Contact = {ContactUser, ContactServer, <<>>},
+{ok, Text} = file:read_file(Env("HERALD_EJABBERD_USERS")),
+Accounts = [list_to_tuple(binary:split(Line, <<"\t">>))
+            || Line <- binary:split(Text, <<"\n">>, [global, trim_all])],
+Provision = fun() ->
+    lists:foreach(
+      fun({User, Password}) ->
+          ok = ejabberd_auth:try_register(User, Host, Password),
+          {atomic, _} = mod_roster:set_roster(
+                          {roster, {User, Host, Contact}, {User, Host}, Contact,
+                           <<"Herald">>, both, none, [], <<>>, []})
+      end, Accounts),
+    ok = dets:sync(passwd),
+    ok = dets:sync(roster),
+    length(Accounts)
+end,
+Expected = length(Accounts),
+case rpc:call(Node, erlang, apply, [Provision, []], infinity) of
+    Expected -> io:format("provisioned ~b users~n", [Expected]), halt(0);
+    Other -> io:format("provisioning failed: ~p~n", [Other]), halt(1)
+end.
+"#;
+
+/// A running (or stopped) private ejabberd node. See the module docs.
+pub struct Ejabberd {
+    dir: Option<TempDir>,
+    root: PathBuf,
+    node: String,
+    cookie: String,
+    libs: Option<PathBuf>,
+    c2s_port: u16,
+    component_port: u16,
+    secret: String,
+    passwords: HashMap<String, String>,
+    child: Option<Child>,
+}
+
+impl Ejabberd {
+    /// Starts an ejabberd node with `users` (local parts, e.g. `"alice"`)
+    /// provisioned on `localhost` with password `pw-<user>`, each with a
+    /// roster holding `herald@broadcast.localhost` (subscription `both`).
+    /// Returns once both the c2s and the component port accept TCP
+    /// connections and every user is provisioned. Panics, with the tail of
+    /// ejabberd's log, if ejabberd or Erlang is missing or does not come up
+    /// within 30 s.
+    ///
+    /// Blocking: fine to call from async tests (it only sleeps in short steps).
+    pub fn start(users: &[&str]) -> Ejabberd {
+        let libs = ejabberd_libs().unwrap_or_else(|e| panic!("{e}"));
+        ensure_epmd();
+        let dir = tempfile::Builder::new()
+            .prefix("herald-ejabberd-")
+            .tempdir_in(temp_root())
+            .expect("create temp dir for ejabberd");
+        let root = dir.path().to_path_buf();
+        let mut passwords = HashMap::new();
+        for &user in users {
+            check_user_name(user);
+            passwords.insert(user.to_string(), format!("pw-{user}"));
+        }
+        let mut ejabberd = Ejabberd {
+            dir: Some(dir),
+            root,
+            node: format!("herald-ejabberd-{}@localhost", super::random_hex()),
+            cookie: format!("herald-{}", super::random_hex()),
+            libs,
+            c2s_port: 0,
+            component_port: 0,
+            secret: format!("secret-{}", super::random_hex()),
+            passwords,
+            child: None,
+        };
+
+        for attempt in 1..=PORT_ATTEMPTS {
+            let (c2s, component) = pick_two_free_ports();
+            ejabberd.c2s_port = c2s;
+            ejabberd.component_port = component;
+            ejabberd.write_config();
+            ejabberd.spawn();
+            match ejabberd.wait_ready() {
+                Ok(()) => break,
+                Err(StartError::PortInUse) if attempt < PORT_ATTEMPTS => {
+                    ejabberd.kill();
+                    let _ = fs::remove_file(ejabberd.log_path());
+                }
+                Err(e) => {
+                    let msg = ejabberd.failure_report(&format!("{e:?}"));
+                    ejabberd.kill();
+                    panic!("{msg}");
+                }
+            }
+        }
+        ejabberd.provision();
+        ejabberd
+    }
+
+    /// Registers every user with a roster, in one RPC (see the module docs).
+    fn provision(&mut self) {
+        if self.passwords.is_empty() {
+            return;
+        }
+        let users_file = self.root.join("users.tsv");
+        let lines: String = self
+            .passwords
+            .iter()
+            .map(|(user, password)| format!("{user}\t{password}\n"))
+            .collect();
+        fs::write(&users_file, lines).expect("write the user list for ejabberd");
+        let output = self
+            .erl()
+            .args([
+                "-sname",
+                &format!("herald-ctl-{}@localhost", super::random_hex()),
+            ])
+            .args([
+                "-setcookie",
+                &self.cookie,
+                "-hidden",
+                "-noshell",
+                "-noinput",
+            ])
+            .args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
+            .args(["-eval", PROVISION])
+            .env("HERALD_EJABBERD_NODE", &self.node)
+            .env("HERALD_EJABBERD_HOST", DOMAIN)
+            .env("HERALD_EJABBERD_CONTACT", ROSTER_CONTACT)
+            .env("HERALD_EJABBERD_USERS", &users_file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run erl to provision ejabberd users: {e}"));
+        if !output.status.success() {
+            let msg = self.failure_report(&format!(
+                "provisioning {} users failed ({}): {}{}",
+                self.passwords.len(),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+            ));
+            self.kill();
+            panic!("{msg}");
+        }
+    }
+
+    fn write_config(&self) {
+        let level = std::env::var("HERALD_TEST_EJABBERD_LOG").unwrap_or_else(|_| "info".into());
+        assert!(
+            level.chars().all(|c| c.is_ascii_lowercase()),
+            "HERALD_TEST_EJABBERD_LOG must be an ejabberd log level such as info or debug"
+        );
+        let config = CONFIG_TEMPLATE
+            .replace("@LOG_LEVEL@", &level)
+            .replace("@C2S_PORT@", &self.c2s_port.to_string())
+            .replace("@COMPONENT_PORT@", &self.component_port.to_string())
+            // The secret is hex: nothing to escape in a YAML string.
+            .replace("@COMPONENT_SECRET@", &self.secret);
+        fs::write(self.config_path(), config).expect("write ejabberd config");
+    }
+
+    /// An `erl` command with the environment every node here needs.
+    fn erl(&self) -> Command {
+        let bin = std::env::var("HERALD_TEST_ERL").unwrap_or_else(|_| "erl".into());
+        let mut command = Command::new(bin);
+        command
+            .current_dir(&self.root)
+            // Should an epmd have to be started by erl after all: loopback only.
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("ERL_CRASH_DUMP_BYTES", "0");
+        if let Some(libs) = &self.libs {
+            command.env("ERL_LIBS", libs);
+        }
+        command
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "ejabberd is already running");
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stdout_path())
+            .expect("open ejabberd stdout file");
+        let err = out.try_clone().expect("dup stdout file");
+        let mnesia_dir = erlang_string(&self.root.join("mnesia").to_string_lossy());
+        let child = self
+            .erl()
+            .args(["-sname", &self.node, "-setcookie", &self.cookie])
+            .args(["-noshell", "-noinput"])
+            .args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
+            .args(["-mnesia", "dir", &mnesia_dir])
+            // Log to the file only (the console gets critical messages), and
+            // never rotate it: a long test keeps its whole log.
+            .args(["-ejabberd", "quiet", "true", "log_rotate_size", "infinity"])
+            .args(["-s", "ejabberd"])
+            .env("EJABBERD_CONFIG_PATH", self.config_path())
+            .env("EJABBERD_LOG_PATH", self.log_path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run erl ({e}): Erlang and ejabberd 23.01 must be installed for these \
+                     tests (Debian: apt-get install ejabberd; .ci/run does it)"
+                )
+            });
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addrs: [SocketAddr; 2] = [
+            self.c2s_addr().parse().unwrap(),
+            self.component_addr().parse().unwrap(),
+        ];
+        let listening = [
+            format!(
+                "Start accepting TCP connections at 127.0.0.1:{} for ejabberd_c2s",
+                self.c2s_port
+            ),
+            format!(
+                "Start accepting TCP connections at 127.0.0.1:{} for ejabberd_service",
+                self.component_port
+            ),
+        ];
+        let mut up = [false, false];
+        loop {
+            let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+            // "Failed to open socket at 127.0.0.1:PORT for ejabberd_c2s:
+            // address already in use"; the node then stops.
+            if log.contains("address already in use") {
+                return Err(StartError::PortInUse);
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .expect("wait on ejabberd")
+            {
+                return Err(StartError::Exited(status.to_string()));
+            }
+            // Listeners are announced once ejabberd and its modules have
+            // started; the TCP probe confirms.
+            if listening.iter().all(|line| log.contains(line)) {
+                for (i, addr) in addrs.iter().enumerate() {
+                    if !up[i] {
+                        up[i] =
+                            TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
+                    }
+                }
+                if up == [true, true] {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The Erlang node's name, "herald-ejabberd-<hex>@localhost".
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The node's OS pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("ejabberd.yml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("ejabberd.log")
+    }
+
+    fn stdout_path(&self) -> PathBuf {
+        self.root.join("ejabberd.stdout")
+    }
+
+    fn failure_report(&self, what: &str) -> String {
+        format!(
+            "ejabberd did not come up ({what}) on c2s {} / component {} within {START_TIMEOUT:?}.\n\
+             node: {}, config: {}\n--- last lines of {} ---\n{}\n\
+             --- last lines of its stdout/stderr ---\n{}",
+            self.c2s_addr(),
+            self.component_addr(),
+            self.node,
+            self.config_path().display(),
+            self.log_path().display(),
+            self.log_tail(40),
+            tail(&self.stdout_path(), 20),
+        )
+    }
+}
+
+impl XmppServer for Ejabberd {
+    fn start(users: &[&str]) -> Ejabberd {
+        Ejabberd::start(users)
+    }
+
+    fn name(&self) -> &'static str {
+        "ejabberd"
+    }
+
+    fn c2s_port(&self) -> u16 {
+        self.c2s_port
+    }
+
+    fn component_port(&self) -> u16 {
+        self.component_port
+    }
+
+    fn component_secret(&self) -> &str {
+        &self.secret
+    }
+
+    fn password(&self, user: &str) -> &str {
+        self.passwords
+            .get(user)
+            .unwrap_or_else(|| panic!("user {user:?} was not provisioned on this ejabberd"))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path(), lines)
+    }
+
+    /// SIGTERM (the Erlang runtime then stops its applications in order),
+    /// wait up to 15 s, then SIGKILL. Takes about 1 s. `Drop` does not use
+    /// this: it SIGKILLs at once.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        send_sigterm(child.id());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!(
+            "ejabberd (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?}; killing it",
+            child.id()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Same node name (Mnesia's schema belongs to it), so the users and
+    /// rosters in the Mnesia directory are found again. Stops the node first
+    /// if it still runs. Panics if it does not come up, e.g. when another
+    /// process took one of the ports in the meantime.
+    fn start_again(&mut self) {
+        self.stop();
+        // Only look at this run's log lines for readiness and port errors;
+        // keep the previous run's log beside it.
+        let mut n = 1;
+        while self.root.join(format!("ejabberd.log.{n}")).exists() {
+            n += 1;
+        }
+        let _ = fs::rename(self.log_path(), self.root.join(format!("ejabberd.log.{n}")));
+        self.spawn();
+        if let Err(e) = self.wait_ready() {
+            let msg = self.failure_report(&format!("start_again: {e:?}"));
+            self.kill();
+            panic!("{msg}");
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- test panicked; last lines of ejabberd's log ({}) ---\n{}",
+                self.log_path().display(),
+                self.log_tail(30)
+            );
+        }
+        // SIGKILL: nothing of the node's state matters any more, and a
+        // graceful stop takes ejabberd about a second.
+        self.kill();
+        if std::env::var_os("HERALD_TEST_KEEP_EJABBERD").is_some_and(|v| v == "1") {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("keeping ejabberd's directory {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum StartError {
+    PortInUse,
+    Exited(String),
+    Timeout,
+}
+
+/// The directory to put in `ERL_LIBS` so that Erlang finds ejabberd's
+/// application: `HERALD_TEST_EJABBERD_LIBS`, else the directory under
+/// /usr/lib (or Erlang's own lib directory) that holds `ejabberd-*/ebin`.
+/// Debian puts it in /usr/lib/<multiarch triplet>, outside Erlang's default
+/// code path; its dependencies (p1_xmpp, fast_yaml, ...) are in the default
+/// path.
+fn ejabberd_libs() -> Result<Option<PathBuf>, String> {
+    if let Some(dir) = std::env::var_os("HERALD_TEST_EJABBERD_LIBS") {
+        return Ok(Some(PathBuf::from(dir)));
+    }
+    let mut candidates = vec![
+        PathBuf::from("/usr/lib/erlang/lib"),
+        PathBuf::from("/usr/local/lib/erlang/lib"),
+    ];
+    if let Ok(entries) = fs::read_dir("/usr/lib") {
+        candidates.extend(entries.flatten().map(|e| e.path()));
+    }
+    for dir in candidates {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let holds_ejabberd = entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("ejabberd-")
+                && e.path().join("ebin/ejabberd.app").is_file()
+        });
+        if holds_ejabberd {
+            return Ok(Some(dir));
+        }
+    }
+    Err(
+        "ejabberd is not installed (no ejabberd-*/ebin/ejabberd.app under /usr/lib): \
+         ejabberd 23.01 must be installed for these tests (Debian: apt-get install ejabberd; \
+         .ci/run does it), or set HERALD_TEST_EJABBERD_LIBS"
+            .to_string(),
+    )
+}
+
+/// Makes sure an epmd answers on 127.0.0.1:4369, where nodes register their
+/// names. RabbitMQ's epmd serves when it runs; otherwise start one bound to
+/// loopback. It keeps running after the test (epmd is shared by every node
+/// on the machine; it is never stopped here). Two tests starting one at once
+/// is harmless: the second epmd finds the port taken and exits.
+fn ensure_epmd() {
+    let addr: SocketAddr = EPMD_ADDR.parse().unwrap();
+    let answers = || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+    if answers() {
+        return;
+    }
+    let status = Command::new("epmd")
+        .arg("-daemon")
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("no epmd answers on {EPMD_ADDR} and `epmd -daemon` cannot run ({e})")
+        });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answers() {
+        assert!(
+            Instant::now() < deadline,
+            "no epmd answers on {EPMD_ADDR} after `epmd -daemon` ({status})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An Erlang string literal ("...") for a command-line term.
+fn erlang_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
