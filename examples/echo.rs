@@ -105,6 +105,8 @@ impl Handler for Echo {
                 sent: online.len() as u64,
                 ..Tally::default()
             },
+            // Echo jobs carry no id: every one is new.
+            key: None,
         }
     }
 

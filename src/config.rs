@@ -119,8 +119,11 @@ pub struct BroadcastConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// File of the embedded store (subscribers).
+    /// File of the embedded store (subscribers, completed jobs).
     pub path: PathBuf,
+    /// How many completed jobs to remember by id, so that a job published
+    /// again is reported as a duplicate instead of delivered twice.
+    pub remember_jobs: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -194,6 +197,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("herald.redb"),
+            remember_jobs: 100_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::message::Message;
 
+use crate::app::Ledger;
 use crate::presence::{PresenceBook, PresenceChange};
 
 /// An event for the events exchange.
@@ -41,16 +42,29 @@ pub struct Effects {
 pub struct Context<'a> {
     domain: &'a BareJid,
     presence: &'a PresenceBook,
+    jobs: &'a Ledger,
     effects: &'a mut Effects,
 }
 
 impl<'a> Context<'a> {
-    pub fn new(domain: &'a BareJid, presence: &'a PresenceBook, effects: &'a mut Effects) -> Self {
+    pub(crate) fn new(
+        domain: &'a BareJid,
+        presence: &'a PresenceBook,
+        jobs: &'a Ledger,
+        effects: &'a mut Effects,
+    ) -> Self {
         Context {
             domain,
             presence,
+            jobs,
             effects,
         }
+    }
+
+    /// The report of an earlier job with this key, in progress or completed
+    /// (within the remembered window): the job at hand is then a duplicate.
+    pub fn earlier_report(&self, key: &str) -> Option<&Event> {
+        self.jobs.earlier_report(key)
     }
 
     /// The component's domain, e.g. `broadcast.example.com`.
@@ -87,8 +101,17 @@ pub struct Tally {
 pub enum JobOutcome {
     /// The stanzas sent through the context are the job's work. Once the
     /// server has read them, `report` is published and then the job is
-    /// acknowledged. `tally` feeds the recipient metrics.
-    Done { report: Option<Event>, tally: Tally },
+    /// acknowledged. `tally` feeds the recipient metrics. A job with a
+    /// `key` is remembered: a later job with the same key finds this one's
+    /// report through [`Context::earlier_report`].
+    Done {
+        report: Option<Event>,
+        tally: Tally,
+        key: Option<String>,
+    },
+    /// The job repeats an earlier one: nothing is sent, `report` is
+    /// published and the job acknowledged.
+    Duplicate { report: Option<Event> },
     /// The job is refused: it goes to the dead-letter queue with `reason`
     /// and nothing sent through the context for it is written.
     DeadLetter { reason: String },

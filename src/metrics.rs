@@ -42,6 +42,7 @@ pub struct JobCounters {
     pub delivered: IntCounter,
     pub dead_lettered: IntCounter,
     pub requeued: IntCounter,
+    pub duplicate: IntCounter,
 }
 
 /// Outcomes of recipients, as counted in `herald_recipients_total`.
@@ -116,6 +117,7 @@ pub struct Metrics {
     pub online_resources: IntGauge,
     pub presence_updates: IntCounter,
     pub subscriptions: IntGauge,
+    pub remembered_jobs: IntGauge,
     pub outbound_queue: IntGauge,
     pub xmpp: LinkMetrics,
     pub amqp: LinkMetrics,
@@ -172,6 +174,7 @@ impl Metrics {
                 delivered: jobs.with_label_values(&["delivered"]),
                 dead_lettered: jobs.with_label_values(&["dead_lettered"]),
                 requeued: jobs.with_label_values(&["requeued"]),
+                duplicate: jobs.with_label_values(&["duplicate"]),
             },
             recipients: RecipientCounters {
                 sent: recipients.with_label_values(&["sent"]),
@@ -199,6 +202,11 @@ impl Metrics {
                 "Presence stanzas applied to the presence book",
             ),
             subscriptions: gauge(&registry, "herald_subscriptions", "Stored user subscriptions"),
+            remembered_jobs: gauge(
+                &registry,
+                "herald_remembered_jobs",
+                "Completed jobs remembered by id to recognise duplicates",
+            ),
             outbound_queue: gauge(
                 &registry,
                 "herald_outbound_queue_stanzas",

@@ -1,6 +1,8 @@
 //! Embedded persistence: who has one of Herald's JIDs on their roster, so
 //! that after a restart Herald can probe them and rebuild its presence book
-//! without users doing anything. One redb file; no external database.
+//! without users doing anything; and which jobs are done, with their
+//! reports, so that a job published twice is delivered once. One redb file;
+//! no external database.
 //!
 //! redb writes are synchronous and fsync, so they never run on the event
 //! loop: the loop sends changes to a writer task that batches them and
@@ -11,12 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use xmpp_parsers::jid::BareJid;
 
 /// (user's bare JID, Herald's JID they subscribed to) -> ()
 const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
+/// job key -> (completion sequence number, report payload)
+const COMPLETED_JOBS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("completed_jobs");
 
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -29,10 +33,29 @@ pub struct Subscription {
     pub contact: BareJid,
 }
 
+/// A job that is done, and the report it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedJob {
+    pub key: String,
+    pub seq: u64,
+    pub report: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Add(Subscription),
     Remove(Subscription),
+    JobDone(CompletedJob),
+    /// Forget a completed job (it fell out of the remembered window).
+    JobForgotten(String),
+}
+
+/// What the writer task is asked to do, in order.
+#[derive(Debug)]
+pub enum Write {
+    Change(Change),
+    /// Resolves once everything sent before it is committed (or failed).
+    Sync(oneshot::Sender<()>),
 }
 
 pub struct Store {
@@ -44,8 +67,27 @@ impl Store {
         let db = Database::create(path).map_err(redb::Error::from)?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
         txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
+        txn.open_table(COMPLETED_JOBS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Completed jobs, oldest first.
+    pub fn completed_jobs(&self) -> Result<Vec<CompletedJob>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let table = txn.open_table(COMPLETED_JOBS).map_err(redb::Error::from)?;
+        let mut all = Vec::new();
+        for row in table.iter().map_err(redb::Error::from)? {
+            let (key, value) = row.map_err(redb::Error::from)?;
+            let (seq, report) = value.value();
+            all.push(CompletedJob {
+                key: key.value().to_string(),
+                seq,
+                report: report.to_vec(),
+            });
+        }
+        all.sort_by_key(|job| job.seq);
+        Ok(all)
     }
 
     pub fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
@@ -67,6 +109,7 @@ impl Store {
         let txn = self.db.begin_write().map_err(redb::Error::from)?;
         {
             let mut table = txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
+            let mut jobs = txn.open_table(COMPLETED_JOBS).map_err(redb::Error::from)?;
             for change in changes {
                 match change {
                     Change::Add(s) => {
@@ -81,6 +124,13 @@ impl Store {
                             .remove((user.as_str(), contact.as_str()))
                             .map_err(redb::Error::from)?;
                     }
+                    Change::JobDone(job) => {
+                        jobs.insert(job.key.as_str(), (job.seq, job.report.as_slice()))
+                            .map_err(redb::Error::from)?;
+                    }
+                    Change::JobForgotten(key) => {
+                        jobs.remove(key.as_str()).map_err(redb::Error::from)?;
+                    }
                 }
             }
         }
@@ -91,19 +141,29 @@ impl Store {
     /// Starts the writer task; returns the sender the event loop uses and the
     /// task. Once every sender is dropped the task commits what is queued and
     /// ends: await it before exiting, or the runtime drops queued changes.
-    pub fn spawn_writer(self) -> (mpsc::UnboundedSender<Change>, JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+    pub fn spawn_writer(self) -> (mpsc::UnboundedSender<Write>, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
         let store = Arc::new(self);
         let task = tokio::spawn(async move {
             let mut batch = Vec::new();
             while rx.recv_many(&mut batch, 4096).await > 0 {
-                let changes = std::mem::take(&mut batch);
+                let mut changes = Vec::with_capacity(batch.len());
+                let mut synced = Vec::new();
+                for write in batch.drain(..) {
+                    match write {
+                        Write::Change(change) => changes.push(change),
+                        Write::Sync(done) => synced.push(done),
+                    }
+                }
                 let store = Arc::clone(&store);
                 let written = tokio::task::spawn_blocking(move || store.apply(&changes)).await;
                 match written {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "subscriptions not saved"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "store changes not saved"),
                     Err(e) => tracing::error!(error = %e, "store writer failed"),
+                }
+                for done in synced {
+                    let _ = done.send(());
                 }
             }
         });
@@ -149,7 +209,7 @@ mod tests {
         let path = dir.path().join("herald.redb");
         let (changes, writer) = Store::open(&path).unwrap().spawn_writer();
         for user in ["a@localhost", "b@localhost", "c@localhost"] {
-            changes.send(Change::Add(sub(user))).unwrap();
+            changes.send(Write::Change(Change::Add(sub(user)))).unwrap();
         }
         drop(changes);
         writer.await.unwrap();
@@ -159,5 +219,32 @@ mod tests {
             all,
             vec![sub("a@localhost"), sub("b@localhost"), sub("c@localhost")]
         );
+    }
+
+    #[tokio::test]
+    async fn sync_resolves_after_the_writes_before_it_and_completed_jobs_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let (writes, writer) = Store::open(&path).unwrap().spawn_writer();
+        let job = |key: &str, seq| CompletedJob {
+            key: key.into(),
+            seq,
+            report: format!("{{\"id\":\"{key}\"}}").into_bytes(),
+        };
+        for (key, seq) in [("b", 2), ("a", 1), ("c", 3)] {
+            writes
+                .send(Write::Change(Change::JobDone(job(key, seq))))
+                .unwrap();
+        }
+        writes
+            .send(Write::Change(Change::JobForgotten("b".into())))
+            .unwrap();
+        let (synced, committed) = oneshot::channel();
+        writes.send(Write::Sync(synced)).unwrap();
+        committed.await.unwrap();
+        drop(writes);
+        writer.await.unwrap();
+        let all = Store::open(&path).unwrap().completed_jobs().unwrap();
+        assert_eq!(all, vec![job("a", 1), job("c", 3)]);
     }
 }

@@ -222,11 +222,21 @@ fn report_definition_matches_the_report_herald_publishes() {
             unavailable: 1,
             invalid: 1,
         },
+        duplicate: false,
     };
     assert!(report.is_complete());
     let published = serde_json::to_value(&report).unwrap();
-    assert_eq!(keys(&published), keys(&def["properties"]));
     assert_eq!(keys(&published), set(&strings(&def["required"])));
+    let duplicate = serde_json::to_value(Report {
+        duplicate: true,
+        ..report.clone()
+    })
+    .unwrap();
+    assert_eq!(keys(&duplicate), keys(&def["properties"]));
+    assert_eq!(
+        duplicate["duplicate"],
+        def["properties"]["duplicate"]["const"]
+    );
     let skipped = &def["properties"]["skipped"];
     assert_eq!(keys(&published["skipped"]), keys(&skipped["properties"]));
     assert_eq!(

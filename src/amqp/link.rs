@@ -89,10 +89,16 @@ struct Outgoing {
 
 /// The event loop's handle on the link task.
 pub struct Link {
-    outgoing: mpsc::UnboundedSender<Outgoing>,
+    publisher: Publisher,
     jobs: mpsc::UnboundedReceiver<Job>,
     generation: Arc<AtomicU64>,
     task: JoinHandle<()>,
+}
+
+/// Hands messages to the link task for publishing; cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     events_exchange: String,
     dead_letter_queue: String,
 }
@@ -117,13 +123,19 @@ impl Link {
             .run(),
         );
         Link {
-            outgoing: outgoing_tx,
+            publisher: Publisher {
+                outgoing: outgoing_tx,
+                events_exchange: config.events_exchange.clone(),
+                dead_letter_queue: config.dead_letter_queue.clone(),
+            },
             jobs: jobs_rx,
             generation,
             task,
-            events_exchange: config.events_exchange.clone(),
-            dead_letter_queue: config.dead_letter_queue.clone(),
         }
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     /// The next job from a live connection. Jobs that arrived on a
@@ -143,6 +155,24 @@ impl Link {
         taken.generation == self.generation.load(Ordering::Relaxed)
     }
 
+    /// Publishes what was handed over so far (within `limit`), then closes
+    /// the connection; jobs not acknowledged by then go back to the queue.
+    pub async fn close(self, limit: Duration) {
+        let Link {
+            publisher, task, ..
+        } = self;
+        // Clones held elsewhere (reports waiting for the store) keep the
+        // link open until they have handed over their message.
+        drop(publisher);
+        let abort = task.abort_handle();
+        if tokio::time::timeout(limit, task).await.is_err() {
+            tracing::warn!("unpublished reports left at shutdown; their jobs will be redelivered");
+            abort.abort();
+        }
+    }
+}
+
+impl Publisher {
     /// Publishes an event to the events exchange; acknowledges `then_ack` once confirmed.
     pub fn event(&self, routing_key: &str, payload: Vec<u8>, then_ack: Option<Taken>) {
         let properties = BasicProperties::default()
@@ -184,18 +214,6 @@ impl Link {
         if let Err(mpsc::error::SendError(lost)) = self.outgoing.send(outgoing) {
             // Only after close(): an unacknowledged job will be redelivered.
             tracing::warn!(routing_key = %lost.routing_key, "AMQP link closed; message not sent");
-        }
-    }
-
-    /// Publishes what was handed over so far (within `limit`), then closes
-    /// the connection; jobs not acknowledged by then go back to the queue.
-    pub async fn close(self, limit: Duration) {
-        let Link { outgoing, task, .. } = self;
-        drop(outgoing);
-        let abort = task.abort_handle();
-        if tokio::time::timeout(limit, task).await.is_err() {
-            tracing::warn!("unpublished reports left at shutdown; their jobs will be redelivered");
-            abort.abort();
         }
     }
 }

@@ -8,4 +8,4 @@
 mod link;
 mod topology;
 
-pub use link::{Job, Link, Taken, ERROR_HEADER};
+pub use link::{Job, Link, Publisher, Taken, ERROR_HEADER};

@@ -180,7 +180,7 @@ impl<H: Handler> Component<H> {
     ) -> R {
         let mut effects = Effects::default();
         let result = {
-            let mut ctx = Context::new(&self.domain, &self.presence, &mut effects);
+            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects);
             call(&mut self.handler, &mut ctx)
         };
         self.apply(session, effects);

@@ -5,13 +5,14 @@
 
 mod barrier;
 mod inbound;
+mod ledger;
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, Instant, MissedTickBehavior};
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::presence::Type as PresenceType;
@@ -24,9 +25,10 @@ use crate::handler::{Context, Effects, Event, Handler, JobOutcome, Tally};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::presence::{PresenceBook, PresenceChange};
-use crate::store::{self, Store, StoreError, Subscription};
+use crate::store::{self, CompletedJob, Store, StoreError, Subscription, Write};
 use crate::xmpp::{stanzas, Closed, Endpoint, Inbound, Session};
 use barrier::Barriers;
+pub(crate) use ledger::Ledger;
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +64,12 @@ pub async fn run_with<H: Handler>(
 ) -> Result<(), AppError> {
     let store = Store::open(&config.store.path)?;
     let subscriptions = store.subscriptions()?;
-    tracing::info!(subscriptions = subscriptions.len(), "store opened");
+    let completed = store.completed_jobs()?;
+    tracing::info!(
+        subscriptions = subscriptions.len(),
+        completed_jobs = completed.len(),
+        "store opened"
+    );
     let metrics = Metrics::new();
     let _http = match config.http_listen()? {
         Some(address) => {
@@ -80,15 +87,16 @@ pub async fn run_with<H: Handler>(
         format!("herald {domain} pid {}", std::process::id()),
         metrics.clone(),
     );
-    let (store_changes, store_writer) = store.spawn_writer();
+    let (store_writes, store_writer) = store.spawn_writer();
     let mut component = Component::new(
         &config,
         handler,
         subscriptions,
-        store_changes,
+        store_writes,
         link,
         metrics.clone(),
     )?;
+    component.restore_completed(completed);
     let endpoint = Endpoint {
         address: format!("{}:{}", config.xmpp.host, config.xmpp.port),
         domain,
@@ -164,6 +172,7 @@ enum Input {
 /// A job whose stanzas are written but not yet known to be read.
 struct PendingJob {
     taken: Taken,
+    key: Option<String>,
     report: Option<Event>,
     /// When it was published (its AMQP timestamp) or else taken.
     since: SystemTime,
@@ -177,7 +186,8 @@ struct Component<H> {
     name: String,
     presence: PresenceBook,
     subscriptions: HashSet<Subscription>,
-    store: mpsc::UnboundedSender<store::Change>,
+    jobs: Ledger,
+    store: mpsc::UnboundedSender<Write>,
     link: Link,
     metrics: Metrics,
     barriers: Barriers<PendingJob>,
@@ -194,7 +204,7 @@ impl<H: Handler> Component<H> {
         config: &Config,
         handler: H,
         subscriptions: Vec<Subscription>,
-        store: mpsc::UnboundedSender<store::Change>,
+        store: mpsc::UnboundedSender<Write>,
         link: Link,
         metrics: Metrics,
     ) -> Result<Self, ConfigError> {
@@ -206,6 +216,7 @@ impl<H: Handler> Component<H> {
             name: config.xmpp.name.clone(),
             presence: PresenceBook::new(),
             subscriptions: subscriptions.into_iter().collect(),
+            jobs: Ledger::new(config.store.remember_jobs),
             store,
             link,
             metrics,
@@ -301,6 +312,9 @@ impl<H: Handler> Component<H> {
         }
         for job in abandoned {
             self.metrics.jobs.requeued.inc();
+            if let Some(key) = &job.key {
+                self.jobs.abandon(key);
+            }
             job.taken.requeue();
         }
     }
@@ -315,7 +329,7 @@ impl<H: Handler> Component<H> {
                 changed: true,
             };
             let mut effects = Effects::default();
-            let mut ctx = Context::new(&self.domain, &self.presence, &mut effects);
+            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects);
             self.handler.on_presence(&mut ctx, &change);
             // Stanzas are for a stream that is gone; only events go out.
             self.publish_events(effects.events);
@@ -356,23 +370,27 @@ impl<H: Handler> Component<H> {
             .server_roundtrip
             .observe(released.roundtrip.as_secs_f64());
         let now = SystemTime::now();
+        let mut reports = Vec::new();
         for job in released.work {
             if !self.link.is_current(&job.taken) {
                 // Its AMQP connection is gone and the broker has requeued
                 // it: the redelivery reports it, not this one.
                 self.metrics.jobs.requeued.inc();
+                if let Some(key) = &job.key {
+                    self.jobs.abandon(key);
+                }
                 continue;
             }
             self.metrics.jobs.delivered.inc();
             let duration = now.duration_since(job.since).unwrap_or_default();
             self.metrics.job_duration.observe(duration.as_secs_f64());
-            match job.report {
-                Some(report) => {
-                    self.link
-                        .event(&report.routing_key, report.payload, Some(job.taken))
-                }
-                None => job.taken.ack(),
+            if let (Some(key), Some(report)) = (&job.key, &job.report) {
+                self.record_completion(key, report);
             }
+            reports.push((job.report, job.taken));
+        }
+        if !reports.is_empty() {
+            self.publish_when_stored(reports);
         }
         if released.presence_settled {
             self.settle_at = Some(Instant::now() + self.settle_delay);
@@ -383,21 +401,36 @@ impl<H: Handler> Component<H> {
     fn on_job(&mut self, session: &mut Session, job: Job) {
         let mut effects = Effects::default();
         let outcome = {
-            let mut ctx = Context::new(&self.domain, &self.presence, &mut effects);
+            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects);
             self.handler.on_job(&mut ctx, &job.delivery.data)
         };
         match outcome {
             JobOutcome::DeadLetter { reason } => {
                 tracing::warn!(%reason, "job dead-lettered");
                 self.metrics.jobs.dead_lettered.inc();
-                self.link.dead_letter(job, &reason);
+                self.link.publisher().dead_letter(job, &reason);
             }
-            JobOutcome::Done { report, tally } => {
+            JobOutcome::Duplicate { report } => {
+                self.metrics.jobs.duplicate.inc();
+                match report {
+                    Some(report) => self.link.publisher().event(
+                        &report.routing_key,
+                        report.payload,
+                        Some(job.taken),
+                    ),
+                    None => job.taken.ack(),
+                }
+            }
+            JobOutcome::Done { report, tally, key } => {
                 self.count_recipients(tally);
                 self.apply(session, effects);
+                if let (Some(key), Some(report)) = (&key, &report) {
+                    self.jobs.start(key.clone(), report.clone());
+                }
                 let since = published_at(&job).unwrap_or_else(SystemTime::now);
                 self.barriers.push(PendingJob {
                     taken: job.taken,
+                    key,
                     report,
                     since,
                 });
@@ -422,8 +455,68 @@ impl<H: Handler> Component<H> {
 
     fn publish_events(&self, events: Vec<Event>) {
         for event in events {
-            self.link.event(&event.routing_key, event.payload, None);
+            self.link
+                .publisher()
+                .event(&event.routing_key, event.payload, None);
         }
+    }
+
+    /// Jobs completed in earlier runs, oldest first, so duplicates are caught.
+    fn restore_completed(&mut self, completed: Vec<CompletedJob>) {
+        for job in completed {
+            let report = Event {
+                routing_key: crate::broadcast::REPORT_KEY.to_string(),
+                payload: job.report,
+            };
+            for key in self.jobs.restore(job.key, job.seq, report) {
+                let _ = self
+                    .store
+                    .send(Write::Change(store::Change::JobForgotten(key)));
+            }
+        }
+        self.metrics
+            .remembered_jobs
+            .set(self.jobs.completed_len() as i64);
+    }
+
+    fn record_completion(&mut self, key: &str, report: &Event) {
+        let completion = self.jobs.complete(key, report.clone());
+        let _ = self
+            .store
+            .send(Write::Change(store::Change::JobDone(CompletedJob {
+                key: key.to_string(),
+                seq: completion.seq,
+                report: report.payload.clone(),
+            })));
+        for forgotten in completion.forgotten {
+            let _ = self
+                .store
+                .send(Write::Change(store::Change::JobForgotten(forgotten)));
+        }
+        self.metrics
+            .remembered_jobs
+            .set(self.jobs.completed_len() as i64);
+    }
+
+    /// Publishes the reports (then acknowledges the jobs) once the store has
+    /// committed their completion: a job acknowledged is a job remembered,
+    /// so its redelivery or republication is a duplicate, never a resend.
+    fn publish_when_stored(&self, reports: Vec<(Option<Event>, Taken)>) {
+        let (synced, committed) = oneshot::channel();
+        let _ = self.store.send(Write::Sync(synced));
+        let publisher = self.link.publisher().clone();
+        tokio::spawn(async move {
+            // An error means the writer is gone (shutdown): publish anyway.
+            let _ = committed.await;
+            for (report, taken) in reports {
+                match report {
+                    Some(report) => {
+                        publisher.event(&report.routing_key, report.payload, Some(taken))
+                    }
+                    None => taken.ack(),
+                }
+            }
+        });
     }
 
     fn update_presence_gauges(&self) {
@@ -441,7 +534,9 @@ impl<H: Handler> Component<H> {
             self.metrics
                 .subscriptions
                 .set(self.subscriptions.len() as i64);
-            let _ = self.store.send(store::Change::Add(subscription));
+            let _ = self
+                .store
+                .send(Write::Change(store::Change::Add(subscription)));
         }
     }
 
@@ -450,7 +545,9 @@ impl<H: Handler> Component<H> {
             self.metrics
                 .subscriptions
                 .set(self.subscriptions.len() as i64);
-            let _ = self.store.send(store::Change::Remove(subscription));
+            let _ = self
+                .store
+                .send(Write::Change(store::Change::Remove(subscription)));
         }
     }
 }

@@ -15,6 +15,10 @@ pub struct Report {
     pub recipients: usize,
     pub sent: usize,
     pub skipped: Skipped,
+    /// This job repeated an earlier one with the same id: nothing was sent
+    /// again and the counts are the earlier job's. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +144,8 @@ mod tests {
                     offline: 1,
                     unavailable: 2,
                     invalid: 1
-                }
+                },
+                duplicate: false,
             }
         );
         assert!(fanout.report.is_complete());

@@ -82,6 +82,12 @@ impl Handler for Broadcast {
                 }
             }
         };
+        if let Some(earlier) = ctx.earlier_report(&job.id) {
+            tracing::info!(job = %job.id, "duplicate job: nothing sent, earlier report repeated");
+            return JobOutcome::Duplicate {
+                report: Some(duplicate_report(&job.id, earlier)),
+            };
+        }
         let fanout = fan_out(&job, ctx.presence());
         for message in fanout.messages {
             ctx.send(message);
@@ -104,6 +110,17 @@ impl Handler for Broadcast {
                 unavailable: report.skipped.unavailable as u64,
                 invalid: report.skipped.invalid as u64,
             },
+            key: Some(report.id.clone()),
         }
     }
+}
+
+/// The earlier job's report, marked as the report of a duplicate.
+fn duplicate_report(id: &str, earlier: &Event) -> Event {
+    let mut report: Report = serde_json::from_slice(&earlier.payload).unwrap_or_else(|_| Report {
+        id: id.to_string(),
+        ..Report::default()
+    });
+    report.duplicate = true;
+    Event::json(REPORT_KEY, &report)
 }

@@ -1,0 +1,78 @@
+//! A job published twice is delivered once: the repeat gets the first
+//! job's report marked `duplicate: true`, whether it arrives while the first
+//! is in progress, after it completed, or after Herald restarted.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::events::next_report;
+use support::prosody::Prosody;
+use support::stack::Stack;
+
+const QUIET: Duration = Duration::from_millis(1500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_id_is_reported_as_a_duplicate_even_after_a_restart() {
+    let mut stack = Stack::<Prosody>::start(&["alice", "bob"]).await;
+    let mut alice = stack.online("alice").await;
+    let job =
+        json!({"id": "once", "to": ["alice@localhost", "bob@localhost"], "body": "only once"});
+
+    stack.publish(job.clone()).await;
+    let first = next_report(&mut stack.reports, "once").await;
+    assert_eq!(first["sent"], 1, "{first}");
+    assert_eq!(first.get("duplicate"), None, "{first}");
+    assert_eq!(
+        alice.next_message(QUIET * 10).await.expect("message").1,
+        "only once"
+    );
+
+    stack.publish(job.clone()).await;
+    let second = next_report(&mut stack.reports, "once").await;
+    assert_eq!(second["duplicate"], true, "{second}");
+    assert_eq!(
+        second["sent"], first["sent"],
+        "the earlier counts: {second}"
+    );
+    assert_eq!(second["skipped"], first["skipped"], "{second}");
+    alice.expect_no_message(QUIET).await;
+    assert_eq!(
+        stack.metric(r#"herald_jobs_total{outcome="duplicate"}"#),
+        1.0
+    );
+
+    assert_eq!(stack.herald.stop(), Some(0));
+    stack.herald.restart();
+    stack.publish(job).await;
+    let third = next_report(&mut stack.reports, "once").await;
+    assert_eq!(
+        third["duplicate"], true,
+        "remembered across restarts: {third}"
+    );
+    alice.expect_no_message(QUIET).await;
+    assert_eq!(stack.metric("herald_remembered_jobs"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_that_arrives_while_the_first_is_in_progress_is_a_duplicate() {
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = stack.online("alice").await;
+    let job = json!({"id": "twice-at-once", "to": ["alice@localhost"], "body": "back to back"});
+    stack.publish(job.clone()).await;
+    stack.publish(job).await;
+
+    let reports = [
+        next_report(&mut stack.reports, "twice-at-once").await,
+        next_report(&mut stack.reports, "twice-at-once").await,
+    ];
+    let duplicates = reports.iter().filter(|r| r["duplicate"] == true).count();
+    assert_eq!(duplicates, 1, "{reports:?}");
+    assert!(reports.iter().all(|r| r["sent"] == 1), "{reports:?}");
+    assert_eq!(
+        alice.next_message(QUIET * 10).await.expect("message").1,
+        "back to back"
+    );
+    alice.expect_no_message(QUIET).await;
+}
