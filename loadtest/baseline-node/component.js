@@ -101,10 +101,10 @@ function onPresence(stanza) {
       setUnavailable(bare(jid));
       break;
     case "probe":
-      send(xml("presence", { from: to, to: bare(jid) }));
+      send(xml("presence", { from: to || config.domain, to: bare(jid) }));
       break;
     case "subscribe":
-      send(xml("presence", { from: to, to: bare(jid), type: "subscribed" }));
+      send(xml("presence", { from: to || config.domain, to: bare(jid), type: "subscribed" }));
       break;
     default:
       break;
@@ -118,8 +118,15 @@ function onMessage(stanza) {
   }
 }
 
-// Logs the size of the presence book at most once a second, when it changed.
-const presenceTimer = setInterval(() => {
+let failedSends = 0;
+
+// Once a second: the size of the presence book when it changed, and the
+// writes that failed since the last tick (e.g. while the stream was down).
+const tickTimer = setInterval(() => {
+  if (failedSends > 0) {
+    console.error(`baseline: ${failedSends} stanzas could not be written`);
+    failedSends = 0;
+  }
   if (!bookChanged) return;
   bookChanged = false;
   let resources = 0;
@@ -136,10 +143,10 @@ const xmpp = component({
   password: config.secret,
 });
 
-// Writes the stanza to the socket and moves on; a failed write is only logged.
+// Writes the stanza to the socket and moves on; a failed write is only counted.
 function send(stanza) {
-  xmpp.send(stanza).catch((err) => {
-    console.error(`baseline: send failed: ${err.message}`);
+  xmpp.send(stanza).catch(() => {
+    failedSends += 1;
   });
 }
 
@@ -327,6 +334,13 @@ async function startAmqp() {
     }
   });
   channel = await connection.createChannel();
+  channel.on("error", (err) => console.error(`baseline: amqp channel error: ${err.message}`));
+  channel.on("close", () => {
+    if (!stopping) {
+      console.error("baseline: amqp channel closed");
+      shutdown(1);
+    }
+  });
   await channel.assertQueue(config.jobsQueue, { durable: true });
   await channel.assertQueue(config.deadLetterQueue, { durable: true });
   await channel.assertExchange(config.eventsExchange, "topic", { durable: true });
@@ -338,7 +352,7 @@ async function startAmqp() {
 async function shutdown(code) {
   if (stopping) return;
   stopping = true;
-  clearInterval(presenceTimer);
+  clearInterval(tickTimer);
   // Give up on a clean close after a few seconds, still with the same code.
   setTimeout(() => process.exit(code), 5000).unref();
   try {
