@@ -7,8 +7,9 @@
 //   node check.js --bench    rough throughput: 1 job x N recipients vs
 //                            N jobs x 1 recipient, messages counted on arrival
 //
-// Environment: AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f),
-// PROSODY_BIN (default prosody), BENCH_USERS (default 200), BENCH_ROUNDS
+// Environment: XMPP_SERVER (prosody, the default, or ejabberd), AMQP_URL
+// (default amqp://guest:guest@127.0.0.1:5672/%2f), PROSODY_BIN (default
+// prosody), PROSODY_LOG / EJABBERD_LOG (server log level), BENCH_USERS (default 200), BENCH_ROUNDS
 // (default 25: messages per mode = users x rounds), KEEP_DIR=1 keeps the
 // Prosody directory (config, data, log) for a look afterwards.
 
@@ -147,6 +148,149 @@ class Prosody {
       if (!this.exited) this.child.kill("SIGKILL");
     }
     if (process.env.KEEP_DIR === "1") console.log(`kept Prosody's directory ${this.dir}`);
+    else fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A private ejabberd 23.01, run as a plain Erlang node with the repository's
+// config template; users and rosters provisioned by one RPC that loops inside
+// the node (the same approach as the Rust test harness).
+
+const EJABBERD_TEMPLATE = path.join(__dirname, "..", "..", "deploy", "ejabberd", "ejabberd.yml.in");
+
+const EJABBERD_PROVISION = `
+Env = fun(Name) -> unicode:characters_to_binary(os:getenv(Name)) end,
+Node = binary_to_atom(Env("BASELINE_EJABBERD_NODE")),
+Host = Env("BASELINE_EJABBERD_HOST"),
+[ContactUser, ContactServer] = binary:split(Env("BASELINE_EJABBERD_CONTACT"), <<"@">>),
+Contact = {ContactUser, ContactServer, <<>>},
+{ok, Text} = file:read_file(Env("BASELINE_EJABBERD_USERS")),
+Accounts = [list_to_tuple(binary:split(Line, <<"\t">>))
+            || Line <- binary:split(Text, <<"\n">>, [global, trim_all])],
+Provision = fun() ->
+    lists:foreach(
+      fun({User, Password}) ->
+          ok = ejabberd_auth:try_register(User, Host, Password),
+          {atomic, _} = mod_roster:set_roster(
+                          {roster, {User, Host, Contact}, {User, Host}, Contact,
+                           <<"Herald">>, both, none, [], <<>>, []})
+      end, Accounts),
+    length(Accounts)
+end,
+Expected = length(Accounts),
+case rpc:call(Node, erlang, apply, [Provision, []], infinity) of
+    Expected -> halt(0);
+    Other -> io:format("provisioning failed: ~p~n", [Other]), halt(1)
+end.
+`;
+
+function ejabberdLibs() {
+  for (const dir of ["/usr/lib/erlang/lib", ...fs.readdirSync("/usr/lib").map((d) => path.join("/usr/lib", d))]) {
+    let entries;
+    try {
+      entries = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    if (entries.some((e) => e.startsWith("ejabberd-") && fs.existsSync(path.join(dir, e, "ebin", "ejabberd.app")))) {
+      return dir;
+    }
+  }
+  throw new Error("ejabberd is not installed (no ejabberd-*/ebin/ejabberd.app under /usr/lib)");
+}
+
+class Ejabberd {
+  constructor(users) {
+    const base = fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir();
+    this.dir = fs.mkdtempSync(path.join(base, "baseline-ejabberd-"));
+    this.secret = "secret-" + crypto.randomBytes(8).toString("hex");
+    this.node = `baseline-ejabberd-${crypto.randomBytes(6).toString("hex")}@localhost`;
+    this.cookie = "baseline-" + crypto.randomBytes(8).toString("hex");
+    this.users = users;
+    this.child = null;
+  }
+
+  password(user) {
+    return `pw-${user}`;
+  }
+
+  get log() {
+    return path.join(this.dir, "ejabberd.log");
+  }
+
+  erlEnv() {
+    return { ...process.env, ERL_LIBS: ejabberdLibs(), ERL_EPMD_ADDRESS: "127.0.0.1", ERL_CRASH_DUMP_BYTES: "0" };
+  }
+
+  async start() {
+    this.c2sPort = await freePort();
+    this.componentPort = await freePort();
+    const configPath = path.join(this.dir, "ejabberd.yml");
+    fs.writeFileSync(
+      configPath,
+      fs
+        .readFileSync(EJABBERD_TEMPLATE, "utf8")
+        .replaceAll("@LOG_LEVEL@", process.env.EJABBERD_LOG || "info")
+        .replaceAll("@C2S_PORT@", String(this.c2sPort))
+        .replaceAll("@COMPONENT_PORT@", String(this.componentPort))
+        .replaceAll("@COMPONENT_SECRET@", this.secret),
+    );
+    const out = fs.openSync(path.join(this.dir, "ejabberd.stdout"), "a");
+    const args = ["-sname", this.node, "-setcookie", this.cookie, "-noshell", "-noinput"];
+    args.push("-kernel", "inet_dist_use_interface", "{127,0,0,1}");
+    args.push("-mnesia", "dir", JSON.stringify(path.join(this.dir, "mnesia")));
+    args.push("-ejabberd", "quiet", "true", "log_rotate_size", "infinity", "-s", "ejabberd");
+    this.child = spawn("erl", args, {
+      cwd: this.dir,
+      env: { ...this.erlEnv(), EJABBERD_CONFIG_PATH: configPath, EJABBERD_LOG_PATH: this.log },
+      stdio: ["ignore", out, out],
+    });
+    fs.closeSync(out);
+    this.exited = false;
+    this.child.on("exit", () => (this.exited = true));
+    await waitFor(
+      "ejabberd to listen",
+      () => {
+        if (this.exited) throw new Error(`ejabberd exited; see ${this.log}`);
+        const log = fs.existsSync(this.log) ? fs.readFileSync(this.log, "utf8") : "";
+        return (
+          log.includes(`Start accepting TCP connections at 127.0.0.1:${this.c2sPort} for ejabberd_c2s`) &&
+          log.includes(`Start accepting TCP connections at 127.0.0.1:${this.componentPort} for ejabberd_service`)
+        );
+      },
+      30_000,
+    );
+    const usersFile = path.join(this.dir, "users.tsv");
+    fs.writeFileSync(usersFile, this.users.map((u) => `${u}\t${this.password(u)}\n`).join(""));
+    const ctl = [`-sname`, `baseline-ctl-${crypto.randomBytes(6).toString("hex")}@localhost`];
+    ctl.push("-setcookie", this.cookie, "-hidden", "-noshell", "-noinput");
+    ctl.push("-kernel", "inet_dist_use_interface", "{127,0,0,1}", "-eval", EJABBERD_PROVISION);
+    const code = await new Promise((resolve) => {
+      const provision = spawn("erl", ctl, {
+        cwd: this.dir,
+        env: {
+          ...this.erlEnv(),
+          BASELINE_EJABBERD_NODE: this.node,
+          BASELINE_EJABBERD_HOST: DOMAIN,
+          BASELINE_EJABBERD_CONTACT: ROSTER_CONTACT,
+          BASELINE_EJABBERD_USERS: usersFile,
+        },
+        stdio: ["ignore", "inherit", "inherit"],
+      });
+      provision.on("exit", resolve);
+    });
+    if (code !== 0) throw new Error(`provisioning ejabberd users failed (exit ${code})`);
+  }
+
+  async stop() {
+    if (this.child && !this.exited) {
+      this.child.kill("SIGTERM");
+      const deadline = Date.now() + 15_000;
+      while (!this.exited && Date.now() < deadline) await sleep(20);
+      if (!this.exited) this.child.kill("SIGKILL");
+    }
+    if (process.env.KEEP_DIR === "1") console.log(`kept ejabberd's directory ${this.dir}`);
     else fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -358,7 +502,8 @@ async function behaviour(prosody, broker, baseline) {
   check(
     "bob (away) gets the online-policy message from alerts@broadcast.localhost, type normal",
     bob.received[0].attrs.from === "alerts@broadcast.localhost" &&
-      bob.received[0].attrs.type === "normal" &&
+      // ejabberd leaves out type="normal", the default.
+      (bob.received[0].attrs.type ?? "normal") === "normal" &&
       bob.received[0].getChildText("body") === "second" &&
       bob.received[0].getChildText("subject") === null,
     bob.received[0].toString(),
@@ -456,7 +601,13 @@ async function main() {
     ? Array.from({ length: benchUsers }, (_, i) => `user${i}`)
     : ["alice", "bob", "carol", "dave"];
 
-  const prosody = new Prosody(users);
+  const serverName = process.env.XMPP_SERVER || "prosody";
+  if (serverName !== "prosody" && serverName !== "ejabberd") {
+    console.error("XMPP_SERVER must be prosody or ejabberd");
+    process.exit(2);
+  }
+  const prosody = serverName === "ejabberd" ? new Ejabberd(users) : new Prosody(users);
+  console.log(`server: ${serverName}`);
   let broker = null;
   let baseline = null;
   const timer = setTimeout(() => {
