@@ -1,7 +1,7 @@
 "use strict";
 
-// End-to-end check of component.js against a private Prosody and the local
-// RabbitMQ (127.0.0.1:5672), with real c2s logins. See README.md.
+// End-to-end check of component.js against a private Prosody or ejabberd and
+// the local RabbitMQ (127.0.0.1:5672), with real c2s logins. See README.md.
 //
 //   node check.js            behaviour check (exit 0 when every check passes)
 //   node check.js --bench    rough throughput: 1 job x N recipients vs
@@ -9,9 +9,9 @@
 //
 // Environment: XMPP_SERVER (prosody, the default, or ejabberd), AMQP_URL
 // (default amqp://guest:guest@127.0.0.1:5672/%2f), PROSODY_BIN (default
-// prosody), PROSODY_LOG / EJABBERD_LOG (server log level), BENCH_USERS (default 200), BENCH_ROUNDS
-// (default 25: messages per mode = users x rounds), KEEP_DIR=1 keeps the
-// Prosody directory (config, data, log) for a look afterwards.
+// prosody), PROSODY_LOG / EJABBERD_LOG (server log level), BENCH_USERS
+// (default 200), BENCH_ROUNDS (default 25: messages per mode = users x
+// rounds), KEEP_DIR=1 keeps the server's directory (config, data, log).
 
 const { spawn } = require("node:child_process");
 const crypto = require("node:crypto");
@@ -299,15 +299,15 @@ class Ejabberd {
 // The component under test, as a child process; its stdout lines are kept.
 
 class Baseline {
-  constructor(prosody, names) {
+  constructor(server, names) {
     this.lines = [];
     this.child = spawn(process.execPath, [path.join(__dirname, "component.js")], {
       env: {
         ...process.env,
         XMPP_HOST: "127.0.0.1",
-        XMPP_PORT: String(prosody.componentPort),
+        XMPP_PORT: String(server.componentPort),
         XMPP_DOMAIN: COMPONENT_DOMAIN,
-        XMPP_SECRET: prosody.secret,
+        XMPP_SECRET: server.secret,
         AMQP_URL,
         JOBS_QUEUE: names.jobs,
         EVENTS_EXCHANGE: names.events,
@@ -354,16 +354,16 @@ class Baseline {
 // ---------------------------------------------------------------------------
 // c2s users.
 
-async function login(prosody, user, presence, counters) {
+async function login(server, user, presence, counters) {
   const xmppClient = client({
-    service: `xmpp://127.0.0.1:${prosody.c2sPort}`,
+    service: `xmpp://127.0.0.1:${server.c2sPort}`,
     domain: DOMAIN,
     resource: "check",
     // PLAIN when offered: SCRAM makes Prosody (internal_plain) derive the
     // salted password on every login, which is what a login costs then.
     credentials: (authenticate, mechanisms) =>
       authenticate(
-        { username: user, password: prosody.password(user) },
+        { username: user, password: server.password(user) },
         mechanisms.includes("PLAIN") ? "PLAIN" : mechanisms[0],
       ),
   });
@@ -437,13 +437,13 @@ function sameReport(actual, expected) {
   return JSON.stringify(actual) === JSON.stringify(expected);
 }
 
-async function behaviour(prosody, broker, baseline) {
+async function behaviour(server, broker, baseline) {
   await waitFor("baseline ready", () => baseline.lines.some((l) => l.includes("baseline ready")));
   check("prints `baseline ready`", true);
 
-  const alice = await login(prosody, "alice", xml("presence"));
-  const bob = await login(prosody, "bob", xml("presence", {}, xml("show", {}, "away")));
-  const carol = await login(prosody, "carol", xml("presence", {}, xml("priority", {}, "-1")));
+  const alice = await login(server, "alice", xml("presence"));
+  const bob = await login(server, "bob", xml("presence", {}, xml("show", {}, "away")));
+  const carol = await login(server, "carol", xml("presence", {}, xml("priority", {}, "-1")));
   // dave is provisioned but never logs in.
   await baseline.waitPresence(3, 3);
   check("presence book settles at users=3 resources=3", true);
@@ -545,12 +545,12 @@ async function behaviour(prosody, broker, baseline) {
 // The rough benchmark: the same number of messages as one fan-out per round
 // (a job to every user) and as one job per message.
 
-async function bench(prosody, broker, baseline, users, rounds) {
+async function bench(server, broker, baseline, users, rounds) {
   await waitFor("baseline ready", () => baseline.lines.some((l) => l.includes("baseline ready")));
   const counters = { arrived: 0 };
   const clients = [];
   for (let i = 0; i < users.length; i += 50) {
-    const batch = users.slice(i, i + 50).map((u) => login(prosody, u, xml("presence"), counters));
+    const batch = users.slice(i, i + 50).map((u) => login(server, u, xml("presence"), counters));
     clients.push(...(await Promise.all(batch)));
   }
   await baseline.waitPresence(users.length, users.length, 60_000);
@@ -606,22 +606,22 @@ async function main() {
     console.error("XMPP_SERVER must be prosody or ejabberd");
     process.exit(2);
   }
-  const prosody = serverName === "ejabberd" ? new Ejabberd(users) : new Prosody(users);
+  const server = serverName === "ejabberd" ? new Ejabberd(users) : new Prosody(users);
   console.log(`server: ${serverName}`);
   let broker = null;
   let baseline = null;
   const timer = setTimeout(() => {
     console.log("FAIL - the check did not finish in time");
     if (baseline) baseline.child.kill("SIGKILL");
-    if (prosody.child) prosody.child.kill("SIGKILL");
+    if (server.child) server.child.kill("SIGKILL");
     process.exit(1);
   }, OVERALL_TIMEOUT_MS);
   try {
-    await prosody.start();
+    await server.start();
     broker = await openBroker();
-    baseline = new Baseline(prosody, broker.names);
-    if (benchMode) await bench(prosody, broker, baseline, users, rounds);
-    else await behaviour(prosody, broker, baseline);
+    baseline = new Baseline(server, broker.names);
+    if (benchMode) await bench(server, broker, baseline, users, rounds);
+    else await behaviour(server, broker, baseline);
   } catch (err) {
     failed += 1;
     console.log(`FAIL - ${err.message}`);
@@ -629,7 +629,7 @@ async function main() {
   } finally {
     if (baseline) await baseline.stop();
     if (broker) await broker.close();
-    await prosody.stop();
+    await server.stop();
     clearTimeout(timer);
   }
   if (!benchMode || failed > 0) console.log(`${passed} passed, ${failed} failed`);
