@@ -11,7 +11,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::message::Message;
 
-use crate::app::Ledger;
+use crate::app::{Earlier, Ledger};
 use crate::presence::{PresenceBook, PresenceChange};
 
 /// An event for the events exchange.
@@ -61,10 +61,10 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The report of an earlier job with this key, in progress or completed
-    /// (within the remembered window): the job at hand is then a duplicate.
-    pub fn earlier_report(&self, key: &str) -> Option<&Event> {
-        self.jobs.earlier_report(key)
+    /// An earlier job with this key, in progress or completed (within the
+    /// remembered window): the job at hand is then a duplicate.
+    pub fn earlier_job(&self, key: &str) -> Option<Earlier<'_>> {
+        self.jobs.earlier(key)
     }
 
     /// The component's domain, e.g. `broadcast.example.com`.
@@ -103,15 +103,15 @@ pub enum JobOutcome {
     /// server has read them, `report` is published and then the job is
     /// acknowledged. `tally` feeds the recipient metrics. A job with a
     /// `key` is remembered: a later job with the same key finds this one's
-    /// report through [`Context::earlier_report`].
+    /// report through [`Context::earlier_job`].
     Done {
         report: Option<Event>,
         tally: Tally,
         key: Option<String>,
     },
-    /// The job repeats an earlier one: nothing is sent, `report` is
-    /// published and the job acknowledged.
-    Duplicate { report: Option<Event> },
+    /// The job repeats the earlier one with `key`: nothing is sent,
+    /// `report` is published and the job acknowledged.
+    Duplicate { report: Option<Event>, key: String },
     /// The job is refused: it goes to the dead-letter queue with `reason`
     /// and nothing sent through the context for it is written.
     DeadLetter { reason: String },

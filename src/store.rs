@@ -19,8 +19,9 @@ use xmpp_parsers::jid::BareJid;
 
 /// (user's bare JID, Herald's JID they subscribed to) -> ()
 const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
-/// job key -> (completion sequence number, report payload)
-const COMPLETED_JOBS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("completed_jobs");
+/// job key -> (completion sequence number, report confirmed by the broker, report payload)
+const COMPLETED_JOBS: TableDefinition<&str, (u64, bool, &[u8])> =
+    TableDefinition::new("completed_jobs");
 
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
@@ -38,6 +39,9 @@ pub struct Subscription {
 pub struct CompletedJob {
     pub key: String,
     pub seq: u64,
+    /// The broker confirmed the report. A job stored as completed whose
+    /// report was never confirmed still owes its report.
+    pub reported: bool,
     pub report: Vec<u8>,
 }
 
@@ -46,6 +50,8 @@ pub enum Change {
     Add(Subscription),
     Remove(Subscription),
     JobDone(CompletedJob),
+    /// The broker confirmed the report of a completed job.
+    JobReported(String),
     /// Forget a completed job (it fell out of the remembered window).
     JobForgotten(String),
 }
@@ -79,10 +85,11 @@ impl Store {
         let mut all = Vec::new();
         for row in table.iter().map_err(redb::Error::from)? {
             let (key, value) = row.map_err(redb::Error::from)?;
-            let (seq, report) = value.value();
+            let (seq, reported, report) = value.value();
             all.push(CompletedJob {
                 key: key.value().to_string(),
                 seq,
+                reported,
                 report: report.to_vec(),
             });
         }
@@ -125,8 +132,20 @@ impl Store {
                             .map_err(redb::Error::from)?;
                     }
                     Change::JobDone(job) => {
-                        jobs.insert(job.key.as_str(), (job.seq, job.report.as_slice()))
+                        let row = (job.seq, job.reported, job.report.as_slice());
+                        jobs.insert(job.key.as_str(), row)
                             .map_err(redb::Error::from)?;
+                    }
+                    Change::JobReported(key) => {
+                        let row = jobs.get(key.as_str()).map_err(redb::Error::from)?;
+                        let updated = row.map(|row| {
+                            let (seq, _, report) = row.value();
+                            (seq, report.to_vec())
+                        });
+                        if let Some((seq, report)) = updated {
+                            jobs.insert(key.as_str(), (seq, true, report.as_slice()))
+                                .map_err(redb::Error::from)?;
+                        }
                     }
                     Change::JobForgotten(key) => {
                         jobs.remove(key.as_str()).map_err(redb::Error::from)?;
@@ -226,16 +245,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
         let (writes, writer) = Store::open(&path).unwrap().spawn_writer();
-        let job = |key: &str, seq| CompletedJob {
+        let job = |key: &str, seq, reported| CompletedJob {
             key: key.into(),
             seq,
+            reported,
             report: format!("{{\"id\":\"{key}\"}}").into_bytes(),
         };
         for (key, seq) in [("b", 2), ("a", 1), ("c", 3)] {
             writes
-                .send(Write::Change(Change::JobDone(job(key, seq))))
+                .send(Write::Change(Change::JobDone(job(key, seq, false))))
                 .unwrap();
         }
+        writes
+            .send(Write::Change(Change::JobReported("c".into())))
+            .unwrap();
         writes
             .send(Write::Change(Change::JobForgotten("b".into())))
             .unwrap();
@@ -245,6 +268,6 @@ mod tests {
         drop(writes);
         writer.await.unwrap();
         let all = Store::open(&path).unwrap().completed_jobs().unwrap();
-        assert_eq!(all, vec![job("a", 1), job("c", 3)]);
+        assert_eq!(all, vec![job("a", 1, false), job("c", 3, true)]);
     }
 }

@@ -76,3 +76,47 @@ async fn a_repeat_that_arrives_while_the_first_is_in_progress_is_a_duplicate() {
     );
     alice.expect_no_message(QUIET).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_completed_but_not_reported_before_a_crash_is_reported_after_not_resent() {
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = stack.online("alice").await;
+    // Every report is refused while this queue is bound: the job completes
+    // (the server read its message) but its report is never confirmed.
+    let refusing = stack
+        .amqp
+        .bind_refusing_queue(&stack.names.events, "job.report")
+        .await;
+    stack
+        .publish(json!({"id": "owed", "to": ["alice@localhost"], "body": "exactly once"}))
+        .await;
+    assert_eq!(
+        alice.next_message(QUIET * 10).await.expect("message").1,
+        "exactly once"
+    );
+    stack
+        .herald
+        .wait_log_count("publish refused; retrying", 1, QUIET * 10);
+    stack.herald.kill();
+    // Copies RabbitMQ routed to the tap despite refusing them.
+    while support::events::report_within(&mut stack.reports, "owed", QUIET)
+        .await
+        .is_some()
+    {}
+
+    stack.amqp.delete_queue(&refusing).await;
+    stack.herald.restart();
+    let report = next_report(&mut stack.reports, "owed").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    assert_eq!(
+        report.get("duplicate"),
+        None,
+        "the job's own report, still owed: {report}"
+    );
+    alice.expect_no_message(QUIET).await;
+    assert_eq!(
+        stack.metric(r#"herald_jobs_total{outcome="duplicate"}"#),
+        1.0,
+        "the redelivery was recognised"
+    );
+}

@@ -343,3 +343,40 @@ async fn a_refused_report_is_retried_without_sending_the_job_again() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_mid_job_everyone_gets_the_message_and_one_report_counts_them() {
+    let (mut stack, mut users) = large_job_in_flight(|_| {}).await;
+    stack.herald.kill();
+    stack.herald.restart();
+
+    // The job comes back from the queue. Whatever the crash interrupted,
+    // exactly one report is the job's own; any other is marked duplicate.
+    let mut reports = vec![next_report(&mut stack.reports, "big").await];
+    while let Some(more) = report_within(&mut stack.reports, "big", Duration::from_secs(2)).await {
+        reports.push(more);
+    }
+    let own: Vec<&Value> = reports
+        .iter()
+        .filter(|r| r.get("duplicate").is_none())
+        .collect();
+    assert_eq!(own.len(), 1, "{reports:?}");
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.get("duplicate").is_none() || r["duplicate"] == true),
+        "{reports:?}"
+    );
+    let report = own[0].clone();
+    assert_eq!(report["recipients"], ONLINE + OFFLINE, "{report}");
+    assert_eq!(report["sent"], ONLINE, "{report}");
+    for user in users.iter_mut() {
+        let message = user
+            .next_message(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{} got nothing", user.jid()));
+        assert_eq!(message.1, "evacuate");
+    }
+    assert_eq!(stack.herald.stop(), Some(0));
+    assert_eq!(stack.amqp.message_count(&stack.names.jobs).await, Some(0));
+}

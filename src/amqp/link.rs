@@ -28,7 +28,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
@@ -85,6 +85,8 @@ struct Outgoing {
     payload: Vec<u8>,
     properties: BasicProperties,
     then_ack: Option<Taken>,
+    /// Resolved once the broker confirmed the message and the job is acknowledged.
+    confirmed: Option<oneshot::Sender<()>>,
 }
 
 /// The event loop's handle on the link task.
@@ -173,18 +175,41 @@ impl Link {
 }
 
 impl Publisher {
-    /// Publishes an event to the events exchange; acknowledges `then_ack` once confirmed.
-    pub fn event(&self, routing_key: &str, payload: Vec<u8>, then_ack: Option<Taken>) {
+    /// Publishes an event to the events exchange (best effort: not retried).
+    pub fn event(&self, routing_key: &str, payload: Vec<u8>) {
+        self.send(self.to_events(routing_key, payload, None, None));
+    }
+
+    /// Publishes a job's report to the events exchange until the broker
+    /// confirms it, then acknowledges the job and resolves `confirmed`.
+    pub fn report(
+        &self,
+        routing_key: &str,
+        payload: Vec<u8>,
+        taken: Taken,
+        confirmed: oneshot::Sender<()>,
+    ) {
+        self.send(self.to_events(routing_key, payload, Some(taken), Some(confirmed)));
+    }
+
+    fn to_events(
+        &self,
+        routing_key: &str,
+        payload: Vec<u8>,
+        then_ack: Option<Taken>,
+        confirmed: Option<oneshot::Sender<()>>,
+    ) -> Outgoing {
         let properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_delivery_mode(2);
-        self.send(Outgoing {
+        Outgoing {
             exchange: self.events_exchange.clone(),
             routing_key: routing_key.to_string(),
             payload,
             properties,
             then_ack,
-        });
+            confirmed,
+        }
     }
 
     /// Moves a refused job to the dead-letter queue with its reason, keeping
@@ -207,6 +232,7 @@ impl Publisher {
             payload: delivery.data,
             properties,
             then_ack: Some(taken),
+            confirmed: None,
         });
     }
 
@@ -466,6 +492,9 @@ async fn publish(channel: Channel, outgoing: Outgoing) -> Result<(), Outgoing> {
     }
     if let Some(taken) = &outgoing.then_ack {
         taken.ack_now().await;
+    }
+    if let Some(confirmed) = outgoing.confirmed {
+        let _ = confirmed.send(());
     }
     Ok(())
 }

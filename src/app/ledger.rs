@@ -3,6 +3,9 @@
 //! A job is "in progress" from its fan-out until the server confirmed its
 //! stanzas, then "completed" and remembered (a bounded window, oldest
 //! forgotten first; the store keeps the same window across restarts).
+//! A job completed in an earlier run whose report the broker never
+//! confirmed (Herald stopped in between) still owes its report: its first
+//! repeat gets the original report, not a duplicate's.
 //! Pure bookkeeping: the event loop persists what it returns.
 
 use std::collections::{HashMap, VecDeque};
@@ -11,11 +14,25 @@ use crate::handler::Event;
 
 pub struct Ledger {
     in_progress: HashMap<String, Event>,
-    completed: HashMap<String, Event>,
+    completed: HashMap<String, Completed>,
     /// Completed keys, oldest first, with their completion sequence numbers.
     order: VecDeque<String>,
     next_seq: u64,
     capacity: usize,
+}
+
+struct Completed {
+    report: Event,
+    report_owed: bool,
+}
+
+/// What is known of an earlier job with the same key.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Earlier<'a> {
+    pub report: &'a Event,
+    /// Nobody will publish this report otherwise: publish it as the job's
+    /// own report, not as a duplicate's.
+    pub report_owed: bool,
 }
 
 /// A job that just completed, for the store.
@@ -40,16 +57,36 @@ impl Ledger {
 
     /// Restores a job completed in an earlier run (call oldest first).
     /// Returns the keys beyond the window, for the store to forget.
-    pub fn restore(&mut self, key: String, seq: u64, report: Event) -> Vec<String> {
+    pub fn restore(&mut self, key: String, seq: u64, report: Event, reported: bool) -> Vec<String> {
         self.next_seq = self.next_seq.max(seq + 1);
-        self.remember(key, report)
+        self.remember(
+            key,
+            Completed {
+                report,
+                report_owed: !reported,
+            },
+        )
     }
 
-    /// The report of a job with this key that is in progress or completed.
-    pub fn earlier_report(&self, key: &str) -> Option<&Event> {
-        self.in_progress
-            .get(key)
-            .or_else(|| self.completed.get(key))
+    /// A job with this key that is in progress or completed.
+    pub fn earlier(&self, key: &str) -> Option<Earlier<'_>> {
+        if let Some(report) = self.in_progress.get(key) {
+            return Some(Earlier {
+                report,
+                report_owed: false,
+            });
+        }
+        self.completed.get(key).map(|done| Earlier {
+            report: &done.report,
+            report_owed: done.report_owed,
+        })
+    }
+
+    /// The owed report of a completed job is being published now.
+    pub fn reporting(&mut self, key: &str) {
+        if let Some(done) = self.completed.get_mut(key) {
+            done.report_owed = false;
+        }
     }
 
     pub fn start(&mut self, key: String, report: Event) {
@@ -66,7 +103,13 @@ impl Ledger {
         self.in_progress.remove(key);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let forgotten = self.remember(key.to_string(), report);
+        let forgotten = self.remember(
+            key.to_string(),
+            Completed {
+                report,
+                report_owed: false,
+            },
+        );
         Completion { seq, forgotten }
     }
 
@@ -74,8 +117,8 @@ impl Ledger {
         self.completed.len()
     }
 
-    fn remember(&mut self, key: String, report: Event) -> Vec<String> {
-        if self.completed.insert(key.clone(), report).is_none() {
+    fn remember(&mut self, key: String, completed: Completed) -> Vec<String> {
+        if self.completed.insert(key.clone(), completed).is_none() {
             self.order.push_back(key);
         }
         let mut forgotten = Vec::new();
@@ -93,6 +136,13 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    fn earlier(report: &Event, report_owed: bool) -> Earlier<'_> {
+        Earlier {
+            report,
+            report_owed,
+        }
+    }
+
     fn report(id: &str) -> Event {
         Event {
             routing_key: "job.report".into(),
@@ -103,11 +153,11 @@ mod tests {
     #[test]
     fn a_key_is_known_from_its_start_until_it_is_abandoned_or_forgotten() {
         let mut ledger = Ledger::new(2);
-        assert!(ledger.earlier_report("a").is_none());
+        assert!(ledger.earlier("a").is_none());
         ledger.start("a".into(), report("a"));
-        assert_eq!(ledger.earlier_report("a"), Some(&report("a")));
+        assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), false)));
         ledger.abandon("a");
-        assert!(ledger.earlier_report("a").is_none());
+        assert!(ledger.earlier("a").is_none());
 
         ledger.start("a".into(), report("a"));
         assert_eq!(
@@ -117,21 +167,30 @@ mod tests {
                 forgotten: vec![]
             }
         );
-        assert_eq!(ledger.earlier_report("a"), Some(&report("a")));
+        assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), false)));
         ledger.complete("b", report("b"));
         let third = ledger.complete("c", report("c"));
         assert_eq!(third.seq, 3);
         assert_eq!(third.forgotten, vec!["a".to_string()]);
-        assert!(ledger.earlier_report("a").is_none());
+        assert!(ledger.earlier("a").is_none());
         assert_eq!(ledger.completed_len(), 2);
     }
 
     #[test]
     fn restored_jobs_continue_the_sequence_and_respect_the_window() {
         let mut ledger = Ledger::new(2);
-        assert!(ledger.restore("a".into(), 7, report("a")).is_empty());
-        assert!(ledger.restore("b".into(), 9, report("b")).is_empty());
-        assert_eq!(ledger.restore("c".into(), 10, report("c")), vec!["a"]);
+        assert!(ledger.restore("a".into(), 7, report("a"), true).is_empty());
+        assert!(ledger.restore("b".into(), 9, report("b"), true).is_empty());
+        assert_eq!(ledger.restore("c".into(), 10, report("c"), true), vec!["a"]);
         assert_eq!(ledger.complete("d", report("d")).seq, 11);
+    }
+
+    #[test]
+    fn a_restored_job_whose_report_was_never_confirmed_owes_it_once() {
+        let mut ledger = Ledger::new(2);
+        ledger.restore("a".into(), 1, report("a"), false);
+        assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), true)));
+        ledger.reporting("a");
+        assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), false)));
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::{sleep, Instant, MissedTickBehavior};
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::presence::Type as PresenceType;
 
-use crate::amqp::{Job, Link, Taken};
+use crate::amqp::{Job, Link, Publisher, Taken};
 use crate::backoff::Backoff;
 use crate::broadcast::{Broadcast, JobLimits};
 use crate::config::{Config, ConfigError};
@@ -28,6 +28,7 @@ use crate::presence::{PresenceBook, PresenceChange};
 use crate::store::{self, CompletedJob, Store, StoreError, Subscription, Write};
 use crate::xmpp::{stanzas, Closed, Endpoint, Inbound, Session};
 use barrier::Barriers;
+pub use ledger::Earlier;
 pub(crate) use ledger::Ledger;
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
@@ -387,7 +388,7 @@ impl<H: Handler> Component<H> {
             if let (Some(key), Some(report)) = (&job.key, &job.report) {
                 self.record_completion(key, report);
             }
-            reports.push((job.report, job.taken));
+            reports.push((job.key, job.report, job.taken));
         }
         if !reports.is_empty() {
             self.publish_when_stored(reports);
@@ -410,16 +411,10 @@ impl<H: Handler> Component<H> {
                 self.metrics.jobs.dead_lettered.inc();
                 self.link.publisher().dead_letter(job, &reason);
             }
-            JobOutcome::Duplicate { report } => {
+            JobOutcome::Duplicate { report, key } => {
                 self.metrics.jobs.duplicate.inc();
-                match report {
-                    Some(report) => self.link.publisher().event(
-                        &report.routing_key,
-                        report.payload,
-                        Some(job.taken),
-                    ),
-                    None => job.taken.ack(),
-                }
+                self.jobs.reporting(&key);
+                self.publish_reports(vec![(Some(key), report, job.taken)]);
             }
             JobOutcome::Done { report, tally, key } => {
                 self.count_recipients(tally);
@@ -457,7 +452,7 @@ impl<H: Handler> Component<H> {
         for event in events {
             self.link
                 .publisher()
-                .event(&event.routing_key, event.payload, None);
+                .event(&event.routing_key, event.payload);
         }
     }
 
@@ -468,7 +463,7 @@ impl<H: Handler> Component<H> {
                 routing_key: crate::broadcast::REPORT_KEY.to_string(),
                 payload: job.report,
             };
-            for key in self.jobs.restore(job.key, job.seq, report) {
+            for key in self.jobs.restore(job.key, job.seq, report, job.reported) {
                 let _ = self
                     .store
                     .send(Write::Change(store::Change::JobForgotten(key)));
@@ -486,6 +481,7 @@ impl<H: Handler> Component<H> {
             .send(Write::Change(store::Change::JobDone(CompletedJob {
                 key: key.to_string(),
                 seq: completion.seq,
+                reported: false,
                 report: report.payload.clone(),
             })));
         for forgotten in completion.forgotten {
@@ -501,22 +497,22 @@ impl<H: Handler> Component<H> {
     /// Publishes the reports (then acknowledges the jobs) once the store has
     /// committed their completion: a job acknowledged is a job remembered,
     /// so its redelivery or republication is a duplicate, never a resend.
-    fn publish_when_stored(&self, reports: Vec<(Option<Event>, Taken)>) {
+    fn publish_when_stored(&self, reports: Vec<Report>) {
         let (synced, committed) = oneshot::channel();
         let _ = self.store.send(Write::Sync(synced));
         let publisher = self.link.publisher().clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
             // An error means the writer is gone (shutdown): publish anyway.
             let _ = committed.await;
-            for (report, taken) in reports {
-                match report {
-                    Some(report) => {
-                        publisher.event(&report.routing_key, report.payload, Some(taken))
-                    }
-                    None => taken.ack(),
-                }
-            }
+            publish(&publisher, &store, reports).await;
         });
+    }
+
+    fn publish_reports(&self, reports: Vec<Report>) {
+        let publisher = self.link.publisher().clone();
+        let store = self.store.clone();
+        tokio::spawn(async move { publish(&publisher, &store, reports).await });
     }
 
     fn update_presence_gauges(&self) {
@@ -548,6 +544,35 @@ impl<H: Handler> Component<H> {
             let _ = self
                 .store
                 .send(Write::Change(store::Change::Remove(subscription)));
+        }
+    }
+}
+
+/// A job's key, its report, and what acknowledges it.
+type Report = (Option<String>, Option<Event>, Taken);
+
+/// Publishes each report and acknowledges its job once the broker confirmed
+/// it, then records in the store that the report went out: a job stored as
+/// completed but not reported still owes its report after a crash.
+async fn publish(
+    publisher: &Publisher,
+    store: &mpsc::UnboundedSender<Write>,
+    reports: Vec<Report>,
+) {
+    let mut confirmations = Vec::new();
+    for (key, report, taken) in reports {
+        match report {
+            Some(report) => {
+                let (confirmed, confirmation) = oneshot::channel();
+                publisher.report(&report.routing_key, report.payload, taken, confirmed);
+                confirmations.extend(key.map(|key| (key, confirmation)));
+            }
+            None => taken.ack(),
+        }
+    }
+    for (key, confirmation) in confirmations {
+        if confirmation.await.is_ok() {
+            let _ = store.send(Write::Change(store::Change::JobReported(key)));
         }
     }
 }

@@ -82,10 +82,16 @@ impl Handler for Broadcast {
                 }
             }
         };
-        if let Some(earlier) = ctx.earlier_report(&job.id) {
-            tracing::info!(job = %job.id, "duplicate job: nothing sent, earlier report repeated");
+        if let Some(earlier) = ctx.earlier_job(&job.id) {
+            tracing::info!(job = %job.id, owed = earlier.report_owed, "repeated job id: nothing sent");
+            let report = if earlier.report_owed {
+                earlier.report.clone()
+            } else {
+                duplicate_report(&job.id, earlier.report)
+            };
             return JobOutcome::Duplicate {
-                report: Some(duplicate_report(&job.id, earlier)),
+                report: Some(report),
+                key: job.id,
             };
         }
         let fanout = fan_out(&job, ctx.presence());

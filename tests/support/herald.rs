@@ -202,6 +202,14 @@ impl Herald {
         }
     }
 
+    /// SIGKILL (a crash: no drain, no goodbye), then waits for the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL herald");
+            child.wait().expect("wait for herald");
+        }
+    }
+
     /// SIGTERM, then waits; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
