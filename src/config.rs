@@ -114,6 +114,9 @@ pub struct BroadcastConfig {
     pub max_body_bytes: usize,
     /// Largest accepted number of recipients in one job.
     pub max_recipients: usize,
+    /// Recipients between the checkpoints of a job: once the server has
+    /// read a checkpoint's messages, a redelivered job resumes after it.
+    pub checkpoint_every: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -189,6 +192,7 @@ impl Default for BroadcastConfig {
             default_from: "herald".into(),
             max_body_bytes: 64 * 1024,
             max_recipients: 100_000,
+            checkpoint_every: 1000,
         }
     }
 }
@@ -294,9 +298,13 @@ impl Config {
                 self.broadcast.default_from
             ));
         }
-        if self.broadcast.max_body_bytes == 0 || self.broadcast.max_recipients == 0 {
+        if self.broadcast.max_body_bytes == 0
+            || self.broadcast.max_recipients == 0
+            || self.broadcast.checkpoint_every == 0
+        {
             return invalid(
-                "broadcast.max_body_bytes and broadcast.max_recipients must be at least 1".into(),
+                "broadcast.max_body_bytes, max_recipients and checkpoint_every must be at least 1"
+                    .into(),
             );
         }
         if self.http_listen().is_err() {

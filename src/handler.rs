@@ -36,6 +36,9 @@ impl Event {
 pub struct Effects {
     pub stanzas: Vec<Stanza>,
     pub events: Vec<Event>,
+    /// `(n, token)`: once the first `n` stanzas are read by the server, the
+    /// job has reached `token` (see [`Context::checkpoint`]).
+    pub checkpoints: Vec<(usize, Vec<u8>)>,
 }
 
 /// What a handler sees and can do while handling one input.
@@ -43,6 +46,7 @@ pub struct Context<'a> {
     domain: &'a BareJid,
     presence: &'a PresenceBook,
     jobs: &'a Ledger,
+    redelivered: bool,
     effects: &'a mut Effects,
 }
 
@@ -57,8 +61,36 @@ impl<'a> Context<'a> {
             domain,
             presence,
             jobs,
+            redelivered: false,
             effects,
         }
+    }
+
+    /// The context of a job the broker delivered before (to this or an
+    /// earlier process), which may have been partly done already.
+    pub(crate) fn for_redelivery(mut self, redelivered: bool) -> Self {
+        self.redelivered = redelivered;
+        self
+    }
+
+    /// Whether the job at hand was delivered before: an earlier attempt may
+    /// have sent some of its messages already.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// The last checkpoint token saved for the job with this key (see
+    /// [`Context::checkpoint`]) by an attempt that did not complete.
+    pub fn progress(&self, key: &str) -> Option<&[u8]> {
+        self.jobs.progress(key)
+    }
+
+    /// Marks a point in the job: once the server has read the stanzas sent
+    /// so far, `token` is saved for the job's key, and a later attempt at
+    /// the same job finds it through [`Context::progress`].
+    pub fn checkpoint(&mut self, token: Vec<u8>) {
+        let sent = self.effects.stanzas.len();
+        self.effects.checkpoints.push((sent, token));
     }
 
     /// An earlier job with this key, in progress or completed (within the

@@ -19,6 +19,8 @@ use xmpp_parsers::jid::BareJid;
 
 /// (user's bare JID, Herald's JID they subscribed to) -> ()
 const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
+/// job key -> checkpoint token of a job not completed yet
+const JOB_PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_progress");
 /// job key -> (completion sequence number, report confirmed by the broker, report payload)
 const COMPLETED_JOBS: TableDefinition<&str, (u64, bool, &[u8])> =
     TableDefinition::new("completed_jobs");
@@ -49,6 +51,12 @@ pub struct CompletedJob {
 pub enum Change {
     Add(Subscription),
     Remove(Subscription),
+    /// The server read a job's stanzas up to a checkpoint.
+    JobProgress {
+        key: String,
+        token: Vec<u8>,
+    },
+    /// The job completed (its progress is no longer needed).
     JobDone(CompletedJob),
     /// The broker confirmed the report of a completed job.
     JobReported(String),
@@ -74,8 +82,21 @@ impl Store {
         let txn = db.begin_write().map_err(redb::Error::from)?;
         txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
         txn.open_table(COMPLETED_JOBS).map_err(redb::Error::from)?;
+        txn.open_table(JOB_PROGRESS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Checkpoint tokens of jobs that did not complete.
+    pub fn job_progress(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let table = txn.open_table(JOB_PROGRESS).map_err(redb::Error::from)?;
+        let mut all = Vec::new();
+        for row in table.iter().map_err(redb::Error::from)? {
+            let (key, token) = row.map_err(redb::Error::from)?;
+            all.push((key.value().to_string(), token.value().to_vec()));
+        }
+        Ok(all)
     }
 
     /// Completed jobs, oldest first.
@@ -117,6 +138,7 @@ impl Store {
         {
             let mut table = txn.open_table(SUBSCRIPTIONS).map_err(redb::Error::from)?;
             let mut jobs = txn.open_table(COMPLETED_JOBS).map_err(redb::Error::from)?;
+            let mut progress = txn.open_table(JOB_PROGRESS).map_err(redb::Error::from)?;
             for change in changes {
                 match change {
                     Change::Add(s) => {
@@ -131,7 +153,15 @@ impl Store {
                             .remove((user.as_str(), contact.as_str()))
                             .map_err(redb::Error::from)?;
                     }
+                    Change::JobProgress { key, token } => {
+                        progress
+                            .insert(key.as_str(), token.as_slice())
+                            .map_err(redb::Error::from)?;
+                    }
                     Change::JobDone(job) => {
+                        progress
+                            .remove(job.key.as_str())
+                            .map_err(redb::Error::from)?;
                         let row = (job.seq, job.reported, job.report.as_slice());
                         jobs.insert(job.key.as_str(), row)
                             .map_err(redb::Error::from)?;
@@ -259,6 +289,17 @@ mod tests {
         writes
             .send(Write::Change(Change::JobReported("c".into())))
             .unwrap();
+        for (key, token) in [("c", "half"), ("d", "half"), ("d", "most")] {
+            let change = Change::JobProgress {
+                key: key.into(),
+                token: token.into(),
+            };
+            writes.send(Write::Change(change)).unwrap();
+        }
+        // "c" completes again: its progress goes.
+        writes
+            .send(Write::Change(Change::JobDone(job("c", 3, true))))
+            .unwrap();
         writes
             .send(Write::Change(Change::JobForgotten("b".into())))
             .unwrap();
@@ -267,7 +308,12 @@ mod tests {
         committed.await.unwrap();
         drop(writes);
         writer.await.unwrap();
-        let all = Store::open(&path).unwrap().completed_jobs().unwrap();
+        let store = Store::open(&path).unwrap();
+        let all = store.completed_jobs().unwrap();
         assert_eq!(all, vec![job("a", 1, false), job("c", 3, true)]);
+        assert_eq!(
+            store.job_progress().unwrap(),
+            vec![("d".to_string(), b"most".to_vec())]
+        );
     }
 }

@@ -222,13 +222,14 @@ fn report_definition_matches_the_report_herald_publishes() {
             unavailable: 1,
             invalid: 1,
         },
-        duplicate: false,
+        ..Report::default()
     };
     assert!(report.is_complete());
     let published = serde_json::to_value(&report).unwrap();
     assert_eq!(keys(&published), set(&strings(&def["required"])));
     let duplicate = serde_json::to_value(Report {
         duplicate: true,
+        possible_duplicates: 1,
         ..report.clone()
     })
     .unwrap();

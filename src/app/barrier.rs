@@ -70,6 +70,12 @@ impl<T> Barriers<T> {
         if !(due && room || force && self.in_flight.is_empty()) {
             return None;
         }
+        Some(self.ping_now(now))
+    }
+
+    /// Returns the id of a ping to send now, whatever is in flight: a
+    /// checkpoint inside a long job needs its own place in the stream.
+    pub fn ping_now(&mut self, now: Instant) -> String {
         self.next_id += 1;
         let id = format!("{}-{}", self.prefix, self.next_id);
         self.in_flight.push_back(InFlight {
@@ -78,7 +84,7 @@ impl<T> Barriers<T> {
             settles_presence: std::mem::take(&mut self.settle_requested),
             sent_at: now,
         });
-        Some(id)
+        id
     }
 
     /// The server answered ping `id`: everything sent before it is read.
@@ -162,6 +168,21 @@ mod tests {
         assert_eq!(barriers.next_ping(false, now()), None);
         barriers.answered("b-1", now()).unwrap();
         assert!(barriers.next_ping(false, now()).is_some());
+    }
+
+    #[test]
+    fn a_checkpoint_ping_goes_out_even_when_the_in_flight_limit_is_reached() {
+        let mut barriers = Barriers::new("b");
+        for i in 0..MAX_IN_FLIGHT {
+            barriers.push(i);
+            barriers.next_ping(false, now()).unwrap();
+        }
+        barriers.push(99);
+        let id = barriers.ping_now(now());
+        assert_eq!(
+            barriers.answered(&id, now()).unwrap().work.last(),
+            Some(&99)
+        );
     }
 
     #[test]

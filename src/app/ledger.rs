@@ -14,6 +14,8 @@ use crate::handler::Event;
 
 pub struct Ledger {
     in_progress: HashMap<String, Event>,
+    /// Checkpoint tokens of jobs that did not complete (yet).
+    progress: HashMap<String, Vec<u8>>,
     completed: HashMap<String, Completed>,
     /// Completed keys, oldest first, with their completion sequence numbers.
     order: VecDeque<String>,
@@ -48,6 +50,7 @@ impl Ledger {
     pub fn new(capacity: usize) -> Self {
         Ledger {
             in_progress: HashMap::new(),
+            progress: HashMap::new(),
             completed: HashMap::new(),
             order: VecDeque::new(),
             next_seq: 1,
@@ -82,6 +85,18 @@ impl Ledger {
         })
     }
 
+    /// The last confirmed checkpoint of a job that has not completed.
+    pub fn progress(&self, key: &str) -> Option<&[u8]> {
+        self.progress.get(key).map(Vec::as_slice)
+    }
+
+    /// The server confirmed the job's stanzas up to a checkpoint.
+    pub fn advance(&mut self, key: String, token: Vec<u8>) {
+        if !self.completed.contains_key(&key) {
+            self.progress.insert(key, token);
+        }
+    }
+
     /// The owed report of a completed job is being published now.
     pub fn reporting(&mut self, key: &str) {
         if let Some(done) = self.completed.get_mut(key) {
@@ -101,6 +116,7 @@ impl Ledger {
     /// The server confirmed the job's stanzas.
     pub fn complete(&mut self, key: &str, report: Event) -> Completion {
         self.in_progress.remove(key);
+        self.progress.remove(key);
         let seq = self.next_seq;
         self.next_seq += 1;
         let forgotten = self.remember(
@@ -183,6 +199,22 @@ mod tests {
         assert!(ledger.restore("b".into(), 9, report("b"), true).is_empty());
         assert_eq!(ledger.restore("c".into(), 10, report("c"), true), vec!["a"]);
         assert_eq!(ledger.complete("d", report("d")).seq, 11);
+    }
+
+    #[test]
+    fn progress_is_kept_until_the_job_completes() {
+        let mut ledger = Ledger::new(2);
+        ledger.advance("a".into(), b"1".to_vec());
+        ledger.advance("a".into(), b"2".to_vec());
+        assert_eq!(ledger.progress("a"), Some(&b"2"[..]));
+        ledger.complete("a", report("a"));
+        assert_eq!(ledger.progress("a"), None);
+        ledger.advance("a".into(), b"3".to_vec());
+        assert_eq!(
+            ledger.progress("a"),
+            None,
+            "a late checkpoint of a completed job"
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 /// Runs Herald's broadcast component until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let limits = JobLimits::from_config(&config)?;
-    let handler = Broadcast::new(limits, config.amqp.presence_events);
+    let handler = Broadcast::new(
+        limits,
+        config.amqp.presence_events,
+        config.broadcast.checkpoint_every,
+    );
     run_with(config, handler, shutdown).await
 }
 
@@ -66,6 +70,7 @@ pub async fn run_with<H: Handler>(
     let store = Store::open(&config.store.path)?;
     let subscriptions = store.subscriptions()?;
     let completed = store.completed_jobs()?;
+    let progress = store.job_progress()?;
     tracing::info!(
         subscriptions = subscriptions.len(),
         completed_jobs = completed.len(),
@@ -98,6 +103,7 @@ pub async fn run_with<H: Handler>(
         metrics.clone(),
     )?;
     component.restore_completed(completed);
+    component.restore_progress(progress);
     let endpoint = Endpoint {
         address: format!("{}:{}", config.xmpp.host, config.xmpp.port),
         domain,
@@ -170,6 +176,16 @@ enum Input {
     Settled,
 }
 
+/// What waits for the server to read the stanzas before it.
+enum Work {
+    /// A point inside a job: its progress is saved once read.
+    Checkpoint {
+        key: String,
+        token: Vec<u8>,
+    },
+    Job(PendingJob),
+}
+
 /// A job whose stanzas are written but not yet known to be read.
 struct PendingJob {
     taken: Taken,
@@ -191,7 +207,7 @@ struct Component<H> {
     store: mpsc::UnboundedSender<Write>,
     link: Link,
     metrics: Metrics,
-    barriers: Barriers<PendingJob>,
+    barriers: Barriers<Work>,
     /// Presence is rebuilt after (re)connecting; jobs wait until then.
     taking_jobs: bool,
     settle_at: Option<Instant>,
@@ -304,7 +320,15 @@ impl<H: Handler> Component<H> {
         self.taking_jobs = false;
         self.metrics.presence_ready.set(0);
         self.metrics.update_ready();
-        let abandoned = self.barriers.abandon();
+        let abandoned: Vec<PendingJob> = self
+            .barriers
+            .abandon()
+            .into_iter()
+            .filter_map(|work| match work {
+                Work::Job(job) => Some(job),
+                Work::Checkpoint { .. } => None,
+            })
+            .collect();
         if !abandoned.is_empty() {
             tracing::warn!(
                 jobs = abandoned.len(),
@@ -372,7 +396,14 @@ impl<H: Handler> Component<H> {
             .observe(released.roundtrip.as_secs_f64());
         let now = SystemTime::now();
         let mut reports = Vec::new();
-        for job in released.work {
+        for work in released.work {
+            let job = match work {
+                Work::Checkpoint { key, token } => {
+                    self.record_progress(key, token);
+                    continue;
+                }
+                Work::Job(job) => job,
+            };
             if !self.link.is_current(&job.taken) {
                 // Its AMQP connection is gone and the broker has requeued
                 // it: the redelivery reports it, not this one.
@@ -402,7 +433,8 @@ impl<H: Handler> Component<H> {
     fn on_job(&mut self, session: &mut Session, job: Job) {
         let mut effects = Effects::default();
         let outcome = {
-            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects);
+            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects)
+                .for_redelivery(job.delivery.redelivered);
             self.handler.on_job(&mut ctx, &job.delivery.data)
         };
         match outcome {
@@ -418,17 +450,17 @@ impl<H: Handler> Component<H> {
             }
             JobOutcome::Done { report, tally, key } => {
                 self.count_recipients(tally);
-                self.apply(session, effects);
+                self.apply_job(session, effects, key.as_deref());
                 if let (Some(key), Some(report)) = (&key, &report) {
                     self.jobs.start(key.clone(), report.clone());
                 }
                 let since = published_at(&job).unwrap_or_else(SystemTime::now);
-                self.barriers.push(PendingJob {
+                self.barriers.push(Work::Job(PendingJob {
                     taken: job.taken,
                     key,
                     report,
                     since,
-                });
+                }));
             }
         }
     }
@@ -446,6 +478,57 @@ impl<H: Handler> Component<H> {
             session.enqueue(stanza);
         }
         self.publish_events(effects.events);
+    }
+
+    /// A job's stanzas, with a barrier after each checkpoint so that its
+    /// progress is saved as the server reads it.
+    fn apply_job(&mut self, session: &mut Session, effects: Effects, key: Option<&str>) {
+        let Effects {
+            stanzas,
+            events,
+            checkpoints,
+        } = effects;
+        let mut checkpoints = checkpoints.into_iter().peekable();
+        let total = stanzas.len();
+        for (sent, stanza) in stanzas.into_iter().enumerate() {
+            self.pass_checkpoints(session, &mut checkpoints, key, sent);
+            session.enqueue(stanza);
+        }
+        self.pass_checkpoints(session, &mut checkpoints, key, total);
+        self.publish_events(events);
+    }
+
+    fn pass_checkpoints(
+        &mut self,
+        session: &mut Session,
+        checkpoints: &mut std::iter::Peekable<std::vec::IntoIter<(usize, Vec<u8>)>>,
+        key: Option<&str>,
+        sent: usize,
+    ) {
+        while let Some((_, token)) = checkpoints.next_if(|(at, _)| *at <= sent) {
+            if let Some(key) = key {
+                self.barriers.push(Work::Checkpoint {
+                    key: key.to_string(),
+                    token,
+                });
+                let id = self.barriers.ping_now(Instant::now());
+                session.enqueue(stanzas::ping(&self.domain, &self.server, id));
+            }
+        }
+    }
+
+    fn record_progress(&mut self, key: String, token: Vec<u8>) {
+        self.jobs.advance(key.clone(), token.clone());
+        let _ = self
+            .store
+            .send(Write::Change(store::Change::JobProgress { key, token }));
+    }
+
+    /// Checkpoints of jobs that an earlier run did not complete.
+    fn restore_progress(&mut self, progress: Vec<(String, Vec<u8>)>) {
+        for (key, token) in progress {
+            self.jobs.advance(key, token);
+        }
     }
 
     fn publish_events(&self, events: Vec<Event>) {

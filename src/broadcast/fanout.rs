@@ -19,6 +19,38 @@ pub struct Report {
     /// again and the counts are the earlier job's. Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Messages of this attempt that an earlier, interrupted attempt at the
+    /// same job may also have delivered. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub possible_duplicates: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// How far a job got: recipients before `next` are done, with these counts.
+/// Saved at checkpoints once the server confirmed the messages before them,
+/// so that a redelivered job resumes instead of starting over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub next: usize,
+    pub sent: usize,
+    pub offline: usize,
+    pub unavailable: usize,
+    pub invalid: usize,
+}
+
+impl Progress {
+    fn of(next: usize, report: &Report) -> Progress {
+        Progress {
+            next,
+            sent: report.sent,
+            offline: report.skipped.offline,
+            unavailable: report.skipped.unavailable,
+            invalid: report.skipped.invalid,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,33 +72,81 @@ impl Report {
 pub struct Fanout {
     pub messages: Vec<Message>,
     pub report: Report,
+    /// `(m, progress)`: once the first `m` messages are read by the server,
+    /// the job has reached `progress`.
+    pub checkpoints: Vec<(usize, Progress)>,
 }
 
+/// Applies the job's policy to every recipient.
 pub fn fan_out(job: &Job, book: &PresenceBook) -> Fanout {
+    fan_out_from(job, book, Progress::default(), usize::MAX, false)
+}
+
+/// Applies the job's policy to the recipients from `from.next` on, adding
+/// to `from`'s counts, with a checkpoint every `checkpoint_every`
+/// recipients. `redelivered`: an earlier attempt may have sent some of
+/// these messages already (they are counted as possible duplicates).
+pub fn fan_out_from(
+    job: &Job,
+    book: &PresenceBook,
+    from: Progress,
+    checkpoint_every: usize,
+    redelivered: bool,
+) -> Fanout {
     let mut report = Report {
         id: job.id.clone(),
         recipients: job.recipients.len(),
+        sent: from.sent,
+        skipped: Skipped {
+            offline: from.offline,
+            unavailable: from.unavailable,
+            invalid: from.invalid,
+        },
         ..Report::default()
     };
     let mut messages = Vec::new();
-    for recipient in &job.recipients {
-        let user = match recipient {
-            Recipient::User(user) => user,
-            Recipient::Invalid(_) => {
-                report.skipped.invalid += 1;
-                continue;
-            }
-        };
-        match book.reachability(user, job.policy) {
-            Reachability::Deliver => {
-                report.sent += 1;
-                messages.push(message_to(job, Jid::from(user.clone())));
-            }
-            Reachability::Unavailable => report.skipped.unavailable += 1,
-            Reachability::Offline => report.skipped.offline += 1,
+    let mut checkpoints = Vec::new();
+    let every = checkpoint_every.max(1);
+    for (index, recipient) in job.recipients.iter().enumerate().skip(from.next) {
+        fan_out_one(job, book, recipient, &mut report, &mut messages);
+        let done = index + 1;
+        // No checkpoint at the end: the job's completion records that.
+        if (done - from.next).is_multiple_of(every) && done < job.recipients.len() {
+            checkpoints.push((messages.len(), Progress::of(done, &report)));
         }
     }
-    Fanout { messages, report }
+    if redelivered {
+        report.possible_duplicates = messages.len();
+    }
+    Fanout {
+        messages,
+        report,
+        checkpoints,
+    }
+}
+
+fn fan_out_one(
+    job: &Job,
+    book: &PresenceBook,
+    recipient: &Recipient,
+    report: &mut Report,
+    messages: &mut Vec<Message>,
+) {
+    let user = match recipient {
+        Recipient::User(user) => user,
+        Recipient::Invalid(_) => {
+            report.skipped.invalid += 1;
+            return;
+        }
+    };
+    match book.reachability(user, job.policy) {
+        Reachability::Deliver => {
+            report.sent += 1;
+            messages.push(message_to(job, Jid::from(user.clone())));
+        }
+        Reachability::Unavailable => report.skipped.unavailable += 1,
+        Reachability::Offline => report.skipped.offline += 1,
+    }
 }
 
 fn message_to(job: &Job, to: Jid) -> Message {
@@ -145,7 +225,7 @@ mod tests {
                     unavailable: 2,
                     invalid: 1
                 },
-                duplicate: false,
+                ..Report::default()
             }
         );
         assert!(fanout.report.is_complete());
@@ -178,5 +258,28 @@ mod tests {
         assert!(fanout.messages.is_empty());
         assert_eq!(fanout.report.skipped.offline, 5);
         assert!(fanout.report.is_complete());
+    }
+
+    #[test]
+    fn resuming_skips_confirmed_recipients_and_adds_to_their_counts() {
+        let job = job("available");
+        let whole = fan_out_from(&job, &book(), Progress::default(), 2, false);
+        assert_eq!(whole.report, fan_out(&job, &book()).report);
+        // Six recipients, a checkpoint after every two, none at the end.
+        assert_eq!(whole.checkpoints.len(), 2);
+        let (messages_before, progress) = whole.checkpoints[1];
+        assert_eq!(progress.next, 4);
+
+        let rest = fan_out_from(&job, &book(), progress, 2, true);
+        assert_eq!(rest.messages.len(), whole.messages.len() - messages_before);
+        assert_eq!(
+            rest.report,
+            Report {
+                possible_duplicates: rest.messages.len(),
+                ..whole.report.clone()
+            }
+        );
+        assert!(rest.report.is_complete());
+        assert!(rest.checkpoints.is_empty());
     }
 }

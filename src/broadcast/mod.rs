@@ -9,7 +9,7 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
-pub use fanout::{fan_out, Report};
+pub use fanout::{fan_out, fan_out_from, Progress, Report};
 pub use job::{Job, JobError, JobLimits};
 
 pub const REPORT_KEY: &str = "job.report";
@@ -19,13 +19,16 @@ pub const MESSAGE_KEY: &str = "message.received";
 pub struct Broadcast {
     limits: JobLimits,
     presence_events: bool,
+    checkpoint_every: usize,
 }
 
 impl Broadcast {
-    pub fn new(limits: JobLimits, presence_events: bool) -> Self {
+    /// `checkpoint_every`: recipients between saved checkpoints of a job.
+    pub fn new(limits: JobLimits, presence_events: bool, checkpoint_every: usize) -> Self {
         Broadcast {
             limits,
             presence_events,
+            checkpoint_every,
         }
     }
 }
@@ -94,8 +97,24 @@ impl Handler for Broadcast {
                 key: job.id,
             };
         }
-        let fanout = fan_out(&job, ctx.presence());
-        for message in fanout.messages {
+        // A job an earlier attempt got partway through resumes after the
+        // last checkpoint the server confirmed.
+        let from: Progress = ctx
+            .progress(&job.id)
+            .and_then(|token| serde_json::from_slice(token).ok())
+            .unwrap_or_default();
+        let fanout = fan_out_from(
+            &job,
+            ctx.presence(),
+            from,
+            self.checkpoint_every,
+            ctx.redelivered(),
+        );
+        let mut checkpoints = fanout.checkpoints.into_iter().peekable();
+        for (sent, message) in fanout.messages.into_iter().enumerate() {
+            while let Some((_, progress)) = checkpoints.next_if(|(at, _)| *at <= sent) {
+                ctx.checkpoint(serde_json::to_vec(&progress).unwrap_or_default());
+            }
             ctx.send(message);
         }
         let report = &fanout.report;
@@ -106,15 +125,18 @@ impl Handler for Broadcast {
             offline = report.skipped.offline,
             unavailable = report.skipped.unavailable,
             invalid = report.skipped.invalid,
+            resumed_at = from.next,
+            possible_duplicates = report.possible_duplicates,
             "job fanned out"
         );
         JobOutcome::Done {
             report: Some(Event::json(REPORT_KEY, report)),
+            // This attempt's share: earlier attempts counted the rest.
             tally: Tally {
-                sent: report.sent as u64,
-                offline: report.skipped.offline as u64,
-                unavailable: report.skipped.unavailable as u64,
-                invalid: report.skipped.invalid as u64,
+                sent: (report.sent - from.sent) as u64,
+                offline: (report.skipped.offline - from.offline) as u64,
+                unavailable: (report.skipped.unavailable - from.unavailable) as u64,
+                invalid: (report.skipped.invalid - from.invalid) as u64,
             },
             key: Some(report.id.clone()),
         }
