@@ -384,15 +384,6 @@ async fn after_a_crash_mid_job_everyone_gets_the_message_and_one_report_counts_t
         assert!(received.iter().all(|m| m.body == "evacuate"));
         twice += usize::from(received.len() > 1);
     }
-    eprintln!(
-        "REPORT {report} twice={twice} log={:?}",
-        stack
-            .herald
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("fanned out"))
-            .collect::<Vec<_>>()
-    );
     let possible = report["possible_duplicates"].as_u64().unwrap_or(0) as usize;
     assert!(
         twice <= possible,
