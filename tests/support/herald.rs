@@ -34,6 +34,8 @@ pub struct Herald {
     config: PathBuf,
     env: Vec<(String, String)>,
     log: Arc<Mutex<Vec<String>>>,
+    /// "taking jobs" lines logged before the current process started.
+    ready_lines: usize,
 }
 
 impl Herald {
@@ -52,6 +54,19 @@ impl Herald {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> Herald {
+        let mut herald = Self::launch_with_env(server, names, dir, env);
+        herald.wait_ready();
+        herald
+    }
+
+    /// Like [`Herald::start_with_env`] but returns at once, without waiting
+    /// for Herald to take jobs (for tests where it cannot).
+    pub fn launch_with_env(
+        server: &impl XmppServer,
+        names: &Names,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Herald {
         let config = dir.join("herald.toml");
         std::fs::write(&config, config_text(server, names, dir)).expect("write herald.toml");
         let mut herald = Herald {
@@ -62,9 +77,15 @@ impl Herald {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log: Arc::new(Mutex::new(Vec::new())),
+            ready_lines: 0,
         };
         herald.spawn();
         herald
+    }
+
+    fn wait_ready(&mut self) {
+        self.wait_log_count("taking jobs", self.ready_lines + 1, Duration::from_secs(30));
+        self.ready_lines += 1;
     }
 
     fn spawn(&mut self) {
@@ -99,13 +120,25 @@ impl Herald {
             });
         }
         self.child = Some(child);
-        let ready = self.log_count("taking jobs") + 1;
-        self.wait_log_count("taking jobs", ready, Duration::from_secs(30));
+        self.ready_lines = self.log_count("taking jobs");
     }
 
-    /// Starts Herald again with the same config and store.
+    /// Starts Herald again with the same config and store (and `env`).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop Herald before restarting it");
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts Herald again with the same config and store, with `env`
+    /// replacing the environment overrides it had; returns at once, without
+    /// waiting for it to take jobs.
+    pub fn relaunch_with_env(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "stop Herald before restarting it");
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.spawn();
     }
 

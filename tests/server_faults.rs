@@ -1,0 +1,117 @@
+//! The XMPP server refusing Herald: a wrong secret, a domain the server does
+//! not know, another Herald holding the domain. Herald must say why in its
+//! log, count it, back off (no crash loop that floods the server), stay
+//! unready, and lose no job.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::events::next_report;
+use support::herald::{Herald, Names};
+use support::http;
+use support::prosody::Prosody;
+use support::server::XmppServer;
+use support::stack::Stack;
+
+const WATCH: Duration = Duration::from_secs(4);
+
+/// Watches a refused Herald for `WATCH`: it retries, with backoff, says why.
+fn assert_refused_with_backoff(herald: &mut Herald, reason: &str) {
+    herald.wait_log_count("XMPP connection failed", 1, Duration::from_secs(20));
+    std::thread::sleep(WATCH);
+    assert!(
+        herald.is_running(),
+        "Herald must not exit:\n{}",
+        herald.log_text()
+    );
+    let attempts = herald.log_count("XMPP connection failed");
+    // Backoff starts at 250 ms and doubles (with jitter, capped at 2 s in
+    // tests): a handful of attempts in WATCH, never a tight loop.
+    assert!(
+        (2..=12).contains(&attempts),
+        "{attempts} attempts:\n{}",
+        herald.log_text()
+    );
+    assert!(
+        herald.log_text().contains(reason),
+        "the log must say {reason:?}:\n{}",
+        herald.log_text()
+    );
+    let metrics = herald.metrics();
+    assert!(http::value(&metrics, r#"herald_xmpp_connects_total{result="error"}"#) >= 2.0);
+    assert_eq!(
+        http::value(&metrics, r#"herald_xmpp_connects_total{result="ok"}"#),
+        0.0
+    );
+    assert_eq!(herald.readyz(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_retried_with_backoff_and_no_job_is_lost() {
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = stack.online("alice").await;
+
+    // Redeployed with a wrong secret: Herald cannot connect.
+    assert_eq!(stack.herald.stop(), Some(0));
+    stack
+        .herald
+        .relaunch_with_env(&[("HERALD_XMPP__SECRET", "not-the-secret")]);
+    stack
+        .publish(json!({"id": "held", "to": ["alice@localhost"], "body": "after the fix"}))
+        .await;
+    assert_refused_with_backoff(&mut stack.herald, "not-authorized");
+
+    // The operator fixes the secret; the job that waited is delivered.
+    assert_eq!(stack.herald.stop(), Some(0));
+    stack.herald.relaunch_with_env(&[]);
+    let report = next_report(&mut stack.reports, "held").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    assert_eq!(
+        alice
+            .next_message(Duration::from_secs(20))
+            .await
+            .expect("message")
+            .1,
+        "after the fix"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_the_server_does_not_know_is_refused_with_backoff() {
+    let prosody = Prosody::start(&["alice"]);
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = [("HERALD_XMPP__DOMAIN", "nobroadcast.localhost")];
+    let mut herald = Herald::launch_with_env(&prosody, &Names::unique(), dir.path(), &unknown);
+    assert_refused_with_backoff(&mut herald, "host-unknown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_herald_on_the_same_domain_is_refused_and_the_first_keeps_delivering() {
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = stack.online("alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut second = Herald::launch_with_env(&stack.server, &Names::unique(), dir.path(), &[]);
+    assert_refused_with_backoff(&mut second, "conflict");
+
+    stack
+        .publish(json!({"id": "first", "to": ["alice@localhost"], "body": "still mine"}))
+        .await;
+    let report = next_report(&mut stack.reports, "first").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    assert_eq!(
+        alice
+            .next_message(Duration::from_secs(20))
+            .await
+            .expect("message")
+            .1,
+        "still mine"
+    );
+    assert_eq!(
+        stack.metric(r#"herald_xmpp_connects_total{result="ok"}"#),
+        1.0,
+        "the first Herald was never disturbed"
+    );
+    assert!(stack.server.is_running());
+}
