@@ -114,6 +114,9 @@ pub struct BroadcastConfig {
     pub max_body_bytes: usize,
     /// Largest accepted number of recipients in one job.
     pub max_recipients: usize,
+    /// Local parts a job's `from` may name (the default sender must be one
+    /// of them); empty: any valid local part.
+    pub allowed_from: Vec<String>,
     /// Recipients between the checkpoints of a job: once the server has
     /// read a checkpoint's messages, a redelivered job resumes after it.
     pub checkpoint_every: usize,
@@ -192,6 +195,7 @@ impl Default for BroadcastConfig {
             default_from: "herald".into(),
             max_body_bytes: 64 * 1024,
             max_recipients: 100_000,
+            allowed_from: Vec::new(),
             checkpoint_every: 1000,
         }
     }
@@ -307,6 +311,14 @@ impl Config {
                     .into(),
             );
         }
+        crate::broadcast::JobLimits::from_config(self)?;
+        let allowed = &self.broadcast.allowed_from;
+        if !allowed.is_empty() && !allowed.contains(&self.broadcast.default_from) {
+            return invalid(format!(
+                "broadcast.default_from {:?} must be one of broadcast.allowed_from",
+                self.broadcast.default_from
+            ));
+        }
         if self.http_listen().is_err() {
             return invalid(format!(
                 "http.listen {:?} is not an address such as 127.0.0.1:9102 (or empty to turn it off)",
@@ -410,5 +422,21 @@ mod tests {
         let mut config = valid();
         config.broadcast.default_from = "no spaces@allowed".into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn allowed_senders_must_be_local_parts_and_include_the_default() {
+        let mut config = valid();
+        config.broadcast.allowed_from = vec!["alerts".into()];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("must be one of broadcast.allowed_from"),
+            "{err}"
+        );
+        config.broadcast.allowed_from = vec!["herald".into(), "a b".into()];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("\"a b\" is not a valid local part"), "{err}");
+        config.broadcast.allowed_from = vec!["herald".into(), "alerts".into()];
+        config.validate().unwrap();
     }
 }

@@ -23,6 +23,7 @@ fn limits() -> JobLimits {
         default_from: "herald".into(),
         max_body_bytes: 65536,
         max_recipients: 100000,
+        allowed_from: Vec::new(),
     }
 }
 

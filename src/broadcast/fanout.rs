@@ -193,6 +193,7 @@ mod tests {
             default_from: "herald".into(),
             max_body_bytes: 1024,
             max_recipients: 100,
+            allowed_from: Vec::new(),
         };
         let json = serde_json::json!({
             "id": "j", "body": "hello", "subject": "subj", "policy": policy, "type": "headline",

@@ -103,16 +103,35 @@ pub struct JobLimits {
     pub default_from: String,
     pub max_body_bytes: usize,
     pub max_recipients: usize,
+    /// Local parts a job may send from (normalised); empty: any.
+    pub allowed_from: Vec<String>,
 }
 
 impl JobLimits {
     /// The limits of the deployment `config` describes.
     pub fn from_config(config: &Config) -> Result<JobLimits, ConfigError> {
+        let component_domain = config.component_domain()?;
+        let allowed_from = config
+            .broadcast
+            .allowed_from
+            .iter()
+            .map(|local| {
+                sender_jid(local, &component_domain)
+                    .ok()
+                    .and_then(|jid| jid.node().map(|node| node.to_string()))
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "broadcast.allowed_from: {local:?} is not a valid local part"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(JobLimits {
-            component_domain: config.component_domain()?,
+            component_domain,
             default_from: config.broadcast.default_from.clone(),
             max_body_bytes: config.broadcast.max_body_bytes,
             max_recipients: config.broadcast.max_recipients,
+            allowed_from,
         })
     }
 }
@@ -176,6 +195,15 @@ impl RawJob {
         }
         let from_local = self.from.unwrap_or_else(|| limits.default_from.clone());
         let from = sender_jid(&from_local, &limits.component_domain)?;
+        let node = from.node().map(|node| node.as_str()).unwrap_or_default();
+        if !limits.allowed_from.is_empty() && !limits.allowed_from.iter().any(|a| a == node) {
+            return Err(field_error(
+                "from",
+                format!(
+                    "{from_local:?} is not one of the senders allowed by broadcast.allowed_from"
+                ),
+            ));
+        }
         let recipients = recipients(self.to, &limits.component_domain)?;
         Ok(Job {
             id: self.id,
@@ -264,6 +292,7 @@ mod tests {
             default_from: "herald".into(),
             max_body_bytes: 1024,
             max_recipients: 100,
+            allowed_from: Vec::new(),
         }
     }
 
@@ -406,5 +435,29 @@ mod tests {
                 "{from:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_allowed_senders_when_a_list_is_configured() {
+        let limits = JobLimits {
+            allowed_from: vec!["herald".into(), "alerts".into()],
+            ..limits()
+        };
+        let job = |from: serde_json::Value| {
+            let mut value = json!({"id": "x", "to": [], "body": "b"});
+            if !from.is_null() {
+                value["from"] = from;
+            }
+            Job::parse(value.to_string().as_bytes(), &limits)
+        };
+        assert!(job(serde_json::Value::Null).is_ok(), "the default sender");
+        assert!(job(json!("alerts")).is_ok());
+        assert!(job(json!("ALERTS")).is_ok(), "compared after normalisation");
+        let err = job(json!("ceo")).unwrap_err();
+        assert!(
+            matches!(err, JobError::Field { field: "from", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("allowed_from"), "{err}");
     }
 }
