@@ -362,6 +362,22 @@ impl Config {
         self.xmpp.secret.as_ref().unwrap_or(&EMPTY)
     }
 
+    /// A warning when `xmpp.secret_file` can be read by users other than
+    /// its owner (and root). Not an error: some secret stores mount files
+    /// world-readable inside a container where nobody else runs.
+    pub fn secret_file_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.xmpp.secret_file.as_ref()?;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "xmpp.secret_file {} is readable by other users (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            )
+        })
+    }
+
     /// The HTTP endpoint's address; `None` when it is turned off.
     pub fn http_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
         let listen = self.http.listen.trim();
@@ -422,6 +438,21 @@ mod tests {
         let mut config = valid();
         config.broadcast.default_from = "no spaces@allowed".into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let mut config = valid();
+        config.xmpp.secret_file = Some(path.clone());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(config.secret_file_warning(), None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = config.secret_file_warning().unwrap();
+        assert!(warning.contains("mode 644"), "{warning}");
     }
 
     #[test]

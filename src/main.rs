@@ -54,10 +54,16 @@ fn main() -> ExitCode {
     };
     if let Some(Command::CheckConfig) = cli.command {
         println!("{config:#?}");
+        if let Some(warning) = config.secret_file_warning() {
+            println!("warning: {warning}");
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
     init_logging(&config);
+    if let Some(warning) = config.secret_file_warning() {
+        tracing::warn!("{warning}");
+    }
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
