@@ -21,6 +21,8 @@
 //!   routes to it.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
+//! * [`xml`] writes stanzas with Herald's stream encoder and re-parses any
+//!   stream strictly; [`job_check`] holds the properties of any job payload.
 //! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
 //!   producer (`herald send`, the example producers).
 //!
@@ -37,10 +39,12 @@ pub mod ejabberd;
 pub mod events;
 pub mod herald;
 pub mod http;
+pub mod job_check;
 pub mod prosody;
 pub mod server;
 pub mod stack;
 pub mod user;
+pub mod xml;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
