@@ -9,11 +9,15 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use support::amqp::{Amqp, EventTap};
 use support::events::{await_presence, next_report};
 use support::fake_server::FakeServer;
 use support::herald::{Herald, Names};
 use support::http;
+use support::prosody::Prosody;
+use support::server::XmppServer;
+use support::stack::Stack;
 use support::xml::Node;
 
 const HERALD: &str = "herald@broadcast.localhost";
@@ -326,5 +330,52 @@ async fn a_broken_stream_costs_a_reconnect_not_a_crash() {
     assert_eq!(
         http::value(&metrics, "herald_xmpp_connects_total{result=\"ok\"}"),
         3.0
+    );
+}
+
+/// The deep nesting above is no theory: any user can send it through
+/// Prosody, well within its stanza size limit. Herald drops what is too
+/// deep, stays connected and delivers. (Not on ejabberd: the same stanza
+/// from a user brings the whole ejabberd 23.01 node down before it reaches
+/// Herald.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cannot_crash_herald_with_deep_nesting() {
+    let mut stack = Stack::<Prosody>::start(&["alice", "bob"]).await;
+    let mut bob = stack.online("bob").await;
+    // Written as bytes: the test client's own XML library would overflow
+    // its stack on this element just like Herald's did.
+    let (alice, _) = support::c2s::establish(
+        &stack.server.c2s_addr(),
+        stack.server.domain(),
+        "alice",
+        stack.server.password("alice"),
+        "desk",
+    )
+    .await
+    .expect("alice logs in");
+    let mut alice = alice.into_inner();
+    let deep = format!(
+        "<message to='{HERALD}' type='chat'><body>deep</body>{}</message>",
+        nested(10_000)
+    );
+    alice.write_all(deep.as_bytes()).await.unwrap();
+    alice.flush().await.unwrap();
+    stack
+        .herald
+        .wait_log_count("element nested too deep dropped", 1, WAIT);
+
+    let id = format!("after-deep-{}", support::random_hex());
+    stack
+        .publish(json!({"id": id, "to": ["bob@localhost"], "body": "still here"}))
+        .await;
+    let report = next_report(&mut stack.reports, &id).await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let (from, body, _) = bob.next_message(WAIT).await.expect("bob gets the job");
+    assert_eq!((from.as_str(), body.as_str()), (HERALD, "still here"));
+    assert_eq!(
+        stack.metric("herald_xmpp_connects_total{result=\"ok\"}"),
+        1.0,
+        "{}",
+        stack.herald.log_text()
     );
 }
