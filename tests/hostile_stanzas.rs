@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use support::amqp::{Amqp, EventTap};
 use support::events::{await_presence, next_report};
 use support::fake_server::FakeServer;
@@ -19,6 +18,7 @@ use support::prosody::Prosody;
 use support::server::XmppServer;
 use support::stack::Stack;
 use support::xml::Node;
+use tokio::io::AsyncWriteExt;
 
 const HERALD: &str = "herald@broadcast.localhost";
 const COMPONENT: &str = "broadcast.localhost";
