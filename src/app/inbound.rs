@@ -18,10 +18,25 @@ use crate::xmpp::{stanzas, Session};
 impl<H: Handler> Component<H> {
     pub(super) fn on_stanza(&mut self, session: &mut Session, stanza: Stanza) {
         match stanza {
-            Stanza::Presence(presence) => self.on_presence(session, presence),
-            Stanza::Message(message) => self.on_message(session, message),
+            Stanza::Presence(presence) if self.is_local(presence.from.as_ref()) => {
+                self.on_presence(session, presence)
+            }
+            Stanza::Message(message) if self.is_local(message.from.as_ref()) => {
+                self.on_message(session, message)
+            }
             Stanza::Iq(iq) => self.on_iq(session, iq),
+            Stanza::Presence(Presence { from, .. }) | Stanza::Message(Message { from, .. }) => {
+                tracing::debug!(?from, "stanza from outside the server's domain ignored");
+            }
         }
+    }
+
+    /// Only users of the server Herald is attached to may fill its presence
+    /// book and subscribers or send it messages. A sane server routes
+    /// nothing else to a component; a stanza that claims another domain, or
+    /// none, is ignored.
+    fn is_local(&self, from: Option<&Jid>) -> bool {
+        from.is_some_and(|jid| jid.domain() == self.server.domain())
     }
 
     /// A stanza that did not parse. IQ requests still deserve an answer.
@@ -147,6 +162,12 @@ impl<H: Handler> Component<H> {
         let (Some(from), Some(to)) = (from, to) else {
             return;
         };
+        // Answering would send a stanza from outside Herald's domain, which
+        // servers answer by closing the stream.
+        if to.domain() != self.domain.domain() {
+            tracing::debug!(%to, "IQ for another domain ignored");
+            return;
+        }
         let payload = match &iq {
             Iq::Get { payload, .. } | Iq::Set { payload, .. } => payload,
             _ => return,

@@ -7,6 +7,7 @@
 //! delivery: see [`crate::app`] for the barrier that tells what the server
 //! has actually read.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
@@ -15,18 +16,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
-use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::xmlstream::{
-    FallibleStreamElement, ReadError, StreamElementError, Timeouts, XmppStream, XmppStreamElement,
+    initiate_stream, FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts,
+    XmppStream, XmppStreamElement,
 };
 use tokio_xmpp::Stanza;
 use xmpp_parsers::component::Handshake;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
+use super::depth::{Pruned, MAX_DEPTH};
 use crate::metrics::{SessionMetrics, StanzaCounters};
 
-type Io = <TcpServerConnector as ServerConnector>::Stream;
+/// Inbound bytes pass the depth limit before tokio-xmpp parses them.
+type Io = BufStream<Pruned<TcpStream>>;
 
 /// Why connecting failed; callers log it and back off.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +116,17 @@ impl Session {
             read_timeout: endpoint.read_timeout,
             response_timeout: endpoint.read_timeout,
         };
-        let connector = TcpServerConnector::from(DnsConfig::addr(&endpoint.address));
-        let jid = Jid::from(endpoint.domain.clone());
-        let (mut pending, _) = connector
-            .connect(&jid, ns::COMPONENT, timeouts)
+        let socket = DnsConfig::addr(&endpoint.address)
+            .resolve()
+            .await
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let header = StreamHeader {
+            to: Some(Cow::Borrowed(endpoint.domain.as_str())),
+            from: None,
+            id: None,
+        };
+        let io = BufStream::new(Pruned::new(socket, MAX_DEPTH));
+        let mut pending = initiate_stream(io, ns::COMPONENT, header, timeouts)
             .await
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let header = pending.take_header();

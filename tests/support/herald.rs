@@ -29,6 +29,26 @@ impl Names {
     }
 }
 
+/// Where Herald connects: a component listener, the domains and the secret.
+#[derive(Debug, Clone)]
+pub struct XmppTarget {
+    pub port: u16,
+    pub domain: String,
+    pub server_domain: String,
+    pub secret: String,
+}
+
+impl XmppTarget {
+    pub fn of(server: &impl XmppServer) -> XmppTarget {
+        XmppTarget {
+            port: server.component_port(),
+            domain: server.component_domain().into(),
+            server_domain: server.domain().into(),
+            secret: server.component_secret().into(),
+        }
+    }
+}
+
 pub struct Herald {
     child: Option<Child>,
     config: PathBuf,
@@ -54,7 +74,18 @@ impl Herald {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> Herald {
-        let mut herald = Self::launch_with_env(server, names, dir, env);
+        Self::start_at(&XmppTarget::of(server), names, dir, env)
+    }
+
+    /// Like [`Herald::start_with_env`], for any component listener (a
+    /// scripted server, say) rather than a test XMPP server.
+    pub fn start_at(
+        target: &XmppTarget,
+        names: &Names,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Herald {
+        let mut herald = Self::launch_at(target, names, dir, env);
         herald.wait_ready();
         herald
     }
@@ -67,8 +98,12 @@ impl Herald {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> Herald {
+        Self::launch_at(&XmppTarget::of(server), names, dir, env)
+    }
+
+    fn launch_at(target: &XmppTarget, names: &Names, dir: &Path, env: &[(&str, &str)]) -> Herald {
         let config = dir.join("herald.toml");
-        std::fs::write(&config, config_text(server, names, dir)).expect("write herald.toml");
+        std::fs::write(&config, config_text(target, names, dir)).expect("write herald.toml");
         let mut herald = Herald {
             child: None,
             config,
@@ -274,7 +309,7 @@ impl Drop for Herald {
     }
 }
 
-fn config_text(server: &impl XmppServer, names: &Names, dir: &Path) -> String {
+fn config_text(target: &XmppTarget, names: &Names, dir: &Path) -> String {
     format!(
         r#"
 [xmpp]
@@ -304,10 +339,10 @@ path = "{store}"
 [log]
 level = "herald=debug,info"
 "#,
-        port = server.component_port(),
-        domain = server.component_domain(),
-        server = server.domain(),
-        secret = server.component_secret(),
+        port = target.port,
+        domain = target.domain,
+        server = target.server_domain,
+        secret = target.secret,
         url = amqp_url(),
         jobs = names.jobs,
         dead = names.dead,

@@ -21,6 +21,11 @@
 //!   routes to it.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
+//! * [`fake_server::FakeServer`] is a scripted XEP-0114 server: it accepts
+//!   Herald, answers its pings, sends whatever a test scripts and parses all
+//!   Herald writes strictly.
+//! * [`xml`] writes stanzas with Herald's stream encoder and re-parses any
+//!   stream strictly; [`job_check`] holds the properties of any job payload.
 //! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
 //!   producer (`herald send`, the example producers).
 //!
@@ -35,12 +40,15 @@ pub mod c2s;
 pub mod component;
 pub mod ejabberd;
 pub mod events;
+pub mod fake_server;
 pub mod herald;
 pub mod http;
+pub mod job_check;
 pub mod prosody;
 pub mod server;
 pub mod stack;
 pub mod user;
+pub mod xml;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

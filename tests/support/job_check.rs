@@ -1,0 +1,127 @@
+//! The properties every job payload must have, whatever its bytes: parsing
+//! never panics; a refused job says why; an accepted job's report accounts
+//! for every recipient and its messages, written by Herald's stream encoder,
+//! are well-formed XML that carries the body, subject, sender and recipient
+//! unchanged. Shared by the property tests, the corpus test and the fuzz
+//! target; a violated property panics.
+
+use herald::broadcast::job::{MessageKind, Recipient};
+use herald::broadcast::{fan_out, Job, JobError, JobLimits};
+use herald::presence::{PresenceBook, ResourcePresence, Show};
+use tokio_xmpp::Stanza;
+use xmpp_parsers::jid::BareJid;
+
+use super::xml;
+
+/// The deployment the checks assume: Herald on `broadcast.localhost`, the
+/// default body limit, a recipient limit low enough to be crossed cheaply.
+pub fn limits() -> JobLimits {
+    JobLimits {
+        component_domain: BareJid::new("broadcast.localhost").unwrap(),
+        default_from: "herald".into(),
+        max_body_bytes: 64 * 1024,
+        max_recipients: 10_000,
+        allowed_from: Vec::new(),
+    }
+}
+
+/// At most this many recipients of an accepted job are made available, so
+/// a job with thousands of users costs no more to check than one with a few.
+const DELIVERED: usize = 8;
+
+/// What became of a payload.
+#[derive(Debug)]
+pub enum Verdict {
+    Accepted(Job),
+    Rejected(JobError),
+}
+
+/// Parses `payload` and checks every property; panics on a violation.
+pub fn check_payload(payload: &[u8]) -> Verdict {
+    match Job::parse(payload, &limits()) {
+        Ok(job) => {
+            check_accepted(&job);
+            Verdict::Accepted(job)
+        }
+        Err(error) => {
+            let reason = match &error {
+                JobError::Json(reason) => reason,
+                JobError::Field { reason, .. } | JobError::Recipient { reason, .. } => reason,
+            };
+            assert!(
+                !reason.trim().is_empty(),
+                "refusal without a reason: {error:?}"
+            );
+            Verdict::Rejected(error)
+        }
+    }
+}
+
+fn check_accepted(job: &Job) {
+    let users: Vec<&BareJid> = job
+        .recipients
+        .iter()
+        .filter_map(|r| match r {
+            Recipient::User(user) => Some(user),
+            Recipient::Invalid(_) => None,
+        })
+        .take(DELIVERED)
+        .collect();
+    let mut book = PresenceBook::new();
+    for user in &users {
+        let resource = user.with_resource_str("fuzz").unwrap();
+        book.set_available(
+            &resource,
+            ResourcePresence {
+                show: Show::Online,
+                priority: 0,
+                status: None,
+            },
+        );
+    }
+    let fanout = fan_out(job, &book);
+    assert!(fanout.report.is_complete(), "{:?}", fanout.report);
+    assert_eq!(fanout.report.recipients, job.recipients.len());
+    assert_eq!(fanout.messages.len(), users.len());
+
+    let stanzas: Vec<Stanza> = fanout.messages.into_iter().map(Stanza::from).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let written = runtime
+        .block_on(xml::serialize(&stanzas))
+        .unwrap_or_else(|e| panic!("job {:?}: {e}", job.id));
+    let parsed = xml::parse_stream(&written).unwrap_or_else(|e| {
+        panic!(
+            "job {:?} written as malformed XML: {e}\n{}",
+            job.id,
+            String::from_utf8_lossy(&written)
+        )
+    });
+    assert_eq!(parsed.len(), users.len());
+    let from = job.from.to_string();
+    for (message, user) in parsed.iter().zip(&users) {
+        assert!(
+            message.is("message", xmpp_parsers::ns::COMPONENT),
+            "{message:?}"
+        );
+        assert_eq!(message.attr("to"), Some(user.to_string().as_str()));
+        assert_eq!(message.attr("from"), Some(from.as_str()));
+        let type_ = message.attr("type");
+        match job.kind {
+            MessageKind::Chat => assert_eq!(type_, Some("chat")),
+            MessageKind::Headline => assert_eq!(type_, Some("headline")),
+            MessageKind::Normal => assert!(matches!(type_, None | Some("normal")), "{type_:?}"),
+        }
+        let body = message.child("body").map(|b| b.text.as_str());
+        assert_eq!(body, Some(job.body.as_str()), "body of job {:?}", job.id);
+        let subject = message.child("subject").map(|s| s.text.as_str());
+        assert_eq!(
+            subject,
+            job.subject.as_deref(),
+            "subject of job {:?}",
+            job.id
+        );
+    }
+}
