@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::events::next_report;
+use support::fake_server::FakeServer;
 use support::herald::{Herald, Names};
 use support::http;
 use support::prosody::Prosody;
@@ -114,4 +115,33 @@ async fn a_second_herald_on_the_same_domain_is_refused_and_the_first_keeps_deliv
         "the first Herald was never disturbed"
     );
     assert!(stack.server.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_breaks_every_stream_after_the_handshake_is_not_hammered() {
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut herald = Herald::launch_at(&server.target(), &Names::unique(), dir.path(), &[]);
+    // Every stream is broken as soon as it is up, before presence settles.
+    let deadline = tokio::time::Instant::now() + WATCH;
+    let mut broken = 0;
+    while tokio::time::Instant::now() < deadline {
+        if server.connections() > broken {
+            broken = server.connections();
+            server.send("<unknown xmlns='urn:example:unknown'/>");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(herald.is_running(), "{}", herald.log_text());
+    // Backoff from 250 ms doubling to the tests' 2 s cap: a handful of
+    // streams in WATCH, where an immediate reconnect would make hundreds.
+    assert!(
+        (2..=8).contains(&server.connections()),
+        "{} streams:\n{}",
+        server.connections(),
+        herald.log_text()
+    );
+    assert!(herald
+        .log_text()
+        .contains("XMPP stream lost before presence was rebuilt"));
 }

@@ -135,7 +135,6 @@ pub async fn run_with<H: Handler>(
         tracing::info!(domain = %endpoint.domain, server = %endpoint.address, "XMPP component connected");
         metrics.xmpp.up();
         metrics.update_ready();
-        backoff.reset();
         let ended = component.serve(&mut session, &mut shutdown).await;
         metrics.xmpp.down();
         match ended {
@@ -145,8 +144,21 @@ pub async fn run_with<H: Handler>(
                 break;
             }
             Ended::Lost(reason) => {
-                tracing::warn!(%reason, "XMPP stream lost; reconnecting");
                 component.on_disconnected();
+                // A server that breaks every stream soon after the handshake
+                // must not get a reconnect loop: only a session that got as
+                // far as taking jobs earns an immediate reconnect.
+                if component.taking_jobs_since_connect {
+                    backoff.reset();
+                    tracing::warn!(%reason, "XMPP stream lost; reconnecting");
+                    continue;
+                }
+                let pause = backoff.next();
+                tracing::warn!(%reason, retry_in = ?pause, "XMPP stream lost before presence was rebuilt; reconnecting");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = sleep(pause) => {}
+                }
             }
         }
     }
@@ -210,6 +222,8 @@ struct Component<H> {
     barriers: Barriers<Work>,
     /// Presence is rebuilt after (re)connecting; jobs wait until then.
     taking_jobs: bool,
+    /// The current (or last) session got as far as taking jobs.
+    taking_jobs_since_connect: bool,
     settle_at: Option<Instant>,
     settle_delay: Duration,
     keepalive: Duration,
@@ -239,6 +253,7 @@ impl<H: Handler> Component<H> {
             metrics,
             barriers: Barriers::new("herald-barrier"),
             taking_jobs: false,
+            taking_jobs_since_connect: false,
             settle_at: None,
             settle_delay: Duration::from_millis(config.xmpp.probe_settle_ms),
             keepalive: config.keepalive(),
@@ -290,6 +305,7 @@ impl<H: Handler> Component<H> {
     fn on_connected(&mut self, session: &mut Session) {
         self.forget_presence();
         self.taking_jobs = false;
+        self.taking_jobs_since_connect = false;
         self.settle_at = None;
         for subscription in &self.subscriptions {
             session.enqueue(stanzas::presence(
@@ -305,6 +321,7 @@ impl<H: Handler> Component<H> {
     fn on_settled(&mut self) {
         self.settle_at = None;
         self.taking_jobs = true;
+        self.taking_jobs_since_connect = true;
         self.metrics.presence_ready.set(1);
         self.metrics.update_ready();
         tracing::info!(

@@ -101,7 +101,14 @@ impl Herald {
         Self::launch_at(&XmppTarget::of(server), names, dir, env)
     }
 
-    fn launch_at(target: &XmppTarget, names: &Names, dir: &Path, env: &[(&str, &str)]) -> Herald {
+    /// Like [`Herald::start_at`] but returns at once, without waiting for
+    /// Herald to take jobs.
+    pub fn launch_at(
+        target: &XmppTarget,
+        names: &Names,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Herald {
         let config = dir.join("herald.toml");
         std::fs::write(&config, config_text(target, names, dir)).expect("write herald.toml");
         let mut herald = Herald {
