@@ -87,6 +87,12 @@ pub struct XmppConfig {
     pub probe_settle_ms: u64,
     /// Stanzas waiting to be written above which Herald stops taking jobs.
     pub outbound_high_water: usize,
+    /// Events (`message.received`, `presence.changed`) one user can cause
+    /// per second on average; more are dropped (the presence book is always
+    /// updated).
+    pub user_events_per_sec: u32,
+    /// Events one user can cause at once, above the average rate.
+    pub user_events_burst: u32,
     /// Name shown in service discovery.
     pub name: String,
 }
@@ -170,6 +176,8 @@ impl Default for XmppConfig {
             max_backoff_secs: 30,
             probe_settle_ms: 500,
             outbound_high_water: 20_000,
+            user_events_per_sec: 10,
+            user_events_burst: 50,
             name: "Herald broadcast".into(),
         }
     }

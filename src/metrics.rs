@@ -36,6 +36,13 @@ pub struct SessionMetrics {
     pub unserializable: IntCounter,
 }
 
+/// What users' stanzas were not turned into events, by kind.
+#[derive(Clone)]
+pub struct LimitedCounters {
+    pub message: IntCounter,
+    pub presence: IntCounter,
+}
+
 /// Outcomes of jobs, as counted in `herald_jobs_total`.
 #[derive(Clone)]
 pub struct JobCounters {
@@ -111,6 +118,7 @@ pub struct Metrics {
     pub session: SessionMetrics,
     pub jobs: JobCounters,
     pub recipients: RecipientCounters,
+    pub limited: LimitedCounters,
     pub job_duration: Histogram,
     pub server_roundtrip: Histogram,
     pub online_users: IntGauge,
@@ -153,6 +161,11 @@ impl Metrics {
             "Recipients of jobs by outcome",
             "outcome",
         );
+        let limited = counter_vec(
+            "herald_user_stanzas_limited_total",
+            "Users' messages and presence changes over the per-user rate, not turned into events",
+            "kind",
+        );
         let events = counter_vec(
             "herald_events_published_total",
             "Reports, events and dead letters published to the broker, by result",
@@ -175,6 +188,10 @@ impl Metrics {
                 dead_lettered: jobs.with_label_values(&["dead_lettered"]),
                 requeued: jobs.with_label_values(&["requeued"]),
                 duplicate: jobs.with_label_values(&["duplicate"]),
+            },
+            limited: LimitedCounters {
+                message: limited.with_label_values(&["message"]),
+                presence: limited.with_label_values(&["presence"]),
             },
             recipients: RecipientCounters {
                 sent: recipients.with_label_values(&["sent"]),

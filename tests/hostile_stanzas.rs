@@ -379,3 +379,48 @@ async fn a_user_cannot_crash_herald_with_deep_nesting() {
         stack.herald.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_flooding_the_component_is_limited_and_others_still_get_through() {
+    const FLOOD: usize = 2000;
+    let server = FakeServer::start().await;
+    let names = Names::unique();
+    let dir = tempfile::tempdir().unwrap();
+    let limits = [
+        ("HERALD_XMPP__USER_EVENTS_PER_SEC", "10"),
+        ("HERALD_XMPP__USER_EVENTS_BURST", "20"),
+    ];
+    let herald = Herald::start_at(&server.target(), &names, dir.path(), &limits);
+    let mut events = EventTap::bind(&names.events, "message.received").await;
+    let started = std::time::Instant::now();
+    let flood: String = (0..FLOOD)
+        .map(|i| {
+            format!("<message from='flood@localhost/r' to='{HERALD}' type='chat'><body>spam {i}</body></message>")
+        })
+        .collect();
+    server.send(flood);
+    server.send(format!(
+        "<message from='calm@localhost/r' to='{HERALD}' type='chat'><body>hello</body></message>"
+    ));
+
+    let (mut flooded, mut calm) = (0, false);
+    while let Some((_, event)) = events.next(Duration::from_secs(2)).await {
+        match event["from"].as_str() {
+            Some("flood@localhost/r") => flooded += 1,
+            Some("calm@localhost/r") => calm = true,
+            other => panic!("unexpected sender {other:?}"),
+        }
+    }
+    assert!(calm, "another user's message must get through the flood");
+    // The burst, then 10 per second for as long as the flood could last.
+    let allowed = 20 + 10 * (started.elapsed().as_secs() as usize + 1);
+    assert!(
+        (20..=allowed).contains(&flooded),
+        "{flooded} events from the flooder, at most {allowed} allowed"
+    );
+    let limited = http::value(
+        &herald.metrics(),
+        r#"herald_user_stanzas_limited_total{kind="message"}"#,
+    );
+    assert_eq!(limited as usize, FLOOD - flooded);
+}

@@ -1,6 +1,7 @@
 //! Stanzas from the server: presence into the book and subscriptions,
 //! IQs answered (disco#info, ping, errors), messages to the handler.
 
+use tokio::time::Instant;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -122,6 +123,10 @@ impl<H: Handler> Component<H> {
             self.update_presence_gauges();
         }
         for change in changes {
+            if !self.limiter.allow(&user, Instant::now()) {
+                self.metrics.limited.presence.inc();
+                continue;
+            }
             self.with_handler(session, |handler, ctx| handler.on_presence(ctx, &change));
         }
     }
@@ -142,6 +147,13 @@ impl<H: Handler> Component<H> {
         if message.type_ == MessageType::Error {
             tracing::debug!(from = ?message.from, "message bounced");
             return;
+        }
+        let sender = message.from.as_ref().map(|from| from.to_bare());
+        if let Some(sender) = sender {
+            if !self.limiter.allow(&sender, Instant::now()) {
+                self.metrics.limited.message.inc();
+                return;
+            }
         }
         self.with_handler(session, |handler, ctx| handler.on_message(ctx, &message));
     }

@@ -6,6 +6,7 @@
 mod barrier;
 mod inbound;
 mod ledger;
+mod limiter;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -30,6 +31,7 @@ use crate::xmpp::{stanzas, Closed, Endpoint, Inbound, Session};
 use barrier::Barriers;
 pub use ledger::Earlier;
 pub(crate) use ledger::Ledger;
+use limiter::SenderLimiter;
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +218,7 @@ struct Component<H> {
     presence: PresenceBook,
     subscriptions: HashSet<Subscription>,
     jobs: Ledger,
+    limiter: SenderLimiter,
     store: mpsc::UnboundedSender<Write>,
     link: Link,
     metrics: Metrics,
@@ -248,6 +251,10 @@ impl<H: Handler> Component<H> {
             presence: PresenceBook::new(),
             subscriptions: subscriptions.into_iter().collect(),
             jobs: Ledger::new(config.store.remember_jobs),
+            limiter: SenderLimiter::new(
+                config.xmpp.user_events_per_sec,
+                config.xmpp.user_events_burst,
+            ),
             store,
             link,
             metrics,
@@ -293,7 +300,10 @@ impl<H: Handler> Component<H> {
                 }) => self.on_invalid(session, &kind, from, id, type_, &error),
                 Input::Xmpp(Inbound::Closed(reason)) => return Ended::Lost(reason),
                 Input::Job(job) => self.on_job(session, job),
-                Input::Keepalive => self.send_due_barrier(session, true),
+                Input::Keepalive => {
+                    self.send_due_barrier(session, true);
+                    self.limiter.sweep(Instant::now());
+                }
                 Input::Settled => self.on_settled(),
             }
             self.metrics.add_busy(busy_since.elapsed());
