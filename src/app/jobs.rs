@@ -1,0 +1,269 @@
+//! Jobs from taking to acknowledging: fan-out through the handler, the
+//! barriers that tell what the server has read, checkpoints inside long
+//! jobs, remembering completed jobs, and publishing reports once the store
+//! has committed them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::Component;
+use crate::amqp::{Job, Publisher, Taken};
+use crate::handler::{Context, Effects, Event, Handler, JobOutcome, Tally};
+use crate::store::{self, CompletedJob, Write};
+use crate::xmpp::{stanzas, Session};
+
+/// What waits for the server to read the stanzas before it.
+pub(super) enum Work {
+    /// A point inside a job: its progress is saved once read.
+    Checkpoint {
+        key: String,
+        token: Vec<u8>,
+    },
+    Job(PendingJob),
+}
+
+/// A job whose stanzas are written but not yet known to be read.
+pub(super) struct PendingJob {
+    pub(super) taken: Taken,
+    pub(super) key: Option<String>,
+    report: Option<Event>,
+    /// When it was published (its AMQP timestamp) or else taken.
+    since: SystemTime,
+}
+
+impl<H: Handler> Component<H> {
+    pub(super) fn on_barrier_answered(&mut self, id: &str) -> bool {
+        let Some(released) = self.barriers.answered(id, Instant::now()) else {
+            return false;
+        };
+        self.metrics
+            .server_roundtrip
+            .observe(released.roundtrip.as_secs_f64());
+        let now = SystemTime::now();
+        let mut reports = Vec::new();
+        for work in released.work {
+            let job = match work {
+                Work::Checkpoint { key, token } => {
+                    self.record_progress(key, token);
+                    continue;
+                }
+                Work::Job(job) => job,
+            };
+            if !self.link.is_current(&job.taken) {
+                // Its AMQP connection is gone and the broker has requeued
+                // it: the redelivery reports it, not this one.
+                self.metrics.jobs.requeued.inc();
+                if let Some(key) = &job.key {
+                    self.jobs.abandon(key);
+                }
+                continue;
+            }
+            self.metrics.jobs.delivered.inc();
+            let duration = now.duration_since(job.since).unwrap_or_default();
+            self.metrics.job_duration.observe(duration.as_secs_f64());
+            if let (Some(key), Some(report)) = (&job.key, &job.report) {
+                self.record_completion(key, report);
+            }
+            reports.push((job.key, job.report, job.taken));
+        }
+        if !reports.is_empty() {
+            self.publish_when_stored(reports);
+        }
+        if released.presence_settled {
+            self.settle_at = Some(Instant::now() + self.settle_delay);
+        }
+        true
+    }
+
+    pub(super) fn on_job(&mut self, session: &mut Session, job: Job) {
+        let mut effects = Effects::default();
+        let outcome = {
+            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects)
+                .for_redelivery(job.delivery.redelivered);
+            self.handler.on_job(&mut ctx, &job.delivery.data)
+        };
+        match outcome {
+            JobOutcome::DeadLetter { reason } => {
+                tracing::warn!(%reason, "job dead-lettered");
+                self.metrics.jobs.dead_lettered.inc();
+                self.link.publisher().dead_letter(job, &reason);
+            }
+            JobOutcome::Duplicate { report, key } => {
+                self.metrics.jobs.duplicate.inc();
+                self.jobs.reporting(&key);
+                self.publish_reports(vec![(Some(key), report, job.taken)]);
+            }
+            JobOutcome::Done { report, tally, key } => {
+                self.count_recipients(tally);
+                self.apply_job(session, effects, key.as_deref());
+                if let (Some(key), Some(report)) = (&key, &report) {
+                    self.jobs.start(key.clone(), report.clone());
+                }
+                let since = published_at(&job).unwrap_or_else(SystemTime::now);
+                self.barriers.push(Work::Job(PendingJob {
+                    taken: job.taken,
+                    key,
+                    report,
+                    since,
+                }));
+            }
+        }
+    }
+
+    fn count_recipients(&self, tally: Tally) {
+        let counters = &self.metrics.recipients;
+        counters.sent.inc_by(tally.sent);
+        counters.offline.inc_by(tally.offline);
+        counters.unavailable.inc_by(tally.unavailable);
+        counters.invalid.inc_by(tally.invalid);
+    }
+
+    /// A job's stanzas, with a barrier after each checkpoint so that its
+    /// progress is saved as the server reads it.
+    fn apply_job(&mut self, session: &mut Session, effects: Effects, key: Option<&str>) {
+        let Effects {
+            stanzas,
+            events,
+            checkpoints,
+        } = effects;
+        let mut checkpoints = checkpoints.into_iter().peekable();
+        let total = stanzas.len();
+        for (sent, stanza) in stanzas.into_iter().enumerate() {
+            self.pass_checkpoints(session, &mut checkpoints, key, sent);
+            session.enqueue(stanza);
+        }
+        self.pass_checkpoints(session, &mut checkpoints, key, total);
+        self.publish_events(events);
+    }
+
+    fn pass_checkpoints(
+        &mut self,
+        session: &mut Session,
+        checkpoints: &mut std::iter::Peekable<std::vec::IntoIter<(usize, Vec<u8>)>>,
+        key: Option<&str>,
+        sent: usize,
+    ) {
+        while let Some((_, token)) = checkpoints.next_if(|(at, _)| *at <= sent) {
+            if let Some(key) = key {
+                self.barriers.push(Work::Checkpoint {
+                    key: key.to_string(),
+                    token,
+                });
+                let id = self.barriers.ping_now(Instant::now());
+                session.enqueue(stanzas::ping(&self.domain, &self.server, id));
+            }
+        }
+    }
+
+    fn record_progress(&mut self, key: String, token: Vec<u8>) {
+        self.jobs.advance(key.clone(), token.clone());
+        let _ = self
+            .store
+            .send(Write::Change(store::Change::JobProgress { key, token }));
+    }
+
+    /// Checkpoints of jobs that an earlier run did not complete.
+    pub(super) fn restore_progress(&mut self, progress: Vec<(String, Vec<u8>)>) {
+        for (key, token) in progress {
+            self.jobs.advance(key, token);
+        }
+    }
+
+    /// Jobs completed in earlier runs, oldest first, so duplicates are caught.
+    pub(super) fn restore_completed(&mut self, completed: Vec<CompletedJob>) {
+        for job in completed {
+            let report = Event {
+                routing_key: crate::broadcast::REPORT_KEY.to_string(),
+                payload: job.report,
+            };
+            for key in self.jobs.restore(job.key, job.seq, report, job.reported) {
+                let _ = self
+                    .store
+                    .send(Write::Change(store::Change::JobForgotten(key)));
+            }
+        }
+        self.metrics
+            .remembered_jobs
+            .set(self.jobs.completed_len() as i64);
+    }
+
+    fn record_completion(&mut self, key: &str, report: &Event) {
+        let completion = self.jobs.complete(key, report.clone());
+        let _ = self
+            .store
+            .send(Write::Change(store::Change::JobDone(CompletedJob {
+                key: key.to_string(),
+                seq: completion.seq,
+                reported: false,
+                report: report.payload.clone(),
+            })));
+        for forgotten in completion.forgotten {
+            let _ = self
+                .store
+                .send(Write::Change(store::Change::JobForgotten(forgotten)));
+        }
+        self.metrics
+            .remembered_jobs
+            .set(self.jobs.completed_len() as i64);
+    }
+
+    /// Publishes the reports (then acknowledges the jobs) once the store has
+    /// committed their completion: a job acknowledged is a job remembered,
+    /// so its redelivery or republication is a duplicate, never a resend.
+    fn publish_when_stored(&self, reports: Vec<Report>) {
+        let (synced, committed) = oneshot::channel();
+        let _ = self.store.send(Write::Sync(synced));
+        let publisher = self.link.publisher().clone();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            // An error means the writer is gone (shutdown): publish anyway.
+            let _ = committed.await;
+            publish(&publisher, &store, reports).await;
+        });
+    }
+
+    fn publish_reports(&self, reports: Vec<Report>) {
+        let publisher = self.link.publisher().clone();
+        let store = self.store.clone();
+        tokio::spawn(async move { publish(&publisher, &store, reports).await });
+    }
+}
+
+/// A job's key, its report, and what acknowledges it.
+type Report = (Option<String>, Option<Event>, Taken);
+
+/// Publishes each report and acknowledges its job once the broker confirmed
+/// it, then records in the store that the report went out: a job stored as
+/// completed but not reported still owes its report after a crash.
+async fn publish(
+    publisher: &Publisher,
+    store: &mpsc::UnboundedSender<Write>,
+    reports: Vec<Report>,
+) {
+    let mut confirmations = Vec::new();
+    for (key, report, taken) in reports {
+        match report {
+            Some(report) => {
+                let (confirmed, confirmation) = oneshot::channel();
+                publisher.report(&report.routing_key, report.payload, taken, confirmed);
+                confirmations.extend(key.map(|key| (key, confirmation)));
+            }
+            None => taken.ack(),
+        }
+    }
+    for (key, confirmation) in confirmations {
+        if confirmation.await.is_ok() {
+            let _ = store.send(Write::Change(store::Change::JobReported(key)));
+        }
+    }
+}
+
+/// The job's AMQP `timestamp` (seconds since the epoch), if its publisher set one.
+fn published_at(job: &Job) -> Option<SystemTime> {
+    let seconds = (*job.delivery.properties.timestamp())?;
+    let at = UNIX_EPOCH + Duration::from_secs(seconds);
+    // A publisher's clock ahead of ours would give negative durations.
+    (at <= SystemTime::now()).then_some(at)
+}
