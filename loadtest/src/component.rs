@@ -68,12 +68,13 @@ pub struct Component {
 
 impl Component {
     /// Starts Herald with a config for `server` and `names` (info logging,
-    /// presence events off, HTTP on a free port) and waits until it takes
-    /// jobs.
+    /// presence events off, HTTP on a free port, Herald's default prefetch
+    /// unless `prefetch` says otherwise) and waits until it takes jobs.
     pub async fn start_herald(
         bin: &Path,
         server: &dyn XmppServer,
         names: &AmqpNames,
+        prefetch: Option<u32>,
     ) -> Result<Component, String> {
         let dir = temp_dir()?;
         let config = dir.path().join("herald.toml");
@@ -91,6 +92,7 @@ jobs_queue = "{jobs}"
 dead_letter_queue = "{dead}"
 events_exchange = "{events}"
 presence_events = false
+{prefetch}
 
 [http]
 listen = "127.0.0.1:0"
@@ -110,6 +112,9 @@ level = "info"
             dead = names.dead,
             events = names.events,
             store = dir.path().join("herald.redb").display(),
+            prefetch = prefetch
+                .map(|n| format!("prefetch = {n}"))
+                .unwrap_or_default(),
         );
         std::fs::write(&config, text).map_err(|e| format!("write {}: {e}", config.display()))?;
         let mut command = Command::new(bin);

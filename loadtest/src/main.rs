@@ -90,6 +90,10 @@ struct RunArgs {
     /// The herald binary [default: `herald` next to this binary].
     #[arg(long)]
     herald_bin: Option<PathBuf>,
+    /// Herald's `amqp.prefetch` (unacknowledged jobs in flight) [default:
+    /// Herald's own default].
+    #[arg(long)]
+    herald_prefetch: Option<u32>,
     /// The Node.js baseline's directory.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/baseline-node"))]
     baseline_dir: PathBuf,
@@ -148,6 +152,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
     let settings = Settings {
         amqp_url: args.amqp_url.clone(),
         herald_bin: args.herald_bin.clone(),
+        herald_prefetch: args.herald_prefetch,
         baseline_dir: args.baseline_dir.clone(),
         baseline_prefetch: args.baseline_prefetch,
         baseline_settle: Duration::from_secs_f64(args.baseline_settle_secs),

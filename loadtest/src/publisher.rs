@@ -46,13 +46,14 @@ pub fn job_json(seq: u64, to: Vec<&str>) -> Vec<u8> {
 
 /// Publishes the plan to `queue` (declared durable without arguments, as
 /// the job contract says) and waits for every confirm. Returns each job's
-/// publish time in nanoseconds since `epoch`, indexed by sequence number.
+/// publish time in nanoseconds since `epoch`, indexed by sequence number,
+/// and when the last confirm arrived.
 pub async fn publish(
     url: &str,
     queue: &str,
     plan: &Plan<'_>,
     epoch: Instant,
-) -> Result<Vec<u64>, String> {
+) -> Result<(Vec<u64>, u64), String> {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .map_err(|e| format!("connect to RabbitMQ at {url}: {e}"))?;
@@ -110,8 +111,9 @@ pub async fn publish(
     for confirm in pending {
         await_confirm(confirm).await?;
     }
+    let confirmed = epoch.elapsed().as_nanos() as u64;
     let _ = connection.close(200, "done".into()).await;
-    Ok(published)
+    Ok((published, confirmed))
 }
 
 async fn await_confirm(confirm: lapin::PublisherConfirm) -> Result<(), String> {

@@ -32,6 +32,8 @@ pub struct RunResult {
     pub elapsed_s: f64,
     /// delivered / elapsed_s.
     pub throughput_msg_s: f64,
+    /// First publish to the broker's last confirm: how fast jobs went in.
+    pub publish_s: f64,
     /// Publish-to-receipt latency percentiles.
     pub latency_ms: Option<Latency>,
     /// CPU used by the component during the measured window.
@@ -259,6 +261,7 @@ mod tests {
             accuracy,
             elapsed_s: 1.0,
             throughput_msg_s: throughput,
+            publish_s: 0.5,
             latency_ms: Some(Latency {
                 p50: 1.0,
                 p95: 2.0,

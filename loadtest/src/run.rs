@@ -35,6 +35,8 @@ pub struct RunSpec {
 pub struct Settings {
     pub amqp_url: String,
     pub herald_bin: Option<PathBuf>,
+    /// Herald's `amqp.prefetch`; `None` keeps Herald's default.
+    pub herald_prefetch: Option<u32>,
     pub baseline_dir: PathBuf,
     pub baseline_prefetch: u32,
     /// Wait after the swarm's logins before publishing to the baseline,
@@ -69,6 +71,7 @@ pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
         accuracy: 0.0,
         elapsed_s: 0.0,
         throughput_msg_s: 0.0,
+        publish_s: 0.0,
         latency_ms: None,
         component_cpu_s: None,
         component_peak_rss_mib: None,
@@ -148,7 +151,7 @@ async fn measure(
         let component = match spec.component {
             ComponentKind::Herald => {
                 let bin = crate::component::herald_bin(settings.herald_bin.clone())?;
-                Component::start_herald(&bin, api, &names).await?
+                Component::start_herald(&bin, api, &names, settings.herald_prefetch).await?
             }
             ComponentKind::Baseline => {
                 Component::start_baseline(
@@ -278,7 +281,9 @@ impl Run<'_> {
             users: &user_jids,
             rate: settings.rate,
         };
-        let published = publisher::publish(&names.url, &names.jobs, &plan, epoch).await?;
+        let (published, confirmed) =
+            publisher::publish(&names.url, &names.jobs, &plan, epoch).await?;
+        result.publish_s = confirmed.saturating_sub(published[0]) as f64 / 1e9;
         wait_for_receipts(&swarm, result.expected, settings).await;
 
         result.component_cpu_s = component_cpu.used();
