@@ -218,6 +218,16 @@ level = "info"
             .cloned()
     }
 
+    fn find_last_log(&self, needle: &str) -> Option<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
     async fn wait_log(&self, needle: &str) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         while self.find_log(needle).is_none() {
@@ -233,35 +243,54 @@ level = "info"
         Ok(())
     }
 
-    /// Herald only: waits until its /metrics count at least `resources`
-    /// online resources, i.e. it has seen every swarm user's presence.
+    /// Waits until the component has seen at least `resources` online
+    /// resources, i.e. every swarm user's presence: Herald's
+    /// `herald_online_resources` on /metrics; the baseline's latest
+    /// `baseline presence users=N resources=M` line (printed at most once a
+    /// second when its presence book changed).
     pub async fn wait_online_resources(
         &self,
         resources: usize,
         timeout: Duration,
     ) -> Result<(), String> {
-        let line = self
-            .find_log("serving /metrics")
-            .ok_or("Herald logged no metrics address")?;
-        let addr = line
-            .split("address=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .ok_or_else(|| format!("no address in {line:?}"))?
-            .to_string();
+        let metrics_addr = match self.kind {
+            ComponentKind::Herald => Some(self.metrics_addr()?),
+            ComponentKind::Baseline => None,
+        };
         let deadline = Instant::now() + timeout;
         let mut seen = 0;
         while Instant::now() < deadline {
-            let metrics = http_get(&addr, "/metrics").await?;
-            seen = metric_value(&metrics, "herald_online_resources").unwrap_or(0.0) as usize;
+            seen = match &metrics_addr {
+                Some(addr) => {
+                    let metrics = http_get(addr, "/metrics").await?;
+                    metric_value(&metrics, "herald_online_resources").unwrap_or(0.0) as usize
+                }
+                None => self
+                    .find_last_log("baseline presence ")
+                    .and_then(|line| resources_in_presence_line(&line))
+                    .unwrap_or(0),
+            };
             if seen >= resources {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(format!(
-            "Herald saw {seen} of {resources} online resources after {timeout:?}"
+            "{} saw {seen} of {resources} online resources after {timeout:?}",
+            self.kind.name()
         ))
+    }
+
+    /// Herald's HTTP address, from its "serving /metrics" log line.
+    fn metrics_addr(&self) -> Result<String, String> {
+        let line = self
+            .find_log("serving /metrics")
+            .ok_or("Herald logged no metrics address")?;
+        line.split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no address in {line:?}"))
     }
 
     /// SIGTERM by pid, then SIGKILL after a grace period.
@@ -341,6 +370,16 @@ async fn http_get(addr: &str, path: &str) -> Result<String, String> {
         .unwrap_or_default())
 }
 
+/// M in the baseline's `baseline presence users=N resources=M` line.
+fn resources_in_presence_line(line: &str) -> Option<usize> {
+    line.split("resources=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The value of an unlabelled series in the Prometheus text format.
 fn metric_value(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
@@ -362,5 +401,12 @@ mod tests {
                     # TYPE herald_online_resources gauge\nherald_online_resources 10000\n";
         assert_eq!(metric_value(text, "herald_online_resources"), Some(10000.0));
         assert_eq!(metric_value(text, "herald_online_users"), None);
+    }
+
+    #[test]
+    fn reads_the_baseline_presence_count() {
+        let line = "baseline presence users=9998 resources=10000";
+        assert_eq!(resources_in_presence_line(line), Some(10_000));
+        assert_eq!(resources_in_presence_line("baseline ready domain=x"), None);
     }
 }

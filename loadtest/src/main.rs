@@ -100,9 +100,6 @@ struct RunArgs {
     /// The baseline's AMQP prefetch (the paper's component used 100).
     #[arg(long, default_value_t = 100)]
     baseline_prefetch: u32,
-    /// Seconds to wait after the logins before publishing to the baseline.
-    #[arg(long, default_value_t = 3.0)]
-    baseline_settle_secs: f64,
     /// Seconds of churn before the first job.
     #[arg(long, default_value_t = 3.0)]
     churn_warmup_secs: f64,
@@ -155,7 +152,6 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
         herald_prefetch: args.herald_prefetch,
         baseline_dir: args.baseline_dir.clone(),
         baseline_prefetch: args.baseline_prefetch,
-        baseline_settle: Duration::from_secs_f64(args.baseline_settle_secs),
         rate: args.rate,
         logins_in_flight: args.logins_in_flight,
         churn_warmup: Duration::from_secs_f64(args.churn_warmup_secs),

@@ -39,9 +39,6 @@ pub struct Settings {
     pub herald_prefetch: Option<u32>,
     pub baseline_dir: PathBuf,
     pub baseline_prefetch: u32,
-    /// Wait after the swarm's logins before publishing to the baseline,
-    /// which has no presence count to poll.
-    pub baseline_settle: Duration,
     /// Jobs per second; `None` for full speed.
     pub rate: Option<f64>,
     pub logins_in_flight: usize,
@@ -241,14 +238,9 @@ impl Run<'_> {
             spec.users,
             login_start.elapsed().as_secs_f64()
         );
-        match component.kind() {
-            ComponentKind::Herald => {
-                component
-                    .wait_online_resources(spec.users, Duration::from_secs(120))
-                    .await?
-            }
-            ComponentKind::Baseline => tokio::time::sleep(settings.baseline_settle).await,
-        }
+        component
+            .wait_online_resources(spec.users, Duration::from_secs(120))
+            .await?;
 
         let churn = (!churners.is_empty()).then(|| {
             let until = tokio::time::Instant::now() + settings.churn_warmup + settings.timeout;
