@@ -78,6 +78,9 @@ struct RunArgs {
     /// Jobs per second [default: as fast as the broker confirms].
     #[arg(long)]
     rate: Option<f64>,
+    /// AMQP channels publishing at once (jobs are spread over them).
+    #[arg(long, default_value_t = 4)]
+    publish_channels: usize,
     /// Logins in flight at once (swarm and churn).
     #[arg(long, default_value_t = 200)]
     logins_in_flight: usize,
@@ -153,6 +156,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
         baseline_dir: args.baseline_dir.clone(),
         baseline_prefetch: args.baseline_prefetch,
         rate: args.rate,
+        publish_channels: args.publish_channels,
         logins_in_flight: args.logins_in_flight,
         churn_warmup: Duration::from_secs_f64(args.churn_warmup_secs),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout_secs),

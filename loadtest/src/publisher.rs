@@ -3,6 +3,7 @@
 //! rate. Each job's publish time is recorded for latency.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -45,27 +46,45 @@ pub fn job_json(seq: u64, to: Vec<&str>) -> Vec<u8> {
 }
 
 /// Publishes the plan to `queue` (declared durable without arguments, as
-/// the job contract says) and waits for every confirm. Returns each job's
-/// publish time in nanoseconds since `epoch`, indexed by sequence number,
-/// and when the last confirm arrived.
+/// the job contract says) over `channels` channels at once (job `seq` on
+/// channel `seq % channels`), and waits for every confirm. The job bodies
+/// are built before the first publish. Returns each job's publish time in
+/// nanoseconds since `epoch`, indexed by sequence number, and when the last
+/// confirm arrived.
 pub async fn publish(
     url: &str,
     queue: &str,
     plan: &Plan<'_>,
+    channels: usize,
     epoch: Instant,
 ) -> Result<(Vec<u64>, u64), String> {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .map_err(|e| format!("connect to RabbitMQ at {url}: {e}"))?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| format!("AMQP channel: {e}"))?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| format!("confirm_select: {e}"))?;
-    channel
+    let payloads: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..plan.jobs)
+            .map(|seq| {
+                let to = recipients(seq, plan.recipients_per_job, plan.users.len())
+                    .map(|i| plan.users[i].as_str())
+                    .collect();
+                job_json(seq, to)
+            })
+            .collect(),
+    );
+    let channels = channels.max(1);
+    let mut opened = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| format!("AMQP channel: {e}"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| format!("confirm_select: {e}"))?;
+        opened.push(channel);
+    }
+    opened[0]
         .queue_declare(
             queue.into(),
             QueueDeclareOptions {
@@ -76,44 +95,79 @@ pub async fn publish(
         )
         .await
         .map_err(|e| format!("declare {queue}: {e}"))?;
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2);
 
     let start = Instant::now();
-    let mut published = Vec::with_capacity(plan.jobs as usize);
-    let mut pending = VecDeque::with_capacity(CONFIRM_WINDOW);
-    for seq in 0..plan.jobs {
-        if let Some(rate) = plan.rate {
-            let due = start + Duration::from_secs_f64(seq as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
+    let tasks: Vec<_> = opened
+        .into_iter()
+        .enumerate()
+        .map(|(first, channel)| {
+            let share = Share {
+                channel,
+                queue: queue.to_string(),
+                payloads: Arc::clone(&payloads),
+                first,
+                step: channels,
+                rate: plan.rate,
+            };
+            tokio::spawn(share.publish(start, epoch))
+        })
+        .collect();
+    let mut published = vec![0u64; payloads.len()];
+    for task in tasks {
+        let times = task.await.map_err(|e| format!("publisher task: {e}"))??;
+        for (seq, at) in times {
+            published[seq] = at;
         }
-        let to = recipients(seq, plan.recipients_per_job, plan.users.len())
-            .map(|i| plan.users[i].as_str())
-            .collect();
-        let payload = job_json(seq, to);
-        published.push(epoch.elapsed().as_nanos() as u64);
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                &payload,
-                properties.clone(),
-            )
-            .await
-            .map_err(|e| format!("publish job {seq}: {e}"))?;
-        pending.push_back(confirm);
-        if pending.len() >= CONFIRM_WINDOW {
-            await_confirm(pending.pop_front().unwrap()).await?;
-        }
-    }
-    for confirm in pending {
-        await_confirm(confirm).await?;
     }
     let confirmed = epoch.elapsed().as_nanos() as u64;
     let _ = connection.close(200, "done".into()).await;
     Ok((published, confirmed))
+}
+
+/// The jobs one channel publishes: `first`, `first + step`, ...
+struct Share {
+    channel: lapin::Channel,
+    queue: String,
+    payloads: Arc<Vec<Vec<u8>>>,
+    first: usize,
+    step: usize,
+    rate: Option<f64>,
+}
+
+impl Share {
+    async fn publish(self, start: Instant, epoch: Instant) -> Result<Vec<(usize, u64)>, String> {
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        let mut times = Vec::with_capacity(self.payloads.len() / self.step + 1);
+        let mut pending = VecDeque::with_capacity(CONFIRM_WINDOW);
+        for seq in (self.first..self.payloads.len()).step_by(self.step) {
+            if let Some(rate) = self.rate {
+                let due = start + Duration::from_secs_f64(seq as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            times.push((seq, epoch.elapsed().as_nanos() as u64));
+            let confirm = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    self.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &self.payloads[seq],
+                    properties.clone(),
+                )
+                .await
+                .map_err(|e| format!("publish job {seq}: {e}"))?;
+            pending.push_back(confirm);
+            if pending.len() >= CONFIRM_WINDOW {
+                await_confirm(pending.pop_front().unwrap()).await?;
+            }
+        }
+        for confirm in pending {
+            await_confirm(confirm).await?;
+        }
+        Ok(times)
+    }
 }
 
 async fn await_confirm(confirm: lapin::PublisherConfirm) -> Result<(), String> {

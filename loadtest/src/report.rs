@@ -69,7 +69,7 @@ pub struct Tally {
 /// Sums up receipts. `published[seq]` is job `seq`'s publish time and
 /// `receipts[i]` what user `i` received (both in ns since the run's epoch);
 /// receipts of `away[i]` users and of unknown jobs do not count as
-/// delivered. The clock runs from the first publish to the last counted
+/// delivered. The clock runs from the earliest publish to the last counted
 /// receipt.
 pub fn tally(published: &[u64], receipts: &[Vec<Receipt>], away: &[bool]) -> Tally {
     let mut delivered = 0u64;
@@ -95,7 +95,7 @@ pub fn tally(published: &[u64], receipts: &[Vec<Receipt>], away: &[bool]) -> Tal
             latencies.push(r.at_ns.saturating_sub(published[r.seq as usize]) as f64 / 1e6);
         }
     }
-    let elapsed_s = match (published.first(), last) {
+    let elapsed_s = match (published.iter().min(), last) {
         (Some(&first), Some(last)) => last.saturating_sub(first) as f64 / 1e9,
         _ => 0.0,
     };

@@ -41,6 +41,8 @@ pub struct Settings {
     pub baseline_prefetch: u32,
     /// Jobs per second; `None` for full speed.
     pub rate: Option<f64>,
+    /// AMQP channels the jobs are published on at once.
+    pub publish_channels: usize,
     pub logins_in_flight: usize,
     /// Churn runs this long before the first job is published.
     pub churn_warmup: Duration,
@@ -273,9 +275,16 @@ impl Run<'_> {
             users: &user_jids,
             rate: settings.rate,
         };
-        let (published, confirmed) =
-            publisher::publish(&names.url, &names.jobs, &plan, epoch).await?;
-        result.publish_s = confirmed.saturating_sub(published[0]) as f64 / 1e9;
+        let (published, confirmed) = publisher::publish(
+            &names.url,
+            &names.jobs,
+            &plan,
+            settings.publish_channels,
+            epoch,
+        )
+        .await?;
+        let first = published.iter().min().copied().unwrap_or(confirmed);
+        result.publish_s = confirmed.saturating_sub(first) as f64 / 1e9;
         wait_for_receipts(&swarm, result.expected, settings).await;
 
         result.component_cpu_s = component_cpu.used();
