@@ -1,7 +1,33 @@
 //! `herald-loadtest`: drives a real XMPP server and RabbitMQ to measure
 //! Herald against a Node.js baseline (see loadtest/README.md).
 
-use clap::{Parser, Subcommand};
+mod body;
+mod c2s;
+mod churn;
+mod component;
+mod harness;
+mod procstat;
+mod publisher;
+mod report;
+mod run;
+mod scenario;
+mod servers;
+mod stats;
+mod swarm;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use component::ComponentKind;
+use report::RunResult;
+use run::{RunSpec, Settings};
+use scenario::{Overrides, Scenario};
+use servers::ServerKind;
 
 #[derive(Parser)]
 #[command(version, about = "Load tests for Herald")]
@@ -11,9 +37,238 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// 10,000 users online, 10,000 jobs of one recipient each (the paper's Table I).
+    Table1(RunArgs),
+    /// Table I plus 5,000 users logging in and out (Table II); on ejabberd by default.
+    Table2(RunArgs),
+    /// One job to 10,000 recipients.
+    Fanout(RunArgs),
+    /// Table I's shape at 1,000, 10,000 and 50,000 users.
+    Scale(RunArgs),
+}
 
-fn main() {
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// XMPP server [default: prosody; ejabberd for table2].
+    #[arg(long, value_enum)]
+    server: Option<ServerKind>,
+    /// Components to measure, comma-separated [default: herald, plus baseline
+    /// when loadtest/baseline-node has node_modules].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    components: Vec<ComponentKind>,
+    /// Logged-in users; several (comma-separated) make one setup each.
+    #[arg(long, value_delimiter = ',')]
+    users: Vec<usize>,
+    /// Jobs to publish [default: one per user; fanout: 1].
+    #[arg(long)]
+    jobs: Option<u64>,
+    /// Recipients per job [default: 1; fanout: every user].
+    #[arg(long)]
+    recipients: Option<usize>,
+    /// Users logging in and out during the run [default: 0; table2: 5000].
+    #[arg(long)]
+    churn: Option<usize>,
+    /// Share of users (0 to 1) whose presence is `away`: jobs skip them.
+    #[arg(long, default_value_t = 0.0)]
+    away_share: f64,
+    /// Repetitions of each setup and component.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Jobs per second [default: as fast as the broker confirms].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// AMQP channels publishing at once (jobs are spread over them).
+    #[arg(long, default_value_t = 4)]
+    publish_channels: usize,
+    /// Logins in flight at once (swarm and churn).
+    #[arg(long, default_value_t = 200)]
+    logins_in_flight: usize,
+    #[arg(
+        long,
+        env = "HERALD_TEST_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    /// The herald binary [default: `herald` next to this binary].
+    #[arg(long)]
+    herald_bin: Option<PathBuf>,
+    /// Herald's `amqp.prefetch` (unacknowledged jobs in flight) [default:
+    /// Herald's own default].
+    #[arg(long)]
+    herald_prefetch: Option<u32>,
+    /// The Node.js baseline's directory.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/baseline-node"))]
+    baseline_dir: PathBuf,
+    /// The baseline's AMQP prefetch (the paper's component used 100).
+    #[arg(long, default_value_t = 100)]
+    baseline_prefetch: u32,
+    /// Seconds of churn before the first job.
+    #[arg(long, default_value_t = 3.0)]
+    churn_warmup_secs: f64,
+    /// Give up waiting for messages after this many seconds without one.
+    #[arg(long, default_value_t = 40.0)]
+    idle_timeout_secs: f64,
+    /// Give up waiting for messages this many seconds after the first job.
+    #[arg(long, default_value_t = 600.0)]
+    timeout_secs: f64,
+    /// File the JSON lines are appended to.
+    #[arg(long, default_value = "loadtest-results.jsonl")]
+    results: PathBuf,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let (scenario, args) = match cli.command {
+        Command::Table1(args) => (Scenario::Table1, args),
+        Command::Table2(args) => (Scenario::Table2, args),
+        Command::Fanout(args) => (Scenario::Fanout, args),
+        Command::Scale(args) => (Scenario::Scale, args),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run_scenario(scenario, args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("herald-loadtest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every setup of the scenario, each component `repeat` times
+/// (interleaved, so drifting machine load hits both alike). Ok(true) when
+/// every run delivered everything.
+async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String> {
+    if !(0.0..=1.0).contains(&args.away_share) {
+        return Err("--away-share must be between 0 and 1".into());
+    }
+    let components = choose_components(&args.components, &args.baseline_dir)?;
+    let server = args.server.unwrap_or(scenario.default_server());
+    let settings = Settings {
+        amqp_url: args.amqp_url.clone(),
+        herald_bin: args.herald_bin.clone(),
+        herald_prefetch: args.herald_prefetch,
+        baseline_dir: args.baseline_dir.clone(),
+        baseline_prefetch: args.baseline_prefetch,
+        rate: args.rate,
+        publish_channels: args.publish_channels,
+        logins_in_flight: args.logins_in_flight,
+        churn_warmup: Duration::from_secs_f64(args.churn_warmup_secs),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout_secs),
+        timeout: Duration::from_secs_f64(args.timeout_secs),
+    };
+    if components.contains(&ComponentKind::Herald) {
+        component::herald_bin(settings.herald_bin.clone())?;
+    }
+    let overrides = Overrides {
+        users: args.users.clone(),
+        jobs: args.jobs,
+        recipients: args.recipients,
+        churn: args.churn,
+    };
+    let fd_limit = procstat::open_files_limit();
+    let mut results: Vec<RunResult> = Vec::new();
+    let mut notes = Vec::new();
+    for shape in scenario.shapes(&overrides) {
+        // The swarm and the server each hold a socket per user and churner.
+        let needed = (shape.users + shape.churn + 200) as u64;
+        if let Some(limit) = fd_limit.filter(|&l| needed > l) {
+            let note = format!(
+                "skipped {} with {} users + {} churning: needs about {needed} open files per process \
+                 (swarm and server alike), the limit here is {limit}",
+                scenario.name(),
+                shape.users,
+                shape.churn
+            );
+            eprintln!("{note}");
+            notes.push(note);
+            continue;
+        }
+        for repetition in 1..=args.repeat {
+            for &component in &components {
+                let spec = RunSpec {
+                    scenario: scenario.name().to_string(),
+                    server,
+                    component,
+                    run: repetition,
+                    users: shape.users,
+                    away: (shape.users as f64 * args.away_share).round() as usize,
+                    churn: shape.churn,
+                    jobs: shape.jobs,
+                    recipients_per_job: shape.recipients_per_job,
+                };
+                eprintln!(
+                    "{} on {}: {} run {repetition}/{}, {} users, {} churning, {} jobs x {} recipients",
+                    scenario.name(),
+                    server.name(),
+                    component.name(),
+                    args.repeat,
+                    shape.users,
+                    shape.churn,
+                    shape.jobs,
+                    shape.recipients_per_job
+                );
+                let result = run::run(&spec, &settings).await;
+                emit(&result, &args.results)?;
+                results.push(result);
+            }
+        }
+    }
+    println!("\n{}", report::markdown(&results));
+    for note in &notes {
+        println!("Note: {note}");
+    }
+    let all_delivered = results
+        .iter()
+        .all(|r| r.error.is_none() && r.delivered >= r.expected);
+    if !all_delivered {
+        eprintln!("herald-loadtest: some runs failed or delivered less than 100%");
+    }
+    Ok(all_delivered)
+}
+
+/// The components asked for, or by default Herald plus the baseline when
+/// it is installed (`npm ci` done in its directory).
+fn choose_components(
+    asked: &[ComponentKind],
+    baseline_dir: &Path,
+) -> Result<Vec<ComponentKind>, String> {
+    let installed =
+        baseline_dir.join("component.js").is_file() && baseline_dir.join("node_modules").is_dir();
+    if asked.is_empty() {
+        if installed {
+            return Ok(vec![ComponentKind::Herald, ComponentKind::Baseline]);
+        }
+        eprintln!(
+            "note: the Node.js baseline is not installed in {} (npm ci there); measuring Herald only",
+            baseline_dir.display()
+        );
+        return Ok(vec![ComponentKind::Herald]);
+    }
+    if asked.contains(&ComponentKind::Baseline) && !installed {
+        return Err(format!(
+            "the Node.js baseline is not installed: run npm ci in {}",
+            baseline_dir.display()
+        ));
+    }
+    let mut components = asked.to_vec();
+    components.dedup();
+    Ok(components)
+}
+
+/// Prints the run's JSON line and appends it to the results file.
+fn emit(result: &RunResult, path: &Path) -> Result<(), String> {
+    let line = serde_json::to_string(result).expect("a result serializes");
+    println!("{line}");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    writeln!(file, "{line}").map_err(|e| format!("write {}: {e}", path.display()))
 }

@@ -1,0 +1,385 @@
+//! One measured run: server, users, component, swarm, churn, publisher,
+//! receipts, resource use; everything started here is stopped here.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+
+use crate::churn::Churn;
+use crate::component::{AmqpNames, Component, ComponentKind};
+use crate::publisher::{self, Plan};
+use crate::report::{tally, RunResult};
+use crate::servers::{Server, ServerKind};
+use crate::swarm::{Logins, Swarm};
+use crate::{c2s::Show, procstat};
+
+/// The shape of one run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub scenario: String,
+    pub server: ServerKind,
+    pub component: ComponentKind,
+    pub run: usize,
+    pub users: usize,
+    pub away: usize,
+    pub churn: usize,
+    pub jobs: u64,
+    pub recipients_per_job: usize,
+}
+
+/// How runs are carried out (the same for every run of an invocation).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub amqp_url: String,
+    pub herald_bin: Option<PathBuf>,
+    /// Herald's `amqp.prefetch`; `None` keeps Herald's default.
+    pub herald_prefetch: Option<u32>,
+    pub baseline_dir: PathBuf,
+    pub baseline_prefetch: u32,
+    /// Jobs per second; `None` for full speed.
+    pub rate: Option<f64>,
+    /// AMQP channels the jobs are published on at once.
+    pub publish_channels: usize,
+    pub logins_in_flight: usize,
+    /// Churn runs this long before the first job is published.
+    pub churn_warmup: Duration,
+    /// Give up when no message arrived for this long.
+    pub idle_timeout: Duration,
+    /// Give up this long after the first publish in any case.
+    pub timeout: Duration,
+}
+
+/// Carries out one run. Failures become a result with `error` set.
+pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
+    let mut result = RunResult {
+        scenario: spec.scenario.clone(),
+        server: spec.server.name().to_string(),
+        component: spec.component.name().to_string(),
+        run: spec.run,
+        users: spec.users,
+        away: spec.away,
+        churn: spec.churn,
+        jobs: spec.jobs,
+        recipients_per_job: spec.recipients_per_job,
+        expected: expected_messages(spec),
+        delivered: 0,
+        duplicates: 0,
+        accuracy: 0.0,
+        elapsed_s: 0.0,
+        throughput_msg_s: 0.0,
+        publish_s: 0.0,
+        latency_ms: None,
+        component_cpu_s: None,
+        component_peak_rss_mib: None,
+        server_cpu_s: None,
+        loadtest_cpu_s: None,
+        churn_cycles: 0,
+        error: None,
+    };
+    if let Err(e) = measure(spec, settings, &mut result).await {
+        result.error = Some(e);
+    }
+    result
+}
+
+/// Users `0..away` are away; every job reaches the available ones among
+/// its recipients.
+fn expected_messages(spec: &RunSpec) -> u64 {
+    (0..spec.jobs)
+        .map(|seq| {
+            publisher::recipients(seq, spec.recipients_per_job, spec.users)
+                .filter(|&u| u >= spec.away)
+                .count() as u64
+        })
+        .sum()
+}
+
+/// CPU seconds of a process since a first reading.
+struct CpuWindow {
+    pid: u32,
+    start: Option<f64>,
+}
+
+impl CpuWindow {
+    fn start(pid: u32) -> CpuWindow {
+        CpuWindow {
+            pid,
+            start: procstat::cpu_seconds(pid),
+        }
+    }
+
+    fn used(&self) -> Option<f64> {
+        Some(procstat::cpu_seconds(self.pid)? - self.start?)
+    }
+}
+
+async fn measure(
+    spec: &RunSpec,
+    settings: &Settings,
+    result: &mut RunResult,
+) -> Result<(), String> {
+    let epoch = Instant::now();
+    let users: Vec<String> = (0..spec.users).map(|i| format!("u{i}")).collect();
+    let churners: Vec<String> = (0..spec.churn).map(|i| format!("c{i}")).collect();
+
+    let names: Vec<String> = users.iter().chain(&churners).cloned().collect();
+    let kind = spec.server;
+    let provision_start = Instant::now();
+    let mut server = tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Server::start(kind, &names)
+    })
+    .await
+    .map_err(|e| format!("{} did not start: {e}", kind.name()))?;
+    eprintln!(
+        "  {} up with {} users in {:.1} s",
+        kind.name(),
+        spec.users + spec.churn,
+        provision_start.elapsed().as_secs_f64()
+    );
+    let server_pid = server.pid().ok_or("server has no pid")?;
+    let api = server.api();
+    let c2s_addr = api.c2s_addr();
+    let domain = api.domain();
+
+    let names = AmqpNames::unique(&settings.amqp_url);
+    let outcome = async {
+        let component = match spec.component {
+            ComponentKind::Herald => {
+                let bin = crate::component::herald_bin(settings.herald_bin.clone())?;
+                Component::start_herald(&bin, api, &names, settings.herald_prefetch).await?
+            }
+            ComponentKind::Baseline => {
+                Component::start_baseline(
+                    &settings.baseline_dir,
+                    api,
+                    &names,
+                    settings.baseline_prefetch,
+                )
+                .await?
+            }
+        };
+        let run = Run {
+            spec,
+            settings,
+            component: &component,
+            c2s_addr: &c2s_addr,
+            domain,
+            server_pid,
+            epoch,
+        };
+        let outcome = run.drive(result, &users, &churners, &names).await;
+        let outcome = outcome.map_err(|e| {
+            format!(
+                "{e}\n--- last lines of {} ---\n{}",
+                component.kind().name(),
+                component.log_tail()
+            )
+        });
+        component.stop().await;
+        outcome
+    }
+    .await;
+    server.stop();
+    delete_amqp_names(&names).await;
+    outcome
+}
+
+/// What a started run is made of.
+struct Run<'a> {
+    spec: &'a RunSpec,
+    settings: &'a Settings,
+    component: &'a Component,
+    c2s_addr: &'a str,
+    domain: &'a str,
+    server_pid: u32,
+    epoch: Instant,
+}
+
+impl Run<'_> {
+    async fn drive(
+        &self,
+        result: &mut RunResult,
+        users: &[String],
+        churners: &[String],
+        names: &AmqpNames,
+    ) -> Result<(), String> {
+        let Run {
+            spec,
+            settings,
+            component,
+            c2s_addr,
+            domain,
+            server_pid,
+            epoch,
+        } = *self;
+        let login_start = Instant::now();
+        let logins = Logins {
+            addr: c2s_addr,
+            domain,
+            users: users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let show = if i < spec.away {
+                        Show::Away
+                    } else {
+                        Show::Available
+                    };
+                    (u.clone(), format!("pw-{u}"), show)
+                })
+                .collect(),
+            in_flight: settings.logins_in_flight,
+        };
+        let swarm = Swarm::log_in(logins, epoch).await?;
+        eprintln!(
+            "  {} users logged in in {:.1} s",
+            spec.users,
+            login_start.elapsed().as_secs_f64()
+        );
+        component
+            .wait_online_resources(spec.users, Duration::from_secs(120))
+            .await?;
+
+        let churn = (!churners.is_empty()).then(|| {
+            let until = tokio::time::Instant::now() + settings.churn_warmup + settings.timeout;
+            Churn::start(
+                c2s_addr,
+                domain,
+                churners
+                    .iter()
+                    .map(|u| (u.clone(), format!("pw-{u}")))
+                    .collect(),
+                settings.logins_in_flight,
+                until,
+            )
+        });
+        if churn.is_some() {
+            tokio::time::sleep(settings.churn_warmup).await;
+        }
+
+        let component_cpu = CpuWindow::start(component.pid());
+        let server_cpu = CpuWindow::start(server_pid);
+        let own_cpu = CpuWindow::start(std::process::id());
+        let churn_before = churn
+            .as_ref()
+            .map_or(0, |c| c.stats().cycles.load(Ordering::Relaxed));
+
+        let user_jids: Vec<String> = users.iter().map(|u| format!("{u}@{domain}")).collect();
+        let plan = Plan {
+            jobs: spec.jobs,
+            recipients_per_job: spec.recipients_per_job,
+            users: &user_jids,
+            rate: settings.rate,
+        };
+        let (published, confirmed) = publisher::publish(
+            &names.url,
+            &names.jobs,
+            &plan,
+            settings.publish_channels,
+            epoch,
+        )
+        .await?;
+        let first = published.iter().min().copied().unwrap_or(confirmed);
+        result.publish_s = confirmed.saturating_sub(first) as f64 / 1e9;
+        wait_for_receipts(&swarm, result.expected, settings).await;
+
+        result.component_cpu_s = component_cpu.used();
+        result.server_cpu_s = server_cpu.used();
+        result.loadtest_cpu_s = own_cpu.used();
+        result.component_peak_rss_mib =
+            procstat::peak_rss_kib(component.pid()).map(|kib| kib as f64 / 1024.0);
+        if let Some(churn) = churn {
+            result.churn_cycles = churn.stop().await - churn_before;
+        }
+        let receipts = swarm.finish().await;
+        let away: Vec<bool> = (0..spec.users).map(|i| i < spec.away).collect();
+        let t = tally(&published, &receipts, &away);
+        result.delivered = t.delivered;
+        result.duplicates = t.duplicates;
+        result.elapsed_s = t.elapsed_s;
+        result.throughput_msg_s = t.throughput_msg_s;
+        result.latency_ms = t.latency_ms;
+        result.accuracy = if result.expected == 0 {
+            1.0
+        } else {
+            t.delivered as f64 / result.expected as f64
+        };
+        Ok(())
+    }
+}
+
+/// Waits until the swarm has received `expected` messages, nothing arrived
+/// for the idle timeout, or the overall timeout passed.
+async fn wait_for_receipts(swarm: &Swarm, expected: u64, settings: &Settings) {
+    let start = Instant::now();
+    let mut last_count = 0;
+    let mut last_change = Instant::now();
+    loop {
+        let count = swarm.counters().received.load(Ordering::Relaxed);
+        if count >= expected {
+            return;
+        }
+        if count != last_count {
+            last_count = count;
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() > settings.idle_timeout || start.elapsed() > settings.timeout {
+            eprintln!("  gave up waiting: {count} of {expected} messages arrived");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Removes the run's queues and exchange from the broker (best effort).
+async fn delete_amqp_names(names: &AmqpNames) {
+    let Ok(connection) = Connection::connect(&names.url, ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for queue in [&names.jobs, &names.dead] {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = channel
+            .exchange_delete(
+                names.events.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(users: usize, away: usize, jobs: u64, per_job: usize) -> RunSpec {
+        RunSpec {
+            scenario: "t".into(),
+            server: ServerKind::Prosody,
+            component: ComponentKind::Herald,
+            run: 1,
+            users,
+            away,
+            churn: 0,
+            jobs,
+            recipients_per_job: per_job,
+        }
+    }
+
+    #[test]
+    fn expected_skips_away_users() {
+        assert_eq!(expected_messages(&spec(10, 0, 10, 1)), 10);
+        assert_eq!(expected_messages(&spec(10, 3, 10, 1)), 7);
+        assert_eq!(expected_messages(&spec(10, 3, 1, 10)), 7);
+        assert_eq!(expected_messages(&spec(10, 0, 2, 10)), 20);
+    }
+}

@@ -1,0 +1,63 @@
+//! The XMPP server under load: Prosody or ejabberd, started privately on
+//! loopback with the run's users provisioned (see [`crate::harness`]).
+
+use clap::ValueEnum;
+
+use crate::harness::ejabberd::Ejabberd;
+use crate::harness::prosody::Prosody;
+use crate::harness::server::XmppServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerKind {
+    Prosody,
+    Ejabberd,
+}
+
+impl ServerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Ejabberd => "ejabberd",
+        }
+    }
+}
+
+pub enum Server {
+    Prosody(Prosody),
+    Ejabberd(Ejabberd),
+}
+
+impl Server {
+    /// Starts the server with `users` provisioned (password `pw-<user>`,
+    /// the component's JID on every roster). Blocking; panics with the
+    /// server's log when it does not come up.
+    pub fn start(kind: ServerKind, users: &[&str]) -> Server {
+        match kind {
+            ServerKind::Prosody => Server::Prosody(Prosody::start(users)),
+            ServerKind::Ejabberd => Server::Ejabberd(Ejabberd::start(users)),
+        }
+    }
+
+    pub fn api(&self) -> &dyn XmppServer {
+        match self {
+            Server::Prosody(s) => s,
+            Server::Ejabberd(s) => s,
+        }
+    }
+
+    /// The server's OS pid (for ejabberd, the Erlang VM's: `erl` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Prosody(s) => s.pid(),
+            Server::Ejabberd(s) => s.pid(),
+        }
+    }
+
+    /// Graceful stop (by pid, SIGTERM then SIGKILL after a grace period).
+    pub fn stop(&mut self) {
+        match self {
+            Server::Prosody(s) => s.stop(),
+            Server::Ejabberd(s) => s.stop(),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The receiving users: N c2s sessions logged in concurrently (a bounded
+//! number of logins in flight), each counting and time-stamping every
+//! `<message>` it gets.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::body;
+use crate::c2s::{self, MessageScanner, Show};
+
+/// One message received: its job's sequence number and when it arrived
+/// (nanoseconds since the run's epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub at_ns: u64,
+}
+
+/// The swarm's users, logged in. Dropping it disconnects them all.
+pub struct Swarm {
+    tasks: Vec<JoinHandle<Vec<Receipt>>>,
+    stop: watch::Sender<bool>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    /// Messages received that carry a sequence number.
+    pub received: AtomicU64,
+    /// Messages received without one (not from the load test).
+    pub foreign: AtomicU64,
+}
+
+/// Where and as whom the swarm logs in.
+pub struct Logins<'a> {
+    pub addr: &'a str,
+    pub domain: &'a str,
+    /// (user, password, initial show), one per swarm user.
+    pub users: Vec<(String, String, Show)>,
+    pub in_flight: usize,
+}
+
+impl Swarm {
+    /// Logs every user in; returns once all are logged in and have sent
+    /// their initial presence, or with the first failure (then all
+    /// sessions are closed).
+    pub async fn log_in(logins: Logins<'_>, epoch: Instant) -> Result<Swarm, String> {
+        let total = logins.users.len();
+        let (stop, stop_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let permits = Arc::new(Semaphore::new(logins.in_flight.max(1)));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+        let mut tasks = Vec::with_capacity(total);
+        for (user, password, show) in logins.users {
+            let addr = logins.addr.to_string();
+            let domain = logins.domain.to_string();
+            let permits = Arc::clone(&permits);
+            let done = done_tx.clone();
+            let stop = stop_rx.clone();
+            let counters = Arc::clone(&counters);
+            tasks.push(tokio::spawn(async move {
+                let session = {
+                    let Ok(_permit) = permits.acquire().await else {
+                        return Vec::new();
+                    };
+                    c2s::log_in(&addr, &domain, &user, &password, show).await
+                };
+                match session {
+                    Ok(session) => {
+                        let _ = done.send(Ok(()));
+                        receive(session, stop, &counters, epoch).await
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                        Vec::new()
+                    }
+                }
+            }));
+        }
+        drop(done_tx);
+        let swarm = Swarm {
+            tasks,
+            stop,
+            counters,
+        };
+        for _ in 0..total {
+            match done_rx.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(format!("swarm login failed: {e}")),
+                None => return Err("swarm login tasks ended early".to_string()),
+            }
+        }
+        Ok(swarm)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Disconnects every user; returns each user's receipts, in login order.
+    pub async fn finish(self) -> Vec<Vec<Receipt>> {
+        let _ = self.stop.send(true);
+        let mut all = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            all.push(task.await.unwrap_or_default());
+        }
+        all
+    }
+}
+
+async fn receive(
+    session: c2s::Session,
+    mut stop: watch::Receiver<bool>,
+    counters: &Counters,
+    epoch: Instant,
+) -> Vec<Receipt> {
+    let mut stream = session.stream;
+    let mut scanner = MessageScanner::default();
+    let mut receipts = Vec::new();
+    let mut on_bytes = |bytes: &[u8], scanner: &mut MessageScanner| {
+        let now = epoch.elapsed().as_nanos() as u64;
+        scanner.feed(bytes, |stanza| match body::decode(stanza) {
+            Some(seq) => {
+                receipts.push(Receipt { seq, at_ns: now });
+                counters.received.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                counters.foreign.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    };
+    on_bytes(&session.leftover, &mut scanner);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => on_bytes(&buf[..n], &mut scanner),
+            },
+            // A stop signal, or the Swarm was dropped.
+            _ = stop.changed() => break,
+        }
+    }
+    receipts
+}
