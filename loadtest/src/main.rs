@@ -3,6 +3,7 @@
 
 mod body;
 mod c2s;
+mod ceiling;
 mod churn;
 mod component;
 mod harness;
@@ -12,6 +13,7 @@ mod report;
 mod run;
 mod scenario;
 mod servers;
+mod sink;
 mod stats;
 mod swarm;
 
@@ -46,6 +48,9 @@ enum Command {
     Fanout(RunArgs),
     /// Table I's shape at 1,000, 10,000 and 50,000 users.
     Scale(RunArgs),
+    /// Herald's own ceiling with the XMPP server taken out: a XEP-0114 sink
+    /// floods it with online users and counts what it writes.
+    Ceiling(ceiling::CeilingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +129,10 @@ fn main() -> ExitCode {
         Command::Table2(args) => (Scenario::Table2, args),
         Command::Fanout(args) => (Scenario::Fanout, args),
         Command::Scale(args) => (Scenario::Scale, args),
+        Command::Ceiling(args) => {
+            ceiling::run(args);
+            return ExitCode::SUCCESS;
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

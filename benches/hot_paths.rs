@@ -1,0 +1,168 @@
+//! Micro-benchmarks of Herald's hot paths: presence updates on a large
+//! book, a job's policy over its recipients, and a broadcast message turned
+//! into the bytes Herald writes to the server.
+//!
+//! `cargo bench --bench hot_paths`; under `cargo test --all-targets` each
+//! benchmark runs once as a test.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use herald::broadcast::{fan_out, Job, JobLimits};
+use herald::presence::{PresenceBook, ResourcePresence, Show};
+use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
+use rxml::NcNameStr;
+use xmpp_parsers::jid::{BareJid, FullJid};
+use xmpp_parsers::stanza::Stanza;
+use xso::AsXml;
+
+/// Online resources in the book, as in the ceiling load test.
+const BOOK: usize = 100_000;
+
+fn user(i: usize) -> String {
+    format!("u{i}@localhost")
+}
+
+fn resource(i: usize) -> FullJid {
+    FullJid::new(&format!("{}/r", user(i))).expect("valid JID")
+}
+
+fn online() -> ResourcePresence {
+    ResourcePresence {
+        show: Show::Online,
+        priority: 0,
+        status: None,
+    }
+}
+
+/// A book of `BOOK` users with one resource each; one user in ten is away.
+fn book() -> PresenceBook {
+    let mut book = PresenceBook::new();
+    for i in 0..BOOK {
+        let mut presence = online();
+        if i % 10 == 0 {
+            presence.show = Show::Away;
+        }
+        book.set_available(&resource(i), presence);
+    }
+    book
+}
+
+fn job(recipients: usize) -> Job {
+    let limits = JobLimits {
+        component_domain: BareJid::new("broadcast.localhost").expect("valid domain"),
+        default_from: "herald".into(),
+        max_body_bytes: 64 * 1024,
+        max_recipients: BOOK,
+        allowed_from: Vec::new(),
+    };
+    let to: Vec<String> = (0..recipients).map(user).collect();
+    let json = serde_json::json!({
+        "id": "bench",
+        "to": to,
+        "body": "Maintenance tonight at 22:00 UTC: the service will be unavailable for 15 minutes.",
+    });
+    Job::parse(json.to_string().as_bytes(), &limits).expect("valid job")
+}
+
+fn presence_update(c: &mut Criterion) {
+    let mut group = c.benchmark_group("presence");
+    let mut book = book();
+    let newcomer = resource(BOOK + 1);
+    group.bench_function("set_available+set_unavailable/100k book", |b| {
+        b.iter(|| {
+            black_box(book.set_available(black_box(&newcomer), online()));
+            black_box(book.set_unavailable(black_box(&newcomer)));
+        })
+    });
+    let known = resource(BOOK / 2);
+    group.bench_function("set_available (show change)/100k book", |b| {
+        let mut away = false;
+        b.iter(|| {
+            away = !away;
+            let mut presence = online();
+            if away {
+                presence.show = Show::Away;
+            }
+            black_box(book.set_available(black_box(&known), presence))
+        })
+    });
+    group.finish();
+}
+
+fn policy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fan_out/100k book");
+    let book = book();
+    for recipients in [1, 1_000, 10_000] {
+        let job = job(recipients);
+        group.throughput(Throughput::Elements(recipients as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(recipients), &job, |b, job| {
+            b.iter(|| black_box(fan_out(black_box(job), &book)))
+        });
+    }
+    group.finish();
+}
+
+/// The stream encoder as Herald's XML stream sets it up, with the stream
+/// header already written: the component namespace is the stream's default,
+/// so stanzas do not repeat it.
+fn encoder() -> Encoder<SimpleNamespaces> {
+    const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+    let stream: &NcNameStr = "stream".try_into().expect("valid name");
+    let mut encoder = Encoder::new();
+    encoder
+        .ns_tracker_mut()
+        .declare_fixed(Some(stream), STREAM_NS.into());
+    encoder
+        .ns_tracker_mut()
+        .declare_fixed(None, "jabber:component:accept".into());
+    let mut header = Vec::new();
+    for item in [
+        Item::ElementHeadStart(STREAM_NS.into(), stream),
+        Item::ElementHeadEnd,
+    ] {
+        encoder.encode(item, &mut header).expect("stream header");
+    }
+    encoder
+}
+
+fn serialization(c: &mut Criterion) {
+    let mut group = c.benchmark_group("serialize");
+    let mut book = PresenceBook::new();
+    book.set_available(&resource(0), online());
+    let message = fan_out(&job(1), &book)
+        .messages
+        .pop()
+        .expect("one recipient is online");
+    let stanza = Stanza::Message(message);
+    let mut encoder = encoder();
+    let mut buffer = Vec::with_capacity(4096);
+    let mut encode = |stanza: &Stanza, buffer: &mut Vec<u8>| {
+        for item in stanza.as_xml_iter().expect("serializable") {
+            let item = item.expect("serializable");
+            encoder
+                .encode(item.as_rxml_item(), buffer)
+                .expect("encodable");
+        }
+    };
+    encode(&stanza, &mut buffer);
+    let bytes = buffer.len();
+    assert!(
+        std::str::from_utf8(&buffer)
+            .is_ok_and(|xml| xml.starts_with("<message") && !xml.contains("jabber:component")),
+        "unexpected serialization: {}",
+        String::from_utf8_lossy(&buffer)
+    );
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("broadcast message", |b| {
+        b.iter(|| {
+            buffer.clear();
+            encode(black_box(&stanza), &mut buffer);
+            black_box(buffer.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, presence_update, policy, serialization);
+criterion_main!(benches);
