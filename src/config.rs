@@ -190,7 +190,7 @@ impl Default for AmqpConfig {
             jobs_queue: "broadcast.jobs".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
             events_exchange: "broadcast.events".into(),
-            prefetch: 64,
+            prefetch: 256,
             presence_events: true,
             max_backoff_secs: 30,
         }

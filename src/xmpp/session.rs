@@ -120,6 +120,12 @@ impl Session {
             .resolve()
             .await
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        // Herald's writes are many small stanzas, and its barrier pings wait
+        // for an answer: with Nagle's algorithm each ping could sit behind
+        // the server's delayed ACK (tens of milliseconds per round trip).
+        socket
+            .set_nodelay(true)
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let header = StreamHeader {
             to: Some(Cow::Borrowed(endpoint.domain.as_str())),
             from: None,
