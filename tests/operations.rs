@@ -392,3 +392,35 @@ async fn after_a_crash_mid_job_everyone_gets_the_message_and_one_report_counts_t
     assert_eq!(stack.herald.stop(), Some(0));
     assert_eq!(stack.amqp.message_count(&stack.names.jobs).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_events_exchange_is_declared_again_and_the_job_is_not_redone() {
+    let mut stack = Stack::<Prosody>::start(&["alice"]).await;
+    let mut alice = stack.online("alice").await;
+    stack.amqp.delete_exchange(&stack.names.events).await;
+    assert!(!stack.amqp.exchange_exists(&stack.names.events).await);
+
+    // The report's publish fails (the broker closes the publish channel);
+    // Herald reopens it, declares its topology again and republishes.
+    stack
+        .publish(json!({"id": "no-exchange", "to": ["alice@localhost"], "body": "once"}))
+        .await;
+    assert_eq!(alice.next_message(WAIT).await.expect("message").1, "once");
+    stack
+        .herald
+        .wait_log_count("publish channel reopened", 1, WAIT);
+    assert!(stack.amqp.exchange_exists(&stack.names.events).await);
+    alice.expect_no_message(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.metric(r#"herald_jobs_total{outcome="delivered"}"#),
+        1.0
+    );
+    // Acknowledged once the republished report was confirmed.
+    assert_eq!(stack.herald.stop(), Some(0));
+    assert_eq!(stack.amqp.message_count(&stack.names.jobs).await, Some(0));
+    assert!(
+        !stack.herald.log_text().contains("AMQP connection lost"),
+        "only the channel is reopened:\n{}",
+        stack.herald.log_text()
+    );
+}

@@ -392,7 +392,13 @@ impl Task {
                     }
                 },
                 event = events.next() => match event {
-                    Some(lapin::Event::Error(e)) => return Ended::Lost(e.to_string()),
+                    // A channel's error (an exchange deleted under the publish
+                    // channel, say) is handled where it shows; only a dead
+                    // connection ends this one.
+                    Some(lapin::Event::Error(e)) if !open.connection.status().connected() => {
+                        return Ended::Lost(e.to_string());
+                    }
+                    Some(lapin::Event::Error(e)) => tracing::debug!(error = %e, "AMQP channel error"),
                     Some(lapin::Event::ConnectionBlocked(reason)) => {
                         tracing::warn!(%reason, "the broker blocked publishing");
                     }

@@ -217,17 +217,24 @@ impl<H: Handler> Component<H> {
         let _ = self.store.send(Write::Sync(synced));
         let publisher = self.link.publisher().clone();
         let store = self.store.clone();
+        let abandoned = self.abandoned_reports.clone();
         tokio::spawn(async move {
             // An error means the writer is gone (shutdown): publish anyway.
             let _ = committed.await;
-            publish(&publisher, &store, reports).await;
+            publish(&publisher, &store, &abandoned, reports).await;
         });
     }
 
     fn publish_reports(&self, reports: Vec<Report>) {
         let publisher = self.link.publisher().clone();
         let store = self.store.clone();
-        tokio::spawn(async move { publish(&publisher, &store, reports).await });
+        let abandoned = self.abandoned_reports.clone();
+        tokio::spawn(async move { publish(&publisher, &store, &abandoned, reports).await });
+    }
+
+    /// A completed job's report was given up: it is owed again.
+    pub(super) fn on_report_abandoned(&mut self, key: &str) {
+        self.jobs.owe(key);
     }
 }
 
@@ -236,10 +243,12 @@ type Report = (Option<String>, Option<Event>, Taken);
 
 /// Publishes each report and acknowledges its job once the broker confirmed
 /// it, then records in the store that the report went out: a job stored as
-/// completed but not reported still owes its report after a crash.
+/// completed but not reported still owes its report after a crash. A report
+/// the link gave up on is sent back to the loop, which marks it owed.
 async fn publish(
     publisher: &Publisher,
     store: &mpsc::UnboundedSender<Write>,
+    abandoned: &mpsc::UnboundedSender<String>,
     reports: Vec<Report>,
 ) {
     let mut confirmations = Vec::new();
@@ -256,6 +265,10 @@ async fn publish(
     for (key, confirmation) in confirmations {
         if confirmation.await.is_ok() {
             let _ = store.send(Write::Change(store::Change::JobReported(key)));
+        } else {
+            // The link dropped it (its connection was lost): the job comes
+            // back from the queue and must then get this report.
+            let _ = abandoned.send(key);
         }
     }
 }

@@ -97,6 +97,13 @@ impl Ledger {
         }
     }
 
+    /// The report of a completed job was not published after all.
+    pub fn owe(&mut self, key: &str) {
+        if let Some(done) = self.completed.get_mut(key) {
+            done.report_owed = true;
+        }
+    }
+
     /// The owed report of a completed job is being published now.
     pub fn reporting(&mut self, key: &str) {
         if let Some(done) = self.completed.get_mut(key) {
@@ -224,5 +231,7 @@ mod tests {
         assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), true)));
         ledger.reporting("a");
         assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), false)));
+        ledger.owe("a");
+        assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), true)));
     }
 }

@@ -190,6 +190,7 @@ enum Input {
     Job(Job),
     Keepalive,
     Settled,
+    ReportAbandoned(String),
 }
 
 /// Everything the event loop owns.
@@ -201,6 +202,9 @@ struct Component<H> {
     presence: PresenceBook,
     subscriptions: HashSet<Subscription>,
     jobs: Ledger,
+    /// Keys of completed jobs whose report the link gave up on.
+    abandoned_reports: mpsc::UnboundedSender<String>,
+    abandoned_reports_rx: mpsc::UnboundedReceiver<String>,
     limiter: SenderLimiter,
     store: mpsc::UnboundedSender<Write>,
     link: Link,
@@ -226,6 +230,7 @@ impl<H: Handler> Component<H> {
         metrics: Metrics,
     ) -> Result<Self, ConfigError> {
         metrics.subscriptions.set(subscriptions.len() as i64);
+        let (abandoned_reports, abandoned_reports_rx) = mpsc::unbounded_channel();
         Ok(Component {
             handler,
             domain: config.component_domain()?,
@@ -234,6 +239,8 @@ impl<H: Handler> Component<H> {
             presence: PresenceBook::new(),
             subscriptions: subscriptions.into_iter().collect(),
             jobs: Ledger::new(config.store.remember_jobs),
+            abandoned_reports,
+            abandoned_reports_rx,
             limiter: SenderLimiter::new(
                 config.xmpp.user_events_per_sec,
                 config.xmpp.user_events_burst,
@@ -269,6 +276,7 @@ impl<H: Handler> Component<H> {
                 inbound = session.next() => Input::Xmpp(inbound),
                 Some(job) = self.link.next_job(), if take_jobs => Input::Job(job),
                 _ = keepalive.tick() => Input::Keepalive,
+                Some(key) = self.abandoned_reports_rx.recv() => Input::ReportAbandoned(key),
                 _ = tokio::time::sleep_until(settle_at.unwrap_or_else(Instant::now)), if settle_at.is_some() => Input::Settled,
             };
             let busy_since = Instant::now();
@@ -288,6 +296,7 @@ impl<H: Handler> Component<H> {
                     self.limiter.sweep(Instant::now());
                 }
                 Input::Settled => self.on_settled(),
+                Input::ReportAbandoned(key) => self.on_report_abandoned(&key),
             }
             self.metrics.add_busy(busy_since.elapsed());
         }

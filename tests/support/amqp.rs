@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
@@ -201,6 +201,38 @@ impl Amqp {
             .await
             .expect("bind refusing queue");
         queue
+    }
+
+    /// Deletes `exchange` (its bindings go with it; errors ignored).
+    pub async fn delete_exchange(&self, exchange: &str) {
+        if let Ok(ch) = self.connection.create_channel().await {
+            let _ = ch
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+            let _ = ch.close(200, "bye".into()).await;
+        }
+    }
+
+    /// Whether `exchange` exists (passive declare on a throw-away channel).
+    pub async fn exchange_exists(&self, exchange: &str) -> bool {
+        let Ok(ch) = self.connection.create_channel().await else {
+            return false;
+        };
+        let options = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let declared = ch
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                options,
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        let _ = ch.close(200, "bye".into()).await;
+        declared
     }
 
     /// Deletes `queue` (cleanup; errors ignored).
