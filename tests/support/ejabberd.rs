@@ -39,14 +39,14 @@ use std::collections::HashMap;
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use super::server::{
-    check_user_name, pick_two_free_ports, send_sigterm, tail, temp_root, XmppServer, DOMAIN,
-    ROSTER_CONTACT,
+    check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
+    ServerProcess, StartError, XmppServer, DOMAIN, ROSTER_CONTACT,
 };
 
 /// The config template, compiled in so a test binary is self-contained.
@@ -103,7 +103,7 @@ pub struct Ejabberd {
     component_port: u16,
     secret: String,
     passwords: HashMap<String, String>,
-    child: Option<Child>,
+    process: ServerProcess,
 }
 
 impl Ejabberd {
@@ -132,14 +132,14 @@ impl Ejabberd {
         let mut ejabberd = Ejabberd {
             dir: Some(dir),
             root,
-            node: format!("herald-ejabberd-{}@localhost", super::random_hex()),
-            cookie: format!("herald-{}", super::random_hex()),
+            node: format!("herald-ejabberd-{}@localhost", random_hex()),
+            cookie: format!("herald-{}", random_hex()),
             libs,
             c2s_port: 0,
             component_port: 0,
-            secret: format!("secret-{}", super::random_hex()),
+            secret: format!("secret-{}", random_hex()),
             passwords,
-            child: None,
+            process: ServerProcess::new("ejabberd"),
         };
 
         for attempt in 1..=PORT_ATTEMPTS {
@@ -179,10 +179,7 @@ impl Ejabberd {
         fs::write(&users_file, lines).expect("write the user list for ejabberd");
         let output = self
             .erl()
-            .args([
-                "-sname",
-                &format!("herald-ctl-{}@localhost", super::random_hex()),
-            ])
+            .args(["-sname", &format!("herald-ctl-{}@localhost", random_hex())])
             .args([
                 "-setcookie",
                 &self.cookie,
@@ -243,7 +240,6 @@ impl Ejabberd {
     }
 
     fn spawn(&mut self) {
-        assert!(self.child.is_none(), "ejabberd is already running");
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -273,15 +269,11 @@ impl Ejabberd {
                      tests (Debian: apt-get install ejabberd; .ci/run does it)"
                 )
             });
-        self.child = Some(child);
+        self.process.started(child);
     }
 
     fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addrs: [SocketAddr; 2] = [
-            self.c2s_addr().parse().unwrap(),
-            self.component_addr().parse().unwrap(),
-        ];
+        // Listeners are announced once ejabberd and its modules have started.
         let listening = [
             format!(
                 "Start accepting TCP connections at 127.0.0.1:{} for ejabberd_c2s",
@@ -292,41 +284,18 @@ impl Ejabberd {
                 self.component_port
             ),
         ];
-        let mut up = [false, false];
-        loop {
-            let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let readiness = Readiness {
             // "Failed to open socket at 127.0.0.1:PORT for ejabberd_c2s:
             // address already in use"; the node then stops.
-            if log.contains("address already in use") {
-                return Err(StartError::PortInUse);
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .unwrap()
-                .try_wait()
-                .expect("wait on ejabberd")
-            {
-                return Err(StartError::Exited(status.to_string()));
-            }
-            // Listeners are announced once ejabberd and its modules have
-            // started; the TCP probe confirms.
-            if listening.iter().all(|line| log.contains(line)) {
-                for (i, addr) in addrs.iter().enumerate() {
-                    if !up[i] {
-                        up[i] =
-                            TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
-                    }
-                }
-                if up == [true, true] {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(StartError::Timeout);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            port_in_use: "address already in use",
+            listening: &listening,
+            addrs: [
+                self.c2s_addr().parse().unwrap(),
+                self.component_addr().parse().unwrap(),
+            ],
+        };
+        self.process
+            .wait_ready(&self.log_path(), &readiness, START_TIMEOUT)
     }
 
     /// The Erlang node's name, "herald-ejabberd-<hex>@localhost".
@@ -336,7 +305,7 @@ impl Ejabberd {
 
     /// The node's OS pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -402,33 +371,11 @@ impl XmppServer for Ejabberd {
     /// wait up to 15 s, then SIGKILL. Takes about 1 s. `Drop` does not use
     /// this: it SIGKILLs at once.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        send_sigterm(child.id());
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!(
-            "ejabberd (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?}; killing it",
-            child.id()
-        );
-        let _ = child.kill();
-        let _ = child.wait();
+        self.process.stop(STOP_TIMEOUT);
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Same node name (Mnesia's schema belongs to it), so the users and
@@ -437,13 +384,7 @@ impl XmppServer for Ejabberd {
     /// process took one of the ports in the meantime.
     fn start_again(&mut self) {
         self.stop();
-        // Only look at this run's log lines for readiness and port errors;
-        // keep the previous run's log beside it.
-        let mut n = 1;
-        while self.root.join(format!("ejabberd.log.{n}")).exists() {
-            n += 1;
-        }
-        let _ = fs::rename(self.log_path(), self.root.join(format!("ejabberd.log.{n}")));
+        set_log_aside(&self.log_path());
         self.spawn();
         if let Err(e) = self.wait_ready() {
             let msg = self.failure_report(&format!("start_again: {e:?}"));
@@ -453,38 +394,16 @@ impl XmppServer for Ejabberd {
     }
 
     fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
-            None => false,
-        }
+        self.process.is_running()
     }
 }
 
 impl Drop for Ejabberd {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- test panicked; last lines of ejabberd's log ({}) ---\n{}",
-                self.log_path().display(),
-                self.log_tail(30)
-            );
-        }
-        // SIGKILL: nothing of the node's state matters any more, and a
-        // graceful stop takes ejabberd about a second.
-        self.kill();
-        if std::env::var_os("HERALD_TEST_KEEP_EJABBERD").is_some_and(|v| v == "1") {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("keeping ejabberd's directory {}", dir.keep().display());
-            }
-        }
+        let log = self.log_path();
+        self.process
+            .drop_server(&log, &mut self.dir, "HERALD_TEST_KEEP_EJABBERD");
     }
-}
-
-#[derive(Debug)]
-enum StartError {
-    PortInUse,
-    Exited(String),
-    Timeout,
 }
 
 /// The directory to put in `ERL_LIBS` so that Erlang finds ejabberd's

@@ -50,11 +50,6 @@ pub mod stack;
 pub mod user;
 pub mod xml;
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 /// Runs generic test bodies on every server: for each `name`, an
 /// `async fn name<S: XmppServer>()` in the calling file becomes the tests
 /// `prosody::name` and `ejabberd::name`, so a failure names the server.
@@ -85,23 +80,4 @@ macro_rules! on_both_servers {
     };
 }
 
-/// A random-enough 64-bit value without extra crates: std's per-process random
-/// hash keys mixed with the time, the pid and a counter.
-pub fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// `random_u64` as 16 lowercase hex digits.
-pub fn random_hex() -> String {
-    format!("{:016x}", random_u64())
-}
+pub use server::random_hex;

@@ -26,16 +26,15 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use super::server::{
-    check_user_name, pick_two_free_ports, send_sigterm, tail, temp_root, XmppServer, DOMAIN,
-    ROSTER_CONTACT,
+    check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
+    ServerProcess, StartError, XmppServer, DOMAIN, ROSTER_CONTACT,
 };
 
 /// The config template, compiled in so a test binary is self-contained.
@@ -56,7 +55,7 @@ pub struct Prosody {
     component_port: u16,
     secret: String,
     passwords: HashMap<String, String>,
-    child: Option<Child>,
+    process: ServerProcess,
 }
 
 impl Prosody {
@@ -83,9 +82,9 @@ impl Prosody {
             root,
             c2s_port: 0,
             component_port: 0,
-            secret: format!("secret-{}", super::random_hex()),
+            secret: format!("secret-{}", random_hex()),
             passwords: HashMap::new(),
-            child: None,
+            process: ServerProcess::new("Prosody"),
         };
         prosody.provision(users);
 
@@ -171,7 +170,6 @@ impl Prosody {
     }
 
     fn spawn(&mut self) {
-        assert!(self.child.is_none(), "Prosody is already running");
         let bin = std::env::var("HERALD_TEST_PROSODY_BIN").unwrap_or_else(|_| "prosody".into());
         let out = fs::OpenOptions::new()
             .create(true)
@@ -194,56 +192,29 @@ impl Prosody {
                      (Debian: apt-get install prosody; .ci/run does it)"
                 )
             });
-        self.child = Some(child);
+        self.process.started(child);
     }
 
     fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addrs: [SocketAddr; 2] = [
-            self.c2s_addr().parse().unwrap(),
-            self.component_addr().parse().unwrap(),
-        ];
-        let mut up = [false, false];
-        loop {
-            let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-            if log.contains("Failed to open server port") {
-                return Err(StartError::PortInUse);
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .unwrap()
-                .try_wait()
-                .expect("wait on Prosody")
-            {
-                return Err(StartError::Exited(status.to_string()));
-            }
-            // Both listeners are announced in the log before they accept; the
-            // TCP probe then confirms (the component probe shows up in the log
-            // as a component connection that closes at once: harmless).
-            let announced = log.contains(&format!(
-                "Activated service 'c2s' on [127.0.0.1]:{}",
-                self.c2s_port
-            )) && log.contains(&format!(
+        let listening = [
+            format!("Activated service 'c2s' on [127.0.0.1]:{}", self.c2s_port),
+            format!(
                 "Activated service 'component' on [127.0.0.1]:{}",
                 self.component_port
-            ));
-            if announced {
-                for (i, addr) in addrs.iter().enumerate() {
-                    if !up[i] {
-                        up[i] =
-                            TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
-                    }
-                }
-                if up == [true, true] {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(StartError::Timeout);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            ),
+        ];
+        // (The component probe shows up in Prosody's log as a component
+        // connection that closes at once: harmless.)
+        let readiness = Readiness {
+            port_in_use: "Failed to open server port",
+            listening: &listening,
+            addrs: [
+                self.c2s_addr().parse().unwrap(),
+                self.component_addr().parse().unwrap(),
+            ],
+        };
+        self.process
+            .wait_ready(&self.log_path(), &readiness, START_TIMEOUT)
     }
 
     /// The provisioned user names (unordered).
@@ -253,7 +224,7 @@ impl Prosody {
 
     /// Prosody's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// The temp dir holding config, data, pid file and logs.
@@ -326,33 +297,11 @@ impl XmppServer for Prosody {
     /// shutdown waits for a 1 s timer). `Drop` does not use this: it SIGKILLs
     /// at once.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        send_sigterm(child.id());
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!(
-            "Prosody (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?}; killing it",
-            child.id()
-        );
-        let _ = child.kill();
-        let _ = child.wait();
+        self.process.stop(STOP_TIMEOUT);
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Stops Prosody first if it still runs; keeps offline messages too.
@@ -360,13 +309,7 @@ impl XmppServer for Prosody {
     /// the ports in the meantime.
     fn start_again(&mut self) {
         self.stop();
-        // Only look at this run's log lines for readiness and port errors;
-        // keep the previous run's log beside it.
-        let mut n = 1;
-        while self.root.join(format!("prosody.log.{n}")).exists() {
-            n += 1;
-        }
-        let _ = fs::rename(self.log_path(), self.root.join(format!("prosody.log.{n}")));
+        set_log_aside(&self.log_path());
         self.spawn();
         if let Err(e) = self.wait_ready() {
             let msg = self.failure_report(&format!("start_again: {e:?}"));
@@ -376,38 +319,16 @@ impl XmppServer for Prosody {
     }
 
     fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
-            None => false,
-        }
+        self.process.is_running()
     }
 }
 
 impl Drop for Prosody {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- test panicked; last lines of Prosody's log ({}) ---\n{}",
-                self.log_path().display(),
-                self.log_tail(30)
-            );
-        }
-        // SIGKILL: nothing of Prosody's state matters any more, and a graceful
-        // stop takes Prosody about a second.
-        self.kill();
-        if std::env::var_os("HERALD_TEST_KEEP_PROSODY").is_some_and(|v| v == "1") {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("keeping Prosody's directory {}", dir.keep().display());
-            }
-        }
+        let log = self.log_path();
+        self.process
+            .drop_server(&log, &mut self.dir, "HERALD_TEST_KEEP_PROSODY");
     }
-}
-
-#[derive(Debug)]
-enum StartError {
-    PortInUse,
-    Exited(String),
-    Timeout,
 }
 
 /// Prosody's datamanager encoding of a host or user name in a file path:

@@ -8,10 +8,16 @@
 //! picked per run. A test written against `impl XmppServer` runs unchanged on
 //! either server.
 
+use std::collections::hash_map::RandomState;
 use std::fs;
-use std::net::TcpListener;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
 
 /// The XMPP domain of the test users.
 pub const DOMAIN: &str = "localhost";
@@ -147,4 +153,174 @@ pub fn tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+/// 16 random-enough hex digits (node names, cookies, secrets, AMQP names)
+/// without extra crates: std's per-process random hash keys mixed with the
+/// time, the pid and a counter.
+pub fn random_hex() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// Why a server did not come up.
+#[derive(Debug)]
+pub enum StartError {
+    PortInUse,
+    Exited(String),
+    Timeout,
+}
+
+/// What a server's log says while it starts.
+pub struct Readiness<'a> {
+    /// A line that means a port was taken (the harness then retries).
+    pub port_in_use: &'a str,
+    /// Lines that all appear once both listeners are up.
+    pub listening: &'a [String],
+    /// The c2s and component addresses, probed over TCP once announced.
+    pub addrs: [SocketAddr; 2],
+}
+
+/// A server process a harness started; it is only ever stopped by its pid.
+pub struct ServerProcess {
+    name: &'static str,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    pub fn new(name: &'static str) -> Self {
+        ServerProcess { name, child: None }
+    }
+
+    pub fn started(&mut self, child: Child) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        self.child = Some(child);
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Waits until `log` shows `ready`'s listening lines and both addresses
+    /// accept, or the server exits, reports a taken port, or `timeout` ends.
+    pub fn wait_ready(
+        &mut self,
+        log: &Path,
+        ready: &Readiness<'_>,
+        timeout: Duration,
+    ) -> Result<(), StartError> {
+        let deadline = Instant::now() + timeout;
+        let mut up = [false, false];
+        loop {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            if text.contains(ready.port_in_use) {
+                return Err(StartError::PortInUse);
+            }
+            let child = self.child.as_mut().expect("server started");
+            if let Some(status) = child.try_wait().expect("wait on the server") {
+                return Err(StartError::Exited(status.to_string()));
+            }
+            // Listeners are announced in the log before they accept; the TCP
+            // probe then confirms.
+            if ready.listening.iter().all(|line| text.contains(line)) {
+                for (up, addr) in up.iter_mut().zip(&ready.addrs) {
+                    if !*up {
+                        *up = TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
+                    }
+                }
+                if up == [true, true] {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait up to `timeout`, then SIGKILL.
+    pub fn stop(&mut self, timeout: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        send_sigterm(child.id());
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!(
+            "{} (pid {}) ignored SIGTERM for {timeout:?}; killing it",
+            self.name,
+            child.id()
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// SIGKILL at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// What a harness's `Drop` does: after a panic, print the log's tail
+    /// (the likeliest clue); SIGKILL (nothing of the server's state matters
+    /// any more, and a graceful stop takes about a second); keep the
+    /// directory when `keep_var` is "1".
+    pub fn drop_server(&mut self, log: &Path, dir: &mut Option<TempDir>, keep_var: &str) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- test panicked; last lines of {}'s log ({}) ---\n{}",
+                self.name,
+                log.display(),
+                tail(log, 30)
+            );
+        }
+        self.kill();
+        if std::env::var_os(keep_var).is_some_and(|v| v == "1") {
+            if let Some(dir) = dir.take() {
+                eprintln!("keeping {}'s directory {}", self.name, dir.keep().display());
+            }
+        }
+    }
+}
+
+/// Moves `log` aside to `log.N` (the first free N), so that a restarted
+/// server's readiness and port errors are read from its own lines only.
+pub fn set_log_aside(log: &Path) {
+    let mut n = 1;
+    let aside = |n: usize| PathBuf::from(format!("{}.{n}", log.display()));
+    while aside(n).exists() {
+        n += 1;
+    }
+    let _ = fs::rename(log, aside(n));
 }
