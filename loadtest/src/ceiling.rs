@@ -31,7 +31,9 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde::{Deserialize, Serialize};
 
-use crate::sink::{clock_ticks_per_sec, cpu_ticks, Sink, SinkOptions};
+use crate::component::{herald_bin, metric_value};
+use crate::procstat::{stat_cpu_seconds, status_kib};
+use crate::sink::{Sink, SinkOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -155,7 +157,7 @@ pub fn run(args: CeilingArgs) {
         Ok(runtime) => runtime,
         Err(e) => exit(&format!("cannot start the runtime: {e}")),
     };
-    let herald_bin = match herald_binary(&args) {
+    let herald_bin = match herald_bin(args.herald_bin.clone()) {
         Ok(path) => path,
         Err(e) => exit(&e.to_string()),
     };
@@ -176,21 +178,6 @@ pub fn run(args: CeilingArgs) {
 fn exit(message: &str) -> ! {
     eprintln!("herald-loadtest ceiling: {message}");
     std::process::exit(1)
-}
-
-fn herald_binary(args: &CeilingArgs) -> Result<PathBuf> {
-    let path = match &args.herald_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("herald"),
-    };
-    if !path.is_file() {
-        return Err(format!(
-            "no herald binary at {} (cargo build --release --workspace, or --herald-bin)",
-            path.display()
-        )
-        .into());
-    }
-    Ok(path)
 }
 
 async fn run_size(args: &CeilingArgs, herald_bin: &Path, users: u64) -> Result<SizeResult> {
@@ -634,7 +621,7 @@ impl Herald {
             return Ok(None);
         };
         let text = http_get(&address, "/metrics")?;
-        Ok(sample(&text, series))
+        Ok(metric_value(&text, series))
     }
 
     fn loop_busy(&self) -> Result<f64> {
@@ -664,7 +651,7 @@ impl Herald {
 
     fn rss_bytes(&mut self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let (rss, hwm) = (status_kb(&status, "VmRSS:"), status_kb(&status, "VmHWM:"));
+        let (rss, hwm) = (status_kib(&status, "VmRSS:"), status_kib(&status, "VmHWM:"));
         self.peak_rss = self.peak_rss.max(hwm.unwrap_or(0) * 1024);
         Ok(rss.ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
     }
@@ -691,26 +678,7 @@ impl Herald {
 }
 
 fn proc_cpu_seconds(path: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(path)?;
-    let ticks = cpu_ticks(&stat).ok_or_else(|| format!("unreadable {path}"))?;
-    Ok(ticks as f64 / clock_ticks_per_sec())
-}
-
-fn status_kb(status: &str, key: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The value of `series` (a name, with its labels if any) in Prometheus text.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
+    stat_cpu_seconds(path).ok_or_else(|| format!("unreadable {path}").into())
 }
 
 /// A minimal HTTP/1.1 GET on loopback; returns the body of a 200 answer.
@@ -954,18 +922,18 @@ mod tests {
     fn reads_one_series_of_prometheus_text() {
         let text = "# HELP herald_online_resources x\nherald_online_resources 1000\n\
                     herald_jobs_total{outcome=\"delivered\"} 7\nherald_online_resources_x 3\n";
-        assert_eq!(sample(text, "herald_online_resources"), Some(1000.0));
+        assert_eq!(metric_value(text, "herald_online_resources"), Some(1000.0));
         assert_eq!(
-            sample(text, "herald_jobs_total{outcome=\"delivered\"}"),
+            metric_value(text, "herald_jobs_total{outcome=\"delivered\"}"),
             Some(7.0)
         );
-        assert_eq!(sample(text, "herald_ready"), None);
+        assert_eq!(metric_value(text, "herald_ready"), None);
     }
 
     #[test]
     fn reads_kilobytes_from_proc_status() {
         let status = "Name:\therald\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\n";
-        assert_eq!(status_kb(status, "VmRSS:"), Some(10240));
-        assert_eq!(status_kb(status, "VmHWM:"), Some(20480));
+        assert_eq!(status_kib(status, "VmRSS:"), Some(10240));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(20480));
     }
 }

@@ -380,8 +380,9 @@ fn resources_in_presence_line(line: &str) -> Option<usize> {
         .ok()
 }
 
-/// The value of an unlabelled series in the Prometheus text format.
-fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+/// The value of one series (a name, with its labels if any) in the
+/// Prometheus text format.
+pub fn metric_value(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(' ')?

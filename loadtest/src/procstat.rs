@@ -8,12 +8,18 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User plus system CPU seconds used so far by `pid` (threads included).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    parse_cpu_seconds(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// User plus system CPU seconds in a stat file: a process's
+/// (`/proc/<pid>/stat`) or one thread's (`/proc/<pid>/task/<tid>/stat`).
+pub fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    parse_cpu_seconds(&fs::read_to_string(path).ok()?)
 }
 
 /// The peak resident set size (VmHWM) of `pid`, in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
-    parse_status_kib(
+    status_kib(
         &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
         "VmHWM:",
     )
@@ -42,7 +48,8 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SECOND)
 }
 
-fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
+/// A `Key:  N kB` value of a /proc/<pid>/status text, in KiB.
+pub fn status_kib(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))?
@@ -68,8 +75,8 @@ mod tests {
     fn peak_rss_from_status() {
         let status =
             "Name:\therald\nVmPeak:\t  200000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t 40000 kB\n";
-        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(51_234));
-        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+        assert_eq!(status_kib(status, "VmHWM:"), Some(51_234));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
     }
 
     #[test]

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use sha1::{Digest, Sha1};
 
+use crate::procstat;
+
 /// Who the sink pretends to be and whom it lets in.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
@@ -170,38 +172,9 @@ impl Sink {
             .unwrap_or_default();
         threads
             .iter()
-            .filter_map(|tid| {
-                let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-                cpu_ticks(&stat)
-            })
-            .sum::<u64>() as f64
-            / clock_ticks_per_sec()
+            .filter_map(|tid| procstat::stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat")))
+            .sum()
     }
-}
-
-/// utime + stime, in clock ticks, from a `/proc/.../stat` line.
-pub fn cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) may hold spaces; fields after it are plain.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ');
-    // After the name: state is field 3, utime field 14, stime field 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
-pub fn clock_ticks_per_sec() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
 }
 
 fn register_thread(shared: &Shared) {
@@ -768,11 +741,5 @@ mod tests {
         assert_eq!(attribute(tag, "to"), Some("localhost"));
         assert_eq!(attribute(tag, "type"), Some("get"));
         assert_eq!(attribute(tag, "from"), None);
-    }
-
-    #[test]
-    fn reads_cpu_ticks_from_a_stat_line_with_spaces_in_the_name() {
-        let stat = "42 (my proc) S 1 42 42 0 -1 4194560 100 0 0 0 250 17 0 0 20 0 1 0 5 0 0";
-        assert_eq!(cpu_ticks(stat), Some(267));
     }
 }
