@@ -276,11 +276,10 @@ async fn sigterm_during_a_large_job_exits_zero_and_loses_no_recipient() {
 }
 
 fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
+    assert!(
+        support::server::send_signal(pid, signal),
+        "kill -s {signal} {pid}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,12 +287,12 @@ async fn sigterm_while_the_server_reads_nothing_requeues_the_job() {
     // A frozen server never confirms what Herald wrote: at SIGTERM the job
     // must go back to the queue, not be reported or acknowledged.
     let (mut stack, mut users) = large_job_in_flight(&[], |stack| {
-        signal(stack.server.pid().expect("prosody runs"), "-STOP");
+        signal(stack.server.pid().expect("prosody runs"), "STOP");
     })
     .await;
     let stopped = stack.herald.stop();
     let prosody_pid = stack.server.pid().expect("prosody runs");
-    signal(prosody_pid, "-CONT");
+    signal(prosody_pid, "CONT");
     assert_eq!(stopped, Some(0), "{}", stack.herald.log_text());
     assert!(
         stack

@@ -293,6 +293,22 @@ level = "info"
             .ok_or_else(|| format!("no address in {line:?}"))
     }
 
+    /// Freezes the component (SIGSTOP): it takes nothing from its sockets
+    /// until [`Component::resume`].
+    pub fn pause(&self) -> Result<(), String> {
+        let pid = self.child.id();
+        if crate::harness::server::send_signal(pid, "STOP") {
+            Ok(())
+        } else {
+            Err(format!("cannot pause {} (pid {pid})", self.kind.name()))
+        }
+    }
+
+    /// Lets a paused component go on (SIGCONT).
+    pub fn resume(&self) {
+        crate::harness::server::send_signal(self.child.id(), "CONT");
+    }
+
     /// SIGTERM by pid, then SIGKILL after a grace period.
     pub async fn stop(mut self) {
         let pid = self.child.id();

@@ -120,6 +120,10 @@ struct RunArgs {
     /// File the JSON lines are appended to.
     #[arg(long, default_value = "loadtest-results.jsonl")]
     results: PathBuf,
+    /// Pause the component (SIGSTOP) while every job is published, then time
+    /// it from its resume: the component's own rate, the publisher left out.
+    #[arg(long)]
+    prefill: bool,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +174,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
         churn_warmup: Duration::from_secs_f64(args.churn_warmup_secs),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout_secs),
         timeout: Duration::from_secs_f64(args.timeout_secs),
+        prefill: args.prefill,
     };
     if components.contains(&ComponentKind::Herald) {
         component::herald_bin(settings.herald_bin.clone())?;

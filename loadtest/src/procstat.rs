@@ -1,5 +1,6 @@
-//! CPU time and peak memory of a process, and this process's open-files
-//! limit, read from /proc (Linux).
+//! CPU time and peak memory of a process, the whole machine's CPU use, the
+//! process listening on a port, and this process's open-files limit, read
+//! from /proc (Linux).
 
 use std::fs;
 
@@ -34,6 +35,68 @@ pub fn open_files_limit() -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Busy and total clock ticks of all CPUs so far (the `cpu` line of
+/// /proc/stat; idle and iowait count as not busy).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    parse_machine_ticks(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]:
+    // guest time is already counted in user and nice.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The process with a TCP socket listening on `port` (IPv4 or IPv6), found
+/// through the socket's inode in /proc/net/tcp* and the processes' open files.
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            inodes.extend(listening_inodes(&text, port));
+        }
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = fs::read_link(fd.path()) {
+                if wanted.iter().any(|w| target.as_os_str() == w.as_str()) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Inodes of the sockets in LISTEN state (0A) on `port` in a /proc/net/tcp table.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let listening = f.get(1)?.ends_with(&port) && *f.get(3)? == "0A";
+            listening.then(|| f.get(9)?.parse().ok()).flatten()
+        })
+        .collect()
 }
 
 /// utime + stime (fields 14 and 15) of a /proc/<pid>/stat line, in seconds.
@@ -77,6 +140,30 @@ mod tests {
             "Name:\therald\nVmPeak:\t  200000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t 40000 kB\n";
         assert_eq!(status_kib(status, "VmHWM:"), Some(51_234));
         assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn machine_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 800 40 1 2 2 0 0\ncpu0 50 2 25 400 20 0 1 1 0 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some((160, 1000)));
+        assert_eq!(parse_machine_ticks("intr 1 2\n"), None);
+    }
+
+    #[test]
+    fn finds_the_listening_socket_only() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1628 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4242 1\n\
+   1: 0100007F:1628 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   107        0 4343 1\n\
+   2: 0100007F:1629 00000000:0000 0A 00000000:00000000 00:00000000 00000000   107        0 4444 1\n";
+        assert_eq!(listening_inodes(table, 5672), vec![4242]);
+    }
+
+    #[test]
+    fn finds_this_process_by_its_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listener_pid(port), Some(std::process::id()));
+        assert!(machine_ticks().is_some_and(|(busy, total)| busy <= total && total > 0));
     }
 
     #[test]

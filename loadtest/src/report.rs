@@ -28,7 +28,11 @@ pub struct RunResult {
     pub duplicates: u64,
     /// delivered / expected.
     pub accuracy: f64,
-    /// First publish to last receipt.
+    /// Jobs were all in the queue before the component, paused meanwhile,
+    /// went on: the clock and CPU windows start when it resumes.
+    #[serde(default)]
+    pub prefilled: bool,
+    /// First publish (or, prefilled, the resume) to last receipt.
     pub elapsed_s: f64,
     /// delivered / elapsed_s.
     pub throughput_msg_s: f64,
@@ -43,6 +47,12 @@ pub struct RunResult {
     pub server_cpu_s: Option<f64>,
     /// CPU used by this process (swarm, churn, publisher) in the window.
     pub loadtest_cpu_s: Option<f64>,
+    /// CPU used by RabbitMQ in the window.
+    #[serde(default)]
+    pub broker_cpu_s: Option<f64>,
+    /// Share of all the machine's CPUs busy in the window (1.0: saturated).
+    #[serde(default)]
+    pub machine_busy: Option<f64>,
     /// Login/logout cycles of the churning users during the run.
     pub churn_cycles: u64,
     /// Why the run failed; its numbers are then partial.
@@ -69,9 +79,14 @@ pub struct Tally {
 /// Sums up receipts. `published[seq]` is job `seq`'s publish time and
 /// `receipts[i]` what user `i` received (both in ns since the run's epoch);
 /// receipts of `away[i]` users and of unknown jobs do not count as
-/// delivered. The clock runs from the earliest publish to the last counted
-/// receipt.
-pub fn tally(published: &[u64], receipts: &[Vec<Receipt>], away: &[bool]) -> Tally {
+/// delivered. The clock runs from `start` (the earliest publish when
+/// `None`) to the last counted receipt.
+pub fn tally(
+    published: &[u64],
+    start: Option<u64>,
+    receipts: &[Vec<Receipt>],
+    away: &[bool],
+) -> Tally {
     let mut delivered = 0u64;
     let mut duplicates = 0u64;
     let mut last = None::<u64>;
@@ -95,8 +110,8 @@ pub fn tally(published: &[u64], receipts: &[Vec<Receipt>], away: &[bool]) -> Tal
             latencies.push(r.at_ns.saturating_sub(published[r.seq as usize]) as f64 / 1e6);
         }
     }
-    let elapsed_s = match (published.iter().min(), last) {
-        (Some(&first), Some(last)) => last.saturating_sub(first) as f64 / 1e9,
+    let elapsed_s = match (start.or(published.iter().min().copied()), last) {
+        (Some(first), Some(last)) => last.saturating_sub(first) as f64 / 1e9,
         _ => 0.0,
     };
     latencies.sort_unstable_by(f64::total_cmp);
@@ -124,8 +139,9 @@ pub fn tally(published: &[u64], receipts: &[Vec<Receipt>], away: &[bool]) -> Tal
 pub fn markdown(results: &[RunResult]) -> String {
     let mut groups: Vec<(String, Vec<&RunResult>)> = Vec::new();
     for r in results {
+        let prefilled = if r.prefilled { " (prefilled)" } else { "" };
         let key = format!(
-            "{} | {} | {} | {} | {} × {}",
+            "{}{prefilled} | {} | {} | {} | {} × {}",
             r.scenario, r.server, r.users, r.churn, r.jobs, r.recipients_per_job
         );
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -136,8 +152,9 @@ pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::from(
         "| scenario | server | users | churn | jobs × recipients | component | runs | accuracy (min) \
          | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
-         | component CPU s | component peak RSS MiB | server CPU s | load test CPU s |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | component CPU s | component peak RSS MiB | server CPU s | load test CPU s | broker CPU s \
+         | machine busy |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (key, runs) in &groups {
         let mut components: Vec<&str> = Vec::new();
@@ -185,6 +202,9 @@ pub fn markdown(results: &[RunResult]) -> String {
                     .map(|s| format!("{:.1}", s.mean))
                     .unwrap_or_else(|| "-".into())
             };
+            let busy = Spread::of(ok.iter().filter_map(|r| r.machine_busy))
+                .map(|s| format!("{:.0}%", s.mean * 100.0))
+                .unwrap_or_else(|| "-".into());
             let peak_rss = ok
                 .iter()
                 .filter_map(|r| r.component_peak_rss_mib)
@@ -192,12 +212,13 @@ pub fn markdown(results: &[RunResult]) -> String {
                 .map(|m| format!("{m:.0}"))
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "| {key} | {component} | {} | {:.2}% | {throughput} | {ratio} | {latency} | {} | {peak_rss} | {} | {} |\n",
+                "| {key} | {component} | {} | {:.2}% | {throughput} | {ratio} | {latency} | {} | {peak_rss} | {} | {} | {} | {busy} |\n",
                 mine.len(),
                 accuracy * 100.0,
                 mean_of(|r| r.component_cpu_s),
                 mean_of(|r| r.server_cpu_s),
                 mean_of(|r| r.loadtest_cpu_s),
+                mean_of(|r| r.broker_cpu_s),
             ));
         }
     }
@@ -226,18 +247,22 @@ mod tests {
             vec![],
         ];
         let away = [false, false, true, false];
-        let t = tally(&published, &receipts, &away);
+        let t = tally(&published, None, &receipts, &away);
         assert_eq!(t.delivered, 2);
         assert_eq!(t.duplicates, 1);
         assert!((t.elapsed_s - 0.030).abs() < 1e-9);
         assert!((t.throughput_msg_s - 2.0 / 0.030).abs() < 1e-6);
         let l = t.latency_ms.unwrap();
         assert_eq!((l.p50, l.p99), (5.0, 20.0));
+
+        // Prefilled: the clock starts when the component resumed, at 10 ms.
+        let t = tally(&published, Some(10_000_000), &receipts, &away);
+        assert!((t.elapsed_s - 0.020).abs() < 1e-9);
     }
 
     #[test]
     fn tally_of_nothing_received() {
-        let t = tally(&[0], &[vec![]], &[false]);
+        let t = tally(&[0], None, &[vec![]], &[false]);
         assert_eq!(
             (t.delivered, t.throughput_msg_s, t.latency_ms),
             (0, 0.0, None)
@@ -259,6 +284,7 @@ mod tests {
             delivered: (accuracy * 100.0) as u64,
             duplicates: 0,
             accuracy,
+            prefilled: false,
             elapsed_s: 1.0,
             throughput_msg_s: throughput,
             publish_s: 0.5,
@@ -271,6 +297,8 @@ mod tests {
             component_peak_rss_mib: Some(20.0),
             server_cpu_s: Some(1.0),
             loadtest_cpu_s: Some(0.2),
+            broker_cpu_s: Some(0.7),
+            machine_busy: Some(0.5),
             churn_cycles: 0,
             error: None,
         }
@@ -296,6 +324,20 @@ mod tests {
         assert!(
             baseline.contains("| baseline | 2 | 100.00% | 1000 / 2000 / 3000 |  |"),
             "{baseline}"
+        );
+        assert!(herald.ends_with("| 0.7 | 50% |"), "{herald}");
+    }
+
+    #[test]
+    fn lines_from_before_the_broker_columns_still_read() {
+        let mut line = serde_json::to_value(result("herald", 1, 1.0, 1.0)).unwrap();
+        for field in ["prefilled", "broker_cpu_s", "machine_busy"] {
+            line.as_object_mut().unwrap().remove(field);
+        }
+        let r: RunResult = serde_json::from_value(line).unwrap();
+        assert_eq!(
+            (r.prefilled, r.broker_cpu_s, r.machine_busy),
+            (false, None, None)
         );
     }
 

@@ -50,6 +50,9 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Give up this long after the first publish in any case.
     pub timeout: Duration,
+    /// Pause the component (SIGSTOP) while all jobs are published, then
+    /// time it from its resume: its own rate, without the publisher's.
+    pub prefill: bool,
 }
 
 /// Carries out one run. Failures become a result with `error` set.
@@ -68,6 +71,7 @@ pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
         delivered: 0,
         duplicates: 0,
         accuracy: 0.0,
+        prefilled: settings.prefill,
         elapsed_s: 0.0,
         throughput_msg_s: 0.0,
         publish_s: 0.0,
@@ -76,6 +80,8 @@ pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
         component_peak_rss_mib: None,
         server_cpu_s: None,
         loadtest_cpu_s: None,
+        broker_cpu_s: None,
+        machine_busy: None,
         churn_cycles: 0,
         error: None,
     };
@@ -99,21 +105,72 @@ fn expected_messages(spec: &RunSpec) -> u64 {
 
 /// CPU seconds of a process since a first reading.
 struct CpuWindow {
-    pid: u32,
+    pid: Option<u32>,
     start: Option<f64>,
 }
 
 impl CpuWindow {
-    fn start(pid: u32) -> CpuWindow {
+    fn start(pid: Option<u32>) -> CpuWindow {
         CpuWindow {
             pid,
-            start: procstat::cpu_seconds(pid),
+            start: pid.and_then(procstat::cpu_seconds),
         }
     }
 
     fn used(&self) -> Option<f64> {
-        Some(procstat::cpu_seconds(self.pid)? - self.start?)
+        Some(procstat::cpu_seconds(self.pid?)? - self.start?)
     }
+}
+
+/// The CPU used in the measured window by every party to a run, and by
+/// the whole machine: whether the machine, not one party, is the limit.
+struct CpuWindows {
+    component: CpuWindow,
+    server: CpuWindow,
+    loadtest: CpuWindow,
+    broker: CpuWindow,
+    machine: Option<(u64, u64)>,
+}
+
+impl CpuWindows {
+    fn start(component: u32, server: u32, broker: Option<u32>) -> CpuWindows {
+        CpuWindows {
+            component: CpuWindow::start(Some(component)),
+            server: CpuWindow::start(Some(server)),
+            loadtest: CpuWindow::start(Some(std::process::id())),
+            broker: CpuWindow::start(broker),
+            machine: procstat::machine_ticks(),
+        }
+    }
+
+    fn record(&self, result: &mut RunResult) {
+        result.component_cpu_s = self.component.used();
+        result.server_cpu_s = self.server.used();
+        result.loadtest_cpu_s = self.loadtest.used();
+        result.broker_cpu_s = self.broker.used();
+        result.machine_busy = match (self.machine, procstat::machine_ticks()) {
+            (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+                Some((busy1 - busy0) as f64 / (total1 - total0) as f64)
+            }
+            _ => None,
+        };
+    }
+}
+
+/// The broker's port in an AMQP URL (`amqp://user:pass@host:port/vhost`).
+fn broker_port(url: &str) -> u16 {
+    let default = if url.starts_with("amqps:") {
+        5671
+    } else {
+        5672
+    };
+    let authority = url.split("://").nth(1).unwrap_or(url);
+    let host_port = authority.split('/').next().unwrap_or("");
+    let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
+    host_port
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn measure(
@@ -261,9 +318,8 @@ impl Run<'_> {
             tokio::time::sleep(settings.churn_warmup).await;
         }
 
-        let component_cpu = CpuWindow::start(component.pid());
-        let server_cpu = CpuWindow::start(server_pid);
-        let own_cpu = CpuWindow::start(std::process::id());
+        let broker_pid = procstat::listener_pid(broker_port(&names.url));
+        let mut cpu = CpuWindows::start(component.pid(), server_pid, broker_pid);
         let churn_before = churn
             .as_ref()
             .map_or(0, |c| c.stats().cycles.load(Ordering::Relaxed));
@@ -275,21 +331,29 @@ impl Run<'_> {
             users: &user_jids,
             rate: settings.rate,
         };
-        let (published, confirmed) = publisher::publish(
+        if settings.prefill {
+            component.pause()?;
+        }
+        let published = publisher::publish(
             &names.url,
             &names.jobs,
             &plan,
             settings.publish_channels,
             epoch,
         )
-        .await?;
+        .await;
+        let resumed = settings.prefill.then(|| {
+            cpu = CpuWindows::start(component.pid(), server_pid, broker_pid);
+            let at = epoch.elapsed().as_nanos() as u64;
+            component.resume();
+            at
+        });
+        let (published, confirmed) = published?;
         let first = published.iter().min().copied().unwrap_or(confirmed);
         result.publish_s = confirmed.saturating_sub(first) as f64 / 1e9;
         wait_for_receipts(&swarm, result.expected, settings).await;
 
-        result.component_cpu_s = component_cpu.used();
-        result.server_cpu_s = server_cpu.used();
-        result.loadtest_cpu_s = own_cpu.used();
+        cpu.record(result);
         result.component_peak_rss_mib =
             procstat::peak_rss_kib(component.pid()).map(|kib| kib as f64 / 1024.0);
         if let Some(churn) = churn {
@@ -297,7 +361,7 @@ impl Run<'_> {
         }
         let receipts = swarm.finish().await;
         let away: Vec<bool> = (0..spec.users).map(|i| i < spec.away).collect();
-        let t = tally(&published, &receipts, &away);
+        let t = tally(&published, resumed, &receipts, &away);
         result.delivered = t.delivered;
         result.duplicates = t.duplicates;
         result.elapsed_s = t.elapsed_s;
@@ -373,6 +437,14 @@ mod tests {
             jobs,
             recipients_per_job: per_job,
         }
+    }
+
+    #[test]
+    fn broker_port_from_urls() {
+        assert_eq!(broker_port("amqp://guest:guest@127.0.0.1:5673/%2f"), 5673);
+        assert_eq!(broker_port("amqp://127.0.0.1"), 5672);
+        assert_eq!(broker_port("amqps://u:p@[::1]:5999"), 5999);
+        assert_eq!(broker_port("amqps://u:p@localhost/vh"), 5671);
     }
 
     #[test]

@@ -309,6 +309,14 @@ impl Herald {
 
 impl Drop for Herald {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- test panicked; last lines of Herald's log ---\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

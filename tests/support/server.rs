@@ -131,17 +131,25 @@ pub fn pick_two_free_ports() -> (u16, u16) {
     )
 }
 
-/// SIGTERM by pid via the shell's `kill` builtin (no libc dependency; `sh` is
-/// always there, unlike /usr/bin/kill).
+/// SIGTERM by pid (see [`send_signal`]).
 pub fn send_sigterm(pid: u32) {
-    let _ = Command::new("sh")
+    send_signal(pid, "TERM");
+}
+
+/// Sends signal `name` ("TERM", "STOP", "CONT"...) to `pid` via the shell's
+/// `kill` builtin (no libc dependency; `sh` is always there, unlike
+/// /usr/bin/kill). Whether the signal was delivered.
+pub fn send_signal(pid: u32, name: &str) -> bool {
+    Command::new("sh")
         .args([
             "-c",
-            "kill -TERM \"$1\" 2>/dev/null",
+            "kill -s \"$1\" \"$2\" 2>/dev/null",
             "sh",
+            name,
             &pid.to_string(),
         ])
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The last `lines` lines of a text file, or why it cannot be read.
