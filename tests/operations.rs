@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::delivery::{assert_everyone_got_it, own_report, reports_of};
 use support::events::{await_presence, next_report, report_within};
 use support::http;
 use support::prosody::Prosody;
@@ -217,13 +218,7 @@ async fn large_job_in_flight(
     let names: Vec<String> = (0..ONLINE).map(|i| format!("u{i}")).collect();
     let user_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut stack = Stack::<Prosody>::start_with_env(&user_refs, env).await;
-    let mut users = Vec::new();
-    for name in &names {
-        users.push(XmppUser::login_available(&stack.server, name, "r").await);
-    }
-    stack
-        .wait_metric("herald_online_users", ONLINE as f64)
-        .await;
+    let users = stack.online_all(&names).await;
     before_publish(&stack);
     let mut to: Vec<String> = names.iter().map(|n| format!("{n}@localhost")).collect();
     to.extend((0..OFFLINE).map(|i| format!("ghost{i}@localhost")));
@@ -355,39 +350,11 @@ async fn after_a_crash_mid_job_everyone_gets_the_message_and_one_report_counts_t
 
     // The job comes back from the queue. Whatever the crash interrupted,
     // exactly one report is the job's own; any other is marked duplicate.
-    let mut reports = vec![next_report(&mut stack.reports, "big").await];
-    while let Some(more) = report_within(&mut stack.reports, "big", Duration::from_secs(2)).await {
-        reports.push(more);
-    }
-    let own: Vec<&Value> = reports
-        .iter()
-        .filter(|r| r.get("duplicate").is_none())
-        .collect();
-    assert_eq!(own.len(), 1, "{reports:?}");
-    assert!(
-        reports
-            .iter()
-            .all(|r| r.get("duplicate").is_none() || r["duplicate"] == true),
-        "{reports:?}"
-    );
-    let report = own[0].clone();
+    let report = own_report(&reports_of(&mut stack.reports, "big").await);
     assert_eq!(report["recipients"], ONLINE + OFFLINE, "{report}");
     assert_eq!(report["sent"], ONLINE, "{report}");
     let window = Duration::from_secs(3);
-    let received =
-        futures_util::future::join_all(users.iter_mut().map(|user| user.collect_messages(window)))
-            .await;
-    let mut twice = 0;
-    for (user, received) in users.iter().zip(&received) {
-        assert!(!received.is_empty(), "{} got nothing", user.jid());
-        assert!(received.iter().all(|m| m.body == "evacuate"));
-        twice += usize::from(received.len() > 1);
-    }
-    let possible = report["possible_duplicates"].as_u64().unwrap_or(0) as usize;
-    assert!(
-        twice <= possible,
-        "{twice} users got the message twice, the report allows {possible}: {report}"
-    );
+    assert_everyone_got_it(&mut users, "evacuate", window, &report).await;
     assert_eq!(stack.herald.stop(), Some(0));
     assert_eq!(stack.amqp.message_count(&stack.names.jobs).await, Some(0));
 }

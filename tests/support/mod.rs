@@ -24,10 +24,15 @@
 //! * [`fake_server::FakeServer`] is a scripted XEP-0114 server: it accepts
 //!   Herald, answers its pings, sends whatever a test scripts and parses all
 //!   Herald writes strictly.
+//! * [`delivery`] reads what one job did: its reports and the copies of its
+//!   message each user got.
 //! * [`xml`] writes stanzas with Herald's stream encoder and re-parses any
 //!   stream strictly; [`job_check`] holds the properties of any job payload.
-//! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
-//!   producer (`herald send`, the example producers).
+//! * [`cut_proxy::CutProxy`] sits between Herald and a server's component
+//!   port and cuts the connection in the middle of a stanza, in either
+//!   direction.
+//! * [`stack::Stack`] is an XMPP server plus Herald, for tests that act as
+//!   a producer (`herald send`, the example producers) or break something.
 //!
 //! Nothing here skips: a missing Prosody or ejabberd, or an unreachable
 //! RabbitMQ, makes the test panic with a message saying so.
@@ -38,6 +43,8 @@
 pub mod amqp;
 pub mod c2s;
 pub mod component;
+pub mod cut_proxy;
+pub mod delivery;
 pub mod ejabberd;
 pub mod events;
 pub mod fake_server;

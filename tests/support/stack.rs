@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::amqp::{Amqp, EventTap};
+use super::cut_proxy::CutProxy;
 use super::events::{await_presence, EVENT_WAIT};
-use super::herald::{Herald, Names};
+use super::herald::{Herald, Names, XmppTarget};
 use super::http;
 use super::server::XmppServer;
 use super::user::XmppUser;
@@ -36,9 +37,26 @@ impl<S: XmppServer> Stack<S> {
     /// Like [`Stack::start`], with `HERALD_*` variables overriding Herald's config.
     pub async fn start_with_env(users: &[&str], env: &[(&str, &str)]) -> Stack<S> {
         let server = S::start(users);
+        let target = XmppTarget::of(&server);
+        Self::start_at(server, target, env).await
+    }
+
+    /// Like [`Stack::start_with_env`], with Herald reaching the server's
+    /// component port through a [`CutProxy`] the test can cut.
+    pub async fn start_behind_proxy(users: &[&str], env: &[(&str, &str)]) -> (Stack<S>, CutProxy) {
+        let server = S::start(users);
+        let proxy = CutProxy::start(server.component_port()).await;
+        let target = XmppTarget {
+            port: proxy.port(),
+            ..XmppTarget::of(&server)
+        };
+        (Self::start_at(server, target, env).await, proxy)
+    }
+
+    async fn start_at(server: S, target: XmppTarget, env: &[(&str, &str)]) -> Stack<S> {
         let names = Names::unique();
         let dir = tempfile::tempdir().expect("temp dir");
-        let herald = Herald::start_with_env(&server, &names, dir.path(), env);
+        let herald = Herald::start_at(&target, &names, dir.path(), env);
         let presence = EventTap::bind(&names.events, "presence.changed").await;
         let reports = EventTap::bind(&names.events, "job.report").await;
         Stack {
@@ -68,6 +86,18 @@ impl<S: XmppServer> Stack<S> {
         let jid = format!("{user}@localhost/desk");
         await_presence(&mut self.presence, &jid, Some("online")).await;
         client
+    }
+
+    /// Logs each of `users` in as `user@localhost/r`, available, and
+    /// returns once Herald counts them all online.
+    pub async fn online_all(&self, users: &[String]) -> Vec<XmppUser> {
+        let mut clients = Vec::new();
+        for user in users {
+            clients.push(XmppUser::login_available(&self.server, user, "r").await);
+        }
+        self.wait_metric("herald_online_users", users.len() as f64)
+            .await;
+        clients
     }
 
     /// The current value of one series on Herald's /metrics.
