@@ -26,6 +26,9 @@
 //!   Herald writes strictly.
 //! * [`xml`] writes stanzas with Herald's stream encoder and re-parses any
 //!   stream strictly; [`job_check`] holds the properties of any job payload.
+//! * [`rabbitmq::PrivateBroker`] starts a private RabbitMQ node (its own
+//!   node name, ports and data dir) for tests that stop, restart or
+//!   reconfigure the broker; the shared broker is never touched.
 //! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
 //!   producer (`herald send`, the example producers).
 //!
@@ -45,6 +48,7 @@ pub mod herald;
 pub mod http;
 pub mod job_check;
 pub mod prosody;
+pub mod rabbitmq;
 pub mod server;
 pub mod stack;
 pub mod user;

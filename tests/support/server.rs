@@ -134,12 +134,23 @@ pub fn pick_two_free_ports() -> (u16, u16) {
 /// SIGTERM by pid via the shell's `kill` builtin (no libc dependency; `sh` is
 /// always there, unlike /usr/bin/kill).
 pub fn send_sigterm(pid: u32) {
+    send_signal("TERM", &pid.to_string());
+}
+
+/// SIGKILL to every process of the group `pgid` leads (a server whose
+/// start script runs the real server as its child).
+pub fn kill_group(pgid: u32) {
+    send_signal("KILL", &format!("-{pgid}"));
+}
+
+fn send_signal(signal: &str, target: &str) {
     let _ = Command::new("sh")
         .args([
             "-c",
-            "kill -TERM \"$1\" 2>/dev/null",
+            "kill -s \"$1\" -- \"$2\" 2>/dev/null",
             "sh",
-            &pid.to_string(),
+            signal,
+            target,
         ])
         .status();
 }
@@ -194,11 +205,27 @@ pub struct Readiness<'a> {
 pub struct ServerProcess {
     name: &'static str,
     child: Option<Child>,
+    /// The child leads a process group of its own (spawned with
+    /// `process_group(0)`): killing it kills the group, so a start script's
+    /// server process does not outlive it.
+    group: bool,
 }
 
 impl ServerProcess {
     pub fn new(name: &'static str) -> Self {
-        ServerProcess { name, child: None }
+        ServerProcess {
+            name,
+            child: None,
+            group: false,
+        }
+    }
+
+    /// For a child spawned as the leader of a new process group.
+    pub fn new_group(name: &'static str) -> Self {
+        ServerProcess {
+            group: true,
+            ..Self::new(name)
+        }
     }
 
     pub fn started(&mut self, child: Child) {
@@ -280,13 +307,16 @@ impl ServerProcess {
             self.name,
             child.id()
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        self.child = Some(child);
+        self.kill();
     }
 
-    /// SIGKILL at once.
+    /// SIGKILL at once (to the whole group for a group leader).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.group {
+                kill_group(child.id());
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
