@@ -53,6 +53,11 @@ pub struct Taken {
 }
 
 impl Taken {
+    /// The connection the job came on (they are numbered from 1).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Gives the job back to the queue (for another delivery attempt).
     pub fn requeue(self) {
         tokio::spawn(async move {

@@ -27,8 +27,8 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -212,9 +212,15 @@ impl PrivateBroker {
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_CONFIG_FILE", self.config_path())
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", root.join("advanced.config"))
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                root.join("advanced.config"),
+            )
             .env("RABBITMQ_CONF_ENV_FILE", root.join("rabbitmq-env.conf"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", root.join("enabled_plugins"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                root.join("enabled_plugins"),
+            )
             .env("RABBITMQ_MNESIA_BASE", root.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", root.join("log"))
             .env("RABBITMQ_PID_FILE", root.join("rabbitmq.pid"))
