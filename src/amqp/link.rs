@@ -433,7 +433,7 @@ struct Open {
 impl Open {
     async fn connect(config: &AmqpConfig, name: &str) -> Result<Open, lapin::Error> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(config.url.expose(), properties).await?;
+        let connection = super::connect(config, properties).await?;
         let consume = connection.create_channel().await?;
         topology::declare(&consume, config).await?;
         consume

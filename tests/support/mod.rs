@@ -29,6 +29,8 @@
 //! * [`rabbitmq::PrivateBroker`] starts a private RabbitMQ node (its own
 //!   node name, ports and data dir) for tests that stop, restart or
 //!   reconfigure the broker; the shared broker is never touched.
+//! * [`certs::TestPki`] makes a throw-away CA, server and client
+//!   certificates with the `openssl` command line, for the TLS tests.
 //! * [`stack::Stack`] is Prosody plus Herald for tests that act as a
 //!   producer (`herald send`, the example producers).
 //!
@@ -40,6 +42,7 @@
 
 pub mod amqp;
 pub mod c2s;
+pub mod certs;
 pub mod component;
 pub mod ejabberd;
 pub mod events;

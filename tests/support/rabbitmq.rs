@@ -49,9 +49,12 @@ const PORT_ATTEMPTS: usize = 3;
 /// A TLS listener's files (PEM), for [`PrivateBroker::start_with_tls`].
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The CA that client certificates must be issued by.
     pub ca_cert: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Refuse clients without a certificate issued by `ca_cert`.
+    pub require_client_cert: bool,
 }
 
 /// A running (or stopped) private RabbitMQ node. See the module docs.
@@ -75,7 +78,7 @@ impl PrivateBroker {
     }
 
     /// Like [`PrivateBroker::start`], with an AMQPS listener too, serving
-    /// `tls.cert` (no client certificate asked for).
+    /// `tls.cert` (and asking for a client certificate if `tls` says so).
     pub fn start_with_tls(tls: TlsFiles) -> PrivateBroker {
         Self::boot(Some(tls))
     }
@@ -181,11 +184,17 @@ impl PrivateBroker {
                  ssl_options.cacertfile = {}\n\
                  ssl_options.certfile = {}\n\
                  ssl_options.keyfile = {}\n\
-                 ssl_options.verify = verify_none\n\
-                 ssl_options.fail_if_no_peer_cert = false\n",
+                 ssl_options.verify = {}\n\
+                 ssl_options.fail_if_no_peer_cert = {}\n",
                 tls.ca_cert.display(),
                 tls.cert.display(),
                 tls.key.display(),
+                if tls.require_client_cert {
+                    "verify_peer"
+                } else {
+                    "verify_none"
+                },
+                tls.require_client_cert,
             ));
         }
         fs::write(self.config_path(), config).expect("write rabbitmq.conf");
