@@ -218,3 +218,54 @@ async fn a_broker_restart_mid_job_loses_nothing_and_the_job_gets_its_own_report(
     let amqp = world.amqp().await;
     assert_eq!(amqp.message_count(&world.names.jobs).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_the_broker_never_took_before_a_restart_is_the_redelivered_jobs_own() {
+    let env = [("HERALD_XMPP__READ_TIMEOUT_SECS", "600")];
+    let mut world = World::start(&env).await;
+    let prosody = world.server.pid().expect("prosody runs");
+
+    // The job is written while the server is frozen; then the broker stops
+    // reading what Herald publishes (a memory alarm) before the server may
+    // confirm the job: it completes, but its report cannot get out.
+    signal(prosody, "-STOP");
+    world
+        .publish(world.job_to_everyone("report-in-flight", "evacuate"))
+        .await;
+    world.herald.wait_log_count("job fanned out", 1, WAIT);
+    world.broker.ctl(&["set_vm_memory_high_watermark", "0"]);
+    world
+        .broker
+        .wait_log("memory resource limit alarm set", WAIT);
+    signal(prosody, "-CONT");
+    world.wait_metric(r#"herald_jobs_total{outcome="delivered"}"#, 1.0);
+    for user in world.users.iter_mut() {
+        let message = user
+            .next_message(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{} got nothing", user.jid()));
+        assert_eq!(message.1, "evacuate");
+    }
+
+    // The restart clears the alarm and requeues the unacknowledged job.
+    // Its redelivery is recognised as completed: nothing is sent again,
+    // and the report the broker never took is published as its own.
+    world.broker.start_again();
+    world.wait_metric(r#"herald_amqp_connects_total{result="ok"}"#, 2.0);
+    let reports = world.reports_of("report-in-flight").await;
+    assert_eq!(reports.len(), 1, "one report, no duplicate: {reports:?}");
+    let report = own_report(&reports);
+    // The first attempt's report: it resent nothing, so it warns of nothing.
+    assert_eq!(report.get("possible_duplicates"), None, "{report}");
+    for user in world.users.iter_mut() {
+        user.expect_no_message(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        world.metric(r#"herald_stanzas_sent_total{kind="message"}"#),
+        ONLINE as f64,
+        "each message written once"
+    );
+    assert_eq!(world.herald.stop(), Some(0), "{}", world.herald.log_text());
+    let amqp = world.amqp().await;
+    assert_eq!(amqp.message_count(&world.names.jobs).await, Some(0));
+}

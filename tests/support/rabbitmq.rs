@@ -22,13 +22,13 @@
 //!
 //! Environment knobs (all optional):
 //! * `HERALD_TEST_RABBITMQ_SCRIPTS`: the directory holding `rabbitmq-server`
-//!   (default `/usr/lib/rabbitmq/bin`).
+//!   and `rabbitmqctl` (default `/usr/lib/rabbitmq/bin`).
 //! * `HERALD_TEST_KEEP_RABBITMQ=1`: keep the temp dir (config, Mnesia, log).
 
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -148,6 +148,22 @@ impl PrivateBroker {
         tail(&self.log_path(), lines)
     }
 
+    /// Waits until the node's log (since it last started) has `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in RabbitMQ's log within {timeout:?}:\n{}",
+                self.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
     }
@@ -176,6 +192,39 @@ impl PrivateBroker {
         }
     }
 
+    /// Runs `rabbitmqctl` against this node (e.g. to raise an alarm) and
+    /// returns its output; panics if it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let scripts = scripts_dir();
+        let output = Command::new(scripts.join("rabbitmqctl"))
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // The node's cookie is in its HOME.
+            .env("HOME", &self.root)
+            .env("LANG", "C.UTF-8")
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env(
+                "RABBITMQ_CTL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rabbitmqctl");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} failed:\n{text}"
+        );
+        text
+    }
+
     fn write_config(&self) {
         let mut config = format!("listeners.tcp.1 = 127.0.0.1:{}\n", self.port);
         if let (Some(tls), Some(port)) = (&self.tls, self.tls_port) {
@@ -201,9 +250,7 @@ impl PrivateBroker {
     }
 
     fn spawn(&mut self) {
-        let scripts = std::env::var("HERALD_TEST_RABBITMQ_SCRIPTS")
-            .unwrap_or_else(|_| "/usr/lib/rabbitmq/bin".into());
-        let script = Path::new(&scripts).join("rabbitmq-server");
+        let script = scripts_dir().join("rabbitmq-server");
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -307,4 +354,11 @@ fn free_ports() -> [u16; 3] {
         .collect();
     let port = |i: usize| listeners[i].local_addr().unwrap().port();
     [port(0), port(1), port(2)]
+}
+
+/// Where RabbitMQ's own scripts are (see the module docs).
+fn scripts_dir() -> PathBuf {
+    std::env::var_os("HERALD_TEST_RABBITMQ_SCRIPTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/rabbitmq/bin"))
 }
