@@ -109,6 +109,14 @@ pub struct AmqpConfig {
     pub presence_events: bool,
     /// Longest pause between reconnection attempts to the broker.
     pub max_backoff_secs: u64,
+    /// PEM file of certificate authorities to trust for an `amqps://`
+    /// broker besides the system's (a private CA, a self-signed broker).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain) to present to a
+    /// broker that asks for one; needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's unencrypted private key.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -193,6 +201,9 @@ impl Default for AmqpConfig {
             prefetch: 256,
             presence_events: true,
             max_backoff_secs: 30,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -336,6 +347,7 @@ impl Config {
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch must be at least 1".into());
         }
+        crate::amqp::tls::check(&self.amqp).map_err(ConfigError::Invalid)?;
         if self.xmpp.keepalive_secs == 0 || self.xmpp.read_timeout_secs <= self.xmpp.keepalive_secs
         {
             return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
@@ -461,6 +473,33 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let warning = config.secret_file_warning().unwrap();
         assert!(warning.contains("mode 644"), "{warning}");
+    }
+
+    #[test]
+    fn tls_options_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let mut config = valid();
+        config.amqp.tls_ca_file = Some(ca);
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid configuration: amqp.tls_ca_file, tls_cert_file and tls_key_file apply to \
+             TLS only: amqp.url must be amqps://"
+        );
+        config.amqp.url = Secret::new("amqps://guest:guest@localhost:5671/%2f");
+        config.validate().unwrap();
+        config.amqp.tls_ca_file = Some(dir.path().join("absent.pem"));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("amqp.tls_ca_file") && err.contains("absent.pem"),
+            "{err}"
+        );
     }
 
     #[test]

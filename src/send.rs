@@ -307,7 +307,7 @@ fn amqp_error(what: &'static str) -> impl FnOnce(lapin::Error) -> SendError {
 impl Link {
     async fn open(config: &AmqpConfig) -> Result<Link, SendError> {
         // The URL is not in the message: it may hold a password.
-        let connection = Connection::connect(config.url.expose(), ConnectionProperties::default())
+        let connection = crate::amqp::connect(config, ConnectionProperties::default())
             .await
             .map_err(amqp_error("cannot connect to the broker (amqp.url)"))?;
         let channel = connection

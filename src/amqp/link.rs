@@ -53,6 +53,11 @@ pub struct Taken {
 }
 
 impl Taken {
+    /// The connection the job came on (they are numbered from 1).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Gives the job back to the queue (for another delivery attempt).
     pub fn requeue(self) {
         tokio::spawn(async move {
@@ -428,7 +433,7 @@ struct Open {
 impl Open {
     async fn connect(config: &AmqpConfig, name: &str) -> Result<Open, lapin::Error> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(config.url.expose(), properties).await?;
+        let connection = super::connect(config, properties).await?;
         let consume = connection.create_channel().await?;
         topology::declare(&consume, config).await?;
         consume

@@ -6,6 +6,8 @@
 //! waiting on the broker, so that the loop never does.
 
 mod link;
+pub mod tls;
 mod topology;
 
 pub use link::{Job, Link, Publisher, Taken, ERROR_HEADER};
+pub use tls::connect;

@@ -78,6 +78,10 @@ impl<H: Handler> Component<H> {
     }
 
     pub(super) fn on_job(&mut self, session: &mut Session, job: Job) {
+        if job.taken.generation() != self.jobs_generation {
+            self.jobs_generation = job.taken.generation();
+            self.forget_jobs_of_lost_connections();
+        }
         let mut effects = Effects::default();
         let outcome = {
             let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects)
@@ -108,6 +112,26 @@ impl<H: Handler> Component<H> {
                     report,
                     since,
                 }));
+            }
+        }
+    }
+
+    /// A job taken on a broker connection since lost can be neither
+    /// acknowledged nor reported: the broker has requeued it, and its
+    /// redelivery is the job now, not a repeat of it. So it stops counting
+    /// as in progress (else its redelivery would be answered as a duplicate
+    /// of an attempt that never reports, and acknowledged without its
+    /// messages being confirmed). Its stanzas still wait for the server;
+    /// when read, they are dropped as stale.
+    fn forget_jobs_of_lost_connections(&mut self) {
+        for work in self.barriers.pending_mut() {
+            let Work::Job(job) = work else { continue };
+            if self.link.is_current(&job.taken) {
+                continue;
+            }
+            if let Some(key) = job.key.take() {
+                tracing::debug!(job = %key, "taken on a lost broker connection; its redelivery is the job now");
+                self.jobs.abandon(&key);
             }
         }
     }

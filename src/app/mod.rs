@@ -210,6 +210,8 @@ struct Component<H> {
     link: Link,
     metrics: Metrics,
     barriers: Barriers<Work>,
+    /// The broker connection the last job came on.
+    jobs_generation: u64,
     /// Presence is rebuilt after (re)connecting; jobs wait until then.
     taking_jobs: bool,
     /// The current (or last) session got as far as taking jobs.
@@ -249,6 +251,7 @@ impl<H: Handler> Component<H> {
             link,
             metrics,
             barriers: Barriers::new("herald-barrier"),
+            jobs_generation: 0,
             taking_jobs: false,
             taking_jobs_since_connect: false,
             settle_at: None,

@@ -35,10 +35,15 @@ pub fn unique_name(prefix: &str) -> String {
 /// Connects to [`amqp_url`], panicking with a clear message if RabbitMQ does
 /// not answer.
 pub async fn connect() -> Connection {
-    let url = amqp_url();
+    connect_to(&amqp_url()).await
+}
+
+/// Connects to the broker at `url` (a private one, say), panicking with a
+/// clear message if it does not answer.
+pub async fn connect_to(url: &str) -> Connection {
     match tokio::time::timeout(
         Duration::from_secs(10),
-        Connection::connect(&url, ConnectionProperties::default()),
+        Connection::connect(url, ConnectionProperties::default()),
     )
     .await
     {
@@ -59,7 +64,12 @@ pub struct Amqp {
 
 impl Amqp {
     pub async fn connect() -> Amqp {
-        let connection = connect().await;
+        Self::connect_to(&amqp_url()).await
+    }
+
+    /// Like [`Amqp::connect`], to the broker at `url`.
+    pub async fn connect_to(url: &str) -> Amqp {
+        let connection = connect_to(url).await;
         let channel = connection
             .create_channel()
             .await
@@ -235,6 +245,54 @@ impl Amqp {
         declared
     }
 
+    /// Declares the durable topic `exchange` and a new durable queue bound
+    /// to it for `routing_key_pattern`; returns the queue's name. Unlike an
+    /// [`EventTap`], it keeps what it caught across a broker restart.
+    pub async fn bind_durable_queue(&self, exchange: &str, routing_key_pattern: &str) -> String {
+        let queue = unique_name("herald-test-durable-tap");
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        self.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("declare topic exchange {exchange:?}: {e}"));
+        self.channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare durable tap queue");
+        self.channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                routing_key_pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind durable tap queue");
+        queue
+    }
+
+    /// Takes every message from `queue` until none has come for `quiet`.
+    pub async fn drain(&self, queue: &str, quiet: Duration) -> Vec<AmqpMessage> {
+        let mut messages = Vec::new();
+        while let Some(message) = self.get_one(queue, quiet).await {
+            messages.push(message);
+        }
+        messages
+    }
+
     /// Deletes `queue` (cleanup; errors ignored).
     pub async fn delete_queue(&self, queue: &str) {
         if let Ok(ch) = self.connection.create_channel().await {
@@ -365,7 +423,12 @@ impl EventTap {
     /// exclusive auto-delete queue to it with `routing_key_pattern` (topic
     /// syntax: `job.*`, `#`).
     pub async fn bind(exchange: &str, routing_key_pattern: &str) -> EventTap {
-        let connection = connect().await;
+        Self::bind_at(&amqp_url(), exchange, routing_key_pattern).await
+    }
+
+    /// Like [`EventTap::bind`], on the broker at `url`.
+    pub async fn bind_at(url: &str, exchange: &str, routing_key_pattern: &str) -> EventTap {
+        let connection = connect_to(url).await;
         let ch = connection
             .create_channel()
             .await

@@ -448,7 +448,7 @@ fn ejabberd_libs() -> Result<Option<PathBuf>, String> {
 /// loopback. It keeps running after the test (epmd is shared by every node
 /// on the machine; it is never stopped here). Two tests starting one at once
 /// is harmless: the second epmd finds the port taken and exits.
-fn ensure_epmd() {
+pub fn ensure_epmd() {
     let addr: SocketAddr = EPMD_ADDR.parse().unwrap();
     let answers = || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
     if answers() {

@@ -31,6 +31,11 @@
 //! * [`cut_proxy::CutProxy`] sits between Herald and a server's component
 //!   port and cuts the connection in the middle of a stanza, in either
 //!   direction.
+//! * [`rabbitmq::PrivateBroker`] starts a private RabbitMQ node (its own
+//!   node name, ports and data dir) for tests that stop, restart or
+//!   reconfigure the broker; the shared broker is never touched.
+//! * [`certs::TestPki`] makes a throw-away CA, server and client
+//!   certificates with the `openssl` command line, for the TLS tests.
 //! * [`stack::Stack`] is an XMPP server plus Herald, for tests that act as
 //!   a producer (`herald send`, the example producers) or break something.
 //!
@@ -42,6 +47,7 @@
 
 pub mod amqp;
 pub mod c2s;
+pub mod certs;
 pub mod component;
 pub mod cut_proxy;
 pub mod delivery;
@@ -52,6 +58,7 @@ pub mod herald;
 pub mod http;
 pub mod job_check;
 pub mod prosody;
+pub mod rabbitmq;
 pub mod server;
 pub mod stack;
 pub mod user;

@@ -136,17 +136,28 @@ pub fn send_sigterm(pid: u32) {
     send_signal(pid, "TERM");
 }
 
-/// Sends signal `name` ("TERM", "STOP", "CONT"...) to `pid` via the shell's
-/// `kill` builtin (no libc dependency; `sh` is always there, unlike
-/// /usr/bin/kill). Whether the signal was delivered.
+/// Sends signal `name` ("TERM", "STOP", "CONT"...) to `pid`. Whether the
+/// signal was delivered.
 pub fn send_signal(pid: u32, name: &str) -> bool {
+    signal_target(name, &pid.to_string())
+}
+
+/// SIGKILL to every process of the group `pgid` leads (a server whose
+/// start script runs the real server as its child).
+pub fn kill_group(pgid: u32) {
+    signal_target("KILL", &format!("-{pgid}"));
+}
+
+/// `kill -s signal -- target` via the shell's builtin (no libc dependency;
+/// `sh` is always there, unlike /usr/bin/kill).
+fn signal_target(signal: &str, target: &str) -> bool {
     Command::new("sh")
         .args([
             "-c",
-            "kill -s \"$1\" \"$2\" 2>/dev/null",
+            "kill -s \"$1\" -- \"$2\" 2>/dev/null",
             "sh",
-            name,
-            &pid.to_string(),
+            signal,
+            target,
         ])
         .status()
         .is_ok_and(|s| s.success())
@@ -202,11 +213,27 @@ pub struct Readiness<'a> {
 pub struct ServerProcess {
     name: &'static str,
     child: Option<Child>,
+    /// The child leads a process group of its own (spawned with
+    /// `process_group(0)`): killing it kills the group, so a start script's
+    /// server process does not outlive it.
+    group: bool,
 }
 
 impl ServerProcess {
     pub fn new(name: &'static str) -> Self {
-        ServerProcess { name, child: None }
+        ServerProcess {
+            name,
+            child: None,
+            group: false,
+        }
+    }
+
+    /// For a child spawned as the leader of a new process group.
+    pub fn new_group(name: &'static str) -> Self {
+        ServerProcess {
+            group: true,
+            ..Self::new(name)
+        }
     }
 
     pub fn started(&mut self, child: Child) {
@@ -288,13 +315,16 @@ impl ServerProcess {
             self.name,
             child.id()
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        self.child = Some(child);
+        self.kill();
     }
 
-    /// SIGKILL at once.
+    /// SIGKILL at once (to the whole group for a group leader).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.group {
+                kill_group(child.id());
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
