@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use herald::config::{Config, LogFormat};
 use herald::send::SendArgs;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -60,7 +61,8 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    init_logging(&config);
+    // Held to the end: dropping it flushes the lines still queued.
+    let _log_writer = init_logging(&config);
     if let Some(warning) = config.secret_file_warning() {
         tracing::warn!("{warning}");
     }
@@ -107,13 +109,21 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-fn init_logging(config: &Config) {
+/// Log lines go to stdout from a thread of their own: a slow reader of
+/// stdout (journald under pressure, a full pipe) must never stall the event
+/// loop. Should that thread fall behind by more than its buffer, lines are
+/// dropped rather than the loop blocked.
+fn init_logging(config: &Config) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -337,10 +337,13 @@ impl Drop for Component {
     }
 }
 
+/// The component's own directory (config, log, Herald's store). It is on
+/// the system's temp dir, normally a disk, not on the servers' tmpfs: the
+/// store's commits then cost what they cost in production.
 fn temp_dir() -> Result<tempfile::TempDir, String> {
     tempfile::Builder::new()
         .prefix("herald-loadtest-")
-        .tempdir_in(crate::harness::server::temp_root())
+        .tempdir_in(std::env::temp_dir())
         .map_err(|e| format!("temp dir: {e}"))
 }
 

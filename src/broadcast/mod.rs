@@ -118,7 +118,10 @@ impl Handler for Broadcast {
             ctx.send(message);
         }
         let report = &fanout.report;
-        tracing::info!(
+        // Debug, not info: at thousands of jobs a second a line per job is
+        // most of what the loop spends beyond delivering (the report on the
+        // events exchange is each job's record).
+        tracing::debug!(
             job = %report.id,
             recipients = report.recipients,
             sent = report.sent,
