@@ -9,7 +9,8 @@
 //! than deliver or report them twice.
 //!
 //! A job is acknowledged only after its report (or dead letter) is
-//! confirmed. A refused publish is retried on the same connection, reopening
+//! confirmed, and in delivery order: a job done before an earlier one waits
+//! for it, and both go in one `basic.ack` with `multiple` ([`AckWindow`]). A refused publish is retried on the same connection, reopening
 //! the publish channel (and redeclaring the topology, which brings back a
 //! deleted exchange) when the broker closed it; the job stays unacknowledged
 //! meanwhile, so it is never lost and its messages are never sent again.
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
+use super::ack_window::{Ack, AckWindow};
 use super::topology;
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
@@ -46,10 +48,22 @@ pub struct Job {
     pub taken: Taken,
 }
 
-/// What settles a job with the broker.
+/// What settles a job with the broker: the link task does, in delivery
+/// order. Dropped unsettled, the job is given back to the queue, so that a
+/// forgotten job can never hold back the acknowledgement of later ones.
 pub struct Taken {
-    acker: Acker,
+    acker: Option<Acker>,
+    tag: u64,
     generation: u64,
+    settle: mpsc::UnboundedSender<Settle>,
+}
+
+/// A job settled by the loop or a publish, for the link task to send.
+struct Settle {
+    generation: u64,
+    tag: u64,
+    acker: Acker,
+    requeue: bool,
 }
 
 impl Taken {
@@ -59,27 +73,31 @@ impl Taken {
     }
 
     /// Gives the job back to the queue (for another delivery attempt).
-    pub fn requeue(self) {
-        tokio::spawn(async move {
-            let options = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
-            if let Err(e) = self.acker.nack(options).await {
-                tracing::debug!(error = %e, "nack failed; the broker requeues on channel close");
-            }
-        });
+    pub fn requeue(mut self) {
+        self.settle(true);
     }
 
     /// Acknowledges the job: it is done and leaves the queue.
-    pub fn ack(self) {
-        tokio::spawn(async move { self.ack_now().await });
+    pub fn ack(mut self) {
+        self.settle(false);
     }
 
-    async fn ack_now(&self) {
-        if let Err(e) = self.acker.ack(BasicAckOptions::default()).await {
-            tracing::warn!(error = %e, "job not acknowledged; the broker will redeliver it");
+    fn settle(&mut self, requeue: bool) {
+        if let Some(acker) = self.acker.take() {
+            // Fails only once the link is gone: the broker requeues on close.
+            let _ = self.settle.send(Settle {
+                generation: self.generation,
+                tag: self.tag,
+                acker,
+                requeue,
+            });
         }
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.settle(true);
     }
 }
 
@@ -90,7 +108,8 @@ struct Outgoing {
     payload: Vec<u8>,
     properties: BasicProperties,
     then_ack: Option<Taken>,
-    /// Resolved once the broker confirmed the message and the job is acknowledged.
+    /// Resolved once the broker confirmed the message and the job is handed
+    /// over to be acknowledged (in delivery order).
     confirmed: Option<oneshot::Sender<()>>,
 }
 
@@ -118,11 +137,14 @@ impl Link {
         // unacknowledged jobs.
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let generation = Arc::new(AtomicU64::new(0));
+        let (settler, settle) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             Task {
                 config: config.clone(),
                 name,
                 outgoing: outgoing_rx,
+                settle,
+                settler,
                 jobs: jobs_tx,
                 generation: Arc::clone(&generation),
                 metrics,
@@ -253,6 +275,8 @@ struct Task {
     config: AmqpConfig,
     name: String,
     outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    settle: mpsc::UnboundedReceiver<Settle>,
+    settler: mpsc::UnboundedSender<Settle>,
     jobs: mpsc::UnboundedSender<Job>,
     generation: Arc<AtomicU64>,
     metrics: Metrics,
@@ -345,15 +369,32 @@ impl Task {
         tokio::pin!(retry);
         let mut retry_armed = false;
         let mut closing = false;
+        let mut window = AckWindow::default();
         let mut events = open.connection.events_listener();
         loop {
             if closing && in_flight.is_empty() && waiting.is_empty() {
+                let mut settles = Vec::new();
+                while let Ok(settle) = self.settle.try_recv() {
+                    settles.push(settle);
+                }
+                settle_jobs(settles, generation, &mut window).await;
+                // Done jobs still waiting for an earlier one go on their
+                // own rather than be redelivered after the close.
+                for acker in window.drain_done() {
+                    ack(&acker, false).await;
+                }
                 return Ended::Closed;
             }
             tokio::select! {
                 delivery = open.consumer.next(), if !closing => match delivery {
                     Some(Ok(delivery)) => {
-                        let taken = Taken { acker: delivery.acker.clone(), generation };
+                        window.taken(delivery.delivery_tag);
+                        let taken = Taken {
+                            acker: Some(delivery.acker.clone()),
+                            tag: delivery.delivery_tag,
+                            generation,
+                            settle: self.settler.clone(),
+                        };
                         // The loop only goes away at shutdown; the job is then requeued on close.
                         let _ = self.jobs.send(Job { delivery, taken });
                     }
@@ -367,6 +408,15 @@ impl Task {
                     Some(outgoing) => in_flight.push(publish(open.publish.clone(), outgoing)),
                     None => closing = true,
                 },
+                Some(settle) = self.settle.recv() => {
+                    // Confirms come in bursts: settle all that are here with
+                    // one ack.
+                    let mut settles = vec![settle];
+                    while let Ok(settle) = self.settle.try_recv() {
+                        settles.push(settle);
+                    }
+                    settle_jobs(settles, generation, &mut window).await;
+                }
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
                     Ok(()) => self.metrics.events_confirmed.inc(),
                     Err(outgoing) => {
@@ -413,6 +463,43 @@ impl Task {
                 },
             }
         }
+    }
+}
+
+/// Sends what settling these jobs releases: each requeued job's own nack,
+/// then one ack for every done job no earlier open job holds back. Jobs of
+/// a lost connection were requeued by the broker already.
+async fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWindow<Acker>) {
+    let mut newest = None;
+    for settle in settles {
+        if settle.generation != generation {
+            continue;
+        }
+        let released = if settle.requeue {
+            let options = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            if let Err(e) = settle.acker.nack(options).await {
+                tracing::debug!(error = %e, "nack failed; the broker requeues on channel close");
+            }
+            window.requeued(settle.tag)
+        } else {
+            window.done(settle.tag, settle.acker)
+        };
+        if let Some(Ack::UpTo(acker)) = released {
+            // A later run includes the earlier ones.
+            newest = Some(acker);
+        }
+    }
+    if let Some(acker) = newest {
+        ack(&acker, true).await;
+    }
+}
+
+async fn ack(acker: &Acker, multiple: bool) {
+    if let Err(e) = acker.ack(BasicAckOptions { multiple }).await {
+        tracing::warn!(error = %e, "jobs not acknowledged; the broker will redeliver them");
     }
 }
 
@@ -501,8 +588,8 @@ async fn publish(channel: Channel, outgoing: Outgoing) -> Result<(), Outgoing> {
     if !confirmed {
         return Err(outgoing);
     }
-    if let Some(taken) = &outgoing.then_ack {
-        taken.ack_now().await;
+    if let Some(taken) = outgoing.then_ack {
+        taken.ack();
     }
     if let Some(confirmed) = outgoing.confirmed {
         let _ = confirmed.send(());

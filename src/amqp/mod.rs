@@ -5,6 +5,7 @@
 //! loop. The link task ([`Link`]) keeps the connection up and does all
 //! waiting on the broker, so that the loop never does.
 
+mod ack_window;
 mod link;
 pub mod tls;
 mod topology;
