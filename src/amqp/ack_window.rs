@@ -72,10 +72,6 @@ impl<A> AckWindow<A> {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     fn settle(&mut self, tag: u64, settled: Slot<A>) -> Option<Ack<A>> {
         let index = self.slots.binary_search_by_key(&tag, |(t, _)| *t).ok()?;
         let slot = &mut self.slots[index].1;
@@ -119,7 +115,7 @@ mod tests {
         let mut w = window(1..=3);
         assert_eq!(w.done(1, 1), Some(Ack::UpTo(1)));
         assert_eq!(w.done(2, 2), Some(Ack::UpTo(2)));
-        assert_eq!(w.len(), 1);
+        assert_eq!(w.slots.len(), 1);
     }
 
     #[test]
@@ -128,7 +124,7 @@ mod tests {
         assert_eq!(w.done(2, 2), Some(Ack::Wait));
         assert_eq!(w.done(3, 3), Some(Ack::Wait));
         assert_eq!(w.done(1, 1), Some(Ack::UpTo(3)), "one ack covers 1 to 3");
-        assert_eq!(w.len(), 1, "4 is still open");
+        assert_eq!(w.slots.len(), 1, "4 is still open");
     }
 
     #[test]
@@ -138,7 +134,7 @@ mod tests {
         assert_eq!(w.requeued(1), Some(Ack::UpTo(2)));
         // Nothing done in the run: nothing to send.
         assert_eq!(w.requeued(3), Some(Ack::Wait));
-        assert_eq!(w.len(), 0);
+        assert_eq!(w.slots.len(), 0);
     }
 
     #[test]
@@ -148,7 +144,7 @@ mod tests {
         assert_eq!(w.done(6, 6), Some(Ack::Wait));
         assert_eq!(w.done(6, 60), None);
         assert_eq!(w.requeued(6), None);
-        assert_eq!(w.len(), 2);
+        assert_eq!(w.slots.len(), 2);
     }
 
     #[test]
@@ -158,6 +154,6 @@ mod tests {
         w.requeued(3);
         w.done(4, 4);
         assert_eq!(w.drain_done(), vec![2, 4]);
-        assert_eq!(w.len(), 0);
+        assert_eq!(w.slots.len(), 0);
     }
 }
