@@ -45,13 +45,14 @@ async fn a_user_online_before_a_fresh_herald_started_gets_the_first_job<S: XmppS
         .publish(json!({"id": "second", "to": ["alice@localhost"], "body": "still there"}))
         .await;
     assert_counts(&next_report(&mut stack.reports, "second").await, 1, 0);
-    assert_eq!(alice.next_message(WAIT).await.expect("again").1, "still there");
+    assert_eq!(
+        alice.next_message(WAIT).await.expect("again").1,
+        "still there"
+    );
     assert_eq!(stack.metric(UNKNOWN_PROBES), 1.0);
 }
 
-async fn a_recipient_who_answers_no_probe_is_offline_and_not_probed_again_soon<
-    S: XmppServer,
->() {
+async fn a_recipient_who_answers_no_probe_is_offline_and_not_probed_again_soon<S: XmppServer>() {
     // bob exists (offline, subscribed); nobody has no account at all.
     let mut stack = Stack::<S>::start(&["alice", "bob"]).await;
     let mut alice = stack.online("alice").await;

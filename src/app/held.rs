@@ -133,6 +133,10 @@ impl<T> HeldJobs<T> {
 
     /// Removes the jobs `keep` refuses, in order.
     pub fn remove_unless(&mut self, mut keep: impl FnMut(&T) -> bool) -> Vec<T> {
+        // The usual case, on every turn of the loop: nothing to remove.
+        if self.queue.iter().all(|(job, _)| keep(job)) {
+            return Vec::new();
+        }
         let mut removed = Vec::new();
         for (job, stage) in std::mem::take(&mut self.queue) {
             if keep(&job) {
