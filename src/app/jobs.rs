@@ -119,6 +119,7 @@ impl<H: Handler> Component<H> {
             let probing = match turn {
                 Turn::Wait => break,
                 Turn::Examine => Some(StrangerTest {
+                    server: &self.server,
                     subscribers: &self.subscriptions,
                     strangers: &self.strangers,
                     now,
@@ -154,6 +155,7 @@ impl<H: Handler> Component<H> {
                 continue;
             };
             let test = StrangerTest {
+                server: &self.server,
                 subscribers: &self.subscriptions,
                 strangers: &self.strangers,
                 now: Instant::now(),

@@ -62,10 +62,13 @@ impl Strangers {
     }
 }
 
-/// Who is a stranger at one moment: a user who is no known subscriber and
-/// was not probed in vain lately. What a handler asks through
-/// [`crate::handler::Context::is_stranger`].
+/// Who is a stranger at one moment: a user of the server Herald is attached
+/// to who is no known subscriber and was not probed in vain lately. What a
+/// handler asks through [`crate::handler::Context::is_stranger`].
 pub struct StrangerTest<'a> {
+    /// The server's domain. Herald ignores presence from other domains, so
+    /// probing their users would learn nothing (and reach out to them).
+    pub server: &'a BareJid,
     pub subscribers: &'a Subscribers,
     pub strangers: &'a Strangers,
     pub now: Instant,
@@ -73,7 +76,9 @@ pub struct StrangerTest<'a> {
 
 impl StrangerTest<'_> {
     pub fn is_stranger(&self, user: &BareJid) -> bool {
-        !self.subscribers.contains_user(user) && self.strangers.should_probe(user, self.now)
+        user.domain() == self.server.domain()
+            && !self.subscribers.contains_user(user)
+            && self.strangers.should_probe(user, self.now)
     }
 }
 
@@ -126,7 +131,9 @@ mod tests {
         let mut strangers = Strangers::new(Duration::from_secs(60));
         let now = Instant::now();
         strangers.probed(jid("ghost@l"), now);
+        let server = jid("l");
         let test = StrangerTest {
+            server: &server,
             subscribers: &subscribers,
             strangers: &strangers,
             now,
@@ -134,6 +141,7 @@ mod tests {
         assert!(!test.is_stranger(&jid("alice@l")));
         assert!(!test.is_stranger(&jid("ghost@l")));
         assert!(test.is_stranger(&jid("bob@l")));
+        assert!(!test.is_stranger(&jid("mallory@evil.example")));
     }
 
     #[test]
