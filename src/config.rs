@@ -85,6 +85,11 @@ pub struct XmppConfig {
     /// Milliseconds to wait, after the server answered the post-connect
     /// barrier, for presence answers to probes before taking jobs.
     pub probe_settle_ms: u64,
+    /// Seconds during which a job recipient Herald knew nothing about, and
+    /// probed without learning anything (offline, or no subscription), is
+    /// not probed again; 0 turns probing of unknown recipients off (they
+    /// then count as offline until their presence reaches Herald).
+    pub unknown_probe_ttl_secs: u64,
     /// Stanzas waiting to be written above which Herald stops taking jobs.
     pub outbound_high_water: usize,
     /// Events (`message.received`, `presence.changed`) one user can cause
@@ -183,6 +188,7 @@ impl Default for XmppConfig {
             connect_timeout_secs: 10,
             max_backoff_secs: 30,
             probe_settle_ms: 500,
+            unknown_probe_ttl_secs: 300,
             outbound_high_water: 20_000,
             user_events_per_sec: 10,
             user_events_burst: 50,
@@ -416,6 +422,18 @@ impl Config {
 
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs(self.xmpp.read_timeout_secs)
+    }
+
+    pub fn unknown_probe_ttl(&self) -> Duration {
+        Duration::from_secs(self.xmpp.unknown_probe_ttl_secs)
+    }
+
+    /// The JID users put on their roster to share presence with Herald
+    /// (the default sender), from which unknown recipients are probed.
+    pub fn roster_contact(&self) -> Result<BareJid, ConfigError> {
+        let contact = format!("{}@{}", self.broadcast.default_from, self.xmpp.domain);
+        BareJid::new(&contact)
+            .map_err(|_| ConfigError::Invalid(format!("bad default sender {contact:?}")))
     }
 
     pub fn connect_timeout(&self) -> Duration {

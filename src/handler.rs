@@ -11,7 +11,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::message::Message;
 
-use crate::app::{Earlier, Ledger};
+use crate::app::{Earlier, Ledger, StrangerTest};
 use crate::presence::{PresenceBook, PresenceChange};
 
 /// An event for the events exchange.
@@ -47,6 +47,7 @@ pub struct Context<'a> {
     presence: &'a PresenceBook,
     jobs: &'a Ledger,
     redelivered: bool,
+    strangers: Option<StrangerTest<'a>>,
     effects: &'a mut Effects,
 }
 
@@ -62,6 +63,7 @@ impl<'a> Context<'a> {
             presence,
             jobs,
             redelivered: false,
+            strangers: None,
             effects,
         }
     }
@@ -71,6 +73,25 @@ impl<'a> Context<'a> {
     pub(crate) fn for_redelivery(mut self, redelivered: bool) -> Self {
         self.redelivered = redelivered;
         self
+    }
+
+    /// The context of a job the loop is willing to hold while it probes
+    /// the users `test` calls strangers.
+    pub(crate) fn probing(mut self, test: StrangerTest<'a>) -> Self {
+        self.strangers = Some(test);
+        self
+    }
+
+    /// Whether `user` is someone Herald knows nothing about: not a
+    /// subscriber, and not probed in vain lately. Their presence is unknown
+    /// rather than offline; a job that returns [`JobOutcome::Probe`] with
+    /// them waits until their probes are answered. Always false when the
+    /// loop does not probe for this call (probing turned off, or the job's
+    /// probes were answered already).
+    pub fn is_stranger(&self, user: &BareJid) -> bool {
+        self.strangers
+            .as_ref()
+            .is_some_and(|test| test.is_stranger(user))
     }
 
     /// Whether the job at hand was delivered before: an earlier attempt may
@@ -141,6 +162,11 @@ pub enum JobOutcome {
         tally: Tally,
         key: Option<String>,
     },
+    /// Probe `users` (strangers, see [`Context::is_stranger`]) first:
+    /// the loop sends each a presence probe, waits until the server has
+    /// answered them, and then calls [`Handler::on_job`] again with the same
+    /// job (and no strangers). Nothing sent through the context is written.
+    Probe { users: Vec<BareJid> },
     /// The job repeats the earlier one with `key`: nothing is sent,
     /// `report` is published and the job acknowledged.
     Duplicate { report: Option<Event>, key: String },
@@ -163,7 +189,12 @@ pub trait Handler {
         None
     }
 
-    /// Called for each job taken from the jobs queue.
+    /// Called for each job taken from the jobs queue, in order. It may be
+    /// called more than once for a job: again after it returned
+    /// [`JobOutcome::Probe`], and again for a job taken while an earlier
+    /// one waited for probes (it is then examined early, so that its own
+    /// probes go out at once, and run in its turn). Only the last call's
+    /// outcome and effects count.
     fn on_job(&mut self, ctx: &mut Context<'_>, payload: &[u8]) -> JobOutcome;
 
     /// Extra features to announce in disco#info.

@@ -61,6 +61,15 @@ pub struct RecipientCounters {
     pub invalid: IntCounter,
 }
 
+/// Presence probes sent, by why, as counted in `herald_probes_sent_total`.
+#[derive(Clone)]
+pub struct ProbeCounters {
+    /// Known subscribers, after each (re)connect.
+    pub subscriber: IntCounter,
+    /// Job recipients Herald knew nothing about.
+    pub unknown_recipient: IntCounter,
+}
+
 /// One side of the broker or server connection.
 #[derive(Clone)]
 pub struct LinkMetrics {
@@ -119,6 +128,9 @@ pub struct Metrics {
     pub jobs: JobCounters,
     pub recipients: RecipientCounters,
     pub limited: LimitedCounters,
+    pub probes: ProbeCounters,
+    /// Jobs taken and not fanned out yet (waiting for probes, or behind one that does).
+    pub held_jobs: IntGauge,
     pub job_duration: Histogram,
     pub server_roundtrip: Histogram,
     pub online_users: IntGauge,
@@ -171,6 +183,11 @@ impl Metrics {
             "Reports, events and dead letters published to the broker, by result",
             "result",
         );
+        let probes = counter_vec(
+            "herald_probes_sent_total",
+            "Presence probes sent: to known subscribers after connecting, or to job recipients Herald knew nothing about",
+            "reason",
+        );
         let metrics = Metrics {
             registry: registry.clone(),
             session: SessionMetrics {
@@ -199,6 +216,15 @@ impl Metrics {
                 unavailable: recipients.with_label_values(&["unavailable"]),
                 invalid: recipients.with_label_values(&["invalid"]),
             },
+            probes: ProbeCounters {
+                subscriber: probes.with_label_values(&["subscriber"]),
+                unknown_recipient: probes.with_label_values(&["unknown_recipient"]),
+            },
+            held_jobs: gauge(
+                &registry,
+                "herald_held_jobs",
+                "Jobs taken but not fanned out yet: waiting for probes of unknown recipients, or behind such a job",
+            ),
             job_duration: histogram(
                 &registry,
                 "herald_job_duration_seconds",

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -118,14 +117,6 @@ impl World {
     }
 }
 
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// The one report of `reports` that is the job's own (others must say
 /// `duplicate: true`), checked to count every recipient.
 fn own_report(reports: &[Value]) -> Value {
@@ -160,7 +151,7 @@ async fn a_broker_restart_mid_job_loses_nothing_and_the_job_gets_its_own_report(
 
     // A frozen server confirms nothing: the job is written but cannot
     // complete before the broker goes away.
-    signal(prosody, "-STOP");
+    support::server::signal(prosody, "STOP");
     world
         .publish(world.job_to_everyone("mid-restart", "evacuate"))
         .await;
@@ -178,7 +169,7 @@ async fn a_broker_restart_mid_job_loses_nothing_and_the_job_gets_its_own_report(
     world.broker.start_again();
     world.wait_metric(r#"herald_amqp_connects_total{result="ok"}"#, 2.0);
     world.herald.wait_log_count("job fanned out", 2, WAIT);
-    signal(prosody, "-CONT");
+    support::server::signal(prosody, "CONT");
 
     let report = own_report(&world.reports_of("mid-restart").await);
     let window = Duration::from_secs(3);
@@ -228,7 +219,7 @@ async fn a_report_the_broker_never_took_before_a_restart_is_the_redelivered_jobs
     // The job is written while the server is frozen; then the broker stops
     // reading what Herald publishes (a memory alarm) before the server may
     // confirm the job: it completes, but its report cannot get out.
-    signal(prosody, "-STOP");
+    support::server::signal(prosody, "STOP");
     world
         .publish(world.job_to_everyone("report-in-flight", "evacuate"))
         .await;
@@ -237,7 +228,7 @@ async fn a_report_the_broker_never_took_before_a_restart_is_the_redelivered_jobs
     world
         .broker
         .wait_log("memory resource limit alarm set", WAIT);
-    signal(prosody, "-CONT");
+    support::server::signal(prosody, "CONT");
     world.wait_metric(r#"herald_jobs_total{outcome="delivered"}"#, 1.0);
     for user in world.users.iter_mut() {
         let message = user

@@ -29,6 +29,7 @@ const COLLECT: Duration = Duration::from_secs(3);
 on_both_servers!(
     a_cut_while_herald_writes_a_job_loses_no_recipient_and_corrupts_no_message,
     a_cut_while_the_server_writes_to_herald_loses_no_job_and_presence_is_rebuilt,
+    a_user_whose_first_presence_was_cut_gets_the_next_job,
 );
 
 const ONLINE: usize = 200;
@@ -158,6 +159,33 @@ async fn a_cut_while_the_server_writes_to_herald_loses_no_job_and_presence_is_re
     );
     assert_eq!(stack.herald.stop(), Some(0));
     assert_eq!(stack.amqp.message_count(&stack.names.jobs).await, Some(0));
+}
+
+async fn a_user_whose_first_presence_was_cut_gets_the_next_job<S: XmppServer>() {
+    let (mut stack, proxy) = Stack::<S>::start_behind_proxy(&["erin"], &[]).await;
+    // Erin has never been seen; her first presence is cut in half, so
+    // Herald, on its next stream, has no reason to probe her.
+    proxy.arm(Direction::ServerToHerald, "<presence", 1);
+    let erin = XmppUser::login_available(&stack.server, "erin", "desk").await;
+    wait_reconnect(&mut stack, &proxy, 1).await;
+    assert_eq!(stack.metric("herald_subscriptions"), 0.0);
+
+    // A job to her makes Herald probe her first.
+    stack
+        .publish(json!({"id": "first-seen", "to": ["erin@localhost"], "body": "found you"}))
+        .await;
+    let report = own_report(&reports_of(&mut stack.reports, "first-seen").await);
+    assert_complete(&report, 1, 0);
+    let mut users = vec![erin];
+    assert_eq!(
+        assert_everyone_got_it(&mut users, "found you", COLLECT, &report).await,
+        0
+    );
+    assert_eq!(
+        stack.metric(r#"herald_probes_sent_total{reason="unknown_recipient"}"#),
+        1.0
+    );
+    assert_eq!(stack.herald.stop(), Some(0));
 }
 
 /// Waits for cut number `cut`, then for Herald to take jobs on a new stream.

@@ -1,16 +1,22 @@
-//! Jobs from taking to acknowledging: fan-out through the handler, the
-//! barriers that tell what the server has read, checkpoints inside long
-//! jobs, remembering completed jobs, and publishing reports once the store
-//! has committed them.
+//! Jobs from taking to acknowledging: holding them while unknown
+//! recipients are probed, fan-out through the handler, the barriers that
+//! tell what the server has read, checkpoints inside long jobs, remembering
+//! completed jobs, and publishing reports once the store has committed them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::Component;
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::presence::Type as PresenceType;
+
+use super::held::Turn;
+use super::strangers::StrangerTest;
+use super::{Component, Ledger};
 use crate::amqp::{Job, Publisher, Taken};
 use crate::handler::{Context, Effects, Event, Handler, JobOutcome, Tally};
+use crate::presence::PresenceBook;
 use crate::store::{self, CompletedJob, Write};
 use crate::xmpp::{stanzas, Session};
 
@@ -22,6 +28,11 @@ pub(super) enum Work {
         token: Vec<u8>,
     },
     Job(PendingJob),
+    /// Probes of unknown recipients: their held jobs may go once read
+    /// (and answered).
+    Probes {
+        ticket: u64,
+    },
 }
 
 /// A job whose stanzas are written but not yet known to be read.
@@ -47,6 +58,13 @@ impl<H: Handler> Component<H> {
             let job = match work {
                 Work::Checkpoint { key, token } => {
                     self.record_progress(key, token);
+                    continue;
+                }
+                Work::Probes { ticket } => {
+                    // Some servers (ejabberd) answer a probe from the
+                    // user's session, after the ping: allow for late answers.
+                    self.held
+                        .answered(ticket, Instant::now() + self.settle_delay);
                     continue;
                 }
                 Work::Job(job) => job,
@@ -77,18 +95,136 @@ impl<H: Handler> Component<H> {
         true
     }
 
-    pub(super) fn on_job(&mut self, session: &mut Session, job: Job) {
+    /// A job from the queue waits behind those already held; the event
+    /// loop then lets through what may go (see [`Component::advance_held`]).
+    pub(super) fn on_job(&mut self, job: Job) {
         if job.taken.generation() != self.jobs_generation {
             self.jobs_generation = job.taken.generation();
             self.forget_jobs_of_lost_connections();
         }
-        let mut effects = Effects::default();
-        let outcome = {
-            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects)
-                .for_redelivery(job.delivery.redelivered);
-            self.handler.on_job(&mut ctx, &job.delivery.data)
-        };
+        self.held.push(job);
+        self.metrics.held_jobs.set(self.held.len() as i64);
+    }
+
+    /// Fans out held jobs in order while the first may go: examined and
+    /// without strangers, or with its probes answered. Then examines the
+    /// jobs behind it, so that their probes go out now rather than in turn.
+    pub(super) fn advance_held(&mut self, session: &mut Session) {
+        let stale = self
+            .held
+            .remove_unless(|job| self.link.is_current(&job.taken));
+        // Their AMQP connection is gone: the broker has requeued them.
+        self.metrics.jobs.requeued.inc_by(stale.len() as u64);
+        loop {
+            let now = Instant::now();
+            let Some((job, turn)) = self.held.first(now) else {
+                break;
+            };
+            let probing = match turn {
+                Turn::Wait => break,
+                Turn::Examine => Some(StrangerTest {
+                    server: &self.server,
+                    subscribers: &self.subscriptions,
+                    strangers: &self.strangers,
+                    now,
+                }),
+                Turn::Run => None,
+            };
+            let (outcome, effects) = examine(
+                &mut self.handler,
+                &self.domain,
+                &self.presence,
+                &self.jobs,
+                probing,
+                job,
+            );
+            match outcome {
+                JobOutcome::Probe { users } if turn == Turn::Examine => {
+                    if users.is_empty() {
+                        self.held.examined(0);
+                    } else {
+                        self.probe_strangers(session, users, 0);
+                    }
+                }
+                outcome => {
+                    let Some(job) = self.held.pop_first() else {
+                        break;
+                    };
+                    self.finish_job(session, job, outcome, effects);
+                }
+            }
+        }
+        for position in self.held.unexamined_behind() {
+            let Some(job) = self.held.get(position) else {
+                continue;
+            };
+            let test = StrangerTest {
+                server: &self.server,
+                subscribers: &self.subscriptions,
+                strangers: &self.strangers,
+                now: Instant::now(),
+            };
+            let (outcome, _) = examine(
+                &mut self.handler,
+                &self.domain,
+                &self.presence,
+                &self.jobs,
+                Some(test),
+                job,
+            );
+            match outcome {
+                JobOutcome::Probe { users } if !users.is_empty() => {
+                    self.probe_strangers(session, users, position)
+                }
+                // Run in its turn, against the presence of that moment.
+                _ => self.held.examined(position),
+            }
+        }
+        self.metrics.held_jobs.set(self.held.len() as i64);
+    }
+
+    /// Probes `users` for the held job at `position`, which waits for a
+    /// barrier behind the probes.
+    fn probe_strangers(&mut self, session: &mut Session, users: Vec<BareJid>, position: usize) {
+        let now = Instant::now();
+        self.metrics
+            .probes
+            .unknown_recipient
+            .inc_by(users.len() as u64);
+        tracing::debug!(users = users.len(), "probing unknown recipients");
+        for user in users {
+            session.enqueue(stanzas::presence(PresenceType::Probe, &self.contact, &user));
+            self.strangers.probed(user, now);
+        }
+        let ticket = self.held.probing(position);
+        self.barriers.push(Work::Probes { ticket });
+    }
+
+    /// On shutdown: held jobs wrote nothing; they go back to the queue.
+    pub(super) fn requeue_held(&mut self) {
+        for job in self.held.drain() {
+            self.metrics.jobs.requeued.inc();
+            job.taken.requeue();
+        }
+        self.metrics.held_jobs.set(0);
+    }
+
+    fn finish_job(
+        &mut self,
+        session: &mut Session,
+        job: Job,
+        outcome: JobOutcome,
+        effects: Effects,
+    ) {
         match outcome {
+            JobOutcome::Probe { .. } => {
+                // Only a handler that ignores `is_stranger` asks again once
+                // its probes were answered; holding the job would loop.
+                let reason = "the handler asked for probes of recipients already probed";
+                tracing::error!(reason, "job dead-lettered");
+                self.metrics.jobs.dead_lettered.inc();
+                self.link.publisher().dead_letter(job, reason);
+            }
             JobOutcome::DeadLetter { reason } => {
                 tracing::warn!(%reason, "job dead-lettered");
                 self.metrics.jobs.dead_lettered.inc();
@@ -260,6 +396,26 @@ impl<H: Handler> Component<H> {
     pub(super) fn on_report_abandoned(&mut self, key: &str) {
         self.jobs.owe(key);
     }
+}
+
+/// The handler's verdict on a job; with `probing`, it may name strangers
+/// to probe first.
+fn examine<H: Handler>(
+    handler: &mut H,
+    domain: &BareJid,
+    presence: &PresenceBook,
+    jobs: &Ledger,
+    probing: Option<StrangerTest<'_>>,
+    job: &Job,
+) -> (JobOutcome, Effects) {
+    let mut effects = Effects::default();
+    let mut ctx =
+        Context::new(domain, presence, jobs, &mut effects).for_redelivery(job.delivery.redelivered);
+    if let Some(test) = probing {
+        ctx = ctx.probing(test);
+    }
+    let outcome = handler.on_job(&mut ctx, &job.delivery.data);
+    (outcome, effects)
 }
 
 /// A job's key, its report, and what acknowledges it.

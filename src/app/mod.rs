@@ -4,12 +4,14 @@
 //! signal are its inputs; handlers are plain calls that return effects.
 
 mod barrier;
+mod held;
 mod inbound;
 mod jobs;
 mod ledger;
 mod limiter;
+mod strangers;
+mod subscribers;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,10 +32,14 @@ use crate::presence::{PresenceBook, PresenceChange};
 use crate::store::{self, Store, StoreError, Subscription, Write};
 use crate::xmpp::{stanzas, Closed, Endpoint, Inbound, Session};
 use barrier::Barriers;
+use held::HeldJobs;
 use jobs::{PendingJob, Work};
 pub use ledger::Earlier;
 pub(crate) use ledger::Ledger;
 use limiter::SenderLimiter;
+pub use strangers::StrangerTest;
+use strangers::Strangers;
+use subscribers::Subscribers;
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +173,7 @@ pub async fn run_with<H: Handler>(
         }
     }
     component.on_disconnected();
+    component.requeue_held();
     // Subscribers learnt just before the shutdown must be probed next time.
     let Component { link, store, .. } = component;
     drop(store);
@@ -190,6 +197,7 @@ enum Input {
     Job(Job),
     Keepalive,
     Settled,
+    HeldSettled,
     ReportAbandoned(String),
 }
 
@@ -200,7 +208,13 @@ struct Component<H> {
     server: BareJid,
     name: String,
     presence: PresenceBook,
-    subscriptions: HashSet<Subscription>,
+    subscriptions: Subscribers,
+    /// Recipients probed lately without learning anything.
+    strangers: Strangers,
+    /// The JID users have on their roster; unknown recipients are probed from it.
+    contact: BareJid,
+    /// Jobs taken but not fanned out yet, in order (see `held.rs`).
+    held: HeldJobs<Job>,
     jobs: Ledger,
     /// Keys of completed jobs whose report the link gave up on.
     abandoned_reports: mpsc::UnboundedSender<String>,
@@ -239,7 +253,10 @@ impl<H: Handler> Component<H> {
             server: config.server_domain()?,
             name: config.xmpp.name.clone(),
             presence: PresenceBook::new(),
-            subscriptions: subscriptions.into_iter().collect(),
+            subscriptions: Subscribers::new(subscriptions),
+            strangers: Strangers::new(config.unknown_probe_ttl()),
+            contact: config.roster_contact()?,
+            held: HeldJobs::default(),
             jobs: Ledger::new(config.store.remember_jobs),
             abandoned_reports,
             abandoned_reports_rx,
@@ -274,6 +291,7 @@ impl<H: Handler> Component<H> {
             self.metrics.outbound_queue.set(session.backlog() as i64);
             let take_jobs = self.taking_jobs && session.backlog() < self.high_water;
             let settle_at = self.settle_at;
+            let held_settles_at = self.held.settles_at();
             let input = tokio::select! {
                 _ = shutdown.as_mut() => return Ended::Shutdown,
                 inbound = session.next() => Input::Xmpp(inbound),
@@ -281,6 +299,7 @@ impl<H: Handler> Component<H> {
                 _ = keepalive.tick() => Input::Keepalive,
                 Some(key) = self.abandoned_reports_rx.recv() => Input::ReportAbandoned(key),
                 _ = tokio::time::sleep_until(settle_at.unwrap_or_else(Instant::now)), if settle_at.is_some() => Input::Settled,
+                _ = tokio::time::sleep_until(held_settles_at.unwrap_or_else(Instant::now)), if held_settles_at.is_some() => Input::HeldSettled,
             };
             let busy_since = Instant::now();
             match input {
@@ -293,13 +312,19 @@ impl<H: Handler> Component<H> {
                     error,
                 }) => self.on_invalid(session, &kind, from, id, type_, &error),
                 Input::Xmpp(Inbound::Closed(reason)) => return Ended::Lost(reason),
-                Input::Job(job) => self.on_job(session, job),
+                Input::Job(job) => self.on_job(job),
                 Input::Keepalive => {
                     self.send_due_barrier(session, true);
                     self.limiter.sweep(Instant::now());
+                    self.strangers.sweep(Instant::now());
                 }
                 Input::Settled => self.on_settled(),
+                // Handled below, like every input that may let a job go.
+                Input::HeldSettled => {}
                 Input::ReportAbandoned(key) => self.on_report_abandoned(&key),
+            }
+            if self.taking_jobs && !self.held.is_empty() {
+                self.advance_held(session);
             }
             self.metrics.add_busy(busy_since.elapsed());
         }
@@ -309,17 +334,16 @@ impl<H: Handler> Component<H> {
     /// probe every subscriber, then wait for the server to answer the probes.
     fn on_connected(&mut self, session: &mut Session) {
         self.forget_presence();
+        self.strangers.clear();
         self.taking_jobs = false;
         self.taking_jobs_since_connect = false;
         self.settle_at = None;
-        for subscription in &self.subscriptions {
-            session.enqueue(stanzas::presence(
-                PresenceType::Probe,
-                &subscription.contact,
-                &subscription.user,
-            ));
+        for (user, contact) in self.subscriptions.iter() {
+            session.enqueue(stanzas::presence(PresenceType::Probe, contact, user));
         }
-        tracing::info!(probes = self.subscriptions.len(), "probing subscribers");
+        let probes = self.subscriptions.len();
+        self.metrics.probes.subscriber.inc_by(probes as u64);
+        tracing::info!(probes, "probing subscribers");
         self.barriers.request_settle();
     }
 
@@ -337,9 +361,12 @@ impl<H: Handler> Component<H> {
     }
 
     /// Jobs not proven read go back to the queue; they will be delivered
-    /// again (possibly twice to some recipients) after reconnecting.
+    /// again (possibly twice to some recipients) after reconnecting. Held
+    /// jobs have written nothing: they stay held, and are examined again
+    /// once presence is rebuilt on the next stream.
     fn on_disconnected(&mut self) {
         self.taking_jobs = false;
+        self.held.restart();
         self.metrics.presence_ready.set(0);
         self.metrics.update_ready();
         let abandoned: Vec<PendingJob> = self
@@ -348,7 +375,7 @@ impl<H: Handler> Component<H> {
             .into_iter()
             .filter_map(|work| match work {
                 Work::Job(job) => Some(job),
-                Work::Checkpoint { .. } => None,
+                Work::Checkpoint { .. } | Work::Probes { .. } => None,
             })
             .collect();
         if !abandoned.is_empty() {
@@ -434,8 +461,7 @@ impl<H: Handler> Component<H> {
     }
 
     fn remember(&mut self, subscription: Subscription) {
-        if !self.subscriptions.contains(&subscription) {
-            self.subscriptions.insert(subscription.clone());
+        if self.subscriptions.insert(subscription.clone()) {
             self.metrics
                 .subscriptions
                 .set(self.subscriptions.len() as i64);

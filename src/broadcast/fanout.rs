@@ -2,7 +2,7 @@
 //! message, and the report that accounts for every one of them. Pure code.
 
 use serde::{Deserialize, Serialize};
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Lang, Message};
 
 use super::job::{Job, Recipient};
@@ -123,6 +123,24 @@ pub fn fan_out_from(
         report,
         checkpoints,
     }
+}
+
+/// The users among the recipients from `from.next` on that `is_stranger`
+/// says Herald knows nothing about: their presence is to be learnt before
+/// the job is fanned out.
+pub fn strangers(
+    job: &Job,
+    from: Progress,
+    is_stranger: impl Fn(&BareJid) -> bool,
+) -> Vec<BareJid> {
+    job.recipients
+        .iter()
+        .skip(from.next)
+        .filter_map(|recipient| match recipient {
+            Recipient::User(user) if is_stranger(user) => Some(user.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn fan_out_one(
@@ -259,6 +277,33 @@ mod tests {
         assert!(fanout.messages.is_empty());
         assert_eq!(fanout.report.skipped.offline, 5);
         assert!(fanout.report.is_complete());
+    }
+
+    #[test]
+    fn strangers_are_the_users_not_yet_done_that_the_test_names() {
+        let job = job("available");
+        let unknown = |user: &BareJid| user.node().is_some_and(|n| n.as_str() != "avail");
+        let all = strangers(&job, Progress::default(), unknown);
+        let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+        // The invalid entry (with a resource) is never probed.
+        assert_eq!(
+            names,
+            [
+                "chatty@localhost",
+                "away@localhost",
+                "dnd@localhost",
+                "gone@localhost"
+            ]
+        );
+        let resumed = Progress {
+            next: 4,
+            ..Progress::default()
+        };
+        assert_eq!(
+            strangers(&job, resumed, unknown),
+            [BareJid::new("gone@localhost").unwrap()]
+        );
+        assert!(strangers(&job, Progress::default(), |_| false).is_empty());
     }
 
     #[test]

@@ -103,6 +103,11 @@ impl Handler for Broadcast {
             .progress(&job.id)
             .and_then(|token| serde_json::from_slice(token).ok())
             .unwrap_or_default();
+        let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
+        if !strangers.is_empty() {
+            tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
+            return JobOutcome::Probe { users: strangers };
+        }
         let fanout = fan_out_from(
             &job,
             ctx.presence(),

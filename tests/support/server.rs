@@ -142,6 +142,11 @@ pub fn send_signal(pid: u32, name: &str) -> bool {
     signal_target(name, &pid.to_string())
 }
 
+/// [`send_signal`] for a process a test relies on: panics if it is gone.
+pub fn signal(pid: u32, name: &str) {
+    assert!(send_signal(pid, name), "kill -s {name} {pid}");
+}
+
 /// SIGKILL to every process of the group `pgid` leads (a server whose
 /// start script runs the real server as its child).
 pub fn kill_group(pgid: u32) {

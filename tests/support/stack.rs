@@ -41,6 +41,13 @@ impl<S: XmppServer> Stack<S> {
         Self::start_at(server, target, env).await
     }
 
+    /// Herald (with a fresh store) on a server the test started, so that
+    /// users can be online before Herald first connects.
+    pub async fn start_on(server: S, env: &[(&str, &str)]) -> Stack<S> {
+        let target = XmppTarget::of(&server);
+        Self::start_at(server, target, env).await
+    }
+
     /// Like [`Stack::start_with_env`], with Herald reaching the server's
     /// component port through a [`CutProxy`] the test can cut.
     pub async fn start_behind_proxy(users: &[&str], env: &[(&str, &str)]) -> (Stack<S>, CutProxy) {

@@ -1,0 +1,152 @@
+//! Recipients Herald has never heard of. Herald learns its subscribers from
+//! the presence the server routes to it, so a user who was online before a
+//! fresh Herald connected, or whose first presence was lost with a stream,
+//! is unknown to it; such a user is probed before a job is fanned out to
+//! them. This remembers whom it probed without learning anything, for a
+//! while, so that offline or unsubscribed recipients are not probed again
+//! for every job. Pure bookkeeping.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use xmpp_parsers::jid::BareJid;
+
+use super::subscribers::Subscribers;
+
+#[derive(Debug)]
+pub struct Strangers {
+    /// How long a probe nobody answered with presence stands; zero turns
+    /// probing of unknown recipients off.
+    ttl: Duration,
+    probed: HashMap<BareJid, Instant>,
+}
+
+impl Strangers {
+    pub fn new(ttl: Duration) -> Self {
+        Strangers {
+            ttl,
+            probed: HashMap::new(),
+        }
+    }
+
+    /// Whether a user who is not a known subscriber is to be probed now.
+    pub fn should_probe(&self, user: &BareJid, now: Instant) -> bool {
+        !self.ttl.is_zero()
+            && self
+                .probed
+                .get(user)
+                .is_none_or(|at| now.saturating_duration_since(*at) >= self.ttl)
+    }
+
+    /// `user` was probed at `now`.
+    pub fn probed(&mut self, user: BareJid, now: Instant) {
+        self.probed.insert(user, now);
+    }
+
+    /// A new stream: answers to earlier probes, and presence that would
+    /// have made a user known, may have been lost with the old one.
+    pub fn clear(&mut self) {
+        self.probed.clear();
+    }
+
+    /// Forgets probes older than the TTL (they no longer hold anyone back).
+    pub fn sweep(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.probed
+            .retain(|_, at| now.saturating_duration_since(*at) < ttl);
+    }
+
+    pub fn len(&self) -> usize {
+        self.probed.len()
+    }
+}
+
+/// Who is a stranger at one moment: a user of the server Herald is attached
+/// to who is no known subscriber and was not probed in vain lately. What a
+/// handler asks through [`crate::handler::Context::is_stranger`].
+pub struct StrangerTest<'a> {
+    /// The server's domain. Herald ignores presence from other domains, so
+    /// probing their users would learn nothing (and reach out to them).
+    pub server: &'a BareJid,
+    pub subscribers: &'a Subscribers,
+    pub strangers: &'a Strangers,
+    pub now: Instant,
+}
+
+impl StrangerTest<'_> {
+    pub fn is_stranger(&self, user: &BareJid) -> bool {
+        user.domain() == self.server.domain()
+            && !self.subscribers.contains_user(user)
+            && self.strangers.should_probe(user, self.now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_user_probed_in_vain_is_not_probed_again_until_the_ttl_passed() {
+        let mut strangers = Strangers::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(strangers.should_probe(&jid("ghost@l"), t0));
+        strangers.probed(jid("ghost@l"), t0);
+        assert!(!strangers.should_probe(&jid("ghost@l"), t0 + Duration::from_secs(59)));
+        assert!(strangers.should_probe(&jid("other@l"), t0));
+        assert!(strangers.should_probe(&jid("ghost@l"), t0 + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_new_stream_forgets_every_probe() {
+        let mut strangers = Strangers::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        strangers.probed(jid("ghost@l"), t0);
+        strangers.clear();
+        assert!(strangers.should_probe(&jid("ghost@l"), t0));
+    }
+
+    #[test]
+    fn sweeping_drops_only_expired_probes() {
+        let mut strangers = Strangers::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        strangers.probed(jid("old@l"), t0);
+        strangers.probed(jid("new@l"), t0 + Duration::from_secs(30));
+        strangers.sweep(t0 + Duration::from_secs(61));
+        assert_eq!(strangers.len(), 1);
+        assert!(!strangers.should_probe(&jid("new@l"), t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn only_users_neither_subscribed_nor_probed_lately_are_strangers() {
+        use crate::store::Subscription;
+        let subscribers = Subscribers::new(vec![Subscription {
+            user: jid("alice@l"),
+            contact: jid("herald@b.l"),
+        }]);
+        let mut strangers = Strangers::new(Duration::from_secs(60));
+        let now = Instant::now();
+        strangers.probed(jid("ghost@l"), now);
+        let server = jid("l");
+        let test = StrangerTest {
+            server: &server,
+            subscribers: &subscribers,
+            strangers: &strangers,
+            now,
+        };
+        assert!(!test.is_stranger(&jid("alice@l")));
+        assert!(!test.is_stranger(&jid("ghost@l")));
+        assert!(test.is_stranger(&jid("bob@l")));
+        assert!(!test.is_stranger(&jid("mallory@evil.example")));
+    }
+
+    #[test]
+    fn a_zero_ttl_turns_probing_off() {
+        let strangers = Strangers::new(Duration::ZERO);
+        assert!(!strangers.should_probe(&jid("ghost@l"), Instant::now()));
+    }
+}

@@ -1,0 +1,115 @@
+//! Who shares presence with Herald: each user with one of Herald's JIDs
+//! (a contact) on their roster, indexed by user so that a job's recipients
+//! can be told apart from users Herald has never heard of. Pure data.
+
+use std::collections::{HashMap, HashSet};
+
+use xmpp_parsers::jid::BareJid;
+
+use crate::store::Subscription;
+
+#[derive(Debug, Default)]
+pub struct Subscribers {
+    /// user -> the contacts (Herald's JIDs) they subscribed to
+    by_user: HashMap<BareJid, HashSet<BareJid>>,
+    /// (user, contact) pairs
+    len: usize,
+}
+
+impl Subscribers {
+    pub fn new(subscriptions: Vec<Subscription>) -> Self {
+        let mut subscribers = Subscribers::default();
+        for subscription in subscriptions {
+            subscribers.insert(subscription);
+        }
+        subscribers
+    }
+
+    /// Adds a subscription; false if it was known.
+    pub fn insert(&mut self, subscription: Subscription) -> bool {
+        let added = self
+            .by_user
+            .entry(subscription.user)
+            .or_default()
+            .insert(subscription.contact);
+        self.len += usize::from(added);
+        added
+    }
+
+    /// Removes a subscription; false if it was not known.
+    pub fn remove(&mut self, subscription: &Subscription) -> bool {
+        let Some(contacts) = self.by_user.get_mut(&subscription.user) else {
+            return false;
+        };
+        let removed = contacts.remove(&subscription.contact);
+        if contacts.is_empty() {
+            self.by_user.remove(&subscription.user);
+        }
+        self.len -= usize::from(removed);
+        removed
+    }
+
+    /// Whether `user` has any of Herald's JIDs on their roster.
+    pub fn contains_user(&self, user: &BareJid) -> bool {
+        self.by_user.contains_key(user)
+    }
+
+    /// Subscriptions, counted as (user, contact) pairs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every (user, contact) pair.
+    pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &BareJid)> {
+        self.by_user
+            .iter()
+            .flat_map(|(user, contacts)| contacts.iter().map(move |contact| (user, contact)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(user: &str, contact: &str) -> Subscription {
+        Subscription {
+            user: BareJid::new(user).unwrap(),
+            contact: BareJid::new(contact).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_user_is_known_while_any_of_their_subscriptions_is() {
+        let mut subscribers = Subscribers::new(vec![sub("a@l", "herald@b.l")]);
+        let alice = BareJid::new("a@l").unwrap();
+        assert!(subscribers.contains_user(&alice));
+        assert!(subscribers.insert(sub("a@l", "alerts@b.l")));
+        assert!(!subscribers.insert(sub("a@l", "alerts@b.l")), "known");
+        assert_eq!(subscribers.len(), 2);
+        assert!(subscribers.remove(&sub("a@l", "herald@b.l")));
+        assert!(subscribers.contains_user(&alice));
+        assert!(subscribers.remove(&sub("a@l", "alerts@b.l")));
+        assert!(!subscribers.remove(&sub("a@l", "alerts@b.l")), "gone");
+        assert!(!subscribers.contains_user(&alice));
+        assert_eq!(subscribers.len(), 0);
+        assert_eq!(subscribers.iter().count(), 0);
+    }
+
+    #[test]
+    fn iterates_every_pair() {
+        let subscribers = Subscribers::new(vec![
+            sub("a@l", "herald@b.l"),
+            sub("a@l", "alerts@b.l"),
+            sub("c@l", "herald@b.l"),
+        ]);
+        let mut pairs: Vec<String> = subscribers
+            .iter()
+            .map(|(user, contact)| format!("{user} {contact}"))
+            .collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            ["a@l alerts@b.l", "a@l herald@b.l", "c@l herald@b.l"]
+        );
+    }
+}
