@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -377,11 +377,11 @@ impl Task {
                 while let Ok(settle) = self.settle.try_recv() {
                     settles.push(settle);
                 }
-                settle_jobs(settles, generation, &mut window).await;
+                settle_jobs(settles, generation, &mut window);
                 // Done jobs still waiting for an earlier one go on their
                 // own rather than be redelivered after the close.
                 for acker in window.drain_done() {
-                    ack(&acker, false).await;
+                    send_now(acker.ack(BasicAckOptions::default()));
                 }
                 return Ended::Closed;
             }
@@ -415,7 +415,7 @@ impl Task {
                     while let Ok(settle) = self.settle.try_recv() {
                         settles.push(settle);
                     }
-                    settle_jobs(settles, generation, &mut window).await;
+                    settle_jobs(settles, generation, &mut window);
                 }
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
                     Ok(()) => self.metrics.events_confirmed.inc(),
@@ -469,7 +469,7 @@ impl Task {
 /// Sends what settling these jobs releases: each requeued job's own nack,
 /// then one ack for every done job no earlier open job holds back. Jobs of
 /// a lost connection were requeued by the broker already.
-async fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWindow<Acker>) {
+fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWindow<Acker>) {
     let mut newest = None;
     for settle in settles {
         if settle.generation != generation {
@@ -480,9 +480,7 @@ async fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWind
                 requeue: true,
                 ..BasicNackOptions::default()
             };
-            if let Err(e) = settle.acker.nack(options).await {
-                tracing::debug!(error = %e, "nack failed; the broker requeues on channel close");
-            }
+            send_now(settle.acker.nack(options));
             window.requeued(settle.tag)
         } else {
             window.done(settle.tag, settle.acker)
@@ -493,13 +491,19 @@ async fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWind
         }
     }
     if let Some(acker) = newest {
-        ack(&acker, true).await;
+        send_now(acker.ack(BasicAckOptions { multiple: true }));
     }
 }
 
-async fn ack(acker: &Acker, multiple: bool) {
-    if let Err(e) = acker.ack(BasicAckOptions { multiple }).await {
-        tracing::warn!(error = %e, "jobs not acknowledged; the broker will redeliver them");
+/// Hands an ack or nack to lapin without waiting for it to be written.
+/// lapin queues the frame on the first poll, so frames go out in the order
+/// they are handed over (an ack `multiple` never overtakes a nack before
+/// it); waiting for each to be written would hold up the link task for a
+/// round trip to lapin's I/O thread per frame. One that fails is lost with
+/// its channel, and the broker then redelivers the jobs it covered.
+fn send_now(frame: impl std::future::Future<Output = lapin::Result<bool>>) {
+    if let Some(Err(e)) = frame.now_or_never() {
+        tracing::warn!(error = %e, "acknowledgement not sent; the broker will redeliver those jobs");
     }
 }
 
