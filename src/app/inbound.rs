@@ -40,6 +40,12 @@ impl<H: Handler> Component<H> {
         from.is_some_and(|jid| jid.domain() == self.server.domain())
     }
 
+    /// No server routes Herald a stanza from Herald's own domain: an answer
+    /// would come back to Herald itself.
+    fn claims_own_domain(&self, from: &Jid) -> bool {
+        from.domain() == self.domain.domain()
+    }
+
     /// A stanza that did not parse. IQ requests still deserve an answer.
     pub(super) fn on_invalid(
         &mut self,
@@ -58,6 +64,9 @@ impl<H: Handler> Component<H> {
         let (Some(Ok(from)), Some(id)) = (from.map(|f| Jid::new(&f)), id) else {
             return;
         };
+        if self.claims_own_domain(&from) {
+            return;
+        }
         session.enqueue(stanzas::iq_error(
             Jid::from(self.domain.clone()),
             from,
@@ -174,6 +183,10 @@ impl<H: Handler> Component<H> {
         let (Some(from), Some(to)) = (from, to) else {
             return;
         };
+        if self.claims_own_domain(&from) {
+            tracing::debug!(%from, "IQ claiming Herald's own domain ignored");
+            return;
+        }
         // Answering would send a stanza from outside Herald's domain, which
         // servers answer by closing the stream.
         if to.domain() != self.domain.domain() {
