@@ -207,7 +207,7 @@ async fn herald_reconnects_to_the_broker_and_keeps_delivering() {
 }
 
 const ONLINE: usize = 300;
-const OFFLINE: usize = 3000;
+const OFFLINE: usize = 9_700;
 
 /// A stack with `ONLINE` users logged in and a job for them and `OFFLINE`
 /// others published; returns once Herald has fanned it out.
