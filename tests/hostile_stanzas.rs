@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::amqp::{Amqp, EventTap};
 use support::events::{await_presence, next_report};
-use support::fake_server::FakeServer;
+use support::fake_server::{domain_of, FakeServer};
 use support::herald::{Herald, Names};
 use support::http;
 use support::prosody::Prosody;
@@ -151,11 +151,6 @@ fn foreign_stanzas() -> Vec<String> {
     stanzas
 }
 
-fn domain_of(jid: &str) -> &str {
-    let bare = jid.split('/').next().unwrap_or(jid);
-    bare.rsplit('@').next().unwrap_or(bare)
-}
-
 fn is_reply_to(node: &Node, id: &str) -> bool {
     node.name == "iq" && node.attr("id") == Some(id) && node.attr("type") != Some("get")
 }
@@ -239,11 +234,7 @@ async fn herald_survives_hostile_stanzas_and_still_delivers() {
     let report = next_report(&mut reports, &id).await;
     assert_eq!(report["sent"], 1, "{report}");
     assert_eq!(report["skipped"]["offline"], 1, "{report}");
-    let delivered = server
-        .wait_for("the job's message", WAIT, |n| {
-            n.name == "message" && n.child("body").is_some_and(|b| b.text == "still here")
-        })
-        .await;
+    let delivered = server.wait_for_message("still here", WAIT).await;
     assert_eq!(delivered.attr("to"), Some("alice@localhost"));
 
     // No other message event, no presence event for anyone but alice.
@@ -311,11 +302,7 @@ async fn a_broken_stream_costs_a_reconnect_not_a_crash() {
     amqp.publish_json(&names.jobs, &job).await;
     let report = next_report(&mut reports, &id).await;
     assert_eq!(report["sent"], 1, "{report}");
-    server
-        .wait_for("the job's message", WAIT, |n| {
-            n.name == "message" && n.child("body").is_some_and(|b| b.text == "still here")
-        })
-        .await;
+    server.wait_for_message("still here", WAIT).await;
 
     assert!(herald.is_running(), "{}", herald.log_text());
     assert_eq!(server.malformed(), None);

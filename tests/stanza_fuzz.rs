@@ -19,7 +19,7 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use serde_json::json;
 use support::amqp::{Amqp, EventTap};
 use support::events::{await_presence, next_report};
-use support::fake_server::FakeServer;
+use support::fake_server::{domain_of, FakeServer};
 use support::herald::{Herald, Names};
 
 const HERALD: &str = "herald@broadcast.localhost";
@@ -154,11 +154,6 @@ fn draw(count: usize) -> Vec<String> {
         .collect()
 }
 
-fn domain_of(jid: &str) -> &str {
-    let bare = jid.split('/').next().unwrap_or(jid);
-    bare.rsplit('@').next().unwrap_or(bare)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_hostile_stanzas_neither_break_the_stream_nor_stop_delivery() {
     let server = FakeServer::start().await;
@@ -198,11 +193,7 @@ async fn generated_hostile_stanzas_neither_break_the_stream_nor_stop_delivery() 
     .await;
     let report = next_report(&mut reports, &id).await;
     assert_eq!(report["sent"], 1, "{report}");
-    server
-        .wait_for("the job's message", WAIT, |n| {
-            n.name == "message" && n.child("body").is_some_and(|b| b.text == "still here")
-        })
-        .await;
+    server.wait_for_message("still here", WAIT).await;
 
     // One stream all along, only well-formed XML written, only from
     // Herald's domain and never to it (answers go to whoever asked, which

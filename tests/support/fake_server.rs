@@ -130,6 +130,20 @@ impl FakeServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// The first message Herald wrote whose body is `body`.
+    pub async fn wait_for_message(&self, body: &str, timeout: Duration) -> Node {
+        self.wait_for(&format!("a message {body:?}"), timeout, |n| {
+            n.name == "message" && n.child("body").is_some_and(|b| b.text == body)
+        })
+        .await
+    }
+}
+
+/// The domain of a JID written as text (`user@domain/resource`).
+pub fn domain_of(jid: &str) -> &str {
+    let bare = jid.split('/').next().unwrap_or(jid);
+    bare.rsplit('@').next().unwrap_or(bare)
 }
 
 impl Drop for FakeServer {
