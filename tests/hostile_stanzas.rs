@@ -9,9 +9,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::amqp::{Amqp, EventTap};
+use support::amqp::EventTap;
 use support::events::{await_presence, next_report};
-use support::fake_server::{domain_of, FakeServer};
+use support::fake_server::{domain_of, FakeServer, FakeStack};
 use support::herald::{Herald, Names};
 use support::http;
 use support::prosody::Prosody;
@@ -157,14 +157,16 @@ fn is_reply_to(node: &Node, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_survives_hostile_stanzas_and_still_delivers() {
-    let server = FakeServer::start().await;
-    let names = Names::unique();
-    let dir = tempfile::tempdir().unwrap();
-    let mut herald = Herald::start_at(&server.target(), &names, dir.path(), &[]);
-    let mut presence = EventTap::bind(&names.events, "presence.changed").await;
+    let FakeStack {
+        server,
+        names,
+        mut herald,
+        mut presence,
+        mut reports,
+        amqp,
+        dir: _dir,
+    } = FakeStack::start().await;
     let mut messages = EventTap::bind(&names.events, "message.received").await;
-    let mut reports = EventTap::bind(&names.events, "job.report").await;
-    let amqp = Amqp::connect().await;
 
     // A subscriber on the server's domain comes online.
     server.send(format!(
@@ -273,13 +275,15 @@ async fn herald_survives_hostile_stanzas_and_still_delivers() {
 /// it, connects again, and goes on delivering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_stream_costs_a_reconnect_not_a_crash() {
-    let server = FakeServer::start().await;
-    let names = Names::unique();
-    let dir = tempfile::tempdir().unwrap();
-    let mut herald = Herald::start_at(&server.target(), &names, dir.path(), &[]);
-    let mut presence = EventTap::bind(&names.events, "presence.changed").await;
-    let mut reports = EventTap::bind(&names.events, "job.report").await;
-    let amqp = Amqp::connect().await;
+    let FakeStack {
+        server,
+        names,
+        mut herald,
+        mut presence,
+        mut reports,
+        amqp,
+        dir: _dir,
+    } = FakeStack::start().await;
     let online = format!("<presence from='alice@localhost/desk' to='{HERALD}'/>");
     server.send(online.clone());
     await_presence(&mut presence, "alice@localhost/desk", Some("online")).await;

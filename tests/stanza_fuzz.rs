@@ -17,10 +17,8 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use serde_json::json;
-use support::amqp::{Amqp, EventTap};
 use support::events::{await_presence, next_report};
-use support::fake_server::{domain_of, FakeServer};
-use support::herald::{Herald, Names};
+use support::fake_server::{domain_of, FakeStack};
 
 const HERALD: &str = "herald@broadcast.localhost";
 const COMPONENT: &str = "broadcast.localhost";
@@ -156,13 +154,15 @@ fn draw(count: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_hostile_stanzas_neither_break_the_stream_nor_stop_delivery() {
-    let server = FakeServer::start().await;
-    let names = Names::unique();
-    let dir = tempfile::tempdir().unwrap();
-    let mut herald = Herald::start_at(&server.target(), &names, dir.path(), &[]);
-    let mut presence = EventTap::bind(&names.events, "presence.changed").await;
-    let mut reports = EventTap::bind(&names.events, "job.report").await;
-    let amqp = Amqp::connect().await;
+    let FakeStack {
+        server,
+        names,
+        mut herald,
+        mut presence,
+        mut reports,
+        amqp,
+        dir: _dir,
+    } = FakeStack::start().await;
 
     for stanza in draw(STANZAS) {
         server.send(stanza);

@@ -132,22 +132,6 @@ impl<T> HeldJobs<T> {
     }
 
     /// Removes the jobs `keep` refuses, in order.
-    pub fn remove_unless(&mut self, mut keep: impl FnMut(&T) -> bool) -> Vec<T> {
-        // The usual case, on every turn of the loop: nothing to remove.
-        if self.queue.iter().all(|(job, _)| keep(job)) {
-            return Vec::new();
-        }
-        let mut removed = Vec::new();
-        for (job, stage) in std::mem::take(&mut self.queue) {
-            if keep(&job) {
-                self.queue.push_back((job, stage));
-            } else {
-                removed.push(job);
-            }
-        }
-        removed
-    }
-
     pub fn drain(&mut self) -> Vec<T> {
         self.queue.drain(..).map(|(job, _)| job).collect()
     }
@@ -222,15 +206,5 @@ mod tests {
         held.answered(ticket, now);
         assert_eq!(held.first(now), Some((&"a", Turn::Examine)));
         assert_eq!(held.unexamined_behind(), vec![1]);
-    }
-
-    #[test]
-    fn removing_keeps_the_order_of_the_rest() {
-        let mut held = HeldJobs::default();
-        for job in [1, 2, 3, 4] {
-            held.push(job);
-        }
-        assert_eq!(held.remove_unless(|job| job % 2 == 0), vec![1, 3]);
-        assert_eq!(held.drain(), vec![2, 4]);
     }
 }

@@ -110,16 +110,19 @@ impl<H: Handler> Component<H> {
     /// without strangers, or with its probes answered. Then examines the
     /// jobs behind it, so that their probes go out now rather than in turn.
     pub(super) fn advance_held(&mut self, session: &mut Session) {
-        let stale = self
-            .held
-            .remove_unless(|job| self.link.is_current(&job.taken));
-        // Their AMQP connection is gone: the broker has requeued them.
-        self.metrics.jobs.requeued.inc_by(stale.len() as u64);
         loop {
             let now = Instant::now();
             let Some((job, turn)) = self.held.first(now) else {
                 break;
             };
+            if !self.link.is_current(&job.taken) {
+                // Its AMQP connection is gone: the broker has requeued it.
+                // Checked as each job comes first, not over the whole
+                // queue on every turn of the loop.
+                self.held.pop_first();
+                self.metrics.jobs.requeued.inc();
+                continue;
+            }
             let probing = match turn {
                 Turn::Wait => break,
                 Turn::Examine => Some(StrangerTest {

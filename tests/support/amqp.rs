@@ -192,24 +192,16 @@ impl Amqp {
             "x-overflow".into(),
             AMQPValue::LongString("reject-publish".into()),
         );
-        self.channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                arguments,
-            )
-            .await
-            .expect("declare refusing queue");
-        self.channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                routing_key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind refusing queue");
+        let options = QueueDeclareOptions::default();
+        declare_and_bind(
+            &self.channel,
+            &queue,
+            options,
+            arguments,
+            exchange,
+            routing_key,
+        )
+        .await;
         queue
     }
 
@@ -250,37 +242,10 @@ impl Amqp {
     /// [`EventTap`], it keeps what it caught across a broker restart.
     pub async fn bind_durable_queue(&self, exchange: &str, routing_key_pattern: &str) -> String {
         let queue = unique_name("herald-test-durable-tap");
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        self.channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("declare topic exchange {exchange:?}: {e}"));
-        self.channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare durable tap queue");
-        self.channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                routing_key_pattern.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind durable tap queue");
+        declare_topic_exchange(&self.channel, exchange).await;
+        let options = QueueDeclareOptions::durable();
+        let (arguments, key) = (FieldTable::default(), routing_key_pattern);
+        declare_and_bind(&self.channel, &queue, options, arguments, exchange, key).await;
         queue
     }
 
@@ -409,6 +374,48 @@ pub async fn get_one(queue: &str, timeout: Duration) -> Option<AmqpMessage> {
     msg
 }
 
+/// Declares the durable topic `exchange` (idempotent: Herald declares it alike).
+async fn declare_topic_exchange(channel: &Channel, exchange: &str) {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("declare topic exchange {exchange:?}: {e}"));
+}
+
+/// Declares `queue` and binds it to `exchange` for `routing_key`.
+async fn declare_and_bind(
+    channel: &Channel,
+    queue: &str,
+    options: QueueDeclareOptions,
+    arguments: FieldTable,
+    exchange: &str,
+    routing_key: &str,
+) {
+    channel
+        .queue_declare(queue.into(), options, arguments)
+        .await
+        .unwrap_or_else(|e| panic!("declare queue {queue:?}: {e}"));
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bind queue {queue:?} to {exchange:?}: {e}"));
+}
+
 /// A private, exclusive, auto-delete queue bound to a durable topic exchange:
 /// sees every event published there after `bind` returned.
 pub struct EventTap {
@@ -433,38 +440,15 @@ impl EventTap {
             .create_channel()
             .await
             .expect("create AMQP channel");
-        ch.exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("declare topic exchange {exchange:?}: {e}"));
+        declare_topic_exchange(&ch, exchange).await;
         let queue = unique_name("herald-test-tap");
-        ch.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare tap queue");
-        ch.queue_bind(
-            queue.as_str().into(),
-            exchange.into(),
-            routing_key_pattern.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind tap queue");
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let (arguments, key) = (FieldTable::default(), routing_key_pattern);
+        declare_and_bind(&ch, &queue, options, arguments, exchange, key).await;
         let consumer = ch
             .basic_consume(
                 queue.as_str().into(),

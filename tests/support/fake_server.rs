@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use xmpp_parsers::component::Handshake;
 
-use super::herald::XmppTarget;
+use super::amqp::{Amqp, EventTap};
+use super::herald::{Herald, Names, XmppTarget};
 use super::server::{COMPONENT_DOMAIN, DOMAIN};
 use super::xml::{Node, StreamReader};
 
@@ -137,6 +138,37 @@ impl FakeServer {
             n.name == "message" && n.child("body").is_some_and(|b| b.text == body)
         })
         .await
+    }
+}
+
+/// A scripted server with Herald on it (default config), taps on Herald's
+/// presence and report events, and a broker connection for jobs.
+pub struct FakeStack {
+    pub server: FakeServer,
+    pub names: Names,
+    pub herald: Herald,
+    pub presence: EventTap,
+    pub reports: EventTap,
+    pub amqp: Amqp,
+    /// Herald's config and store: keep it bound while Herald runs.
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeStack {
+    pub async fn start() -> FakeStack {
+        let server = FakeServer::start().await;
+        let names = Names::unique();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let herald = Herald::start_at(&server.target(), &names, dir.path(), &[]);
+        FakeStack {
+            presence: EventTap::bind(&names.events, "presence.changed").await,
+            reports: EventTap::bind(&names.events, "job.report").await,
+            amqp: Amqp::connect().await,
+            server,
+            names,
+            herald,
+            dir,
+        }
     }
 }
 
