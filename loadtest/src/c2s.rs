@@ -33,8 +33,11 @@ pub struct Session {
     pub leftover: Vec<u8>,
 }
 
+/// The resource every load-test session binds.
+pub const RESOURCE: &str = "loadtest";
+
 /// Logs `user@domain` in at `addr` with SASL PLAIN, binds resource
-/// `loadtest` and sends initial presence.
+/// [`RESOURCE`] and sends initial presence.
 pub async fn log_in(
     addr: &str,
     domain: &str,
@@ -69,11 +72,11 @@ pub async fn log_in(
     // The rest of <success/> (if any) is skipped by the next search.
     conn.write(header.as_bytes()).await?;
     conn.read_until(&[b"</stream:features>"]).await?;
-    conn.write(
-        b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-          <resource>loadtest</resource></bind></iq>",
-    )
-    .await?;
+    let bind = format!(
+        "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+         <resource>{RESOURCE}</resource></bind></iq>"
+    );
+    conn.write(bind.as_bytes()).await?;
     let (_, reply) = conn.read_until(&[b"</iq>"]).await?;
     if memchr::memmem::find(&reply, b"result").is_none() {
         return Err(format!(

@@ -12,6 +12,7 @@ mod publisher;
 mod report;
 mod run;
 mod scenario;
+mod server_ceiling;
 mod servers;
 mod sink;
 mod stats;
@@ -46,11 +47,15 @@ enum Command {
     Table2(RunArgs),
     /// One job to 10,000 recipients.
     Fanout(RunArgs),
-    /// Table I's shape at 1,000, 10,000 and 50,000 users.
+    /// Table I's shape at 1,000, 5,000, 10,000, 15,000 and 50,000 users
+    /// (a size the open-files limit cannot hold is skipped with a note).
     Scale(RunArgs),
     /// Herald's own ceiling with the XMPP server taken out: a XEP-0114 sink
     /// floods it with online users and counts what it writes.
     Ceiling(ceiling::CeilingArgs),
+    /// The XMPP server's own ceiling: a component that costs nothing writes
+    /// one message per logged-in user as fast as the server reads them.
+    ServerCeiling(server_ceiling::ServerCeilingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -137,13 +142,23 @@ fn main() -> ExitCode {
             ceiling::run(args);
             return ExitCode::SUCCESS;
         }
+        Command::ServerCeiling(args) => {
+            return exit_code(runtime().block_on(run_server_ceiling(args)));
+        }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    exit_code(runtime().block_on(run_scenario(scenario, args)))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run_scenario(scenario, args)) {
+        .expect("tokio runtime")
+}
+
+fn exit_code(outcome: Result<bool, String>) -> ExitCode {
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -233,8 +248,22 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
             }
         }
     }
-    println!("\n{}", report::markdown(&results));
-    for note in &notes {
+    Ok(summarize(&results, &notes))
+}
+
+async fn run_server_ceiling(args: server_ceiling::ServerCeilingArgs) -> Result<bool, String> {
+    let results = server_ceiling::run(&args).await;
+    for result in &results {
+        emit(result, &args.results)?;
+    }
+    Ok(summarize(&results, &[]))
+}
+
+/// Prints the Markdown table and the notes; true when every run delivered
+/// everything.
+fn summarize(results: &[RunResult], notes: &[String]) -> bool {
+    println!("\n{}", report::markdown(results));
+    for note in notes {
         println!("Note: {note}");
     }
     let all_delivered = results
@@ -243,7 +272,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
     if !all_delivered {
         eprintln!("herald-loadtest: some runs failed or delivered less than 100%");
     }
-    Ok(all_delivered)
+    all_delivered
 }
 
 /// The components asked for, or by default Herald plus the baseline when

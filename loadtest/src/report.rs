@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::servers::ServerKind;
 use crate::stats::{percentile, Spread};
 use crate::swarm::Receipt;
 
@@ -57,6 +58,54 @@ pub struct RunResult {
     pub churn_cycles: u64,
     /// Why the run failed; its numbers are then partial.
     pub error: Option<String>,
+}
+
+impl RunResult {
+    /// A run not measured yet: shape fields zero, no numbers, no error.
+    pub fn new(scenario: &str, server: ServerKind, component: &str, run: usize) -> RunResult {
+        RunResult {
+            scenario: scenario.to_string(),
+            server: server.name().to_string(),
+            component: component.to_string(),
+            run,
+            users: 0,
+            away: 0,
+            churn: 0,
+            jobs: 0,
+            recipients_per_job: 0,
+            expected: 0,
+            delivered: 0,
+            duplicates: 0,
+            accuracy: 0.0,
+            prefilled: false,
+            elapsed_s: 0.0,
+            throughput_msg_s: 0.0,
+            publish_s: 0.0,
+            latency_ms: None,
+            component_cpu_s: None,
+            component_peak_rss_mib: None,
+            server_cpu_s: None,
+            loadtest_cpu_s: None,
+            broker_cpu_s: None,
+            machine_busy: None,
+            churn_cycles: 0,
+            error: None,
+        }
+    }
+
+    /// Takes the receipts' numbers; accuracy is against `expected`.
+    pub fn record(&mut self, t: &Tally) {
+        self.delivered = t.delivered;
+        self.duplicates = t.duplicates;
+        self.elapsed_s = t.elapsed_s;
+        self.throughput_msg_s = t.throughput_msg_s;
+        self.latency_ms = t.latency_ms;
+        self.accuracy = if self.expected == 0 {
+            1.0
+        } else {
+            t.delivered as f64 / self.expected as f64
+        };
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -57,34 +57,14 @@ pub struct Settings {
 
 /// Carries out one run. Failures become a result with `error` set.
 pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
-    let mut result = RunResult {
-        scenario: spec.scenario.clone(),
-        server: spec.server.name().to_string(),
-        component: spec.component.name().to_string(),
-        run: spec.run,
-        users: spec.users,
-        away: spec.away,
-        churn: spec.churn,
-        jobs: spec.jobs,
-        recipients_per_job: spec.recipients_per_job,
-        expected: expected_messages(spec),
-        delivered: 0,
-        duplicates: 0,
-        accuracy: 0.0,
-        prefilled: settings.prefill,
-        elapsed_s: 0.0,
-        throughput_msg_s: 0.0,
-        publish_s: 0.0,
-        latency_ms: None,
-        component_cpu_s: None,
-        component_peak_rss_mib: None,
-        server_cpu_s: None,
-        loadtest_cpu_s: None,
-        broker_cpu_s: None,
-        machine_busy: None,
-        churn_cycles: 0,
-        error: None,
-    };
+    let mut result = RunResult::new(&spec.scenario, spec.server, spec.component.name(), spec.run);
+    result.users = spec.users;
+    result.away = spec.away;
+    result.churn = spec.churn;
+    result.jobs = spec.jobs;
+    result.recipients_per_job = spec.recipients_per_job;
+    result.expected = expected_messages(spec);
+    result.prefilled = settings.prefill;
     if let Err(e) = measure(spec, settings, &mut result).await {
         result.error = Some(e);
     }
@@ -124,7 +104,7 @@ impl CpuWindow {
 
 /// The CPU used in the measured window by every party to a run, and by
 /// the whole machine: whether the machine, not one party, is the limit.
-struct CpuWindows {
+pub struct CpuWindows {
     component: CpuWindow,
     server: CpuWindow,
     loadtest: CpuWindow,
@@ -133,17 +113,17 @@ struct CpuWindows {
 }
 
 impl CpuWindows {
-    fn start(component: u32, server: u32, broker: Option<u32>) -> CpuWindows {
+    pub fn start(component: Option<u32>, server: Option<u32>, broker: Option<u32>) -> CpuWindows {
         CpuWindows {
-            component: CpuWindow::start(Some(component)),
-            server: CpuWindow::start(Some(server)),
+            component: CpuWindow::start(component),
+            server: CpuWindow::start(server),
             loadtest: CpuWindow::start(Some(std::process::id())),
             broker: CpuWindow::start(broker),
             machine: procstat::machine_ticks(),
         }
     }
 
-    fn record(&self, result: &mut RunResult) {
+    pub fn record(&self, result: &mut RunResult) {
         result.component_cpu_s = self.component.used();
         result.server_cpu_s = self.server.used();
         result.loadtest_cpu_s = self.loadtest.used();
@@ -319,7 +299,7 @@ impl Run<'_> {
         }
 
         let broker_pid = procstat::listener_pid(broker_port(&names.url));
-        let mut cpu = CpuWindows::start(component.pid(), server_pid, broker_pid);
+        let mut cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
         let churn_before = churn
             .as_ref()
             .map_or(0, |c| c.stats().cycles.load(Ordering::Relaxed));
@@ -343,7 +323,7 @@ impl Run<'_> {
         )
         .await;
         let resumed = settings.prefill.then(|| {
-            cpu = CpuWindows::start(component.pid(), server_pid, broker_pid);
+            cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
             let at = epoch.elapsed().as_nanos() as u64;
             component.resume();
             at
@@ -351,7 +331,13 @@ impl Run<'_> {
         let (published, confirmed) = published?;
         let first = published.iter().min().copied().unwrap_or(confirmed);
         result.publish_s = confirmed.saturating_sub(first) as f64 / 1e9;
-        wait_for_receipts(&swarm, result.expected, settings).await;
+        wait_for_receipts(
+            &swarm,
+            result.expected,
+            settings.idle_timeout,
+            settings.timeout,
+        )
+        .await;
 
         cpu.record(result);
         result.component_peak_rss_mib =
@@ -361,24 +347,19 @@ impl Run<'_> {
         }
         let receipts = swarm.finish().await;
         let away: Vec<bool> = (0..spec.users).map(|i| i < spec.away).collect();
-        let t = tally(&published, resumed, &receipts, &away);
-        result.delivered = t.delivered;
-        result.duplicates = t.duplicates;
-        result.elapsed_s = t.elapsed_s;
-        result.throughput_msg_s = t.throughput_msg_s;
-        result.latency_ms = t.latency_ms;
-        result.accuracy = if result.expected == 0 {
-            1.0
-        } else {
-            t.delivered as f64 / result.expected as f64
-        };
+        result.record(&tally(&published, resumed, &receipts, &away));
         Ok(())
     }
 }
 
 /// Waits until the swarm has received `expected` messages, nothing arrived
 /// for the idle timeout, or the overall timeout passed.
-async fn wait_for_receipts(swarm: &Swarm, expected: u64, settings: &Settings) {
+pub async fn wait_for_receipts(
+    swarm: &Swarm,
+    expected: u64,
+    idle_timeout: Duration,
+    timeout: Duration,
+) {
     let start = Instant::now();
     let mut last_count = 0;
     let mut last_change = Instant::now();
@@ -391,7 +372,7 @@ async fn wait_for_receipts(swarm: &Swarm, expected: u64, settings: &Settings) {
             last_count = count;
             last_change = Instant::now();
         }
-        if last_change.elapsed() > settings.idle_timeout || start.elapsed() > settings.timeout {
+        if last_change.elapsed() > idle_timeout || start.elapsed() > timeout {
             eprintln!("  gave up waiting: {count} of {expected} messages arrived");
             return;
         }

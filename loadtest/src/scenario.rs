@@ -12,7 +12,7 @@ pub enum Scenario {
     Table2,
     /// One job to 10,000 recipients.
     Fanout,
-    /// Table I's shape at 1,000, 10,000 and 50,000 users.
+    /// Table I's shape at 1,000, 5,000, 10,000, 15,000 and 50,000 users.
     Scale,
 }
 
@@ -61,7 +61,7 @@ impl Scenario {
         let users = if !o.users.is_empty() {
             o.users.clone()
         } else if self == Scenario::Scale {
-            vec![1_000, 10_000, 50_000]
+            vec![1_000, 5_000, 10_000, 15_000, 50_000]
         } else {
             vec![10_000]
         };
@@ -111,7 +111,7 @@ mod tests {
             .iter()
             .map(|s| s.users)
             .collect();
-        assert_eq!(scale, vec![1_000, 10_000, 50_000]);
+        assert_eq!(scale, vec![1_000, 5_000, 10_000, 15_000, 50_000]);
     }
 
     #[test]

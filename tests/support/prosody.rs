@@ -41,7 +41,7 @@ use super::server::{
 const CONFIG_TEMPLATE: &str = include_str!("../../deploy/prosody/prosody.cfg.lua.in");
 
 /// How long to wait for Prosody to listen on both ports.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `stop()` waits after SIGTERM before it sends SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries with fresh ports when another process grabbed one of ours.
@@ -63,7 +63,7 @@ impl Prosody {
     /// on `localhost`, each with a roster holding `herald@broadcast.localhost`
     /// (subscription `both`). Returns once both the c2s and the component port
     /// accept TCP connections. Panics, with the tail of Prosody's log, if
-    /// Prosody is missing or does not come up within 20 s.
+    /// Prosody is missing or does not come up within [`START_TIMEOUT`].
     ///
     /// Blocking: fine to call from async tests (it only sleeps in short steps).
     pub fn start(users: &[&str]) -> Prosody {
