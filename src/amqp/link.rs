@@ -179,6 +179,17 @@ impl Link {
         }
     }
 
+    /// A job that has already arrived, without waiting; skips jobs of
+    /// lost connections like [`Link::next_job`].
+    pub fn ready_job(&mut self) -> Option<Job> {
+        while let Ok(job) = self.jobs.try_recv() {
+            if self.is_current(&job.taken) {
+                return Some(job);
+            }
+        }
+        None
+    }
+
     /// Whether `taken` belongs to the live connection (its ack can work).
     pub fn is_current(&self, taken: &Taken) -> bool {
         taken.generation == self.generation.load(Ordering::Relaxed)

@@ -57,6 +57,9 @@ pub enum AppError {
 
 /// How long shutdown waits for the server to confirm what was written.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Jobs taken in one turn of the loop when they are already waiting: enough
+/// to fill a write, few enough that the loop stays responsive.
+const JOB_BURST: usize = 64;
 /// How long shutdown waits for the broker to confirm reports.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -312,7 +315,18 @@ impl<H: Handler> Component<H> {
                     error,
                 }) => self.on_invalid(session, &kind, from, id, type_, &error),
                 Input::Xmpp(Inbound::Closed(reason)) => return Ended::Lost(reason),
-                Input::Job(job) => self.on_job(job),
+                Input::Job(job) => {
+                    self.on_job(job);
+                    // Jobs that arrived meanwhile go out in the same write
+                    // and under the same barrier: the server then reads one
+                    // burst and answers one ping, not one of each per job.
+                    for _ in 1..JOB_BURST {
+                        let Some(job) = self.link.ready_job() else {
+                            break;
+                        };
+                        self.on_job(job);
+                    }
+                }
                 Input::Keepalive => {
                     self.send_due_barrier(session, true);
                     self.limiter.sweep(Instant::now());
