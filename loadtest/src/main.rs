@@ -10,6 +10,7 @@ mod harness;
 mod procstat;
 mod publisher;
 mod report;
+mod reports;
 mod run;
 mod scenario;
 mod server_ceiling;
@@ -266,11 +267,11 @@ fn summarize(results: &[RunResult], notes: &[String]) -> bool {
     for note in notes {
         println!("Note: {note}");
     }
-    let all_delivered = results
-        .iter()
-        .all(|r| r.error.is_none() && r.delivered >= r.expected);
+    let all_delivered = results.iter().all(RunResult::is_accurate);
     if !all_delivered {
-        eprintln!("herald-loadtest: some runs failed or delivered less than 100%");
+        eprintln!(
+            "herald-loadtest: some runs failed, delivered less than 100% or reported it wrong"
+        );
     }
     all_delivered
 }

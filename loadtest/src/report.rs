@@ -56,6 +56,16 @@ pub struct RunResult {
     pub machine_busy: Option<f64>,
     /// Login/logout cycles of the churning users during the run.
     pub churn_cycles: u64,
+    /// Distinct jobs the component reported (`None` where nothing
+    /// reports: the raw component of `server-ceiling`).
+    #[serde(default)]
+    pub reports: Option<u64>,
+    /// Messages sent, by the reports.
+    #[serde(default)]
+    pub reported_sent: u64,
+    /// Reports that repeat a job or whose counts do not add up.
+    #[serde(default)]
+    pub faulty_reports: u64,
     /// Why the run failed; its numbers are then partial.
     pub error: Option<String>,
 }
@@ -89,8 +99,25 @@ impl RunResult {
             broker_cpu_s: None,
             machine_busy: None,
             churn_cycles: 0,
+            reports: None,
+            reported_sent: 0,
+            faulty_reports: 0,
             error: None,
         }
+    }
+
+    /// Every job was reported once and the reports account for every
+    /// message expected (runs without reports: nothing to check).
+    pub fn reports_add_up(&self) -> bool {
+        self.faulty_reports == 0
+            && self
+                .reports
+                .is_none_or(|jobs| jobs == self.jobs && self.reported_sent == self.expected)
+    }
+
+    /// Delivered everything and, where reported, accounted for it.
+    pub fn is_accurate(&self) -> bool {
+        self.error.is_none() && self.delivered >= self.expected && self.reports_add_up()
     }
 
     /// Takes the receipts' numbers; accuracy is against `expected`.
@@ -200,10 +227,10 @@ pub fn markdown(results: &[RunResult]) -> String {
     }
     let mut out = String::from(
         "| scenario | server | users | churn | jobs × recipients | component | runs | accuracy (min) \
-         | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
+         | reports add up | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
          | component CPU s | component peak RSS MiB | server CPU s | load test CPU s | broker CPU s \
          | machine busy |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (key, runs) in &groups {
         let mut components: Vec<&str> = Vec::new();
@@ -228,6 +255,18 @@ pub fn markdown(results: &[RunResult]) -> String {
                 .iter()
                 .map(|r| if r.error.is_some() { 0.0 } else { r.accuracy })
                 .fold(f64::INFINITY, f64::min);
+            let reports = match mine.iter().find(|r| !r.reports_add_up()) {
+                None if mine.iter().all(|r| r.reports.is_none()) => "-".to_string(),
+                None => "yes".to_string(),
+                Some(r) => format!(
+                    "no: {} of {} jobs, {} of {} sent, {} faulty",
+                    r.reports.unwrap_or(0),
+                    r.jobs,
+                    r.reported_sent,
+                    r.expected,
+                    r.faulty_reports
+                ),
+            };
             let throughput = Spread::of(ok.iter().map(|r| r.throughput_msg_s))
                 .map(|s| format!("{:.0} / {:.0} / {:.0}", s.min, s.mean, s.max))
                 .unwrap_or_else(|| "-".into());
@@ -261,7 +300,7 @@ pub fn markdown(results: &[RunResult]) -> String {
                 .map(|m| format!("{m:.0}"))
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "| {key} | {component} | {} | {:.2}% | {throughput} | {ratio} | {latency} | {} | {peak_rss} | {} | {} | {} | {busy} |\n",
+                "| {key} | {component} | {} | {:.2}% | {reports} | {throughput} | {ratio} | {latency} | {} | {peak_rss} | {} | {} | {} | {busy} |\n",
                 mine.len(),
                 accuracy * 100.0,
                 mean_of(|r| r.component_cpu_s),
@@ -319,38 +358,30 @@ mod tests {
     }
 
     fn result(component: &str, run: usize, throughput: f64, accuracy: f64) -> RunResult {
-        RunResult {
-            scenario: "table1".into(),
-            server: "prosody".into(),
-            component: component.into(),
-            run,
-            users: 100,
-            away: 0,
-            churn: 0,
-            jobs: 100,
-            recipients_per_job: 1,
-            expected: 100,
-            delivered: (accuracy * 100.0) as u64,
-            duplicates: 0,
-            accuracy,
-            prefilled: false,
-            elapsed_s: 1.0,
-            throughput_msg_s: throughput,
-            publish_s: 0.5,
-            latency_ms: Some(Latency {
-                p50: 1.0,
-                p95: 2.0,
-                p99: 3.0,
-            }),
-            component_cpu_s: Some(0.5),
-            component_peak_rss_mib: Some(20.0),
-            server_cpu_s: Some(1.0),
-            loadtest_cpu_s: Some(0.2),
-            broker_cpu_s: Some(0.7),
-            machine_busy: Some(0.5),
-            churn_cycles: 0,
-            error: None,
-        }
+        let mut r = RunResult::new("table1", ServerKind::Prosody, component, run);
+        r.users = 100;
+        r.jobs = 100;
+        r.recipients_per_job = 1;
+        r.expected = 100;
+        r.delivered = (accuracy * 100.0) as u64;
+        r.accuracy = accuracy;
+        r.elapsed_s = 1.0;
+        r.throughput_msg_s = throughput;
+        r.publish_s = 0.5;
+        r.latency_ms = Some(Latency {
+            p50: 1.0,
+            p95: 2.0,
+            p99: 3.0,
+        });
+        r.component_cpu_s = Some(0.5);
+        r.component_peak_rss_mib = Some(20.0);
+        r.server_cpu_s = Some(1.0);
+        r.loadtest_cpu_s = Some(0.2);
+        r.broker_cpu_s = Some(0.7);
+        r.machine_busy = Some(0.5);
+        r.reports = Some(100);
+        r.reported_sent = r.delivered;
+        r
     }
 
     #[test]
@@ -366,21 +397,51 @@ mod tests {
         assert_eq!(lines.len(), 4, "{table}");
         let herald = lines[2];
         assert!(
-            herald.contains("| herald | 2 | 99.00% | 9000 / 10000 / 11000 | 5.00x |"),
+            herald.contains(
+                "| herald | 2 | 99.00% | no: 100 of 100 jobs, 99 of 100 sent, 0 faulty \
+                 | 9000 / 10000 / 11000 | 5.00x |"
+            ),
             "{herald}"
         );
         let baseline = lines[3];
         assert!(
-            baseline.contains("| baseline | 2 | 100.00% | 1000 / 2000 / 3000 |  |"),
+            baseline.contains("| baseline | 2 | 100.00% | yes | 1000 / 2000 / 3000 |  |"),
             "{baseline}"
         );
         assert!(herald.ends_with("| 0.7 | 50% |"), "{herald}");
     }
 
     #[test]
+    fn a_run_is_accurate_only_when_its_reports_account_for_every_message() {
+        let mut r = result("herald", 1, 1.0, 1.0);
+        assert!(r.is_accurate());
+        r.reports = Some(99);
+        assert!(!r.is_accurate(), "a job not reported");
+        r.reports = Some(100);
+        r.faulty_reports = 1;
+        assert!(!r.is_accurate(), "a job reported twice");
+        r.faulty_reports = 0;
+        r.reported_sent = 101;
+        assert!(!r.is_accurate(), "the reports claim more than was expected");
+        let mut raw = result("raw", 1, 1.0, 1.0);
+        raw.reports = None;
+        raw.reported_sent = 0;
+        assert!(raw.is_accurate(), "nothing reports in server-ceiling runs");
+        raw.delivered = 99;
+        assert!(!raw.is_accurate());
+    }
+
+    #[test]
     fn lines_from_before_the_broker_columns_still_read() {
         let mut line = serde_json::to_value(result("herald", 1, 1.0, 1.0)).unwrap();
-        for field in ["prefilled", "broker_cpu_s", "machine_busy"] {
+        for field in [
+            "prefilled",
+            "broker_cpu_s",
+            "machine_busy",
+            "reports",
+            "reported_sent",
+            "faulty_reports",
+        ] {
             line.as_object_mut().unwrap().remove(field);
         }
         let r: RunResult = serde_json::from_value(line).unwrap();

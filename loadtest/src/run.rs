@@ -12,6 +12,7 @@ use crate::churn::Churn;
 use crate::component::{AmqpNames, Component, ComponentKind};
 use crate::publisher::{self, Plan};
 use crate::report::{tally, RunResult};
+use crate::reports::ReportTap;
 use crate::servers::{Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
 use crate::{c2s::Show, procstat};
@@ -184,6 +185,7 @@ async fn measure(
 
     let names = AmqpNames::unique(&settings.amqp_url);
     let outcome = async {
+        let reports = ReportTap::bind(&names).await?;
         let component = match spec.component {
             ComponentKind::Herald => {
                 let bin = crate::component::herald_bin(settings.herald_bin.clone())?;
@@ -207,6 +209,7 @@ async fn measure(
             domain,
             server_pid,
             epoch,
+            reports: &reports,
         };
         let outcome = run.drive(result, &users, &churners, &names).await;
         let outcome = outcome.map_err(|e| {
@@ -217,6 +220,7 @@ async fn measure(
             )
         });
         component.stop().await;
+        reports.close().await;
         outcome
     }
     .await;
@@ -234,6 +238,7 @@ struct Run<'a> {
     domain: &'a str,
     server_pid: u32,
     epoch: Instant,
+    reports: &'a ReportTap,
 }
 
 impl Run<'_> {
@@ -252,6 +257,7 @@ impl Run<'_> {
             domain,
             server_pid,
             epoch,
+            reports,
         } = *self;
         let login_start = Instant::now();
         let logins = Logins {
@@ -340,6 +346,10 @@ impl Run<'_> {
         .await;
 
         cpu.record(result);
+        let reported = reports.wait_for(spec.jobs, settings.idle_timeout).await;
+        result.reports = Some(reported.jobs);
+        result.reported_sent = reported.sent;
+        result.faulty_reports = reported.faulty;
         result.component_peak_rss_mib =
             procstat::peak_rss_kib(component.pid()).map(|kib| kib as f64 / 1024.0);
         if let Some(churn) = churn {
