@@ -17,21 +17,17 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use serde::{Deserialize, Serialize};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde::Serialize;
 
-use crate::component::{herald_bin, metric_value};
+use crate::component::{herald_bin, metric_value, AmqpNames};
+use crate::reports::{ReportCounts, ReportTap};
 use crate::procstat::{stat_cpu_seconds, status_kib};
 use crate::sink::{Sink, SinkOptions};
 
@@ -184,9 +180,9 @@ async fn run_size(args: &CeilingArgs, herald_bin: &Path, users: u64) -> Result<S
     let run_id = format!("{:x}{:x}", std::process::id(), nanos_now());
     let dir = args.dir.join(format!("herald-ceiling-{run_id}"));
     std::fs::create_dir_all(&dir)?;
-    let names = Names::new(&run_id);
+    let names = AmqpNames::unique(&args.amqp_url);
     let result = async {
-        let amqp = Broker::connect(&args.amqp_url, &names).await?;
+        let amqp = Broker::connect(&names).await?;
         let secret = format!("ceiling-{run_id}");
         let sink = Sink::start(SinkOptions {
             component_domain: COMPONENT_DOMAIN.into(),
@@ -202,7 +198,8 @@ async fn run_size(args: &CeilingArgs, herald_bin: &Path, users: u64) -> Result<S
         let mut herald = Herald::spawn(herald_bin, &config)?;
         let measured = measure(args, &amqp, &sink, &mut herald, &dir, users).await;
         let stopped = herald.stop();
-        amqp.clean_up(&names).await;
+        amqp.close().await;
+        names.delete().await;
         let mut result =
             measured.map_err(|e| format!("{e}\nherald's log:\n{}", herald.log_tail()))?;
         result.herald_peak_rss_mb = stopped.peak_rss_mb;
@@ -462,27 +459,9 @@ fn nanos_now() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// Queue and exchange names of one run.
-struct Names {
-    jobs: String,
-    dead: String,
-    events: String,
-}
-
-impl Names {
-    fn new(run_id: &str) -> Names {
-        let base = format!("herald-ceiling-{run_id}");
-        Names {
-            jobs: format!("{base}.jobs"),
-            dead: format!("{base}.jobs.dead"),
-            events: format!("{base}.events"),
-        }
-    }
-}
-
 fn config_text(
     args: &CeilingArgs,
-    names: &Names,
+    names: &AmqpNames,
     sink: &Sink,
     secret: &str,
     dir: &Path,
@@ -700,30 +679,18 @@ fn http_get(address: &str, path: &str) -> Result<String> {
     Ok(body.to_string())
 }
 
-/// Reports counted so far by the reports consumer.
-#[derive(Debug, Clone, Copy, Default)]
-struct Reports {
-    jobs: u64,
-    sent: u64,
-}
-
-#[derive(Deserialize)]
-struct Report {
-    sent: u64,
-}
-
-/// The run's link to RabbitMQ: a confirming publisher and a consumer of
-/// Herald's reports.
+/// The run's link to RabbitMQ: a confirming publisher of jobs and the
+/// reports Herald publishes.
 struct Broker {
     connection: Connection,
     publish: Channel,
     jobs_queue: String,
-    jobs: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
+    reports: ReportTap,
 }
 
 impl Broker {
-    async fn connect(url: &str, names: &Names) -> Result<Broker> {
+    async fn connect(names: &AmqpNames) -> Result<Broker> {
+        let url = &names.url;
         let connection = Connection::connect(url, ConnectionProperties::default())
             .await
             .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
@@ -731,7 +698,7 @@ impl Broker {
         publish
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        // Herald declares the same queue and exchange, the same way.
+        // Herald declares the same queue, the same way.
         publish
             .queue_declare(
                 names.jobs.as_str().into(),
@@ -739,74 +706,16 @@ impl Broker {
                 FieldTable::default(),
             )
             .await?;
-        publish
-            .exchange_declare(
-                names.events.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let consume = connection.create_channel().await?;
-        let reports = consume
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        consume
-            .queue_bind(
-                reports.name().clone(),
-                names.events.as_str().into(),
-                "job.report".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut consumer = consume
-            .basic_consume(
-                reports.name().clone(),
-                "ceiling-reports".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let jobs = Arc::new(AtomicU64::new(0));
-        let sent = Arc::new(AtomicU64::new(0));
-        let (jobs_seen, sent_seen) = (Arc::clone(&jobs), Arc::clone(&sent));
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                if let Ok(report) = serde_json::from_slice::<Report>(&delivery.data) {
-                    sent_seen.fetch_add(report.sent, Ordering::AcqRel);
-                    jobs_seen.fetch_add(1, Ordering::AcqRel);
-                }
-            }
-        });
         Ok(Broker {
             connection,
             publish,
             jobs_queue: names.jobs.clone(),
-            jobs,
-            sent,
+            reports: ReportTap::bind(names).await?,
         })
     }
 
-    fn reports(&self) -> Reports {
-        Reports {
-            jobs: self.jobs.load(Ordering::Acquire),
-            sent: self.sent.load(Ordering::Acquire),
-        }
+    fn reports(&self) -> ReportCounts {
+        self.reports.counts()
     }
 
     /// Publishes every payload to the jobs queue, persistent, with at most
@@ -837,21 +746,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Deletes what Herald declared for this run, then closes.
-    async fn clean_up(&self, names: &Names) {
-        for queue in [&names.jobs, &names.dead] {
-            let _ = self
-                .publish
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = self
-            .publish
-            .exchange_delete(
-                names.events.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
+    async fn close(self) {
+        self.reports.close().await;
         let _ = self.connection.close(200, "done".into()).await;
     }
 }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::server::XmppServer;
@@ -55,6 +57,28 @@ impl AmqpNames {
             dead: format!("{base}.jobs.dead"),
             events: format!("{base}.events"),
         }
+    }
+
+    /// Removes the run's queues and exchange from the broker (best effort).
+    pub async fn delete(&self) {
+        let Ok(connection) = Connection::connect(&self.url, ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        if let Ok(channel) = connection.create_channel().await {
+            for queue in [&self.jobs, &self.dead] {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            let _ = channel
+                .exchange_delete(
+                    self.events.as_str().into(),
+                    ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = connection.close(200, "done".into()).await;
     }
 }
 

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
 
 use crate::churn::Churn;
 use crate::component::{AmqpNames, Component, ComponentKind};
@@ -225,7 +223,7 @@ async fn measure(
     }
     .await;
     server.stop();
-    delete_amqp_names(&names).await;
+    names.delete().await;
     outcome
 }
 
@@ -388,28 +386,6 @@ pub async fn wait_for_receipts(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Removes the run's queues and exchange from the broker (best effort).
-async fn delete_amqp_names(names: &AmqpNames) {
-    let Ok(connection) = Connection::connect(&names.url, ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
-        for queue in [&names.jobs, &names.dead] {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = channel
-            .exchange_delete(
-                names.events.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-    }
-    let _ = connection.close(200, "done".into()).await;
 }
 
 #[cfg(test)]
