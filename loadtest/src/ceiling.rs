@@ -27,8 +27,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::Serialize;
 
 use crate::component::{herald_bin, metric_value, AmqpNames};
-use crate::reports::{ReportCounts, ReportTap};
 use crate::procstat::{stat_cpu_seconds, status_kib};
+use crate::reports::{ReportCounts, ReportTap};
 use crate::sink::{Sink, SinkOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;

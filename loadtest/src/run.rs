@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-
 use crate::churn::Churn;
 use crate::component::{AmqpNames, Component, ComponentKind};
 use crate::publisher::{self, Plan};
