@@ -2,11 +2,14 @@
 //! Herald against a Node.js baseline (see loadtest/README.md).
 
 mod body;
+mod broker;
 mod c2s;
 mod ceiling;
 mod churn;
 mod component;
 mod harness;
+mod herald_config;
+mod job_reports;
 mod procstat;
 mod publisher;
 mod report;

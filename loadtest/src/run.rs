@@ -1,15 +1,15 @@
-//! One measured run: server, users, component, swarm, churn, publisher,
-//! receipts, resource use; everything started here is stopped here.
+//! One measured run: broker names, server, users, component, swarm, churn,
+//! publisher, receipts, reports, resource use; everything started here is
+//! stopped here.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
-
+use crate::broker::{Broker, Names};
 use crate::churn::Churn;
-use crate::component::{AmqpNames, Component, ComponentKind};
+use crate::component::{Component, ComponentKind, ERROR_LOG_LINES};
+use crate::herald_config::HeraldConfig;
 use crate::publisher::{self, Plan};
 use crate::report::{tally, RunResult};
 use crate::servers::{Server, ServerKind};
@@ -173,10 +173,24 @@ fn broker_port(url: &str) -> u16 {
         .unwrap_or(default)
 }
 
+/// The run's queues, exchange and report consumer come first and go last:
+/// every report the component publishes is counted.
 async fn measure(
     spec: &RunSpec,
     settings: &Settings,
     result: &mut RunResult,
+) -> Result<(), String> {
+    let broker = Broker::connect(&settings.amqp_url, Names::unique("herald-loadtest")).await?;
+    let outcome = measure_with(spec, settings, result, &broker).await;
+    broker.clean_up().await;
+    outcome
+}
+
+async fn measure_with(
+    spec: &RunSpec,
+    settings: &Settings,
+    result: &mut RunResult,
+    broker: &Broker,
 ) -> Result<(), String> {
     let epoch = Instant::now();
     let users: Vec<String> = (0..spec.users).map(|i| format!("u{i}")).collect();
@@ -201,19 +215,30 @@ async fn measure(
     let api = server.api();
     let c2s_addr = api.c2s_addr();
     let domain = api.domain();
+    let xmpp = server.xmpp_target();
 
-    let names = AmqpNames::unique(&settings.amqp_url);
     let outcome = async {
         let component = match spec.component {
             ComponentKind::Herald => {
                 let bin = crate::component::herald_bin(settings.herald_bin.clone())?;
-                Component::start_herald(&bin, api, &names, settings.herald_prefetch).await?
+                let config = HeraldConfig {
+                    xmpp: &xmpp,
+                    amqp_url: broker.url(),
+                    names: broker.names(),
+                    prefetch: settings.herald_prefetch,
+                    // Nothing consumes them here.
+                    presence_events: false,
+                    probe_settle_ms: None,
+                    max_recipients: None,
+                };
+                Component::start_herald(&bin, &config, &std::env::temp_dir()).await?
             }
             ComponentKind::Baseline => {
                 Component::start_baseline(
                     &settings.baseline_dir,
-                    api,
-                    &names,
+                    &xmpp,
+                    broker.url(),
+                    broker.names(),
                     settings.baseline_prefetch,
                 )
                 .await?
@@ -228,12 +253,12 @@ async fn measure(
             server_pid,
             epoch,
         };
-        let outcome = run.drive(result, &users, &churners, &names).await;
+        let outcome = run.drive(result, &users, &churners, broker).await;
         let outcome = outcome.map_err(|e| {
             format!(
                 "{e}\n--- last lines of {} ---\n{}",
                 component.kind().name(),
-                component.log_tail()
+                component.log_tail(ERROR_LOG_LINES)
             )
         });
         component.stop().await;
@@ -241,7 +266,6 @@ async fn measure(
     }
     .await;
     server.stop();
-    delete_amqp_names(&names).await;
     outcome
 }
 
@@ -262,7 +286,7 @@ impl Run<'_> {
         result: &mut RunResult,
         users: &[String],
         churners: &[String],
-        names: &AmqpNames,
+        broker: &Broker,
     ) -> Result<(), String> {
         let Run {
             spec,
@@ -318,7 +342,7 @@ impl Run<'_> {
             tokio::time::sleep(settings.churn_warmup).await;
         }
 
-        let broker_pid = procstat::listener_pid(broker_port(&names.url));
+        let broker_pid = procstat::listener_pid(broker_port(broker.url()));
         let mut cpu = CpuWindows::start(component.pid(), server_pid, broker_pid);
         let churn_before = churn
             .as_ref()
@@ -334,14 +358,7 @@ impl Run<'_> {
         if settings.prefill {
             component.pause()?;
         }
-        let published = publisher::publish(
-            &names.url,
-            &names.jobs,
-            &plan,
-            settings.publish_channels,
-            epoch,
-        )
-        .await;
+        let published = publisher::publish(broker, &plan, settings.publish_channels, epoch).await;
         let resumed = settings.prefill.then(|| {
             cpu = CpuWindows::start(component.pid(), server_pid, broker_pid);
             let at = epoch.elapsed().as_nanos() as u64;
@@ -351,7 +368,13 @@ impl Run<'_> {
         let (published, confirmed) = published?;
         let first = published.iter().min().copied().unwrap_or(confirmed);
         result.publish_s = confirmed.saturating_sub(first) as f64 / 1e9;
-        wait_for_receipts(&swarm, result.expected, settings).await;
+        wait_for(
+            "messages",
+            result.expected,
+            || swarm.counters().received.load(Ordering::Relaxed),
+            settings,
+        )
+        .await;
 
         cpu.record(result);
         result.component_peak_rss_mib =
@@ -376,14 +399,14 @@ impl Run<'_> {
     }
 }
 
-/// Waits until the swarm has received `expected` messages, nothing arrived
-/// for the idle timeout, or the overall timeout passed.
-async fn wait_for_receipts(swarm: &Swarm, expected: u64, settings: &Settings) {
+/// Waits until `count()` reaches `expected`, nothing new was counted for
+/// the idle timeout, or the overall timeout passed.
+async fn wait_for(what: &str, expected: u64, count: impl Fn() -> u64, settings: &Settings) {
     let start = Instant::now();
     let mut last_count = 0;
     let mut last_change = Instant::now();
     loop {
-        let count = swarm.counters().received.load(Ordering::Relaxed);
+        let count = count();
         if count >= expected {
             return;
         }
@@ -392,33 +415,11 @@ async fn wait_for_receipts(swarm: &Swarm, expected: u64, settings: &Settings) {
             last_change = Instant::now();
         }
         if last_change.elapsed() > settings.idle_timeout || start.elapsed() > settings.timeout {
-            eprintln!("  gave up waiting: {count} of {expected} messages arrived");
+            eprintln!("  gave up waiting: {count} of {expected} {what} arrived");
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Removes the run's queues and exchange from the broker (best effort).
-async fn delete_amqp_names(names: &AmqpNames) {
-    let Ok(connection) = Connection::connect(&names.url, ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
-        for queue in [&names.jobs, &names.dead] {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = channel
-            .exchange_delete(
-                names.events.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-    }
-    let _ = connection.close(200, "done".into()).await;
 }
 
 #[cfg(test)]
