@@ -51,8 +51,8 @@ pub struct Broker {
 
 impl Broker {
     /// Connects, declares the jobs queue and the events exchange as the
-    /// components do, and consumes a durable reports queue bound to the
-    /// exchange. Before any component starts, so no report is missed.
+    /// components do, and consumes a reports queue bound to the exchange.
+    /// Before any component starts, so no report is missed.
     pub async fn connect(url: &str, names: Names) -> Result<Broker, String> {
         let connection = Connection::connect(url, ConnectionProperties::default())
             .await
@@ -73,13 +73,20 @@ impl Broker {
 
     async fn declare_and_consume(&self) -> Result<(), String> {
         let names = &self.names;
-        for queue in [&names.jobs, &names.reports] {
+        // Not durable: a persistent write per report would add to
+        // RabbitMQ's share of the machine, which earlier runs were measured
+        // without. Exclusive: it goes with the connection even if the load
+        // test is killed.
+        let reports = QueueDeclareOptions {
+            exclusive: true,
+            ..QueueDeclareOptions::default()
+        };
+        for (queue, options) in [
+            (&names.jobs, QueueDeclareOptions::durable()),
+            (&names.reports, reports),
+        ] {
             self.channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions::durable(),
-                    FieldTable::default(),
-                )
+                .queue_declare(queue.as_str().into(), options, FieldTable::default())
                 .await
                 .map_err(amqp(&format!("declare {queue}")))?;
         }
