@@ -158,7 +158,7 @@ fn main() -> ExitCode {
 
 /// Runs every setup of the scenario, each component `repeat` times
 /// (interleaved, so drifting machine load hits both alike). Ok(true) when
-/// every run delivered everything.
+/// every run delivered everything and reported every job correctly.
 async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String> {
     if !(0.0..=1.0).contains(&args.away_share) {
         return Err("--away-share must be between 0 and 1".into());
@@ -240,13 +240,14 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
     for note in &notes {
         println!("Note: {note}");
     }
-    let all_delivered = results
-        .iter()
-        .all(|r| r.error.is_none() && r.delivered >= r.expected);
-    if !all_delivered {
-        eprintln!("herald-loadtest: some runs failed or delivered less than 100%");
+    let all_accurate = results.iter().all(RunResult::is_accurate);
+    if !all_accurate {
+        eprintln!(
+            "herald-loadtest: some runs failed, delivered less than 100%, \
+             or reported jobs missing or not adding up"
+        );
     }
-    Ok(all_delivered)
+    Ok(all_accurate)
 }
 
 /// The components asked for, or by default Herald plus the baseline when

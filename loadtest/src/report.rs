@@ -55,8 +55,45 @@ pub struct RunResult {
     pub machine_busy: Option<f64>,
     /// Login/logout cycles of the churning users during the run.
     pub churn_cycles: u64,
+    /// Distinct jobs the component reported on its events exchange.
+    #[serde(default)]
+    pub reports: u64,
+    /// `sent` summed over those reports.
+    #[serde(default)]
+    pub reported_sent: u64,
+    /// Reports that are unreadable, whose counts do not add up to their
+    /// recipients, that say `duplicate`, or that repeat a job's id.
+    #[serde(default)]
+    pub reports_incomplete: u64,
     /// Why the run failed; its numbers are then partial.
     pub error: Option<String>,
+}
+
+impl RunResult {
+    /// Everything expected arrived, every job was reported once, and the
+    /// reports add up to what was expected.
+    pub fn is_accurate(&self) -> bool {
+        self.error.is_none()
+            && self.delivered >= self.expected
+            && self.reports == self.jobs
+            && self.reports_incomplete == 0
+            && self.reported_sent == self.expected
+    }
+
+    /// The reports in a few words: `jobs reported / jobs`, then what is off.
+    fn reports_summary(&self) -> String {
+        let mut summary = format!("{}/{}", self.reports, self.jobs);
+        if self.reports_incomplete > 0 {
+            summary.push_str(&format!(", {} incomplete", self.reports_incomplete));
+        }
+        if self.reported_sent != self.expected {
+            summary.push_str(&format!(
+                ", sent {} of {}",
+                self.reported_sent, self.expected
+            ));
+        }
+        summary
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -151,10 +188,10 @@ pub fn markdown(results: &[RunResult]) -> String {
     }
     let mut out = String::from(
         "| scenario | server | users | churn | jobs × recipients | component | runs | accuracy (min) \
-         | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
+         | reports | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
          | component CPU s | component peak RSS MiB | server CPU s | load test CPU s | broker CPU s \
          | machine busy |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (key, runs) in &groups {
         let mut components: Vec<&str> = Vec::new();
@@ -179,6 +216,13 @@ pub fn markdown(results: &[RunResult]) -> String {
                 .iter()
                 .map(|r| if r.error.is_some() { 0.0 } else { r.accuracy })
                 .fold(f64::INFINITY, f64::min);
+            let mut reports: Vec<String> = Vec::new();
+            for summary in mine.iter().map(|r| r.reports_summary()) {
+                if !reports.contains(&summary) {
+                    reports.push(summary);
+                }
+            }
+            let reports = reports.join("; ");
             let throughput = Spread::of(ok.iter().map(|r| r.throughput_msg_s))
                 .map(|s| format!("{:.0} / {:.0} / {:.0}", s.min, s.mean, s.max))
                 .unwrap_or_else(|| "-".into());
@@ -212,7 +256,7 @@ pub fn markdown(results: &[RunResult]) -> String {
                 .map(|m| format!("{m:.0}"))
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
-                "| {key} | {component} | {} | {:.2}% | {throughput} | {ratio} | {latency} | {} | {peak_rss} | {} | {} | {} | {busy} |\n",
+                "| {key} | {component} | {} | {:.2}% | {reports} | {throughput} | {ratio} | {latency} | {} | {peak_rss} | {} | {} | {} | {busy} |\n",
                 mine.len(),
                 accuracy * 100.0,
                 mean_of(|r| r.component_cpu_s),
@@ -300,6 +344,9 @@ mod tests {
             broker_cpu_s: Some(0.7),
             machine_busy: Some(0.5),
             churn_cycles: 0,
+            reports: 100,
+            reported_sent: 100,
+            reports_incomplete: 0,
             error: None,
         }
     }
@@ -317,21 +364,63 @@ mod tests {
         assert_eq!(lines.len(), 4, "{table}");
         let herald = lines[2];
         assert!(
-            herald.contains("| herald | 2 | 99.00% | 9000 / 10000 / 11000 | 5.00x |"),
+            herald.contains("| herald | 2 | 99.00% | 100/100 | 9000 / 10000 / 11000 | 5.00x |"),
             "{herald}"
         );
         let baseline = lines[3];
         assert!(
-            baseline.contains("| baseline | 2 | 100.00% | 1000 / 2000 / 3000 |  |"),
+            baseline.contains("| baseline | 2 | 100.00% | 100/100 | 1000 / 2000 / 3000 |  |"),
             "{baseline}"
         );
         assert!(herald.ends_with("| 0.7 | 50% |"), "{herald}");
     }
 
     #[test]
-    fn lines_from_before_the_broker_columns_still_read() {
+    fn markdown_shows_each_different_reports_summary_once() {
+        let mut short = result("herald", 2, 1.0, 1.0);
+        (short.reports, short.reported_sent, short.reports_incomplete) = (98, 97, 1);
+        let results = [
+            result("herald", 1, 1.0, 1.0),
+            short,
+            result("herald", 3, 1.0, 1.0),
+        ];
+        let table = markdown(&results);
+        let herald = table.lines().nth(2).unwrap();
+        assert!(
+            herald.contains("| 100/100; 98/100, 1 incomplete, sent 97 of 100 |"),
+            "{herald}"
+        );
+    }
+
+    #[test]
+    fn accurate_only_with_every_report_adding_up() {
+        assert!(result("herald", 1, 1.0, 1.0).is_accurate());
+        let mut missing = result("herald", 1, 1.0, 1.0);
+        missing.reports = 99;
+        let mut incomplete = result("herald", 1, 1.0, 1.0);
+        incomplete.reports_incomplete = 1;
+        let mut short = result("herald", 1, 1.0, 1.0);
+        short.reported_sent = 99;
+        let mut undelivered = result("herald", 1, 1.0, 0.99);
+        undelivered.delivered = 99;
+        let mut failed = result("herald", 1, 1.0, 1.0);
+        failed.error = Some("x".into());
+        for r in [missing, incomplete, short, undelivered, failed] {
+            assert!(!r.is_accurate(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn lines_from_before_the_broker_and_report_columns_still_read() {
         let mut line = serde_json::to_value(result("herald", 1, 1.0, 1.0)).unwrap();
-        for field in ["prefilled", "broker_cpu_s", "machine_busy"] {
+        for field in [
+            "prefilled",
+            "broker_cpu_s",
+            "machine_busy",
+            "reports",
+            "reported_sent",
+            "reports_incomplete",
+        ] {
             line.as_object_mut().unwrap().remove(field);
         }
         let r: RunResult = serde_json::from_value(line).unwrap();
@@ -339,6 +428,25 @@ mod tests {
             (r.prefilled, r.broker_cpu_s, r.machine_busy),
             (false, None, None)
         );
+        assert_eq!(
+            (r.reports, r.reported_sent, r.reports_incomplete),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_recorded_results_still_read() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/results");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    if let Err(e) = serde_json::from_str::<RunResult>(line) {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

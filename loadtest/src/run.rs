@@ -83,6 +83,9 @@ pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
         broker_cpu_s: None,
         machine_busy: None,
         churn_cycles: 0,
+        reports: 0,
+        reported_sent: 0,
+        reports_incomplete: 0,
         error: None,
     };
     if let Err(e) = measure(spec, settings, &mut result).await {
@@ -395,6 +398,12 @@ impl Run<'_> {
         } else {
             t.delivered as f64 / result.expected as f64
         };
+        // Reports trail their jobs' messages: the component sends first.
+        wait_for("reports", spec.jobs, || broker.reports().jobs, settings).await;
+        let reports = broker.reports();
+        result.reports = reports.jobs;
+        result.reported_sent = reports.sent;
+        result.reports_incomplete = reports.incomplete;
         Ok(())
     }
 }
