@@ -10,25 +10,20 @@
 //! `/proc/<pid>/status`; the event loop's own busy time from its
 //! `herald_event_loop_busy_seconds_total` metric.
 
-use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::Serialize;
 
-use crate::component::{herald_bin, metric_value, AmqpNames};
-use crate::procstat::{stat_cpu_seconds, status_kib};
-use crate::reports::{ReportCounts, ReportTap};
+use crate::broker::{Broker, Names};
+use crate::component::{herald_bin, Component, XmppTarget, LOG_LINES};
+use crate::herald_config::HeraldConfig;
+use crate::procstat::{self, stat_cpu_seconds, status_kib};
+use crate::publisher::publish_payloads;
 use crate::sink::{Sink, SinkOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -36,8 +31,6 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 const COMPONENT_DOMAIN: &str = "broadcast.localhost";
 const SERVER_DOMAIN: &str = "localhost";
 const CONTACT: &str = "herald@broadcast.localhost";
-/// Publishes awaiting their confirm at once.
-const PUBLISH_WINDOW: usize = 1024;
 
 #[derive(Debug, Args)]
 pub struct CeilingArgs {
@@ -67,7 +60,7 @@ pub struct CeilingArgs {
     herald_bin: Option<PathBuf>,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
-    /// Where Herald's config and store go (a directory per run, removed after).
+    /// Where Herald's config and store go (a directory per size, removed after).
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
     /// Longest wait for any one step (flood, each job phase).
@@ -177,60 +170,75 @@ fn exit(message: &str) -> ! {
 }
 
 async fn run_size(args: &CeilingArgs, herald_bin: &Path, users: u64) -> Result<SizeResult> {
-    let run_id = format!("{:x}{:x}", std::process::id(), nanos_now());
-    let dir = args.dir.join(format!("herald-ceiling-{run_id}"));
-    std::fs::create_dir_all(&dir)?;
-    let names = AmqpNames::unique(&args.amqp_url);
-    let result = async {
-        let amqp = Broker::connect(&names).await?;
-        let secret = format!("ceiling-{run_id}");
-        let sink = Sink::start(SinkOptions {
-            component_domain: COMPONENT_DOMAIN.into(),
-            server_domain: SERVER_DOMAIN.into(),
-            contact: CONTACT.into(),
-            secret: secret.clone(),
-        })?;
-        let config = dir.join("herald.toml");
-        std::fs::write(
-            &config,
-            config_text(args, &names, &sink, &secret, &dir, users),
-        )?;
-        let mut herald = Herald::spawn(herald_bin, &config)?;
-        let measured = measure(args, &amqp, &sink, &mut herald, &dir, users).await;
-        let stopped = herald.stop();
-        amqp.close().await;
-        names.delete().await;
-        let mut result =
-            measured.map_err(|e| format!("{e}\nherald's log:\n{}", herald.log_tail()))?;
-        result.herald_peak_rss_mb = stopped.peak_rss_mb;
-        Ok::<_, Box<dyn Error>>(result)
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let broker = Broker::connect(&args.amqp_url, Names::unique("herald-ceiling")).await?;
+    let result = run_size_with(args, herald_bin, &broker, users).await;
+    broker.clean_up().await;
     result
+}
+
+async fn run_size_with(
+    args: &CeilingArgs,
+    herald_bin: &Path,
+    broker: &Broker,
+    users: u64,
+) -> Result<SizeResult> {
+    let secret = format!("ceiling-{}", crate::harness::random_hex());
+    let sink = Sink::start(SinkOptions {
+        component_domain: COMPONENT_DOMAIN.into(),
+        server_domain: SERVER_DOMAIN.into(),
+        contact: CONTACT.into(),
+        secret: secret.clone(),
+    })?;
+    let xmpp = XmppTarget {
+        host: sink.addr().ip().to_string(),
+        port: sink.addr().port(),
+        domain: COMPONENT_DOMAIN.into(),
+        server_domain: SERVER_DOMAIN.into(),
+        secret,
+    };
+    let config = HeraldConfig {
+        xmpp: &xmpp,
+        amqp_url: broker.url(),
+        names: broker.names(),
+        prefetch: Some(args.prefetch.into()),
+        presence_events: args.presence_events,
+        probe_settle_ms: Some(100),
+        max_recipients: Some(users.max(100_000)),
+    };
+    let started = Instant::now();
+    let mut herald = Component::start_herald(herald_bin, &config, &args.dir).await?;
+    let measured = measure(args, broker, &sink, &mut herald, users, started).await;
+    let peak_rss_kib = procstat::peak_rss_kib(herald.pid()).unwrap_or(0);
+    let measured =
+        measured.map_err(|e| format!("{e}\nherald's log:\n{}", herald.log_tail(LOG_LINES)));
+    herald.stop().await;
+    let mut result = measured?;
+    result.herald_peak_rss_mb = (peak_rss_kib * 1024) as f64 / 1e6;
+    Ok(result)
 }
 
 async fn measure(
     args: &CeilingArgs,
-    amqp: &Broker,
+    broker: &Broker,
     sink: &Sink,
-    herald: &mut Herald,
-    dir: &Path,
+    herald: &mut Component,
     users: u64,
+    started: Instant,
 ) -> Result<SizeResult> {
     let step = Duration::from_secs(args.timeout_secs);
-    let started = Instant::now();
-    wait_until("Herald connected to the sink and taking jobs", step, || {
-        herald.check_running()?;
-        check_open(sink)?;
-        Ok(sink.counts().authenticated && herald.metric("herald_ready")? == Some(1.0))
-    })
-    .await?;
+    let wait = Wait::new("Herald connected to the sink and taking jobs", step);
+    loop {
+        check_alive(herald, sink)?;
+        if sink.counts().authenticated && herald.metric("herald_ready").await? == Some(1.0) {
+            break;
+        }
+        wait.tick().await?;
+    }
     eprintln!(
         "ceiling: {users} users: Herald ready after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let flood = flood(sink, herald, dir, users, step).await?;
+    let flood = flood(sink, herald, users, step).await?;
     eprintln!("ceiling: {users} users: flood {flood:?}");
     let body = "x".repeat(args.body_bytes.max(1));
     let mut phases = Vec::new();
@@ -239,7 +247,7 @@ async fn measure(
         to: (0..users).map(user).collect(),
         body: &body,
     }];
-    phases.push(phase(amqp, sink, herald, args, "fanout", fanout, users).await?);
+    phases.push(phase(broker, sink, herald, args, "fanout", fanout, users).await?);
     let single = args.single_jobs.unwrap_or(users.min(100_000));
     let jobs = (0..single)
         .map(|i| Job {
@@ -248,7 +256,7 @@ async fn measure(
             body: &body,
         })
         .collect();
-    phases.push(phase(amqp, sink, herald, args, "single", jobs, users).await?);
+    phases.push(phase(broker, sink, herald, args, "single", jobs, users).await?);
     let read = sink.counts();
     Ok(SizeResult {
         scenario: "ceiling",
@@ -270,32 +278,34 @@ fn user(i: u64) -> String {
 
 async fn flood(
     sink: &Sink,
-    herald: &mut Herald,
-    dir: &Path,
+    herald: &mut Component,
     users: u64,
     step: Duration,
 ) -> Result<FloodResult> {
-    let rss_before = herald.rss_bytes()?;
-    let cpu_before = herald.cpu_seconds()?;
+    let pid = herald.pid();
+    let rss_before = rss_bytes(pid)?;
+    let cpu_before = cpu_seconds(pid)?;
     let sink_cpu_before = sink.cpu_seconds();
     let start = Instant::now();
     sink.flood(0..users);
-    wait_until("the flood to be online in Herald", step, || {
-        herald.check_running()?;
-        check_open(sink)?;
-        Ok(herald.metric("herald_online_resources")? == Some(users as f64))
-    })
-    .await?;
+    let wait = Wait::new("the flood to be online in Herald", step);
+    loop {
+        check_alive(herald, sink)?;
+        if herald.metric("herald_online_resources").await? == Some(users as f64) {
+            break;
+        }
+        wait.tick().await?;
+    }
     let online_secs = start.elapsed().as_secs_f64();
-    let rss_online = herald.rss_bytes()?;
+    let rss_online = rss_bytes(pid)?;
     // Herald is done with the flood once its CPU goes quiet: the store
     // writer commits subscriptions after the book has them.
     let mut last_busy = Instant::now();
-    let mut cpu = herald.cpu_seconds()?;
+    let mut cpu = cpu_seconds(pid)?;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         herald.check_running()?;
-        let now = herald.cpu_seconds()?;
+        let now = cpu_seconds(pid)?;
         if now - cpu < 0.025 {
             break;
         }
@@ -305,17 +315,17 @@ async fn flood(
             return Err("Herald stayed busy after the flood".into());
         }
     }
-    let rss_absorbed = herald.rss_bytes()?;
+    let rss_absorbed = rss_bytes(pid)?;
     let mb = |bytes: u64| bytes as f64 / 1e6;
     Ok(FloodResult {
         online_secs,
         absorbed_secs: (last_busy - start).as_secs_f64(),
-        herald_cpu_secs: herald.cpu_seconds()? - cpu_before,
+        herald_cpu_secs: cpu_seconds(pid)? - cpu_before,
         rss_before_mb: mb(rss_before),
         rss_online_mb: mb(rss_online),
         rss_absorbed_mb: mb(rss_absorbed),
         bytes_per_resource: (rss_absorbed as f64 - rss_before as f64) / users.max(1) as f64,
-        store_mb: mb(std::fs::metadata(dir.join("herald.redb"))?.len()),
+        store_mb: mb(std::fs::metadata(herald.store_path())?.len()),
         sink_cpu_secs: sink.cpu_seconds() - sink_cpu_before,
     })
 }
@@ -328,9 +338,9 @@ struct Job<'a> {
 }
 
 async fn phase(
-    amqp: &Broker,
+    broker: &Broker,
     sink: &Sink,
-    herald: &mut Herald,
+    herald: &mut Component,
     args: &CeilingArgs,
     name: &str,
     jobs: Vec<Job<'_>>,
@@ -343,34 +353,40 @@ async fn phase(
         .map(serde_json::to_vec)
         .collect::<std::result::Result<Vec<_>, _>>()?;
     drop(jobs);
-    let reports_before = amqp.reports();
+    let pid = herald.pid();
+    let reports_before = broker.reports();
     let messages_before = sink.counts().messages;
-    let cpu_before = herald.cpu_seconds()?;
-    let main_before = herald.main_thread_cpu_seconds()?;
-    let busy_before = herald.loop_busy()?;
-    let roundtrips_before = herald.roundtrips()?;
+    let cpu_before = cpu_seconds(pid)?;
+    let main_before = main_thread_cpu_seconds(pid)?;
+    let busy_before = loop_busy(herald).await?;
+    let roundtrips_before = roundtrips(herald).await?;
     let sink_cpu_before = sink.cpu_seconds();
     let sink_before = sink.counts();
     if args.churn > 0 {
         sink.churn(0..users, args.churn);
     }
-    let start = Instant::now();
-    let since_sink = start - sink.started();
-    amqp.publish_all(&payloads).await?;
-    drop(payloads);
+    let (published, _) =
+        publish_payloads(broker, Arc::new(payloads), 1, None, sink.started()).await?;
+    let since_sink = Duration::from_nanos(published.iter().min().copied().unwrap_or(0));
+    let start = sink.started() + since_sink;
     let step = Duration::from_secs(args.timeout_secs);
-    let waited = wait_until(&format!("the reports of {count} {name} jobs"), step, || {
-        herald.check_running()?;
-        check_open(sink)?;
-        Ok(amqp.reports().jobs - reports_before.jobs >= count)
-    })
+    let wait = Wait::new(format!("the reports of {count} {name} jobs"), step);
+    let waited = async {
+        loop {
+            check_alive(herald, sink)?;
+            if broker.reports().jobs - reports_before.jobs >= count {
+                return Ok::<_, Box<dyn Error>>(());
+            }
+            wait.tick().await?;
+        }
+    }
     .await;
     if args.churn > 0 {
         sink.stop_churn();
     }
     waited?;
     let wall = start.elapsed().as_secs_f64();
-    let reported_sent = amqp.reports().sent - reports_before.sent;
+    let reported_sent = broker.reports().sent - reports_before.sent;
     // Each report follows an answered ping, which the sink answers only
     // after reading everything before it: every message is in by now.
     let counts = sink.counts();
@@ -388,10 +404,10 @@ async fn phase(
         )
         .into());
     }
-    let herald_cpu = herald.cpu_seconds()? - cpu_before;
-    let busy = herald.loop_busy()? - busy_before;
-    let main_thread = herald.main_thread_cpu_seconds()? - main_before;
-    let roundtrips = herald.roundtrips()?;
+    let herald_cpu = cpu_seconds(pid)? - cpu_before;
+    let busy = loop_busy(herald).await? - busy_before;
+    let main_thread = main_thread_cpu_seconds(pid)? - main_before;
+    let roundtrips = roundtrips(herald).await?;
     let (roundtrip_secs, roundtrip_count) = (
         roundtrips.0 - roundtrips_before.0,
         roundtrips.1 - roundtrips_before.1,
@@ -429,337 +445,79 @@ async fn phase(
     })
 }
 
-/// An error once Herald's stream to the sink has ended.
-fn check_open(sink: &Sink) -> Result<()> {
+/// An error once Herald has exited or its stream to the sink has ended.
+fn check_alive(herald: &mut Component, sink: &Sink) -> Result<()> {
+    herald.check_running()?;
     if sink.counts().closed {
         return Err("Herald's stream to the sink ended".into());
     }
     Ok(())
 }
 
-/// Polls `ready` every 100 ms until it holds or `limit` passes.
-async fn wait_until(
-    what: &str,
+/// A bounded wait, polled every 100 ms.
+struct Wait {
+    what: String,
     limit: Duration,
-    mut ready: impl FnMut() -> Result<bool>,
-) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while !ready()? {
-        if Instant::now() > deadline {
-            return Err(format!("gave up waiting for {what} after {limit:?}").into());
+    deadline: Instant,
+}
+
+impl Wait {
+    fn new(what: impl Into<String>, limit: Duration) -> Wait {
+        Wait {
+            what: what.into(),
+            limit,
+            deadline: Instant::now() + limit,
+        }
+    }
+
+    /// Sleeps until the next poll; an error once the limit has passed.
+    async fn tick(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(format!("gave up waiting for {} after {:?}", self.what, self.limit).into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
     }
-    Ok(())
 }
 
-fn nanos_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+async fn loop_busy(herald: &Component) -> Result<f64> {
+    herald
+        .metric("herald_event_loop_busy_seconds_total")
+        .await?
+        .ok_or_else(|| "no herald_event_loop_busy_seconds_total in /metrics".into())
 }
 
-fn config_text(
-    args: &CeilingArgs,
-    names: &AmqpNames,
-    sink: &Sink,
-    secret: &str,
-    dir: &Path,
-    users: u64,
-) -> String {
-    format!(
-        r#"[xmpp]
-host = "127.0.0.1"
-port = {port}
-domain = "{COMPONENT_DOMAIN}"
-server_domain = "{SERVER_DOMAIN}"
-secret = "{secret}"
-probe_settle_ms = 100
-
-[amqp]
-url = "{url}"
-jobs_queue = "{jobs}"
-dead_letter_queue = "{dead}"
-events_exchange = "{events}"
-prefetch = {prefetch}
-presence_events = {presence_events}
-
-[broadcast]
-max_recipients = {max_recipients}
-
-[http]
-listen = "127.0.0.1:0"
-
-[store]
-path = "{store}"
-
-[log]
-level = "info"
-"#,
-        port = sink.addr().port(),
-        url = args.amqp_url,
-        jobs = names.jobs,
-        dead = names.dead,
-        events = names.events,
-        prefetch = args.prefetch,
-        presence_events = args.presence_events,
-        max_recipients = users.max(100_000),
-        store = dir.join("herald.redb").display(),
-    )
+/// Sum and count of `herald_server_roundtrip_seconds`.
+async fn roundtrips(herald: &Component) -> Result<(f64, f64)> {
+    Ok((
+        herald
+            .metric("herald_server_roundtrip_seconds_sum")
+            .await?
+            .unwrap_or(0.0),
+        herald
+            .metric("herald_server_roundtrip_seconds_count")
+            .await?
+            .unwrap_or(0.0),
+    ))
 }
 
-/// The herald process under test.
-struct Herald {
-    child: Child,
-    log: Arc<Mutex<VecDeque<String>>>,
-    http: Arc<Mutex<Option<String>>>,
-    peak_rss: u64,
+/// CPU seconds of the whole process (every thread).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    proc_cpu_seconds(&format!("/proc/{pid}/stat"))
 }
 
-/// Log lines kept to explain a failure.
-const LOG_TAIL: usize = 200;
-
-struct Stopped {
-    peak_rss_mb: f64,
-}
-
-impl Herald {
-    fn spawn(bin: &Path, config: &Path) -> Result<Herald> {
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        let http = Arc::new(Mutex::new(None));
-        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ];
-        for pipe in pipes.into_iter().flatten() {
-            let (log, http) = (Arc::clone(&log), Arc::clone(&http));
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(|l| l.ok()) {
-                    if line.contains("serving /metrics") {
-                        let address = line
-                            .split("address=")
-                            .nth(1)
-                            .and_then(|rest| rest.split_whitespace().next());
-                        if let (Some(address), Ok(mut http)) = (address, http.lock()) {
-                            *http = Some(address.to_string());
-                        }
-                    }
-                    if let Ok(mut log) = log.lock() {
-                        if log.len() == LOG_TAIL {
-                            log.pop_front();
-                        }
-                        log.push_back(line);
-                    }
-                }
-            });
-        }
-        Ok(Herald {
-            child,
-            log,
-            http,
-            peak_rss: 0,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn check_running(&mut self) -> Result<()> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => Err(format!("herald exited: {status}").into()),
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        self.log
-            .lock()
-            .map(|log| log.iter().cloned().collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
-    }
-
-    /// The value of one series of /metrics (`None` before HTTP is up).
-    fn metric(&self, series: &str) -> Result<Option<f64>> {
-        let Some(address) = self.http.lock().ok().and_then(|a| a.clone()) else {
-            return Ok(None);
-        };
-        let text = http_get(&address, "/metrics")?;
-        Ok(metric_value(&text, series))
-    }
-
-    fn loop_busy(&self) -> Result<f64> {
-        self.metric("herald_event_loop_busy_seconds_total")?
-            .ok_or_else(|| "no herald_event_loop_busy_seconds_total in /metrics".into())
-    }
-
-    /// Sum and count of `herald_server_roundtrip_seconds`.
-    fn roundtrips(&self) -> Result<(f64, f64)> {
-        Ok((
-            self.metric("herald_server_roundtrip_seconds_sum")?
-                .unwrap_or(0.0),
-            self.metric("herald_server_roundtrip_seconds_count")?
-                .unwrap_or(0.0),
-        ))
-    }
-
-    /// CPU seconds of the whole process (every thread).
-    fn cpu_seconds(&self) -> Result<f64> {
-        proc_cpu_seconds(&format!("/proc/{}/stat", self.pid()))
-    }
-
-    /// CPU seconds of the main thread, where Herald's runtime runs.
-    fn main_thread_cpu_seconds(&self) -> Result<f64> {
-        proc_cpu_seconds(&format!("/proc/{0}/task/{0}/stat", self.pid()))
-    }
-
-    fn rss_bytes(&mut self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let (rss, hwm) = (status_kib(&status, "VmRSS:"), status_kib(&status, "VmHWM:"));
-        self.peak_rss = self.peak_rss.max(hwm.unwrap_or(0) * 1024);
-        Ok(rss.ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
-    }
-
-    /// SIGTERM, a bounded wait, then SIGKILL.
-    fn stop(&mut self) -> Stopped {
-        let _ = self.rss_bytes();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        Stopped {
-            peak_rss_mb: self.peak_rss as f64 / 1e6,
-        }
-    }
+/// CPU seconds of the main thread, where Herald's runtime runs.
+fn main_thread_cpu_seconds(pid: u32) -> Result<f64> {
+    proc_cpu_seconds(&format!("/proc/{pid}/task/{pid}/stat"))
 }
 
 fn proc_cpu_seconds(path: &str) -> Result<f64> {
     stat_cpu_seconds(path).ok_or_else(|| format!("unreadable {path}").into())
 }
 
-/// A minimal HTTP/1.1 GET on loopback; returns the body of a 200 answer.
-fn http_get(address: &str, path: &str) -> Result<String> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or("malformed HTTP answer")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or("")).into());
-    }
-    Ok(body.to_string())
-}
-
-/// The run's link to RabbitMQ: a confirming publisher of jobs and the
-/// reports Herald publishes.
-struct Broker {
-    connection: Connection,
-    publish: Channel,
-    jobs_queue: String,
-    reports: ReportTap,
-}
-
-impl Broker {
-    async fn connect(names: &AmqpNames) -> Result<Broker> {
-        let url = &names.url;
-        let connection = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
-        let publish = connection.create_channel().await?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        // Herald declares the same queue, the same way.
-        publish
-            .queue_declare(
-                names.jobs.as_str().into(),
-                QueueDeclareOptions::durable(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(Broker {
-            connection,
-            publish,
-            jobs_queue: names.jobs.clone(),
-            reports: ReportTap::bind(names).await?,
-        })
-    }
-
-    fn reports(&self) -> ReportCounts {
-        self.reports.counts()
-    }
-
-    /// Publishes every payload to the jobs queue, persistent, with at most
-    /// [`PUBLISH_WINDOW`] confirms outstanding; fails on a nack.
-    async fn publish_all(&self, payloads: &[Vec<u8>]) -> Result<()> {
-        let mut pending = VecDeque::with_capacity(PUBLISH_WINDOW);
-        for payload in payloads {
-            if pending.len() == PUBLISH_WINDOW {
-                confirmed(pending.pop_front()).await?;
-            }
-            let confirm = self
-                .publish
-                .basic_publish(
-                    "".into(),
-                    self.jobs_queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    payload,
-                    BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into()),
-                )
-                .await?;
-            pending.push_back(confirm);
-        }
-        while let Some(confirm) = pending.pop_front() {
-            confirmed(Some(confirm)).await?;
-        }
-        Ok(())
-    }
-
-    async fn close(self) {
-        self.reports.close().await;
-        let _ = self.connection.close(200, "done".into()).await;
-    }
-}
-
-async fn confirmed(confirm: Option<lapin::PublisherConfirm>) -> Result<()> {
-    let Some(confirm) = confirm else {
-        return Ok(());
-    };
-    if confirm.await?.is_nack() {
-        return Err("the broker refused a job".into());
-    }
-    Ok(())
+fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status_kib(&status, "VmRSS:").ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
 }
 
 fn markdown(results: &[SizeResult]) -> String {
@@ -808,28 +566,4 @@ fn markdown(results: &[SizeResult]) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_one_series_of_prometheus_text() {
-        let text = "# HELP herald_online_resources x\nherald_online_resources 1000\n\
-                    herald_jobs_total{outcome=\"delivered\"} 7\nherald_online_resources_x 3\n";
-        assert_eq!(metric_value(text, "herald_online_resources"), Some(1000.0));
-        assert_eq!(
-            metric_value(text, "herald_jobs_total{outcome=\"delivered\"}"),
-            Some(7.0)
-        );
-        assert_eq!(metric_value(text, "herald_ready"), None);
-    }
-
-    #[test]
-    fn reads_kilobytes_from_proc_status() {
-        let status = "Name:\therald\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\n";
-        assert_eq!(status_kib(status, "VmRSS:"), Some(10240));
-        assert_eq!(status_kib(status, "VmHWM:"), Some(20480));
-    }
 }

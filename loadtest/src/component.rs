@@ -1,7 +1,7 @@
 //! The component under test, as a child process: Herald (the workspace's
 //! release binary with a generated config) or the Node.js baseline
 //! (loadtest/baseline-node). Both consume the same jobs queue and publish
-//! reports to the same kind of events exchange.
+//! reports to the same kind of events exchange (see [`crate::broker`]).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -11,14 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::server::XmppServer;
+use crate::broker::Names;
+use crate::herald_config::HeraldConfig;
 
 /// Log lines kept per component, for error messages.
-const LOG_LINES: usize = 200;
+pub const LOG_LINES: usize = 200;
+/// Log lines an error message quotes by default.
+pub const ERROR_LOG_LINES: usize = 30;
+/// Herald's store file, in the component's directory.
+const STORE_FILE: &str = "herald.redb";
 /// How long a component may take to connect and start consuming.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long SIGTERM may take before SIGKILL.
@@ -39,47 +42,16 @@ impl ComponentKind {
     }
 }
 
-/// The AMQP names of one run (unique, so runs and tests never share them).
+/// Where a component reaches its XMPP server: plain values, which a real
+/// server and the ceiling's sink fill alike.
 #[derive(Debug, Clone)]
-pub struct AmqpNames {
-    pub url: String,
-    pub jobs: String,
-    pub dead: String,
-    pub events: String,
-}
-
-impl AmqpNames {
-    pub fn unique(url: &str) -> AmqpNames {
-        let base = format!("herald-loadtest-{}", crate::harness::random_hex());
-        AmqpNames {
-            url: url.to_string(),
-            jobs: format!("{base}.jobs"),
-            dead: format!("{base}.jobs.dead"),
-            events: format!("{base}.events"),
-        }
-    }
-
-    /// Removes the run's queues and exchange from the broker (best effort).
-    pub async fn delete(&self) {
-        let Ok(connection) = Connection::connect(&self.url, ConnectionProperties::default()).await
-        else {
-            return;
-        };
-        if let Ok(channel) = connection.create_channel().await {
-            for queue in [&self.jobs, &self.dead] {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            let _ = channel
-                .exchange_delete(
-                    self.events.as_str().into(),
-                    ExchangeDeleteOptions::default(),
-                )
-                .await;
-        }
-        let _ = connection.close(200, "done".into()).await;
-    }
+pub struct XmppTarget {
+    pub host: String,
+    pub port: u16,
+    /// The component's own domain.
+    pub domain: String,
+    pub server_domain: String,
+    pub secret: String,
 }
 
 /// A running component. Dropping it kills the process.
@@ -87,68 +59,34 @@ pub struct Component {
     kind: ComponentKind,
     child: Child,
     log: Arc<Mutex<VecDeque<String>>>,
-    _dir: tempfile::TempDir,
+    /// Herald's /metrics address, kept from its log line, which later
+    /// lines push out of the log tail.
+    metrics_addr: Option<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Component {
-    /// Starts Herald with a config for `server` and `names` (info logging,
-    /// presence events off, HTTP on a free port, Herald's default prefetch
-    /// unless `prefetch` says otherwise) and waits until it takes jobs.
+    /// Starts Herald with `config`, its config file and store in a new
+    /// directory under `parent` (removed when the component is dropped),
+    /// and waits until it takes jobs.
     pub async fn start_herald(
         bin: &Path,
-        server: &dyn XmppServer,
-        names: &AmqpNames,
-        prefetch: Option<u32>,
+        config: &HeraldConfig<'_>,
+        parent: &Path,
     ) -> Result<Component, String> {
-        let dir = temp_dir()?;
-        let config = dir.path().join("herald.toml");
-        let text = format!(
-            r#"[xmpp]
-host = "127.0.0.1"
-port = {port}
-domain = "{domain}"
-server_domain = "{server_domain}"
-secret = "{secret}"
-
-[amqp]
-url = "{url}"
-jobs_queue = "{jobs}"
-dead_letter_queue = "{dead}"
-events_exchange = "{events}"
-presence_events = false
-{prefetch}
-
-[http]
-listen = "127.0.0.1:0"
-
-[store]
-path = "{store}"
-
-[log]
-level = "info"
-"#,
-            port = server.component_port(),
-            domain = server.component_domain(),
-            server_domain = server.domain(),
-            secret = server.component_secret(),
-            url = names.url,
-            jobs = names.jobs,
-            dead = names.dead,
-            events = names.events,
-            store = dir.path().join("herald.redb").display(),
-            prefetch = prefetch
-                .map(|n| format!("prefetch = {n}"))
-                .unwrap_or_default(),
-        );
-        std::fs::write(&config, text).map_err(|e| format!("write {}: {e}", config.display()))?;
+        let dir = temp_dir_in(parent)?;
+        let file = dir.path().join("herald.toml");
+        let text = config.text(&dir.path().join(STORE_FILE));
+        std::fs::write(&file, text).map_err(|e| format!("write {}: {e}", file.display()))?;
         let mut command = Command::new(bin);
         command
             .arg("--config")
-            .arg(&config)
+            .arg(&file)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG");
-        let component = Component::spawn(ComponentKind::Herald, command, dir)?;
+        let mut component = Component::spawn(ComponentKind::Herald, command, dir)?;
         component.wait_log("taking jobs").await?;
+        component.metrics_addr = Some(component.logged_metrics_addr()?);
         Ok(component)
     }
 
@@ -156,24 +94,26 @@ level = "info"
     /// waits for its `baseline ready` line.
     pub async fn start_baseline(
         dir: &Path,
-        server: &dyn XmppServer,
-        names: &AmqpNames,
+        xmpp: &XmppTarget,
+        amqp_url: &str,
+        names: &Names,
         prefetch: u32,
     ) -> Result<Component, String> {
         let mut command = Command::new("node");
         command
             .arg("component.js")
             .current_dir(dir)
-            .env("XMPP_HOST", "127.0.0.1")
-            .env("XMPP_PORT", server.component_port().to_string())
-            .env("XMPP_DOMAIN", server.component_domain())
-            .env("XMPP_SECRET", server.component_secret())
-            .env("AMQP_URL", &names.url)
+            .env("XMPP_HOST", &xmpp.host)
+            .env("XMPP_PORT", xmpp.port.to_string())
+            .env("XMPP_DOMAIN", &xmpp.domain)
+            .env("XMPP_SECRET", &xmpp.secret)
+            .env("AMQP_URL", amqp_url)
             .env("JOBS_QUEUE", &names.jobs)
             .env("EVENTS_EXCHANGE", &names.events)
             .env("DEAD_LETTER_QUEUE", &names.dead)
             .env("PREFETCH", prefetch.to_string());
-        let component = Component::spawn(ComponentKind::Baseline, command, temp_dir()?)?;
+        let dir = temp_dir_in(&std::env::temp_dir())?;
+        let component = Component::spawn(ComponentKind::Baseline, command, dir)?;
         component.wait_log("baseline ready").await?;
         Ok(component)
     }
@@ -210,7 +150,8 @@ level = "info"
             kind,
             child,
             log,
-            _dir: dir,
+            metrics_addr: None,
+            dir,
         })
     }
 
@@ -222,15 +163,29 @@ level = "info"
         self.child.id()
     }
 
-    /// The last lines the component logged.
-    pub fn log_tail(&self) -> String {
+    /// The last `lines` lines the component logged (at most [`LOG_LINES`]).
+    pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log.lock().unwrap();
-        let skip = log.len().saturating_sub(30);
+        let skip = log.len().saturating_sub(lines);
         log.iter()
             .skip(skip)
             .cloned()
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// An error once the process has exited.
+    pub fn check_running(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("{} exited: {status}", self.kind.name())),
+            Err(e) => Err(format!("{}: {e}", self.kind.name())),
+        }
+    }
+
+    /// Herald's store, in the component's directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join(STORE_FILE)
     }
 
     fn find_log(&self, needle: &str) -> Option<String> {
@@ -259,7 +214,7 @@ level = "info"
                 return Err(format!(
                     "{} logged no {needle:?} within {START_TIMEOUT:?}:\n{}",
                     self.kind.name(),
-                    self.log_tail()
+                    self.log_tail(ERROR_LOG_LINES)
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -277,19 +232,14 @@ level = "info"
         resources: usize,
         timeout: Duration,
     ) -> Result<(), String> {
-        let metrics_addr = match self.kind {
-            ComponentKind::Herald => Some(self.metrics_addr()?),
-            ComponentKind::Baseline => None,
-        };
         let deadline = Instant::now() + timeout;
         let mut seen = 0;
         while Instant::now() < deadline {
-            seen = match &metrics_addr {
-                Some(addr) => {
-                    let metrics = http_get(addr, "/metrics").await?;
-                    metric_value(&metrics, "herald_online_resources").unwrap_or(0.0) as usize
+            seen = match self.kind {
+                ComponentKind::Herald => {
+                    self.metric("herald_online_resources").await?.unwrap_or(0.0) as usize
                 }
-                None => self
+                ComponentKind::Baseline => self
                     .find_last_log("baseline presence ")
                     .and_then(|line| resources_in_presence_line(&line))
                     .unwrap_or(0),
@@ -305,8 +255,17 @@ level = "info"
         ))
     }
 
+    /// The value of one series of Herald's /metrics, if it has it.
+    pub async fn metric(&self, series: &str) -> Result<Option<f64>, String> {
+        let addr = self
+            .metrics_addr
+            .as_deref()
+            .ok_or_else(|| format!("{} serves no /metrics", self.kind.name()))?;
+        Ok(metric_value(&http_get(addr, "/metrics").await?, series))
+    }
+
     /// Herald's HTTP address, from its "serving /metrics" log line.
-    fn metrics_addr(&self) -> Result<String, String> {
+    fn logged_metrics_addr(&self) -> Result<String, String> {
         let line = self
             .find_log("serving /metrics")
             .ok_or("Herald logged no metrics address")?;
@@ -361,14 +320,15 @@ impl Drop for Component {
     }
 }
 
-/// The component's own directory (config, log, Herald's store). It is on
-/// the system's temp dir, normally a disk, not on the servers' tmpfs: the
-/// store's commits then cost what they cost in production.
-fn temp_dir() -> Result<tempfile::TempDir, String> {
+/// A new directory for the component (config, Herald's store) under
+/// `parent`. Runs put it on the system's temp dir, normally a disk, not on
+/// the servers' tmpfs: the store's commits then cost what they cost in
+/// production.
+fn temp_dir_in(parent: &Path) -> Result<tempfile::TempDir, String> {
     tempfile::Builder::new()
         .prefix("herald-loadtest-")
-        .tempdir_in(std::env::temp_dir())
-        .map_err(|e| format!("temp dir: {e}"))
+        .tempdir_in(parent)
+        .map_err(|e| format!("temp dir in {}: {e}", parent.display()))
 }
 
 /// The Herald binary next to this one (both live in the workspace's target
@@ -390,7 +350,7 @@ pub fn herald_bin(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
     }
 }
 
-/// A plain HTTP/1.0 GET; returns the body.
+/// A plain HTTP/1.0 GET on loopback; returns the body of a 200 answer.
 async fn http_get(addr: &str, path: &str) -> Result<String, String> {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -407,10 +367,22 @@ async fn http_get(addr: &str, path: &str) -> Result<String, String> {
     .await
     .map_err(|_| format!("GET {path}: timed out"))?
     .map_err(|e| format!("GET {path}: {e}"))?;
-    Ok(response
+    ok_body(&response)
+        .map(str::to_string)
+        .map_err(|e| format!("GET {path}: {e}"))
+}
+
+/// The body of an HTTP answer whose status is 200.
+fn ok_body(response: &str) -> Result<&str, String> {
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
+        .ok_or("malformed HTTP answer")?;
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(body)
+    } else {
+        Err(status.to_string())
+    }
 }
 
 /// M in the baseline's `baseline presence users=N resources=M` line.
@@ -425,7 +397,7 @@ fn resources_in_presence_line(line: &str) -> Option<usize> {
 
 /// The value of one series (a name, with its labels if any) in the
 /// Prometheus text format.
-pub fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+fn metric_value(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(' ')?
@@ -445,6 +417,25 @@ mod tests {
                     # TYPE herald_online_resources gauge\nherald_online_resources 10000\n";
         assert_eq!(metric_value(text, "herald_online_resources"), Some(10000.0));
         assert_eq!(metric_value(text, "herald_online_users"), None);
+    }
+
+    #[test]
+    fn reads_a_labelled_series() {
+        let text = "herald_jobs_total{outcome=\"delivered\"} 7\nherald_ready 1\n";
+        assert_eq!(
+            metric_value(text, "herald_jobs_total{outcome=\"delivered\"}"),
+            Some(7.0)
+        );
+        assert_eq!(metric_value(text, "herald_jobs_total"), None);
+    }
+
+    #[test]
+    fn takes_the_body_of_200_answers_only() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nherald_ready 1\n";
+        assert_eq!(ok_body(ok), Ok("herald_ready 1\n"));
+        let missing = "HTTP/1.0 404 Not Found\r\n\r\n";
+        assert_eq!(ok_body(missing), Err("HTTP/1.0 404 Not Found".to_string()));
+        assert!(ok_body("HTTP/1.1 200 OK").is_err());
     }
 
     #[test]

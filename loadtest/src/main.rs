@@ -2,15 +2,17 @@
 //! Herald against a Node.js baseline (see loadtest/README.md).
 
 mod body;
+mod broker;
 mod c2s;
 mod ceiling;
 mod churn;
 mod component;
 mod harness;
+mod herald_config;
+mod job_reports;
 mod procstat;
 mod publisher;
 mod report;
-mod reports;
 mod run;
 mod scenario;
 mod server_ceiling;
@@ -171,7 +173,7 @@ fn exit_code(outcome: Result<bool, String>) -> ExitCode {
 
 /// Runs every setup of the scenario, each component `repeat` times
 /// (interleaved, so drifting machine load hits both alike). Ok(true) when
-/// every run delivered everything.
+/// every run delivered everything and reported every job correctly.
 async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String> {
     if !(0.0..=1.0).contains(&args.away_share) {
         return Err("--away-share must be between 0 and 1".into());

@@ -1,17 +1,17 @@
-//! The job publisher: J jobs of R recipients each into the component's jobs
-//! queue, persistent, with publisher confirms, at full speed or at a set
-//! rate. Each job's publish time is recorded for latency.
+//! The job publisher: J jobs of R recipients each (or any prepared jobs)
+//! into the run's jobs queue, persistent, with publisher confirms, at full
+//! speed or at a set rate. Each job's publish time is recorded for latency.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::BasicProperties;
 use serde_json::json;
 
 use crate::body;
+use crate::broker::Broker;
 
 /// Confirms awaited in a sliding window: enough to keep the broker busy,
 /// few enough to bound memory.
@@ -45,32 +45,38 @@ pub fn job_json(seq: u64, to: Vec<&str>) -> Vec<u8> {
     .expect("a job serializes")
 }
 
-/// Publishes the plan to `queue` (declared durable without arguments, as
-/// the job contract says) over `channels` channels at once (job `seq` on
-/// channel `seq % channels`), and waits for every confirm. The job bodies
-/// are built before the first publish. Returns each job's publish time in
-/// nanoseconds since `epoch`, indexed by sequence number, and when the last
-/// confirm arrived.
+/// Publishes the plan to the run's jobs queue (see [`publish_payloads`]).
+/// The job bodies are built before the first publish.
 pub async fn publish(
-    url: &str,
-    queue: &str,
+    broker: &Broker,
     plan: &Plan<'_>,
     channels: usize,
     epoch: Instant,
 ) -> Result<(Vec<u64>, u64), String> {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .map_err(|e| format!("connect to RabbitMQ at {url}: {e}"))?;
-    let payloads: Arc<Vec<Vec<u8>>> = Arc::new(
-        (0..plan.jobs)
-            .map(|seq| {
-                let to = recipients(seq, plan.recipients_per_job, plan.users.len())
-                    .map(|i| plan.users[i].as_str())
-                    .collect();
-                job_json(seq, to)
-            })
-            .collect(),
-    );
+    let payloads = (0..plan.jobs)
+        .map(|seq| {
+            let to = recipients(seq, plan.recipients_per_job, plan.users.len())
+                .map(|i| plan.users[i].as_str())
+                .collect();
+            job_json(seq, to)
+        })
+        .collect();
+    publish_payloads(broker, Arc::new(payloads), channels, plan.rate, epoch).await
+}
+
+/// Publishes `payloads` to the run's jobs queue, persistent, over
+/// `channels` channels at once (payload `seq` on channel `seq % channels`),
+/// at `rate` jobs per second or full speed, and waits for every confirm.
+/// Returns each payload's publish time in nanoseconds since `epoch`,
+/// indexed by sequence number, and when the last confirm arrived.
+pub async fn publish_payloads(
+    broker: &Broker,
+    payloads: Arc<Vec<Vec<u8>>>,
+    channels: usize,
+    rate: Option<f64>,
+    epoch: Instant,
+) -> Result<(Vec<u64>, u64), String> {
+    let connection = broker.publishing_connection().await?;
     let channels = channels.max(1);
     let mut opened = Vec::with_capacity(channels);
     for _ in 0..channels {
@@ -84,17 +90,6 @@ pub async fn publish(
             .map_err(|e| format!("confirm_select: {e}"))?;
         opened.push(channel);
     }
-    opened[0]
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| format!("declare {queue}: {e}"))?;
 
     let start = Instant::now();
     let tasks: Vec<_> = opened
@@ -103,11 +98,11 @@ pub async fn publish(
         .map(|(first, channel)| {
             let share = Share {
                 channel,
-                queue: queue.to_string(),
+                queue: broker.names().jobs.clone(),
                 payloads: Arc::clone(&payloads),
                 first,
                 step: channels,
-                rate: plan.rate,
+                rate,
             };
             tokio::spawn(share.publish(start, epoch))
         })

@@ -56,16 +56,17 @@ pub struct RunResult {
     pub machine_busy: Option<f64>,
     /// Login/logout cycles of the churning users during the run.
     pub churn_cycles: u64,
-    /// Distinct jobs the component reported (`None` where nothing
-    /// reports: the raw component of `server-ceiling`).
+    /// Distinct jobs the component reported on its events exchange
+    /// (`None` where nothing reports: the raw component of `server-ceiling`).
     #[serde(default)]
     pub reports: Option<u64>,
-    /// Messages sent, by the reports.
+    /// `sent` summed over those reports.
     #[serde(default)]
     pub reported_sent: u64,
-    /// Reports that repeat a job or whose counts do not add up.
+    /// Reports that are unreadable, whose counts do not add up to their
+    /// recipients, that say `duplicate`, or that repeat a job's id.
     #[serde(default)]
-    pub faulty_reports: u64,
+    pub reports_incomplete: u64,
     /// Why the run failed; its numbers are then partial.
     pub error: Option<String>,
 }
@@ -101,23 +102,9 @@ impl RunResult {
             churn_cycles: 0,
             reports: None,
             reported_sent: 0,
-            faulty_reports: 0,
+            reports_incomplete: 0,
             error: None,
         }
-    }
-
-    /// Every job was reported once and the reports account for every
-    /// message expected (runs without reports: nothing to check).
-    pub fn reports_add_up(&self) -> bool {
-        self.faulty_reports == 0
-            && self
-                .reports
-                .is_none_or(|jobs| jobs == self.jobs && self.reported_sent == self.expected)
-    }
-
-    /// Delivered everything and, where reported, accounted for it.
-    pub fn is_accurate(&self) -> bool {
-        self.error.is_none() && self.delivered >= self.expected && self.reports_add_up()
     }
 
     /// Takes the receipts' numbers; accuracy is against `expected`.
@@ -132,6 +119,35 @@ impl RunResult {
         } else {
             t.delivered as f64 / self.expected as f64
         };
+    }
+
+    /// Everything expected arrived and, where the component reports, every
+    /// job was reported once and the reports add up to what was expected.
+    pub fn is_accurate(&self) -> bool {
+        self.error.is_none()
+            && self.delivered >= self.expected
+            && self.reports_incomplete == 0
+            && self
+                .reports
+                .is_none_or(|jobs| jobs == self.jobs && self.reported_sent == self.expected)
+    }
+
+    /// The reports in a few words: `jobs reported / jobs`, then what is off.
+    fn reports_summary(&self) -> String {
+        let Some(reports) = self.reports else {
+            return "-".to_string();
+        };
+        let mut summary = format!("{reports}/{}", self.jobs);
+        if self.reports_incomplete > 0 {
+            summary.push_str(&format!(", {} incomplete", self.reports_incomplete));
+        }
+        if self.reported_sent != self.expected {
+            summary.push_str(&format!(
+                ", sent {} of {}",
+                self.reported_sent, self.expected
+            ));
+        }
+        summary
     }
 }
 
@@ -227,7 +243,7 @@ pub fn markdown(results: &[RunResult]) -> String {
     }
     let mut out = String::from(
         "| scenario | server | users | churn | jobs × recipients | component | runs | accuracy (min) \
-         | reports add up | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
+         | reports | msg/s min / mean / max | Herald / baseline | latency p50 / p95 / p99 ms (mean) \
          | component CPU s | component peak RSS MiB | server CPU s | load test CPU s | broker CPU s \
          | machine busy |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -255,18 +271,13 @@ pub fn markdown(results: &[RunResult]) -> String {
                 .iter()
                 .map(|r| if r.error.is_some() { 0.0 } else { r.accuracy })
                 .fold(f64::INFINITY, f64::min);
-            let reports = match mine.iter().find(|r| !r.reports_add_up()) {
-                None if mine.iter().all(|r| r.reports.is_none()) => "-".to_string(),
-                None => "yes".to_string(),
-                Some(r) => format!(
-                    "no: {} of {} jobs, {} of {} sent, {} faulty",
-                    r.reports.unwrap_or(0),
-                    r.jobs,
-                    r.reported_sent,
-                    r.expected,
-                    r.faulty_reports
-                ),
-            };
+            let mut reports: Vec<String> = Vec::new();
+            for summary in mine.iter().map(|r| r.reports_summary()) {
+                if !reports.contains(&summary) {
+                    reports.push(summary);
+                }
+            }
+            let reports = reports.join("; ");
             let throughput = Spread::of(ok.iter().map(|r| r.throughput_msg_s))
                 .map(|s| format!("{:.0} / {:.0} / {:.0}", s.min, s.mean, s.max))
                 .unwrap_or_else(|| "-".into());
@@ -380,7 +391,7 @@ mod tests {
         r.broker_cpu_s = Some(0.7);
         r.machine_busy = Some(0.5);
         r.reports = Some(100);
-        r.reported_sent = r.delivered;
+        r.reported_sent = 100;
         r
     }
 
@@ -397,42 +408,59 @@ mod tests {
         assert_eq!(lines.len(), 4, "{table}");
         let herald = lines[2];
         assert!(
-            herald.contains(
-                "| herald | 2 | 99.00% | no: 100 of 100 jobs, 99 of 100 sent, 0 faulty \
-                 | 9000 / 10000 / 11000 | 5.00x |"
-            ),
+            herald.contains("| herald | 2 | 99.00% | 100/100 | 9000 / 10000 / 11000 | 5.00x |"),
             "{herald}"
         );
         let baseline = lines[3];
         assert!(
-            baseline.contains("| baseline | 2 | 100.00% | yes | 1000 / 2000 / 3000 |  |"),
+            baseline.contains("| baseline | 2 | 100.00% | 100/100 | 1000 / 2000 / 3000 |  |"),
             "{baseline}"
         );
         assert!(herald.ends_with("| 0.7 | 50% |"), "{herald}");
     }
 
     #[test]
-    fn a_run_is_accurate_only_when_its_reports_account_for_every_message() {
-        let mut r = result("herald", 1, 1.0, 1.0);
-        assert!(r.is_accurate());
-        r.reports = Some(99);
-        assert!(!r.is_accurate(), "a job not reported");
-        r.reports = Some(100);
-        r.faulty_reports = 1;
-        assert!(!r.is_accurate(), "a job reported twice");
-        r.faulty_reports = 0;
-        r.reported_sent = 101;
-        assert!(!r.is_accurate(), "the reports claim more than was expected");
+    fn markdown_shows_each_different_reports_summary_once() {
+        let mut short = result("herald", 2, 1.0, 1.0);
+        (short.reports, short.reported_sent, short.reports_incomplete) = (Some(98), 97, 1);
+        let results = [
+            result("herald", 1, 1.0, 1.0),
+            short,
+            result("herald", 3, 1.0, 1.0),
+        ];
+        let table = markdown(&results);
+        let herald = table.lines().nth(2).unwrap();
+        assert!(
+            herald.contains("| 100/100; 98/100, 1 incomplete, sent 97 of 100 |"),
+            "{herald}"
+        );
+    }
+
+    #[test]
+    fn accurate_only_with_every_report_adding_up() {
+        assert!(result("herald", 1, 1.0, 1.0).is_accurate());
+        let mut missing = result("herald", 1, 1.0, 1.0);
+        missing.reports = Some(99);
+        let mut incomplete = result("herald", 1, 1.0, 1.0);
+        incomplete.reports_incomplete = 1;
+        let mut short = result("herald", 1, 1.0, 1.0);
+        short.reported_sent = 99;
+        let mut undelivered = result("herald", 1, 1.0, 0.99);
+        undelivered.delivered = 99;
+        let mut failed = result("herald", 1, 1.0, 1.0);
+        failed.error = Some("x".into());
+        for r in [missing, incomplete, short, undelivered, failed] {
+            assert!(!r.is_accurate(), "{r:?}");
+        }
         let mut raw = result("raw", 1, 1.0, 1.0);
-        raw.reports = None;
-        raw.reported_sent = 0;
+        (raw.reports, raw.reported_sent) = (None, 0);
         assert!(raw.is_accurate(), "nothing reports in server-ceiling runs");
         raw.delivered = 99;
         assert!(!raw.is_accurate());
     }
 
     #[test]
-    fn lines_from_before_the_broker_columns_still_read() {
+    fn lines_from_before_the_broker_and_report_columns_still_read() {
         let mut line = serde_json::to_value(result("herald", 1, 1.0, 1.0)).unwrap();
         for field in [
             "prefilled",
@@ -440,7 +468,7 @@ mod tests {
             "machine_busy",
             "reports",
             "reported_sent",
-            "faulty_reports",
+            "reports_incomplete",
         ] {
             line.as_object_mut().unwrap().remove(field);
         }
@@ -449,6 +477,25 @@ mod tests {
             (r.prefilled, r.broker_cpu_s, r.machine_busy),
             (false, None, None)
         );
+        assert_eq!(
+            (r.reports, r.reported_sent, r.reports_incomplete),
+            (None, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_recorded_results_still_read() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/results");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    if let Err(e) = serde_json::from_str::<RunResult>(line) {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! One measured run: server, users, component, swarm, churn, publisher,
-//! receipts, resource use; everything started here is stopped here.
+//! One measured run: broker names, server, users, component, swarm, churn,
+//! publisher, receipts, reports, resource use; everything started here is
+//! stopped here.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::broker::{Broker, Names};
 use crate::churn::Churn;
-use crate::component::{AmqpNames, Component, ComponentKind};
+use crate::component::{Component, ComponentKind, ERROR_LOG_LINES};
+use crate::herald_config::HeraldConfig;
 use crate::publisher::{self, Plan};
 use crate::report::{tally, RunResult};
-use crate::reports::ReportTap;
 use crate::servers::{Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
 use crate::{c2s::Show, procstat};
@@ -151,10 +153,24 @@ fn broker_port(url: &str) -> u16 {
         .unwrap_or(default)
 }
 
+/// The run's queues, exchange and report consumer come first and go last:
+/// every report the component publishes is counted.
 async fn measure(
     spec: &RunSpec,
     settings: &Settings,
     result: &mut RunResult,
+) -> Result<(), String> {
+    let broker = Broker::connect(&settings.amqp_url, Names::unique("herald-loadtest")).await?;
+    let outcome = measure_with(spec, settings, result, &broker).await;
+    broker.clean_up().await;
+    outcome
+}
+
+async fn measure_with(
+    spec: &RunSpec,
+    settings: &Settings,
+    result: &mut RunResult,
+    broker: &Broker,
 ) -> Result<(), String> {
     let epoch = Instant::now();
     let users: Vec<String> = (0..spec.users).map(|i| format!("u{i}")).collect();
@@ -179,20 +195,30 @@ async fn measure(
     let api = server.api();
     let c2s_addr = api.c2s_addr();
     let domain = api.domain();
+    let xmpp = server.xmpp_target();
 
-    let names = AmqpNames::unique(&settings.amqp_url);
     let outcome = async {
-        let reports = ReportTap::bind(&names).await?;
         let component = match spec.component {
             ComponentKind::Herald => {
                 let bin = crate::component::herald_bin(settings.herald_bin.clone())?;
-                Component::start_herald(&bin, api, &names, settings.herald_prefetch).await?
+                let config = HeraldConfig {
+                    xmpp: &xmpp,
+                    amqp_url: broker.url(),
+                    names: broker.names(),
+                    prefetch: settings.herald_prefetch,
+                    // Nothing consumes them here.
+                    presence_events: false,
+                    probe_settle_ms: None,
+                    max_recipients: None,
+                };
+                Component::start_herald(&bin, &config, &std::env::temp_dir()).await?
             }
             ComponentKind::Baseline => {
                 Component::start_baseline(
                     &settings.baseline_dir,
-                    api,
-                    &names,
+                    &xmpp,
+                    broker.url(),
+                    broker.names(),
                     settings.baseline_prefetch,
                 )
                 .await?
@@ -206,23 +232,20 @@ async fn measure(
             domain,
             server_pid,
             epoch,
-            reports: &reports,
         };
-        let outcome = run.drive(result, &users, &churners, &names).await;
+        let outcome = run.drive(result, &users, &churners, broker).await;
         let outcome = outcome.map_err(|e| {
             format!(
                 "{e}\n--- last lines of {} ---\n{}",
                 component.kind().name(),
-                component.log_tail()
+                component.log_tail(ERROR_LOG_LINES)
             )
         });
         component.stop().await;
-        reports.close().await;
         outcome
     }
     .await;
     server.stop();
-    names.delete().await;
     outcome
 }
 
@@ -235,7 +258,6 @@ struct Run<'a> {
     domain: &'a str,
     server_pid: u32,
     epoch: Instant,
-    reports: &'a ReportTap,
 }
 
 impl Run<'_> {
@@ -244,7 +266,7 @@ impl Run<'_> {
         result: &mut RunResult,
         users: &[String],
         churners: &[String],
-        names: &AmqpNames,
+        broker: &Broker,
     ) -> Result<(), String> {
         let Run {
             spec,
@@ -254,7 +276,6 @@ impl Run<'_> {
             domain,
             server_pid,
             epoch,
-            reports,
         } = *self;
         let login_start = Instant::now();
         let logins = Logins {
@@ -301,7 +322,7 @@ impl Run<'_> {
             tokio::time::sleep(settings.churn_warmup).await;
         }
 
-        let broker_pid = procstat::listener_pid(broker_port(&names.url));
+        let broker_pid = procstat::listener_pid(broker_port(broker.url()));
         let mut cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
         let churn_before = churn
             .as_ref()
@@ -317,14 +338,7 @@ impl Run<'_> {
         if settings.prefill {
             component.pause()?;
         }
-        let published = publisher::publish(
-            &names.url,
-            &names.jobs,
-            &plan,
-            settings.publish_channels,
-            epoch,
-        )
-        .await;
+        let published = publisher::publish(broker, &plan, settings.publish_channels, epoch).await;
         let resumed = settings.prefill.then(|| {
             cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
             let at = epoch.elapsed().as_nanos() as u64;
@@ -334,19 +348,16 @@ impl Run<'_> {
         let (published, confirmed) = published?;
         let first = published.iter().min().copied().unwrap_or(confirmed);
         result.publish_s = confirmed.saturating_sub(first) as f64 / 1e9;
-        wait_for_receipts(
-            &swarm,
+        wait_for(
+            "messages",
             result.expected,
+            || swarm.counters().received.load(Ordering::Relaxed),
             settings.idle_timeout,
             settings.timeout,
         )
         .await;
 
         cpu.record(result);
-        let reported = reports.wait_for(spec.jobs, settings.idle_timeout).await;
-        result.reports = Some(reported.jobs);
-        result.reported_sent = reported.sent;
-        result.faulty_reports = reported.faulty;
         result.component_peak_rss_mib =
             procstat::peak_rss_kib(component.pid()).map(|kib| kib as f64 / 1024.0);
         if let Some(churn) = churn {
@@ -355,15 +366,29 @@ impl Run<'_> {
         let receipts = swarm.finish().await;
         let away: Vec<bool> = (0..spec.users).map(|i| i < spec.away).collect();
         result.record(&tally(&published, resumed, &receipts, &away));
+        // Reports trail their jobs' messages: the component sends first.
+        wait_for(
+            "reports",
+            spec.jobs,
+            || broker.reports().jobs,
+            settings.idle_timeout,
+            settings.timeout,
+        )
+        .await;
+        let reports = broker.reports();
+        result.reports = Some(reports.jobs);
+        result.reported_sent = reports.sent;
+        result.reports_incomplete = reports.incomplete;
         Ok(())
     }
 }
 
-/// Waits until the swarm has received `expected` messages, nothing arrived
-/// for the idle timeout, or the overall timeout passed.
-pub async fn wait_for_receipts(
-    swarm: &Swarm,
+/// Waits until `count()` reaches `expected`, nothing new was counted for
+/// the idle timeout, or the overall timeout passed.
+pub async fn wait_for(
+    what: &str,
     expected: u64,
+    count: impl Fn() -> u64,
     idle_timeout: Duration,
     timeout: Duration,
 ) {
@@ -371,7 +396,7 @@ pub async fn wait_for_receipts(
     let mut last_count = 0;
     let mut last_change = Instant::now();
     loop {
-        let count = swarm.counters().received.load(Ordering::Relaxed);
+        let count = count();
         if count >= expected {
             return;
         }
@@ -380,7 +405,7 @@ pub async fn wait_for_receipts(
             last_change = Instant::now();
         }
         if last_change.elapsed() > idle_timeout || start.elapsed() > timeout {
-            eprintln!("  gave up waiting: {count} of {expected} messages arrived");
+            eprintln!("  gave up waiting: {count} of {expected} {what} arrived");
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -6,6 +6,7 @@
 //! server-side counterpart of `ceiling`, which takes the server out.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -20,7 +21,7 @@ use crate::c2s::{Show, RESOURCE};
 use crate::churn::Churn;
 use crate::harness::server::XmppServer;
 use crate::report::{tally, RunResult};
-use crate::run::{wait_for_receipts, CpuWindows};
+use crate::run::{wait_for, CpuWindows};
 use crate::servers::{Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
 
@@ -145,7 +146,14 @@ async fn drive(
         .collect();
     let cpu = CpuWindows::start(None, server.pid(), None);
     let written = component.write_all(&messages, epoch).await?;
-    wait_for_receipts(&swarm, result.expected, idle_timeout, idle_timeout * 4).await;
+    wait_for(
+        "messages",
+        result.expected,
+        || swarm.counters().received.load(Ordering::Relaxed),
+        idle_timeout,
+        idle_timeout * 4,
+    )
+    .await;
     cpu.record(result);
     if let Some(churn) = churn {
         result.churn_cycles = churn.stop().await;

@@ -3,6 +3,7 @@
 
 use clap::ValueEnum;
 
+use crate::component::XmppTarget;
 use crate::harness::ejabberd::Ejabberd;
 use crate::harness::prosody::Prosody;
 use crate::harness::server::XmppServer;
@@ -42,6 +43,18 @@ impl Server {
         match self {
             Server::Prosody(s) => s,
             Server::Ejabberd(s) => s,
+        }
+    }
+
+    /// Where the component under test connects.
+    pub fn xmpp_target(&self) -> XmppTarget {
+        let api = self.api();
+        XmppTarget {
+            host: "127.0.0.1".into(),
+            port: api.component_port(),
+            domain: api.component_domain().into(),
+            server_domain: api.domain().into(),
+            secret: api.component_secret().into(),
         }
     }
 

@@ -1,0 +1,180 @@
+//! The load test's side of RabbitMQ in one run: the run's queue and
+//! exchange names, their declarations, a consumer of the component's job
+//! reports for the whole run, and the clean-up.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::job_reports::{ReportCounts, ReportTally};
+
+/// The routing key Herald and the baseline publish reports with.
+const REPORT_KEY: &str = "job.report";
+
+/// The queue and exchange names of one run.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub jobs: String,
+    pub dead: String,
+    pub events: String,
+    /// Bound to `events` for reports; the components know nothing of it.
+    pub reports: String,
+}
+
+impl Names {
+    /// Names under `<prefix>-<random hex>`, so runs and tests never share
+    /// them.
+    pub fn unique(prefix: &str) -> Names {
+        let base = format!("{prefix}-{}", crate::harness::random_hex());
+        Names {
+            jobs: format!("{base}.jobs"),
+            dead: format!("{base}.jobs.dead"),
+            events: format!("{base}.events"),
+            reports: format!("{base}.reports"),
+        }
+    }
+}
+
+pub struct Broker {
+    url: String,
+    names: Names,
+    connection: Connection,
+    channel: Channel,
+    reports: Arc<Mutex<ReportTally>>,
+}
+
+impl Broker {
+    /// Connects, declares the jobs queue and the events exchange as the
+    /// components do, and consumes a reports queue bound to the exchange.
+    /// Before any component starts, so no report is missed.
+    pub async fn connect(url: &str, names: Names) -> Result<Broker, String> {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
+        let broker = Broker {
+            url: url.to_string(),
+            names,
+            channel: connection.create_channel().await.map_err(amqp("channel"))?,
+            connection,
+            reports: Arc::default(),
+        };
+        if let Err(e) = broker.declare_and_consume().await {
+            broker.clean_up().await;
+            return Err(e);
+        }
+        Ok(broker)
+    }
+
+    async fn declare_and_consume(&self) -> Result<(), String> {
+        let names = &self.names;
+        // Not durable: a persistent write per report would add to
+        // RabbitMQ's share of the machine, which earlier runs were measured
+        // without. Exclusive: it goes with the connection even if the load
+        // test is killed.
+        let reports = QueueDeclareOptions {
+            exclusive: true,
+            ..QueueDeclareOptions::default()
+        };
+        for (queue, options) in [
+            (&names.jobs, QueueDeclareOptions::durable()),
+            (&names.reports, reports),
+        ] {
+            self.channel
+                .queue_declare(queue.as_str().into(), options, FieldTable::default())
+                .await
+                .map_err(amqp(&format!("declare {queue}")))?;
+        }
+        self.channel
+            .exchange_declare(
+                names.events.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp(&format!("declare {}", names.events)))?;
+        self.channel
+            .queue_bind(
+                names.reports.as_str().into(),
+                names.events.as_str().into(),
+                REPORT_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp(&format!("bind {}", names.reports)))?;
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                names.reports.as_str().into(),
+                "herald-loadtest-reports".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp(&format!("consume {}", names.reports)))?;
+        let reports = Arc::clone(&self.reports);
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                reports.lock().unwrap().add(&delivery.data);
+            }
+        });
+        Ok(())
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn reports(&self) -> ReportCounts {
+        self.reports.lock().unwrap().counts()
+    }
+
+    /// A connection of its own for publishing jobs: RabbitMQ stops reading
+    /// from a publishing connection it applies flow control to, and the
+    /// reports must not wait on that.
+    pub async fn publishing_connection(&self) -> Result<Connection, String> {
+        Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", self.url))
+    }
+
+    /// Deletes the run's queues and exchange (best effort), then closes.
+    pub async fn clean_up(self) {
+        let names = &self.names;
+        for queue in [&names.jobs, &names.dead, &names.reports] {
+            let _ = self
+                .channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = self
+            .channel
+            .exchange_delete(
+                names.events.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
+fn amqp(what: &str) -> impl Fn(lapin::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
