@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::body;
 use crate::c2s::{Show, RESOURCE};
 use crate::churn::Churn;
+use crate::procstat;
 use crate::harness::server::XmppServer;
 use crate::report::{tally, RunResult};
 use crate::run::{wait_for, CpuWindows};
@@ -121,6 +122,9 @@ async fn drive(
     )
     .await?;
     let mut component = RawComponent::connect(api).await?;
+    if let Some(pid) = server.pid() {
+        wait_until_idle(pid).await;
+    }
     let idle_timeout = Duration::from_secs_f64(args.idle_timeout_secs);
     let churn = (!churners.is_empty()).then(|| {
         let warmup = Duration::from_secs_f64(args.churn_warmup_secs);
@@ -163,6 +167,26 @@ async fn drive(
     let t = tally(&written, None, &receipts, &[]);
     result.record(&t);
     Ok(())
+}
+
+/// Waits (at most 30 s) until the server uses less than a tenth of a core
+/// over half a second: just after thousands of logins it is still busy
+/// with them, and that work would count against its ceiling.
+async fn wait_until_idle(pid: u32) {
+    const WINDOW: Duration = Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(before) = procstat::cpu_seconds(pid) else {
+            return;
+        };
+        tokio::time::sleep(WINDOW).await;
+        let Some(after) = procstat::cpu_seconds(pid) else {
+            return;
+        };
+        if after - before < 0.1 * WINDOW.as_secs_f64() {
+            return;
+        }
+    }
 }
 
 /// A message to `to` carrying sequence number `seq`, shaped like Herald's:
