@@ -92,7 +92,8 @@ def scale(ax, runs):
     for component in COMPONENTS + ["raw"]:
         scenario = CEILING if component == "raw" else "scale"
         points = sorted((key[2], mean(values)) for key, values in runs.items()
-                        if key[0] == scenario and key[3] == 0 and key[4] == component)
+                        if key[0] == scenario and key[1] == "prosody" and key[3] == 0
+                        and key[4] == component)
         if len(points) < 2:
             continue
         label = "server's ceiling" if component == "raw" else component
