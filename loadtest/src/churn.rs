@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::c2s::{self, Show};
+use crate::harness::server::XmppServer;
 
 /// How long a churning user stays online per cycle: 100 ms to 1 s.
 const STAY_MS: (u64, u64) = (100, 1000);
@@ -31,23 +32,25 @@ pub struct ChurnStats {
 }
 
 impl Churn {
-    /// Starts one loop per user (user, password); at most `in_flight`
-    /// logins at a time; every loop ends at `until` at the latest.
+    /// Starts one loop per user on `server`; at most `in_flight` logins
+    /// at a time; every loop ends at `until` at the latest.
     pub fn start(
-        addr: &str,
-        domain: &str,
-        users: Vec<(String, String)>,
+        server: &dyn XmppServer,
+        users: &[String],
         in_flight: usize,
         until: Instant,
     ) -> Churn {
+        let addr = server.c2s_addr();
+        let domain = server.domain();
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(ChurnStats::default());
         let permits = Arc::new(Semaphore::new(in_flight.max(1)));
         let tasks = users
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, (user, password))| {
-                let addr = addr.to_string();
+            .map(|(i, user)| {
+                let (user, password) = (user.clone(), server.password(user).to_string());
+                let addr = addr.clone();
                 let domain = domain.to_string();
                 let stats = Arc::clone(&stats);
                 let permits = Arc::clone(&permits);

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crate::broker::{Broker, Names};
 use crate::churn::Churn;
 use crate::component::{Component, ComponentKind, ERROR_LOG_LINES};
+use crate::harness::server::XmppServer;
 use crate::herald_config::HeraldConfig;
 use crate::publisher::{self, Plan};
 use crate::report::{tally, RunResult};
-use crate::servers::{Server, ServerKind};
+use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
 use crate::{c2s::Show, procstat};
 
@@ -173,18 +174,10 @@ async fn measure_with(
     broker: &Broker,
 ) -> Result<(), String> {
     let epoch = Instant::now();
-    let users: Vec<String> = (0..spec.users).map(|i| format!("u{i}")).collect();
-    let churners: Vec<String> = (0..spec.churn).map(|i| format!("c{i}")).collect();
-
-    let names: Vec<String> = users.iter().chain(&churners).cloned().collect();
+    let population = Population::new(spec.users, spec.churn);
     let kind = spec.server;
     let provision_start = Instant::now();
-    let mut server = tokio::task::spawn_blocking(move || {
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        Server::start(kind, &names)
-    })
-    .await
-    .map_err(|e| format!("{} did not start: {e}", kind.name()))?;
+    let mut server = Server::launch(kind, &population).await?;
     eprintln!(
         "  {} up with {} users in {:.1} s",
         kind.name(),
@@ -193,8 +186,6 @@ async fn measure_with(
     );
     let server_pid = server.pid().ok_or("server has no pid")?;
     let api = server.api();
-    let c2s_addr = api.c2s_addr();
-    let domain = api.domain();
     let xmpp = server.xmpp_target();
 
     let outcome = async {
@@ -228,12 +219,11 @@ async fn measure_with(
             spec,
             settings,
             component: &component,
-            c2s_addr: &c2s_addr,
-            domain,
+            server: api,
             server_pid,
             epoch,
         };
-        let outcome = run.drive(result, &users, &churners, broker).await;
+        let outcome = run.drive(result, &population, broker).await;
         let outcome = outcome.map_err(|e| {
             format!(
                 "{e}\n--- last lines of {} ---\n{}",
@@ -254,8 +244,7 @@ struct Run<'a> {
     spec: &'a RunSpec,
     settings: &'a Settings,
     component: &'a Component,
-    c2s_addr: &'a str,
-    domain: &'a str,
+    server: &'a dyn XmppServer,
     server_pid: u32,
     epoch: Instant,
 }
@@ -264,24 +253,22 @@ impl Run<'_> {
     async fn drive(
         &self,
         result: &mut RunResult,
-        users: &[String],
-        churners: &[String],
+        population: &Population,
         broker: &Broker,
     ) -> Result<(), String> {
         let Run {
             spec,
             settings,
             component,
-            c2s_addr,
-            domain,
+            server,
             server_pid,
             epoch,
         } = *self;
         let login_start = Instant::now();
         let logins = Logins {
-            addr: c2s_addr,
-            domain,
-            users: users
+            server,
+            users: population
+                .users
                 .iter()
                 .enumerate()
                 .map(|(i, u)| {
@@ -290,7 +277,7 @@ impl Run<'_> {
                     } else {
                         Show::Available
                     };
-                    (u.clone(), format!("pw-{u}"), show)
+                    (u.clone(), show)
                 })
                 .collect(),
             in_flight: settings.logins_in_flight,
@@ -305,15 +292,11 @@ impl Run<'_> {
             .wait_online_resources(spec.users, Duration::from_secs(120))
             .await?;
 
-        let churn = (!churners.is_empty()).then(|| {
+        let churn = (!population.churners.is_empty()).then(|| {
             let until = tokio::time::Instant::now() + settings.churn_warmup + settings.timeout;
             Churn::start(
-                c2s_addr,
-                domain,
-                churners
-                    .iter()
-                    .map(|u| (u.clone(), format!("pw-{u}")))
-                    .collect(),
+                server,
+                &population.churners,
                 settings.logins_in_flight,
                 until,
             )
@@ -328,7 +311,7 @@ impl Run<'_> {
             .as_ref()
             .map_or(0, |c| c.stats().cycles.load(Ordering::Relaxed));
 
-        let user_jids: Vec<String> = users.iter().map(|u| format!("{u}@{domain}")).collect();
+        let user_jids: Vec<String> = population.users.iter().map(|u| server.jid(u)).collect();
         let plan = Plan {
             jobs: spec.jobs,
             recipients_per_job: spec.recipients_per_job,

@@ -23,7 +23,7 @@ use crate::harness::server::XmppServer;
 use crate::procstat;
 use crate::report::{tally, RunResult};
 use crate::run::{wait_for, CpuWindows};
-use crate::servers::{Server, ServerKind};
+use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
 
 /// Messages handed to the socket per write: small enough that the write
@@ -83,17 +83,9 @@ pub async fn run(args: &ServerCeilingArgs) -> Vec<RunResult> {
 
 async fn measure(args: &ServerCeilingArgs, result: &mut RunResult) -> Result<(), String> {
     let epoch = Instant::now();
-    let users: Vec<String> = (0..args.users).map(|i| format!("u{i}")).collect();
-    let churners: Vec<String> = (0..args.churn).map(|i| format!("c{i}")).collect();
-    let names: Vec<String> = users.iter().chain(&churners).cloned().collect();
-    let kind = args.server;
-    let mut server = tokio::task::spawn_blocking(move || {
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        Server::start(kind, &names)
-    })
-    .await
-    .map_err(|e| format!("{} did not start: {e}", kind.name()))?;
-    let outcome = drive(args, &server, &users, &churners, epoch, result).await;
+    let population = Population::new(args.users, args.churn);
+    let mut server = Server::launch(args.server, &population).await?;
+    let outcome = drive(args, &server, &population, epoch, result).await;
     server.stop();
     outcome
 }
@@ -101,20 +93,18 @@ async fn measure(args: &ServerCeilingArgs, result: &mut RunResult) -> Result<(),
 async fn drive(
     args: &ServerCeilingArgs,
     server: &Server,
-    users: &[String],
-    churners: &[String],
+    population: &Population,
     epoch: Instant,
     result: &mut RunResult,
 ) -> Result<(), String> {
     let api = server.api();
-    let (c2s_addr, domain) = (api.c2s_addr(), api.domain());
     let swarm = Swarm::log_in(
         Logins {
-            addr: &c2s_addr,
-            domain,
-            users: users
+            server: api,
+            users: population
+                .users
                 .iter()
-                .map(|u| (u.clone(), format!("pw-{u}"), Show::Available))
+                .map(|u| (u.clone(), Show::Available))
                 .collect(),
             in_flight: args.logins_in_flight,
         },
@@ -126,15 +116,11 @@ async fn drive(
         wait_until_idle(pid).await;
     }
     let idle_timeout = Duration::from_secs_f64(args.idle_timeout_secs);
-    let churn = (!churners.is_empty()).then(|| {
+    let churn = (!population.churners.is_empty()).then(|| {
         let warmup = Duration::from_secs_f64(args.churn_warmup_secs);
         Churn::start(
-            &c2s_addr,
-            domain,
-            churners
-                .iter()
-                .map(|u| (u.clone(), format!("pw-{u}")))
-                .collect(),
+            api,
+            &population.churners,
             args.logins_in_flight,
             tokio::time::Instant::now() + warmup + idle_timeout * 4,
         )
@@ -143,10 +129,11 @@ async fn drive(
         tokio::time::sleep(Duration::from_secs_f64(args.churn_warmup_secs)).await;
     }
 
-    let messages: Vec<Vec<u8>> = users
+    let messages: Vec<Vec<u8>> = population
+        .users
         .iter()
         .enumerate()
-        .map(|(seq, user)| message(seq as u64, &format!("{user}@{domain}/{RESOURCE}"), api))
+        .map(|(seq, user)| message(seq as u64, &format!("{}/{RESOURCE}", api.jid(user)), api))
         .collect();
     let cpu = CpuWindows::start(None, server.pid(), None);
     let written = component.write_all(&messages, epoch).await?;

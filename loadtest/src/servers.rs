@@ -28,15 +28,42 @@ pub enum Server {
     Ejabberd(Ejabberd),
 }
 
-impl Server {
-    /// Starts the server with `users` provisioned (password `pw-<user>`,
-    /// the component's JID on every roster). Blocking; panics with the
-    /// server's log when it does not come up.
-    pub fn start(kind: ServerKind, users: &[&str]) -> Server {
-        match kind {
-            ServerKind::Prosody => Server::Prosody(Prosody::start(users)),
-            ServerKind::Ejabberd => Server::Ejabberd(Ejabberd::start(users)),
+/// The load test's logged-in users (`u0`, `u1`, ...) and churning users
+/// (`c0`, ...), in swarm order.
+pub struct Population {
+    pub users: Vec<String>,
+    pub churners: Vec<String>,
+}
+
+impl Population {
+    pub fn new(users: usize, churners: usize) -> Population {
+        Population {
+            users: (0..users).map(|i| format!("u{i}")).collect(),
+            churners: (0..churners).map(|i| format!("c{i}")).collect(),
         }
+    }
+}
+
+impl Server {
+    /// Starts the server with everyone in `population` provisioned (the
+    /// component's JID on every roster), off the async threads: it blocks
+    /// while it provisions.
+    pub async fn launch(kind: ServerKind, population: &Population) -> Result<Server, String> {
+        let names: Vec<String> = population
+            .users
+            .iter()
+            .chain(&population.churners)
+            .cloned()
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            match kind {
+                ServerKind::Prosody => Server::Prosody(Prosody::start(&names)),
+                ServerKind::Ejabberd => Server::Ejabberd(Ejabberd::start(&names)),
+            }
+        })
+        .await
+        .map_err(|e| format!("{} did not start: {e}", kind.name()))
     }
 
     pub fn api(&self) -> &dyn XmppServer {

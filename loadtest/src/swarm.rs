@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::body;
 use crate::c2s::{self, MessageScanner, Show};
+use crate::harness::server::XmppServer;
 
 /// One message received: its job's sequence number and when it arrived
 /// (nanoseconds since the run's epoch).
@@ -38,10 +39,9 @@ pub struct Counters {
 
 /// Where and as whom the swarm logs in.
 pub struct Logins<'a> {
-    pub addr: &'a str,
-    pub domain: &'a str,
-    /// (user, password, initial show), one per swarm user.
-    pub users: Vec<(String, String, Show)>,
+    pub server: &'a dyn XmppServer,
+    /// (user, initial show), one per swarm user.
+    pub users: Vec<(String, Show)>,
     pub in_flight: usize,
 }
 
@@ -56,9 +56,11 @@ impl Swarm {
         let permits = Arc::new(Semaphore::new(logins.in_flight.max(1)));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<(), String>>();
         let mut tasks = Vec::with_capacity(total);
-        for (user, password, show) in logins.users {
-            let addr = logins.addr.to_string();
-            let domain = logins.domain.to_string();
+        let addr = logins.server.c2s_addr();
+        for (user, show) in logins.users {
+            let password = logins.server.password(&user).to_string();
+            let addr = addr.clone();
+            let domain = logins.server.domain().to_string();
             let permits = Arc::clone(&permits);
             let done = done_tx.clone();
             let stop = stop_rx.clone();
