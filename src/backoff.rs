@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+#[derive(Debug)]
 pub struct Backoff {
     current: Duration,
     max: Duration,
@@ -20,14 +21,22 @@ impl Backoff {
 
     /// The pause before the next attempt; each call doubles the base.
     pub fn next(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
+        let base = self.next_steady();
         // Jitter in [0.5, 1.0) of the base, from the clock's low bits: no RNG needed.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+
+    /// The base pause before the next attempt, without jitter: for retries
+    /// on one connection, where no herd forms and the core's time must
+    /// stay deterministic.
+    pub fn next_steady(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        base
     }
 
     pub fn reset(&mut self) {

@@ -1,5 +1,5 @@
 //! The extension point: what a component does with presence, messages, IQs
-//! and jobs. The event loop ([`crate::app`]) owns the connection, the
+//! and jobs. The core ([`crate::core`]) owns the connection, the
 //! presence book, subscriptions, service discovery and ping; a [`Handler`]
 //! decides the rest and answers with effects through a [`Context`].
 //! Broadcasting ([`crate::broadcast::Broadcast`]) is one handler; see
@@ -11,7 +11,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::message::Message;
 
-use crate::app::{Earlier, Ledger, StrangerTest};
+use crate::core::{Earlier, Ledger, StrangerTest};
 use crate::presence::{PresenceBook, PresenceChange};
 
 /// An event for the events exchange.

@@ -7,26 +7,30 @@
 //! them now, reporting every recipient back over AMQP.
 //!
 //! Architecture, after the non-blocking design that won in the paper Herald
-//! comes from: one event loop on one thread owns all state ([`app`]).
-//! Everything else is either an input to that loop ([`xmpp`] for the
-//! server, [`amqp`] for the broker) or pure code it calls ([`presence`],
-//! [`broadcast`]). The [`handler::Handler`] trait is the extension point.
-//! [`metrics`] are written by the loop and served by [`http`].
+//! comes from, made sans-I/O: one state machine owns all state and makes
+//! every decision ([`core`]), with no sockets, tasks or clock of its own;
+//! a thin shell on one thread ([`shell`]) feeds it what the server
+//! ([`xmpp`]), the broker ([`amqp`]), the store ([`store`]) and the clock
+//! report, and carries out what it returns. Pure code it calls:
+//! [`presence`], [`broadcast`]. The [`handler::Handler`] trait is the
+//! extension point. [`metrics`] are written by the core and the shell and
+//! served by [`http`].
 //! [`send`] is the other side: the `herald send` producer.
 
 pub mod amqp;
-pub mod app;
 mod backoff;
 pub mod broadcast;
 pub mod config;
+pub mod core;
 pub mod handler;
 pub mod http;
 pub mod metrics;
 pub mod presence;
 pub mod send;
+pub mod shell;
 pub mod store;
 pub mod xmpp;
 
-pub use app::{run, run_with, AppError};
 pub use config::Config;
 pub use handler::{Context, Handler, JobOutcome, Tally};
+pub use shell::{run, run_with, AppError};

@@ -146,6 +146,10 @@ pub struct Metrics {
     pub ready: IntGauge,
     pub events_confirmed: IntCounter,
     pub events_failed: IntCounter,
+    /// Store commits that failed (each is retried until it succeeds).
+    pub store_errors: IntCounter,
+    /// 1 while the last store commit failed: jobs wait, Herald is unready.
+    pub store_failing: IntGauge,
     pub loop_busy: Counter,
 }
 
@@ -265,6 +269,16 @@ impl Metrics {
             ready: gauge(&registry, "herald_ready", "1 while Herald takes jobs"),
             events_confirmed: events.with_label_values(&["confirmed"]),
             events_failed: events.with_label_values(&["failed"]),
+            store_errors: counter(
+                &registry,
+                "herald_store_errors_total",
+                "Store commits that failed; each is retried, and the jobs waiting for it are not acknowledged meanwhile",
+            ),
+            store_failing: gauge(
+                &registry,
+                "herald_store_failing",
+                "1 while the last store commit failed and none has succeeded since",
+            ),
             loop_busy: {
                 let busy = Counter::new(
                     "herald_event_loop_busy_seconds_total",
@@ -291,6 +305,8 @@ impl Metrics {
             Some("AMQP broker not connected")
         } else if self.presence_ready.get() == 0 {
             Some("presence not rebuilt yet")
+        } else if self.store_failing.get() == 1 {
+            Some("store commits failing")
         } else {
             None
         }

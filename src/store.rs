@@ -5,17 +5,16 @@
 //! no external database.
 //!
 //! redb writes are synchronous and fsync, so they never run on the event
-//! loop: the loop sends changes to a writer task that batches them and
-//! commits on the blocking pool, in order. On shutdown the loop drops its
-//! sender and awaits the task, which commits what is still queued first.
+//! loop: the core cuts changes into batches and the shell hands them to a
+//! writer thread ([`Writer`]) that commits them in order and answers each.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 use xmpp_parsers::jid::BareJid;
+
+use crate::core::Batch;
 
 /// (user's bare JID, Herald's JID they subscribed to) -> ()
 const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
@@ -64,16 +63,8 @@ pub enum Change {
     JobForgotten(String),
 }
 
-/// What the writer task is asked to do, in order.
-#[derive(Debug)]
-pub enum Write {
-    Change(Change),
-    /// Resolves once everything sent before it is committed (or failed).
-    Sync(oneshot::Sender<()>),
-}
-
 pub struct Store {
-    db: Arc<Database>,
+    db: Database,
 }
 
 impl Store {
@@ -84,7 +75,7 @@ impl Store {
         txn.open_table(COMPLETED_JOBS).map_err(redb::Error::from)?;
         txn.open_table(JOB_PROGRESS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store { db })
     }
 
     /// Checkpoint tokens of jobs that did not complete.
@@ -187,36 +178,69 @@ impl Store {
         Ok(())
     }
 
-    /// Starts the writer task; returns the sender the event loop uses and the
-    /// task. Once every sender is dropped the task commits what is queued and
-    /// ends: await it before exiting, or the runtime drops queued changes.
-    pub fn spawn_writer(self) -> (mpsc::UnboundedSender<Write>, JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
-        let store = Arc::new(self);
-        let task = tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, 4096).await > 0 {
-                let mut changes = Vec::with_capacity(batch.len());
-                let mut synced = Vec::new();
-                for write in batch.drain(..) {
-                    match write {
-                        Write::Change(change) => changes.push(change),
-                        Write::Sync(done) => synced.push(done),
+    /// Starts the writer thread. redb commits are synchronous and fsync,
+    /// so they never run on the event loop; one batch at a time, in order.
+    pub fn spawn_writer(self) -> Writer {
+        let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
+        let (answers, results) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("herald-store".into())
+            .spawn(move || {
+                for batch in incoming {
+                    let answer = match self.apply(&batch.changes) {
+                        Ok(()) => Commit::Done(batch.id),
+                        Err(e) => Commit::Failed(batch, e.to_string()),
+                    };
+                    if answers.send(answer).is_err() {
+                        return;
                     }
                 }
-                let store = Arc::clone(&store);
-                let written = tokio::task::spawn_blocking(move || store.apply(&changes)).await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "store changes not saved"),
-                    Err(e) => tracing::error!(error = %e, "store writer failed"),
-                }
-                for done in synced {
-                    let _ = done.send(());
-                }
-            }
-        });
-        (tx, task)
+            })
+            .expect("spawning the store thread");
+        Writer {
+            batches,
+            results,
+            thread,
+        }
+    }
+}
+
+/// How a batch went.
+#[derive(Debug)]
+pub enum Commit {
+    Done(u64),
+    /// Nothing of it was written; here it is back.
+    Failed(Batch, String),
+}
+
+/// The event loop's handle on the writer thread.
+pub struct Writer {
+    batches: std::sync::mpsc::Sender<Batch>,
+    pub results: mpsc::UnboundedReceiver<Commit>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    pub fn commit(&self, batch: Batch) {
+        // Fails only if the thread died; the batch's jobs then stay unacknowledged.
+        let _ = self.batches.send(batch);
+    }
+
+    /// Commits `last` after everything queued, then ends the thread.
+    pub fn finish(self, last: Vec<Change>) {
+        let Writer {
+            batches, thread, ..
+        } = self;
+        if !last.is_empty() {
+            let _ = batches.send(Batch {
+                id: 0,
+                changes: last,
+            });
+        }
+        drop(batches);
+        if thread.join().is_err() {
+            tracing::error!("store writer failed");
+        }
     }
 }
 
@@ -253,61 +277,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_writer_commits_every_queued_change_before_it_ends() {
+    async fn the_writer_answers_each_batch_and_commits_the_last_changes_before_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
-        let (changes, writer) = Store::open(&path).unwrap().spawn_writer();
-        for user in ["a@localhost", "b@localhost", "c@localhost"] {
-            changes.send(Write::Change(Change::Add(sub(user)))).unwrap();
-        }
-        drop(changes);
-        writer.await.unwrap();
+        let mut writer = Store::open(&path).unwrap().spawn_writer();
+        writer.commit(Batch {
+            id: 1,
+            changes: vec![Change::Add(sub("a@localhost"))],
+        });
+        assert!(matches!(writer.results.recv().await, Some(Commit::Done(1))));
+        writer.finish(vec![Change::Add(sub("b@localhost"))]);
         let mut all = Store::open(&path).unwrap().subscriptions().unwrap();
         all.sort();
-        assert_eq!(
-            all,
-            vec![sub("a@localhost"), sub("b@localhost"), sub("c@localhost")]
-        );
+        assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
     }
 
-    #[tokio::test]
-    async fn sync_resolves_after_the_writes_before_it_and_completed_jobs_come_back_in_order() {
+    #[test]
+    fn completed_jobs_come_back_in_order_with_their_progress_gone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
-        let (writes, writer) = Store::open(&path).unwrap().spawn_writer();
+        let store = Store::open(&path).unwrap();
         let job = |key: &str, seq, reported| CompletedJob {
             key: key.into(),
             seq,
             reported,
             report: format!("{{\"id\":\"{key}\"}}").into_bytes(),
         };
+        let mut changes = Vec::new();
         for (key, seq) in [("b", 2), ("a", 1), ("c", 3)] {
-            writes
-                .send(Write::Change(Change::JobDone(job(key, seq, false))))
-                .unwrap();
+            changes.push(Change::JobDone(job(key, seq, false)));
         }
-        writes
-            .send(Write::Change(Change::JobReported("c".into())))
-            .unwrap();
+        changes.push(Change::JobReported("c".into()));
         for (key, token) in [("c", "half"), ("d", "half"), ("d", "most")] {
-            let change = Change::JobProgress {
+            changes.push(Change::JobProgress {
                 key: key.into(),
                 token: token.into(),
-            };
-            writes.send(Write::Change(change)).unwrap();
+            });
         }
         // "c" completes again: its progress goes.
-        writes
-            .send(Write::Change(Change::JobDone(job("c", 3, true))))
-            .unwrap();
-        writes
-            .send(Write::Change(Change::JobForgotten("b".into())))
-            .unwrap();
-        let (synced, committed) = oneshot::channel();
-        writes.send(Write::Sync(synced)).unwrap();
-        committed.await.unwrap();
-        drop(writes);
-        writer.await.unwrap();
+        changes.push(Change::JobDone(job("c", 3, true)));
+        changes.push(Change::JobForgotten("b".into()));
+        store.apply(&changes).unwrap();
+        drop(store);
         let store = Store::open(&path).unwrap();
         let all = store.completed_jobs().unwrap();
         assert_eq!(all, vec![job("a", 1, false), job("c", 3, true)]);

@@ -1,209 +1,103 @@
 //! The link to the broker, kept up by a task of its own so that the event
-//! loop never waits for RabbitMQ. The task connects (with backoff and
-//! jitter), declares the topology, consumes jobs and hands them to the loop,
-//! and publishes what the loop gives it with publisher confirms.
+//! loop never waits for RabbitMQ. It connects (with backoff and jitter),
+//! declares the topology, consumes jobs, and carries out what the core
+//! decided: publishes (with confirms), acknowledgements and requeues.
+//! Nothing here decides anything about a job.
 //!
-//! Each connection has a generation number. A job is tied to the connection
-//! it came on: when that connection is lost, the broker requeues the job by
-//! itself, so the loop drops jobs and reports of older generations rather
-//! than deliver or report them twice.
-//!
-//! A job is acknowledged only after its report (or dead letter) is
-//! confirmed, and in delivery order: a job done before an earlier one waits
-//! for it, and both go in one `basic.ack` with `multiple` ([`AckWindow`]). A refused publish is retried on the same connection, reopening
-//! the publish channel (and redeclaring the topology, which brings back a
-//! deleted exchange) when the broker closed it; the job stays unacknowledged
-//! meanwhile, so it is never lost and its messages are never sent again.
+//! Each connection has a generation number, told to the loop with
+//! [`LinkEvent::Up`] before its first delivery and [`LinkEvent::Lost`]
+//! after its last. What the core asks for a connection since lost is
+//! dropped here: the broker has requeued that connection's jobs itself.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use tokio::sync::{mpsc, oneshot};
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::BasicProperties;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep, Instant};
+use tokio::time::sleep;
 
-use super::ack_window::{Ack, AckWindow};
-use super::topology;
+use super::channel::{publish, Open};
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
+use crate::core::{Delivery, Destination, JobId, Publish};
 use crate::metrics::Metrics;
 
-/// Header of a dead letter that says why the job was refused.
-pub const ERROR_HEADER: &str = "x-herald-error";
-
-/// A job taken from the queue, tied to the connection it came on.
-pub struct Job {
-    pub delivery: Delivery,
-    pub taken: Taken,
+/// What the link tells the event loop, besides deliveries.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Up {
+        generation: u64,
+    },
+    Lost {
+        generation: u64,
+    },
+    Confirmed {
+        id: u64,
+    },
+    /// Given back to be retried.
+    Refused(Publish),
 }
 
-/// What settles a job with the broker: the link task does, in delivery
-/// order. Dropped unsettled, the job is given back to the queue, so that a
-/// forgotten job can never hold back the acknowledgement of later ones.
-pub struct Taken {
-    acker: Option<Acker>,
-    tag: u64,
-    generation: u64,
-    settle: mpsc::UnboundedSender<Settle>,
-}
-
-/// A job settled by the loop or a publish, for the link task to send.
-struct Settle {
-    generation: u64,
-    tag: u64,
-    acker: Acker,
-    requeue: bool,
-}
-
-impl Taken {
-    /// The connection the job came on (they are numbered from 1).
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Gives the job back to the queue (for another delivery attempt).
-    pub fn requeue(mut self) {
-        self.settle(true);
-    }
-
-    /// Acknowledges the job: it is done and leaves the queue.
-    pub fn ack(mut self) {
-        self.settle(false);
-    }
-
-    fn settle(&mut self, requeue: bool) {
-        if let Some(acker) = self.acker.take() {
-            // Fails only once the link is gone: the broker requeues on close.
-            let _ = self.settle.send(Settle {
-                generation: self.generation,
-                tag: self.tag,
-                acker,
-                requeue,
-            });
-        }
-    }
-}
-
-impl Drop for Taken {
-    fn drop(&mut self) {
-        self.settle(true);
-    }
-}
-
-/// One message for the broker, and the job to acknowledge once it is confirmed.
-struct Outgoing {
-    exchange: String,
-    routing_key: String,
-    payload: Vec<u8>,
-    properties: BasicProperties,
-    then_ack: Option<Taken>,
-    /// Resolved once the broker confirmed the message and the job is handed
-    /// over to be acknowledged (in delivery order).
-    confirmed: Option<oneshot::Sender<()>>,
+/// What the event loop asks of the link.
+#[derive(Debug)]
+pub enum Command {
+    Publish(Publish),
+    Ack { job: JobId, multiple: bool },
+    Requeue { job: JobId },
 }
 
 /// The event loop's handle on the link task.
 pub struct Link {
-    publisher: Publisher,
-    jobs: mpsc::UnboundedReceiver<Job>,
-    generation: Arc<AtomicU64>,
+    commands: mpsc::UnboundedSender<Command>,
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    pub events: mpsc::UnboundedReceiver<LinkEvent>,
     task: JoinHandle<()>,
-}
-
-/// Hands messages to the link task for publishing; cheap to clone.
-#[derive(Clone)]
-pub struct Publisher {
-    outgoing: mpsc::UnboundedSender<Outgoing>,
-    events_exchange: String,
-    dead_letter_queue: String,
 }
 
 impl Link {
     /// Starts the link task; it connects in the background.
     pub fn spawn(config: &AmqpConfig, name: String, metrics: Metrics) -> Link {
-        let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         // Unbounded but never long: the broker sends at most `prefetch`
         // unacknowledged jobs.
-        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-        let generation = Arc::new(AtomicU64::new(0));
-        let (settler, settle) = mpsc::unbounded_channel();
+        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             Task {
-                config: config.clone(),
+                config: Arc::new(config.clone()),
                 name,
-                outgoing: outgoing_rx,
-                settle,
-                settler,
-                jobs: jobs_tx,
-                generation: Arc::clone(&generation),
+                commands: commands_rx,
+                deliveries: deliveries_tx,
+                events: events_tx,
                 metrics,
             }
             .run(),
         );
         Link {
-            publisher: Publisher {
-                outgoing: outgoing_tx,
-                events_exchange: config.events_exchange.clone(),
-                dead_letter_queue: config.dead_letter_queue.clone(),
-            },
-            jobs: jobs_rx,
-            generation,
+            commands,
+            deliveries,
+            events,
             task,
         }
     }
 
-    pub fn publisher(&self) -> &Publisher {
-        &self.publisher
+    pub fn send(&self, command: Command) {
+        // Fails only once the task is gone (shutdown): the broker requeues
+        // whatever was not acknowledged.
+        let _ = self.commands.send(command);
     }
 
-    /// The next job from a live connection. Jobs that arrived on a
-    /// connection since lost are skipped: the broker has requeued them.
-    /// Cancel-safe.
-    pub async fn next_job(&mut self) -> Option<Job> {
-        loop {
-            let job = self.jobs.recv().await?;
-            if self.is_current(&job.taken) {
-                return Some(job);
-            }
-        }
-    }
-
-    /// A job that has already arrived, without waiting; skips jobs of
-    /// lost connections like [`Link::next_job`].
-    pub fn ready_job(&mut self) -> Option<Job> {
-        while let Ok(job) = self.jobs.try_recv() {
-            if self.is_current(&job.taken) {
-                return Some(job);
-            }
-        }
-        None
-    }
-
-    /// Whether `taken` belongs to the live connection (its ack can work).
-    pub fn is_current(&self, taken: &Taken) -> bool {
-        taken.generation == self.generation.load(Ordering::Relaxed)
-    }
-
-    /// Publishes what was handed over so far (within `limit`), then closes
-    /// the connection; jobs not acknowledged by then go back to the queue.
+    /// Carries out what was handed over so far (within `limit`), then
+    /// closes the connection; jobs not acknowledged by then go back to the
+    /// queue.
     pub async fn close(self, limit: Duration) {
-        let Link {
-            publisher, task, ..
-        } = self;
-        // Clones held elsewhere (reports waiting for the store) keep the
-        // link open until they have handed over their message.
-        drop(publisher);
+        let Link { commands, task, .. } = self;
+        drop(commands);
         let abort = task.abort_handle();
         if tokio::time::timeout(limit, task).await.is_err() {
             tracing::warn!("unpublished reports left at shutdown; their jobs will be redelivered");
@@ -212,90 +106,18 @@ impl Link {
     }
 }
 
-impl Publisher {
-    /// Publishes an event to the events exchange (best effort: not retried).
-    pub fn event(&self, routing_key: &str, payload: Vec<u8>) {
-        self.send(self.to_events(routing_key, payload, None, None));
-    }
-
-    /// Publishes a job's report to the events exchange until the broker
-    /// confirms it, then acknowledges the job and resolves `confirmed`.
-    pub fn report(
-        &self,
-        routing_key: &str,
-        payload: Vec<u8>,
-        taken: Taken,
-        confirmed: oneshot::Sender<()>,
-    ) {
-        self.send(self.to_events(routing_key, payload, Some(taken), Some(confirmed)));
-    }
-
-    fn to_events(
-        &self,
-        routing_key: &str,
-        payload: Vec<u8>,
-        then_ack: Option<Taken>,
-        confirmed: Option<oneshot::Sender<()>>,
-    ) -> Outgoing {
-        let properties = BasicProperties::default()
-            .with_content_type(ShortString::from("application/json"))
-            .with_delivery_mode(2);
-        Outgoing {
-            exchange: self.events_exchange.clone(),
-            routing_key: routing_key.to_string(),
-            payload,
-            properties,
-            then_ack,
-            confirmed,
-        }
-    }
-
-    /// Moves a refused job to the dead-letter queue with its reason, keeping
-    /// its properties (message id, correlation id, timestamp, headers).
-    pub fn dead_letter(&self, job: Job, reason: &str) {
-        let Job { delivery, taken } = job;
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert(
-            ERROR_HEADER.into(),
-            AMQPValue::LongString(reason.to_string().into()),
-        );
-        let properties = delivery
-            .properties
-            .clone()
-            .with_headers(headers)
-            .with_delivery_mode(2);
-        self.send(Outgoing {
-            exchange: String::new(),
-            routing_key: self.dead_letter_queue.clone(),
-            payload: delivery.data,
-            properties,
-            then_ack: Some(taken),
-            confirmed: None,
-        });
-    }
-
-    fn send(&self, outgoing: Outgoing) {
-        if let Err(mpsc::error::SendError(lost)) = self.outgoing.send(outgoing) {
-            // Only after close(): an unacknowledged job will be redelivered.
-            tracing::warn!(routing_key = %lost.routing_key, "AMQP link closed; message not sent");
-        }
-    }
-}
-
 struct Task {
-    config: AmqpConfig,
+    config: Arc<AmqpConfig>,
     name: String,
-    outgoing: mpsc::UnboundedReceiver<Outgoing>,
-    settle: mpsc::UnboundedReceiver<Settle>,
-    settler: mpsc::UnboundedSender<Settle>,
-    jobs: mpsc::UnboundedSender<Job>,
-    generation: Arc<AtomicU64>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    events: mpsc::UnboundedSender<LinkEvent>,
     metrics: Metrics,
 }
 
 /// How a connection's service ended.
 enum Ended {
-    /// The event loop closed the link and everything was published.
+    /// The event loop closed the link and everything was carried out.
     Closed,
     Lost(String),
 }
@@ -303,8 +125,9 @@ enum Ended {
 impl Task {
     async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_secs(self.config.max_backoff_secs));
+        let mut generation = 0;
         loop {
-            let (config, name) = (self.config.clone(), self.name.clone());
+            let (config, name) = (Arc::clone(&self.config), self.name.clone());
             let Some(opened) = self.while_down(Open::connect(&config, &name)).await else {
                 return;
             };
@@ -321,12 +144,14 @@ impl Task {
                     continue;
                 }
             };
-            let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            generation += 1;
             self.metrics.amqp.up();
             self.metrics.update_ready();
             backoff.reset();
             tracing::info!(queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
+            let _ = self.events.send(LinkEvent::Up { generation });
             let ended = self.serve(&mut open, generation).await;
+            let _ = self.events.send(LinkEvent::Lost { generation });
             self.metrics.amqp.down();
             self.metrics.update_ready();
             let _ = tokio::time::timeout(
@@ -347,114 +172,93 @@ impl Task {
         }
     }
 
-    /// Runs `work` while no connection is up. What the loop hands over
-    /// meanwhile belongs to a lost connection (or is an event with nowhere
-    /// to go) and is dropped. `None` when the loop closed the link.
+    /// Runs `work` while no connection is up. What the loop asks for
+    /// meanwhile belongs to a lost connection and is dropped (the core
+    /// counts events it could not hand over). `None` when the loop closed
+    /// the link.
     async fn while_down<F: std::future::Future>(&mut self, work: F) -> Option<F::Output> {
         tokio::pin!(work);
         loop {
             tokio::select! {
                 output = &mut work => return Some(output),
-                next = self.outgoing.recv() => match next {
-                    Some(outgoing) => self.discard(outgoing, "broker not connected"),
+                next = self.commands.recv() => match next {
+                    Some(_) => self.metrics.events_failed.inc(),
                     None => return None,
                 },
             }
         }
     }
 
-    fn discard(&self, outgoing: Outgoing, why: &str) {
-        self.metrics.events_failed.inc();
-        match outgoing.then_ack {
-            Some(_) => tracing::debug!(routing_key = %outgoing.routing_key, why,
-                "publish dropped; its job was requeued by the broker"),
-            None => tracing::warn!(routing_key = %outgoing.routing_key, why, "event lost"),
-        }
-    }
-
     async fn serve(&mut self, open: &mut Open, generation: u64) -> Ended {
         let mut in_flight = FuturesUnordered::new();
-        let mut waiting: VecDeque<Outgoing> = VecDeque::new();
-        let mut retry_backoff = Backoff::new(Duration::from_secs(self.config.max_backoff_secs));
-        let retry = sleep(Duration::ZERO);
-        tokio::pin!(retry);
-        let mut retry_armed = false;
+        // Of each unsettled delivery: what a dead letter keeps.
+        let mut properties: BTreeMap<u64, BasicProperties> = BTreeMap::new();
         let mut closing = false;
-        let mut window = AckWindow::default();
         let mut events = open.connection.events_listener();
         loop {
-            if closing && in_flight.is_empty() && waiting.is_empty() {
-                let mut settles = Vec::new();
-                while let Ok(settle) = self.settle.try_recv() {
-                    settles.push(settle);
-                }
-                settle_jobs(settles, generation, &mut window);
-                // Done jobs still waiting for an earlier one go on their
-                // own rather than be redelivered after the close.
-                for acker in window.drain_done() {
-                    send_now(acker.ack(BasicAckOptions::default()));
-                }
+            if closing && in_flight.is_empty() {
                 return Ended::Closed;
             }
             tokio::select! {
                 delivery = open.consumer.next(), if !closing => match delivery {
                     Some(Ok(delivery)) => {
-                        window.taken(delivery.delivery_tag);
-                        let taken = Taken {
-                            acker: Some(delivery.acker.clone()),
-                            tag: delivery.delivery_tag,
-                            generation,
-                            settle: self.settler.clone(),
-                        };
-                        // The loop only goes away at shutdown; the job is then requeued on close.
-                        let _ = self.jobs.send(Job { delivery, taken });
+                        let age = published_age(&delivery.properties);
+                        let id = JobId { generation, tag: delivery.delivery_tag };
+                        properties.insert(id.tag, delivery.properties);
+                        let _ = self.deliveries.send(Delivery {
+                            id,
+                            payload: delivery.data,
+                            redelivered: delivery.redelivered,
+                            age,
+                        });
                     }
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the jobs consumer".into()),
                 },
-                next = self.outgoing.recv(), if !closing => match next {
-                    Some(outgoing) if stale(&outgoing, generation) => {
-                        self.discard(outgoing, "connection since replaced");
+                next = self.commands.recv(), if !closing => match next {
+                    Some(Command::Publish(message)) if message.generation == generation => {
+                        if !open.publish.status().connected() {
+                            // The broker closed it (an exchange deleted
+                            // under it, say): reopen, redeclaring the topology.
+                            if let Err(e) = open.reopen_publish(&self.config).await {
+                                return Ended::Lost(format!("cannot reopen the publish channel: {e}"));
+                            }
+                            tracing::info!("publish channel reopened");
+                        }
+                        let kept = match &message.destination {
+                            Destination::DeadLetter { job, .. } => properties.get(&job.tag).cloned(),
+                            Destination::Events { .. } => None,
+                        };
+                        in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept));
                     }
-                    Some(outgoing) => in_flight.push(publish(open.publish.clone(), outgoing)),
+                    Some(Command::Ack { job, multiple }) if job.generation == generation => {
+                        if multiple {
+                            properties = properties.split_off(&(job.tag + 1));
+                        } else {
+                            properties.remove(&job.tag);
+                        }
+                        send_now(open.consume.basic_ack(job.tag, BasicAckOptions { multiple }));
+                    }
+                    Some(Command::Requeue { job }) if job.generation == generation => {
+                        properties.remove(&job.tag);
+                        let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+                        send_now(open.consume.basic_nack(job.tag, options));
+                    }
+                    // For a connection since lost: the broker requeued its jobs.
+                    Some(_) => {}
                     None => closing = true,
                 },
-                Some(settle) = self.settle.recv() => {
-                    // Confirms come in bursts: settle all that are here with
-                    // one ack.
-                    let mut settles = vec![settle];
-                    while let Ok(settle) = self.settle.try_recv() {
-                        settles.push(settle);
-                    }
-                    settle_jobs(settles, generation, &mut window);
-                }
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
-                    Ok(()) => self.metrics.events_confirmed.inc(),
-                    Err(outgoing) => {
+                    Ok(Some(id)) => {
+                        let _ = self.events.send(LinkEvent::Confirmed { id });
+                    }
+                    Ok(None) => self.metrics.events_confirmed.inc(),
+                    Err(message) if message.id.is_some() => {
+                        let _ = self.events.send(LinkEvent::Refused(message));
+                    }
+                    Err(message) => {
                         self.metrics.events_failed.inc();
-                        if outgoing.then_ack.is_none() {
-                            tracing::warn!(routing_key = %outgoing.routing_key, "event lost: the broker did not confirm it");
-                            continue;
-                        }
-                        waiting.push_back(outgoing);
-                        if !retry_armed {
-                            retry_armed = true;
-                            let pause = retry_backoff.next();
-                            tracing::warn!(retry_in = ?pause, "publish refused; retrying without redoing the job");
-                            retry.as_mut().reset(Instant::now() + pause);
-                        }
-                    }
-                },
-                _ = &mut retry, if retry_armed => {
-                    retry_armed = false;
-                    if !open.publish.status().connected() {
-                        if let Err(e) = open.reopen_publish(&self.config).await {
-                            return Ended::Lost(format!("cannot reopen the publish channel: {e}"));
-                        }
-                        tracing::info!("publish channel reopened");
-                    }
-                    for outgoing in waiting.drain(..) {
-                        in_flight.push(publish(open.publish.clone(), outgoing));
+                        tracing::warn!(destination = ?message.destination, "event lost: the broker did not confirm it");
                     }
                 },
                 event = events.next() => match event {
@@ -477,33 +281,13 @@ impl Task {
     }
 }
 
-/// Sends what settling these jobs releases: each requeued job's own nack,
-/// then one ack for every done job no earlier open job holds back. Jobs of
-/// a lost connection were requeued by the broker already.
-fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWindow<Acker>) {
-    let mut newest = None;
-    for settle in settles {
-        if settle.generation != generation {
-            continue;
-        }
-        let released = if settle.requeue {
-            let options = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
-            send_now(settle.acker.nack(options));
-            window.requeued(settle.tag)
-        } else {
-            window.done(settle.tag, settle.acker)
-        };
-        if let Some(Ack::UpTo(acker)) = released {
-            // A later run includes the earlier ones.
-            newest = Some(acker);
-        }
-    }
-    if let Some(acker) = newest {
-        send_now(acker.ack(BasicAckOptions { multiple: true }));
-    }
+/// How long ago the job was published, from its AMQP `timestamp` (seconds
+/// since the epoch), if its publisher set one.
+fn published_age(properties: &BasicProperties) -> Option<Duration> {
+    let seconds = (*properties.timestamp())?;
+    let at = UNIX_EPOCH + Duration::from_secs(seconds);
+    // A publisher's clock ahead of ours would give negative durations.
+    SystemTime::now().duration_since(at).ok()
 }
 
 /// Hands an ack or nack to lapin without waiting for it to be written.
@@ -512,102 +296,8 @@ fn settle_jobs(settles: Vec<Settle>, generation: u64, window: &mut AckWindow<Ack
 /// it); waiting for each to be written would hold up the link task for a
 /// round trip to lapin's I/O thread per frame. One that fails is lost with
 /// its channel, and the broker then redelivers the jobs it covered.
-fn send_now(frame: impl std::future::Future<Output = lapin::Result<bool>>) {
+fn send_now(frame: impl std::future::Future<Output = lapin::Result<()>>) {
     if let Some(Err(e)) = frame.now_or_never() {
         tracing::warn!(error = %e, "acknowledgement not sent; the broker will redeliver those jobs");
     }
-}
-
-fn stale(outgoing: &Outgoing, generation: u64) -> bool {
-    outgoing
-        .then_ack
-        .as_ref()
-        .is_some_and(|taken| taken.generation != generation)
-}
-
-/// A live connection: the jobs consumer and the publish channel.
-struct Open {
-    connection: Connection,
-    consumer: Consumer,
-    publish: Channel,
-}
-
-impl Open {
-    async fn connect(config: &AmqpConfig, name: &str) -> Result<Open, lapin::Error> {
-        let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = super::connect(config, properties).await?;
-        let consume = connection.create_channel().await?;
-        topology::declare(&consume, config).await?;
-        consume
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await?;
-        let consumer = consume
-            .basic_consume(
-                config.jobs_queue.as_str().into(),
-                "herald".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let publish = open_publish(&connection, config).await?;
-        Ok(Open {
-            connection,
-            consumer,
-            publish,
-        })
-    }
-
-    async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), lapin::Error> {
-        self.publish = open_publish(&self.connection, config).await?;
-        Ok(())
-    }
-}
-
-async fn open_publish(
-    connection: &Connection,
-    config: &AmqpConfig,
-) -> Result<Channel, lapin::Error> {
-    let channel = connection.create_channel().await?;
-    topology::declare(&channel, config).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok(channel)
-}
-
-/// Publishes, waits for the confirm and settles the job; gives the message
-/// back if the broker did not confirm it.
-async fn publish(channel: Channel, outgoing: Outgoing) -> Result<(), Outgoing> {
-    let result = channel
-        .basic_publish(
-            outgoing.exchange.as_str().into(),
-            outgoing.routing_key.as_str().into(),
-            BasicPublishOptions::default(),
-            &outgoing.payload,
-            outgoing.properties.clone(),
-        )
-        .await;
-    let confirmed = match result {
-        Ok(confirm) => match confirm.await {
-            Ok(confirmation) => confirmation.is_ack(),
-            Err(e) => {
-                tracing::debug!(error = %e, routing_key = %outgoing.routing_key, "publish not confirmed");
-                false
-            }
-        },
-        Err(e) => {
-            tracing::debug!(error = %e, routing_key = %outgoing.routing_key, "publish failed");
-            false
-        }
-    };
-    if !confirmed {
-        return Err(outgoing);
-    }
-    if let Some(taken) = outgoing.then_ack {
-        taken.ack();
-    }
-    if let Some(confirmed) = outgoing.confirmed {
-        let _ = confirmed.send(());
-    }
-    Ok(())
 }

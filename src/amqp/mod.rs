@@ -1,14 +1,16 @@
 //! The half of Herald that faces the business applications: the jobs queue
 //! it consumes, the dead-letter queue, and the events exchange it reports to.
 //!
-//! lapin runs its own I/O thread; Herald's state never leaves the event
-//! loop. The link task ([`Link`]) keeps the connection up and does all
-//! waiting on the broker, so that the loop never does.
+//! lapin runs its own I/O thread; Herald's state never leaves the core.
+//! The link task ([`Link`]) keeps the connection up, does all waiting on
+//! the broker, so that the loop never does, and carries out the core's
+//! publishes and acknowledgements.
 
-mod ack_window;
+mod channel;
 mod link;
 pub mod tls;
 mod topology;
 
-pub use link::{Job, Link, Publisher, Taken, ERROR_HEADER};
+pub use channel::ERROR_HEADER;
+pub use link::{Command, Link, LinkEvent};
 pub use tls::connect;

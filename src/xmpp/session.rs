@@ -4,7 +4,7 @@
 //! The session owns its outbound queue so that the event loop never awaits
 //! a write: [`Session::next`] moves queued stanzas into the socket as far as
 //! the socket takes them and returns the next inbound item. Writing is not
-//! delivery: see [`crate::app`] for the barrier that tells what the server
+//! delivery: see [`crate::core`] for the barrier that tells what the server
 //! has actually read.
 
 use std::borrow::Cow;
@@ -29,6 +29,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
 use super::depth::{Pruned, MAX_DEPTH};
+use crate::core::InvalidStanza;
 use crate::metrics::{SessionMetrics, StanzaCounters};
 
 /// Inbound bytes pass the depth limit before tokio-xmpp parses them.
@@ -66,13 +67,7 @@ pub enum Closed {
 pub enum Inbound {
     Stanza(Stanza),
     /// A stanza that could not be parsed; the stream itself is still fine.
-    Invalid {
-        kind: String,
-        from: Option<String>,
-        id: Option<String>,
-        type_: Option<String>,
-        error: String,
-    },
+    Invalid(InvalidStanza),
     Closed(Closed),
 }
 
@@ -236,13 +231,13 @@ impl Session {
                     ..
                 }))) => {
                     self.metrics.received_invalid.inc();
-                    Inbound::Invalid {
+                    Inbound::Invalid(InvalidStanza {
                         kind: name.to_string(),
                         from: header.from,
                         id: header.id,
                         type_: header.type_,
                         error: error.to_string(),
-                    }
+                    })
                 }
                 Some(Ok(FallibleStreamElement::Err(e))) => {
                     tracing::warn!(error = %e, "invalid element from the server ignored");

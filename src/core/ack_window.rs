@@ -4,7 +4,7 @@
 //! order they came (their messages are written in order and barriers are
 //! answered in order), so most finished jobs can wait for the jobs before
 //! them and go in one ack: fewer frames for Herald and for the broker.
-//! Pure bookkeeping: the link task sends what it says.
+//! Pure bookkeeping: the core emits what it says.
 
 use std::collections::VecDeque;
 
@@ -58,18 +58,6 @@ impl<A> AckWindow<A> {
     /// it may now be acknowledged past it. `None` if `tag` is not outstanding.
     pub fn requeued(&mut self, tag: u64) -> Option<Ack<A>> {
         self.settle(tag, Slot::Requeued)
-    }
-
-    /// Every done job still waiting for an earlier one (the connection is
-    /// closing: acknowledge each on its own rather than have it redelivered).
-    pub fn drain_done(&mut self) -> Vec<A> {
-        self.slots
-            .drain(..)
-            .filter_map(|(_, slot)| match slot {
-                Slot::Done(acker) => Some(acker),
-                _ => None,
-            })
-            .collect()
     }
 
     fn settle(&mut self, tag: u64, settled: Slot<A>) -> Option<Ack<A>> {
@@ -145,15 +133,5 @@ mod tests {
         assert_eq!(w.done(6, 60), None);
         assert_eq!(w.requeued(6), None);
         assert_eq!(w.slots.len(), 2);
-    }
-
-    #[test]
-    fn closing_hands_back_every_done_job_still_waiting() {
-        let mut w = window(1..=4);
-        w.done(2, 2);
-        w.requeued(3);
-        w.done(4, 4);
-        assert_eq!(w.drain_done(), vec![2, 4]);
-        assert_eq!(w.slots.len(), 0);
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// Barriers that may be unanswered at once; more would only add pings.
 const MAX_IN_FLIGHT: usize = 4;
@@ -103,14 +103,6 @@ impl<T> Barriers<T> {
         Some(released)
     }
 
-    /// All work not yet proven read, oldest first.
-    pub fn pending_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.in_flight
-            .iter_mut()
-            .flat_map(|b| b.covers.iter_mut())
-            .chain(self.uncovered.iter_mut())
-    }
-
     /// The stream is gone: returns all work not proven read.
     pub fn abandon(&mut self) -> Vec<T> {
         let mut work: Vec<T> = self.in_flight.drain(..).flat_map(|b| b.covers).collect();
@@ -130,23 +122,6 @@ mod tests {
 
     fn now() -> Instant {
         Instant::now()
-    }
-
-    #[test]
-    fn pending_work_is_everything_not_yet_released() {
-        let mut barriers: Barriers<u32> = Barriers::new("b");
-        barriers.push(1);
-        let first = barriers.next_ping(false, now()).unwrap();
-        barriers.push(2);
-        barriers.next_ping(false, now()).unwrap();
-        barriers.push(3);
-        let pending: Vec<u32> = barriers.pending_mut().map(|w| *w).collect();
-        assert_eq!(pending, vec![1, 2, 3]);
-        barriers.answered(&first, now()).unwrap();
-        for work in barriers.pending_mut() {
-            *work *= 10;
-        }
-        assert_eq!(barriers.abandon(), vec![20, 30]);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Stanzas from the server: presence into the book and subscriptions,
 //! IQs answered (disco#info, ping, errors), messages to the handler.
 
-use tokio::time::Instant;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -10,22 +9,22 @@ use xmpp_parsers::ns;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use super::Component;
+use super::{Core, InvalidStanza, Output};
 use crate::handler::{Context, Effects, Handler};
 use crate::presence::{PresenceChange, ResourcePresence};
 use crate::store::Subscription;
-use crate::xmpp::{stanzas, Session};
+use crate::xmpp::stanzas;
 
-impl<H: Handler> Component<H> {
-    pub(super) fn on_stanza(&mut self, session: &mut Session, stanza: Stanza) {
+impl<H: Handler> Core<H> {
+    pub(super) fn on_stanza(&mut self, stanza: Stanza) {
         match stanza {
             Stanza::Presence(presence) if self.is_local(presence.from.as_ref()) => {
-                self.on_presence(session, presence)
+                self.on_presence(presence)
             }
             Stanza::Message(message) if self.is_local(message.from.as_ref()) => {
-                self.on_message(session, message)
+                self.on_message(message)
             }
-            Stanza::Iq(iq) => self.on_iq(session, iq),
+            Stanza::Iq(iq) => self.on_iq(iq),
             Stanza::Presence(Presence { from, .. }) | Stanza::Message(Message { from, .. }) => {
                 tracing::debug!(?from, "stanza from outside the server's domain ignored");
             }
@@ -37,26 +36,25 @@ impl<H: Handler> Component<H> {
     /// nothing else to a component; a stanza that claims another domain, or
     /// none, is ignored.
     fn is_local(&self, from: Option<&Jid>) -> bool {
-        from.is_some_and(|jid| jid.domain() == self.server.domain())
+        from.is_some_and(|jid| jid.domain() == self.settings.server.domain())
     }
 
     /// No server routes Herald a stanza from Herald's own domain: an answer
     /// would come back to Herald itself.
     fn claims_own_domain(&self, from: &Jid) -> bool {
-        from.domain() == self.domain.domain()
+        from.domain() == self.settings.domain.domain()
     }
 
     /// A stanza that did not parse. IQ requests still deserve an answer.
-    pub(super) fn on_invalid(
-        &mut self,
-        session: &mut Session,
-        kind: &str,
-        from: Option<String>,
-        id: Option<String>,
-        type_: Option<String>,
-        error: &str,
-    ) {
-        tracing::debug!(kind, ?from, error, "invalid stanza ignored");
+    pub(super) fn on_invalid(&mut self, invalid: InvalidStanza) {
+        let InvalidStanza {
+            kind,
+            from,
+            id,
+            type_,
+            error,
+        } = invalid;
+        tracing::debug!(%kind, ?from, %error, "invalid stanza ignored");
         let is_request = matches!(type_.as_deref(), Some("get" | "set"));
         if kind != "iq" || !is_request {
             return;
@@ -67,8 +65,8 @@ impl<H: Handler> Component<H> {
         if self.claims_own_domain(&from) {
             return;
         }
-        session.enqueue(stanzas::iq_error(
-            Jid::from(self.domain.clone()),
+        self.send(stanzas::iq_error(
+            Jid::from(self.settings.domain.clone()),
             from,
             id,
             ErrorType::Modify,
@@ -76,12 +74,12 @@ impl<H: Handler> Component<H> {
         ));
     }
 
-    fn on_presence(&mut self, session: &mut Session, presence: Presence) {
+    fn on_presence(&mut self, presence: Presence) {
         let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
             return;
         };
         let contact = to.to_bare();
-        if contact.domain() != self.domain.domain() {
+        if contact.domain() != self.settings.domain.domain() {
             return;
         }
         let user = from.to_bare();
@@ -109,12 +107,12 @@ impl<H: Handler> Component<H> {
             },
             PresenceType::Error => changes.extend(self.went_offline(&user)),
             PresenceType::Probe => {
-                session.enqueue(stanzas::presence(PresenceType::None, &contact, &user));
+                self.send(stanzas::presence(PresenceType::None, &contact, &user));
             }
             PresenceType::Subscribe => {
-                session.enqueue(stanzas::presence(PresenceType::Subscribed, &contact, &user));
-                session.enqueue(stanzas::presence(PresenceType::Subscribe, &contact, &user));
-                session.enqueue(stanzas::presence(PresenceType::None, &contact, &user));
+                self.send(stanzas::presence(PresenceType::Subscribed, &contact, &user));
+                self.send(stanzas::presence(PresenceType::Subscribe, &contact, &user));
+                self.send(stanzas::presence(PresenceType::None, &contact, &user));
                 self.remember(subscription);
             }
             PresenceType::Subscribed => self.remember(subscription),
@@ -132,11 +130,11 @@ impl<H: Handler> Component<H> {
             self.update_presence_gauges();
         }
         for change in changes {
-            if !self.limiter.allow(&user, Instant::now()) {
+            if !self.limiter.allow(&user, self.now) {
                 self.metrics.limited.presence.inc();
                 continue;
             }
-            self.with_handler(session, |handler, ctx| handler.on_presence(ctx, &change));
+            self.with_handler(|handler, ctx| handler.on_presence(ctx, &change));
         }
     }
 
@@ -152,22 +150,22 @@ impl<H: Handler> Component<H> {
             .collect()
     }
 
-    fn on_message(&mut self, session: &mut Session, message: Message) {
+    fn on_message(&mut self, message: Message) {
         if message.type_ == MessageType::Error {
             tracing::debug!(from = ?message.from, "message bounced");
             return;
         }
         let sender = message.from.as_ref().map(|from| from.to_bare());
         if let Some(sender) = sender {
-            if !self.limiter.allow(&sender, Instant::now()) {
+            if !self.limiter.allow(&sender, self.now) {
                 self.metrics.limited.message.inc();
                 return;
             }
         }
-        self.with_handler(session, |handler, ctx| handler.on_message(ctx, &message));
+        self.with_handler(|handler, ctx| handler.on_message(ctx, &message));
     }
 
-    fn on_iq(&mut self, session: &mut Session, iq: Iq) {
+    fn on_iq(&mut self, iq: Iq) {
         let (from, to, id) = match &iq {
             Iq::Result { id, .. } | Iq::Error { id, .. } => {
                 // Any answer, even an error, proves the server read up to the ping.
@@ -189,7 +187,7 @@ impl<H: Handler> Component<H> {
         }
         // Answering would send a stanza from outside Herald's domain, which
         // servers answer by closing the stream.
-        if to.domain() != self.domain.domain() {
+        if to.domain() != self.settings.domain.domain() {
             tracing::debug!(%to, "IQ for another domain ignored");
             return;
         }
@@ -201,11 +199,11 @@ impl<H: Handler> Component<H> {
         let reply = if is_get && payload.is("query", ns::DISCO_INFO) {
             let mut features = vec![ns::DISCO_INFO, ns::PING];
             features.extend(self.handler.features());
-            stanzas::disco_info(to, from, id, &self.name, &features)
+            stanzas::disco_info(to, from, id, &self.settings.name, &features)
         } else if is_get && payload.is("ping", ns::PING) {
             stanzas::iq_result(to, from, id)
         } else {
-            let answer = self.with_handler(session, |handler, ctx| handler.on_iq(ctx, &iq));
+            let answer = self.with_handler(|handler, ctx| handler.on_iq(ctx, &iq));
             answer.unwrap_or_else(|| {
                 stanzas::iq_error(
                     to,
@@ -216,20 +214,25 @@ impl<H: Handler> Component<H> {
                 )
             })
         };
-        session.enqueue(reply);
+        self.send(reply);
     }
 
-    fn with_handler<R>(
-        &mut self,
-        session: &mut Session,
-        call: impl FnOnce(&mut H, &mut Context<'_>) -> R,
-    ) -> R {
+    fn with_handler<R>(&mut self, call: impl FnOnce(&mut H, &mut Context<'_>) -> R) -> R {
         let mut effects = Effects::default();
         let result = {
-            let mut ctx = Context::new(&self.domain, &self.presence, &self.jobs, &mut effects);
+            let mut ctx = Context::new(
+                &self.settings.domain,
+                &self.presence,
+                &self.ledger,
+                &mut effects,
+            );
             call(&mut self.handler, &mut ctx)
         };
-        self.apply(session, effects);
+        self.apply(effects);
         result
+    }
+
+    fn send(&mut self, stanza: impl Into<tokio_xmpp::Stanza>) {
+        self.out.push_back(Output::Stanza(stanza.into()));
     }
 }

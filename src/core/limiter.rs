@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 pub struct SenderLimiter {

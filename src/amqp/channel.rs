@@ -1,0 +1,129 @@
+//! A live broker connection: the jobs consumer on one channel, publishing
+//! with confirms on another.
+
+use std::sync::Arc;
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+
+use super::topology;
+use crate::config::AmqpConfig;
+use crate::core::{Destination, Publish};
+
+/// Header of a dead letter that says why the job was refused.
+pub const ERROR_HEADER: &str = "x-herald-error";
+
+pub struct Open {
+    pub connection: Connection,
+    pub consume: Channel,
+    pub consumer: Consumer,
+    pub publish: Channel,
+}
+
+impl Open {
+    pub async fn connect(config: &AmqpConfig, name: &str) -> Result<Open, lapin::Error> {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = super::connect(config, properties).await?;
+        let consume = connection.create_channel().await?;
+        topology::declare(&consume, config).await?;
+        consume
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = consume
+            .basic_consume(
+                config.jobs_queue.as_str().into(),
+                "herald".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let publish = open_publish(&connection, config).await?;
+        Ok(Open {
+            connection,
+            consume,
+            consumer,
+            publish,
+        })
+    }
+
+    pub async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), lapin::Error> {
+        self.publish = open_publish(&self.connection, config).await?;
+        Ok(())
+    }
+}
+
+async fn open_publish(
+    connection: &Connection,
+    config: &AmqpConfig,
+) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    topology::declare(&channel, config).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Publishes and waits for the confirm: the message's id once confirmed,
+/// or the message back if the broker did not confirm it. A dead letter
+/// keeps the job's own properties (`kept`: message id, correlation id,
+/// timestamp, headers) and says why in [`ERROR_HEADER`].
+pub async fn publish(
+    channel: Channel,
+    config: Arc<AmqpConfig>,
+    message: Publish,
+    kept: Option<BasicProperties>,
+) -> Result<Option<u64>, Publish> {
+    let (exchange, routing_key, properties) = match &message.destination {
+        Destination::Events { routing_key } => (
+            config.events_exchange.as_str(),
+            routing_key.as_str(),
+            BasicProperties::default()
+                .with_content_type(ShortString::from("application/json"))
+                .with_delivery_mode(2),
+        ),
+        Destination::DeadLetter { reason, .. } => {
+            let kept = kept.unwrap_or_default();
+            let mut headers = kept.headers().clone().unwrap_or_default();
+            headers.insert(
+                ERROR_HEADER.into(),
+                AMQPValue::LongString(reason.clone().into()),
+            );
+            (
+                "",
+                config.dead_letter_queue.as_str(),
+                kept.with_headers(headers).with_delivery_mode(2),
+            )
+        }
+    };
+    let result = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            &message.payload,
+            properties,
+        )
+        .await;
+    let confirmed = match result {
+        Ok(confirm) => match confirm.await {
+            Ok(confirmation) => confirmation.is_ack(),
+            Err(e) => {
+                tracing::debug!(error = %e, routing_key, "publish not confirmed");
+                false
+            }
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, routing_key, "publish failed");
+            false
+        }
+    };
+    if confirmed {
+        Ok(message.id)
+    } else {
+        Err(message)
+    }
+}

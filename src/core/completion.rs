@@ -1,0 +1,149 @@
+//! Jobs from the server's proof of reading to their acknowledgement. A job
+//! whose stanzas were read is remembered as completed; once the store has
+//! committed that, its report is published; once the broker confirmed the
+//! report, the job is acknowledged. So an acknowledged job is a job
+//! remembered, and its redelivery or republication is a duplicate, never a
+//! resend.
+
+use super::broker::Awaiting;
+use super::jobs::Stage;
+use super::{Batch, Core, Covered, Destination, JobId, Output, Phase};
+use crate::handler::{Event, Handler};
+use crate::store::{Change, CompletedJob};
+
+impl<H: Handler> Core<H> {
+    /// The server answered barrier ping `id` (a result or an error: either
+    /// proves it read everything before). False if `id` is not ours.
+    pub(super) fn on_barrier_answered(&mut self, id: &str) -> bool {
+        let Some(released) = self.barriers.answered(id, self.now) else {
+            return false;
+        };
+        self.metrics
+            .server_roundtrip
+            .observe(released.roundtrip.as_secs_f64());
+        for covered in released.work {
+            match covered {
+                Covered::Checkpoint { key, token } => {
+                    self.ledger.advance(key.clone(), token.clone());
+                    self.store.write(Change::JobProgress { key, token });
+                }
+                // Some servers (ejabberd) answer a probe from the user's
+                // session, after the ping: allow for late answers.
+                Covered::Probes { ticket } => self
+                    .jobs
+                    .probes_answered(ticket, self.now + self.settings.probe_settle),
+                Covered::Job(id) => self.on_read(id),
+            }
+        }
+        if released.presence_settled && self.phase == Phase::Probing {
+            self.phase = Phase::Settling {
+                until: self.now + self.settings.probe_settle,
+            };
+        }
+        true
+    }
+
+    /// The server read the job's stanzas.
+    fn on_read(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            // Its broker connection was lost: the redelivery reports it.
+            return;
+        };
+        if job.stage != Stage::Written {
+            return;
+        }
+        let duration = self.now.saturating_duration_since(job.since);
+        self.metrics.jobs.delivered.inc();
+        self.metrics.job_duration.observe(duration.as_secs_f64());
+        match (job.key.clone(), job.report.clone()) {
+            (Some(key), Some(report)) => {
+                job.stage = Stage::Storing;
+                self.remember_completed(&key, report);
+                self.store.after_commit(id);
+            }
+            (key, Some(report)) => {
+                job.report = None;
+                self.report(id, key, report);
+            }
+            (_, None) => self.settle(id),
+        }
+    }
+
+    fn remember_completed(&mut self, key: &str, report: Event) {
+        let completion = self.ledger.complete(key, report.clone());
+        self.store.write(Change::JobDone(CompletedJob {
+            key: key.to_string(),
+            seq: completion.seq,
+            reported: false,
+            report: report.payload,
+        }));
+        for forgotten in completion.forgotten {
+            self.store.write(Change::JobForgotten(forgotten));
+        }
+        self.update_job_gauges();
+    }
+
+    pub(super) fn on_committed(&mut self, batch: u64) {
+        for id in self.store.committed(batch) {
+            let Some(job) = self.jobs.get_mut(id) else {
+                continue;
+            };
+            if job.stage != Stage::Storing {
+                continue;
+            }
+            let (key, report) = (job.key.clone(), job.report.take());
+            match report {
+                Some(report) => self.report(id, key, report),
+                None => self.settle(id),
+            }
+        }
+    }
+
+    pub(super) fn on_commit_failed(&mut self, batch: Batch, error: &str) {
+        self.metrics.store_errors.inc();
+        if let Some(retry_at) = self.store.failed(batch, self.now) {
+            let retry_in = retry_at.saturating_duration_since(self.now);
+            tracing::error!(
+                error,
+                ?retry_in,
+                "store commit failed; jobs wait until it succeeds"
+            );
+        }
+    }
+
+    /// Publishes the job's report; the job is acknowledged once the broker
+    /// confirmed it.
+    pub(super) fn report(&mut self, id: JobId, key: Option<String>, report: Event) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.stage = Stage::Reporting;
+        let awaiting = Awaiting {
+            job: id,
+            reported_key: key,
+        };
+        let destination = Destination::Events {
+            routing_key: report.routing_key,
+        };
+        let publish = self.broker.settling(awaiting, destination, report.payload);
+        self.out.push_back(Output::Publish(publish));
+    }
+
+    pub(super) fn on_published(&mut self, id: u64) {
+        self.metrics.events_confirmed.inc();
+        let Some(awaiting) = self.broker.confirmed(id) else {
+            return;
+        };
+        if let Some(key) = awaiting.reported_key {
+            // A completed job whose report never went out still owes it
+            // after a restart; this one no longer does.
+            self.store.write(Change::JobReported(key));
+        }
+        self.settle(awaiting.job);
+    }
+
+    /// The job is done with: acknowledged in delivery order.
+    pub(super) fn settle(&mut self, id: JobId) {
+        self.jobs.ack(id, &mut self.out);
+    }
+}

@@ -1,0 +1,195 @@
+//! Jobs from their delivery to their fan-out: held in order while unknown
+//! recipients are probed, handed to the handler, and their stanzas queued
+//! with a barrier after each checkpoint.
+
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::presence::Type as PresenceType;
+
+use super::broker::Awaiting;
+use super::jobs::{Hold, Stage, Turn};
+use super::{Core, Covered, Delivery, Destination, JobId, Output, Phase, StrangerTest};
+use crate::handler::{Context, Effects, Handler, JobOutcome, Tally};
+use crate::xmpp::stanzas;
+
+impl<H: Handler> Core<H> {
+    /// A job from the queue waits behind those already held; then what may
+    /// go goes (see [`Core::advance_held`]).
+    pub(super) fn on_delivery(&mut self, delivery: Delivery) {
+        if matches!(self.phase, Phase::Draining { .. } | Phase::Closing { .. }) {
+            let id = delivery.id;
+            self.jobs.take(delivery, self.now);
+            self.jobs.requeue(id, &mut self.out);
+            return;
+        }
+        let since = delivery
+            .age
+            .and_then(|age| self.now.checked_sub(age))
+            .unwrap_or(self.now);
+        self.jobs.take(delivery, since);
+        self.update_job_gauges();
+    }
+
+    /// Fans out held jobs in order while the first may go: examined and
+    /// without strangers, or with its probes answered. Then examines the
+    /// jobs behind it, so that their probes go out now rather than in turn.
+    pub(super) fn advance_held(&mut self) {
+        while let Some((id, turn)) = self.jobs.first_held(self.now) {
+            let probing = match turn {
+                Turn::Wait => break,
+                Turn::Examine => true,
+                Turn::Run => false,
+            };
+            let (outcome, effects) = self.examine(id, probing);
+            match outcome {
+                JobOutcome::Probe { users } if probing => {
+                    if users.is_empty() {
+                        self.jobs.set_stage(id, Stage::Held(Hold::Examined));
+                    } else {
+                        self.probe_strangers(id, users);
+                    }
+                }
+                outcome => {
+                    self.jobs.pop_held();
+                    self.finish(id, outcome, effects);
+                }
+            }
+        }
+        for id in self.jobs.unexamined_behind() {
+            match self.examine(id, true).0 {
+                JobOutcome::Probe { users } if !users.is_empty() => self.probe_strangers(id, users),
+                // Run in its turn, against the presence of that moment.
+                _ => self.jobs.set_stage(id, Stage::Held(Hold::Examined)),
+            }
+        }
+        self.update_job_gauges();
+    }
+
+    /// The handler's verdict on a job; with `probing`, it may name
+    /// strangers to probe first.
+    fn examine(&mut self, id: JobId, probing: bool) -> (JobOutcome, Effects) {
+        let mut effects = Effects::default();
+        let Some(job) = self.jobs.get(id) else {
+            return (JobOutcome::Probe { users: Vec::new() }, effects);
+        };
+        let settings = &self.settings;
+        let mut ctx = Context::new(&settings.domain, &self.presence, &self.ledger, &mut effects)
+            .for_redelivery(job.delivery.redelivered);
+        if probing {
+            ctx = ctx.probing(StrangerTest {
+                server: &settings.server,
+                subscribers: &self.subscribers,
+                strangers: &self.strangers,
+                now: self.now,
+            });
+        }
+        let outcome = self.handler.on_job(&mut ctx, &job.delivery.payload);
+        (outcome, effects)
+    }
+
+    /// Probes `users` for held job `id`, which then waits for a barrier
+    /// behind the probes.
+    fn probe_strangers(&mut self, id: JobId, users: Vec<BareJid>) {
+        self.metrics
+            .probes
+            .unknown_recipient
+            .inc_by(users.len() as u64);
+        tracing::debug!(users = users.len(), "probing unknown recipients");
+        for user in users {
+            let probe = stanzas::presence(PresenceType::Probe, &self.settings.contact, &user);
+            self.out.push_back(Output::Stanza(probe.into()));
+            self.strangers.probed(user, self.now);
+        }
+        let ticket = self.jobs.probing(id);
+        self.barriers.push(Covered::Probes { ticket });
+    }
+
+    fn finish(&mut self, id: JobId, outcome: JobOutcome, effects: Effects) {
+        match outcome {
+            JobOutcome::Probe { .. } => {
+                // Only a handler that ignores `is_stranger` asks again once
+                // its probes were answered; holding the job would loop.
+                let reason = "the handler asked for probes of recipients already probed";
+                self.dead_letter(id, reason.to_string());
+            }
+            JobOutcome::DeadLetter { reason } => self.dead_letter(id, reason),
+            JobOutcome::Duplicate { report, key } => {
+                self.metrics.jobs.duplicate.inc();
+                self.ledger.reporting(&key);
+                match report {
+                    Some(report) => self.report(id, Some(key), report),
+                    None => self.settle(id),
+                }
+            }
+            JobOutcome::Done { report, tally, key } => {
+                self.count_recipients(tally);
+                if let (Some(key), Some(report)) = (&key, &report) {
+                    self.ledger.start(key.clone(), report.clone());
+                }
+                self.write_job(effects, key.as_deref());
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.key = key;
+                    job.report = report;
+                    job.stage = Stage::Written;
+                }
+                self.barriers.push(Covered::Job(id));
+            }
+        }
+    }
+
+    fn dead_letter(&mut self, id: JobId, reason: String) {
+        tracing::warn!(%reason, "job dead-lettered");
+        self.metrics.jobs.dead_lettered.inc();
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.stage = Stage::Reporting;
+        let payload = std::mem::take(&mut job.delivery.payload);
+        let awaiting = Awaiting {
+            job: id,
+            reported_key: None,
+        };
+        let destination = Destination::DeadLetter { job: id, reason };
+        let publish = self.broker.settling(awaiting, destination, payload);
+        self.out.push_back(Output::Publish(publish));
+    }
+
+    /// A job's stanzas, with a barrier after each checkpoint so that its
+    /// progress is saved as the server reads it; then its events.
+    fn write_job(&mut self, effects: Effects, key: Option<&str>) {
+        let Effects {
+            stanzas,
+            events,
+            checkpoints,
+        } = effects;
+        let mut checkpoints = checkpoints.into_iter().peekable();
+        let total = stanzas.len();
+        for (sent, stanza) in stanzas.into_iter().enumerate() {
+            while let Some((_, token)) = checkpoints.next_if(|(at, _)| *at <= sent) {
+                self.checkpoint(key, token);
+            }
+            self.out.push_back(Output::Stanza(stanza));
+        }
+        for (_, token) in checkpoints.filter(|(at, _)| *at <= total) {
+            self.checkpoint(key, token);
+        }
+        self.publish_events(events);
+    }
+
+    fn checkpoint(&mut self, key: Option<&str>, token: Vec<u8>) {
+        let Some(key) = key else { return };
+        self.barriers.push(Covered::Checkpoint {
+            key: key.to_string(),
+            token,
+        });
+        let id = self.barriers.ping_now(self.now);
+        self.ping(id);
+    }
+
+    fn count_recipients(&self, tally: Tally) {
+        let counters = &self.metrics.recipients;
+        counters.sent.inc_by(tally.sent);
+        counters.offline.inc_by(tally.offline);
+        counters.unavailable.inc_by(tally.unavailable);
+        counters.invalid.inc_by(tally.invalid);
+    }
+}

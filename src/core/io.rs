@@ -1,0 +1,135 @@
+//! What goes into the core and what comes out of it. The shell turns
+//! sockets, the broker, the store file and the clock into [`Input`]s and
+//! carries out every [`Output`]; the core never does either itself.
+
+use std::time::Duration;
+
+use tokio_xmpp::Stanza;
+
+use crate::store::Change;
+
+/// A job's place with the broker: the connection it came on (numbered from
+/// 1) and its delivery tag on that connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId {
+    pub generation: u64,
+    pub tag: u64,
+}
+
+/// A job as the broker delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: JobId,
+    pub payload: Vec<u8>,
+    /// The broker delivered it before: an earlier attempt may have sent
+    /// some of its messages.
+    pub redelivered: bool,
+    /// How long ago it was published (from its AMQP timestamp), if known.
+    pub age: Option<Duration>,
+}
+
+/// A stanza that did not parse; IQ requests among them still get an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidStanza {
+    pub kind: String,
+    pub from: Option<String>,
+    pub id: Option<String>,
+    pub type_: Option<String>,
+    pub error: String,
+}
+
+/// Everything the core reacts to, besides time ([`crate::core::Core::handle_timeout`]).
+// Stanzas are the hot path: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input {
+    /// The XEP-0114 handshake succeeded on a new stream.
+    StreamUp,
+    Stanza(Stanza),
+    InvalidStanza(InvalidStanza),
+    /// The stream ended: what was written and not proven read may be lost.
+    StreamLost,
+    /// A broker connection is up; its deliveries carry `generation`.
+    BrokerUp {
+        generation: u64,
+    },
+    Delivery(Delivery),
+    /// The broker connection `generation` is gone: the broker requeues its
+    /// unacknowledged jobs by itself and its publishes are lost.
+    BrokerLost {
+        generation: u64,
+    },
+    /// The broker confirmed publish `id`.
+    Published {
+        id: u64,
+    },
+    /// The broker refused a publish (or its channel closed under it); the
+    /// shell gives it back to be retried.
+    PublishRefused {
+        publish: Publish,
+    },
+    /// The store committed batch `id`.
+    Committed {
+        batch: u64,
+    },
+    /// The store could not commit a batch; nothing of it was written, and
+    /// the shell gives it back to be retried.
+    CommitFailed {
+        batch: Batch,
+        error: String,
+    },
+    /// Stop taking jobs, let the server confirm what was written, give the
+    /// rest back.
+    Shutdown,
+}
+
+/// Where a publish goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// The events exchange, with this routing key.
+    Events { routing_key: String },
+    /// The dead-letter queue, keeping the job's own AMQP properties and
+    /// saying why.
+    DeadLetter { job: JobId, reason: String },
+}
+
+/// A message for the broker. With an `id`, the core waits for its
+/// confirm ([`Input::Published`]); without one it is best effort (events
+/// that describe a moment already past).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub id: Option<u64>,
+    /// The broker connection it belongs to: the shell drops it if that
+    /// connection is gone (its job was requeued).
+    pub generation: u64,
+    pub destination: Destination,
+    pub payload: Vec<u8>,
+}
+
+/// Store changes to commit together, in order, before any later batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub id: u64,
+    pub changes: Vec<Change>,
+}
+
+/// What the shell is to do, in the order given.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Output {
+    /// Write a stanza to the current stream.
+    Stanza(Stanza),
+    Publish(Publish),
+    /// Acknowledge the job (with `multiple`: and every earlier delivery of
+    /// its connection not yet settled).
+    Ack {
+        job: JobId,
+        multiple: bool,
+    },
+    /// Give the job back to the queue.
+    Requeue {
+        job: JobId,
+    },
+    /// Commit a batch; answer [`Input::Committed`] or [`Input::CommitFailed`].
+    Commit(Batch),
+}

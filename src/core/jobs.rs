@@ -1,0 +1,351 @@
+//! Every job Herald has taken and not yet settled with the broker, and the
+//! one place where a job's stage is kept. A job goes
+//!
+//! ```text
+//! Held(New) ─▶ Held(Probing) ─▶ Held(Settling) ─┐
+//!     │                                          ▼
+//!     └──────▶ Held(Examined) ────────────▶ fanned out ─▶ Written ─▶ Storing ─▶ Reporting ─▶ acknowledged
+//!                                                  │                      (report confirmed)
+//!                                                  └─▶ Reporting (duplicate, dead letter) ─▶ acknowledged
+//! ```
+//!
+//! and leaves the table when it is acknowledged or requeued. Held jobs go
+//! out in the order they were taken: a job waiting for its probes holds the
+//! ones behind it, which are examined early so that their own probes travel
+//! meanwhile. Acknowledgements go in delivery order ([`AckWindow`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use super::ack_window::{Ack, AckWindow};
+use super::io::{Delivery, JobId, Output};
+use crate::handler::Event;
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Taken, not fanned out yet.
+    Held(Hold),
+    /// Its stanzas are queued; it waits for a barrier after them.
+    Written,
+    /// The server read its stanzas; it waits for the store to commit its
+    /// completion.
+    Storing,
+    /// Its report or dead letter is published; it waits for the confirm.
+    Reporting,
+}
+
+/// Where a held job stands (on the current stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Not examined for unknown recipients yet.
+    New,
+    /// Examined; it had no unknown recipient.
+    Examined,
+    /// Its probes are out; the barrier `ticket` tells when they are read.
+    Probing(u64),
+    /// Its probes were answered; late answers may come until then.
+    Settling(Instant),
+}
+
+/// What to do with the first held job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Look for unknown recipients, and fan it out if there are none.
+    Examine,
+    /// Fan it out: its recipients are known or were probed.
+    Run,
+    /// Nothing yet: its probes are unanswered or settling.
+    Wait,
+}
+
+#[derive(Debug)]
+pub struct Job {
+    pub delivery: Delivery,
+    /// When it was published (or else taken): for the job duration metric.
+    pub since: Instant,
+    pub stage: Stage,
+    /// The handler's key (a broadcast job's `id`), once fanned out.
+    pub key: Option<String>,
+    /// The report to publish once the server read the job's stanzas.
+    pub report: Option<Event>,
+}
+
+#[derive(Debug, Default)]
+pub struct Jobs {
+    table: HashMap<JobId, Job>,
+    held: VecDeque<JobId>,
+    /// Deliveries of the current broker connection not yet settled.
+    window: AckWindow<u64>,
+    next_ticket: u64,
+}
+
+impl Jobs {
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn get(&self, id: JobId) -> Option<&Job> {
+        self.table.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
+        self.table.get_mut(&id)
+    }
+
+    /// Jobs in `stage`-matching states, oldest delivery first.
+    pub fn ids_where(&self, keep: impl Fn(&Job) -> bool) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
+            .table
+            .iter()
+            .filter(|(_, job)| keep(job))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A job arrived; it waits behind those already held.
+    pub fn take(&mut self, delivery: Delivery, since: Instant) {
+        let id = delivery.id;
+        self.window.taken(id.tag);
+        self.held.push_back(id);
+        self.table.insert(
+            id,
+            Job {
+                delivery,
+                since,
+                stage: Stage::Held(Hold::New),
+                key: None,
+                report: None,
+            },
+        );
+    }
+
+    /// The first held job and what to do with it at `now`.
+    pub fn first_held(&self, now: Instant) -> Option<(JobId, Turn)> {
+        let id = *self.held.front()?;
+        let turn = match self.table.get(&id)?.stage {
+            Stage::Held(Hold::New) => Turn::Examine,
+            Stage::Held(Hold::Settling(at)) if at <= now => Turn::Run,
+            Stage::Held(Hold::Probing(_) | Hold::Settling(_)) => Turn::Wait,
+            _ => Turn::Run,
+        };
+        Some((id, turn))
+    }
+
+    /// The first held job leaves the queue (its stage is set next).
+    pub fn pop_held(&mut self) -> Option<JobId> {
+        self.held.pop_front()
+    }
+
+    /// The held jobs behind the first that are not examined yet.
+    pub fn unexamined_behind(&self) -> Vec<JobId> {
+        self.held
+            .iter()
+            .skip(1)
+            .filter(|id| self.stage(**id) == Some(Stage::Held(Hold::New)))
+            .copied()
+            .collect()
+    }
+
+    pub fn stage(&self, id: JobId) -> Option<Stage> {
+        self.table.get(&id).map(|job| job.stage)
+    }
+
+    pub fn set_stage(&mut self, id: JobId, stage: Stage) {
+        if let Some(job) = self.table.get_mut(&id) {
+            job.stage = stage;
+        }
+    }
+
+    /// Probes went out for held job `id`; returns the ticket that
+    /// [`Jobs::probes_answered`] takes once a barrier after them is answered.
+    pub fn probing(&mut self, id: JobId) -> u64 {
+        self.next_ticket += 1;
+        self.set_stage(id, Stage::Held(Hold::Probing(self.next_ticket)));
+        self.next_ticket
+    }
+
+    /// The probes of `ticket` (and earlier ones: barriers are answered in
+    /// order) are answered; their jobs may run from `settled_at`.
+    pub fn probes_answered(&mut self, ticket: u64, settled_at: Instant) {
+        for id in &self.held {
+            if let Some(job) = self.table.get_mut(id) {
+                if matches!(job.stage, Stage::Held(Hold::Probing(t)) if t <= ticket) {
+                    job.stage = Stage::Held(Hold::Settling(settled_at));
+                }
+            }
+        }
+    }
+
+    /// When the first held job stops waiting for late answers.
+    pub fn held_settles_at(&self) -> Option<Instant> {
+        match self.stage(*self.held.front()?)? {
+            Stage::Held(Hold::Settling(at)) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// The stream was lost, and with it probes and their answers: every
+    /// held job is examined again on the next stream.
+    pub fn restart_held(&mut self) {
+        for id in &self.held {
+            if let Some(job) = self.table.get_mut(id) {
+                job.stage = Stage::Held(Hold::New);
+            }
+        }
+    }
+
+    /// Every held job, in order, leaving the queue.
+    pub fn drain_held(&mut self) -> Vec<JobId> {
+        self.held.drain(..).collect()
+    }
+
+    /// The job is done with: acknowledged, in delivery order.
+    pub fn ack(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
+        let job = self.table.remove(&id)?;
+        if let Some(Ack::UpTo(tag)) = self.window.done(id.tag, id.tag) {
+            out.push_back(Output::Ack {
+                job: JobId { tag, ..id },
+                multiple: true,
+            });
+        }
+        Some(job)
+    }
+
+    /// The job goes back to the queue; later done jobs may be acknowledged
+    /// past it.
+    pub fn requeue(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
+        let job = self.table.remove(&id)?;
+        self.held.retain(|held| *held != id);
+        out.push_back(Output::Requeue { job: id });
+        if let Some(Ack::UpTo(tag)) = self.window.requeued(id.tag) {
+            out.push_back(Output::Ack {
+                job: JobId { tag, ..id },
+                multiple: true,
+            });
+        }
+        Some(job)
+    }
+
+    /// The broker connection `generation` is gone, and the broker requeued
+    /// its jobs: they leave the table without a word to the broker.
+    pub fn forget_generation(&mut self, generation: u64) -> Vec<Job> {
+        let ids = self.ids_where(|job| job.delivery.id.generation == generation);
+        self.held.retain(|id| id.generation != generation);
+        self.window = AckWindow::default();
+        ids.into_iter()
+            .filter_map(|id| self.table.remove(&id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn delivery(tag: u64) -> Delivery {
+        Delivery {
+            id: JobId { generation: 1, tag },
+            payload: Vec::new(),
+            redelivered: false,
+            age: None,
+        }
+    }
+
+    fn id(tag: u64) -> JobId {
+        JobId { generation: 1, tag }
+    }
+
+    #[test]
+    fn a_new_job_is_examined_first_and_an_examined_one_runs() {
+        let mut jobs = Jobs::default();
+        let now = Instant::now();
+        jobs.take(delivery(1), now);
+        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Examine)));
+        jobs.set_stage(id(1), Stage::Held(Hold::Examined));
+        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Run)));
+        assert_eq!(jobs.pop_held(), Some(id(1)));
+        assert_eq!(jobs.held_len(), 0);
+    }
+
+    #[test]
+    fn a_probing_job_holds_the_ones_behind_it_until_its_probes_settle() {
+        let mut jobs = Jobs::default();
+        let now = Instant::now();
+        let settle = Duration::from_millis(300);
+        jobs.take(delivery(1), now);
+        jobs.take(delivery(2), now);
+        let ticket = jobs.probing(id(1));
+        assert_eq!(jobs.unexamined_behind(), vec![id(2)]);
+        jobs.set_stage(id(2), Stage::Held(Hold::Examined));
+        assert!(jobs.unexamined_behind().is_empty());
+        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Wait)));
+
+        jobs.probes_answered(ticket, now + settle);
+        assert_eq!(jobs.held_settles_at(), Some(now + settle));
+        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Wait)));
+        assert_eq!(jobs.first_held(now + settle), Some((id(1), Turn::Run)));
+        jobs.pop_held();
+        assert_eq!(jobs.first_held(now), Some((id(2), Turn::Run)));
+    }
+
+    #[test]
+    fn an_answer_settles_its_ticket_and_earlier_ones_only() {
+        let mut jobs = Jobs::default();
+        let now = Instant::now();
+        for tag in 1..=3 {
+            jobs.take(delivery(tag), now);
+        }
+        let first = jobs.probing(id(1));
+        let second = jobs.probing(id(2));
+        let third = jobs.probing(id(3));
+        assert!(first < second && second < third);
+        jobs.probes_answered(second, now);
+        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Run)));
+        jobs.pop_held();
+        assert_eq!(jobs.first_held(now), Some((id(2), Turn::Run)));
+        jobs.pop_held();
+        assert_eq!(jobs.first_held(now), Some((id(3), Turn::Wait)));
+    }
+
+    #[test]
+    fn a_lost_stream_makes_every_held_job_new_again_in_order() {
+        let mut jobs = Jobs::default();
+        let now = Instant::now();
+        jobs.take(delivery(1), now);
+        jobs.take(delivery(2), now);
+        let ticket = jobs.probing(id(1));
+        jobs.set_stage(id(2), Stage::Held(Hold::Examined));
+        jobs.restart_held();
+        jobs.probes_answered(ticket, now);
+        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Examine)));
+        assert_eq!(jobs.unexamined_behind(), vec![id(2)]);
+    }
+
+    #[test]
+    fn acknowledgements_wait_for_earlier_jobs_and_pass_requeued_ones() {
+        let mut jobs = Jobs::default();
+        let now = Instant::now();
+        let mut out = VecDeque::new();
+        for tag in 1..=3 {
+            jobs.take(delivery(tag), now);
+        }
+        jobs.drain_held();
+        jobs.ack(id(3), &mut out);
+        assert!(out.is_empty(), "1 and 2 are still open");
+        jobs.requeue(id(1), &mut out);
+        jobs.ack(id(2), &mut out);
+        let acks: Vec<String> = out.iter().map(|o| format!("{o:?}")).collect();
+        assert_eq!(acks.len(), 2);
+        assert!(acks[0].starts_with("Requeue"), "{acks:?}");
+        assert!(acks[1].contains("tag: 3") && acks[1].contains("multiple: true"));
+        assert_eq!(jobs.len(), 0);
+    }
+}

@@ -1,0 +1,509 @@
+//! Herald's core: every piece of state and every decision, with no I/O.
+//! It takes [`Input`]s (a stanza, a delivery, a confirm, a commit, the
+//! stream or the broker connection up or lost) and the time, and gives
+//! [`Output`]s (stanzas, publishes, acknowledgements, store batches) to
+//! [`Core::poll_output`] and its next deadline to [`Core::poll_timeout`].
+//! The shell ([`crate::shell`]) owns the sockets, the broker client, the
+//! store file and the clock, and only moves inputs in and outputs out; the
+//! simulation (`tests/simulation`) drives the same core with simulated
+//! servers, brokers, stores and time.
+//!
+//! A job's life is one [`jobs::Stage`], the XMPP side's one [`Phase`].
+//! Inputs from a broker connection that is gone are dropped where they
+//! arrive ([`Core::handle`]); stanzas only go out while there is a stream.
+
+mod ack_window;
+mod barrier;
+mod broker;
+mod completion;
+mod inbound;
+mod intake;
+pub mod io;
+mod jobs;
+mod ledger;
+mod limiter;
+mod phase;
+mod settings;
+mod store_log;
+mod strangers;
+mod subscribers;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use xmpp_parsers::presence::Type as PresenceType;
+
+use crate::handler::{Context, Effects, Event, Handler};
+use crate::metrics::Metrics;
+use crate::presence::{PresenceBook, PresenceChange};
+use crate::store::{self, Change, CompletedJob, Subscription};
+use crate::xmpp::stanzas;
+use barrier::Barriers;
+use broker::Broker;
+pub use io::{Batch, Delivery, Destination, Input, InvalidStanza, JobId, Output, Publish};
+use jobs::{Jobs, Stage};
+pub use ledger::Earlier;
+pub(crate) use ledger::Ledger;
+use limiter::SenderLimiter;
+pub use phase::Phase;
+pub use settings::Settings;
+pub use strangers::StrangerTest;
+use strangers::Strangers;
+use subscribers::Subscribers;
+
+/// How long shutdown waits for the server to confirm what was written.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// How long shutdown then waits for commits and report confirms.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// What an earlier run left in the store.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub subscriptions: Vec<Subscription>,
+    /// Oldest first.
+    pub completed: Vec<CompletedJob>,
+    pub progress: Vec<(String, Vec<u8>)>,
+}
+
+/// What waits for the server to read the stanzas before it.
+#[derive(Debug)]
+enum Covered {
+    Job(JobId),
+    /// A point inside a job: its progress is saved once read.
+    Checkpoint {
+        key: String,
+        token: Vec<u8>,
+    },
+    /// Probes of unknown recipients: their held jobs may go once read.
+    Probes {
+        ticket: u64,
+    },
+}
+
+pub struct Core<H> {
+    handler: H,
+    settings: Settings,
+    phase: Phase,
+    presence: PresenceBook,
+    subscribers: Subscribers,
+    /// Recipients probed lately without learning anything.
+    strangers: Strangers,
+    limiter: SenderLimiter,
+    ledger: Ledger,
+    jobs: Jobs,
+    barriers: Barriers<Covered>,
+    store: StoreLog,
+    broker: Broker,
+    out: VecDeque<Output>,
+    metrics: Metrics,
+    now: Instant,
+    keepalive_at: Instant,
+}
+
+use store_log::StoreLog;
+
+impl<H: Handler> Core<H> {
+    pub fn new(
+        settings: Settings,
+        handler: H,
+        restored: Restored,
+        metrics: Metrics,
+        now: Instant,
+    ) -> Self {
+        metrics
+            .subscriptions
+            .set(restored.subscriptions.len() as i64);
+        let mut core = Core {
+            handler,
+            phase: Phase::Down { was_ready: false },
+            presence: PresenceBook::new(),
+            subscribers: Subscribers::new(restored.subscriptions),
+            strangers: Strangers::new(settings.unknown_probe_ttl),
+            limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
+            ledger: Ledger::new(settings.remember_jobs),
+            jobs: Jobs::default(),
+            barriers: Barriers::new("herald-barrier"),
+            store: StoreLog::new(settings.max_backoff),
+            broker: Broker::new(settings.max_backoff),
+            out: VecDeque::new(),
+            metrics,
+            now,
+            keepalive_at: now + settings.keepalive,
+            settings,
+        };
+        for job in restored.completed {
+            let report = Event {
+                routing_key: crate::broadcast::REPORT_KEY.to_string(),
+                payload: job.report,
+            };
+            for key in core.ledger.restore(job.key, job.seq, report, job.reported) {
+                core.store.write(Change::JobForgotten(key));
+            }
+        }
+        for (key, token) in restored.progress {
+            core.ledger.advance(key, token);
+        }
+        core.update_job_gauges();
+        core
+    }
+
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        self.now = now;
+        match input {
+            Input::StreamUp => self.on_stream_up(),
+            Input::Stanza(stanza) if self.phase.has_stream() => self.on_stanza(stanza),
+            Input::InvalidStanza(invalid) if self.phase.has_stream() => self.on_invalid(invalid),
+            Input::Stanza(_) | Input::InvalidStanza(_) => {}
+            Input::StreamLost => self.on_stream_lost(),
+            Input::BrokerUp { generation } => self.on_broker_up(generation),
+            Input::BrokerLost { generation } => self.on_broker_lost(generation),
+            Input::Delivery(delivery) => {
+                // The one place where a job of a connection since lost is
+                // dropped: the broker has requeued it.
+                let generation = delivery.id.generation;
+                if self.broker.live().is_none_or(|live| live < generation) {
+                    self.on_broker_up(generation);
+                }
+                if self.broker.live() == Some(generation) {
+                    self.on_delivery(delivery);
+                }
+            }
+            Input::Published { id } => self.on_published(id),
+            Input::PublishRefused { publish } => {
+                self.metrics.events_failed.inc();
+                if self.broker.refused(publish, now).is_some() {
+                    tracing::warn!("publish refused; retrying without redoing the job");
+                }
+            }
+            Input::Committed { batch } => self.on_committed(batch),
+            Input::CommitFailed { batch, error } => self.on_commit_failed(batch, &error),
+            Input::Shutdown => self.on_shutdown(),
+        }
+        self.advance();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Phase::Settling { until } = self.phase {
+            if until <= now {
+                self.on_presence_rebuilt();
+            }
+        }
+        if self.phase.has_stream() && self.keepalive_at <= now {
+            self.keepalive_at = now + self.settings.keepalive;
+            if let Some(id) = self.barriers.next_ping(true, now) {
+                self.ping(id);
+            }
+            self.limiter.sweep(now);
+            self.strangers.sweep(now);
+        }
+        for publish in self.broker.retry(now) {
+            self.out.push_back(Output::Publish(publish));
+        }
+        if let Phase::Draining { until } = self.phase {
+            if until <= now {
+                self.close_stream_work();
+            }
+        }
+        self.advance();
+    }
+
+    /// The next output to carry out, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() {
+            // After everything queued in this turn: one barrier covers it all.
+            if self.phase.has_stream() {
+                if let Some(id) = self.barriers.next_ping(false, self.now) {
+                    self.ping(id);
+                }
+            }
+            if let Some(batch) = self.store.next_batch(self.now) {
+                self.out.push_back(Output::Commit(batch));
+            }
+        }
+        self.out.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] is to be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let phase = match self.phase {
+            Phase::Settling { until } | Phase::Draining { until } | Phase::Closing { until } => {
+                Some(until)
+            }
+            Phase::Ready => self.jobs.held_settles_at(),
+            Phase::Probing | Phase::Down { .. } => None,
+        };
+        let keepalive = self.phase.has_stream().then_some(self.keepalive_at);
+        [
+            phase,
+            keepalive,
+            self.broker.retry_at(),
+            self.store.retry_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the shell should hand over jobs (backpressure aside).
+    pub fn takes_jobs(&self) -> bool {
+        self.phase.takes_jobs()
+    }
+
+    /// Shutdown is complete: every job is settled or left to the broker.
+    pub fn is_finished(&self) -> bool {
+        match self.phase {
+            Phase::Closing { until } => {
+                (self.jobs.len() == 0 && self.store.is_idle()) || until <= self.now
+            }
+            _ => false,
+        }
+    }
+
+    /// Changes not committed when shutdown ends, for a last attempt.
+    pub fn take_unwritten(&mut self) -> Vec<Change> {
+        self.store.take_unwritten()
+    }
+
+    /// A new stream knows nothing of the old one's presence: forget it and
+    /// probe every subscriber, then wait for the server to answer the probes.
+    fn on_stream_up(&mut self) {
+        if !matches!(self.phase, Phase::Down { .. }) {
+            return;
+        }
+        self.forget_presence();
+        self.strangers.clear();
+        self.phase = Phase::Probing;
+        self.keepalive_at = self.now + self.settings.keepalive;
+        for (user, contact) in self.subscribers.iter() {
+            let probe = stanzas::presence(PresenceType::Probe, contact, user);
+            self.out.push_back(Output::Stanza(probe.into()));
+        }
+        let probes = self.subscribers.len();
+        self.metrics.probes.subscriber.inc_by(probes as u64);
+        tracing::info!(probes, "probing subscribers");
+        self.barriers.request_settle();
+    }
+
+    fn on_presence_rebuilt(&mut self) {
+        self.phase = Phase::Ready;
+        self.metrics.presence_ready.set(1);
+        self.metrics.update_ready();
+        tracing::info!(
+            users = self.presence.online_users(),
+            resources = self.presence.online_resources(),
+            "presence rebuilt; taking jobs"
+        );
+    }
+
+    /// Jobs not proven read go back to the queue; they will be delivered
+    /// again (possibly twice to some recipients) after reconnecting. Held
+    /// jobs have written nothing: they stay held, and are examined again
+    /// once presence is rebuilt on the next stream.
+    fn on_stream_lost(&mut self) {
+        let closing = matches!(self.phase, Phase::Draining { .. });
+        self.phase = match self.phase {
+            Phase::Down { was_ready } => Phase::Down { was_ready },
+            Phase::Ready => Phase::Down { was_ready: true },
+            Phase::Probing | Phase::Settling { .. } => Phase::Down { was_ready: false },
+            phase @ Phase::Closing { .. } => phase,
+            Phase::Draining { .. } => Phase::Closing {
+                until: self.now + CLOSE_LIMIT,
+            },
+        };
+        self.jobs.restart_held();
+        self.metrics.presence_ready.set(0);
+        self.metrics.update_ready();
+        self.requeue_unread();
+        if closing {
+            tracing::info!("stream lost while draining");
+        }
+    }
+
+    /// Every job whose stanzas are not proven read goes back to the queue.
+    fn requeue_unread(&mut self) {
+        let mut requeued = 0;
+        for covered in self.barriers.abandon() {
+            let Covered::Job(id) = covered else { continue };
+            if self.jobs.stage(id) != Some(Stage::Written) {
+                continue;
+            }
+            if let Some(job) = self.jobs.requeue(id, &mut self.out) {
+                requeued += 1;
+                self.metrics.jobs.requeued.inc();
+                if let Some(key) = &job.key {
+                    self.ledger.abandon(key);
+                }
+            }
+        }
+        if requeued > 0 {
+            tracing::warn!(
+                jobs = requeued,
+                "requeueing jobs not confirmed by the server"
+            );
+        }
+    }
+
+    fn on_broker_up(&mut self, generation: u64) {
+        if let Some(live) = self.broker.live() {
+            if live >= generation {
+                return;
+            }
+            // A newer connection means the live one is gone.
+            self.on_broker_lost(live);
+        }
+        let dropped = self.broker.up(generation);
+        if dropped > 0 {
+            tracing::warn!(
+                events = dropped,
+                "events dropped while the broker was not connected"
+            );
+        }
+    }
+
+    /// The broker requeued every unacknowledged job of the lost connection,
+    /// so they leave Herald's hands here. A job whose stanzas the server
+    /// read is remembered as completed, and its report is owed to its
+    /// redelivery; one that was written but not proven read stops counting
+    /// as in progress, so that its redelivery is delivered again (after its
+    /// last confirmed checkpoint) rather than answered as a duplicate of an
+    /// attempt that can never report.
+    fn on_broker_lost(&mut self, generation: u64) {
+        self.broker.lost(generation);
+        for job in self.jobs.forget_generation(generation) {
+            self.metrics.jobs.requeued.inc();
+            let Some(key) = &job.key else { continue };
+            match job.stage {
+                Stage::Written => self.ledger.abandon(key),
+                Stage::Storing | Stage::Reporting => self.ledger.owe(key),
+                Stage::Held(_) => {}
+            }
+        }
+        self.update_job_gauges();
+    }
+
+    /// Stop taking jobs; held jobs wrote nothing and go back to the queue;
+    /// the server gets a bounded time to confirm what was written.
+    fn on_shutdown(&mut self) {
+        for id in self.jobs.drain_held() {
+            if self.jobs.requeue(id, &mut self.out).is_some() {
+                self.metrics.jobs.requeued.inc();
+            }
+        }
+        self.phase = match self.phase {
+            phase @ (Phase::Draining { .. } | Phase::Closing { .. }) => phase,
+            Phase::Down { .. } => Phase::Closing {
+                until: self.now + CLOSE_LIMIT,
+            },
+            _ => Phase::Draining {
+                until: self.now + DRAIN_LIMIT,
+            },
+        };
+        self.update_job_gauges();
+    }
+
+    /// Draining is over (all read, or out of time): what is not read goes
+    /// back to the queue.
+    fn close_stream_work(&mut self) {
+        self.requeue_unread();
+        self.phase = Phase::Closing {
+            until: self.now + CLOSE_LIMIT,
+        };
+    }
+
+    /// What may happen now that an input was handled.
+    fn advance(&mut self) {
+        if self.phase.takes_jobs() && self.jobs.held_len() > 0 {
+            self.advance_held();
+        }
+        if matches!(self.phase, Phase::Draining { .. }) && self.barriers.is_idle() {
+            self.close_stream_work();
+        }
+        self.metrics
+            .store_failing
+            .set(i64::from(self.store.is_failing()));
+        self.metrics.update_ready();
+    }
+
+    /// Presence seen on a lost stream is stale; listeners hear that every
+    /// resource went away, since the new stream starts from nothing.
+    fn forget_presence(&mut self) {
+        for jid in self.presence.clear() {
+            let change = PresenceChange {
+                jid,
+                now: None,
+                changed: true,
+            };
+            let mut effects = Effects::default();
+            let mut ctx = Context::new(
+                &self.settings.domain,
+                &self.presence,
+                &self.ledger,
+                &mut effects,
+            );
+            self.handler.on_presence(&mut ctx, &change);
+            // Stanzas are for a stream that is gone; only events go out.
+            self.publish_events(effects.events);
+        }
+        self.update_presence_gauges();
+    }
+
+    fn ping(&mut self, id: String) {
+        let ping = stanzas::ping(&self.settings.domain, &self.settings.server, id);
+        self.out.push_back(Output::Stanza(ping.into()));
+    }
+
+    fn apply(&mut self, effects: Effects) {
+        for stanza in effects.stanzas {
+            self.out.push_back(Output::Stanza(stanza));
+        }
+        self.publish_events(effects.events);
+    }
+
+    fn publish_events(&mut self, events: Vec<Event>) {
+        for event in events {
+            match self.broker.event(event.routing_key, event.payload) {
+                Some(publish) => self.out.push_back(Output::Publish(publish)),
+                None => self.metrics.events_failed.inc(),
+            }
+        }
+    }
+
+    fn update_presence_gauges(&self) {
+        self.metrics
+            .online_users
+            .set(self.presence.online_users() as i64);
+        self.metrics
+            .online_resources
+            .set(self.presence.online_resources() as i64);
+    }
+
+    fn update_job_gauges(&self) {
+        self.metrics.held_jobs.set(self.jobs.held_len() as i64);
+        self.metrics
+            .remembered_jobs
+            .set(self.ledger.completed_len() as i64);
+    }
+
+    fn remember(&mut self, subscription: Subscription) {
+        if self.subscribers.insert(subscription.clone()) {
+            self.metrics
+                .subscriptions
+                .set(self.subscribers.len() as i64);
+            self.store.write(store::Change::Add(subscription));
+        }
+    }
+
+    fn forget(&mut self, subscription: Subscription) {
+        if self.subscribers.remove(&subscription) {
+            self.metrics
+                .subscriptions
+                .set(self.subscribers.len() as i64);
+            self.store.write(store::Change::Remove(subscription));
+        }
+    }
+}

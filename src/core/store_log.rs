@@ -1,0 +1,183 @@
+//! What is to be written to the store, and which jobs wait for it. Changes
+//! collect while one batch is being committed and go as the next batch, so
+//! commits group by themselves under load. A batch that fails comes back
+//! and is retried, with backoff, before anything after it: a job waiting
+//! for its completion to be remembered stays waiting (and is never
+//! acknowledged) until the store has it.
+
+use std::time::{Duration, Instant};
+
+use super::io::{Batch, JobId};
+use crate::backoff::Backoff;
+use crate::store::Change;
+
+#[derive(Debug)]
+pub struct StoreLog {
+    pending: Vec<Change>,
+    /// Jobs whose completion is in `pending`.
+    pending_jobs: Vec<JobId>,
+    /// The batch being committed: its id and the jobs waiting for it.
+    committing: Option<(u64, Vec<JobId>)>,
+    /// A batch that failed, to commit again at `retry_at`.
+    failed: Option<Batch>,
+    retry_at: Option<Instant>,
+    backoff: Backoff,
+    /// A commit failed and none has succeeded since.
+    failing: bool,
+    next_id: u64,
+}
+
+impl StoreLog {
+    pub fn new(max_backoff: Duration) -> Self {
+        StoreLog {
+            pending: Vec::new(),
+            pending_jobs: Vec::new(),
+            committing: None,
+            failed: None,
+            retry_at: None,
+            backoff: Backoff::new(max_backoff),
+            failing: false,
+            next_id: 0,
+        }
+    }
+
+    pub fn write(&mut self, change: Change) {
+        self.pending.push(change);
+    }
+
+    /// `job` may go on once the changes written so far are committed.
+    pub fn after_commit(&mut self, job: JobId) {
+        self.pending_jobs.push(job);
+    }
+
+    /// The next batch to commit, if none is being committed.
+    pub fn next_batch(&mut self, now: Instant) -> Option<Batch> {
+        if self.failed.is_some() {
+            // The jobs stay attached to the batch being committed.
+            if self.retry_at.is_some_and(|at| now < at) {
+                return None;
+            }
+            self.retry_at = None;
+            return self.failed.take();
+        }
+        if self.committing.is_some() || self.pending.is_empty() && self.pending_jobs.is_empty() {
+            return None;
+        }
+        self.next_id += 1;
+        let jobs = std::mem::take(&mut self.pending_jobs);
+        self.committing = Some((self.next_id, jobs));
+        Some(Batch {
+            id: self.next_id,
+            changes: std::mem::take(&mut self.pending),
+        })
+    }
+
+    /// Batch `id` is committed; returns the jobs that waited for it.
+    pub fn committed(&mut self, id: u64) -> Vec<JobId> {
+        match self.committing.take() {
+            Some((committing, jobs)) if committing == id => {
+                self.backoff.reset();
+                self.failing = false;
+                jobs
+            }
+            other => {
+                self.committing = other;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Batch `batch` was not committed: it is tried again later, before
+    /// anything written since. Returns when.
+    pub fn failed(&mut self, batch: Batch, now: Instant) -> Option<Instant> {
+        let (committing, _) = self.committing.as_ref()?;
+        if *committing != batch.id {
+            return None;
+        }
+        let at = now + self.backoff.next_steady();
+        self.failed = Some(batch);
+        self.failing = true;
+        self.retry_at = Some(at);
+        Some(at)
+    }
+
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// A commit failed and has not succeeded since.
+    pub fn is_failing(&self) -> bool {
+        self.failing
+    }
+
+    /// Nothing to commit and nothing being committed.
+    pub fn is_idle(&self) -> bool {
+        self.committing.is_none() && self.pending.is_empty() && self.pending_jobs.is_empty()
+    }
+
+    /// What is not committed yet, failed batch first (at shutdown, for a
+    /// last attempt by the shell).
+    pub fn take_unwritten(&mut self) -> Vec<Change> {
+        let mut changes = self.failed.take().map(|b| b.changes).unwrap_or_default();
+        changes.append(&mut self.pending);
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(key: &str) -> Change {
+        Change::JobForgotten(key.into())
+    }
+
+    fn job(tag: u64) -> JobId {
+        JobId { generation: 1, tag }
+    }
+
+    #[test]
+    fn changes_made_while_a_batch_commits_go_in_the_next_one() {
+        let mut log = StoreLog::new(Duration::from_secs(30));
+        let now = Instant::now();
+        log.write(change("a"));
+        log.after_commit(job(1));
+        let first = log.next_batch(now).unwrap();
+        log.write(change("b"));
+        log.after_commit(job(2));
+        assert!(log.next_batch(now).is_none(), "one batch at a time");
+        assert_eq!(log.committed(first.id), vec![job(1)]);
+        let second = log.next_batch(now).unwrap();
+        assert_eq!(second.changes, vec![change("b")]);
+        assert_eq!(log.committed(second.id), vec![job(2)]);
+        assert!(log.is_idle());
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_first_and_its_jobs_wait_for_it() {
+        let mut log = StoreLog::new(Duration::from_secs(30));
+        let now = Instant::now();
+        log.write(change("a"));
+        log.after_commit(job(1));
+        let batch = log.next_batch(now).unwrap();
+        let retry = log.failed(batch.clone(), now).unwrap();
+        assert!(log.is_failing());
+        log.write(change("b"));
+        assert!(log.next_batch(now).is_none(), "not before the retry");
+        let again = log.next_batch(retry).unwrap();
+        assert_eq!(again, batch);
+        assert_eq!(log.committed(again.id), vec![job(1)]);
+        assert!(!log.is_failing());
+        assert_eq!(log.next_batch(retry).unwrap().changes, vec![change("b")]);
+    }
+
+    #[test]
+    fn a_stray_answer_changes_nothing() {
+        let mut log = StoreLog::new(Duration::from_secs(30));
+        let now = Instant::now();
+        log.after_commit(job(1));
+        let batch = log.next_batch(now).unwrap();
+        assert!(log.committed(batch.id + 1).is_empty());
+        assert_eq!(log.committed(batch.id), vec![job(1)]);
+    }
+}

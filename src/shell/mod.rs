@@ -1,0 +1,270 @@
+//! The shell around the [`crate::core`]: it owns the XMPP socket, the
+//! broker link, the store's writer thread and the clock, turns what they
+//! report into the core's inputs and carries out the core's outputs. It
+//! decides nothing about jobs; one `select!` on one thread is all of it.
+
+mod xmpp;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::amqp::{Command, Link, LinkEvent};
+use crate::backoff::Backoff;
+use crate::broadcast::{Broadcast, JobLimits};
+use crate::config::{Config, ConfigError};
+use crate::core::{Core, Input, Output, Phase, Restored, Settings};
+use crate::handler::Handler;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::store::{Commit, Store, StoreError, Writer};
+use crate::xmpp::{Endpoint, Inbound};
+use xmpp::{Dialer, Happened};
+
+/// Errors that stop Herald. Once running, Herald reconnects instead.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot serve HTTP on {address}: {source}")]
+    Http {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Jobs taken in one turn of the loop when they are already waiting: enough
+/// to fill a write under one barrier, few enough that the loop stays
+/// responsive.
+const JOB_BURST: usize = 64;
+/// How long the link may take to hand over the last acknowledgements.
+const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs Herald's broadcast component until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let limits = JobLimits::from_config(&config)?;
+    let handler = Broadcast::new(
+        limits,
+        config.amqp.presence_events,
+        config.broadcast.checkpoint_every,
+    );
+    run_with(config, handler, shutdown).await
+}
+
+/// Runs any [`Handler`] with Herald's connection, presence and AMQP plumbing.
+pub async fn run_with<H: Handler>(
+    config: Config,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let settings = Settings::from_config(&config)?;
+    let store = Store::open(&config.store.path)?;
+    let restored = Restored {
+        subscriptions: store.subscriptions()?,
+        completed: store.completed_jobs()?,
+        progress: store.job_progress()?,
+    };
+    tracing::info!(
+        subscriptions = restored.subscriptions.len(),
+        completed_jobs = restored.completed.len(),
+        "store opened"
+    );
+    let metrics = Metrics::new();
+    let _http = match config.http_listen()? {
+        Some(address) => {
+            let server = http::bind(address, metrics.clone())
+                .await
+                .map_err(|source| AppError::Http { address, source })?;
+            tracing::info!(address = %server.local, "serving /metrics, /healthz and /readyz");
+            Some(server)
+        }
+        None => None,
+    };
+    let domain = settings.domain.clone();
+    let link = Link::spawn(
+        &config.amqp,
+        format!("herald {domain} pid {}", std::process::id()),
+        metrics.clone(),
+    );
+    let core = Core::new(
+        settings,
+        handler,
+        restored,
+        metrics.clone(),
+        Instant::now().into_std(),
+    );
+    let dialer = Dialer {
+        endpoint: Endpoint {
+            address: format!("{}:{}", config.xmpp.host, config.xmpp.port),
+            domain,
+            connect_timeout: config.connect_timeout(),
+            read_timeout: config.read_timeout(),
+        },
+        secret: config.secret().clone(),
+        metrics: metrics.session.clone(),
+        backoff: Backoff::new(Duration::from_secs(config.xmpp.max_backoff_secs)),
+    };
+    let shell = Shell {
+        xmpp: dialer.connect(),
+        dialer,
+        core,
+        link,
+        writer: store.spawn_writer(),
+        metrics,
+        high_water: config.xmpp.outbound_high_water,
+    };
+    shell.run(shutdown).await;
+    Ok(())
+}
+
+struct Shell<H> {
+    core: Core<H>,
+    xmpp: xmpp::Stream,
+    dialer: Dialer,
+    link: Link,
+    writer: Writer,
+    metrics: Metrics,
+    high_water: usize,
+}
+
+impl<H: Handler> Shell<H> {
+    async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut shutting_down = false;
+        while !self.core.is_finished() {
+            self.carry_out();
+            if matches!(self.core.phase(), Phase::Closing { .. }) {
+                self.close_stream().await;
+            }
+            self.metrics.outbound_queue.set(self.xmpp.backlog() as i64);
+            let take_jobs = self.core.takes_jobs() && self.xmpp.backlog() < self.high_water;
+            let deadline = self.core.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                _ = &mut shutdown, if !shutting_down => {
+                    shutting_down = true;
+                    tracing::info!("shutting down");
+                    if !matches!(self.xmpp, xmpp::Stream::Up(_)) {
+                        self.xmpp = xmpp::Stream::Closed;
+                    }
+                    self.handle(Input::Shutdown);
+                }
+                happened = self.xmpp.next() => self.on_xmpp(happened, shutting_down),
+                Some(delivery) = self.link.deliveries.recv(), if take_jobs => {
+                    self.handle(Input::Delivery(delivery));
+                    // Jobs that arrived meanwhile go out in the same write
+                    // and under the same barrier: the server then reads one
+                    // burst and answers one ping, not one of each per job.
+                    for _ in 1..JOB_BURST {
+                        let Ok(delivery) = self.link.deliveries.try_recv() else { break };
+                        self.handle(Input::Delivery(delivery));
+                    }
+                }
+                Some(event) = self.link.events.recv() => self.handle(match event {
+                    LinkEvent::Up { generation } => Input::BrokerUp { generation },
+                    LinkEvent::Lost { generation } => Input::BrokerLost { generation },
+                    LinkEvent::Confirmed { id } => Input::Published { id },
+                    LinkEvent::Refused(publish) => Input::PublishRefused { publish },
+                }),
+                Some(commit) = self.writer.results.recv() => self.handle(match commit {
+                    Commit::Done(batch) => Input::Committed { batch },
+                    Commit::Failed(batch, error) => Input::CommitFailed { batch, error },
+                }),
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let busy_since = Instant::now();
+                    self.core.handle_timeout(busy_since.into_std());
+                    self.metrics.add_busy(busy_since.elapsed());
+                }
+            }
+        }
+        self.carry_out();
+        self.close_stream().await;
+        let Shell {
+            mut core,
+            link,
+            writer,
+            ..
+        } = self;
+        link.close(PUBLISH_LIMIT).await;
+        writer.finish(core.take_unwritten());
+    }
+
+    fn handle(&mut self, input: Input) {
+        let busy_since = Instant::now();
+        self.core.handle(input, busy_since.into_std());
+        self.metrics.add_busy(busy_since.elapsed());
+    }
+
+    fn on_xmpp(&mut self, happened: Happened, shutting_down: bool) {
+        match happened {
+            Happened::Connected(session) => {
+                let endpoint = &self.dialer.endpoint;
+                tracing::info!(domain = %endpoint.domain, server = %endpoint.address, "XMPP component connected");
+                self.metrics.xmpp.up();
+                self.xmpp = xmpp::Stream::Up(session);
+                self.handle(Input::StreamUp);
+            }
+            Happened::ConnectFailed(e) => {
+                self.metrics.xmpp.failed();
+                self.metrics.update_ready();
+                let (paused, retry_in) = self.dialer.pause();
+                tracing::warn!(error = %e, ?retry_in, "XMPP connection failed");
+                self.xmpp = paused;
+            }
+            Happened::PauseOver => self.xmpp = self.dialer.connect(),
+            Happened::Inbound(Inbound::Stanza(stanza)) => self.handle(Input::Stanza(stanza)),
+            Happened::Inbound(Inbound::Invalid(invalid)) => {
+                self.handle(Input::InvalidStanza(invalid))
+            }
+            Happened::Inbound(Inbound::Closed(reason)) => {
+                self.metrics.xmpp.down();
+                self.handle(Input::StreamLost);
+                if shutting_down {
+                    self.xmpp = xmpp::Stream::Closed;
+                    return;
+                }
+                // A server that breaks every stream soon after the handshake
+                // must not get a reconnect loop: only a stream that got as
+                // far as taking jobs earns an immediate reconnect.
+                if self.core.phase() == (Phase::Down { was_ready: true }) {
+                    self.dialer.backoff.reset();
+                    tracing::warn!(%reason, "XMPP stream lost; reconnecting");
+                    self.xmpp = self.dialer.connect();
+                } else {
+                    let (paused, retry_in) = self.dialer.pause();
+                    tracing::warn!(%reason, ?retry_in, "XMPP stream lost before presence was rebuilt; reconnecting");
+                    self.xmpp = paused;
+                }
+            }
+        }
+    }
+
+    /// Carries out what the core decided, in order.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Stanza(stanza) => {
+                    // The core only writes while it has a stream.
+                    if let Some(session) = self.xmpp.session() {
+                        session.enqueue(stanza);
+                    }
+                }
+                Output::Publish(publish) => self.link.send(Command::Publish(publish)),
+                Output::Ack { job, multiple } => self.link.send(Command::Ack { job, multiple }),
+                Output::Requeue { job } => self.link.send(Command::Requeue { job }),
+                Output::Commit(batch) => self.writer.commit(batch),
+            }
+        }
+    }
+
+    /// The core is done with the stream: write what is queued and close it.
+    async fn close_stream(&mut self) {
+        if let xmpp::Stream::Up(session) = std::mem::replace(&mut self.xmpp, xmpp::Stream::Closed) {
+            self.metrics.xmpp.down();
+            session.close(Duration::from_secs(5)).await;
+        }
+    }
+}
