@@ -100,6 +100,14 @@ impl<'a> Context<'a> {
         self.redelivered
     }
 
+    /// Whether an earlier attempt at the job with this key, in this run or
+    /// one that saved a checkpoint, may have sent some of its messages: a
+    /// producer can publish a job again while its first copy was given up,
+    /// and that copy is not marked redelivered.
+    pub fn attempted_before(&self, key: &str) -> bool {
+        self.jobs.attempted(key)
+    }
+
     /// The last checkpoint token saved for the job with this key (see
     /// [`Context::checkpoint`]) by an attempt that did not complete.
     pub fn progress(&self, key: &str) -> Option<&[u8]> {

@@ -39,16 +39,20 @@ pub struct Progress {
     pub offline: usize,
     pub unavailable: usize,
     pub invalid: usize,
+    /// Messages before `next` that more than one attempt may have sent.
+    #[serde(default)]
+    pub possible_duplicates: usize,
 }
 
 impl Progress {
-    fn of(next: usize, report: &Report) -> Progress {
+    fn of(next: usize, report: &Report, possible_duplicates: usize) -> Progress {
         Progress {
             next,
             sent: report.sent,
             offline: report.skipped.offline,
             unavailable: report.skipped.unavailable,
             invalid: report.skipped.invalid,
+            possible_duplicates,
         }
     }
 }
@@ -85,7 +89,8 @@ pub fn fan_out(job: &Job, book: &PresenceBook) -> Fanout {
 /// Applies the job's policy to the recipients from `from.next` on, adding
 /// to `from`'s counts, with a checkpoint every `checkpoint_every`
 /// recipients. `redelivered`: an earlier attempt may have sent some of
-/// these messages already (they are counted as possible duplicates).
+/// these messages already (they are counted as possible duplicates, on top
+/// of those `from` counts before it).
 pub fn fan_out_from(
     job: &Job,
     book: &PresenceBook,
@@ -112,12 +117,13 @@ pub fn fan_out_from(
         let done = index + 1;
         // No checkpoint at the end: the job's completion records that.
         if (done - from.next).is_multiple_of(every) && done < job.recipients.len() {
-            checkpoints.push((messages.len(), Progress::of(done, &report)));
+            let resent = if redelivered { messages.len() } else { 0 };
+            let progress = Progress::of(done, &report, from.possible_duplicates + resent);
+            checkpoints.push((messages.len(), progress));
         }
     }
-    if redelivered {
-        report.possible_duplicates = messages.len();
-    }
+    report.possible_duplicates =
+        from.possible_duplicates + if redelivered { messages.len() } else { 0 };
     Fanout {
         messages,
         report,
@@ -327,5 +333,23 @@ mod tests {
         );
         assert!(rest.report.is_complete());
         assert!(rest.checkpoints.is_empty());
+    }
+
+    #[test]
+    fn a_resumed_attempt_carries_the_possible_duplicates_of_the_attempts_before_it() {
+        let job = job("available");
+        let first = fan_out_from(&job, &book(), Progress::default(), 2, true);
+        let (_, progress) = first.checkpoints[0];
+        assert_eq!(progress.next, 2);
+        let resent_before = progress.possible_duplicates;
+        assert!(
+            resent_before > 0,
+            "the redelivered attempt's messages so far"
+        );
+        let second = fan_out_from(&job, &book(), progress, 2, true);
+        assert_eq!(
+            second.report.possible_duplicates,
+            resent_before + second.messages.len()
+        );
     }
 }

@@ -108,13 +108,8 @@ impl Handler for Broadcast {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
             return JobOutcome::Probe { users: strangers };
         }
-        let fanout = fan_out_from(
-            &job,
-            ctx.presence(),
-            from,
-            self.checkpoint_every,
-            ctx.redelivered(),
-        );
+        let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
+        let fanout = fan_out_from(&job, ctx.presence(), from, self.checkpoint_every, resent);
         let mut checkpoints = fanout.checkpoints.into_iter().peekable();
         for (sent, message) in fanout.messages.into_iter().enumerate() {
             while let Some((_, progress)) = checkpoints.next_if(|(at, _)| *at <= sent) {

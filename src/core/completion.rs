@@ -23,15 +23,19 @@ impl<H: Handler> Core<H> {
             .observe(released.roundtrip.as_secs_f64());
         for covered in released.work {
             match covered {
-                Covered::Checkpoint { key, token } => {
-                    self.ledger.advance(key.clone(), token.clone());
-                    self.store.write(Change::JobProgress { key, token });
+                Covered::Checkpoint { job, key, token } => {
+                    if self.jobs.stage(job) == Some(Stage::Written) {
+                        self.ledger.advance(key.clone(), token.clone());
+                        self.store.write(Change::JobProgress { key, token });
+                    }
                 }
                 // Some servers (ejabberd) answer a probe from the user's
                 // session, after the ping: allow for late answers.
-                Covered::Probes { ticket } => self
-                    .jobs
-                    .probes_answered(ticket, self.now + self.settings.probe_settle),
+                Covered::Probes { ticket } => {
+                    self.strangers.answered(ticket);
+                    self.jobs
+                        .probes_answered(ticket, self.now + self.settings.probe_settle);
+                }
                 Covered::Job(id) => self.on_read(id),
             }
         }

@@ -94,12 +94,12 @@ impl<H: Handler> Core<H> {
             .unknown_recipient
             .inc_by(users.len() as u64);
         tracing::debug!(users = users.len(), "probing unknown recipients");
+        let ticket = self.jobs.probing(id);
         for user in users {
             let probe = stanzas::presence(PresenceType::Probe, &self.settings.contact, &user);
             self.out.push_back(Output::Stanza(probe.into()));
-            self.strangers.probed(user, self.now);
+            self.strangers.probed(user, self.now, ticket);
         }
-        let ticket = self.jobs.probing(id);
         self.barriers.push(Covered::Probes { ticket });
     }
 
@@ -114,18 +114,27 @@ impl<H: Handler> Core<H> {
             JobOutcome::DeadLetter { reason } => self.dead_letter(id, reason),
             JobOutcome::Duplicate { report, key } => {
                 self.metrics.jobs.duplicate.inc();
+                // The earlier job's own report, if nobody published it yet:
+                // should this publish be lost too, it is owed again.
+                let owed = self.ledger.earlier(&key).is_some_and(|e| e.report_owed);
                 self.ledger.reporting(&key);
-                match report {
-                    Some(report) => self.report(id, Some(key), report),
-                    None => self.settle(id),
-                }
+                let Some(job) = self.jobs.get_mut(id) else {
+                    return;
+                };
+                job.key = owed.then_some(key);
+                job.report = report;
+                // The earlier completion it answers from may not be
+                // committed yet: the duplicate is reported (and so
+                // acknowledged) only once everything written so far is.
+                job.stage = Stage::Storing;
+                self.store.after_commit(id);
             }
             JobOutcome::Done { report, tally, key } => {
                 self.count_recipients(tally);
                 if let (Some(key), Some(report)) = (&key, &report) {
                     self.ledger.start(key.clone(), report.clone());
                 }
-                self.write_job(effects, key.as_deref());
+                self.write_job(id, effects, key.as_deref());
                 if let Some(job) = self.jobs.get_mut(id) {
                     job.key = key;
                     job.report = report;
@@ -155,7 +164,7 @@ impl<H: Handler> Core<H> {
 
     /// A job's stanzas, with a barrier after each checkpoint so that its
     /// progress is saved as the server reads it; then its events.
-    fn write_job(&mut self, effects: Effects, key: Option<&str>) {
+    fn write_job(&mut self, id: JobId, effects: Effects, key: Option<&str>) {
         let Effects {
             stanzas,
             events,
@@ -165,19 +174,20 @@ impl<H: Handler> Core<H> {
         let total = stanzas.len();
         for (sent, stanza) in stanzas.into_iter().enumerate() {
             while let Some((_, token)) = checkpoints.next_if(|(at, _)| *at <= sent) {
-                self.checkpoint(key, token);
+                self.checkpoint(id, key, token);
             }
             self.out.push_back(Output::Stanza(stanza));
         }
         for (_, token) in checkpoints.filter(|(at, _)| *at <= total) {
-            self.checkpoint(key, token);
+            self.checkpoint(id, key, token);
         }
         self.publish_events(events);
     }
 
-    fn checkpoint(&mut self, key: Option<&str>, token: Vec<u8>) {
+    fn checkpoint(&mut self, job: JobId, key: Option<&str>, token: Vec<u8>) {
         let Some(key) = key else { return };
         self.barriers.push(Covered::Checkpoint {
+            job,
             key: key.to_string(),
             token,
         });

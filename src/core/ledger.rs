@@ -8,12 +8,15 @@
 //! repeat gets the original report, not a duplicate's.
 //! Pure bookkeeping: the event loop persists what it returns.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::handler::Event;
 
 pub struct Ledger {
     in_progress: HashMap<String, Event>,
+    /// Keys of attempts given up before they completed (their messages
+    /// may have been delivered), until the job completes.
+    abandoned: HashSet<String>,
     /// Checkpoint tokens of jobs that did not complete (yet).
     progress: HashMap<String, Vec<u8>>,
     completed: HashMap<String, Completed>,
@@ -50,6 +53,7 @@ impl Ledger {
     pub fn new(capacity: usize) -> Self {
         Ledger {
             in_progress: HashMap::new(),
+            abandoned: HashSet::new(),
             progress: HashMap::new(),
             completed: HashMap::new(),
             order: VecDeque::new(),
@@ -117,12 +121,21 @@ impl Ledger {
 
     /// The job will be processed again (it went back to the queue).
     pub fn abandon(&mut self, key: &str) {
-        self.in_progress.remove(key);
+        if self.in_progress.remove(key).is_some() {
+            self.abandoned.insert(key.to_string());
+        }
+    }
+
+    /// Whether an earlier attempt at the job may have sent some of its
+    /// messages: one was given up, or one saved a checkpoint.
+    pub fn attempted(&self, key: &str) -> bool {
+        self.abandoned.contains(key) || self.progress.contains_key(key)
     }
 
     /// The server confirmed the job's stanzas.
     pub fn complete(&mut self, key: &str, report: Event) -> Completion {
         self.in_progress.remove(key);
+        self.abandoned.remove(key);
         self.progress.remove(key);
         let seq = self.next_seq;
         self.next_seq += 1;

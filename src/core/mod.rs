@@ -69,8 +69,11 @@ pub struct Restored {
 #[derive(Debug)]
 enum Covered {
     Job(JobId),
-    /// A point inside a job: its progress is saved once read.
+    /// A point inside a job: its progress is saved once read, if the job
+    /// is still this attempt's (a given-up attempt's checkpoints would
+    /// overwrite the progress of the attempt after it).
     Checkpoint {
+        job: JobId,
         key: String,
         token: Vec<u8>,
     },

@@ -19,7 +19,10 @@ pub struct Strangers {
     /// How long a probe nobody answered with presence stands; zero turns
     /// probing of unknown recipients off.
     ttl: Duration,
-    probed: HashMap<BareJid, Instant>,
+    /// When each user was probed, and the barrier ticket behind the probe.
+    probed: HashMap<BareJid, (Instant, u64)>,
+    /// Probes with tickets up to this one were answered.
+    answered_through: u64,
 }
 
 impl Strangers {
@@ -27,21 +30,29 @@ impl Strangers {
         Strangers {
             ttl,
             probed: HashMap::new(),
+            answered_through: 0,
         }
     }
 
-    /// Whether a user who is not a known subscriber is to be probed now.
+    /// Whether a user who is not a known subscriber is to be probed now:
+    /// never probed, probed too long ago, or probed for a job that was
+    /// given up before the answer came (a job that waits must then wait
+    /// for a probe of its own).
     pub fn should_probe(&self, user: &BareJid, now: Instant) -> bool {
         !self.ttl.is_zero()
-            && self
-                .probed
-                .get(user)
-                .is_none_or(|at| now.saturating_duration_since(*at) >= self.ttl)
+            && self.probed.get(user).is_none_or(|(at, ticket)| {
+                now.saturating_duration_since(*at) >= self.ttl || *ticket > self.answered_through
+            })
     }
 
-    /// `user` was probed at `now`.
-    pub fn probed(&mut self, user: BareJid, now: Instant) {
-        self.probed.insert(user, now);
+    /// `user` was probed at `now`, with barrier `ticket` behind the probe.
+    pub fn probed(&mut self, user: BareJid, now: Instant, ticket: u64) {
+        self.probed.insert(user, (now, ticket));
+    }
+
+    /// The probes up to `ticket` were answered (barriers are answered in order).
+    pub fn answered(&mut self, ticket: u64) {
+        self.answered_through = self.answered_through.max(ticket);
     }
 
     /// A new stream: answers to earlier probes, and presence that would
@@ -54,7 +65,7 @@ impl Strangers {
     pub fn sweep(&mut self, now: Instant) {
         let ttl = self.ttl;
         self.probed
-            .retain(|_, at| now.saturating_duration_since(*at) < ttl);
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +106,12 @@ mod tests {
         let mut strangers = Strangers::new(Duration::from_secs(60));
         let t0 = Instant::now();
         assert!(strangers.should_probe(&jid("ghost@l"), t0));
-        strangers.probed(jid("ghost@l"), t0);
+        strangers.probed(jid("ghost@l"), t0, 1);
+        assert!(
+            strangers.should_probe(&jid("ghost@l"), t0),
+            "its probe is unanswered"
+        );
+        strangers.answered(1);
         assert!(!strangers.should_probe(&jid("ghost@l"), t0 + Duration::from_secs(59)));
         assert!(strangers.should_probe(&jid("other@l"), t0));
         assert!(strangers.should_probe(&jid("ghost@l"), t0 + Duration::from_secs(60)));
@@ -105,7 +121,7 @@ mod tests {
     fn a_new_stream_forgets_every_probe() {
         let mut strangers = Strangers::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        strangers.probed(jid("ghost@l"), t0);
+        strangers.probed(jid("ghost@l"), t0, 1);
         strangers.clear();
         assert!(strangers.should_probe(&jid("ghost@l"), t0));
     }
@@ -114,8 +130,9 @@ mod tests {
     fn sweeping_drops_only_expired_probes() {
         let mut strangers = Strangers::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        strangers.probed(jid("old@l"), t0);
-        strangers.probed(jid("new@l"), t0 + Duration::from_secs(30));
+        strangers.probed(jid("old@l"), t0, 1);
+        strangers.probed(jid("new@l"), t0 + Duration::from_secs(30), 2);
+        strangers.answered(2);
         strangers.sweep(t0 + Duration::from_secs(61));
         assert_eq!(strangers.len(), 1);
         assert!(!strangers.should_probe(&jid("new@l"), t0 + Duration::from_secs(61)));
@@ -130,7 +147,8 @@ mod tests {
         }]);
         let mut strangers = Strangers::new(Duration::from_secs(60));
         let now = Instant::now();
-        strangers.probed(jid("ghost@l"), now);
+        strangers.probed(jid("ghost@l"), now, 1);
+        strangers.answered(1);
         let server = jid("l");
         let test = StrangerTest {
             server: &server,

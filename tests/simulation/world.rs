@@ -1,0 +1,346 @@
+//! One simulated world: Herald's core between a simulated XMPP server, a
+//! simulated broker and a simulated store, all driven by one seeded RNG
+//! on simulated time. Each step does one thing at random (a fault among
+//! them), carries out what the core asked, and checks the guarantees.
+
+use std::time::Instant;
+
+use herald::broadcast::{Broadcast, JobLimits};
+use herald::core::{Core, Destination, Input, Output, Restored, Settings};
+use herald::metrics::Metrics;
+use herald::Config;
+use xmpp_parsers::jid::BareJid;
+
+use super::broker::{Broker, Message};
+use super::checks::Ledger;
+use super::rng::Rng;
+use super::server::{self, Server};
+use super::store::Store;
+
+/// Steps with faults; then the world calms down until every job is done.
+const CHAOS_STEPS: usize = 250;
+const CALM_STEPS: usize = 4_000;
+const PREFETCH: usize = 6;
+
+pub struct World {
+    pub rng: Rng,
+    pub now: Instant,
+    core: Option<Core<Broadcast>>,
+    config: Config,
+    pub server: Server,
+    pub broker: Broker,
+    pub store: Store,
+    pub ledger: Ledger,
+    calm: bool,
+    /// When the stream and the broker connection come back, if down.
+    stream_back_at: Option<Instant>,
+    broker_back_at: Option<Instant>,
+    pub trace: Vec<String>,
+}
+
+impl World {
+    pub fn new(seed: u64) -> World {
+        let mut rng = Rng::new(seed);
+        let now = Instant::now();
+        let mut config = Config::default();
+        config.xmpp.domain = "broadcast.localhost".into();
+        config.xmpp.probe_settle_ms = 50;
+        config.broadcast.checkpoint_every = 1 + rng.below(3) as usize;
+        config.store.remember_jobs = 1_000;
+        let mut store = Store::default();
+        let contact = BareJid::new(server::CONTACT).unwrap();
+        // Herald may know some users from an earlier run; the others are
+        // strangers to it.
+        for user in 0..server::USERS {
+            if rng.chance(500) {
+                store.subscribe(&server::user_jid(user), &contact);
+            }
+        }
+        let mut server = Server::new(now);
+        server.ping_errors = rng.below(100);
+        let mut world = World {
+            now,
+            core: None,
+            config,
+            server,
+            broker: Broker::new(PREFETCH),
+            ledger: Ledger::new(&mut rng),
+            store,
+            rng,
+            calm: false,
+            stream_back_at: Some(now),
+            broker_back_at: Some(now),
+            trace: Vec::new(),
+        };
+        world.start_core();
+        world
+    }
+
+    fn start_core(&mut self) {
+        let settings = Settings::from_config(&self.config).unwrap();
+        let limits = JobLimits::from_config(&self.config).unwrap();
+        let handler = Broadcast::new(limits, true, self.config.broadcast.checkpoint_every);
+        let restored: Restored = self.store.restore();
+        self.core = Some(Core::new(
+            settings,
+            handler,
+            restored,
+            Metrics::new(),
+            self.now,
+        ));
+    }
+
+    fn core(&mut self) -> &mut Core<Broadcast> {
+        self.core.as_mut().expect("a core between crashes")
+    }
+
+    fn input(&mut self, input: Input) -> Result<(), String> {
+        self.trace
+            .push(format!("{:>6} ms  {}", self.elapsed(), describe(&input)));
+        let now = self.now;
+        self.core().handle(input, now);
+        self.carry_out()
+    }
+
+    fn elapsed(&self) -> u128 {
+        self.now.duration_since(self.ledger.start).as_millis()
+    }
+
+    /// Runs the world to its end; `Err` says which guarantee broke.
+    pub fn run(&mut self) -> Result<usize, String> {
+        for step in 0..CHAOS_STEPS + CALM_STEPS {
+            self.calm = step >= CHAOS_STEPS;
+            self.step()?;
+            if self.calm && self.is_done() {
+                self.ledger.check_end(&self.server)?;
+                return Ok(step);
+            }
+        }
+        Err(format!(
+            "not every job was settled after {} calm steps: queue {}, unacked {}",
+            CALM_STEPS,
+            self.broker.queue.len(),
+            self.broker.unacked.len()
+        ))
+    }
+
+    fn is_done(&self) -> bool {
+        self.ledger.all_published()
+            && self.broker.queue.is_empty()
+            && self.broker.unacked.is_empty()
+            && self.broker.in_flight.is_empty()
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        self.now += self.rng.millis(if self.calm { 200 } else { 40 });
+        self.reconnect()?;
+        let timeout = self.core().poll_timeout();
+        if timeout.is_some_and(|at| at <= self.now) {
+            let now = self.now;
+            self.trace
+                .push(format!("{:>6} ms  timeout", self.elapsed()));
+            self.core().handle_timeout(now);
+            self.carry_out()?;
+        }
+        // Herald reads its socket whenever something is there.
+        self.to_herald()?;
+        let fault = !self.calm && self.rng.chance(60);
+        if fault {
+            return self.fault();
+        }
+        match self.rng.below(10) {
+            0..=3 => {
+                let n = 1 + self.rng.below(8) as usize;
+                let now = self.now;
+                self.server.read(n, now, &mut self.rng);
+                Ok(())
+            }
+            4 => self.deliver(),
+            5 => self.broker_answers(),
+            6 => self.store_answers(),
+            7 if !self.calm => {
+                let now = self.now;
+                self.server.churn(&mut self.rng, now);
+                Ok(())
+            }
+            8 => {
+                if let Some((job, payload)) = self.ledger.publish(&mut self.rng, self.now) {
+                    self.broker.queue.push_back(Message {
+                        job,
+                        payload,
+                        redelivered: false,
+                    });
+                }
+                Ok(())
+            }
+            _ => {
+                // Jump to the core's next deadline.
+                if let Some(at) = self.core().poll_timeout() {
+                    self.now = self.now.max(at);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn fault(&mut self) -> Result<(), String> {
+        let now = self.now;
+        match self.rng.below(6) {
+            0 => self.server.stall(&mut self.rng, now),
+            1 if self.server.stream.is_some() => {
+                self.trace
+                    .push(format!("{:>6} ms  FAULT stream cut", self.elapsed()));
+                self.server.stream = None;
+                self.stream_back_at = Some(now + self.rng.millis(3_000));
+                return self.input(Input::StreamLost);
+            }
+            2 if self.broker.connected => {
+                self.trace
+                    .push(format!("{:>6} ms  FAULT broker lost", self.elapsed()));
+                let generation = self.broker.generation;
+                self.broker.lose();
+                self.broker_back_at = Some(now + self.rng.millis(3_000));
+                return self.input(Input::BrokerLost { generation });
+            }
+            3 if self.rng.chance(400) => return self.crash(),
+            4 => self.server.hostile(&mut self.rng, now),
+            _ => {
+                // The next publish or commit fails.
+                if self.rng.chance(500) {
+                    if let Some(publish) = self.broker.refuse_publish() {
+                        return self.input(Input::PublishRefused { publish });
+                    }
+                } else if let Some(batch) = self.store.in_flight.take() {
+                    let error = "disk full".to_string();
+                    return self.input(Input::CommitFailed { batch, error });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Herald dies: its core, its stream and its broker connection are
+    /// gone, and so is every store batch not committed.
+    fn crash(&mut self) -> Result<(), String> {
+        self.trace
+            .push(format!("{:>6} ms  FAULT crash", self.elapsed()));
+        self.core = None;
+        self.ledger.on_crash(&self.store);
+        self.store.in_flight = None;
+        self.server.stream = None;
+        self.broker.lose();
+        self.stream_back_at = Some(self.now + self.rng.millis(2_000));
+        self.broker_back_at = Some(self.now + self.rng.millis(2_000));
+        self.start_core();
+        Ok(())
+    }
+
+    fn reconnect(&mut self) -> Result<(), String> {
+        if self.stream_back_at.is_some_and(|at| at <= self.now) {
+            self.stream_back_at = None;
+            self.server.open_stream(self.now);
+            self.input(Input::StreamUp)?;
+        }
+        if self.broker_back_at.is_some_and(|at| at <= self.now) {
+            self.broker_back_at = None;
+            let generation = self.broker.connect();
+            self.input(Input::BrokerUp { generation })?;
+        }
+        Ok(())
+    }
+
+    fn to_herald(&mut self) -> Result<(), String> {
+        while let Some(stanza) = self.server.next_to_herald(self.now) {
+            self.input(Input::Stanza(stanza))?;
+        }
+        Ok(())
+    }
+
+    /// The shell hands jobs over only while the core takes them.
+    fn deliver(&mut self) -> Result<(), String> {
+        for _ in 0..1 + self.rng.below(4) {
+            if !self.core().takes_jobs() {
+                break;
+            }
+            let Some(delivery) = self.broker.deliver() else {
+                break;
+            };
+            self.input(Input::Delivery(delivery))?;
+        }
+        Ok(())
+    }
+
+    fn broker_answers(&mut self) -> Result<(), String> {
+        for _ in 0..1 + self.rng.below(4) {
+            let Some(publish) = self.broker.take_publish() else {
+                break;
+            };
+            self.trace.push(format!(
+                "{:>6} ms  broker took {:?} {:?} {}",
+                self.elapsed(),
+                publish.id,
+                publish.destination,
+                short(&String::from_utf8_lossy(&publish.payload))
+            ));
+            self.ledger.on_publish_taken(&publish, &self.store)?;
+            if let Destination::DeadLetter { .. } = publish.destination {
+                if let Some((job, _)) = self.broker.dead.last() {
+                    self.ledger.on_dead_letter(*job);
+                }
+            }
+            if let Some(id) = publish.id {
+                self.input(Input::Published { id })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn store_answers(&mut self) -> Result<(), String> {
+        if let Some(batch) = self.store.commit() {
+            self.input(Input::Committed { batch: batch.id })?;
+        }
+        Ok(())
+    }
+
+    /// Carries out what the core asked, as the shell would.
+    fn carry_out(&mut self) -> Result<(), String> {
+        while let Some(output) = self.core().poll_output() {
+            match output {
+                Output::Stanza(stanza) => self.server.write(stanza)?,
+                Output::Publish(publish) => self.broker.publish(publish),
+                Output::Ack { job, multiple } => {
+                    self.trace.push(format!(
+                        "{:>6} ms  ack {job:?} multiple: {multiple}",
+                        self.elapsed()
+                    ));
+                    let acked = self.broker.ack(job, multiple)?;
+                    self.ledger.on_acked(&acked, &self.store, &self.broker)?;
+                }
+                Output::Requeue { job } => {
+                    self.trace
+                        .push(format!("{:>6} ms  requeue {job:?}", self.elapsed()));
+                    self.broker.requeue(job)?
+                }
+                Output::Commit(batch) => self.store.begin(batch)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(input: &Input) -> String {
+    match input {
+        Input::Stanza(stanza) => format!("stanza {}", short(&format!("{stanza:?}"))),
+        Input::Delivery(d) => format!(
+            "delivery {:?} {}{}",
+            d.id,
+            short(&String::from_utf8_lossy(&d.payload)),
+            if d.redelivered { " (redelivered)" } else { "" }
+        ),
+        other => short(&format!("{other:?}")),
+    }
+}
+
+fn short(text: &str) -> String {
+    text.chars().take(160).collect()
+}
