@@ -8,7 +8,7 @@
 //! loop: the core cuts changes into batches and the shell hands them to a
 //! writer thread ([`Writer`]) that commits them in order and answers each.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
@@ -180,15 +180,28 @@ impl Store {
 
     /// Starts the writer thread. redb commits are synchronous and fsync,
     /// so they never run on the event loop; one batch at a time, in order.
-    pub fn spawn_writer(self) -> Writer {
+    /// After a failed commit redb refuses every later one on the same
+    /// handle, so the thread reopens the file (at `path`) before the next.
+    pub fn spawn_writer(self, path: PathBuf) -> Writer {
         let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
         let (answers, results) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("herald-store".into())
             .spawn(move || {
+                let mut store = Some(self);
                 for batch in incoming {
-                    let answer = match self.apply(&batch.changes) {
-                        Ok(()) => Commit::Done(batch.id),
+                    let open = match store.take() {
+                        Some(open) => Ok(open),
+                        None => Store::open(&path),
+                    };
+                    let answer = match open.and_then(|open| {
+                        let applied = open.apply(&batch.changes);
+                        applied.map(|()| open)
+                    }) {
+                        Ok(open) => {
+                            store = Some(open);
+                            Commit::Done(batch.id)
+                        }
                         Err(e) => Commit::Failed(batch, e.to_string()),
                     };
                     if answers.send(answer).is_err() {
@@ -280,7 +293,7 @@ mod tests {
     async fn the_writer_answers_each_batch_and_commits_the_last_changes_before_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
-        let mut writer = Store::open(&path).unwrap().spawn_writer();
+        let mut writer = Store::open(&path).unwrap().spawn_writer(path.clone());
         writer.commit(Batch {
             id: 1,
             changes: vec![Change::Add(sub("a@localhost"))],

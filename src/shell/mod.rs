@@ -113,7 +113,7 @@ pub async fn run_with<H: Handler>(
         dialer,
         core,
         link,
-        writer: store.spawn_writer(),
+        writer: store.spawn_writer(config.store.path.clone()),
         metrics,
         high_water: config.xmpp.outbound_high_water,
     };
