@@ -3,18 +3,16 @@
 //! log, count it, back off (no crash loop that floods the server), stay
 //! unready, and lose no job.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::events::next_report;
+use herald_testkit::fake_server::FakeServer;
+use herald_testkit::herald::{Herald, Names};
+use herald_testkit::http;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
 use serde_json::json;
-use support::events::next_report;
-use support::fake_server::FakeServer;
-use support::herald::{Herald, Names};
-use support::http;
-use support::prosody::Prosody;
-use support::server::XmppServer;
-use support::stack::Stack;
 
 const WATCH: Duration = Duration::from_secs(4);
 

@@ -31,12 +31,21 @@ impl Names {
     /// Names under `<prefix>-<random hex>`, so runs and tests never share
     /// them.
     pub fn unique(prefix: &str) -> Names {
-        let base = format!("{prefix}-{}", crate::harness::random_hex());
+        let base = format!("{prefix}-{}", herald_testkit::random_hex());
         Names {
             jobs: format!("{base}.jobs"),
             dead: format!("{base}.jobs.dead"),
             events: format!("{base}.events"),
             reports: format!("{base}.reports"),
+        }
+    }
+
+    /// The names Herald is configured with (it knows nothing of `reports`).
+    pub fn herald(&self) -> herald_testkit::herald::Names {
+        herald_testkit::herald::Names {
+            jobs: self.jobs.clone(),
+            dead: self.dead.clone(),
+            events: self.events.clone(),
         }
     }
 }

@@ -20,11 +20,12 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::broker::{Broker, Names};
-use crate::component::{herald_bin, Component, XmppTarget, LOG_LINES};
-use crate::herald_config::HeraldConfig;
+use crate::component::{Component, LOG_LINES};
+use crate::herald_config::herald_config;
 use crate::procstat::{self, stat_cpu_seconds, status_kib};
 use crate::publisher::publish_payloads;
 use crate::sink::{Sink, SinkOptions};
+use herald_testkit::herald::{herald_bin, XmppTarget};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -182,7 +183,7 @@ async fn run_size_with(
     broker: &Broker,
     users: u64,
 ) -> Result<SizeResult> {
-    let secret = format!("ceiling-{}", crate::harness::random_hex());
+    let secret = format!("ceiling-{}", herald_testkit::random_hex());
     let sink = Sink::start(SinkOptions {
         component_domain: COMPONENT_DOMAIN.into(),
         server_domain: SERVER_DOMAIN.into(),
@@ -196,15 +197,11 @@ async fn run_size_with(
         server_domain: SERVER_DOMAIN.into(),
         secret,
     };
-    let config = HeraldConfig {
-        xmpp: &xmpp,
-        amqp_url: broker.url(),
-        names: broker.names(),
-        prefetch: Some(args.prefetch.into()),
-        presence_events: args.presence_events,
-        probe_settle_ms: Some(100),
-        max_recipients: Some(users.max(100_000)),
-    };
+    let mut config = herald_config(&xmpp, broker.url(), broker.names());
+    config.amqp.prefetch = args.prefetch;
+    config.amqp.presence_events = args.presence_events;
+    config.xmpp.probe_settle_ms = 100;
+    config.broadcast.max_recipients = users.max(100_000) as usize;
     let started = Instant::now();
     let mut herald = Component::start_herald(herald_bin, &config, &args.dir).await?;
     let measured = measure(args, broker, &sink, &mut herald, users, started).await;

@@ -14,7 +14,8 @@ use clap::ValueEnum;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::broker::Names;
-use crate::herald_config::HeraldConfig;
+use herald::config::Config;
+use herald_testkit::herald::{config, XmppTarget};
 
 /// Log lines kept per component, for error messages.
 pub const LOG_LINES: usize = 200;
@@ -42,18 +43,6 @@ impl ComponentKind {
     }
 }
 
-/// Where a component reaches its XMPP server: plain values, which a real
-/// server and the ceiling's sink fill alike.
-#[derive(Debug, Clone)]
-pub struct XmppTarget {
-    pub host: String,
-    pub port: u16,
-    /// The component's own domain.
-    pub domain: String,
-    pub server_domain: String,
-    pub secret: String,
-}
-
 /// A running component. Dropping it kills the process.
 pub struct Component {
     kind: ComponentKind,
@@ -66,18 +55,19 @@ pub struct Component {
 }
 
 impl Component {
-    /// Starts Herald with `config`, its config file and store in a new
+    /// Starts Herald with `settings`, its config file and store in a new
     /// directory under `parent` (removed when the component is dropped),
     /// and waits until it takes jobs.
     pub async fn start_herald(
         bin: &Path,
-        config: &HeraldConfig<'_>,
+        settings: &Config,
         parent: &Path,
     ) -> Result<Component, String> {
         let dir = temp_dir_in(parent)?;
         let file = dir.path().join("herald.toml");
-        let text = config.text(&dir.path().join(STORE_FILE));
-        std::fs::write(&file, text).map_err(|e| format!("write {}: {e}", file.display()))?;
+        let mut settings = settings.clone();
+        settings.store.path = dir.path().join(STORE_FILE);
+        config::write(&settings, &file)?;
         let mut command = Command::new(bin);
         command
             .arg("--config")
@@ -280,7 +270,7 @@ impl Component {
     /// until [`Component::resume`].
     pub fn pause(&self) -> Result<(), String> {
         let pid = self.child.id();
-        if crate::harness::server::send_signal(pid, "STOP") {
+        if herald_testkit::server::send_signal(pid, "STOP") {
             Ok(())
         } else {
             Err(format!("cannot pause {} (pid {pid})", self.kind.name()))
@@ -289,13 +279,13 @@ impl Component {
 
     /// Lets a paused component go on (SIGCONT).
     pub fn resume(&self) {
-        crate::harness::server::send_signal(self.child.id(), "CONT");
+        herald_testkit::server::send_signal(self.child.id(), "CONT");
     }
 
     /// SIGTERM by pid, then SIGKILL after a grace period.
     pub async fn stop(mut self) {
         let pid = self.child.id();
-        crate::harness::server::send_sigterm(pid);
+        herald_testkit::server::send_sigterm(pid);
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
@@ -329,25 +319,6 @@ fn temp_dir_in(parent: &Path) -> Result<tempfile::TempDir, String> {
         .prefix("herald-loadtest-")
         .tempdir_in(parent)
         .map_err(|e| format!("temp dir in {}: {e}", parent.display()))
-}
-
-/// The Herald binary next to this one (both live in the workspace's target
-/// directory), unless `explicit` names one.
-pub fn herald_bin(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
-    let bin = match explicit {
-        Some(bin) => bin,
-        None => std::env::current_exe()
-            .map_err(|e| format!("own path: {e}"))?
-            .with_file_name("herald"),
-    };
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "no Herald binary at {} (build it: cargo build --release -p herald, or pass --herald-bin)",
-            bin.display()
-        ))
-    }
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns the body of a 200 answer.

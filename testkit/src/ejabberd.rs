@@ -1,6 +1,6 @@
 //! A private ejabberd 23.01 for one test, an [`XmppServer`].
 //!
-//! [`Ejabberd::start`] is synchronous like [`super::prosody::Prosody::start`]
+//! [`Ejabberd::start`] is synchronous like [`crate::prosody::Prosody::start`]
 //! (ejabberd needs about a second to come up); [`Drop`] kills the node.
 //!
 //! * Config: `deploy/ejabberd/ejabberd.yml.in`, with the ports, log level
@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::server::{
+use crate::server::{
     check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
     ServerProcess, StartError, XmppServer, DOMAIN, ROSTER_CONTACT,
 };

@@ -1,6 +1,6 @@
-//! Test support for Herald's integration tests: real servers, real clients.
-//!
-//! Every integration test file that needs it does `mod support;`.
+//! Herald's test kit: real servers, real clients, a scripted server and the
+//! Herald launcher, shared by the integration tests (`tests/`), the load test
+//! (`loadtest/`), the fuzz targets (`fuzz/`) and the examples.
 //!
 //! * [`server::XmppServer`] is what a test needs of an XMPP server, whichever
 //!   it is: addresses, domains, the component secret, users' passwords, stop
@@ -14,8 +14,9 @@
 //! * [`ejabberd::Ejabberd`] starts a private ejabberd 23.01 the same way, as
 //!   a plain Erlang node with a unique name, with users provisioned by one
 //!   RPC that loops inside the node.
-//! * [`user::XmppUser`] is a real c2s client (plaintext, SASL PLAIN, bind) on
-//!   tokio-xmpp's XML stream layer.
+//! * [`c2s`] is the one c2s client (plaintext, SASL PLAIN, bind on
+//!   tokio-xmpp's XML stream layer): [`c2s::XmppUser`] for tests and
+//!   examples, [`c2s::raw`] for the load test's thousands of receivers.
 //! * [`http`] reads Herald's /metrics, /healthz and /readyz.
 //! * [`component`] connects a bare XEP-0114 component, to see what a server
 //!   routes to it.
@@ -42,9 +43,6 @@
 //! Nothing here skips: a missing Prosody or ejabberd, or an unreachable
 //! RabbitMQ, makes the test panic with a message saying so.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
 pub mod amqp;
 pub mod c2s;
 pub mod certs;
@@ -61,7 +59,6 @@ pub mod prosody;
 pub mod rabbitmq;
 pub mod server;
 pub mod stack;
-pub mod user;
 pub mod xml;
 
 /// Runs generic test bodies on every server: for each `name`, an
@@ -70,7 +67,7 @@ pub mod xml;
 ///
 /// ```ignore
 /// async fn delivers<S: XmppServer>() { let server = S::start(&["alice"]); ... }
-/// on_both_servers!(delivers);
+/// herald_testkit::on_both_servers!(delivers);
 /// ```
 #[macro_export]
 macro_rules! on_both_servers {
@@ -79,7 +76,7 @@ macro_rules! on_both_servers {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test::<$crate::support::prosody::Prosody>().await
+                    super::$test::<$crate::prosody::Prosody>().await
                 }
             )+
         }
@@ -87,7 +84,7 @@ macro_rules! on_both_servers {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test::<$crate::support::ejabberd::Ejabberd>().await
+                    super::$test::<$crate::ejabberd::Ejabberd>().await
                 }
             )+
         }

@@ -7,47 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::amqp::{amqp_url, unique_name};
-use super::server::XmppServer;
+use crate::amqp::amqp_url;
+use crate::server::XmppServer;
 
-/// The AMQP names one test uses.
-#[derive(Debug, Clone)]
-pub struct Names {
-    pub jobs: String,
-    pub dead: String,
-    pub events: String,
-}
+pub mod config;
 
-impl Names {
-    pub fn unique() -> Names {
-        let base = unique_name("herald-test");
-        Names {
-            jobs: format!("{base}.jobs"),
-            dead: format!("{base}.jobs.dead"),
-            events: format!("{base}.events"),
-        }
-    }
-}
-
-/// Where Herald connects: a component listener, the domains and the secret.
-#[derive(Debug, Clone)]
-pub struct XmppTarget {
-    pub port: u16,
-    pub domain: String,
-    pub server_domain: String,
-    pub secret: String,
-}
-
-impl XmppTarget {
-    pub fn of(server: &impl XmppServer) -> XmppTarget {
-        XmppTarget {
-            port: server.component_port(),
-            domain: server.component_domain().into(),
-            server_domain: server.domain().into(),
-            secret: server.component_secret().into(),
-        }
-    }
-}
+pub use config::{herald_bin, Names, XmppTarget};
 
 pub struct Herald {
     child: Option<Child>,
@@ -110,7 +75,7 @@ impl Herald {
         env: &[(&str, &str)],
     ) -> Herald {
         let config = dir.join("herald.toml");
-        std::fs::write(&config, config_text(target, names, dir)).expect("write herald.toml");
+        config::write(&test_config(target, names, dir), &config).unwrap_or_else(|e| panic!("{e}"));
         let mut herald = Herald {
             child: None,
             config,
@@ -131,7 +96,8 @@ impl Herald {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let bin = herald_bin(None).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(&self.config)
             .env("NO_COLOR", "1")
@@ -207,14 +173,14 @@ impl Herald {
 
     /// The current /metrics text.
     pub fn metrics(&self) -> String {
-        let (status, body) = super::http::get(&self.http_addr(), "/metrics");
+        let (status, body) = crate::http::get(&self.http_addr(), "/metrics");
         assert_eq!(status, 200, "/metrics answered {status}: {body}");
         body
     }
 
     /// The HTTP status of /readyz.
     pub fn readyz(&self) -> u16 {
-        super::http::get(&self.http_addr(), "/readyz").0
+        crate::http::get(&self.http_addr(), "/readyz").0
     }
 
     /// Waits until /readyz answers `status`; panics with the log otherwise.
@@ -324,44 +290,17 @@ impl Drop for Herald {
     }
 }
 
-fn config_text(target: &XmppTarget, names: &Names, dir: &Path) -> String {
-    format!(
-        r#"
-[xmpp]
-host = "127.0.0.1"
-port = {port}
-domain = "{domain}"
-server_domain = "{server}"
-secret = "{secret}"
-keepalive_secs = 5
-read_timeout_secs = 60
-probe_settle_ms = 300
-max_backoff_secs = 2
-
-[amqp]
-url = "{url}"
-jobs_queue = "{jobs}"
-dead_letter_queue = "{dead}"
-events_exchange = "{events}"
-max_backoff_secs = 2
-
-[http]
-listen = "127.0.0.1:0"
-
-[store]
-path = "{store}"
-
-[log]
-level = "herald=debug,info"
-"#,
-        port = target.port,
-        domain = target.domain,
-        server = target.server_domain,
-        secret = target.secret,
-        url = amqp_url(),
-        jobs = names.jobs,
-        dead = names.dead,
-        events = names.events,
-        store = dir.join("herald.redb").display(),
-    )
+/// Herald's config for a test: its store in `dir` (so a later start in the
+/// same dir finds it); short keepalives, timeouts and backoffs, so that
+/// tests see a dead connection and a reconnection within seconds; debug logs
+/// for the tests that read them.
+fn test_config(target: &XmppTarget, names: &Names, dir: &Path) -> herald::config::Config {
+    let mut config = config::config(target, &amqp_url(), names, &dir.join("herald.redb"));
+    config.xmpp.keepalive_secs = 5;
+    config.xmpp.read_timeout_secs = 60;
+    config.xmpp.probe_settle_ms = 300;
+    config.xmpp.max_backoff_secs = 2;
+    config.amqp.max_backoff_secs = 2;
+    config.log.level = "herald=debug,info".into();
+    config
 }

@@ -4,7 +4,7 @@
 //! It accepts Herald's stream and handshake (checking the secret), answers
 //! Herald's pings to the server domain, and writes whatever bytes the test
 //! gives it. Everything Herald writes is parsed strictly as it arrives
-//! ([`super::xml::StreamReader`]): the first well-formedness error is kept
+//! ([`crate::xml::StreamReader`]): the first well-formedness error is kept
 //! and ends the connection, and every stanza is recorded for the test.
 
 use std::sync::{Arc, Mutex};
@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use xmpp_parsers::component::Handshake;
 
-use super::amqp::{Amqp, EventTap};
-use super::herald::{Herald, Names, XmppTarget};
-use super::server::{COMPONENT_DOMAIN, DOMAIN};
-use super::xml::{Node, StreamReader};
+use crate::amqp::{Amqp, EventTap};
+use crate::herald::{Herald, Names, XmppTarget};
+use crate::server::{COMPONENT_DOMAIN, DOMAIN};
+use crate::xml::{Node, StreamReader};
 
 const PING_NS: &str = "urn:xmpp:ping";
 
@@ -48,7 +48,7 @@ impl FakeServer {
     pub async fn start() -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().unwrap().port();
-        let secret = format!("secret-{}", super::random_hex());
+        let secret = format!("secret-{}", crate::random_hex());
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (script, scripted) = mpsc::unbounded_channel();
         let task = tokio::spawn(serve(listener, secret.clone(), Arc::clone(&seen), scripted));
@@ -64,6 +64,7 @@ impl FakeServer {
     /// Where Herald is to connect.
     pub fn target(&self) -> XmppTarget {
         XmppTarget {
+            host: "127.0.0.1".into(),
             port: self.port,
             domain: COMPONENT_DOMAIN.into(),
             server_domain: DOMAIN.into(),

@@ -29,7 +29,7 @@ pub fn amqp_url() -> String {
 /// `prefix` plus a random suffix, e.g. "jobs-3f9c0a1b2c3d4e5f": a queue or
 /// exchange name no other test (or earlier run) uses.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", super::random_hex())
+    format!("{prefix}-{}", crate::random_hex())
 }
 
 /// Connects to [`amqp_url`], panicking with a clear message if RabbitMQ does
