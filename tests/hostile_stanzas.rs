@@ -372,7 +372,7 @@ async fn a_user_cannot_crash_herald_with_deep_nesting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_flooding_the_component_is_limited_and_others_still_get_through() {
     const FLOOD: usize = 2000;
-    let server = FakeServer::start().await;
+    let server = FakeServer::start();
     let names = Names::unique();
     let dir = tempfile::tempdir().unwrap();
     let limits = [

@@ -117,7 +117,7 @@ async fn a_second_herald_on_the_same_domain_is_refused_and_the_first_keeps_deliv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_breaks_every_stream_after_the_handshake_is_not_hammered() {
-    let server = FakeServer::start().await;
+    let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut herald = Herald::launch_at(&server.target(), &Names::unique(), dir.path(), &[]);
     // Every stream is broken as soon as it is up, before presence settles.

@@ -15,7 +15,6 @@ mod run;
 mod scenario;
 mod server_ceiling;
 mod servers;
-mod sink;
 mod stats;
 mod swarm;
 
