@@ -50,6 +50,7 @@ pub mod component;
 pub mod cut_proxy;
 pub mod delivery;
 pub mod ejabberd;
+pub mod erlang;
 pub mod events;
 pub mod fake_server;
 pub mod herald;

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::ejabberd::ensure_epmd;
+use crate::erlang::ensure_epmd;
 use crate::server::{
     random_hex, set_log_aside, tail, temp_root, Readiness, ServerProcess, StartError,
 };
