@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::broker::Names;
 use herald::config::Config;
 use herald_testkit::herald::{config, XmppTarget};
+use herald_testkit::http::series_value;
 
 /// Log lines kept per component, for error messages.
 pub const LOG_LINES: usize = 200;
@@ -251,7 +252,7 @@ impl Component {
             .metrics_addr
             .as_deref()
             .ok_or_else(|| format!("{} serves no /metrics", self.kind.name()))?;
-        Ok(metric_value(&http_get(addr, "/metrics").await?, series))
+        Ok(series_value(&http_get(addr, "/metrics").await?, series))
     }
 
     /// Herald's HTTP address, from its "serving /metrics" log line.
@@ -366,39 +367,9 @@ fn resources_in_presence_line(line: &str) -> Option<usize> {
         .ok()
 }
 
-/// The value of one series (a name, with its labels if any) in the
-/// Prometheus text format.
-fn metric_value(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_an_unlabelled_gauge() {
-        let text = "# HELP herald_online_resources_x other\nherald_online_resources_x 5\n\
-                    # TYPE herald_online_resources gauge\nherald_online_resources 10000\n";
-        assert_eq!(metric_value(text, "herald_online_resources"), Some(10000.0));
-        assert_eq!(metric_value(text, "herald_online_users"), None);
-    }
-
-    #[test]
-    fn reads_a_labelled_series() {
-        let text = "herald_jobs_total{outcome=\"delivered\"} 7\nherald_ready 1\n";
-        assert_eq!(
-            metric_value(text, "herald_jobs_total{outcome=\"delivered\"}"),
-            Some(7.0)
-        );
-        assert_eq!(metric_value(text, "herald_jobs_total"), None);
-    }
 
     #[test]
     fn takes_the_body_of_200_answers_only() {
