@@ -3,11 +3,8 @@
 //! (loadtest/baseline-node). Both consume the same jobs queue and publish
 //! reports to the same kind of events exchange (see [`crate::broker`]).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -15,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::broker::Names;
 use herald::config::Config;
-use herald_testkit::herald::{config, XmppTarget};
+use herald_testkit::herald::{config, ProcessLog, XmppTarget};
 use herald_testkit::http::series_value;
 
 /// Log lines kept per component, for error messages.
@@ -48,7 +45,7 @@ impl ComponentKind {
 pub struct Component {
     kind: ComponentKind,
     child: Child,
-    log: Arc<Mutex<VecDeque<String>>>,
+    log: ProcessLog,
     /// Herald's /metrics address, kept from its log line, which later
     /// lines push out of the log tail.
     metrics_addr: Option<String>,
@@ -77,7 +74,7 @@ impl Component {
             .env_remove("RUST_LOG");
         let mut component = Component::spawn(ComponentKind::Herald, command, dir)?;
         component.wait_log("taking jobs").await?;
-        component.metrics_addr = Some(component.logged_metrics_addr()?);
+        component.metrics_addr = Some(component.log.metrics_addr()?);
         Ok(component)
     }
 
@@ -120,23 +117,8 @@ impl Component {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e} ({command:?})", kind.name()))?;
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
-            child.stdout.take().map(|s| Box::new(s) as _),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ];
-        for pipe in pipes.into_iter().flatten() {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut log = log.lock().unwrap();
-                    if log.len() == LOG_LINES {
-                        log.pop_front();
-                    }
-                    log.push_back(line);
-                }
-            });
-        }
+        let log = ProcessLog::new(Some(LOG_LINES));
+        log.capture(&mut child);
         Ok(Component {
             kind,
             child,
@@ -156,13 +138,7 @@ impl Component {
 
     /// The last `lines` lines the component logged (at most [`LOG_LINES`]).
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log.lock().unwrap();
-        let skip = log.len().saturating_sub(lines);
-        log.iter()
-            .skip(skip)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.log.tail(lines)
     }
 
     /// An error once the process has exited.
@@ -179,28 +155,9 @@ impl Component {
         self.dir.path().join(STORE_FILE)
     }
 
-    fn find_log(&self, needle: &str) -> Option<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
-    fn find_last_log(&self, needle: &str) -> Option<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
     async fn wait_log(&self, needle: &str) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
-        while self.find_log(needle).is_none() {
+        while self.log.first(needle).is_none() {
             if Instant::now() > deadline {
                 return Err(format!(
                     "{} logged no {needle:?} within {START_TIMEOUT:?}:\n{}",
@@ -231,7 +188,8 @@ impl Component {
                     self.metric("herald_online_resources").await?.unwrap_or(0.0) as usize
                 }
                 ComponentKind::Baseline => self
-                    .find_last_log("baseline presence ")
+                    .log
+                    .last("baseline presence ")
                     .and_then(|line| resources_in_presence_line(&line))
                     .unwrap_or(0),
             };
@@ -253,18 +211,6 @@ impl Component {
             .as_deref()
             .ok_or_else(|| format!("{} serves no /metrics", self.kind.name()))?;
         Ok(series_value(&http_get(addr, "/metrics").await?, series))
-    }
-
-    /// Herald's HTTP address, from its "serving /metrics" log line.
-    fn logged_metrics_addr(&self) -> Result<String, String> {
-        let line = self
-            .find_log("serving /metrics")
-            .ok_or("Herald logged no metrics address")?;
-        line.split("address=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-            .ok_or_else(|| format!("no address in {line:?}"))
     }
 
     /// Freezes the component (SIGSTOP): it takes nothing from its sockets

@@ -1,24 +1,24 @@
 //! Runs the real `herald` binary against a test's XMPP server and RabbitMQ,
 //! with queue and exchange names of its own so tests can run in parallel.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::amqp::amqp_url;
 use crate::server::XmppServer;
 
 pub mod config;
+mod log;
 
 pub use config::{herald_bin, Names, XmppTarget};
+pub use log::ProcessLog;
 
 pub struct Herald {
     child: Option<Child>,
     config: PathBuf,
     env: Vec<(String, String)>,
-    log: Arc<Mutex<Vec<String>>>,
+    log: ProcessLog,
     /// "taking jobs" lines logged before the current process started.
     ready_lines: usize,
 }
@@ -83,7 +83,7 @@ impl Herald {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            log: Arc::new(Mutex::new(Vec::new())),
+            log: ProcessLog::new(None),
             ready_lines: 0,
         };
         herald.spawn();
@@ -107,26 +107,7 @@ impl Herald {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn herald");
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = Arc::clone(&self.log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
+        self.log.capture(&mut child);
         self.child = Some(child);
         self.ready_lines = self.log_count("taking jobs");
     }
@@ -152,19 +133,7 @@ impl Herald {
 
     /// Address of the HTTP endpoint of the running process, from its log.
     pub fn http_addr(&self) -> String {
-        const LINE: &str = "serving /metrics";
-        let log = self.log.lock().unwrap();
-        let line = log
-            .iter()
-            .rev()
-            .find(|l| l.contains(LINE))
-            .unwrap_or_else(|| panic!("no {LINE:?} line in herald's log"));
-        let address = line
-            .split("address=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        address.to_string()
+        self.log.metrics_addr().unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -204,16 +173,11 @@ impl Herald {
     }
 
     pub fn log_count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.text()
     }
 
     /// Waits until `needle` appears in `count` log lines; panics with the log otherwise.
@@ -254,10 +218,7 @@ impl Herald {
     /// SIGTERM, then waits; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        crate::server::send_sigterm(child.id());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -276,11 +237,9 @@ impl Herald {
 impl Drop for Herald {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log_text();
-            let lines: Vec<&str> = log.lines().collect();
             eprintln!(
                 "--- test panicked; last lines of Herald's log ---\n{}",
-                lines[lines.len().saturating_sub(60)..].join("\n")
+                self.log.tail(60)
             );
         }
         if let Some(mut child) = self.child.take() {
