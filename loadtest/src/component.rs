@@ -96,9 +96,9 @@ impl Component {
             .env("XMPP_DOMAIN", &xmpp.domain)
             .env("XMPP_SECRET", &xmpp.secret)
             .env("AMQP_URL", amqp_url)
-            .env("JOBS_QUEUE", &names.jobs)
-            .env("EVENTS_EXCHANGE", &names.events)
-            .env("DEAD_LETTER_QUEUE", &names.dead)
+            .env("JOBS_QUEUE", &names.component.jobs)
+            .env("EVENTS_EXCHANGE", &names.component.events)
+            .env("DEAD_LETTER_QUEUE", &names.component.dead)
             .env("PREFETCH", prefetch.to_string());
         let dir = temp_dir_in(&std::env::temp_dir())?;
         let component = Component::spawn(ComponentKind::Baseline, command, dir)?;

@@ -11,7 +11,7 @@ use crate::broker::Names;
 
 /// The store path is set when the component starts, in its own directory.
 pub fn herald_config(xmpp: &XmppTarget, amqp_url: &str, names: &Names) -> Config {
-    let mut config = config::config(xmpp, amqp_url, &names.herald(), Path::new(""));
+    let mut config = config::config(xmpp, amqp_url, &names.component, Path::new(""));
     config.log.level = "info".into();
     config
 }
