@@ -1,4 +1,4 @@
-//! Herald's test kit: real servers, real clients, a scripted server and the
+//! Herald's test kit: real servers, real clients, a fake server and the
 //! Herald launcher, shared by the integration tests (`tests/`), the load test
 //! (`loadtest/`), the fuzz targets (`fuzz/`) and the examples.
 //!
@@ -13,7 +13,8 @@
 //!   in parallel.
 //! * [`ejabberd::Ejabberd`] starts a private ejabberd 23.01 the same way, as
 //!   a plain Erlang node with a unique name, with users provisioned by one
-//!   RPC that loops inside the node.
+//!   RPC that loops inside the node ([`erlang`] has the epmd it and
+//!   RabbitMQ's private nodes register with).
 //! * [`c2s`] is the one c2s client (plaintext, SASL PLAIN, bind on
 //!   tokio-xmpp's XML stream layer): [`c2s::XmppUser`] for tests and
 //!   examples, [`c2s::raw`] for the load test's thousands of receivers.
@@ -22,9 +23,12 @@
 //!   routes to it.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
-//! * [`fake_server::FakeServer`] is a scripted XEP-0114 server: it accepts
-//!   Herald, answers its pings, sends whatever a test scripts and parses all
-//!   Herald writes strictly.
+//! * [`fake_server::FakeServer`] is a fake server's XEP-0114 listener: it
+//!   accepts Herald, answers its pings, counts what it writes and sends
+//!   whatever a test scripts; for tests it also parses all Herald writes
+//!   strictly, for the load test it floods Herald with presence.
+//! * [`herald::Herald`] runs the `herald` binary with a config written by
+//!   [`herald::config`], which serializes Herald's own `Config`.
 //! * [`delivery`] reads what one job did: its reports and the copies of its
 //!   message each user got.
 //! * [`xml`] writes stanzas with Herald's stream encoder and re-parses any
