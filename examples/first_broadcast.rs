@@ -10,18 +10,14 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use herald_testkit::c2s::XmppUser;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
-use tokio_xmpp::minidom::Element;
 use xmpp_parsers::jid::BareJid;
-
-// The small c2s client Herald's tests log users in with.
-#[path = "../tests/support/c2s.rs"]
-mod c2s;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -39,22 +35,19 @@ async fn main() -> Result<(), Error> {
     let reports = report_queue(&channel).await?;
 
     let user = jid.node().map(|n| n.to_string()).unwrap_or_default();
-    let login = c2s::establish(
+    // The c2s client Herald's tests log users in with.
+    let login = XmppUser::connect(
         &server,
         jid.domain().as_str(),
         &user,
         &password,
         "first-broadcast",
     );
-    let (mut client, bound) = tokio::time::timeout(Duration::from_secs(20), login)
+    let mut client = tokio::time::timeout(Duration::from_secs(20), login)
         .await?
         .map_err(|e| format!("login as {jid} failed: {e}"))?;
-    c2s::send(
-        &mut client,
-        &format!("<presence xmlns='{}'/>", c2s::NS_CLIENT),
-    )
-    .await?;
-    println!("{bound} is online and available");
+    client.send_presence(None, 0).await;
+    println!("{} is online and available", client.jid());
     // Let the server route the presence to Herald before the job arrives.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -77,7 +70,10 @@ async fn main() -> Result<(), Error> {
         .await?;
     println!("published job {id}");
 
-    let received = tokio::time::timeout(Duration::from_secs(20), next_body(&mut client)).await??;
+    let (_, received, _) = client
+        .next_message(Duration::from_secs(20))
+        .await
+        .ok_or("no message within 20 s")?;
     println!("{jid} received: {received:?}");
     let mut reports = reports;
     let report = tokio::time::timeout(Duration::from_secs(20), async {
@@ -92,19 +88,8 @@ async fn main() -> Result<(), Error> {
     })
     .await??;
     println!("report: {report}");
-    client.shutdown().await?;
+    client.disconnect().await;
     Ok(())
-}
-
-async fn next_body(client: &mut c2s::Stream) -> Result<String, Error> {
-    loop {
-        let element: Element = c2s::read_element(client).await?;
-        if element.name() == "message" {
-            if let Some(body) = element.get_child("body", c2s::NS_CLIENT) {
-                return Ok(body.text());
-            }
-        }
-    }
 }
 
 /// A private queue bound to `job.report` on the events exchange.

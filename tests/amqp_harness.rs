@@ -1,13 +1,11 @@
 //! Proves the RabbitMQ test helpers against the real broker.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::amqp::{self, Amqp, EventTap};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
-use support::amqp::{self, Amqp, EventTap};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -2,16 +2,14 @@
 //! ejabberd), a real RabbitMQ, real c2s logins, and the `herald` binary in
 //! between.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::amqp::EventTap;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
 use serde_json::{json, Value};
-use support::amqp::EventTap;
-use support::events::{await_presence, next_report};
-use support::server::XmppServer;
-use support::stack::Stack;
-use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// How long to watch for a message that must not arrive.
@@ -27,7 +25,7 @@ fn assert_counts(report: &Value, recipients: u64, expected: Value) {
     assert_eq!(report["skipped"], expected["skipped"], "{report}");
 }
 
-on_both_servers!(
+herald_testkit::on_both_servers!(
     job_reaches_available_users_only_and_report_counts_every_recipient,
     chat_to_the_component_becomes_a_message_received_event,
     bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering,
@@ -160,7 +158,7 @@ async fn bad_jobs_are_dead_lettered_with_a_reason_and_herald_keeps_delivering<S:
                 "",
                 &stack.names.jobs,
                 payload,
-                support::amqp::json_properties(),
+                herald_testkit::amqp::json_properties(),
             )
             .await;
     }

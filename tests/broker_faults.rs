@@ -1,19 +1,17 @@
 //! The broker going away under Herald, on a private RabbitMQ node
-//! (tests/support/rabbitmq.rs) so that it can be stopped and started again
+//! (testkit/src/rabbitmq.rs) so that it can be stopped and started again
 //! without touching the shared one: real Prosody, real c2s users, the real
 //! `herald` binary.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::amqp::Amqp;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::herald::{Herald, Names};
+use herald_testkit::http;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::rabbitmq::PrivateBroker;
 use serde_json::{json, Value};
-use support::amqp::Amqp;
-use support::herald::{Herald, Names};
-use support::http;
-use support::prosody::Prosody;
-use support::rabbitmq::PrivateBroker;
-use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ONLINE: usize = 100;
@@ -127,7 +125,7 @@ impl World {
 /// The one report of `reports` that is the job's own, checked to count
 /// every recipient.
 fn own_report(reports: &[Value]) -> Value {
-    let report = support::delivery::own_report(reports);
+    let report = herald_testkit::delivery::own_report(reports);
     assert_eq!(report["recipients"], ONLINE + OFFLINE, "{report}");
     assert_eq!(report["sent"], ONLINE, "{report}");
     assert_eq!(report["skipped"]["offline"], OFFLINE, "{report}");
@@ -147,7 +145,7 @@ async fn a_broker_restart_mid_job_loses_nothing_and_the_job_gets_its_own_report(
 
     // A frozen server confirms nothing: the job is written but cannot
     // complete before the broker goes away.
-    support::server::signal(prosody, "STOP");
+    herald_testkit::server::signal(prosody, "STOP");
     world
         .publish(world.job_to_everyone("mid-restart", "evacuate"))
         .await;
@@ -165,7 +163,7 @@ async fn a_broker_restart_mid_job_loses_nothing_and_the_job_gets_its_own_report(
     world.broker.start_again();
     world.wait_metric(r#"herald_amqp_connects_total{result="ok"}"#, 2.0);
     world.herald.wait_log_count("job fanned out", 2, WAIT);
-    support::server::signal(prosody, "CONT");
+    herald_testkit::server::signal(prosody, "CONT");
 
     let report = own_report(&world.reports_of("mid-restart").await);
     let window = Duration::from_secs(3);
@@ -215,7 +213,7 @@ async fn a_report_the_broker_never_took_before_a_restart_is_the_redelivered_jobs
     // The job is written while the server is frozen; then the broker stops
     // reading what Herald publishes (a memory alarm) before the server may
     // confirm the job: it completes, but its report cannot get out.
-    support::server::signal(prosody, "STOP");
+    herald_testkit::server::signal(prosody, "STOP");
     world
         .publish(world.job_to_everyone("report-in-flight", "evacuate"))
         .await;
@@ -224,7 +222,7 @@ async fn a_report_the_broker_never_took_before_a_restart_is_the_redelivered_jobs
     world
         .broker
         .wait_log("memory resource limit alarm set", WAIT);
-    support::server::signal(prosody, "CONT");
+    herald_testkit::server::signal(prosody, "CONT");
     world.wait_metric(r#"herald_jobs_total{outcome="delivered"}"#, 1.0);
     for user in world.users.iter_mut() {
         let message = user

@@ -3,19 +3,17 @@
 //! broker through `amqp.tls_ca_file`, proves itself with a client
 //! certificate, and refuses a broker it has no reason to trust.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::amqp::{Amqp, EventTap};
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::certs::TestPki;
+use herald_testkit::events::next_report;
+use herald_testkit::herald::{Herald, Names};
+use herald_testkit::http;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::rabbitmq::{PrivateBroker, TlsFiles};
 use serde_json::json;
-use support::amqp::{Amqp, EventTap};
-use support::certs::TestPki;
-use support::events::next_report;
-use support::herald::{Herald, Names};
-use support::http;
-use support::prosody::Prosody;
-use support::rabbitmq::{PrivateBroker, TlsFiles};
-use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -3,14 +3,12 @@
 //! discovery, ping, errors for unknown requests, subscription revocation and
 //! subscribing again.
 
-mod support;
-
 use std::time::Duration;
 
-use support::amqp::EventTap;
-use support::herald::{Herald, Names};
-use support::server::XmppServer;
-use support::user::XmppUser;
+use herald_testkit::amqp::EventTap;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::herald::{Herald, Names};
+use herald_testkit::server::XmppServer;
 
 const WAIT: Duration = Duration::from_secs(20);
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -35,7 +33,7 @@ async fn iq(
         .unwrap_or_else(|| panic!("no answer to {xml}"))
 }
 
-on_both_servers!(
+herald_testkit::on_both_servers!(
     disco_info_ping_and_service_unavailable,
     revoking_the_subscription_makes_herald_forget_the_user,
     a_user_who_subscribes_again_is_seen_again,

@@ -2,14 +2,12 @@
 //! presence routing to the component through the provisioned roster,
 //! restarts that keep the data, and nodes side by side.
 
-mod support;
-
 use std::time::Duration;
 
-use support::component::{connect_component, next_presence_from};
-use support::ejabberd::Ejabberd;
-use support::server::XmppServer;
-use support::user::XmppUser;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::component::{connect_component, next_presence_from};
+use herald_testkit::ejabberd::Ejabberd;
+use herald_testkit::server::XmppServer;
 use tokio_xmpp::parsers::message::{Lang, Message};
 use tokio_xmpp::parsers::presence::{Show, Type as PresenceType};
 

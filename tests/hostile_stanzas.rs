@@ -4,20 +4,18 @@
 //! errors, write only well-formed XML from its own domain, ignore presence
 //! and messages from users on other domains, and still deliver a job.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::amqp::EventTap;
+use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::fake_server::{domain_of, FakeServer, FakeStack};
+use herald_testkit::herald::{Herald, Names};
+use herald_testkit::http;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
+use herald_testkit::xml::Node;
 use serde_json::json;
-use support::amqp::EventTap;
-use support::events::{await_presence, next_report};
-use support::fake_server::{domain_of, FakeServer, FakeStack};
-use support::herald::{Herald, Names};
-use support::http;
-use support::prosody::Prosody;
-use support::server::XmppServer;
-use support::stack::Stack;
-use support::xml::Node;
 use tokio::io::AsyncWriteExt;
 
 const HERALD: &str = "herald@broadcast.localhost";
@@ -229,7 +227,7 @@ async fn herald_survives_hostile_stanzas_and_still_delivers() {
     assert_eq!(http::value(&metrics, "herald_subscriptions"), 1.0);
 
     // A job still goes out, to alice only.
-    let id = format!("after-hostile-{}", support::random_hex());
+    let id = format!("after-hostile-{}", herald_testkit::random_hex());
     let job =
         json!({"id": id, "to": ["alice@localhost", "mallory@evil.example"], "body": "still here"});
     amqp.publish_json(&names.jobs, &job).await;
@@ -301,7 +299,7 @@ async fn a_broken_stream_costs_a_reconnect_not_a_crash() {
         await_presence(&mut presence, "alice@localhost/desk", Some("online")).await;
     }
 
-    let id = format!("after-broken-{}", support::random_hex());
+    let id = format!("after-broken-{}", herald_testkit::random_hex());
     let job = json!({"id": id, "to": ["alice@localhost"], "body": "still here"});
     amqp.publish_json(&names.jobs, &job).await;
     let report = next_report(&mut reports, &id).await;
@@ -335,7 +333,7 @@ async fn a_user_cannot_crash_herald_with_deep_nesting() {
     let mut bob = stack.online("bob").await;
     // Written as bytes: the test client's own XML library would overflow
     // its stack on this element just like Herald's did.
-    let (alice, _) = support::c2s::establish(
+    let (alice, _) = herald_testkit::c2s::establish(
         &stack.server.c2s_addr(),
         stack.server.domain(),
         "alice",
@@ -355,7 +353,7 @@ async fn a_user_cannot_crash_herald_with_deep_nesting() {
         .herald
         .wait_log_count("element nested too deep dropped", 1, WAIT);
 
-    let id = format!("after-deep-{}", support::random_hex());
+    let id = format!("after-deep-{}", herald_testkit::random_hex());
     stack
         .publish(json!({"id": id, "to": ["bob@localhost"], "body": "still here"}))
         .await;
@@ -374,7 +372,7 @@ async fn a_user_cannot_crash_herald_with_deep_nesting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_flooding_the_component_is_limited_and_others_still_get_through() {
     const FLOOD: usize = 2000;
-    let server = FakeServer::start().await;
+    let server = FakeServer::start();
     let names = Names::unique();
     let dir = tempfile::tempdir().unwrap();
     let limits = [

@@ -2,14 +2,12 @@
 //! job's report marked `duplicate: true`, whether it arrives while the first
 //! is in progress, after it completed, or after Herald restarted.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::events::next_report;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::stack::Stack;
 use serde_json::json;
-use support::events::next_report;
-use support::prosody::Prosody;
-use support::stack::Stack;
 
 const QUIET: Duration = Duration::from_millis(1500);
 
@@ -99,7 +97,7 @@ async fn a_job_completed_but_not_reported_before_a_crash_is_reported_after_not_r
         .wait_log_count("publish refused; retrying", 1, QUIET * 10);
     stack.herald.kill();
     // Copies RabbitMQ routed to the tap despite refusing them.
-    while support::events::report_within(&mut stack.reports, "owed", QUIET)
+    while herald_testkit::events::report_within(&mut stack.reports, "owed", QUIET)
         .await
         .is_some()
     {}

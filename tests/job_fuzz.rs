@@ -6,13 +6,11 @@
 //!
 //! Corpus files named `accept-*` must be accepted, `reject-*` refused.
 
-mod support;
-
 use std::path::Path;
 
+use herald_testkit::job_check::{check_payload, Verdict};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use support::job_check::{check_payload, Verdict};
 
 // ---- strings, as JSON string literals ----
 

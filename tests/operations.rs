@@ -3,19 +3,17 @@
 //! readiness that follows the server and the broker, reconnects, and a
 //! SIGTERM in the middle of a large job that loses nobody.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::delivery::{assert_everyone_got_it, own_report, reports_of};
+use herald_testkit::events::{await_presence, next_report, report_within};
+use herald_testkit::http;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
 use serde_json::{json, Value};
-use support::delivery::{assert_everyone_got_it, own_report, reports_of};
-use support::events::{await_presence, next_report, report_within};
-use support::http;
-use support::prosody::Prosody;
-use support::server::XmppServer;
-use support::stack::Stack;
-use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -40,7 +38,7 @@ fn deltas(before: &[f64], after: &[f64]) -> Vec<f64> {
     before.iter().zip(after).map(|(b, a)| a - b).collect()
 }
 
-on_both_servers!(
+herald_testkit::on_both_servers!(
     metrics_move_by_exactly_what_a_job_causes,
     readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_after,
 );
@@ -89,7 +87,7 @@ async fn metrics_move_by_exactly_what_a_job_causes<S: XmppServer>() {
             "",
             &stack.names.jobs,
             b"not json",
-            support::amqp::json_properties(),
+            herald_testkit::amqp::json_properties(),
         )
         .await;
     let dead = stack
@@ -279,12 +277,12 @@ async fn sigterm_while_the_server_reads_nothing_requeues_the_job() {
     // written at all.
     let no_probes = [("HERALD_XMPP__UNKNOWN_PROBE_TTL_SECS", "0")];
     let (mut stack, mut users) = large_job_in_flight(&no_probes, |stack| {
-        support::server::signal(stack.server.pid().expect("prosody runs"), "STOP");
+        herald_testkit::server::signal(stack.server.pid().expect("prosody runs"), "STOP");
     })
     .await;
     let stopped = stack.herald.stop();
     let prosody_pid = stack.server.pid().expect("prosody runs");
-    support::server::signal(prosody_pid, "CONT");
+    herald_testkit::server::signal(prosody_pid, "CONT");
     assert_eq!(stopped, Some(0), "{}", stack.herald.log_text());
     assert!(
         stack

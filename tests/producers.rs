@@ -7,16 +7,14 @@
 //! amqplib, found through `HERALD_TEST_PYTHON` (default `python3`) and
 //! `HERALD_TEST_NODE` (default `node`); `.ci/run` installs both.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use herald_testkit::amqp::amqp_url;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::stack::Stack;
 use serde_json::{json, Value};
-use support::amqp::amqp_url;
-use support::prosody::Prosody;
-use support::stack::Stack;
 
 const WAIT: Duration = Duration::from_secs(20);
 

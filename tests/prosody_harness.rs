@@ -1,14 +1,12 @@
 //! Proves the test harness itself against a real Prosody: provisioning,
 //! c2s logins, message delivery, and presence routing to the component.
 
-mod support;
-
 use std::time::Duration;
 
-use support::component::{connect_component, next_presence_from};
-use support::prosody::Prosody;
-use support::server::XmppServer;
-use support::user::XmppUser;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::component::{connect_component, next_presence_from};
+use herald_testkit::prosody::Prosody;
+use herald_testkit::server::XmppServer;
 use tokio_xmpp::parsers::presence::{Show, Type as PresenceType};
 
 const WAIT: Duration = Duration::from_secs(10);

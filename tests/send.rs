@@ -2,19 +2,17 @@
 //! RabbitMQ, with the real `herald` component, Prosody and c2s users on the
 //! other side.
 
-mod support;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use herald_testkit::amqp::{amqp_url, unique_name, Amqp, EventTap};
+use herald_testkit::c2s::NS_CLIENT;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::stack::Stack;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{json, Value};
-use support::amqp::{amqp_url, unique_name, Amqp, EventTap};
-use support::c2s::NS_CLIENT;
-use support::prosody::Prosody;
-use support::stack::Stack;
 use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -3,18 +3,16 @@
 //! log, count it, back off (no crash loop that floods the server), stay
 //! unready, and lose no job.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::events::next_report;
+use herald_testkit::fake_server::FakeServer;
+use herald_testkit::herald::{Herald, Names};
+use herald_testkit::http;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
 use serde_json::json;
-use support::events::next_report;
-use support::fake_server::FakeServer;
-use support::herald::{Herald, Names};
-use support::http;
-use support::prosody::Prosody;
-use support::server::XmppServer;
-use support::stack::Stack;
 
 const WATCH: Duration = Duration::from_secs(4);
 
@@ -119,7 +117,7 @@ async fn a_second_herald_on_the_same_domain_is_refused_and_the_first_keeps_deliv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_breaks_every_stream_after_the_handshake_is_not_hammered() {
-    let server = FakeServer::start().await;
+    let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut herald = Herald::launch_at(&server.target(), &Names::unique(), dir.path(), &[]);
     // Every stream is broken as soon as it is up, before presence settles.

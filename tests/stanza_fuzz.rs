@@ -9,16 +9,14 @@
 //! The stanzas are drawn from a fixed seed, so a failure reproduces; set
 //! `HERALD_FUZZ_SEED` (a number) to draw others.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::fake_server::{domain_of, FakeStack};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use serde_json::json;
-use support::events::{await_presence, next_report};
-use support::fake_server::{domain_of, FakeStack};
 
 const HERALD: &str = "herald@broadcast.localhost";
 const COMPONENT: &str = "broadcast.localhost";
@@ -185,7 +183,7 @@ async fn generated_hostile_stanzas_neither_break_the_stream_nor_stop_delivery() 
         "<presence from='alice@localhost/desk' to='{HERALD}'/>"
     ));
     await_presence(&mut presence, "alice@localhost/desk", Some("online")).await;
-    let id = format!("after-fuzz-{}", support::random_hex());
+    let id = format!("after-fuzz-{}", herald_testkit::random_hex());
     amqp.publish_json(
         &names.jobs,
         &json!({"id": id, "to": ["alice@localhost"], "body": "still here"}),

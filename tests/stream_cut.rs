@@ -1,5 +1,5 @@
 //! The component connection cut in the middle of a stanza, between Herald
-//! and a real server: a proxy on loopback ([`support::cut_proxy`]) forwards
+//! and a real server: a proxy on loopback ([`herald_testkit::cut_proxy`]) forwards
 //! half of a stanza's start tag and ends the stream there.
 //!
 //! What a team sending alerts through Herald relies on, and these tests
@@ -9,24 +9,22 @@
 //! recipient counted; no user gets a partial message; presence missed or
 //! gone stale in the cut is rebuilt; and the next job is delivered as usual.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::cut_proxy::{CutProxy, Direction};
+use herald_testkit::delivery::{assert_everyone_got_it, own_report, reports_of};
+use herald_testkit::events::await_presence;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
 use serde_json::{json, Value};
-use support::cut_proxy::{CutProxy, Direction};
-use support::delivery::{assert_everyone_got_it, own_report, reports_of};
-use support::events::await_presence;
-use support::server::XmppServer;
-use support::stack::Stack;
-use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// How long users' messages are collected once a job is reported: the
 /// server has read them all by then, delivery to c2s clients follows.
 const COLLECT: Duration = Duration::from_secs(3);
 
-on_both_servers!(
+herald_testkit::on_both_servers!(
     a_cut_while_herald_writes_a_job_loses_no_recipient_and_corrupts_no_message,
     a_cut_while_the_server_writes_to_herald_loses_no_job_and_presence_is_rebuilt,
     a_user_whose_first_presence_was_cut_gets_the_next_job,

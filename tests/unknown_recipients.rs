@@ -4,20 +4,18 @@
 //! probes such recipients before it fans a job out to them, and remembers
 //! for a while whom it probed in vain.
 
-mod support;
-
 use std::time::Duration;
 
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::events::next_report;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
 use serde_json::{json, Value};
-use support::events::next_report;
-use support::server::XmppServer;
-use support::stack::Stack;
-use support::user::XmppUser;
 
 const WAIT: Duration = Duration::from_secs(20);
 const UNKNOWN_PROBES: &str = r#"herald_probes_sent_total{reason="unknown_recipient"}"#;
 
-on_both_servers!(
+herald_testkit::on_both_servers!(
     a_user_online_before_a_fresh_herald_started_gets_the_first_job,
     a_recipient_who_answers_no_probe_is_offline_and_not_probed_again_soon,
 );

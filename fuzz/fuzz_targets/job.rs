@@ -1,20 +1,12 @@
 //! Any bytes as a job: parsing never panics, a refusal says why, and an
 //! accepted job's messages, written by Herald's stream encoder, are
 //! well-formed XML carrying the job's text unchanged. The properties are
-//! those of the property tests (tests/support/job_check.rs).
+//! those of the property tests (herald_testkit::job_check).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-
-// Shared with the tests, which use more of them.
-#[allow(dead_code)]
-#[path = "../../tests/support/xml.rs"]
-mod xml;
-
-#[allow(dead_code)]
-#[path = "../../tests/support/job_check.rs"]
-mod job_check;
+use herald_testkit::job_check;
 
 fuzz_target!(|payload: &[u8]| {
     job_check::check_payload(payload);

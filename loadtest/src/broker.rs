@@ -17,13 +17,14 @@ use crate::job_reports::{ReportCounts, ReportTally};
 /// The routing key Herald and the baseline publish reports with.
 const REPORT_KEY: &str = "job.report";
 
-/// The queue and exchange names of one run.
+/// The queue and exchange names of one run: the component's, and a queue
+/// for reports.
 #[derive(Debug, Clone)]
 pub struct Names {
-    pub jobs: String,
-    pub dead: String,
-    pub events: String,
-    /// Bound to `events` for reports; the components know nothing of it.
+    /// What the component is configured with.
+    pub component: herald_testkit::herald::Names,
+    /// Bound to the events exchange for reports; the components know
+    /// nothing of it.
     pub reports: String,
 }
 
@@ -31,11 +32,9 @@ impl Names {
     /// Names under `<prefix>-<random hex>`, so runs and tests never share
     /// them.
     pub fn unique(prefix: &str) -> Names {
-        let base = format!("{prefix}-{}", crate::harness::random_hex());
+        let base = herald_testkit::amqp::unique_name(prefix);
         Names {
-            jobs: format!("{base}.jobs"),
-            dead: format!("{base}.jobs.dead"),
-            events: format!("{base}.events"),
+            component: herald_testkit::herald::Names::under(&base),
             reports: format!("{base}.reports"),
         }
     }
@@ -82,7 +81,7 @@ impl Broker {
             ..QueueDeclareOptions::default()
         };
         for (queue, options) in [
-            (&names.jobs, QueueDeclareOptions::durable()),
+            (&names.component.jobs, QueueDeclareOptions::durable()),
             (&names.reports, reports),
         ] {
             self.channel
@@ -92,7 +91,7 @@ impl Broker {
         }
         self.channel
             .exchange_declare(
-                names.events.as_str().into(),
+                names.component.events.as_str().into(),
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
                     durable: true,
@@ -101,11 +100,11 @@ impl Broker {
                 FieldTable::default(),
             )
             .await
-            .map_err(amqp(&format!("declare {}", names.events)))?;
+            .map_err(amqp(&format!("declare {}", names.component.events)))?;
         self.channel
             .queue_bind(
                 names.reports.as_str().into(),
-                names.events.as_str().into(),
+                names.component.events.as_str().into(),
                 REPORT_KEY.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
@@ -158,7 +157,7 @@ impl Broker {
     /// Deletes the run's queues and exchange (best effort), then closes.
     pub async fn clean_up(self) {
         let names = &self.names;
-        for queue in [&names.jobs, &names.dead, &names.reports] {
+        for queue in [&names.component.jobs, &names.component.dead, &names.reports] {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -167,7 +166,7 @@ impl Broker {
         let _ = self
             .channel
             .exchange_delete(
-                names.events.as_str().into(),
+                names.component.events.as_str().into(),
                 ExchangeDeleteOptions::default(),
             )
             .await;

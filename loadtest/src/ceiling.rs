@@ -1,6 +1,6 @@
 //! `herald-loadtest ceiling`: Herald's own ceiling, with the XMPP server
-//! taken out. Herald (the release binary) connects to the [`Sink`], which
-//! floods it with N online users; then jobs go through the real RabbitMQ:
+//! taken out. Herald (the release binary) connects to the test kit's
+//! [`FakeServer`] (the sink), which floods it with N online users; then jobs go through the real RabbitMQ:
 //! one job to all N users, then many jobs of one recipient each. The sink
 //! counts the messages Herald writes; a queue bound to the events exchange
 //! counts the reports. For each size it prints a JSON line, then a Markdown
@@ -20,11 +20,12 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::broker::{Broker, Names};
-use crate::component::{herald_bin, Component, XmppTarget, LOG_LINES};
-use crate::herald_config::HeraldConfig;
+use crate::component::{Component, LOG_LINES};
+use crate::herald_config::herald_config;
 use crate::procstat::{self, stat_cpu_seconds, status_kib};
 use crate::publisher::publish_payloads;
-use crate::sink::{Sink, SinkOptions};
+use herald_testkit::fake_server::{FakeServer, Options};
+use herald_testkit::herald::herald_bin;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -182,29 +183,20 @@ async fn run_size_with(
     broker: &Broker,
     users: u64,
 ) -> Result<SizeResult> {
-    let secret = format!("ceiling-{}", crate::harness::random_hex());
-    let sink = Sink::start(SinkOptions {
+    let secret = format!("ceiling-{}", herald_testkit::random_hex());
+    let sink = FakeServer::with(Options {
         component_domain: COMPONENT_DOMAIN.into(),
         server_domain: SERVER_DOMAIN.into(),
         contact: CONTACT.into(),
-        secret: secret.clone(),
-    })?;
-    let xmpp = XmppTarget {
-        host: sink.addr().ip().to_string(),
-        port: sink.addr().port(),
-        domain: COMPONENT_DOMAIN.into(),
-        server_domain: SERVER_DOMAIN.into(),
         secret,
-    };
-    let config = HeraldConfig {
-        xmpp: &xmpp,
-        amqp_url: broker.url(),
-        names: broker.names(),
-        prefetch: Some(args.prefetch.into()),
-        presence_events: args.presence_events,
-        probe_settle_ms: Some(100),
-        max_recipients: Some(users.max(100_000)),
-    };
+        record: false,
+    })?;
+    let xmpp = sink.target();
+    let mut config = herald_config(&xmpp, broker.url(), broker.names());
+    config.amqp.prefetch = args.prefetch;
+    config.amqp.presence_events = args.presence_events;
+    config.xmpp.probe_settle_ms = 100;
+    config.broadcast.max_recipients = users.max(100_000) as usize;
     let started = Instant::now();
     let mut herald = Component::start_herald(herald_bin, &config, &args.dir).await?;
     let measured = measure(args, broker, &sink, &mut herald, users, started).await;
@@ -220,7 +212,7 @@ async fn run_size_with(
 async fn measure(
     args: &CeilingArgs,
     broker: &Broker,
-    sink: &Sink,
+    sink: &FakeServer,
     herald: &mut Component,
     users: u64,
     started: Instant,
@@ -229,7 +221,7 @@ async fn measure(
     let wait = Wait::new("Herald connected to the sink and taking jobs", step);
     loop {
         check_alive(herald, sink)?;
-        if sink.counts().authenticated && herald.metric("herald_ready").await? == Some(1.0) {
+        if sink.counts().connections > 0 && herald.metric("herald_ready").await? == Some(1.0) {
             break;
         }
         wait.tick().await?;
@@ -277,7 +269,7 @@ fn user(i: u64) -> String {
 }
 
 async fn flood(
-    sink: &Sink,
+    sink: &FakeServer,
     herald: &mut Component,
     users: u64,
     step: Duration,
@@ -285,7 +277,7 @@ async fn flood(
     let pid = herald.pid();
     let rss_before = rss_bytes(pid)?;
     let cpu_before = cpu_seconds(pid)?;
-    let sink_cpu_before = sink.cpu_seconds();
+    let sink_cpu_before = sink_cpu_seconds(sink);
     let start = Instant::now();
     sink.flood(0..users);
     let wait = Wait::new("the flood to be online in Herald", step);
@@ -326,7 +318,7 @@ async fn flood(
         rss_absorbed_mb: mb(rss_absorbed),
         bytes_per_resource: (rss_absorbed as f64 - rss_before as f64) / users.max(1) as f64,
         store_mb: mb(std::fs::metadata(herald.store_path())?.len()),
-        sink_cpu_secs: sink.cpu_seconds() - sink_cpu_before,
+        sink_cpu_secs: sink_cpu_seconds(sink) - sink_cpu_before,
     })
 }
 
@@ -339,7 +331,7 @@ struct Job<'a> {
 
 async fn phase(
     broker: &Broker,
-    sink: &Sink,
+    sink: &FakeServer,
     herald: &mut Component,
     args: &CeilingArgs,
     name: &str,
@@ -360,7 +352,7 @@ async fn phase(
     let main_before = main_thread_cpu_seconds(pid)?;
     let busy_before = loop_busy(herald).await?;
     let roundtrips_before = roundtrips(herald).await?;
-    let sink_cpu_before = sink.cpu_seconds();
+    let sink_cpu_before = sink_cpu_seconds(sink);
     let sink_before = sink.counts();
     if args.churn > 0 {
         sink.churn(0..users, args.churn);
@@ -441,12 +433,20 @@ async fn phase(
         write_stanzas_per_sec: counts.last_message.map_or(0.0, |last| {
             delivered as f64 / last.saturating_sub(first_message).as_secs_f64().max(1e-9)
         }),
-        sink_cpu_secs: sink.cpu_seconds() - sink_cpu_before,
+        sink_cpu_secs: sink_cpu_seconds(sink) - sink_cpu_before,
     })
 }
 
+/// CPU seconds (user + system) the sink's threads have used so far.
+fn sink_cpu_seconds(sink: &FakeServer) -> f64 {
+    sink.thread_ids()
+        .iter()
+        .filter_map(|tid| stat_cpu_seconds(&format!("/proc/self/task/{tid}/stat")))
+        .sum()
+}
+
 /// An error once Herald has exited or its stream to the sink has ended.
-fn check_alive(herald: &mut Component, sink: &Sink) -> Result<()> {
+fn check_alive(herald: &mut Component, sink: &FakeServer) -> Result<()> {
     herald.check_running()?;
     if sink.counts().closed {
         return Err("Herald's stream to the sink ended".into());

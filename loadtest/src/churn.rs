@@ -10,8 +10,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::c2s::{self, Show};
-use crate::harness::server::XmppServer;
+use herald_testkit::c2s::raw::{self, Show};
+use herald_testkit::server::XmppServer;
 
 /// How long a churning user stays online per cycle: 100 ms to 1 s.
 const STAY_MS: (u64, u64) = (100, 1000);
@@ -65,10 +65,10 @@ impl Churn {
                             let Ok(_permit) = permits.acquire().await else {
                                 return;
                             };
-                            c2s::log_in(&addr, &domain, &user, &password, Show::Available).await
+                            raw::log_in(&addr, &domain, &user, &password, Show::Available).await
                         };
-                        let mut session = match login {
-                            Ok(session) => session,
+                        let mut stream = match login {
+                            Ok(stream) => stream,
                             Err(_) => {
                                 stats.errors.fetch_add(1, Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -81,8 +81,9 @@ impl Churn {
                             _ = tokio::time::sleep_until(until) => {}
                             _ = stop.changed() => {}
                         }
-                        let _ = session.stream.write_all(b"</stream:stream>").await;
-                        drop(session);
+                        let _ = stream.write_all(b"</stream:stream>").await;
+                        let _ = stream.flush().await;
+                        drop(stream);
                         stats.cycles.fetch_add(1, Ordering::Relaxed);
                     }
                 })

@@ -3,18 +3,17 @@
 //! (loadtest/baseline-node). Both consume the same jobs queue and publish
 //! reports to the same kind of events exchange (see [`crate::broker`]).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::broker::Names;
-use crate::herald_config::HeraldConfig;
+use herald::config::Config;
+use herald_testkit::herald::{config, ProcessLog, XmppTarget};
+use herald_testkit::http::series_value;
 
 /// Log lines kept per component, for error messages.
 pub const LOG_LINES: usize = 200;
@@ -42,23 +41,11 @@ impl ComponentKind {
     }
 }
 
-/// Where a component reaches its XMPP server: plain values, which a real
-/// server and the ceiling's sink fill alike.
-#[derive(Debug, Clone)]
-pub struct XmppTarget {
-    pub host: String,
-    pub port: u16,
-    /// The component's own domain.
-    pub domain: String,
-    pub server_domain: String,
-    pub secret: String,
-}
-
 /// A running component. Dropping it kills the process.
 pub struct Component {
     kind: ComponentKind,
     child: Child,
-    log: Arc<Mutex<VecDeque<String>>>,
+    log: ProcessLog,
     /// Herald's /metrics address, kept from its log line, which later
     /// lines push out of the log tail.
     metrics_addr: Option<String>,
@@ -66,18 +53,19 @@ pub struct Component {
 }
 
 impl Component {
-    /// Starts Herald with `config`, its config file and store in a new
+    /// Starts Herald with `settings`, its config file and store in a new
     /// directory under `parent` (removed when the component is dropped),
     /// and waits until it takes jobs.
     pub async fn start_herald(
         bin: &Path,
-        config: &HeraldConfig<'_>,
+        settings: &Config,
         parent: &Path,
     ) -> Result<Component, String> {
         let dir = temp_dir_in(parent)?;
         let file = dir.path().join("herald.toml");
-        let text = config.text(&dir.path().join(STORE_FILE));
-        std::fs::write(&file, text).map_err(|e| format!("write {}: {e}", file.display()))?;
+        let mut settings = settings.clone();
+        settings.store.path = dir.path().join(STORE_FILE);
+        config::write(&settings, &file)?;
         let mut command = Command::new(bin);
         command
             .arg("--config")
@@ -86,7 +74,7 @@ impl Component {
             .env_remove("RUST_LOG");
         let mut component = Component::spawn(ComponentKind::Herald, command, dir)?;
         component.wait_log("taking jobs").await?;
-        component.metrics_addr = Some(component.logged_metrics_addr()?);
+        component.metrics_addr = Some(component.log.metrics_addr()?);
         Ok(component)
     }
 
@@ -108,9 +96,9 @@ impl Component {
             .env("XMPP_DOMAIN", &xmpp.domain)
             .env("XMPP_SECRET", &xmpp.secret)
             .env("AMQP_URL", amqp_url)
-            .env("JOBS_QUEUE", &names.jobs)
-            .env("EVENTS_EXCHANGE", &names.events)
-            .env("DEAD_LETTER_QUEUE", &names.dead)
+            .env("JOBS_QUEUE", &names.component.jobs)
+            .env("EVENTS_EXCHANGE", &names.component.events)
+            .env("DEAD_LETTER_QUEUE", &names.component.dead)
             .env("PREFETCH", prefetch.to_string());
         let dir = temp_dir_in(&std::env::temp_dir())?;
         let component = Component::spawn(ComponentKind::Baseline, command, dir)?;
@@ -129,23 +117,8 @@ impl Component {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e} ({command:?})", kind.name()))?;
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
-            child.stdout.take().map(|s| Box::new(s) as _),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ];
-        for pipe in pipes.into_iter().flatten() {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut log = log.lock().unwrap();
-                    if log.len() == LOG_LINES {
-                        log.pop_front();
-                    }
-                    log.push_back(line);
-                }
-            });
-        }
+        let log = ProcessLog::new(Some(LOG_LINES));
+        log.capture(&mut child);
         Ok(Component {
             kind,
             child,
@@ -165,13 +138,7 @@ impl Component {
 
     /// The last `lines` lines the component logged (at most [`LOG_LINES`]).
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log.lock().unwrap();
-        let skip = log.len().saturating_sub(lines);
-        log.iter()
-            .skip(skip)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.log.tail(lines)
     }
 
     /// An error once the process has exited.
@@ -188,28 +155,9 @@ impl Component {
         self.dir.path().join(STORE_FILE)
     }
 
-    fn find_log(&self, needle: &str) -> Option<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
-    fn find_last_log(&self, needle: &str) -> Option<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
     async fn wait_log(&self, needle: &str) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
-        while self.find_log(needle).is_none() {
+        while self.log.first(needle).is_none() {
             if Instant::now() > deadline {
                 return Err(format!(
                     "{} logged no {needle:?} within {START_TIMEOUT:?}:\n{}",
@@ -240,7 +188,8 @@ impl Component {
                     self.metric("herald_online_resources").await?.unwrap_or(0.0) as usize
                 }
                 ComponentKind::Baseline => self
-                    .find_last_log("baseline presence ")
+                    .log
+                    .last("baseline presence ")
                     .and_then(|line| resources_in_presence_line(&line))
                     .unwrap_or(0),
             };
@@ -261,26 +210,14 @@ impl Component {
             .metrics_addr
             .as_deref()
             .ok_or_else(|| format!("{} serves no /metrics", self.kind.name()))?;
-        Ok(metric_value(&http_get(addr, "/metrics").await?, series))
-    }
-
-    /// Herald's HTTP address, from its "serving /metrics" log line.
-    fn logged_metrics_addr(&self) -> Result<String, String> {
-        let line = self
-            .find_log("serving /metrics")
-            .ok_or("Herald logged no metrics address")?;
-        line.split("address=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-            .ok_or_else(|| format!("no address in {line:?}"))
+        Ok(series_value(&http_get(addr, "/metrics").await?, series))
     }
 
     /// Freezes the component (SIGSTOP): it takes nothing from its sockets
     /// until [`Component::resume`].
     pub fn pause(&self) -> Result<(), String> {
         let pid = self.child.id();
-        if crate::harness::server::send_signal(pid, "STOP") {
+        if herald_testkit::server::send_signal(pid, "STOP") {
             Ok(())
         } else {
             Err(format!("cannot pause {} (pid {pid})", self.kind.name()))
@@ -289,13 +226,13 @@ impl Component {
 
     /// Lets a paused component go on (SIGCONT).
     pub fn resume(&self) {
-        crate::harness::server::send_signal(self.child.id(), "CONT");
+        herald_testkit::server::send_signal(self.child.id(), "CONT");
     }
 
     /// SIGTERM by pid, then SIGKILL after a grace period.
     pub async fn stop(mut self) {
         let pid = self.child.id();
-        crate::harness::server::send_sigterm(pid);
+        herald_testkit::server::send_sigterm(pid);
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
@@ -329,25 +266,6 @@ fn temp_dir_in(parent: &Path) -> Result<tempfile::TempDir, String> {
         .prefix("herald-loadtest-")
         .tempdir_in(parent)
         .map_err(|e| format!("temp dir in {}: {e}", parent.display()))
-}
-
-/// The Herald binary next to this one (both live in the workspace's target
-/// directory), unless `explicit` names one.
-pub fn herald_bin(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
-    let bin = match explicit {
-        Some(bin) => bin,
-        None => std::env::current_exe()
-            .map_err(|e| format!("own path: {e}"))?
-            .with_file_name("herald"),
-    };
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "no Herald binary at {} (build it: cargo build --release -p herald, or pass --herald-bin)",
-            bin.display()
-        ))
-    }
 }
 
 /// A plain HTTP/1.0 GET on loopback; returns the body of a 200 answer.
@@ -395,39 +313,9 @@ fn resources_in_presence_line(line: &str) -> Option<usize> {
         .ok()
 }
 
-/// The value of one series (a name, with its labels if any) in the
-/// Prometheus text format.
-fn metric_value(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_an_unlabelled_gauge() {
-        let text = "# HELP herald_online_resources_x other\nherald_online_resources_x 5\n\
-                    # TYPE herald_online_resources gauge\nherald_online_resources 10000\n";
-        assert_eq!(metric_value(text, "herald_online_resources"), Some(10000.0));
-        assert_eq!(metric_value(text, "herald_online_users"), None);
-    }
-
-    #[test]
-    fn reads_a_labelled_series() {
-        let text = "herald_jobs_total{outcome=\"delivered\"} 7\nherald_ready 1\n";
-        assert_eq!(
-            metric_value(text, "herald_jobs_total{outcome=\"delivered\"}"),
-            Some(7.0)
-        );
-        assert_eq!(metric_value(text, "herald_jobs_total"), None);
-    }
 
     #[test]
     fn takes_the_body_of_200_answers_only() {

@@ -3,11 +3,9 @@
 
 mod body;
 mod broker;
-mod c2s;
 mod ceiling;
 mod churn;
 mod component;
-mod harness;
 mod herald_config;
 mod job_reports;
 mod procstat;
@@ -17,7 +15,6 @@ mod run;
 mod scenario;
 mod server_ceiling;
 mod servers;
-mod sink;
 mod stats;
 mod swarm;
 
@@ -109,7 +106,7 @@ struct RunArgs {
     /// Herald's `amqp.prefetch` (unacknowledged jobs in flight) [default:
     /// Herald's own default].
     #[arg(long)]
-    herald_prefetch: Option<u32>,
+    herald_prefetch: Option<u16>,
     /// The Node.js baseline's directory.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/baseline-node"))]
     baseline_dir: PathBuf,
@@ -195,7 +192,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
         prefill: args.prefill,
     };
     if components.contains(&ComponentKind::Herald) {
-        component::herald_bin(settings.herald_bin.clone())?;
+        herald_testkit::herald::herald_bin(settings.herald_bin.clone())?;
     }
     let overrides = Overrides {
         users: args.users.clone(),

@@ -98,7 +98,7 @@ pub async fn publish_payloads(
         .map(|(first, channel)| {
             let share = Share {
                 channel,
-                queue: broker.names().jobs.clone(),
+                queue: broker.names().component.jobs.clone(),
                 payloads: Arc::clone(&payloads),
                 first,
                 step: channels,

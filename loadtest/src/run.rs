@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use crate::broker::{Broker, Names};
 use crate::churn::Churn;
 use crate::component::{Component, ComponentKind, ERROR_LOG_LINES};
-use crate::harness::server::XmppServer;
-use crate::herald_config::HeraldConfig;
+use crate::herald_config::herald_config;
+use crate::procstat;
 use crate::publisher::{self, Plan};
 use crate::report::{tally, RunResult};
 use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
-use crate::{c2s::Show, procstat};
+use herald_testkit::c2s::raw::Show;
+use herald_testkit::herald::herald_bin;
+use herald_testkit::server::XmppServer;
 
 /// The shape of one run.
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ pub struct Settings {
     pub amqp_url: String,
     pub herald_bin: Option<PathBuf>,
     /// Herald's `amqp.prefetch`; `None` keeps Herald's default.
-    pub herald_prefetch: Option<u32>,
+    pub herald_prefetch: Option<u16>,
     pub baseline_dir: PathBuf,
     pub baseline_prefetch: u32,
     /// Jobs per second; `None` for full speed.
@@ -191,17 +193,13 @@ async fn measure_with(
     let outcome = async {
         let component = match spec.component {
             ComponentKind::Herald => {
-                let bin = crate::component::herald_bin(settings.herald_bin.clone())?;
-                let config = HeraldConfig {
-                    xmpp: &xmpp,
-                    amqp_url: broker.url(),
-                    names: broker.names(),
-                    prefetch: settings.herald_prefetch,
-                    // Nothing consumes them here.
-                    presence_events: false,
-                    probe_settle_ms: None,
-                    max_recipients: None,
-                };
+                let bin = herald_bin(settings.herald_bin.clone())?;
+                let mut config = herald_config(&xmpp, broker.url(), broker.names());
+                if let Some(prefetch) = settings.herald_prefetch {
+                    config.amqp.prefetch = prefetch;
+                }
+                // Nothing consumes them here.
+                config.amqp.presence_events = false;
                 Component::start_herald(&bin, &config, &std::env::temp_dir()).await?
             }
             ComponentKind::Baseline => {

@@ -17,14 +17,14 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::body;
-use crate::c2s::{Show, RESOURCE};
 use crate::churn::Churn;
-use crate::harness::server::XmppServer;
 use crate::procstat;
 use crate::report::{tally, RunResult};
 use crate::run::{wait_for, CpuWindows};
 use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
+use herald_testkit::c2s::raw::{Show, RESOURCE};
+use herald_testkit::server::XmppServer;
 
 /// Messages handed to the socket per write: small enough that the write
 /// time stamped on each message is close to when the server could read it.

@@ -1,12 +1,13 @@
 //! The XMPP server under load: Prosody or ejabberd, started privately on
-//! loopback with the run's users provisioned (see [`crate::harness`]).
+//! loopback with the run's users provisioned (see [`herald_testkit::prosody`] and
+//! [`herald_testkit::ejabberd`]).
 
 use clap::ValueEnum;
 
-use crate::component::XmppTarget;
-use crate::harness::ejabberd::Ejabberd;
-use crate::harness::prosody::Prosody;
-use crate::harness::server::XmppServer;
+use herald_testkit::ejabberd::Ejabberd;
+use herald_testkit::herald::XmppTarget;
+use herald_testkit::prosody::Prosody;
+use herald_testkit::server::XmppServer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServerKind {
@@ -75,14 +76,7 @@ impl Server {
 
     /// Where the component under test connects.
     pub fn xmpp_target(&self) -> XmppTarget {
-        let api = self.api();
-        XmppTarget {
-            host: "127.0.0.1".into(),
-            port: api.component_port(),
-            domain: api.component_domain().into(),
-            server_domain: api.domain().into(),
-            secret: api.component_secret().into(),
-        }
+        XmppTarget::of(self.api())
     }
 
     /// The server's OS pid (for ejabberd, the Erlang VM's: `erl` execs it).

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, BufStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::body;
-use crate::c2s::{self, MessageScanner, Show};
-use crate::harness::server::XmppServer;
+use herald_testkit::c2s::raw::{self, MessageScanner, Show};
+use herald_testkit::server::XmppServer;
 
 /// One message received: its job's sequence number and when it arrived
 /// (nanoseconds since the run's epoch).
@@ -70,12 +71,12 @@ impl Swarm {
                     let Ok(_permit) = permits.acquire().await else {
                         return Vec::new();
                     };
-                    c2s::log_in(&addr, &domain, &user, &password, show).await
+                    raw::log_in(&addr, &domain, &user, &password, show).await
                 };
                 match session {
-                    Ok(session) => {
+                    Ok(stream) => {
                         let _ = done.send(Ok(()));
-                        receive(session, stop, &counters, epoch).await
+                        receive(stream, stop, &counters, epoch).await
                     }
                     Err(e) => {
                         let _ = done.send(Err(e));
@@ -116,12 +117,11 @@ impl Swarm {
 }
 
 async fn receive(
-    session: c2s::Session,
+    mut stream: BufStream<TcpStream>,
     mut stop: watch::Receiver<bool>,
     counters: &Counters,
     epoch: Instant,
 ) -> Vec<Receipt> {
-    let mut stream = session.stream;
     let mut scanner = MessageScanner::default();
     let mut receipts = Vec::new();
     let mut on_bytes = |bytes: &[u8], scanner: &mut MessageScanner| {
@@ -136,7 +136,6 @@ async fn receive(
             }
         });
     };
-    on_bytes(&session.leftover, &mut scanner);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {

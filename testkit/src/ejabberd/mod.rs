@@ -1,6 +1,6 @@
 //! A private ejabberd 23.01 for one test, an [`XmppServer`].
 //!
-//! [`Ejabberd::start`] is synchronous like [`super::prosody::Prosody::start`]
+//! [`Ejabberd::start`] is synchronous like [`crate::prosody::Prosody::start`]
 //! (ejabberd needs about a second to come up); [`Drop`] kills the node.
 //!
 //! * Config: `deploy/ejabberd/ejabberd.yml.in`, with the ports, log level
@@ -37,20 +37,20 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::server::{
+use crate::erlang::ensure_epmd;
+use crate::server::{
     check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
-    ServerProcess, StartError, XmppServer, DOMAIN, ROSTER_CONTACT,
+    ServerProcess, StartError, XmppServer,
 };
 
 /// The config template, compiled in so a test binary is self-contained.
-const CONFIG_TEMPLATE: &str = include_str!("../../deploy/ejabberd/ejabberd.yml.in");
+const CONFIG_TEMPLATE: &str = include_str!("../../../deploy/ejabberd/ejabberd.yml.in");
 
 /// How long to wait for ejabberd to listen on both ports. An Erlang node
 /// boots in 5-10 s on a quiet machine; with tests starting several at once
@@ -60,39 +60,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Tries with fresh ports when another process grabbed one of ours.
 const PORT_ATTEMPTS: usize = 3;
-/// epmd's well-known port, where every node registers its name.
-const EPMD_ADDR: &str = "127.0.0.1:4369";
 
-/// Runs in a hidden Erlang node: reads `user<TAB>password` lines, then makes
-/// one RPC to the ejabberd node with a function that loops over them there.
-/// Prints the number of users provisioned, or why it failed.
-const PROVISION: &str = r#"
-Env = fun(Name) -> unicode:characters_to_binary(os:getenv(Name)) end,
-Node = binary_to_atom(Env("HERALD_EJABBERD_NODE")),
-Host = Env("HERALD_EJABBERD_HOST"),
-[ContactUser, ContactServer] = binary:split(Env("HERALD_EJABBERD_CONTACT"), <<"@">>),
-Contact = {ContactUser, ContactServer, <<>>},
-{ok, Text} = file:read_file(Env("HERALD_EJABBERD_USERS")),
-Accounts = [list_to_tuple(binary:split(Line, <<"\t">>))
-            || Line <- binary:split(Text, <<"\n">>, [global, trim_all])],
-Provision = fun() ->
-    lists:foreach(
-      fun({User, Password}) ->
-          ok = ejabberd_auth:try_register(User, Host, Password),
-          {atomic, _} = mod_roster:set_roster(
-                          {roster, {User, Host, Contact}, {User, Host}, Contact,
-                           <<"Herald">>, both, none, [], <<>>, []})
-      end, Accounts),
-    ok = dets:sync(passwd),
-    ok = dets:sync(roster),
-    length(Accounts)
-end,
-Expected = length(Accounts),
-case rpc:call(Node, erlang, apply, [Provision, []], infinity) of
-    Expected -> io:format("provisioned ~b users~n", [Expected]), halt(0);
-    Other -> io:format("provisioning failed: ~p~n", [Other]), halt(1)
-end.
-"#;
+mod provision;
 
 /// A running (or stopped) private ejabberd node. See the module docs.
 pub struct Ejabberd {
@@ -165,50 +134,6 @@ impl Ejabberd {
         }
         ejabberd.provision();
         ejabberd
-    }
-
-    /// Registers every user with a roster, in one RPC (see the module docs).
-    fn provision(&mut self) {
-        if self.passwords.is_empty() {
-            return;
-        }
-        let users_file = self.root.join("users.tsv");
-        let lines: String = self
-            .passwords
-            .iter()
-            .map(|(user, password)| format!("{user}\t{password}\n"))
-            .collect();
-        fs::write(&users_file, lines).expect("write the user list for ejabberd");
-        let output = self
-            .erl()
-            .args(["-sname", &format!("herald-ctl-{}@localhost", random_hex())])
-            .args([
-                "-setcookie",
-                &self.cookie,
-                "-hidden",
-                "-noshell",
-                "-noinput",
-            ])
-            .args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
-            .args(["-eval", PROVISION])
-            .env("HERALD_EJABBERD_NODE", &self.node)
-            .env("HERALD_EJABBERD_HOST", DOMAIN)
-            .env("HERALD_EJABBERD_CONTACT", ROSTER_CONTACT)
-            .env("HERALD_EJABBERD_USERS", &users_file)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run erl to provision ejabberd users: {e}"));
-        if !output.status.success() {
-            let msg = self.failure_report(&format!(
-                "provisioning {} users failed ({}): {}{}",
-                self.passwords.len(),
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr),
-            ));
-            self.kill();
-            panic!("{msg}");
-        }
     }
 
     fn write_config(&self) {
@@ -443,35 +368,6 @@ fn ejabberd_libs() -> Result<Option<PathBuf>, String> {
          .ci/run does it), or set HERALD_TEST_EJABBERD_LIBS"
             .to_string(),
     )
-}
-
-/// Makes sure an epmd answers on 127.0.0.1:4369, where nodes register their
-/// names. RabbitMQ's epmd serves when it runs; otherwise start one bound to
-/// loopback. It keeps running after the test (epmd is shared by every node
-/// on the machine; it is never stopped here). Two tests starting one at once
-/// is harmless: the second epmd finds the port taken and exits.
-pub fn ensure_epmd() {
-    let addr: SocketAddr = EPMD_ADDR.parse().unwrap();
-    let answers = || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
-    if answers() {
-        return;
-    }
-    let status = Command::new("epmd")
-        .arg("-daemon")
-        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-        .stdin(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| {
-            panic!("no epmd answers on {EPMD_ADDR} and `epmd -daemon` cannot run ({e})")
-        });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !answers() {
-        assert!(
-            Instant::now() < deadline,
-            "no epmd answers on {EPMD_ADDR} after `epmd -daemon` ({status})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// An Erlang string literal ("...") for a command-line term.

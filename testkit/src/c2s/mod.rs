@@ -1,7 +1,13 @@
-//! A minimal c2s login (plaintext TCP, SASL PLAIN, resource binding) on
-//! tokio-xmpp's XML stream layer with plain `minidom::Element`s in the
-//! `jabber:client` namespace. Shared by the test users ([`super::user`]) and
-//! `examples/first_broadcast.rs` (through a `#[path]` module).
+//! The c2s client of Herald's tests, examples and load test: one login
+//! (plaintext TCP, SASL PLAIN, resource binding) on tokio-xmpp's XML stream
+//! layer with plain `minidom::Element`s in the `jabber:client` namespace,
+//! then one of two modes:
+//!
+//! * [`XmppUser`]: every stanza parsed, for tests that look at what arrives
+//!   and send what they like;
+//! * [`raw`]: the bytes after the login, scanned for `<message>` without
+//!   building a DOM, for the load test's thousands of receivers, which must
+//!   never be the bottleneck.
 //!
 //! Why not `tokio_xmpp::Client`: Herald enables xmpp-parsers' `component`
 //! feature, which switches every xmpp-parsers stanza type to the
@@ -18,6 +24,11 @@ use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
+
+pub mod raw;
+mod user;
+
+pub use user::{ReceivedMessage, XmppUser, LOGIN_TIMEOUT};
 
 pub const NS_CLIENT: &str = "jabber:client";
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -116,12 +127,12 @@ fn timeouts() -> Timeouts {
     }
 }
 
-pub async fn send(stream: &mut Stream, xml: &str) -> Result<(), String> {
+async fn send(stream: &mut Stream, xml: &str) -> Result<(), String> {
     let el: Element = xml.parse().map_err(|e| format!("bad XML {xml}: {e}"))?;
     stream.send(&el).await.map_err(|e| format!("write: {e}"))
 }
 
-pub async fn read_element(stream: &mut Stream) -> Result<Element, String> {
+async fn read_element(stream: &mut Stream) -> Result<Element, String> {
     loop {
         match stream.next().await {
             Some(Ok(el)) => return Ok(el),
@@ -137,7 +148,7 @@ pub async fn read_element(stream: &mut Stream) -> Result<Element, String> {
 
 /// XML-escapes text for element content and single- or double-quoted
 /// attribute values.
-pub fn escape(s: &str) -> String {
+fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

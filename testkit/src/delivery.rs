@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::amqp::EventTap;
-use super::events::{next_report, report_within};
-use super::server::ROSTER_CONTACT;
-use super::user::XmppUser;
+use crate::amqp::EventTap;
+use crate::c2s::XmppUser;
+use crate::events::{next_report, report_within};
+use crate::server::ROSTER_CONTACT;
 
 /// Every report of job `id`: waits for the first, then takes more until
 /// none comes for a while.

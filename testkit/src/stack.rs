@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::amqp::{Amqp, EventTap};
-use super::cut_proxy::CutProxy;
-use super::events::{await_presence, EVENT_WAIT};
-use super::herald::{Herald, Names, XmppTarget};
-use super::http;
-use super::server::XmppServer;
-use super::user::XmppUser;
+use crate::amqp::{Amqp, EventTap};
+use crate::c2s::XmppUser;
+use crate::cut_proxy::CutProxy;
+use crate::events::{await_presence, EVENT_WAIT};
+use crate::herald::{Herald, Names, XmppTarget};
+use crate::http;
+use crate::server::XmppServer;
 
 pub struct Stack<S> {
     pub server: S,

@@ -31,11 +31,37 @@ pub fn get(address: &str, path: &str) -> (u16, String) {
 /// renders them, e.g. `herald_jobs_total{outcome="delivered"}`), or 0 when
 /// it is absent (a labelled counter not yet touched).
 pub fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(series)?;
-            rest.strip_prefix(' ')?.trim().parse().ok()
-        })
-        .unwrap_or(0.0)
+    series_value(metrics, series).unwrap_or(0.0)
+}
+
+/// The value of `series`, if the text has it.
+pub fn series_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_unlabelled_gauge() {
+        let text = "# HELP herald_online_resources_x other\nherald_online_resources_x 5\n\
+                    # TYPE herald_online_resources gauge\nherald_online_resources 10000\n";
+        assert_eq!(series_value(text, "herald_online_resources"), Some(10000.0));
+        assert_eq!(series_value(text, "herald_online_users"), None);
+        assert_eq!(value(text, "herald_online_users"), 0.0);
+    }
+
+    #[test]
+    fn reads_a_labelled_series() {
+        let text = "herald_jobs_total{outcome=\"delivered\"} 7\nherald_ready 1\n";
+        assert_eq!(
+            series_value(text, "herald_jobs_total{outcome=\"delivered\"}"),
+            Some(7.0)
+        );
+        assert_eq!(series_value(text, "herald_jobs_total"), None);
+    }
 }

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::ejabberd::ensure_epmd;
-use super::server::{
+use crate::erlang::ensure_epmd;
+use crate::server::{
     random_hex, set_log_aside, tail, temp_root, Readiness, ServerProcess, StartError,
 };
 

@@ -11,7 +11,7 @@ use herald::presence::{PresenceBook, ResourcePresence, Show};
 use tokio_xmpp::Stanza;
 use xmpp_parsers::jid::BareJid;
 
-use super::xml;
+use crate::xml;
 
 /// The deployment the checks assume: Herald on `broadcast.localhost`, the
 /// default body limit, a recipient limit low enough to be crossed cheaply.

@@ -1,5 +1,5 @@
 //! What a test XMPP server offers whichever server it is ([`XmppServer`],
-//! implemented by [`super::prosody::Prosody`] and [`super::ejabberd::Ejabberd`]),
+//! implemented by [`crate::prosody::Prosody`] and [`crate::ejabberd::Ejabberd`]),
 //! and the process plumbing both harnesses share.
 //!
 //! Both provision the same world: users on `localhost` with password

@@ -1,59 +1,24 @@
 //! Runs the real `herald` binary against a test's XMPP server and RabbitMQ,
 //! with queue and exchange names of its own so tests can run in parallel.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::amqp::{amqp_url, unique_name};
-use super::server::XmppServer;
+use crate::amqp::amqp_url;
+use crate::server::XmppServer;
 
-/// The AMQP names one test uses.
-#[derive(Debug, Clone)]
-pub struct Names {
-    pub jobs: String,
-    pub dead: String,
-    pub events: String,
-}
+pub mod config;
+mod log;
 
-impl Names {
-    pub fn unique() -> Names {
-        let base = unique_name("herald-test");
-        Names {
-            jobs: format!("{base}.jobs"),
-            dead: format!("{base}.jobs.dead"),
-            events: format!("{base}.events"),
-        }
-    }
-}
-
-/// Where Herald connects: a component listener, the domains and the secret.
-#[derive(Debug, Clone)]
-pub struct XmppTarget {
-    pub port: u16,
-    pub domain: String,
-    pub server_domain: String,
-    pub secret: String,
-}
-
-impl XmppTarget {
-    pub fn of(server: &impl XmppServer) -> XmppTarget {
-        XmppTarget {
-            port: server.component_port(),
-            domain: server.component_domain().into(),
-            server_domain: server.domain().into(),
-            secret: server.component_secret().into(),
-        }
-    }
-}
+pub use config::{herald_bin, Names, XmppTarget};
+pub use log::ProcessLog;
 
 pub struct Herald {
     child: Option<Child>,
     config: PathBuf,
     env: Vec<(String, String)>,
-    log: Arc<Mutex<Vec<String>>>,
+    log: ProcessLog,
     /// "taking jobs" lines logged before the current process started.
     ready_lines: usize,
 }
@@ -110,7 +75,7 @@ impl Herald {
         env: &[(&str, &str)],
     ) -> Herald {
         let config = dir.join("herald.toml");
-        std::fs::write(&config, config_text(target, names, dir)).expect("write herald.toml");
+        config::write(&test_config(target, names, dir), &config).unwrap_or_else(|e| panic!("{e}"));
         let mut herald = Herald {
             child: None,
             config,
@@ -118,7 +83,7 @@ impl Herald {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            log: Arc::new(Mutex::new(Vec::new())),
+            log: ProcessLog::new(None),
             ready_lines: 0,
         };
         herald.spawn();
@@ -131,7 +96,8 @@ impl Herald {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let bin = herald_bin(None).unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(&self.config)
             .env("NO_COLOR", "1")
@@ -141,26 +107,7 @@ impl Herald {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn herald");
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = Arc::clone(&self.log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
+        self.log.capture(&mut child);
         self.child = Some(child);
         self.ready_lines = self.log_count("taking jobs");
     }
@@ -186,19 +133,7 @@ impl Herald {
 
     /// Address of the HTTP endpoint of the running process, from its log.
     pub fn http_addr(&self) -> String {
-        const LINE: &str = "serving /metrics";
-        let log = self.log.lock().unwrap();
-        let line = log
-            .iter()
-            .rev()
-            .find(|l| l.contains(LINE))
-            .unwrap_or_else(|| panic!("no {LINE:?} line in herald's log"));
-        let address = line
-            .split("address=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        address.to_string()
+        self.log.metrics_addr().unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -207,14 +142,14 @@ impl Herald {
 
     /// The current /metrics text.
     pub fn metrics(&self) -> String {
-        let (status, body) = super::http::get(&self.http_addr(), "/metrics");
+        let (status, body) = crate::http::get(&self.http_addr(), "/metrics");
         assert_eq!(status, 200, "/metrics answered {status}: {body}");
         body
     }
 
     /// The HTTP status of /readyz.
     pub fn readyz(&self) -> u16 {
-        super::http::get(&self.http_addr(), "/readyz").0
+        crate::http::get(&self.http_addr(), "/readyz").0
     }
 
     /// Waits until /readyz answers `status`; panics with the log otherwise.
@@ -238,16 +173,11 @@ impl Herald {
     }
 
     pub fn log_count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.text()
     }
 
     /// Waits until `needle` appears in `count` log lines; panics with the log otherwise.
@@ -288,10 +218,7 @@ impl Herald {
     /// SIGTERM, then waits; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        crate::server::send_sigterm(child.id());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -310,11 +237,9 @@ impl Herald {
 impl Drop for Herald {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log_text();
-            let lines: Vec<&str> = log.lines().collect();
             eprintln!(
                 "--- test panicked; last lines of Herald's log ---\n{}",
-                lines[lines.len().saturating_sub(60)..].join("\n")
+                self.log.tail(60)
             );
         }
         if let Some(mut child) = self.child.take() {
@@ -324,44 +249,17 @@ impl Drop for Herald {
     }
 }
 
-fn config_text(target: &XmppTarget, names: &Names, dir: &Path) -> String {
-    format!(
-        r#"
-[xmpp]
-host = "127.0.0.1"
-port = {port}
-domain = "{domain}"
-server_domain = "{server}"
-secret = "{secret}"
-keepalive_secs = 5
-read_timeout_secs = 60
-probe_settle_ms = 300
-max_backoff_secs = 2
-
-[amqp]
-url = "{url}"
-jobs_queue = "{jobs}"
-dead_letter_queue = "{dead}"
-events_exchange = "{events}"
-max_backoff_secs = 2
-
-[http]
-listen = "127.0.0.1:0"
-
-[store]
-path = "{store}"
-
-[log]
-level = "herald=debug,info"
-"#,
-        port = target.port,
-        domain = target.domain,
-        server = target.server_domain,
-        secret = target.secret,
-        url = amqp_url(),
-        jobs = names.jobs,
-        dead = names.dead,
-        events = names.events,
-        store = dir.join("herald.redb").display(),
-    )
+/// Herald's config for a test: its store in `dir` (so a later start in the
+/// same dir finds it); short keepalives, timeouts and backoffs, so that
+/// tests see a dead connection and a reconnection within seconds; debug logs
+/// for the tests that read them.
+fn test_config(target: &XmppTarget, names: &Names, dir: &Path) -> herald::config::Config {
+    let mut config = config::config(target, &amqp_url(), names, &dir.join("herald.redb"));
+    config.xmpp.keepalive_secs = 5;
+    config.xmpp.read_timeout_secs = 60;
+    config.xmpp.probe_settle_ms = 300;
+    config.xmpp.max_backoff_secs = 2;
+    config.amqp.max_backoff_secs = 2;
+    config.log.level = "herald=debug,info".into();
+    config
 }

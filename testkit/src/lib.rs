@@ -1,6 +1,6 @@
-//! Test support for Herald's integration tests: real servers, real clients.
-//!
-//! Every integration test file that needs it does `mod support;`.
+//! Herald's test kit: real servers, real clients, a fake server and the
+//! Herald launcher, shared by the integration tests (`tests/`), the load test
+//! (`loadtest/`), the fuzz targets (`fuzz/`) and the examples.
 //!
 //! * [`server::XmppServer`] is what a test needs of an XMPP server, whichever
 //!   it is: addresses, domains, the component secret, users' passwords, stop
@@ -13,17 +13,22 @@
 //!   in parallel.
 //! * [`ejabberd::Ejabberd`] starts a private ejabberd 23.01 the same way, as
 //!   a plain Erlang node with a unique name, with users provisioned by one
-//!   RPC that loops inside the node.
-//! * [`user::XmppUser`] is a real c2s client (plaintext, SASL PLAIN, bind) on
-//!   tokio-xmpp's XML stream layer.
+//!   RPC that loops inside the node ([`erlang`] has the epmd it and
+//!   RabbitMQ's private nodes register with).
+//! * [`c2s`] is the one c2s client (plaintext, SASL PLAIN, bind on
+//!   tokio-xmpp's XML stream layer): [`c2s::XmppUser`] for tests and
+//!   examples, [`c2s::raw`] for the load test's thousands of receivers.
 //! * [`http`] reads Herald's /metrics, /healthz and /readyz.
 //! * [`component`] connects a bare XEP-0114 component, to see what a server
 //!   routes to it.
 //! * [`amqp`] has RabbitMQ helpers (lapin): publish with confirms, tap a topic
 //!   exchange, fetch one message from a queue.
-//! * [`fake_server::FakeServer`] is a scripted XEP-0114 server: it accepts
-//!   Herald, answers its pings, sends whatever a test scripts and parses all
-//!   Herald writes strictly.
+//! * [`fake_server::FakeServer`] is a fake server's XEP-0114 listener: it
+//!   accepts Herald, answers its pings, counts what it writes and sends
+//!   whatever a test scripts; for tests it also parses all Herald writes
+//!   strictly, for the load test it floods Herald with presence.
+//! * [`herald::Herald`] runs the `herald` binary with a config written by
+//!   [`herald::config`], which serializes Herald's own `Config`.
 //! * [`delivery`] reads what one job did: its reports and the copies of its
 //!   message each user got.
 //! * [`xml`] writes stanzas with Herald's stream encoder and re-parses any
@@ -42,9 +47,6 @@
 //! Nothing here skips: a missing Prosody or ejabberd, or an unreachable
 //! RabbitMQ, makes the test panic with a message saying so.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
 pub mod amqp;
 pub mod c2s;
 pub mod certs;
@@ -52,6 +54,7 @@ pub mod component;
 pub mod cut_proxy;
 pub mod delivery;
 pub mod ejabberd;
+pub mod erlang;
 pub mod events;
 pub mod fake_server;
 pub mod herald;
@@ -61,7 +64,6 @@ pub mod prosody;
 pub mod rabbitmq;
 pub mod server;
 pub mod stack;
-pub mod user;
 pub mod xml;
 
 /// Runs generic test bodies on every server: for each `name`, an
@@ -70,7 +72,7 @@ pub mod xml;
 ///
 /// ```ignore
 /// async fn delivers<S: XmppServer>() { let server = S::start(&["alice"]); ... }
-/// on_both_servers!(delivers);
+/// herald_testkit::on_both_servers!(delivers);
 /// ```
 #[macro_export]
 macro_rules! on_both_servers {
@@ -79,7 +81,7 @@ macro_rules! on_both_servers {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test::<$crate::support::prosody::Prosody>().await
+                    super::$test::<$crate::prosody::Prosody>().await
                 }
             )+
         }
@@ -87,7 +89,7 @@ macro_rules! on_both_servers {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test::<$crate::support::ejabberd::Ejabberd>().await
+                    super::$test::<$crate::ejabberd::Ejabberd>().await
                 }
             )+
         }

@@ -1,15 +1,4 @@
-//! A real XMPP user: a small c2s client (plaintext TCP, SASL PLAIN, resource
-//! binding) against the test's XMPP server.
-//!
-//! Why not `tokio_xmpp::Client`: this package enables xmpp-parsers' `component`
-//! feature (Herald is a component), which switches the namespace of every
-//! xmpp-parsers stanza type to `jabber:component:accept` for the whole build,
-//! tests included. tokio-xmpp's `Client` then sends its bind `<iq>` in the
-//! component namespace, Prosody ignores it ("Unhandled c2s_unbound stream
-//! element") and the client reconnects forever; and c2s stanzas from Prosody
-//! (`jabber:client`) would not parse as `Message`/`Presence` either. So this
-//! client uses tokio-xmpp's XML stream layer (`tokio_xmpp::xmlstream`) with
-//! plain `minidom::Element`s in the `jabber:client` namespace.
+//! A real XMPP user, every stanza parsed ([`super::establish`] logs it in).
 //!
 //! The connection lives in a background task that keeps reading (so the
 //! server never blocks on this user) and forwards every received stanza;
@@ -28,8 +17,8 @@ use tokio::time::Instant;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::xmlstream::ReadError;
 
-use super::c2s::{escape, establish, Stream, NS_CLIENT};
-use super::server::XmppServer;
+use super::{escape, establish, Stream, NS_CLIENT};
+use crate::server::XmppServer;
 
 /// How long `login` may take (connect, SASL, bind).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -90,16 +79,11 @@ impl XmppUser {
     /// presence to the component), or use
     /// [`login_available`](Self::login_available).
     pub async fn login(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
-        let password = server.password(user).to_string();
         let addr = server.c2s_addr();
         let domain = server.domain();
-        let result = tokio::time::timeout(
-            LOGIN_TIMEOUT,
-            establish(&addr, domain, user, &password, resource),
-        )
-        .await;
-        let (stream, jid) = match result {
-            Ok(Ok(ok)) => ok,
+        let connect = Self::connect(&addr, domain, user, server.password(user), resource);
+        match tokio::time::timeout(LOGIN_TIMEOUT, connect).await {
+            Ok(Ok(user)) => user,
             Ok(Err(e)) => panic!(
                 "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- {} log ---\n{}",
                 server.name(),
@@ -111,12 +95,23 @@ impl XmppUser {
                 server.name(),
                 server.log_tail(20)
             ),
-        };
+        }
+    }
 
+    /// Logs `user@domain/resource` in at `addr` (any c2s listener, not only
+    /// a test server's), without a timeout and without presence.
+    pub async fn connect(
+        addr: &str,
+        domain: &str,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> Result<XmppUser, String> {
+        let (stream, jid) = establish(addr, domain, user, password, resource).await?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(drive(stream, cmd_rx, in_tx));
-        XmppUser {
+        Ok(XmppUser {
             jid,
             commands: cmd_tx,
             incoming: in_rx,
@@ -124,7 +119,7 @@ impl XmppUser {
             presences: Vec::new(),
             task,
             next_id: 0,
-        }
+        })
     }
 
     /// `login` followed by a plain available presence (priority 0). Returns

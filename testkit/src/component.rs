@@ -9,7 +9,7 @@ use tokio_xmpp::parsers::presence::Presence;
 use tokio_xmpp::xmlstream::Timeouts;
 use tokio_xmpp::{Component, Stanza};
 
-use super::server::XmppServer;
+use crate::server::XmppServer;
 
 const WAIT: Duration = Duration::from_secs(10);
 

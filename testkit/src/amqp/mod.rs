@@ -7,16 +7,21 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 use tokio::time::Instant;
+
+mod message;
+mod tap;
+
+pub use message::{field_table_to_json, AmqpMessage};
+pub use tap::EventTap;
 
 /// Default broker URL (RabbitMQ on loopback, default vhost).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -29,7 +34,7 @@ pub fn amqp_url() -> String {
 /// `prefix` plus a random suffix, e.g. "jobs-3f9c0a1b2c3d4e5f": a queue or
 /// exchange name no other test (or earlier run) uses.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}-{}", super::random_hex())
+    format!("{prefix}-{}", crate::random_hex())
 }
 
 /// Connects to [`amqp_url`], panicking with a clear message if RabbitMQ does
@@ -313,50 +318,6 @@ pub fn json_properties() -> BasicProperties {
         .with_delivery_mode(2)
 }
 
-/// One message taken from a queue.
-#[derive(Debug, Clone)]
-pub struct AmqpMessage {
-    pub exchange: String,
-    pub routing_key: String,
-    pub body: Vec<u8>,
-    /// The AMQP headers table converted to JSON (`{}` if none); e.g. the
-    /// `x-death` entries RabbitMQ adds to dead-lettered messages.
-    pub headers: Value,
-    pub properties: BasicProperties,
-}
-
-impl AmqpMessage {
-    fn from_parts(
-        exchange: &str,
-        routing_key: &str,
-        body: Vec<u8>,
-        properties: BasicProperties,
-    ) -> Self {
-        let headers = properties
-            .headers()
-            .as_ref()
-            .map(field_table_to_json)
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        AmqpMessage {
-            exchange: exchange.to_string(),
-            routing_key: routing_key.to_string(),
-            body,
-            headers,
-            properties,
-        }
-    }
-
-    /// The body parsed as JSON (panics if it is not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "message body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
 /// Publishes JSON to `queue` (default exchange) on a fresh connection, with
 /// publisher confirm. The queue must exist.
 pub async fn publish_json(queue: &str, body: &Value) {
@@ -414,156 +375,4 @@ async fn declare_and_bind(
         )
         .await
         .unwrap_or_else(|e| panic!("bind queue {queue:?} to {exchange:?}: {e}"));
-}
-
-/// A private, exclusive, auto-delete queue bound to a durable topic exchange:
-/// sees every event published there after `bind` returned.
-pub struct EventTap {
-    pub exchange: String,
-    pub queue: String,
-    connection: Connection,
-    consumer: Consumer,
-}
-
-impl EventTap {
-    /// Declares the durable topic `exchange` (idempotent) and binds a fresh
-    /// exclusive auto-delete queue to it with `routing_key_pattern` (topic
-    /// syntax: `job.*`, `#`).
-    pub async fn bind(exchange: &str, routing_key_pattern: &str) -> EventTap {
-        Self::bind_at(&amqp_url(), exchange, routing_key_pattern).await
-    }
-
-    /// Like [`EventTap::bind`], on the broker at `url`.
-    pub async fn bind_at(url: &str, exchange: &str, routing_key_pattern: &str) -> EventTap {
-        let connection = connect_to(url).await;
-        let ch = connection
-            .create_channel()
-            .await
-            .expect("create AMQP channel");
-        declare_topic_exchange(&ch, exchange).await;
-        let queue = unique_name("herald-test-tap");
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        };
-        let (arguments, key) = (FieldTable::default(), routing_key_pattern);
-        declare_and_bind(&ch, &queue, options, arguments, exchange, key).await;
-        let consumer = ch
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume tap queue");
-        EventTap {
-            exchange: exchange.to_string(),
-            queue,
-            connection,
-            consumer,
-        }
-    }
-
-    /// The next event as `(routing_key, JSON body)`, or None after `timeout`.
-    pub async fn next(&mut self, timeout: Duration) -> Option<(String, Value)> {
-        self.next_message(timeout)
-            .await
-            .map(|m| (m.routing_key.clone(), m.json()))
-    }
-
-    /// The next event as a whole [`AmqpMessage`], or None after `timeout`.
-    pub async fn next_message(&mut self, timeout: Duration) -> Option<AmqpMessage> {
-        match tokio::time::timeout(timeout, self.consumer.next()).await {
-            Ok(Some(Ok(d))) => Some(AmqpMessage::from_parts(
-                d.exchange.as_str(),
-                d.routing_key.as_str(),
-                d.data,
-                d.properties,
-            )),
-            Ok(Some(Err(e))) => panic!("event tap on {:?} failed: {e}", self.exchange),
-            Ok(None) => panic!("event tap on {:?} was closed", self.exchange),
-            Err(_) => None,
-        }
-    }
-
-    /// Skips events until one with `routing_key` arrives (within `timeout`
-    /// overall) and returns its JSON body.
-    pub async fn next_with_key(&mut self, routing_key: &str, timeout: Duration) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (key, body) = self.next(left).await?;
-            if key == routing_key {
-                return Some(body);
-            }
-        }
-    }
-
-    /// Skips events until one with `routing_key` whose JSON body `matches`
-    /// arrives (within `timeout` overall) and returns that body.
-    pub async fn next_matching(
-        &mut self,
-        routing_key: &str,
-        timeout: Duration,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let body = self.next_with_key(routing_key, left).await?;
-            if matches(&body) {
-                return Some(body);
-            }
-        }
-    }
-
-    pub async fn close(self) {
-        let _ = self.connection.close(200, "bye".into()).await;
-    }
-}
-
-/// Converts an AMQP field table (headers) to JSON: strings, numbers, bools,
-/// arrays and nested tables as themselves; timestamps as seconds; byte arrays
-/// as lossy UTF-8.
-pub fn field_table_to_json(table: &FieldTable) -> Value {
-    Value::Object(
-        table
-            .inner()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), amqp_value_to_json(v)))
-            .collect(),
-    )
-}
-
-fn amqp_value_to_json(v: &AMQPValue) -> Value {
-    match v {
-        AMQPValue::Boolean(b) => Value::Bool(*b),
-        AMQPValue::ShortShortInt(n) => (*n).into(),
-        AMQPValue::ShortShortUInt(n) => (*n).into(),
-        AMQPValue::ShortInt(n) => (*n).into(),
-        AMQPValue::ShortUInt(n) => (*n).into(),
-        AMQPValue::LongInt(n) => (*n).into(),
-        AMQPValue::LongUInt(n) => (*n).into(),
-        AMQPValue::LongLongInt(n) => (*n).into(),
-        AMQPValue::Float(f) => (*f as f64).into(),
-        AMQPValue::Double(f) => (*f).into(),
-        AMQPValue::ShortString(s) => Value::String(s.as_str().to_string()),
-        AMQPValue::LongString(s) => {
-            Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
-        }
-        AMQPValue::FieldArray(a) => {
-            Value::Array(a.as_slice().iter().map(amqp_value_to_json).collect())
-        }
-        AMQPValue::Timestamp(t) => (*t).into(),
-        AMQPValue::FieldTable(t) => field_table_to_json(t),
-        AMQPValue::ByteArray(b) => {
-            Value::String(String::from_utf8_lossy(b.as_slice()).into_owned())
-        }
-        other => Value::String(format!("{other:?}")),
-    }
 }

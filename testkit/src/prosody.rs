@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::server::{
+use crate::server::{
     check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
     ServerProcess, StartError, XmppServer, DOMAIN, ROSTER_CONTACT,
 };

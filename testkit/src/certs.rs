@@ -148,5 +148,5 @@ fn s(path: &Path) -> String {
 
 /// A random positive serial number, so no two certificates share one.
 fn serial() -> String {
-    format!("0x{}", &super::random_hex()[..15])
+    format!("0x{}", &crate::random_hex()[..15])
 }

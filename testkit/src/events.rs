@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::amqp::EventTap;
+use crate::amqp::EventTap;
 
 /// How long to wait for an event Herald must publish.
 pub const EVENT_WAIT: Duration = Duration::from_secs(20);
