@@ -5,16 +5,14 @@
 //! small tmpfs of the test's own that the test fills up: a real file
 //! system refusing real writes (the test runs as root, as CI does).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use herald_testkit::events::{next_report, report_within};
+use herald_testkit::prosody::Prosody;
+use herald_testkit::stack::Stack;
 use serde_json::json;
-use support::events::{next_report, report_within};
-use support::prosody::Prosody;
-use support::stack::Stack;
 
 /// A tmpfs mounted for one test, unmounted when dropped.
 struct SmallDisk {
@@ -62,7 +60,8 @@ async fn a_full_disk_holds_the_report_until_the_store_can_commit_and_nothing_is_
     let disk = SmallDisk::mount("8m");
     let store = disk.path().join("herald.redb");
     let store = store.to_str().unwrap();
-    let mut stack = Stack::<Prosody>::start_with_env(&["alice"], &[("HERALD_STORE__PATH", store)]).await;
+    let mut stack =
+        Stack::<Prosody>::start_with_env(&["alice"], &[("HERALD_STORE__PATH", store)]).await;
     let mut alice = stack.online("alice").await;
     assert_eq!(stack.metric("herald_store_errors_total"), 0.0);
 

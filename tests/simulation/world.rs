@@ -143,7 +143,7 @@ impl World {
             self.carry_out()?;
         }
         // Herald reads its socket whenever something is there.
-        self.to_herald()?;
+        self.hand_over_from_server()?;
         let fault = !self.calm && self.rng.chance(60);
         if fault {
             return self.fault();
@@ -249,7 +249,7 @@ impl World {
         Ok(())
     }
 
-    fn to_herald(&mut self) -> Result<(), String> {
+    fn hand_over_from_server(&mut self) -> Result<(), String> {
         while let Some(stanza) = self.server.next_to_herald(self.now) {
             self.input(Input::Stanza(stanza))?;
         }
