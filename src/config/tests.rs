@@ -1,0 +1,92 @@
+use super::*;
+
+fn valid() -> Config {
+    let mut config = Config::default();
+    config.xmpp.secret = Some(Secret::new("s3cret"));
+    config
+}
+
+#[test]
+fn defaults_need_only_a_secret() {
+    assert!(Config::default().validate().is_err());
+    valid().validate().unwrap();
+}
+
+#[test]
+fn server_domain_defaults_to_parent_of_component_domain() {
+    assert_eq!(valid().server_domain().unwrap().to_string(), "localhost");
+    let mut config = valid();
+    config.xmpp.server_domain = Some("example.org".into());
+    assert_eq!(config.server_domain().unwrap().to_string(), "example.org");
+}
+
+#[test]
+fn secret_is_masked_in_debug_output() {
+    let text = format!("{:?}", valid());
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[test]
+fn rejects_bad_default_sender() {
+    let mut config = valid();
+    config.broadcast.default_from = "no spaces@allowed".into();
+    assert!(config.validate().is_err());
+}
+
+#[test]
+fn a_secret_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, "s3cret\n").unwrap();
+    let mut config = valid();
+    config.xmpp.secret_file = Some(path.clone());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(config.secret_file_warning(), None);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warning = config.secret_file_warning().unwrap();
+    assert!(warning.contains("mode 644"), "{warning}");
+}
+
+#[test]
+fn tls_options_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let mut config = valid();
+    config.amqp.tls_ca_file = Some(ca);
+    let err = config.validate().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid configuration: amqp.tls_ca_file, tls_cert_file and tls_key_file apply to \
+         TLS only: amqp.url must be amqps://"
+    );
+    config.amqp.url = Secret::new("amqps://guest:guest@localhost:5671/%2f");
+    config.validate().unwrap();
+    config.amqp.tls_ca_file = Some(dir.path().join("absent.pem"));
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("amqp.tls_ca_file") && err.contains("absent.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn allowed_senders_must_be_local_parts_and_include_the_default() {
+    let mut config = valid();
+    config.broadcast.allowed_from = vec!["alerts".into()];
+    let err = config.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("must be one of broadcast.allowed_from"),
+        "{err}"
+    );
+    config.broadcast.allowed_from = vec!["herald".into(), "a b".into()];
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("\"a b\" is not a valid local part"), "{err}");
+    config.broadcast.allowed_from = vec!["herald".into(), "alerts".into()];
+    config.validate().unwrap();
+}

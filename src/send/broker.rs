@@ -1,0 +1,125 @@
+//! The broker side of `herald send`: one connection, one channel in
+//! confirm mode, a private queue for the report.
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
+
+use super::SendError;
+use crate::broadcast::REPORT_KEY;
+use crate::config::AmqpConfig;
+
+/// One connection and one channel in confirm mode.
+pub(super) struct Link {
+    pub(super) connection: Connection,
+    channel: Channel,
+}
+
+fn amqp_error(what: &'static str) -> impl FnOnce(lapin::Error) -> SendError {
+    move |source| SendError::Amqp { what, source }
+}
+
+impl Link {
+    pub(super) async fn open(config: &AmqpConfig) -> Result<Link, SendError> {
+        // The URL is not in the message: it may hold a password.
+        let connection = crate::amqp::connect(config, ConnectionProperties::default())
+            .await
+            .map_err(amqp_error("cannot connect to the broker (amqp.url)"))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(amqp_error("cannot open a channel"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(amqp_error("cannot enable publisher confirms"))?;
+        Ok(Link {
+            connection,
+            channel,
+        })
+    }
+
+    /// A server-named, exclusive, auto-delete queue bound to the events
+    /// exchange for `job.report`: it sees every report published from now
+    /// on and disappears with the connection.
+    pub(super) async fn bind_reports(&self, exchange: &str) -> Result<Consumer, SendError> {
+        let private = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = self
+            .channel
+            .queue_declare("".into(), private, FieldTable::default())
+            .await
+            .map_err(amqp_error("cannot declare a queue for the report"))?;
+        self.channel
+            .queue_bind(
+                queue.name().clone(),
+                exchange.into(),
+                REPORT_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error(
+                "cannot bind to the events exchange (amqp.events_exchange; Herald declares it when it starts)",
+            ))?;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        };
+        self.channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error("cannot consume the report queue"))
+    }
+
+    /// Publishes the job persistent and `mandatory`, and waits for the
+    /// broker's confirm: an error unless the broker has it in `queue`.
+    pub(super) async fn publish(&self, queue: &str, payload: &[u8]) -> Result<(), SendError> {
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        let mandatory = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let confirmation = self
+            .channel
+            .basic_publish("".into(), queue.into(), mandatory, payload, properties)
+            .await
+            .map_err(amqp_error("cannot publish the job"))?
+            .await
+            .map_err(amqp_error("no confirm for the job"))?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+                Err(SendError::Broker(format!(
+                    "the broker has no queue {queue:?} (amqp.jobs_queue; Herald declares it \
+                     when it starts): the job was returned, {}",
+                    returned.reply_text
+                )))
+            }
+            Confirmation::Nack(None) => Err(SendError::Broker(
+                "the broker refused the job (negative confirm)".into(),
+            )),
+            Confirmation::NotRequested => Err(SendError::Broker(
+                "the broker did not confirm the job".into(),
+            )),
+        }
+    }
+
+    pub(super) async fn close(self) {
+        let _ = self.channel.close(200, "bye".into()).await;
+        let _ = self.connection.close(200, "bye".into()).await;
+    }
+}
