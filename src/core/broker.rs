@@ -23,6 +23,8 @@ pub struct Awaiting {
 #[derive(Debug)]
 pub struct Broker {
     live: Option<u64>,
+    /// The newest connection ever up: anything of an older one is stale.
+    newest: u64,
     next_id: u64,
     awaiting: HashMap<u64, Awaiting>,
     refused: Vec<Publish>,
@@ -36,6 +38,7 @@ impl Broker {
     pub fn new(max_backoff: Duration) -> Self {
         Broker {
             live: None,
+            newest: 0,
             next_id: 0,
             awaiting: HashMap::new(),
             refused: Vec::new(),
@@ -50,10 +53,16 @@ impl Broker {
         self.live
     }
 
+    /// Whether `generation` is newer than any connection seen so far.
+    pub fn is_new(&self, generation: u64) -> bool {
+        generation > self.newest
+    }
+
     /// Connection `generation` is up; returns how many events were dropped
     /// while none was.
     pub fn up(&mut self, generation: u64) -> u64 {
         self.live = Some(generation);
+        self.newest = self.newest.max(generation);
         self.backoff.reset();
         std::mem::take(&mut self.dropped_events)
     }

@@ -91,10 +91,10 @@ impl<H: Handler> Core<H> {
     }
 
     pub(super) fn on_broker_up(&mut self, generation: u64) {
+        if !self.broker.is_new(generation) {
+            return;
+        }
         if let Some(live) = self.broker.live() {
-            if live >= generation {
-                return;
-            }
             // A newer connection means the live one is gone.
             self.on_broker_lost(live);
         }

@@ -162,7 +162,10 @@ impl<H: Handler> Core<H> {
                 // The one place where a job of a connection since lost is
                 // dropped: the broker has requeued it.
                 let generation = delivery.id.generation;
-                if self.broker.live().is_none_or(|live| live < generation) {
+                // Deliveries and the link's events come on two channels: a
+                // delivery of a new connection may come before its `BrokerUp`,
+                // one of a lost connection after its `BrokerLost`.
+                if self.broker.is_new(generation) {
                     self.on_broker_up(generation);
                 }
                 if self.broker.live() == Some(generation) {
@@ -362,3 +365,6 @@ impl<H: Handler> Core<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -198,9 +198,15 @@ impl World {
                 self.trace
                     .push(format!("{:>6} ms  FAULT broker lost", self.elapsed()));
                 let generation = self.broker.generation;
+                // A delivery may still sit in the shell's channel when the
+                // link reports the loss: it reaches the core after it.
+                let late = self.rng.chance(500).then(|| self.broker.deliver());
                 self.broker.lose();
                 self.broker_back_at = Some(now + self.rng.millis(3_000));
-                return self.input(Input::BrokerLost { generation });
+                self.input(Input::BrokerLost { generation })?;
+                if let Some(Some(delivery)) = late {
+                    return self.input(Input::Delivery(delivery));
+                }
             }
             3 if self.rng.chance(400) => return self.crash(),
             4 => self.server.hostile(&mut self.rng, now),

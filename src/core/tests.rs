@@ -1,0 +1,236 @@
+//! A job's life through the core, input by input, with no server, broker
+//! or store: what the simulation (`tests/simulation`) checks at random,
+//! spelled out once in order.
+
+use std::time::{Duration, Instant};
+
+use tokio_xmpp::Stanza;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+use super::jobs::Stage;
+use super::*;
+use crate::broadcast::{Broadcast, JobLimits};
+use crate::config::Config;
+
+struct Harness {
+    core: Core<Broadcast>,
+    now: Instant,
+}
+
+impl Harness {
+    /// A core with a stream and a broker connection up, presence rebuilt,
+    /// and alice online.
+    fn ready() -> Harness {
+        let mut config = Config::default();
+        config.xmpp.domain = "broadcast.localhost".into();
+        let settings = Settings::from_config(&config).unwrap();
+        let limits = JobLimits::from_config(&config).unwrap();
+        let handler = Broadcast::new(limits, false, 100);
+        let now = Instant::now();
+        let core = Core::new(settings, handler, Restored::default(), Metrics::new(), now);
+        let mut h = Harness { core, now };
+        h.input(Input::StreamUp);
+        h.input(Input::BrokerUp { generation: 1 });
+        let ping = h.pings().pop().expect("a barrier after the probes");
+        h.answer(&ping);
+        h.tick(Duration::from_secs(1));
+        assert_eq!(h.core.phase(), Phase::Ready);
+        let alice = Presence::new(PresenceType::None)
+            .with_from(Jid::new("alice@localhost/phone").unwrap())
+            .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+        h.input(Input::Stanza(alice.into()));
+        h.commit_all();
+        h
+    }
+
+    /// Drains the outputs, answering every store batch as committed.
+    fn commit_all(&mut self) {
+        for output in self.drain() {
+            if let Output::Commit(batch) = output {
+                self.input(Input::Committed { batch: batch.id });
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.core.handle(input, self.now);
+    }
+
+    fn tick(&mut self, by: Duration) {
+        self.now += by;
+        self.core.handle_timeout(self.now);
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.core.poll_output()).collect()
+    }
+
+    /// The ids of the barrier pings among what the core wrote.
+    fn pings(&mut self) -> Vec<String> {
+        ids_of_pings(&self.drain())
+    }
+
+    fn answer(&mut self, id: &str) {
+        let answer = Iq::Result {
+            from: Some(Jid::new("localhost").unwrap()),
+            to: Some(Jid::new("broadcast.localhost").unwrap()),
+            id: id.to_string(),
+            payload: None,
+        };
+        self.input(Input::Stanza(answer.into()));
+    }
+
+    fn deliver(&mut self, tag: u64, payload: &str) {
+        self.input(Input::Delivery(Delivery {
+            id: JobId { generation: 1, tag },
+            payload: payload.as_bytes().to_vec(),
+            redelivered: false,
+            age: None,
+        }));
+    }
+}
+
+fn ids_of_pings(outputs: &[Output]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const JOB: &str = r#"{"id":"j1","to":["alice@localhost"],"body":"hello"}"#;
+
+#[test]
+fn a_job_is_acknowledged_only_after_it_is_read_committed_and_reported() {
+    let mut h = Harness::ready();
+    h.deliver(1, JOB);
+    let outputs = h.drain();
+    assert!(matches!(&outputs[0], Output::Stanza(Stanza::Message(_))));
+    let ping = ids_of_pings(&outputs)
+        .pop()
+        .expect("a barrier behind the message");
+    assert_eq!(
+        h.core.jobs.stage(JobId {
+            generation: 1,
+            tag: 1
+        }),
+        Some(Stage::Written)
+    );
+
+    h.answer(&ping);
+    let Some(Output::Commit(batch)) = h.drain().pop() else {
+        panic!("the completion goes to the store first");
+    };
+    h.input(Input::Committed { batch: batch.id });
+    let outputs = h.drain();
+    let Some(Output::Publish(report)) = outputs.first() else {
+        panic!("then the report: {outputs:?}");
+    };
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Ack { .. })));
+
+    h.input(Input::Published {
+        id: report.id.unwrap(),
+    });
+    let outputs = h.drain();
+    assert!(
+        matches!(
+            outputs[0],
+            Output::Ack {
+                job: JobId { tag: 1, .. },
+                multiple: true
+            }
+        ),
+        "{outputs:?}"
+    );
+    assert_eq!(h.core.jobs.len(), 0);
+}
+
+#[test]
+fn a_failed_commit_holds_the_report_and_is_retried_before_anything_else() {
+    let mut h = Harness::ready();
+    h.deliver(1, JOB);
+    let ping = h.pings().pop().unwrap();
+    h.answer(&ping);
+    let Some(Output::Commit(batch)) = h.drain().pop() else {
+        panic!("a commit");
+    };
+    let error = "No space left on device".to_string();
+    h.input(Input::CommitFailed {
+        batch: batch.clone(),
+        error,
+    });
+    assert!(h.drain().is_empty(), "no report, no ack, no other batch");
+    assert_eq!(h.core.metrics.store_failing.get(), 1);
+    assert!(h.core.metrics.unready_reason().is_some());
+
+    h.tick(Duration::from_secs(1));
+    let Some(Output::Commit(again)) = h.drain().pop() else {
+        panic!("the same batch again");
+    };
+    assert_eq!(again, batch);
+    h.input(Input::Committed { batch: again.id });
+    assert!(matches!(h.drain().first(), Some(Output::Publish(_))));
+    assert_eq!(h.core.metrics.store_failing.get(), 0);
+}
+
+#[test]
+fn a_lost_stream_requeues_what_was_not_proven_read_and_a_lost_broker_drops_its_jobs() {
+    let mut h = Harness::ready();
+    h.deliver(1, JOB);
+    h.drain();
+    h.input(Input::StreamLost);
+    let outputs = h.drain();
+    assert!(
+        matches!(
+            outputs[..],
+            [Output::Requeue {
+                job: JobId { tag: 1, .. }
+            }]
+        ),
+        "{outputs:?}"
+    );
+    assert_eq!(h.core.phase(), Phase::Down { was_ready: true });
+
+    let mut h = Harness::ready();
+    h.deliver(1, JOB);
+    h.drain();
+    h.input(Input::BrokerLost { generation: 1 });
+    assert!(h.drain().is_empty(), "the broker requeued it itself");
+    assert_eq!(h.core.jobs.len(), 0);
+    h.deliver(2, JOB);
+    assert!(
+        h.drain().is_empty(),
+        "a delivery of the lost connection is dropped"
+    );
+}
+
+#[test]
+fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
+    let mut h = Harness::ready();
+    h.deliver(1, JOB);
+    let ping = h.pings().pop().unwrap();
+    h.input(Input::Shutdown);
+    assert!(matches!(h.core.phase(), Phase::Draining { .. }));
+    h.deliver(2, JOB);
+    assert!(matches!(
+        h.drain()[..],
+        [Output::Requeue {
+            job: JobId { tag: 2, .. }
+        }]
+    ));
+    h.answer(&ping);
+    assert!(matches!(h.core.phase(), Phase::Closing { .. }));
+    assert!(
+        !h.core.is_finished(),
+        "the job's completion is not committed yet"
+    );
+    h.tick(Duration::from_secs(6));
+    assert!(
+        h.core.is_finished(),
+        "out of time: the broker redelivers the rest"
+    );
+}
