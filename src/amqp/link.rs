@@ -182,7 +182,9 @@ impl Task {
             tokio::select! {
                 output = &mut work => return Some(output),
                 next = self.commands.recv() => match next {
-                    Some(_) => self.metrics.events_failed.inc(),
+                    Some(Command::Publish(_)) => self.metrics.events_failed.inc(),
+                    // The broker requeued those jobs when the connection went.
+                    Some(Command::Ack { .. } | Command::Requeue { .. }) => {}
                     None => return None,
                 },
             }
