@@ -16,10 +16,11 @@ fn example_config_loads_with_a_secret_file_and_env_overrides() {
     std::env::set_var("HERALD_CONFIG", "ignored: not a configuration key");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/herald.toml");
     let config = Config::load(Some(&example)).expect("example config is valid");
-    assert_eq!(config.secret().expose(), "from-file");
+    let settings = config.settings().expect("settings of a loaded config");
+    assert_eq!(settings.secret.expose(), "from-file");
     assert_eq!(config.amqp.prefetch, 7);
     assert_eq!(config.xmpp.domain, "broadcast.localhost");
-    assert_eq!(config.server_domain().unwrap().to_string(), "localhost");
+    assert_eq!(settings.core.server.to_string(), "localhost");
 
     let unknown = dir.path().join("typo.toml");
     std::fs::write(&unknown, "[xmpp]\nsecert = \"x\"\n").unwrap();

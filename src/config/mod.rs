@@ -295,6 +295,8 @@ impl Config {
     }
 }
 
-mod checks;
+mod settings;
+
+pub use settings::Settings;
 #[cfg(test)]
 mod tests;

@@ -14,10 +14,11 @@ fn defaults_need_only_a_secret() {
 
 #[test]
 fn server_domain_defaults_to_parent_of_component_domain() {
-    assert_eq!(valid().server_domain().unwrap().to_string(), "localhost");
+    let server = |config: Config| config.settings().unwrap().core.server.to_string();
+    assert_eq!(server(valid()), "localhost");
     let mut config = valid();
     config.xmpp.server_domain = Some("example.org".into());
-    assert_eq!(config.server_domain().unwrap().to_string(), "example.org");
+    assert_eq!(server(config), "example.org");
 }
 
 #[test]

@@ -1,10 +1,9 @@
-//! What the core needs of the configuration, parsed once into types.
+//! What the core needs of the configuration, in types; built once from
+//! the configuration by [`crate::config::Config::settings`].
 
 use std::time::Duration;
 
 use xmpp_parsers::jid::BareJid;
-
-use crate::config::{Config, ConfigError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -28,23 +27,4 @@ pub struct Settings {
     pub remember_jobs: usize,
     /// Longest pause between retries of a refused publish or failed commit.
     pub max_backoff: Duration,
-}
-
-impl Settings {
-    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
-        let xmpp = &config.xmpp;
-        Ok(Settings {
-            domain: config.component_domain()?,
-            server: config.server_domain()?,
-            contact: config.roster_contact()?,
-            name: xmpp.name.clone(),
-            keepalive: Duration::from_secs(xmpp.keepalive_secs),
-            probe_settle: Duration::from_millis(xmpp.probe_settle_ms),
-            unknown_probe_ttl: Duration::from_secs(xmpp.unknown_probe_ttl_secs),
-            user_events_per_sec: xmpp.user_events_per_sec,
-            user_events_burst: xmpp.user_events_burst,
-            remember_jobs: config.store.remember_jobs,
-            max_backoff: Duration::from_secs(config.amqp.max_backoff_secs.max(1)),
-        })
-    }
 }

@@ -11,7 +11,7 @@ use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use super::jobs::Stage;
 use super::*;
-use crate::broadcast::{Broadcast, JobLimits};
+use crate::broadcast::Broadcast;
 use crate::config::Config;
 
 struct Harness {
@@ -25,11 +25,17 @@ impl Harness {
     fn ready() -> Harness {
         let mut config = Config::default();
         config.xmpp.domain = "broadcast.localhost".into();
-        let settings = Settings::from_config(&config).unwrap();
-        let limits = JobLimits::from_config(&config).unwrap();
-        let handler = Broadcast::new(limits, false, 100);
+        config.xmpp.secret = Some(crate::config::Secret::new("secret"));
+        let settings = config.settings().unwrap();
+        let handler = Broadcast::new(settings.limits, false, 100);
         let now = Instant::now();
-        let core = Core::new(settings, handler, Restored::default(), Metrics::new(), now);
+        let core = Core::new(
+            settings.core,
+            handler,
+            Restored::default(),
+            Metrics::new(),
+            now,
+        );
         let mut h = Harness { core, now };
         h.input(Input::StreamUp);
         h.input(Input::BrokerUp { generation: 1 });

@@ -29,7 +29,7 @@ use tokio::time::error::Elapsed;
 use tokio::time::{timeout_at, Instant};
 
 use crate::broadcast::job::{MessageKind, RawJob};
-use crate::broadcast::{Job, JobError, JobLimits, Report};
+use crate::broadcast::{Job, JobError, Report};
 use crate::config::{Config, ConfigError};
 use crate::presence::Policy;
 use broker::Link;
@@ -133,7 +133,7 @@ impl SendError {
 pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
     let job = args.job()?;
     let payload = serde_json::to_vec(&job).map_err(|e| SendError::Input(e.to_string()))?;
-    Job::parse(&payload, &JobLimits::from_config(config)?)?;
+    Job::parse(&payload, &config.job_limits()?)?;
 
     let amqp = &config.amqp;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);

@@ -13,8 +13,8 @@ fn args(line: &[&str]) -> Result<SendArgs, clap::Error> {
     Cli::try_parse_from(argv).map(|cli| cli.send)
 }
 
-fn limits() -> JobLimits {
-    JobLimits::from_config(&Config::default()).unwrap()
+fn limits() -> crate::broadcast::JobLimits {
+    Config::default().job_limits().unwrap()
 }
 
 #[test]

@@ -13,14 +13,14 @@ use tokio::time::Instant;
 
 use crate::amqp::{Command, Link, LinkEvent};
 use crate::backoff::Backoff;
-use crate::broadcast::{Broadcast, JobLimits};
-use crate::config::{Config, ConfigError};
-use crate::core::{Core, Input, Output, Phase, Restored, Settings};
+use crate::broadcast::Broadcast;
+use crate::config::{Config, ConfigError, Settings};
+use crate::core::{Core, Input, Output, Phase, Restored};
 use crate::handler::Handler;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::store::{Commit, Store, StoreError, Writer};
-use crate::xmpp::{Endpoint, Inbound};
+use crate::xmpp::Inbound;
 use xmpp::{Dialer, Happened};
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
@@ -46,13 +46,13 @@ const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs Herald's broadcast component until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
-    let limits = JobLimits::from_config(&config)?;
+    let settings = config.settings()?;
     let handler = Broadcast::new(
-        limits,
-        config.amqp.presence_events,
-        config.broadcast.checkpoint_every,
+        settings.limits.clone(),
+        settings.presence_events,
+        settings.checkpoint_every,
     );
-    run_with(config, handler, shutdown).await
+    serve(settings, handler, shutdown).await
 }
 
 /// Runs any [`Handler`] with Herald's connection, presence and AMQP plumbing.
@@ -61,8 +61,15 @@ pub async fn run_with<H: Handler>(
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let settings = Settings::from_config(&config)?;
-    let store = Store::open(&config.store.path)?;
+    serve(config.settings()?, handler, shutdown).await
+}
+
+async fn serve<H: Handler>(
+    settings: Settings,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let store = Store::open(&settings.store)?;
     let restored = Restored {
         subscriptions: store.subscriptions()?,
         completed: store.completed_jobs()?,
@@ -74,7 +81,7 @@ pub async fn run_with<H: Handler>(
         "store opened"
     );
     let metrics = Metrics::new();
-    let _http = match config.http_listen()? {
+    let _http = match settings.http {
         Some(address) => {
             let server = http::bind(address, metrics.clone())
                 .await
@@ -84,38 +91,27 @@ pub async fn run_with<H: Handler>(
         }
         None => None,
     };
-    let domain = settings.domain.clone();
     let link = Link::spawn(
-        &config.amqp,
-        format!("herald {domain} pid {}", std::process::id()),
+        &settings.amqp,
+        format!("herald {} pid {}", settings.core.domain, std::process::id()),
         metrics.clone(),
     );
-    let core = Core::new(
-        settings,
-        handler,
-        restored,
-        metrics.clone(),
-        Instant::now().into_std(),
-    );
+    let now = Instant::now().into_std();
+    let core = Core::new(settings.core, handler, restored, metrics.clone(), now);
     let dialer = Dialer {
-        endpoint: Endpoint {
-            address: format!("{}:{}", config.xmpp.host, config.xmpp.port),
-            domain,
-            connect_timeout: config.connect_timeout(),
-            read_timeout: config.read_timeout(),
-        },
-        secret: config.secret().clone(),
+        endpoint: settings.endpoint,
+        secret: settings.secret,
         metrics: metrics.session.clone(),
-        backoff: Backoff::new(Duration::from_secs(config.xmpp.max_backoff_secs)),
+        backoff: Backoff::new(settings.max_backoff),
     };
     let shell = Shell {
         xmpp: dialer.connect(),
         dialer,
         core,
         link,
-        writer: store.spawn_writer(config.store.path.clone()),
+        writer: store.spawn_writer(settings.store),
         metrics,
-        high_water: config.xmpp.outbound_high_water,
+        high_water: settings.outbound_high_water,
     };
     shell.run(shutdown).await;
     Ok(())

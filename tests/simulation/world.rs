@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use herald::broadcast::{Broadcast, JobLimits};
-use herald::core::{Core, Destination, Input, Output, Restored, Settings};
+use herald::broadcast::Broadcast;
+use herald::core::{Core, Destination, Input, Output, Restored};
 use herald::metrics::Metrics;
 use herald::Config;
 use xmpp_parsers::jid::BareJid;
@@ -44,6 +44,7 @@ impl World {
         let now = Instant::now();
         let mut config = Config::default();
         config.xmpp.domain = "broadcast.localhost".into();
+        config.xmpp.secret = Some(herald::config::Secret::new("secret"));
         config.xmpp.probe_settle_ms = 50;
         config.broadcast.checkpoint_every = 1 + rng.below(3) as usize;
         config.store.remember_jobs = 1_000;
@@ -77,12 +78,11 @@ impl World {
     }
 
     fn start_core(&mut self) {
-        let settings = Settings::from_config(&self.config).unwrap();
-        let limits = JobLimits::from_config(&self.config).unwrap();
-        let handler = Broadcast::new(limits, true, self.config.broadcast.checkpoint_every);
+        let settings = self.config.settings().unwrap();
+        let handler = Broadcast::new(settings.limits, true, settings.checkpoint_every);
         let restored: Restored = self.store.restore();
         self.core = Some(Core::new(
-            settings,
+            settings.core,
             handler,
             restored,
             Metrics::new(),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{BroadcastConfig, ConfigError};
 use crate::presence::Policy;
 
 /// Why a job was dead-lettered. The text goes into the dead letter's
@@ -109,10 +109,12 @@ pub struct JobLimits {
 
 impl JobLimits {
     /// The limits of the deployment `config` describes.
-    pub fn from_config(config: &Config) -> Result<JobLimits, ConfigError> {
-        let component_domain = config.component_domain()?;
-        let allowed_from = config
-            .broadcast
+    /// The limits `broadcast` sets, for a component on `component_domain`.
+    pub fn new(
+        broadcast: &BroadcastConfig,
+        component_domain: BareJid,
+    ) -> Result<JobLimits, ConfigError> {
+        let allowed_from = broadcast
             .allowed_from
             .iter()
             .map(|local| {
@@ -128,9 +130,9 @@ impl JobLimits {
             .collect::<Result<_, _>>()?;
         Ok(JobLimits {
             component_domain,
-            default_from: config.broadcast.default_from.clone(),
-            max_body_bytes: config.broadcast.max_body_bytes,
-            max_recipients: config.broadcast.max_recipients,
+            default_from: broadcast.default_from.clone(),
+            max_body_bytes: broadcast.max_body_bytes,
+            max_recipients: broadcast.max_recipients,
             allowed_from,
         })
     }

@@ -150,7 +150,10 @@ mod tests {
         write(&written, &path).unwrap();
         let read = Config::load(Some(&path)).expect("Herald loads the written config");
         assert_eq!(format!("{read:?}"), format!("{written:?}"));
-        assert_eq!(read.secret().expose(), "s3cret");
+        assert_eq!(
+            read.xmpp.secret.as_ref().expect("a secret").expose(),
+            "s3cret"
+        );
         assert_eq!(read.amqp.url.expose(), "amqp://127.0.0.1");
         assert_eq!(to_toml(&read), to_toml(&written));
     }

@@ -1,0 +1,178 @@
+//! A configuration parsed once into typed values: [`Config::settings`]
+//! checks every key and returns what Herald runs on, so that nothing
+//! downstream parses a key or handles an error for it again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use xmpp_parsers::jid::BareJid;
+
+use super::{AmqpConfig, Config, ConfigError, Secret};
+use crate::broadcast::JobLimits;
+use crate::xmpp::Endpoint;
+
+/// Everything Herald runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// What the core decides with.
+    pub core: crate::core::Settings,
+    /// What a broadcast job may be.
+    pub limits: JobLimits,
+    /// Recipients between a job's checkpoints.
+    pub checkpoint_every: usize,
+    /// Publish a `presence.changed` event for every presence change.
+    pub presence_events: bool,
+    /// Where and as whom to connect to the XMPP server.
+    pub endpoint: Endpoint,
+    pub secret: Secret,
+    /// Longest pause between reconnection attempts to the XMPP server.
+    pub max_backoff: Duration,
+    /// Stanzas waiting to be written above which jobs wait in the broker.
+    pub outbound_high_water: usize,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
+    pub http: Option<SocketAddr>,
+    pub amqp: AmqpConfig,
+    pub store: PathBuf,
+}
+
+impl Config {
+    /// Checks every key and parses the configuration into [`Settings`].
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let xmpp = &self.xmpp;
+        let secret = match &xmpp.secret {
+            Some(secret) if !secret.expose().is_empty() => secret.clone(),
+            _ => {
+                return invalid(
+                    "xmpp.secret or xmpp.secret_file must give the component secret".into(),
+                )
+            }
+        };
+        let Some(domain) = parse_domain(&xmpp.domain) else {
+            return invalid(format!(
+                "xmpp.domain {:?} is not a valid domain",
+                xmpp.domain
+            ));
+        };
+        let server = match &xmpp.server_domain {
+            Some(server) => server.as_str(),
+            None => xmpp.domain.split_once('.').map_or("", |(_, rest)| rest),
+        };
+        let Some(server) = parse_domain(server) else {
+            return invalid("xmpp.server_domain is not a valid domain (set it explicitly)".into());
+        };
+        let broadcast = &self.broadcast;
+        let Ok(contact) = BareJid::new(&format!("{}@{}", broadcast.default_from, xmpp.domain))
+        else {
+            return invalid(format!(
+                "broadcast.default_from {:?} is not a valid local part",
+                broadcast.default_from
+            ));
+        };
+        if broadcast.max_body_bytes == 0
+            || broadcast.max_recipients == 0
+            || broadcast.checkpoint_every == 0
+        {
+            return invalid(
+                "broadcast.max_body_bytes, max_recipients and checkpoint_every must be at least 1"
+                    .into(),
+            );
+        }
+        let limits = self.job_limits()?;
+        let allowed = &broadcast.allowed_from;
+        if !allowed.is_empty() && !allowed.contains(&broadcast.default_from) {
+            return invalid(format!(
+                "broadcast.default_from {:?} must be one of broadcast.allowed_from",
+                broadcast.default_from
+            ));
+        }
+        let listen = self.http.listen.trim();
+        let http = match listen {
+            "" => None,
+            listen => match listen.parse() {
+                Ok(address) => Some(address),
+                Err(_) => {
+                    return invalid(format!(
+                        "http.listen {listen:?} is not an address such as 127.0.0.1:9102 (or empty to turn it off)"
+                    ))
+                }
+            },
+        };
+        if self.amqp.prefetch == 0 {
+            return invalid("amqp.prefetch must be at least 1".into());
+        }
+        crate::amqp::tls::check(&self.amqp).map_err(ConfigError::Invalid)?;
+        if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
+            return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
+        }
+        Ok(Settings {
+            core: crate::core::Settings {
+                domain: domain.clone(),
+                server,
+                contact,
+                name: xmpp.name.clone(),
+                keepalive: Duration::from_secs(xmpp.keepalive_secs),
+                probe_settle: Duration::from_millis(xmpp.probe_settle_ms),
+                unknown_probe_ttl: Duration::from_secs(xmpp.unknown_probe_ttl_secs),
+                user_events_per_sec: xmpp.user_events_per_sec,
+                user_events_burst: xmpp.user_events_burst,
+                remember_jobs: self.store.remember_jobs,
+                max_backoff: Duration::from_secs(self.amqp.max_backoff_secs.max(1)),
+            },
+            limits,
+            checkpoint_every: broadcast.checkpoint_every,
+            presence_events: self.amqp.presence_events,
+            endpoint: Endpoint {
+                address: format!("{}:{}", xmpp.host, xmpp.port),
+                domain,
+                connect_timeout: Duration::from_secs(xmpp.connect_timeout_secs),
+                read_timeout: Duration::from_secs(xmpp.read_timeout_secs),
+            },
+            secret,
+            max_backoff: Duration::from_secs(xmpp.max_backoff_secs),
+            outbound_high_water: xmpp.outbound_high_water,
+            http,
+            amqp: self.amqp.clone(),
+            store: self.store.path.clone(),
+        })
+    }
+
+    /// Checks the configuration (what `herald check-config` does).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.settings().map(|_| ())
+    }
+
+    /// What a broadcast job may be; all `herald send` needs besides the
+    /// broker, where the component secret may be unknown.
+    pub fn job_limits(&self) -> Result<JobLimits, ConfigError> {
+        let component_domain = parse_domain(&self.xmpp.domain).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "xmpp.domain {:?} is not a valid domain",
+                self.xmpp.domain
+            ))
+        })?;
+        JobLimits::new(&self.broadcast, component_domain)
+    }
+
+    /// A warning when `xmpp.secret_file` can be read by users other than
+    /// its owner (and root). Not an error: some secret stores mount files
+    /// world-readable inside a container where nobody else runs.
+    pub fn secret_file_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.xmpp.secret_file.as_ref()?;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "xmpp.secret_file {} is readable by other users (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            )
+        })
+    }
+}
+
+/// A bare domain (no local part), if `text` is one.
+fn parse_domain(text: &str) -> Option<BareJid> {
+    BareJid::new(text).ok().filter(|jid| jid.node().is_none())
+}
