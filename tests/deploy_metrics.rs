@@ -159,7 +159,7 @@ fn quantile_thresholds(rules: &str) -> Vec<(String, f64)> {
             })
             .map(|(i, _)| inner_start + i)
             .expect("balanced parentheses");
-        let metric = &references(&rules[inner_start..close])[0].name;
+        let bucket = references(&rules[inner_start..close]).swap_remove(0).name;
         let comparison = rules[close + 1..].trim_start();
         let threshold = comparison
             .strip_prefix('>')
@@ -168,7 +168,7 @@ fn quantile_thresholds(rules: &str) -> Vec<(String, f64)> {
             .split_whitespace()
             .next()
             .unwrap();
-        let metric = metric.strip_suffix("_bucket").expect("a quantile of buckets");
+        let metric = bucket.strip_suffix("_bucket").expect("a quantile of buckets");
         found.push((metric.to_string(), threshold.parse().unwrap()));
     }
     found
