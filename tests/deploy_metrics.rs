@@ -74,7 +74,10 @@ fn references(text: &str) -> Vec<Reference> {
                     continue;
                 }
                 if !SCRAPE_LABELS.contains(&label) {
-                    equal.push((label.to_string(), value.trim().trim_matches('"').to_string()));
+                    equal.push((
+                        label.to_string(),
+                        value.trim().trim_matches('"').to_string(),
+                    ));
                 }
             }
         }
@@ -168,7 +171,9 @@ fn quantile_thresholds(rules: &str) -> Vec<(String, f64)> {
             .split_whitespace()
             .next()
             .unwrap();
-        let metric = bucket.strip_suffix("_bucket").expect("a quantile of buckets");
+        let metric = bucket
+            .strip_suffix("_bucket")
+            .expect("a quantile of buckets");
         found.push((metric.to_string(), threshold.parse().unwrap()));
     }
     found
