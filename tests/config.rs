@@ -78,7 +78,9 @@ fn example_config_names_every_key() {
         })
         .collect();
     let uncommented = uncommented.join("\n");
-    let _: Config = toml::from_str(&uncommented).expect("uncommented example is valid");
+    if let Err(e) = toml::from_str::<Config>(&uncommented) {
+        panic!("deploy/herald.toml, uncommented: {}", e.message());
+    }
     let table: toml::Table = toml::from_str(&uncommented).unwrap();
     let defaults = serde_json::to_value(Config::default()).unwrap();
     let mut missing = Vec::new();
