@@ -53,14 +53,37 @@ install_missing() {
   local missing=()
   command -v prosody >/dev/null || missing+=(prosody)
   port_open 5672 || command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
+  # Cargo links with cc; a Rust toolchain from rustup does not bring one.
+  command -v cc >/dev/null || missing+=(gcc libc6-dev)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     echo "please install: ${missing[*]} (Debian packages)" >&2
     exit 1
   fi
   say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Keep Debian's maintainer scripts from starting Prosody and RabbitMQ as
+  # system services (default configuration, on every interface, and on the
+  # ports this script's own Prosody needs). An existing policy is kept.
+  local own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  local status=0
+  { apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } ||
+    status=$?
+  [ $own_policy -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+  [ $status -eq 0 ] || exit $status
+  # Their services stay enabled for the next boot, where they would take
+  # the ports this script uses.
+  local services=()
+  for package in "${missing[@]}"; do
+    case $package in prosody | rabbitmq-server) services+=("$package") ;; esac
+  done
+  [ ${#services[@]} -eq 0 ] ||
+    say "not started; to keep them off at boot: systemctl disable ${services[*]}"
 }
 
 install_missing

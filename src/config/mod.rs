@@ -23,6 +23,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Keys whose environment variables are taken exactly as written. figment
+/// reads other values like TOML, which would turn a secret `0012345678` into
+/// the number 12345678 (refused, and its leading zeros lost), `true` into a
+/// boolean and `"x"` into `x`.
+const VERBATIM_KEYS: [&str; 2] = ["xmpp.secret", "amqp.url"];
+
 /// A secret that never shows up in logs or `Debug` output.
 #[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -277,7 +283,11 @@ impl Config {
         let env = Env::prefixed("HERALD_")
             .filter(|key| key.as_str().contains("__"))
             .split("__");
-        Ok(figment.merge(env).extract().map_err(Box::new)?)
+        figment = figment.merge(env.clone().ignore(&VERBATIM_KEYS));
+        for (key, value) in env.only(&VERBATIM_KEYS).iter() {
+            figment = figment.merge(Serialized::default(key.as_str(), value));
+        }
+        Ok(figment.extract().map_err(Box::new)?)
     }
 
     fn resolve_secret(&mut self) -> Result<(), ConfigError> {

@@ -233,13 +233,21 @@ impl Metrics {
                 &registry,
                 "herald_job_duration_seconds",
                 "From publication (AMQP timestamp) or intake to the server having read the job's stanzas",
-                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                // Up to an hour: the time in the queue counts, and
+                // histogram_quantile never reports more than the highest
+                // finite bucket, so an alert at 60 s needs buckets above it.
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    120.0, 300.0, 600.0, 1800.0, 3600.0,
+                ],
             ),
             server_roundtrip: histogram(
                 &registry,
                 "herald_server_roundtrip_seconds",
                 "Time for the XMPP server to answer a barrier ping: how far behind it reads Herald's stream",
-                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0],
+                // Well past the alert's 5 s: up to two minutes, the default
+                // xmpp.read_timeout_secs.
+                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0],
             ),
             online_users: gauge(&registry, "herald_online_users", "Users with at least one online resource"),
             online_resources: gauge(&registry, "herald_online_resources", "Online resources tracked"),
