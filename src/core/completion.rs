@@ -59,15 +59,18 @@ impl<H: Handler> Core<H> {
         let duration = self.now.saturating_duration_since(job.since);
         self.metrics.jobs.delivered.inc();
         self.metrics.job_duration.observe(duration.as_secs_f64());
-        match (job.key.clone(), job.report.clone()) {
+        match (&job.key, &job.report) {
             (Some(key), Some(report)) => {
+                let (key, report) = (key.clone(), report.clone());
                 job.stage = Stage::Storing;
                 self.remember_completed(&key, report);
                 self.store.after_commit(id);
             }
-            (key, Some(report)) => {
-                job.report = None;
-                self.report(id, key, report);
+            (_, Some(_)) => {
+                let (key, report) = (job.key.clone(), job.report.take());
+                if let Some(report) = report {
+                    self.report(id, key, report);
+                }
             }
             (_, None) => self.settle(id),
         }
@@ -88,7 +91,9 @@ impl<H: Handler> Core<H> {
     }
 
     pub(super) fn on_committed(&mut self, batch: u64) {
-        for id in self.store.committed(batch) {
+        let waiting = self.store.committed(batch);
+        self.update_store_gauge();
+        for id in waiting {
             let Some(job) = self.jobs.get_mut(id) else {
                 continue;
             };
@@ -112,6 +117,16 @@ impl<H: Handler> Core<H> {
                 ?retry_in,
                 "store commit failed; jobs wait until it succeeds"
             );
+        }
+        self.update_store_gauge();
+    }
+
+    /// Herald is unready while the store fails to commit.
+    fn update_store_gauge(&mut self) {
+        let failing = i64::from(self.store.is_failing());
+        if self.metrics.store_failing.get() != failing {
+            self.metrics.store_failing.set(failing);
+            self.metrics.update_ready();
         }
     }
 

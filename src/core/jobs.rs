@@ -97,7 +97,7 @@ impl Jobs {
         self.table.get_mut(&id)
     }
 
-    /// Jobs in `stage`-matching states, oldest delivery first.
+    /// The jobs `keep` accepts, oldest delivery first.
     pub fn ids_where(&self, keep: impl Fn(&Job) -> bool) -> Vec<JobId> {
         let mut ids: Vec<JobId> = self
             .table
@@ -222,7 +222,9 @@ impl Jobs {
     /// past it.
     pub fn requeue(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
         let job = self.table.remove(&id)?;
-        self.held.retain(|held| *held != id);
+        if matches!(job.stage, Stage::Held(_)) {
+            self.held.retain(|held| *held != id);
+        }
         out.push_back(Output::Requeue { job: id });
         if let Some(Ack::UpTo(tag)) = self.window.requeued(id.tag) {
             out.push_back(Output::Ack {

@@ -160,11 +160,11 @@ impl<H: Handler> Core<H> {
             Input::BrokerLost { generation } => self.on_broker_lost(generation),
             Input::Delivery(delivery) => {
                 // The one place where a job of a connection since lost is
-                // dropped: the broker has requeued it.
+                // dropped (the broker has requeued it). Deliveries and the
+                // link's events come on two channels: a delivery of a new
+                // connection may come before its `BrokerUp`, one of a lost
+                // connection after its `BrokerLost`.
                 let generation = delivery.id.generation;
-                // Deliveries and the link's events come on two channels: a
-                // delivery of a new connection may come before its `BrokerUp`,
-                // one of a lost connection after its `BrokerLost`.
                 if self.broker.is_new(generation) {
                     self.on_broker_up(generation);
                 }
@@ -281,10 +281,6 @@ impl<H: Handler> Core<H> {
         if matches!(self.phase, Phase::Draining { .. }) && self.barriers.is_idle() {
             self.close_stream_work();
         }
-        self.metrics
-            .store_failing
-            .set(i64::from(self.store.is_failing()));
-        self.metrics.update_ready();
     }
 
     /// Presence seen on a lost stream is stale; listeners hear that every

@@ -170,9 +170,7 @@ impl<H: Handler> Shell<H> {
                     Commit::Failed(batch, error) => Input::CommitFailed { batch, error },
                 }),
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    let busy_since = Instant::now();
-                    self.core.handle_timeout(busy_since.into_std());
-                    self.metrics.add_busy(busy_since.elapsed());
+                    self.busy(|core, now| core.handle_timeout(now));
                 }
             }
         }
@@ -189,8 +187,13 @@ impl<H: Handler> Shell<H> {
     }
 
     fn handle(&mut self, input: Input) {
+        self.busy(|core, now| core.handle(input, now));
+    }
+
+    /// Runs `work` on the core with the time now, counting the time spent.
+    fn busy(&mut self, work: impl FnOnce(&mut Core<H>, std::time::Instant)) {
         let busy_since = Instant::now();
-        self.core.handle(input, busy_since.into_std());
+        work(&mut self.core, busy_since.into_std());
         self.metrics.add_busy(busy_since.elapsed());
     }
 
@@ -200,6 +203,7 @@ impl<H: Handler> Shell<H> {
                 let endpoint = &self.dialer.endpoint;
                 tracing::info!(domain = %endpoint.domain, server = %endpoint.address, "XMPP component connected");
                 self.metrics.xmpp.up();
+                self.metrics.update_ready();
                 self.xmpp = xmpp::Stream::Up(session);
                 self.handle(Input::StreamUp);
             }
@@ -260,6 +264,7 @@ impl<H: Handler> Shell<H> {
     async fn close_stream(&mut self) {
         if let xmpp::Stream::Up(session) = std::mem::replace(&mut self.xmpp, xmpp::Stream::Closed) {
             self.metrics.xmpp.down();
+            self.metrics.update_ready();
             session.close(Duration::from_secs(5)).await;
         }
     }
