@@ -25,6 +25,7 @@ pub mod core;
 pub mod handler;
 pub mod http;
 pub mod metrics;
+mod pem;
 pub mod presence;
 pub mod send;
 pub mod shell;

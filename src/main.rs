@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     };
     if let Some(Command::CheckConfig) = cli.command {
         println!("{config:#?}");
-        if let Some(warning) = config.secret_file_warning() {
+        for warning in config.warnings() {
             println!("warning: {warning}");
         }
         println!("configuration OK");
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     }
     // Held to the end: dropping it flushes the lines still queued.
     let _log_writer = init_logging(&config);
-    if let Some(warning) = config.secret_file_warning() {
+    for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let Some(runtime) = runtime() else {

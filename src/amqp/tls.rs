@@ -7,12 +7,10 @@
 //! handshake later) and read again at each connect, so that renewed
 //! certificates are picked up at the next reconnect without a restart.
 
-use std::path::Path;
-
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 
 use crate::config::AmqpConfig;
 
@@ -55,10 +53,10 @@ pub fn check(config: &AmqpConfig) -> Result<(), String> {
         );
     }
     if let Some(path) = &config.tls_ca_file {
-        certificates("amqp.tls_ca_file", path)?;
+        crate::pem::certificates("amqp.tls_ca_file", path)?;
     }
     if let Some(path) = &config.tls_cert_file {
-        certificates("amqp.tls_cert_file", path)?;
+        crate::pem::certificates("amqp.tls_cert_file", path)?;
     }
     if let Some(path) = &config.tls_key_file {
         PrivateKeyDer::from_pem_file(path).map_err(|e| {
@@ -69,18 +67,6 @@ pub fn check(config: &AmqpConfig) -> Result<(), String> {
         })?;
     }
     Ok(())
-}
-
-fn certificates(option: &str, path: &Path) -> Result<usize, String> {
-    let error = |e: &dyn std::fmt::Display| format!("{option} {}: {e}", path.display());
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| error(&e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error(&e))?;
-    if certificates.is_empty() {
-        return Err(error(&"no PEM certificate in it"));
-    }
-    Ok(certificates.len())
 }
 
 /// lapin's TLS settings, from the files as they are now.

@@ -77,6 +77,15 @@ pub struct XmppConfig {
     pub secret: Option<Secret>,
     /// File holding the shared secret (surrounding whitespace is ignored).
     pub secret_file: Option<PathBuf>,
+    /// Speak TLS from the first byte: ejabberd's `ejabberd_service`
+    /// listener with `tls: true`, Openfire's SSL component port (5276).
+    pub tls: bool,
+    /// PEM file of certificate authorities to trust for the server's
+    /// certificate besides the system's (a private CA, a self-signed server).
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the server's certificate must carry; by default the
+    /// server's domain (`server_domain`).
+    pub tls_server_name: Option<String>,
     /// Seconds between keepalive pings to the server.
     pub keepalive_secs: u64,
     /// Seconds of silence from the server after which the stream counts as dead.
@@ -186,6 +195,9 @@ impl Default for XmppConfig {
             server_domain: None,
             secret: None,
             secret_file: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
             keepalive_secs: 30,
             read_timeout_secs: 120,
             connect_timeout_secs: 10,

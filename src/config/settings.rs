@@ -10,7 +10,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::{AmqpConfig, Config, ConfigError, Secret};
 use crate::broadcast::JobLimits;
-use crate::xmpp::Endpoint;
+use crate::xmpp::{Endpoint, LinkTls};
 
 /// Everything Herald runs on.
 #[derive(Debug, Clone)]
@@ -103,6 +103,7 @@ impl Config {
             return invalid("amqp.prefetch must be at least 1".into());
         }
         crate::amqp::tls::check(&self.amqp).map_err(ConfigError::Invalid)?;
+        let tls = LinkTls::from_config(xmpp, server.as_str()).map_err(ConfigError::Invalid)?;
         if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
             return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
         }
@@ -128,6 +129,7 @@ impl Config {
                 domain,
                 connect_timeout: Duration::from_secs(xmpp.connect_timeout_secs),
                 read_timeout: Duration::from_secs(xmpp.read_timeout_secs),
+                tls,
             },
             secret,
             max_backoff: Duration::from_secs(xmpp.max_backoff_secs),
@@ -155,20 +157,34 @@ impl Config {
         JobLimits::new(&self.broadcast, component_domain)
     }
 
-    /// A warning when `xmpp.secret_file` can be read by users other than
-    /// its owner (and root). Not an error: some secret stores mount files
-    /// world-readable inside a container where nobody else runs.
-    pub fn secret_file_warning(&self) -> Option<String> {
+    /// What an operator should hear about before Herald runs: a secret
+    /// file others can read, a plaintext link that leaves this machine.
+    /// Not errors: some secret stores mount files world-readable inside a
+    /// container where nobody else runs, and some networks are private.
+    pub fn warnings(&self) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
-        let path = self.xmpp.secret_file.as_ref()?;
-        let mode = std::fs::metadata(path).ok()?.permissions().mode();
-        (mode & 0o077 != 0).then(|| {
-            format!(
-                "xmpp.secret_file {} is readable by other users (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            )
-        })
+        let mut warnings = Vec::new();
+        let xmpp = &self.xmpp;
+        if let Some(path) = &xmpp.secret_file {
+            if let Ok(metadata) = std::fs::metadata(path) {
+                let mode = metadata.permissions().mode();
+                if mode & 0o077 != 0 {
+                    warnings.push(format!(
+                        "xmpp.secret_file {} is readable by other users (mode {:o}); chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    ));
+                }
+            }
+        }
+        if !xmpp.tls && !crate::xmpp::tls::is_loopback(&xmpp.host) {
+            warnings.push(format!(
+                "the component link to {} is plaintext: the handshake and every message cross \
+                 the network in clear; set xmpp.tls = true where the server offers TLS",
+                xmpp.host
+            ));
+        }
+        warnings
     }
 }
 

@@ -43,10 +43,45 @@ fn a_secret_file_others_can_read_is_warned_about() {
     let mut config = valid();
     config.xmpp.secret_file = Some(path.clone());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(config.secret_file_warning(), None);
+    assert_eq!(config.warnings(), Vec::<String>::new());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let warning = config.secret_file_warning().unwrap();
-    assert!(warning.contains("mode 644"), "{warning}");
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("mode 644"), "{warnings:?}");
+}
+
+#[test]
+fn a_plaintext_link_off_this_machine_is_warned_about() {
+    let mut config = valid();
+    for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+        config.xmpp.host = host.into();
+        assert_eq!(config.warnings(), Vec::<String>::new(), "{host}");
+    }
+    config.xmpp.host = "xmpp.example.com".into();
+    let warnings = config.warnings();
+    assert!(warnings[0].contains("plaintext"), "{warnings:?}");
+    config.xmpp.tls = true;
+    assert_eq!(config.warnings(), Vec::<String>::new());
+}
+
+#[test]
+fn component_tls_options_need_tls_and_a_valid_name() {
+    let mut config = valid();
+    config.xmpp.tls_server_name = Some("localhost".into());
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("xmpp.tls = true"), "{error}");
+    config.xmpp.tls = true;
+    config.validate().unwrap();
+    config.xmpp.tls_server_name = Some("not a name".into());
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("xmpp.tls_server_name"), "{error}");
+    config.xmpp.tls_server_name = None;
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    config.xmpp.tls_ca_file = Some(empty);
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("xmpp.tls_ca_file"), "{error}");
 }
 
 #[test]

@@ -4,5 +4,7 @@
 mod depth;
 pub mod session;
 pub mod stanzas;
+pub mod tls;
 
 pub use session::{Closed, ConnectError, Endpoint, Inbound, Session};
+pub use tls::LinkTls;

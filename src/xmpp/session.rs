@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::io::BufStream;
-use tokio::net::TcpStream;
 use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::xmlstream::{
     initiate_stream, FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts,
@@ -29,11 +28,12 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
 use super::depth::{Pruned, MAX_DEPTH};
+use super::tls::{LinkTls, Transport};
 use crate::core::InvalidStanza;
 use crate::metrics::{SessionMetrics, StanzaCounters};
 
 /// Inbound bytes pass the depth limit before tokio-xmpp parses them.
-type Io = BufStream<Pruned<TcpStream>>;
+type Io = BufStream<Pruned<Transport>>;
 
 /// Why connecting failed; callers log it and back off.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,8 @@ pub enum ConnectError {
     Unreachable(String),
     #[error("no answer from the server within {0:?}")]
     Timeout(Duration),
+    #[error("TLS with the server failed: {0}")]
+    Tls(io::Error),
     #[error("the server refused the handshake: {0}")]
     Refused(String),
 }
@@ -78,6 +80,8 @@ pub struct Endpoint {
     pub domain: BareJid,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// TLS from the first byte, or plain TCP.
+    pub tls: Option<LinkTls>,
 }
 
 pub struct Session {
@@ -126,7 +130,13 @@ impl Session {
             from: None,
             id: None,
         };
-        let io = BufStream::new(Pruned::new(socket, MAX_DEPTH));
+        let transport = match &endpoint.tls {
+            Some(tls) => Transport::Tls(Box::new(
+                tls.connect(socket).await.map_err(ConnectError::Tls)?,
+            )),
+            None => Transport::Plain(socket),
+        };
+        let io = BufStream::new(Pruned::new(transport, MAX_DEPTH));
         let mut pending = initiate_stream(io, ns::COMPONENT, header, timeouts)
             .await
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;

@@ -15,7 +15,8 @@
 //!   loopback, and leaves it running for later tests). The unique node name
 //!   lets any number of tests run their own ejabberd at once.
 //! * Listens on 127.0.0.1 only: one c2s port and one component (XEP-0114)
-//!   port, both picked per run; no s2s, no HTTP, no TLS.
+//!   port, both picked per run; no s2s, no HTTP; TLS only on the component port of
+//!   [`Ejabberd::start_with_component_tls`].
 //! * Users are provisioned once the node is up, by one RPC from a short-lived
 //!   hidden Erlang node: a function that loops inside the ejabberd node over
 //!   the user list, calling `ejabberd_auth:try_register/3` and
@@ -43,6 +44,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::certs::TestPki;
 use crate::erlang::ensure_epmd;
 use crate::server::{
     check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
@@ -74,6 +76,8 @@ pub struct Ejabberd {
     component_port: u16,
     secret: String,
     passwords: HashMap<String, String>,
+    /// The PKI of a component listener that speaks TLS.
+    component_tls: Option<TestPki>,
     process: ServerProcess,
 }
 
@@ -88,6 +92,16 @@ impl Ejabberd {
     ///
     /// Blocking: fine to call from async tests (it only sleeps in short steps).
     pub fn start(users: &[&str]) -> Ejabberd {
+        Self::start_configured(users, None)
+    }
+
+    /// As [`Ejabberd::start`], but the component listener speaks TLS from
+    /// the first byte (`tls: true`) with `pki`'s server certificate.
+    pub fn start_with_component_tls(users: &[&str], pki: &TestPki) -> Ejabberd {
+        Self::start_configured(users, Some(pki.clone()))
+    }
+
+    fn start_configured(users: &[&str], component_tls: Option<TestPki>) -> Ejabberd {
         let libs = ejabberd_libs().unwrap_or_else(|e| panic!("{e}"));
         ensure_epmd();
         let dir = tempfile::Builder::new()
@@ -110,6 +124,7 @@ impl Ejabberd {
             component_port: 0,
             secret: format!("secret-{}", random_hex()),
             passwords,
+            component_tls,
             process: ServerProcess::new("ejabberd"),
         };
 
@@ -142,12 +157,35 @@ impl Ejabberd {
             level.chars().all(|c| c.is_ascii_lowercase()),
             "HERALD_TEST_EJABBERD_LOG must be an ejabberd log level such as info or debug"
         );
-        let config = CONFIG_TEMPLATE
+        let mut config = CONFIG_TEMPLATE
             .replace("@LOG_LEVEL@", &level)
             .replace("@C2S_PORT@", &self.c2s_port.to_string())
             .replace("@COMPONENT_PORT@", &self.component_port.to_string())
             // The secret is hex: nothing to escape in a YAML string.
             .replace("@COMPONENT_SECRET@", &self.secret);
+        if let Some(pki) = &self.component_tls {
+            let service = "    module: ejabberd_service\n";
+            assert!(config.contains(service), "the template names the service");
+            // The listener's own certificate and key, in one file: ejabberd
+            // cannot pick one from `certfiles` by name before the handshake.
+            let combined = self.root.join("component.pem");
+            let pem = [&pki.server_cert, &pki.server_key]
+                .map(|file| fs::read_to_string(file).expect("read test PKI"))
+                .concat();
+            fs::write(&combined, pem).expect("write component certificate");
+            config = config.replace(
+                service,
+                &format!(
+                    "{service}    tls: true\n    certfile: \"{}\"\n",
+                    combined.display()
+                ),
+            );
+            // With its CA: ejabberd drops a certificate it cannot chain.
+            config.push_str("\ncertfiles:\n");
+            for file in [&pki.server_cert, &pki.server_key, &pki.ca_cert] {
+                config.push_str(&format!("  - \"{}\"\n", file.display()));
+            }
+        }
         fs::write(self.config_path(), config).expect("write ejabberd config");
     }
 
@@ -207,7 +245,12 @@ impl Ejabberd {
                 self.c2s_port
             ),
             format!(
-                "Start accepting TCP connections at 127.0.0.1:{} for ejabberd_service",
+                "Start accepting {} connections at 127.0.0.1:{} for ejabberd_service",
+                if self.component_tls.is_some() {
+                    "TLS"
+                } else {
+                    "TCP"
+                },
                 self.component_port
             ),
         ];
