@@ -73,6 +73,10 @@ pub struct XmppConfig {
     /// The server's own domain, used as the target of barrier and keepalive
     /// pings. Defaults to `domain` without its first label.
     pub server_domain: Option<String>,
+    /// The domains whose users Herald serves (virtual hosts of the server);
+    /// presence and messages of other domains' users are ignored. Empty:
+    /// `server_domain` alone.
+    pub user_domains: Vec<String>,
     /// Shared secret of the component listener. Prefer `secret_file`.
     pub secret: Option<Secret>,
     /// File holding the shared secret (surrounding whitespace is ignored).
@@ -193,6 +197,7 @@ impl Default for XmppConfig {
             port: 5347,
             domain: "broadcast.localhost".into(),
             server_domain: None,
+            user_domains: Vec::new(),
             secret: None,
             secret_file: None,
             tls: false,

@@ -62,6 +62,20 @@ impl Config {
         let Some(server) = parse_domain(server) else {
             return invalid("xmpp.server_domain is not a valid domain (set it explicitly)".into());
         };
+        let mut user_domains = Vec::new();
+        for name in &xmpp.user_domains {
+            match parse_domain(name) {
+                Some(user_domain) if user_domain != domain => user_domains.push(user_domain),
+                _ => {
+                    return invalid(format!(
+                        "xmpp.user_domains: {name:?} is not a domain of the server's users"
+                    ))
+                }
+            }
+        }
+        if user_domains.is_empty() {
+            user_domains.push(server.clone());
+        }
         let broadcast = &self.broadcast;
         let Ok(contact) = BareJid::new(&format!("{}@{}", broadcast.default_from, xmpp.domain))
         else {
@@ -111,6 +125,7 @@ impl Config {
             core: crate::core::Settings {
                 domain: domain.clone(),
                 server,
+                user_domains,
                 contact,
                 name: xmpp.name.clone(),
                 keepalive: Duration::from_secs(xmpp.keepalive_secs),

@@ -126,3 +126,25 @@ fn allowed_senders_must_be_local_parts_and_include_the_default() {
     config.broadcast.allowed_from = vec!["herald".into(), "alerts".into()];
     config.validate().unwrap();
 }
+
+#[test]
+fn user_domains_default_to_the_server_and_refuse_herald_own_domain() {
+    let mut config = valid();
+    let domains = |config: &Config| -> Vec<String> {
+        let settings = config.settings().unwrap();
+        settings
+            .core
+            .user_domains
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    };
+    assert_eq!(domains(&config), ["localhost"]);
+    config.xmpp.user_domains = vec!["example.com".into(), "example.org".into()];
+    assert_eq!(domains(&config), ["example.com", "example.org"]);
+    for bad in ["broadcast.localhost", "user@example.com", ""] {
+        config.xmpp.user_domains = vec![bad.into()];
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("xmpp.user_domains"), "{bad}: {error}");
+    }
+}

@@ -31,12 +31,12 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Only users of the server Herald is attached to may fill its presence
-    /// book and subscribers or send it messages. A sane server routes
-    /// nothing else to a component; a stanza that claims another domain, or
-    /// none, is ignored.
+    /// Only users of the domains Herald serves may fill its presence book
+    /// and subscribers or send it messages. A server with several virtual
+    /// hosts routes their users' stanzas too; a stanza of another domain,
+    /// or of none, is ignored.
     fn is_local(&self, from: Option<&Jid>) -> bool {
-        from.is_some_and(|jid| jid.domain() == self.settings.server.domain())
+        from.is_some_and(|jid| self.settings.serves(jid.domain().as_str()))
     }
 
     /// No server routes Herald a stanza from Herald's own domain: an answer

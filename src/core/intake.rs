@@ -76,7 +76,7 @@ impl<H: Handler> Core<H> {
             .for_redelivery(job.delivery.redelivered);
         if probing {
             ctx = ctx.probing(StrangerTest {
-                server: &settings.server,
+                user_domains: &settings.user_domains,
                 subscribers: &self.subscribers,
                 strangers: &self.strangers,
                 now: self.now,

@@ -9,8 +9,11 @@ use xmpp_parsers::jid::BareJid;
 pub struct Settings {
     /// Herald's own domain, e.g. `broadcast.example.com`.
     pub domain: BareJid,
-    /// The server's domain: barriers go there, and only its users count.
+    /// The server's domain: barriers go there.
     pub server: BareJid,
+    /// The domains whose users count (never empty): presence, messages and
+    /// probes of other domains' users are ignored.
+    pub user_domains: Vec<BareJid>,
     /// The JID users have on their roster; strangers are probed from it.
     pub contact: BareJid,
     /// Name shown in service discovery.
@@ -27,4 +30,18 @@ pub struct Settings {
     pub remember_jobs: usize,
     /// Longest pause between retries of a refused publish or failed commit.
     pub max_backoff: Duration,
+}
+
+impl Settings {
+    /// Whether users of `domain` are Herald's to serve.
+    pub fn serves(&self, domain: &str) -> bool {
+        serves(&self.user_domains, domain)
+    }
+}
+
+/// Whether `domain` is one of `user_domains` (a handful: a scan is fastest).
+pub fn serves(user_domains: &[BareJid], domain: &str) -> bool {
+    user_domains
+        .iter()
+        .any(|served| served.domain().as_str() == domain)
 }

@@ -77,9 +77,9 @@ impl Strangers {
 /// to who is no known subscriber and was not probed in vain lately. What a
 /// handler asks through [`crate::handler::Context::is_stranger`].
 pub struct StrangerTest<'a> {
-    /// The server's domain. Herald ignores presence from other domains, so
+    /// The domains Herald serves. It ignores presence from others, so
     /// probing their users would learn nothing (and reach out to them).
-    pub server: &'a BareJid,
+    pub user_domains: &'a [BareJid],
     pub subscribers: &'a Subscribers,
     pub strangers: &'a Strangers,
     pub now: Instant,
@@ -87,7 +87,7 @@ pub struct StrangerTest<'a> {
 
 impl StrangerTest<'_> {
     pub fn is_stranger(&self, user: &BareJid) -> bool {
-        user.domain() == self.server.domain()
+        super::settings::serves(self.user_domains, user.domain().as_str())
             && !self.subscribers.contains_user(user)
             && self.strangers.should_probe(user, self.now)
     }
@@ -149,9 +149,9 @@ mod tests {
         let now = Instant::now();
         strangers.probed(jid("ghost@l"), now, 1);
         strangers.answered(1);
-        let server = jid("l");
+        let user_domains = [jid("l")];
         let test = StrangerTest {
-            server: &server,
+            user_domains: &user_domains,
             subscribers: &subscribers,
             strangers: &strangers,
             now,

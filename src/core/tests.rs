@@ -23,7 +23,13 @@ impl Harness {
     /// A core with a stream and a broker connection up, presence rebuilt,
     /// and alice online.
     fn ready() -> Harness {
+        Self::ready_with(|_| {})
+    }
+
+    /// [`Harness::ready`] with `configure` applied to the configuration.
+    fn ready_with(configure: impl FnOnce(&mut Config)) -> Harness {
         let mut config = Config::default();
+        configure(&mut config);
         config.xmpp.domain = "broadcast.localhost".into();
         config.xmpp.secret = Some(crate::config::Secret::new("secret"));
         let settings = config.settings().unwrap();
@@ -109,6 +115,47 @@ fn ids_of_pings(outputs: &[Output]) -> Vec<String> {
 }
 
 const JOB: &str = r#"{"id":"j1","to":["alice@localhost"],"body":"hello"}"#;
+
+/// The recipients of the messages among `outputs`.
+fn message_recipients(outputs: &[Output]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Stanza(Stanza::Message(message)) => message.to.as_ref().map(Jid::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn users_of_the_served_domains_count_and_others_are_ignored() {
+    let job = r#"{"id":"j1","to":["alice@localhost","carol@second.localhost"],"body":"hi"}"#;
+    for (user_domains, expected) in [
+        (vec![], vec!["alice@localhost"]),
+        (
+            vec!["localhost", "second.localhost"],
+            vec!["alice@localhost", "carol@second.localhost"],
+        ),
+    ] {
+        let mut h = Harness::ready_with(|config| {
+            config.xmpp.user_domains = user_domains.iter().map(|d| d.to_string()).collect();
+        });
+        let carol = Presence::new(PresenceType::None)
+            .with_from(Jid::new("carol@second.localhost/desk").unwrap())
+            .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+        h.input(Input::Stanza(carol.into()));
+        h.commit_all();
+        h.deliver(1, job);
+        let outputs = h.drain();
+        assert_eq!(message_recipients(&outputs), expected, "{user_domains:?}");
+        // Nobody of an unserved domain is probed either.
+        let probes = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Stanza(Stanza::Presence(_))))
+            .count();
+        assert_eq!(probes, 0, "{user_domains:?}");
+    }
+}
 
 #[test]
 fn a_job_is_acknowledged_only_after_it_is_read_committed_and_reported() {

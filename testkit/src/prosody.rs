@@ -33,8 +33,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::server::{
-    check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
-    ServerProcess, StartError, XmppServer, DOMAIN, ROSTER_CONTACT,
+    pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, user_entry, Readiness,
+    ServerProcess, StartError, XmppServer, ROSTER_CONTACT, SECOND_DOMAIN,
 };
 
 /// The config template, compiled in so a test binary is self-contained.
@@ -117,19 +117,19 @@ impl Prosody {
     /// with the user name %-encoded the way Prosody's datamanager does it
     /// (every non-alphanumeric byte as `%xx`, lower-case hex).
     fn provision(&mut self, users: &[&str]) {
-        let host_dir = self.data_dir().join(encode_path_component(DOMAIN));
-        let accounts = host_dir.join("accounts");
-        let roster = host_dir.join("roster");
-        fs::create_dir_all(&accounts).expect("create accounts dir");
-        fs::create_dir_all(&roster).expect("create roster dir");
         let roster_body = format!(
             "return {{\n\t[false] = {{\n\t\t[\"version\"] = 1;\n\t\t[\"pending\"] = {{}};\n\t}};\n\t[{}] = {{\n\t\t[\"subscription\"] = \"both\";\n\t\t[\"groups\"] = {{}};\n\t\t[\"name\"] = \"Herald\";\n\t}};\n}};\n",
             lua_string(ROSTER_CONTACT)
         );
         for &user in users {
-            check_user_name(user);
-            let password = format!("pw-{user}");
-            let file = format!("{}.dat", encode_path_component(user));
+            let (local, domain) = user_entry(user);
+            let host_dir = self.data_dir().join(encode_path_component(domain));
+            let accounts = host_dir.join("accounts");
+            let roster = host_dir.join("roster");
+            fs::create_dir_all(&accounts).expect("create accounts dir");
+            fs::create_dir_all(&roster).expect("create roster dir");
+            let password = format!("pw-{local}");
+            let file = format!("{}.dat", encode_path_component(local));
             fs::write(
                 accounts.join(&file),
                 format!(
@@ -165,7 +165,9 @@ impl Prosody {
             .replace("@LOG_LEVEL@", &lua_escape(&level))
             .replace("@C2S_PORT@", &self.c2s_port.to_string())
             .replace("@COMPONENT_PORT@", &self.component_port.to_string())
-            .replace("@COMPONENT_SECRET@", &lua_escape(&self.secret));
+            .replace("@COMPONENT_SECRET@", &lua_escape(&self.secret))
+            // Last in the file: the options above stay global or the component's.
+            + &format!("\nVirtualHost \"{SECOND_DOMAIN}\"\n");
         fs::write(self.config_path(), config).expect("write Prosody config");
     }
 

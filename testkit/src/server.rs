@@ -2,10 +2,11 @@
 //! implemented by [`crate::prosody::Prosody`] and [`crate::ejabberd::Ejabberd`]),
 //! and the process plumbing both harnesses share.
 //!
-//! Both provision the same world: users on `localhost` with password
-//! `pw-<user>`, each with [`ROSTER_CONTACT`] on the roster with subscription
-//! `both`, and one component domain, [`COMPONENT_DOMAIN`], with a secret
-//! picked per run. A test written against `impl XmppServer` runs unchanged on
+//! Both provision the same world: users on `localhost` (or, named
+//! `user@second.localhost`, on a second virtual host, [`SECOND_DOMAIN`]) with
+//! password `pw-<user>`, each with [`ROSTER_CONTACT`] on the roster with
+//! subscription `both`, and one component domain, [`COMPONENT_DOMAIN`], with
+//! a secret picked per run. A test written against `impl XmppServer` runs unchanged on
 //! either server.
 
 use std::collections::hash_map::RandomState;
@@ -21,6 +22,8 @@ use tempfile::TempDir;
 
 /// The XMPP domain of the test users.
 pub const DOMAIN: &str = "localhost";
+/// A second virtual host both servers serve, for tests of several domains.
+pub const SECOND_DOMAIN: &str = "second.localhost";
 /// The domain of the component (Herald) on the test server.
 pub const COMPONENT_DOMAIN: &str = "broadcast.localhost";
 /// The contact every provisioned roster holds (subscription `both`).
@@ -87,10 +90,23 @@ pub trait XmppServer {
         COMPONENT_DOMAIN
     }
 
-    /// "user@localhost".
+    /// "user@localhost" ("user@second.localhost" stays as it is).
     fn jid(&self, user: &str) -> String {
-        format!("{user}@{DOMAIN}")
+        let (local, domain) = user_entry(user);
+        format!("{local}@{domain}")
     }
+}
+
+/// A test user as the harnesses take it, `name` (on [`DOMAIN`]) or
+/// `name@second.localhost`: its local part and domain. Panics otherwise.
+pub fn user_entry(user: &str) -> (&str, &str) {
+    let (local, domain) = user.split_once('@').unwrap_or((user, DOMAIN));
+    assert!(
+        domain == DOMAIN || domain == SECOND_DOMAIN,
+        "test user {user:?} must be on {DOMAIN} or {SECOND_DOMAIN}"
+    );
+    check_user_name(local);
+    (local, domain)
 }
 
 /// Panics unless `user` is a plain lower-case XMPP local part, the only kind

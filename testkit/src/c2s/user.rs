@@ -18,7 +18,7 @@ use tokio_xmpp::minidom::Element;
 use tokio_xmpp::xmlstream::ReadError;
 
 use super::{escape, establish, Stream, NS_CLIENT};
-use crate::server::XmppServer;
+use crate::server::{user_entry, XmppServer};
 
 /// How long `login` may take (connect, SASL, bind).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -72,7 +72,7 @@ pub struct XmppUser {
 
 impl XmppUser {
     /// Logs `user` (a user provisioned on `server`) in as
-    /// `user@localhost/resource` and returns once the resource is bound
+    /// `user@localhost/resource` (`user@second.localhost` as itself) and returns once the resource is bound
     /// (panics after 20 s or on auth failure, with the server's log tail).
     /// Sends NO presence: call [`send_presence`](Self::send_presence) to
     /// become available (that is what makes the server send the user's
@@ -80,17 +80,17 @@ impl XmppUser {
     /// [`login_available`](Self::login_available).
     pub async fn login(server: &impl XmppServer, user: &str, resource: &str) -> XmppUser {
         let addr = server.c2s_addr();
-        let domain = server.domain();
-        let connect = Self::connect(&addr, domain, user, server.password(user), resource);
+        let (local, domain) = user_entry(user);
+        let connect = Self::connect(&addr, domain, local, server.password(user), resource);
         match tokio::time::timeout(LOGIN_TIMEOUT, connect).await {
             Ok(Ok(user)) => user,
             Ok(Err(e)) => panic!(
-                "{user}@{domain}/{resource} could not log in to {addr}: {e}\n--- {} log ---\n{}",
+                "{local}@{domain}/{resource} could not log in to {addr}: {e}\n--- {} log ---\n{}",
                 server.name(),
                 server.log_tail(20)
             ),
             Err(_) => panic!(
-                "{user}@{domain}/{resource} did not log in to {addr} within {LOGIN_TIMEOUT:?}\n\
+                "{local}@{domain}/{resource} did not log in to {addr} within {LOGIN_TIMEOUT:?}\n\
                  --- {} log ---\n{}",
                 server.name(),
                 server.log_tail(20)

@@ -47,8 +47,8 @@ use tempfile::TempDir;
 use crate::certs::TestPki;
 use crate::erlang::ensure_epmd;
 use crate::server::{
-    check_user_name, pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, Readiness,
-    ServerProcess, StartError, XmppServer,
+    pick_two_free_ports, random_hex, set_log_aside, tail, temp_root, user_entry, Readiness,
+    ServerProcess, StartError, XmppServer, SECOND_DOMAIN,
 };
 
 /// The config template, compiled in so a test binary is self-contained.
@@ -111,8 +111,8 @@ impl Ejabberd {
         let root = dir.path().to_path_buf();
         let mut passwords = HashMap::new();
         for &user in users {
-            check_user_name(user);
-            passwords.insert(user.to_string(), format!("pw-{user}"));
+            let (local, _) = user_entry(user);
+            passwords.insert(user.to_string(), format!("pw-{local}"));
         }
         let mut ejabberd = Ejabberd {
             dir: Some(dir),
@@ -163,6 +163,9 @@ impl Ejabberd {
             .replace("@COMPONENT_PORT@", &self.component_port.to_string())
             // The secret is hex: nothing to escape in a YAML string.
             .replace("@COMPONENT_SECRET@", &self.secret);
+        let hosts = "hosts:\n  - localhost\n";
+        assert!(config.contains(hosts), "the template lists its hosts");
+        config = config.replace(hosts, &format!("{hosts}  - {SECOND_DOMAIN}\n"));
         if let Some(pki) = &self.component_tls {
             let service = "    module: ejabberd_service\n";
             assert!(config.contains(service), "the template names the service");

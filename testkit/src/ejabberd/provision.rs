@@ -7,23 +7,22 @@ use std::fs;
 use std::process::Stdio;
 
 use super::Ejabberd;
-use crate::server::{random_hex, XmppServer, DOMAIN, ROSTER_CONTACT};
+use crate::server::{random_hex, user_entry, XmppServer, ROSTER_CONTACT};
 
-/// Runs in a hidden Erlang node: reads `user<TAB>password` lines, then makes
+/// Runs in a hidden Erlang node: reads `user<TAB>password<TAB>host` lines, then makes
 /// one RPC to the ejabberd node with a function that loops over them there.
 /// Prints the number of users provisioned, or why it failed.
 const PROVISION: &str = r#"
 Env = fun(Name) -> unicode:characters_to_binary(os:getenv(Name)) end,
 Node = binary_to_atom(Env("HERALD_EJABBERD_NODE")),
-Host = Env("HERALD_EJABBERD_HOST"),
 [ContactUser, ContactServer] = binary:split(Env("HERALD_EJABBERD_CONTACT"), <<"@">>),
 Contact = {ContactUser, ContactServer, <<>>},
 {ok, Text} = file:read_file(Env("HERALD_EJABBERD_USERS")),
-Accounts = [list_to_tuple(binary:split(Line, <<"\t">>))
+Accounts = [list_to_tuple(binary:split(Line, <<"\t">>, [global]))
             || Line <- binary:split(Text, <<"\n">>, [global, trim_all])],
 Provision = fun() ->
     lists:foreach(
-      fun({User, Password}) ->
+      fun({User, Password, Host}) ->
           ok = ejabberd_auth:try_register(User, Host, Password),
           {atomic, _} = mod_roster:set_roster(
                           {roster, {User, Host, Contact}, {User, Host}, Contact,
@@ -50,7 +49,10 @@ impl Ejabberd {
         let lines: String = self
             .passwords
             .iter()
-            .map(|(user, password)| format!("{user}\t{password}\n"))
+            .map(|(user, password)| {
+                let (local, domain) = user_entry(user);
+                format!("{local}\t{password}\t{domain}\n")
+            })
             .collect();
         fs::write(&users_file, lines).expect("write the user list for ejabberd");
         let output = self
@@ -66,7 +68,6 @@ impl Ejabberd {
             .args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
             .args(["-eval", PROVISION])
             .env("HERALD_EJABBERD_NODE", &self.node)
-            .env("HERALD_EJABBERD_HOST", DOMAIN)
             .env("HERALD_EJABBERD_CONTACT", ROSTER_CONTACT)
             .env("HERALD_EJABBERD_USERS", &users_file)
             .stdin(Stdio::null())
