@@ -16,6 +16,8 @@ pub use log::ProcessLog;
 
 pub struct Herald {
     child: Option<Child>,
+    /// The binary to run; `None`: the one Cargo built ([`herald_bin`]).
+    bin: Option<PathBuf>,
     config: PathBuf,
     env: Vec<(String, String)>,
     log: ProcessLog,
@@ -78,6 +80,7 @@ impl Herald {
         config::write(&test_config(target, names, dir), &config).unwrap_or_else(|e| panic!("{e}"));
         let mut herald = Herald {
             child: None,
+            bin: None,
             config,
             env: env
                 .iter()
@@ -90,13 +93,33 @@ impl Herald {
         herald
     }
 
+    /// Runs `bin` (an installed Herald: from a package, or copied out of an
+    /// image) with the configuration file `config` as it is, `env` on top
+    /// as an operator's environment would be; returns once it takes jobs.
+    pub fn start_installed(bin: &Path, config: &Path, env: &[(&str, &str)]) -> Herald {
+        let mut herald = Herald {
+            child: None,
+            bin: Some(bin.to_path_buf()),
+            config: config.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            log: ProcessLog::new(None),
+            ready_lines: 0,
+        };
+        herald.spawn();
+        herald.wait_ready();
+        herald
+    }
+
     fn wait_ready(&mut self) {
         self.wait_log_count("taking jobs", self.ready_lines + 1, Duration::from_secs(30));
         self.ready_lines += 1;
     }
 
     fn spawn(&mut self) {
-        let bin = herald_bin(None).unwrap_or_else(|e| panic!("{e}"));
+        let bin = herald_bin(self.bin.clone()).unwrap_or_else(|e| panic!("{e}"));
         let mut child = Command::new(bin)
             .arg("--config")
             .arg(&self.config)
