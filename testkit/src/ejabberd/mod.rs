@@ -77,7 +77,7 @@ pub struct Ejabberd {
     secret: String,
     passwords: HashMap<String, String>,
     /// The PKI of a component listener that speaks TLS.
-    component_tls: Option<TestPki>,
+    component_tls: Option<Box<TestPki>>,
     process: ServerProcess,
 }
 
@@ -98,10 +98,10 @@ impl Ejabberd {
     /// As [`Ejabberd::start`], but the component listener speaks TLS from
     /// the first byte (`tls: true`) with `pki`'s server certificate.
     pub fn start_with_component_tls(users: &[&str], pki: &TestPki) -> Ejabberd {
-        Self::start_configured(users, Some(pki.clone()))
+        Self::start_configured(users, Some(Box::new(pki.clone())))
     }
 
-    fn start_configured(users: &[&str], component_tls: Option<TestPki>) -> Ejabberd {
+    fn start_configured(users: &[&str], component_tls: Option<Box<TestPki>>) -> Ejabberd {
         let libs = ejabberd_libs().unwrap_or_else(|e| panic!("{e}"));
         ensure_epmd();
         let dir = tempfile::Builder::new()
