@@ -10,11 +10,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald::broadcast::{fan_out, Job, JobLimits};
 use herald::presence::{PresenceBook, ResourcePresence, Show};
-use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
-use rxml::NcNameStr;
+use herald::xmpp::wire::StanzaEncoder;
 use xmpp_parsers::jid::{BareJid, FullJid};
 use xmpp_parsers::stanza::Stanza;
-use xso::AsXml;
 
 /// Online resources in the book, as in the ceiling load test.
 const BOOK: usize = 100_000;
@@ -103,29 +101,6 @@ fn policy(c: &mut Criterion) {
     group.finish();
 }
 
-/// The stream encoder as Herald's XML stream sets it up, with the stream
-/// header already written: the component namespace is the stream's default,
-/// so stanzas do not repeat it.
-fn encoder() -> Encoder<SimpleNamespaces> {
-    const STREAM_NS: &str = "http://etherx.jabber.org/streams";
-    let stream: &NcNameStr = "stream".try_into().expect("valid name");
-    let mut encoder = Encoder::new();
-    encoder
-        .ns_tracker_mut()
-        .declare_fixed(Some(stream), STREAM_NS.into());
-    encoder
-        .ns_tracker_mut()
-        .declare_fixed(None, "jabber:component:accept".into());
-    let mut header = Vec::new();
-    for item in [
-        Item::ElementHeadStart(STREAM_NS.into(), stream),
-        Item::ElementHeadEnd,
-    ] {
-        encoder.encode(item, &mut header).expect("stream header");
-    }
-    encoder
-}
-
 fn serialization(c: &mut Criterion) {
     let mut group = c.benchmark_group("serialize");
     let mut book = PresenceBook::new();
@@ -135,17 +110,9 @@ fn serialization(c: &mut Criterion) {
         .pop()
         .expect("one recipient is online");
     let stanza = Stanza::Message(message);
-    let mut encoder = encoder();
+    let mut encoder = StanzaEncoder::default();
     let mut buffer = Vec::with_capacity(4096);
-    let mut encode = |stanza: &Stanza, buffer: &mut Vec<u8>| {
-        for item in stanza.as_xml_iter().expect("serializable") {
-            let item = item.expect("serializable");
-            encoder
-                .encode(item.as_rxml_item(), buffer)
-                .expect("encodable");
-        }
-    };
-    encode(&stanza, &mut buffer);
+    encoder.encode(&stanza, &mut buffer).expect("serializable");
     let bytes = buffer.len();
     assert!(
         std::str::from_utf8(&buffer)
@@ -157,7 +124,9 @@ fn serialization(c: &mut Criterion) {
     group.bench_function("broadcast message", |b| {
         b.iter(|| {
             buffer.clear();
-            encode(black_box(&stanza), &mut buffer);
+            encoder
+                .encode(black_box(&stanza), &mut buffer)
+                .expect("serializable");
             black_box(buffer.len())
         })
     });

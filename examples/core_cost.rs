@@ -1,17 +1,18 @@
-//! What Herald's core costs per job, with no server, broker or store: `n`
-//! one-recipient jobs driven through their whole life (delivered, fanned
-//! out, read, committed, reported, acknowledged) in bursts of 64 under one
-//! barrier, as the shell takes them. Because the core does no I/O, the
-//! count is the logic's own, repeatable under callgrind:
+//! What Herald costs per job and per message with no server, broker or
+//! store: the core drives every job through its whole life (delivered,
+//! fanned out, read, committed, reported, acknowledged) and every stanza it
+//! writes is encoded into bytes as Herald's XML stream encodes them. With
+//! no I/O the count is the logic's own, repeatable under callgrind.
 //!
 //! ```text
-//! cargo build --release --example core_cost
-//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/core_cost 0
-//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/core_cost 10000
+//! core_cost jobs N     N one-recipient jobs, in bursts of 64 under one barrier
+//! core_cost fanout N   one job to N recipients (N <= 10,000)
 //! ```
 //!
-//! The difference of the two totals ("Collected"), divided by 10,000, is
-//! the core's instructions per one-recipient job.
+//! Both start from 10,000 users online. `.ci/cost` runs each mode twice
+//! under callgrind and divides the difference of the totals by the
+//! difference of N: instructions per job and per message, which it checks
+//! against `benches/instructions.toml`.
 
 use std::time::Instant;
 
@@ -19,95 +20,146 @@ use herald::broadcast::Broadcast;
 use herald::config::Secret;
 use herald::core::{Core, Delivery, Input, JobId, Output, Restored};
 use herald::metrics::Metrics;
+use herald::xmpp::wire::StanzaEncoder;
 use herald::Config;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
-const USERS: u64 = 1_000;
+const USERS: u64 = 10_000;
 const BURST: u64 = 64;
+const BODY: &str = "Database primary unreachable.";
+
+/// A core with its streams up and `USERS` users online, and a sink that
+/// plays server, store and broker at once.
+struct Bench {
+    core: Core<Broadcast>,
+    encoder: StanzaEncoder,
+    /// What a socket would take: cleared after each stanza, counted.
+    written: Vec<u8>,
+    bytes: usize,
+    now: Instant,
+}
 
 fn main() {
-    let jobs: u64 = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000);
-    let mut config = Config::default();
-    config.xmpp.domain = "broadcast.localhost".into();
-    config.xmpp.secret = Some(Secret::new("secret"));
-    let settings = config.settings().expect("valid settings");
-    let handler = Broadcast::new(settings.limits, false, settings.checkpoint_every);
-    let mut now = Instant::now();
-    let mut core = Core::new(
-        settings.core,
-        handler,
-        Restored::default(),
-        Metrics::new(),
-        now,
-    );
-    core.handle(Input::StreamUp, now);
-    core.handle(Input::BrokerUp { generation: 1 }, now);
-    for user in 0..USERS {
-        let available = Presence::new(PresenceType::None)
-            .with_from(Jid::new(&format!("u{user}@localhost/phone")).unwrap())
-            .with_to(Jid::new("herald@broadcast.localhost").unwrap());
-        core.handle(Input::Stanza(available.into()), now);
-    }
-    carry_out(&mut core, now);
-    now += std::time::Duration::from_secs(1);
-    core.handle_timeout(now);
-    assert!(core.takes_jobs(), "presence rebuilt");
-
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_default();
+    let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let mut bench = Bench::new();
     let started = Instant::now();
-    let mut tag = 0;
-    while tag < jobs {
-        let burst = BURST.min(jobs - tag);
-        for _ in 0..burst {
-            tag += 1;
-            let payload = format!(
-                r#"{{"id":"job-{tag}","to":["u{}@localhost"],"body":"Database primary unreachable."}}"#,
-                tag % USERS
-            );
-            let delivery = Delivery {
-                id: JobId { generation: 1, tag },
-                payload: payload.into_bytes(),
-                redelivered: false,
-                age: None,
-            };
-            core.handle(Input::Delivery(delivery), now);
+    match mode.as_str() {
+        "jobs" => bench.jobs(n),
+        "fanout" => bench.fanout(n.min(USERS)),
+        _ => {
+            eprintln!("usage: core_cost jobs N | core_cost fanout N");
+            std::process::exit(2);
         }
-        carry_out(&mut core, now);
     }
-    let elapsed = started.elapsed();
     println!(
-        "{jobs} jobs through the core in {elapsed:?} ({:.2} µs per job)",
-        elapsed.as_secs_f64() * 1e6 / jobs.max(1) as f64
+        "{mode} {n}: {:?}, {} bytes written",
+        started.elapsed(),
+        bench.bytes
     );
 }
 
-/// Plays server, store and broker at once: every ping is answered, every
-/// batch committed, every publish confirmed, until the core has nothing
-/// more to do.
-fn carry_out(core: &mut Core<Broadcast>, now: Instant) {
-    while let Some(output) = core.poll_output() {
-        let answer = match output {
-            Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Input::Stanza(
-                Iq::Result {
-                    from: Some(Jid::new("localhost").unwrap()),
-                    to: Some(Jid::new("broadcast.localhost").unwrap()),
-                    id,
-                    payload: None,
-                }
-                .into(),
-            ),
-            Output::Commit(batch) => Input::Committed { batch: batch.id },
-            Output::Publish(publish) => match publish.id {
-                Some(id) => Input::Published { id },
-                None => continue,
-            },
-            Output::Stanza(_) | Output::Ack { .. } | Output::Requeue { .. } => continue,
+impl Bench {
+    fn new() -> Bench {
+        let mut config = Config::default();
+        config.xmpp.domain = "broadcast.localhost".into();
+        config.xmpp.secret = Some(Secret::new("secret"));
+        let settings = config.settings().expect("valid settings");
+        let handler = Broadcast::new(settings.limits, false, settings.checkpoint_every);
+        let now = Instant::now();
+        let core = Core::new(
+            settings.core,
+            handler,
+            Restored::default(),
+            Metrics::new(),
+            now,
+        );
+        let mut bench = Bench {
+            core,
+            encoder: StanzaEncoder::default(),
+            written: Vec::new(),
+            bytes: 0,
+            now,
         };
-        core.handle(answer, now);
+        bench.core.handle(Input::StreamUp, now);
+        bench.core.handle(Input::BrokerUp { generation: 1 }, now);
+        for user in 0..USERS {
+            let available = Presence::new(PresenceType::None)
+                .with_from(Jid::new(&format!("u{user}@localhost/phone")).unwrap())
+                .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+            bench.core.handle(Input::Stanza(available.into()), now);
+        }
+        bench.carry_out();
+        bench.now += std::time::Duration::from_secs(1);
+        bench.core.handle_timeout(bench.now);
+        bench.carry_out();
+        assert!(bench.core.takes_jobs(), "presence rebuilt");
+        bench.bytes = 0;
+        bench
+    }
+
+    fn jobs(&mut self, jobs: u64) {
+        let mut tag = 0;
+        while tag < jobs {
+            for _ in 0..BURST.min(jobs - tag) {
+                tag += 1;
+                let recipient = format!("u{}@localhost", tag % USERS);
+                self.deliver(tag, &format!("job-{tag}"), &[recipient]);
+            }
+            self.carry_out();
+        }
+    }
+
+    fn fanout(&mut self, recipients: u64) {
+        let to: Vec<String> = (0..recipients).map(|u| format!("u{u}@localhost")).collect();
+        self.deliver(1, "fanout", &to);
+        self.carry_out();
+    }
+
+    fn deliver(&mut self, tag: u64, id: &str, to: &[String]) {
+        let payload = serde_json::json!({"id": id, "to": to, "body": BODY});
+        let delivery = Delivery {
+            id: JobId { generation: 1, tag },
+            payload: payload.to_string().into_bytes(),
+            redelivered: false,
+            age: None,
+        };
+        self.core.handle(Input::Delivery(delivery), self.now);
+    }
+
+    /// Every ping answered, batch committed and publish confirmed, every
+    /// stanza encoded, until the core has nothing more to do.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            if let Output::Stanza(stanza) = &output {
+                self.encoder
+                    .encode(stanza, &mut self.written)
+                    .expect("serializable");
+                self.bytes += self.written.len();
+                self.written.clear();
+            }
+            let answer = match output {
+                Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Input::Stanza(
+                    Iq::Result {
+                        from: Some(Jid::new("localhost").unwrap()),
+                        to: Some(Jid::new("broadcast.localhost").unwrap()),
+                        id,
+                        payload: None,
+                    }
+                    .into(),
+                ),
+                Output::Commit(batch) => Input::Committed { batch: batch.id },
+                Output::Publish(publish) => match publish.id {
+                    Some(id) => Input::Published { id },
+                    None => continue,
+                },
+                Output::Stanza(_) | Output::Ack { .. } | Output::Requeue { .. } => continue,
+            };
+            self.core.handle(answer, self.now);
+        }
     }
 }

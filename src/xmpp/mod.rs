@@ -5,6 +5,8 @@ mod depth;
 pub mod session;
 pub mod stanzas;
 pub mod tls;
+mod transport;
+pub mod wire;
 
 pub use session::{Closed, ConnectError, Endpoint, Inbound, Session};
 pub use tls::LinkTls;

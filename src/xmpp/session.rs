@@ -8,7 +8,6 @@
 //! has actually read.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -16,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
-use tokio::io::BufStream;
+use tokio::io::BufReader;
 use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::xmlstream::{
     initiate_stream, FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts,
@@ -28,12 +27,13 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
 use super::depth::{Pruned, MAX_DEPTH};
-use super::tls::{LinkTls, Transport};
+use super::tls::LinkTls;
+use super::transport::{Outbound, Shared, Transport};
 use crate::core::InvalidStanza;
 use crate::metrics::{SessionMetrics, StanzaCounters};
 
 /// Inbound bytes pass the depth limit before tokio-xmpp parses them.
-type Io = BufStream<Pruned<Transport>>;
+type Io = BufReader<Pruned<Shared>>;
 
 /// Why connecting failed; callers log it and back off.
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +85,9 @@ pub struct Endpoint {
 }
 
 pub struct Session {
+    /// Reads the server's stream; wrote only the header and the handshake.
     stream: XmppStream<Io>,
-    outbound: VecDeque<Stanza>,
-    unflushed: bool,
+    outbound: Outbound,
     read_timeout: Duration,
     metrics: SessionMetrics,
 }
@@ -136,7 +136,8 @@ impl Session {
             )),
             None => Transport::Plain(socket),
         };
-        let io = BufStream::new(Pruned::new(transport, MAX_DEPTH));
+        let socket = Shared::new(transport);
+        let io = BufReader::new(Pruned::new(socket.clone(), MAX_DEPTH));
         let mut pending = initiate_stream(io, ns::COMPONENT, header, timeouts)
             .await
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
@@ -154,8 +155,7 @@ impl Session {
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
                 Ok(Session {
                     stream,
-                    outbound: VecDeque::new(),
-                    unflushed: false,
+                    outbound: Outbound::new(socket, metrics.unserializable.clone()),
                     read_timeout: endpoint.read_timeout,
                     metrics,
                 })
@@ -173,12 +173,12 @@ impl Session {
     pub fn enqueue(&mut self, stanza: impl Into<Stanza>) {
         let stanza = stanza.into();
         count(&self.metrics.sent, &stanza);
-        self.outbound.push_back(stanza);
+        self.outbound.push(stanza);
     }
 
     /// Stanzas queued but not yet handed to the socket.
     pub fn backlog(&self) -> usize {
-        self.outbound.len()
+        self.outbound.backlog()
     }
 
     /// Writes what the socket takes, then waits for the next inbound item.
@@ -188,20 +188,12 @@ impl Session {
     }
 
     /// Writes everything queued and closes the stream, within `limit`.
-    pub async fn close(mut self, limit: Duration) {
-        let drain = async {
-            while let Some(stanza) = self.outbound.pop_front() {
-                if self.stream.feed(&stanza).await.is_err() {
-                    return;
-                }
-            }
-            let _ = SinkExt::<&Stanza>::close(&mut self.stream).await;
-        };
-        let _ = tokio::time::timeout(limit, drain).await;
+    pub async fn close(self, limit: Duration) {
+        self.outbound.close(limit).await;
     }
 
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
-        if let Err(e) = self.poll_write(cx) {
+        if let Err(e) = self.outbound.poll_write(cx) {
             return Poll::Ready(Inbound::Closed(Closed::Io(e)));
         }
         loop {
@@ -256,45 +248,6 @@ impl Session {
             };
             return Poll::Ready(inbound);
         }
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        while let Some(stanza) = self.outbound.front() {
-            match <XmppStream<Io> as futures_util::Sink<&Stanza>>::poll_ready(
-                Pin::new(&mut self.stream),
-                cx,
-            ) {
-                Poll::Pending => break,
-                Poll::Ready(result) => result?,
-            }
-            match <XmppStream<Io> as futures_util::Sink<&Stanza>>::start_send(
-                Pin::new(&mut self.stream),
-                stanza,
-            ) {
-                Ok(()) => self.unflushed = true,
-                // The encoder rewinds its buffer on this error: the stream stays well-formed.
-                // Job validation makes this impossible for broadcast messages.
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                    self.metrics.unserializable.inc();
-                    tracing::error!(error = %e, "stanza could not be serialized and was dropped");
-                }
-                Err(e) => return Err(e),
-            }
-            self.outbound.pop_front();
-        }
-        if self.unflushed {
-            match <XmppStream<Io> as futures_util::Sink<&Stanza>>::poll_flush(
-                Pin::new(&mut self.stream),
-                cx,
-            ) {
-                Poll::Pending => {}
-                Poll::Ready(result) => {
-                    result?;
-                    self.unflushed = false;
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,0 +1,183 @@
+//! Stanzas into the bytes Herald writes on its stream, after the stream
+//! header (whose default namespace, `jabber:component:accept`, stanzas do
+//! not repeat).
+//!
+//! A broadcast message (from, to, id, type, bodies and subjects, nothing
+//! else) is the per-message path of every fan-out: it is written directly,
+//! escaped as XML requires, for a few hundred instructions. Every other
+//! stanza goes through xmpp-parsers' serializer and rxml's encoder (about
+//! 20,000 instructions for a message; see docs/performance.md), which is
+//! what a stanza with payloads needs and what the fast path is tested
+//! against.
+
+use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
+use rxml::NcNameStr;
+use tokio_xmpp::Stanza;
+use xmpp_parsers::message::{Lang, Message, MessageType};
+use xso::AsXml;
+
+const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+
+/// A stanza that cannot be written as XML (a character XML forbids, say);
+/// it is dropped and counted rather than breaking the stream.
+#[derive(Debug, thiserror::Error)]
+#[error("stanza cannot be serialized: {0}")]
+pub struct Unserializable(String);
+
+/// Encodes stanzas for one stream.
+pub struct StanzaEncoder {
+    encoder: Encoder<SimpleNamespaces>,
+}
+
+impl Default for StanzaEncoder {
+    fn default() -> Self {
+        let stream: &NcNameStr = "stream".try_into().expect("valid name");
+        let mut encoder = Encoder::new();
+        encoder
+            .ns_tracker_mut()
+            .declare_fixed(Some(stream), STREAM_NS.into());
+        encoder
+            .ns_tracker_mut()
+            .declare_fixed(None, xmpp_parsers::ns::COMPONENT.into());
+        // The encoder writes a stanza only inside an open element.
+        let mut header = Vec::new();
+        for item in [
+            Item::ElementHeadStart(STREAM_NS.into(), stream),
+            Item::ElementHeadEnd,
+        ] {
+            encoder.encode(item, &mut header).expect("stream header");
+        }
+        StanzaEncoder { encoder }
+    }
+}
+
+impl StanzaEncoder {
+    /// Appends `stanza`'s bytes to `out`; on an error `out` is as it was.
+    pub fn encode(&mut self, stanza: &Stanza, out: &mut Vec<u8>) -> Result<(), Unserializable> {
+        let start = out.len();
+        let result = match stanza {
+            Stanza::Message(message) if is_plain(message) => write_message(message, out),
+            stanza => self.encode_generic(stanza, out),
+        };
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_generic(&mut self, stanza: &Stanza, out: &mut Vec<u8>) -> Result<(), Unserializable> {
+        let error = |e: &dyn std::fmt::Display| Unserializable(e.to_string());
+        for item in stanza.as_xml_iter().map_err(|e| error(&e))? {
+            let item = item.map_err(|e| error(&e))?;
+            self.encoder
+                .encode(item.as_rxml_item(), out)
+                .map_err(|e| error(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A message the fast path writes: no payloads, no thread, no languages.
+fn is_plain(message: &Message) -> bool {
+    let plain = |texts: &std::collections::BTreeMap<Lang, String>| {
+        texts.keys().all(|lang| lang.0.is_empty())
+    };
+    message.payloads.is_empty()
+        && message.thread.is_none()
+        && plain(&message.bodies)
+        && plain(&message.subjects)
+}
+
+fn write_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Unserializable> {
+    out.extend_from_slice(b"<message");
+    if let Some(from) = &message.from {
+        attribute(out, "from", from.as_str())?;
+    }
+    if let Some(to) = &message.to {
+        attribute(out, "to", to.as_str())?;
+    }
+    if let Some(id) = &message.id {
+        attribute(out, "id", &id.0)?;
+    }
+    let kind = match message.type_ {
+        MessageType::Chat => Some("chat"),
+        MessageType::Error => Some("error"),
+        MessageType::Groupchat => Some("groupchat"),
+        MessageType::Headline => Some("headline"),
+        MessageType::Normal => None,
+    };
+    if let Some(kind) = kind {
+        attribute(out, "type", kind)?;
+    }
+    out.push(b'>');
+    for subject in message.subjects.values() {
+        element(out, "subject", subject)?;
+    }
+    for body in message.bodies.values() {
+        element(out, "body", body)?;
+    }
+    out.extend_from_slice(b"</message>");
+    Ok(())
+}
+
+fn attribute(out: &mut Vec<u8>, name: &str, value: &str) -> Result<(), Unserializable> {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"='");
+    escape(out, value)?;
+    out.push(b'\'');
+    Ok(())
+}
+
+fn element(out: &mut Vec<u8>, name: &str, text: &str) -> Result<(), Unserializable> {
+    out.push(b'<');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'>');
+    escape(out, text)?;
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'>');
+    Ok(())
+}
+
+/// Appends `text` escaped for an attribute value in single quotes or for
+/// character data (one escaping serves both); refuses what XML 1.0 forbids.
+fn escape(out: &mut Vec<u8>, text: &str) -> Result<(), Unserializable> {
+    let bytes = text.as_bytes();
+    let mut clean = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let entity: &[u8] = match byte {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'\'' => b"&apos;",
+            b'"' => b"&quot;",
+            // Tabs and line ends are kept as character references: in an
+            // attribute value a parser would turn them into spaces.
+            b'\t' => b"&#9;",
+            b'\n' => b"&#10;",
+            b'\r' => b"&#13;",
+            0x00..=0x1f => return Err(forbidden(text)),
+            // U+FFFE and U+FFFF (EF BF BE, EF BF BF) are not XML characters.
+            0xef if matches!(bytes.get(at + 1..at + 3), Some([0xbf, 0xbe | 0xbf])) => {
+                return Err(forbidden(text))
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[clean..at]);
+        out.extend_from_slice(entity);
+        clean = at + 1;
+    }
+    out.extend_from_slice(&bytes[clean..]);
+    Ok(())
+}
+
+fn forbidden(text: &str) -> Unserializable {
+    Unserializable(format!(
+        "a character XML forbids in {:?}",
+        text.chars().take(40).collect::<String>()
+    ))
+}
+
+#[cfg(test)]
+mod tests;

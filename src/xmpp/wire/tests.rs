@@ -1,0 +1,117 @@
+use proptest::prelude::*;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+
+use super::*;
+
+/// Parses what was written, as the server would, back into a stanza.
+fn parse(bytes: &[u8]) -> Message {
+    let document = format!(
+        "<stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams'>{}</stream:stream>",
+        std::str::from_utf8(bytes).expect("UTF-8")
+    );
+    let stream: Element = document.parse().expect("well-formed");
+    let child = stream.children().next().expect("one stanza").clone();
+    Message::try_from(child).expect("a message")
+}
+
+fn message(to: &str, body: &str, subject: Option<&str>, type_: MessageType) -> Message {
+    let mut message = Message::new(Some(Jid::new(to).unwrap()));
+    message.from = Some(Jid::new("herald@broadcast.localhost").unwrap());
+    message.type_ = type_;
+    message.bodies.insert(Lang::default(), body.to_string());
+    if let Some(subject) = subject {
+        message
+            .subjects
+            .insert(Lang::default(), subject.to_string());
+    }
+    message
+}
+
+fn encode(stanza: impl Into<Stanza>) -> Result<Vec<u8>, Unserializable> {
+    let mut out = b"kept".to_vec();
+    let result = StanzaEncoder::default().encode(&stanza.into(), &mut out);
+    let written = out.split_off(4);
+    assert_eq!(out, b"kept", "what was there before stays");
+    result.map(|()| written)
+}
+
+#[test]
+fn a_broadcast_message_is_written_directly_and_reads_back_the_same() {
+    let sent = message(
+        "ohara@localhost/O'Hara & <Co> \"desk\"",
+        "Tom & Jerry <3 \"quotes\" 'apostrophes' > and\ttabs\r\nlines, ünïcödé ✓",
+        Some("Alert: <b>now</b>"),
+        MessageType::Headline,
+    );
+    let bytes = encode(sent.clone()).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.starts_with("<message from='herald@broadcast.localhost'"),
+        "{text}"
+    );
+    assert!(!text.contains("jabber:component"), "{text}");
+    assert_eq!(parse(&bytes), sent);
+}
+
+#[test]
+fn a_message_with_a_payload_or_a_language_takes_the_generic_path_and_reads_back() {
+    let mut with_lang = message("a@localhost", "hallo", None, MessageType::Chat);
+    with_lang.bodies.insert(Lang("de".into()), "hallo".into());
+    let mut with_payload = message("a@localhost", "x", None, MessageType::Chat);
+    with_payload
+        .payloads
+        .push(Element::builder("ping", "urn:xmpp:ping").build());
+    for sent in [with_lang, with_payload] {
+        assert!(!is_plain(&sent));
+        assert_eq!(parse(&encode(sent.clone()).unwrap()), sent);
+    }
+}
+
+#[test]
+fn forbidden_characters_are_refused_by_both_paths_and_nothing_is_written() {
+    for body in [
+        "bell \u{7}",
+        "nul \0",
+        "not a character \u{fffe}",
+        "\u{ffff}",
+    ] {
+        let plain = message("a@localhost", body, None, MessageType::Chat);
+        assert!(encode(plain.clone()).is_err(), "{body:?}");
+        let mut generic = plain;
+        generic
+            .payloads
+            .push(Element::builder("x", "urn:x").build());
+        assert!(encode(generic).is_err(), "{body:?}");
+    }
+}
+
+#[test]
+fn other_stanzas_are_encoded_without_the_stream_namespace() {
+    let ping = Iq::from_get("p1", xmpp_parsers::ping::Ping)
+        .with_from(Jid::new("broadcast.localhost").unwrap())
+        .with_to(Jid::new("localhost").unwrap());
+    let text = String::from_utf8(encode(ping).unwrap()).unwrap();
+    assert!(text.starts_with("<iq "), "{text}");
+    assert!(!text.contains("jabber:component"), "{text}");
+}
+
+proptest! {
+    /// Any text either path can write reads back as it was, and the fast
+    /// path accepts exactly what the generic one does.
+    #[test]
+    fn both_paths_agree(body in "(\\PC|[\\x00-\\x1f])*", subject in proptest::option::of("[ -~\u{80}-\u{10ffff}]*")) {
+        let plain = message("u@localhost", &body, subject.as_deref(), MessageType::Chat);
+        let mut generic = plain.clone();
+        generic.payloads.push(Element::builder("x", "urn:x").build());
+        let fast = encode(plain.clone());
+        let slow = encode(generic.clone());
+        prop_assert_eq!(fast.is_ok(), slow.is_ok());
+        if let (Ok(fast), Ok(slow)) = (fast, slow) {
+            prop_assert_eq!(parse(&fast), plain);
+            prop_assert_eq!(parse(&slow), generic);
+        }
+    }
+}
