@@ -6,13 +6,14 @@
 //! benchmark runs once as a test.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use herald::broadcast::fanout::template;
 use herald::broadcast::{fan_out, Job, JobLimits};
 use herald::presence::{PresenceBook, ResourcePresence, Show};
-use herald::xmpp::wire::StanzaEncoder;
+use herald::xmpp::wire::{Outgoing, StanzaEncoder};
 use xmpp_parsers::jid::{BareJid, FullJid};
-use xmpp_parsers::stanza::Stanza;
 
 /// Online resources in the book, as in the ceiling load test.
 const BOOK: usize = 100_000;
@@ -105,11 +106,13 @@ fn serialization(c: &mut Criterion) {
     let mut group = c.benchmark_group("serialize");
     let mut book = PresenceBook::new();
     book.set_available(&resource(0), online());
-    let message = fan_out(&job(1), &book)
-        .messages
+    let job = job(1);
+    let to = fan_out(&job, &book)
+        .deliver_to
         .pop()
         .expect("one recipient is online");
-    let stanza = Stanza::Message(message);
+    let template = Arc::new(template(job).expect("serializable"));
+    let stanza = Outgoing::Message { template, to };
     let mut encoder = StanzaEncoder::default();
     let mut buffer = Vec::with_capacity(4096);
     encoder.encode(&stanza, &mut buffer).expect("serializable");

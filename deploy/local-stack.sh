@@ -6,7 +6,9 @@
 #   deploy/local-stack.sh stop     stop what this script started
 #
 # State lives in $HERALD_LOCAL_DIR (default: .herald-local in the repository).
-# Prosody listens on 127.0.0.1:5222 (c2s) and :5347 (components); users
+# Prosody listens on 127.0.0.1:5222 (c2s) and :5347 (components), or, where
+# another server (a system Prosody, say) has them, on the first free ports
+# from 15222 and 15347 (it says which); users
 # alice/alice and bob/bob have herald@broadcast.localhost on their roster.
 # Herald serves its metrics and health endpoints on 127.0.0.1:9102. If a
 # `prometheus` binary is on PATH (Debian: apt install prometheus), it is
@@ -97,6 +99,25 @@ fi
 
 # Prosody: config from the template the tests use, users written as files.
 stop_pidfile "$state/prosody.pid"
+# A host that already runs an XMPP server (Prosody as a system service,
+# say) has 5222 and 5347 taken: this Prosody then takes the next free ports,
+# unless they were set explicitly.
+free_port_from() {
+  local port=$1
+  while port_open "$port"; do port=$((port + 1)); done
+  echo "$port"
+}
+for pair in "c2s_port HERALD_LOCAL_C2S_PORT" "component_port HERALD_LOCAL_COMPONENT_PORT"; do
+  read -r name knob <<<"$pair"
+  port=${!name}
+  port_open "$port" || continue
+  if [ -n "${!knob:-}" ]; then
+    echo "port $port is taken; set $knob to a free one" >&2
+    exit 1
+  fi
+  printf -v "$name" '%s' "$(free_port_from $((port + 10000)))"
+  say "127.0.0.1:$port is taken (another XMPP server?): using ${!name} instead"
+done
 data="$state/prosody-data"
 mkdir -p "$data/localhost/accounts" "$data/localhost/roster" "$state/certs"
 for user in alice bob; do
@@ -109,10 +130,6 @@ sed -e "s|@DATA_DIR@|$data|" -e "s|@PID_FILE@|$state/prosody.pid|" -e "s|@LOG_LE
   -e "s|@COMPONENT_PORT@|$component_port|" -e "s|@CERTS_DIR@|$state/certs|" \
   -e "s|@COMPONENT_SECRET@|$secret|" \
   "$repo/deploy/prosody/prosody.cfg.lua.in" >"$state/prosody.cfg.lua"
-if port_open "$c2s_port" || port_open "$component_port"; then
-  echo "port $c2s_port or $component_port is taken; set HERALD_LOCAL_C2S_PORT / HERALD_LOCAL_COMPONENT_PORT" >&2
-  exit 1
-fi
 say "starting Prosody (c2s 127.0.0.1:$c2s_port, components 127.0.0.1:$component_port)"
 prosody -F --config "$state/prosody.cfg.lua" >>"$state/prosody.out" 2>&1 &
 echo $! >"$state/prosody.pid"

@@ -20,7 +20,7 @@ use herald::broadcast::Broadcast;
 use herald::config::Secret;
 use herald::core::{Core, Delivery, Input, JobId, Output, Restored};
 use herald::metrics::Metrics;
-use herald::xmpp::wire::StanzaEncoder;
+use herald::xmpp::wire::{Outgoing, StanzaEncoder};
 use herald::Config;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -135,31 +135,35 @@ impl Bench {
     /// stanza encoded, until the core has nothing more to do.
     fn carry_out(&mut self) {
         while let Some(output) = self.core.poll_output() {
-            if let Output::Stanza(stanza) = &output {
+            let answer = match &output {
+                Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Some(Input::Stanza(
+                    Iq::Result {
+                        from: Some(Jid::new("localhost").unwrap()),
+                        to: Some(Jid::new("broadcast.localhost").unwrap()),
+                        id: id.clone(),
+                        payload: None,
+                    }
+                    .into(),
+                )),
+                Output::Commit(batch) => Some(Input::Committed { batch: batch.id }),
+                Output::Publish(publish) => publish.id.map(|id| Input::Published { id }),
+                _ => None,
+            };
+            let outgoing = match output {
+                Output::Stanza(stanza) => Some(Outgoing::Stanza(Box::new(stanza))),
+                Output::Message { template, to } => Some(Outgoing::Message { template, to }),
+                _ => None,
+            };
+            if let Some(outgoing) = outgoing {
                 self.encoder
-                    .encode(stanza, &mut self.written)
+                    .encode(&outgoing, &mut self.written)
                     .expect("serializable");
                 self.bytes += self.written.len();
                 self.written.clear();
             }
-            let answer = match output {
-                Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Input::Stanza(
-                    Iq::Result {
-                        from: Some(Jid::new("localhost").unwrap()),
-                        to: Some(Jid::new("broadcast.localhost").unwrap()),
-                        id,
-                        payload: None,
-                    }
-                    .into(),
-                ),
-                Output::Commit(batch) => Input::Committed { batch: batch.id },
-                Output::Publish(publish) => match publish.id {
-                    Some(id) => Input::Published { id },
-                    None => continue,
-                },
-                Output::Stanza(_) | Output::Ack { .. } | Output::Requeue { .. } => continue,
-            };
-            self.core.handle(answer, self.now);
+            if let Some(answer) = answer {
+                self.core.handle(answer, self.now);
+            }
         }
     }
 }

@@ -5,6 +5,8 @@
 //! Broadcasting ([`crate::broadcast::Broadcast`]) is one handler; see
 //! `examples/echo.rs` for another.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -13,6 +15,7 @@ use xmpp_parsers::message::Message;
 
 use crate::core::{Earlier, Ledger, StrangerTest};
 use crate::presence::{PresenceBook, PresenceChange};
+use crate::xmpp::wire::{MessageTemplate, Outgoing};
 
 /// An event for the events exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +37,7 @@ impl Event {
 /// What the handler asked for while handling one input.
 #[derive(Debug, Default)]
 pub struct Effects {
-    pub stanzas: Vec<Stanza>,
+    pub stanzas: Vec<Outgoing>,
     pub events: Vec<Event>,
     /// `(n, token)`: once the first `n` stanzas are read by the server, the
     /// job has reached `token` (see [`Context::checkpoint`]).
@@ -139,7 +142,19 @@ impl<'a> Context<'a> {
 
     /// Sends a stanza; its `from` must be on [`Context::domain`].
     pub fn send(&mut self, stanza: impl Into<Stanza>) {
-        self.effects.stanzas.push(stanza.into());
+        self.effects
+            .stanzas
+            .push(Outgoing::Stanza(Box::new(stanza.into())));
+    }
+
+    /// Sends one message of a broadcast: `template` to `to`. Its bytes are
+    /// made from the template when written, and the message's text is held
+    /// once for all its recipients.
+    pub fn send_broadcast(&mut self, template: &Arc<MessageTemplate>, to: BareJid) {
+        self.effects.stanzas.push(Outgoing::Message {
+            template: Arc::clone(template),
+            to,
+        });
     }
 
     /// Publishes an event now (not tied to any job).

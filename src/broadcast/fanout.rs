@@ -2,11 +2,11 @@
 //! message, and the report that accounts for every one of them. Pure code.
 
 use serde::{Deserialize, Serialize};
-use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Lang, Message};
+use xmpp_parsers::jid::BareJid;
 
 use super::job::{Job, Recipient};
 use crate::presence::{PresenceBook, Reachability};
+use crate::xmpp::wire::{MessageTemplate, Unserializable};
 
 /// The `job.report` event: every recipient is in exactly one count.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,9 +72,9 @@ impl Report {
     }
 }
 
-/// The messages to send for a job, and its report.
+/// The users to send a job's message to, and its report.
 pub struct Fanout {
-    pub messages: Vec<Message>,
+    pub deliver_to: Vec<BareJid>,
     pub report: Report,
     /// `(m, progress)`: once the first `m` messages are read by the server,
     /// the job has reached `progress`.
@@ -109,23 +109,23 @@ pub fn fan_out_from(
         },
         ..Report::default()
     };
-    let mut messages = Vec::new();
+    let mut deliver_to = Vec::new();
     let mut checkpoints = Vec::new();
     let every = checkpoint_every.max(1);
     for (index, recipient) in job.recipients.iter().enumerate().skip(from.next) {
-        fan_out_one(job, book, recipient, &mut report, &mut messages);
+        fan_out_one(job, book, recipient, &mut report, &mut deliver_to);
         let done = index + 1;
         // No checkpoint at the end: the job's completion records that.
         if (done - from.next).is_multiple_of(every) && done < job.recipients.len() {
-            let resent = if redelivered { messages.len() } else { 0 };
+            let resent = if redelivered { deliver_to.len() } else { 0 };
             let progress = Progress::of(done, &report, from.possible_duplicates + resent);
-            checkpoints.push((messages.len(), progress));
+            checkpoints.push((deliver_to.len(), progress));
         }
     }
     report.possible_duplicates =
-        from.possible_duplicates + if redelivered { messages.len() } else { 0 };
+        from.possible_duplicates + if redelivered { deliver_to.len() } else { 0 };
     Fanout {
-        messages,
+        deliver_to,
         report,
         checkpoints,
     }
@@ -154,7 +154,7 @@ fn fan_out_one(
     book: &PresenceBook,
     recipient: &Recipient,
     report: &mut Report,
-    messages: &mut Vec<Message>,
+    deliver_to: &mut Vec<BareJid>,
 ) {
     let user = match recipient {
         Recipient::User(user) => user,
@@ -166,22 +166,17 @@ fn fan_out_one(
     match book.reachability(user, job.policy) {
         Reachability::Deliver => {
             report.sent += 1;
-            messages.push(message_to(job, Jid::from(user.clone())));
+            deliver_to.push(user.clone());
         }
         Reachability::Unavailable => report.skipped.unavailable += 1,
         Reachability::Offline => report.skipped.offline += 1,
     }
 }
 
-fn message_to(job: &Job, to: Jid) -> Message {
-    let mut message = Message::new(Some(to));
-    message.from = Some(Jid::from(job.from.clone()));
-    message.type_ = job.kind.into();
-    message.bodies.insert(Lang::default(), job.body.clone());
-    if let Some(subject) = &job.subject {
-        message.subjects.insert(Lang::default(), subject.clone());
-    }
-    message
+/// What every message of `job` shares, taking its texts; refused for a
+/// text XML forbids (which job validation already refuses).
+pub fn template(job: Job) -> Result<MessageTemplate, Unserializable> {
+    MessageTemplate::new(job.from, job.kind.into(), job.subject, job.body)
 }
 
 #[cfg(test)]
@@ -228,11 +223,7 @@ mod tests {
     }
 
     fn recipients(fanout: &Fanout) -> Vec<String> {
-        fanout
-            .messages
-            .iter()
-            .map(|m| m.to.as_ref().unwrap().to_string())
-            .collect()
+        fanout.deliver_to.iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -266,8 +257,9 @@ mod tests {
 
     #[test]
     fn messages_carry_sender_type_body_and_subject() {
-        let fanout = fan_out(&job("available"), &book());
-        let message = &fanout.messages[0];
+        let job = job("available");
+        let fanout = fan_out(&job, &book());
+        let message = template(job).unwrap().to_message(&fanout.deliver_to[0]);
         assert_eq!(
             message.from.as_ref().unwrap().to_string(),
             "herald@broadcast.localhost"
@@ -280,7 +272,7 @@ mod tests {
     #[test]
     fn empty_book_counts_everyone_offline() {
         let fanout = fan_out(&job("available"), &PresenceBook::new());
-        assert!(fanout.messages.is_empty());
+        assert!(fanout.deliver_to.is_empty());
         assert_eq!(fanout.report.skipped.offline, 5);
         assert!(fanout.report.is_complete());
     }
@@ -323,11 +315,14 @@ mod tests {
         assert_eq!(progress.next, 4);
 
         let rest = fan_out_from(&job, &book(), progress, 2, true);
-        assert_eq!(rest.messages.len(), whole.messages.len() - messages_before);
+        assert_eq!(
+            rest.deliver_to.len(),
+            whole.deliver_to.len() - messages_before
+        );
         assert_eq!(
             rest.report,
             Report {
-                possible_duplicates: rest.messages.len(),
+                possible_duplicates: rest.deliver_to.len(),
                 ..whole.report.clone()
             }
         );
@@ -349,7 +344,7 @@ mod tests {
         let second = fan_out_from(&job, &book(), progress, 2, true);
         assert_eq!(
             second.report.possible_duplicates,
-            resent_before + second.messages.len()
+            resent_before + second.deliver_to.len()
         );
     }
 }

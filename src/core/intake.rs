@@ -176,7 +176,7 @@ impl<H: Handler> Core<H> {
             while let Some((_, token)) = checkpoints.next_if(|(at, _)| *at <= sent) {
                 self.checkpoint(id, key, token);
             }
-            self.out.push_back(Output::Stanza(stanza));
+            self.out.push_back(stanza.into());
         }
         for (_, token) in checkpoints.filter(|(at, _)| *at <= total) {
             self.checkpoint(id, key, token);

@@ -2,11 +2,14 @@
 //! sockets, the broker, the store file and the clock into [`Input`]s and
 //! carries out every [`Output`]; the core never does either itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_xmpp::Stanza;
+use xmpp_parsers::jid::BareJid;
 
 use crate::store::Change;
+use crate::xmpp::wire::{MessageTemplate, Outgoing};
 
 /// A job's place with the broker: the connection it came on (numbered from
 /// 1) and its delivery tag on that connection.
@@ -119,6 +122,11 @@ pub struct Batch {
 pub enum Output {
     /// Write a stanza to the current stream.
     Stanza(Stanza),
+    /// Write one message of a broadcast to the current stream.
+    Message {
+        template: Arc<MessageTemplate>,
+        to: BareJid,
+    },
     Publish(Publish),
     /// Acknowledge the job (with `multiple`: and every earlier delivery of
     /// its connection not yet settled).
@@ -132,4 +140,13 @@ pub enum Output {
     },
     /// Commit a batch; answer [`Input::Committed`] or [`Input::CommitFailed`].
     Commit(Batch),
+}
+
+impl From<Outgoing> for Output {
+    fn from(outgoing: Outgoing) -> Output {
+        match outgoing {
+            Outgoing::Stanza(stanza) => Output::Stanza(*stanza),
+            Outgoing::Message { template, to } => Output::Message { template, to },
+        }
+    }
 }

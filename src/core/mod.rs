@@ -313,7 +313,7 @@ impl<H: Handler> Core<H> {
 
     fn apply(&mut self, effects: Effects) {
         for stanza in effects.stanzas {
-            self.out.push_back(Output::Stanza(stanza));
+            self.out.push_back(stanza.into());
         }
         self.publish_events(effects.events);
     }

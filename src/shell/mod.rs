@@ -20,6 +20,7 @@ use crate::handler::Handler;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::store::{Commit, Store, StoreError, Writer};
+use crate::xmpp::wire::Outgoing;
 use crate::xmpp::Inbound;
 use xmpp::{Dialer, Happened};
 
@@ -246,10 +247,15 @@ impl<H: Handler> Shell<H> {
     fn carry_out(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
+                // The core only writes while it has a stream.
                 Output::Stanza(stanza) => {
-                    // The core only writes while it has a stream.
                     if let Some(session) = self.xmpp.session() {
-                        session.enqueue(stanza);
+                        session.enqueue(Outgoing::Stanza(Box::new(stanza)));
+                    }
+                }
+                Output::Message { template, to } => {
+                    if let Some(session) = self.xmpp.session() {
+                        session.enqueue(Outgoing::Message { template, to });
                     }
                 }
                 Output::Publish(publish) => self.link.send(Command::Publish(publish)),

@@ -29,6 +29,7 @@ use xmpp_parsers::ns;
 use super::depth::{Pruned, MAX_DEPTH};
 use super::tls::LinkTls;
 use super::transport::{Outbound, Shared, Transport};
+use super::wire::Outgoing;
 use crate::core::InvalidStanza;
 use crate::metrics::{SessionMetrics, StanzaCounters};
 
@@ -170,10 +171,13 @@ impl Session {
     }
 
     /// Queues a stanza; it is written while [`Session::next`] is polled.
-    pub fn enqueue(&mut self, stanza: impl Into<Stanza>) {
-        let stanza = stanza.into();
-        count(&self.metrics.sent, &stanza);
-        self.outbound.push(stanza);
+    pub fn enqueue(&mut self, outgoing: Outgoing) {
+        let sent = &self.metrics.sent;
+        match &outgoing {
+            Outgoing::Stanza(stanza) => count(sent, stanza),
+            Outgoing::Message { .. } => sent.message.inc(),
+        }
+        self.outbound.push(outgoing);
     }
 
     /// Stanzas queued but not yet handed to the socket.

@@ -12,13 +12,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::wire::{Outgoing, StanzaEncoder};
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_xmpp::Stanza;
-
-use super::wire::StanzaEncoder;
 
 /// Bytes serialized ahead of what the socket has taken, at most (plus one
 /// stanza): enough for a socket write to fill the kernel's buffer.
@@ -92,7 +90,7 @@ impl AsyncWrite for Shared {
 /// Stanzas waiting for the socket, serialized as it takes them.
 pub struct Outbound {
     socket: Shared,
-    queue: VecDeque<Stanza>,
+    queue: VecDeque<Outgoing>,
     encoder: StanzaEncoder,
     /// Serialized bytes; those before `taken` are in the socket.
     wire: Vec<u8>,
@@ -115,8 +113,8 @@ impl Outbound {
         }
     }
 
-    pub fn push(&mut self, stanza: Stanza) {
-        self.queue.push_back(stanza);
+    pub fn push(&mut self, outgoing: Outgoing) {
+        self.queue.push_back(outgoing);
     }
 
     /// Stanzas queued and not serialized yet.

@@ -2,17 +2,22 @@
 //! header (whose default namespace, `jabber:component:accept`, stanzas do
 //! not repeat).
 //!
-//! A broadcast message (from, to, id, type, bodies and subjects, nothing
-//! else) is the per-message path of every fan-out: it is written directly,
-//! escaped as XML requires, for a few hundred instructions. Every other
-//! stanza goes through xmpp-parsers' serializer and rxml's encoder (about
-//! 20,000 instructions for a message; see docs/performance.md), which is
-//! what a stanza with payloads needs and what the fast path is tested
-//! against.
+//! The messages of a broadcast share everything but their recipient: a
+//! [`MessageTemplate`] holds that part once per job, escaped, so that each
+//! message is one allocation-free copy with the recipient's JID between
+//! (and the body is held once, not once per recipient). A plain message
+//! (from, to, id, type, bodies and subjects, nothing else) is written
+//! directly too. Every other stanza goes through xmpp-parsers' serializer
+//! and rxml's encoder (about 20,000 instructions for a message; see
+//! docs/performance.md), which is what a stanza with payloads needs and
+//! what the direct paths are tested against.
+
+use std::sync::Arc;
 
 use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
 use rxml::NcNameStr;
 use tokio_xmpp::Stanza;
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xso::AsXml;
 
@@ -23,6 +28,84 @@ const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 #[derive(Debug, thiserror::Error)]
 #[error("stanza cannot be serialized: {0}")]
 pub struct Unserializable(String);
+
+/// A stanza to write: any stanza, or one message of a broadcast.
+/// Queued by the thousand for a large broadcast: a message is 48 bytes,
+/// and the rare other stanza is boxed so as not to make every one 400.
+#[derive(Debug)]
+pub enum Outgoing {
+    Stanza(Box<Stanza>),
+    Message {
+        template: Arc<MessageTemplate>,
+        to: BareJid,
+    },
+}
+
+/// What every message of one broadcast shares, escaped once: the bytes
+/// before the recipient's JID (up to `to_at`) and after it.
+#[derive(Debug)]
+pub struct MessageTemplate {
+    bytes: Vec<u8>,
+    to_at: usize,
+    from: BareJid,
+    kind: MessageType,
+    subject: Option<String>,
+    body: String,
+}
+
+impl MessageTemplate {
+    /// Refused when a text holds a character XML forbids.
+    pub fn new(
+        from: BareJid,
+        kind: MessageType,
+        subject: Option<String>,
+        body: String,
+    ) -> Result<MessageTemplate, Unserializable> {
+        let texts = from.as_str().len() + subject.as_ref().map_or(0, String::len) + body.len();
+        let mut bytes = Vec::with_capacity(texts + texts / 8 + 96);
+        bytes.extend_from_slice(b"<message");
+        attribute(&mut bytes, "from", from.as_str())?;
+        bytes.extend_from_slice(b" to='");
+        let to_at = bytes.len();
+        bytes.push(b'\'');
+        if let Some(kind) = type_attribute(&kind) {
+            attribute(&mut bytes, "type", kind)?;
+        }
+        bytes.push(b'>');
+        if let Some(subject) = &subject {
+            element(&mut bytes, "subject", subject)?;
+        }
+        element(&mut bytes, "body", &body)?;
+        bytes.extend_from_slice(b"</message>");
+        Ok(MessageTemplate {
+            bytes,
+            to_at,
+            from,
+            kind,
+            subject,
+            body,
+        })
+    }
+
+    /// The message to `to`, as a stanza (for tests and the simulation).
+    pub fn to_message(&self, to: &BareJid) -> Message {
+        let mut message = Message::new(Some(Jid::from(to.clone())));
+        message.from = Some(Jid::from(self.from.clone()));
+        message.type_ = self.kind.clone();
+        message.bodies.insert(Lang::default(), self.body.clone());
+        if let Some(subject) = &self.subject {
+            message.subjects.insert(Lang::default(), subject.clone());
+        }
+        message
+    }
+
+    fn write(&self, to: &BareJid, out: &mut Vec<u8>) -> Result<(), Unserializable> {
+        out.extend_from_slice(&self.bytes[..self.to_at]);
+        escape(out, to.as_str())?;
+        out.extend_from_slice(&self.bytes[self.to_at..]);
+        Ok(())
+    }
+}
 
 /// Encodes stanzas for one stream.
 pub struct StanzaEncoder {
@@ -52,12 +135,15 @@ impl Default for StanzaEncoder {
 }
 
 impl StanzaEncoder {
-    /// Appends `stanza`'s bytes to `out`; on an error `out` is as it was.
-    pub fn encode(&mut self, stanza: &Stanza, out: &mut Vec<u8>) -> Result<(), Unserializable> {
+    /// Appends `outgoing`'s bytes to `out`; on an error `out` is as it was.
+    pub fn encode(&mut self, outgoing: &Outgoing, out: &mut Vec<u8>) -> Result<(), Unserializable> {
         let start = out.len();
-        let result = match stanza {
-            Stanza::Message(message) if is_plain(message) => write_message(message, out),
-            stanza => self.encode_generic(stanza, out),
+        let result = match outgoing {
+            Outgoing::Message { template, to } => template.write(to, out),
+            Outgoing::Stanza(stanza) => match &**stanza {
+                Stanza::Message(message) if is_plain(message) => write_message(message, out),
+                stanza => self.encode_generic(stanza, out),
+            },
         };
         if result.is_err() {
             out.truncate(start);
@@ -99,14 +185,7 @@ fn write_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Unserializa
     if let Some(id) = &message.id {
         attribute(out, "id", &id.0)?;
     }
-    let kind = match message.type_ {
-        MessageType::Chat => Some("chat"),
-        MessageType::Error => Some("error"),
-        MessageType::Groupchat => Some("groupchat"),
-        MessageType::Headline => Some("headline"),
-        MessageType::Normal => None,
-    };
-    if let Some(kind) = kind {
+    if let Some(kind) = type_attribute(&message.type_) {
         attribute(out, "type", kind)?;
     }
     out.push(b'>');
@@ -118,6 +197,17 @@ fn write_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Unserializa
     }
     out.extend_from_slice(b"</message>");
     Ok(())
+}
+
+/// The `type` attribute's value; none for `normal`, the default.
+fn type_attribute(kind: &MessageType) -> Option<&'static str> {
+    match kind {
+        MessageType::Chat => Some("chat"),
+        MessageType::Error => Some("error"),
+        MessageType::Groupchat => Some("groupchat"),
+        MessageType::Headline => Some("headline"),
+        MessageType::Normal => None,
+    }
 }
 
 fn attribute(out: &mut Vec<u8>, name: &str, value: &str) -> Result<(), Unserializable> {

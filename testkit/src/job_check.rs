@@ -5,10 +5,13 @@
 //! unchanged. Shared by the property tests, the corpus test and the fuzz
 //! target; a violated property panics.
 
+use std::sync::Arc;
+
+use herald::broadcast::fanout::template;
 use herald::broadcast::job::{MessageKind, Recipient};
 use herald::broadcast::{fan_out, Job, JobError, JobLimits};
 use herald::presence::{PresenceBook, ResourcePresence, Show};
-use tokio_xmpp::Stanza;
+use herald::xmpp::wire::Outgoing;
 use xmpp_parsers::jid::BareJid;
 
 use crate::xml;
@@ -82,16 +85,20 @@ fn check_accepted(job: &Job) {
     let fanout = fan_out(job, &book);
     assert!(fanout.report.is_complete(), "{:?}", fanout.report);
     assert_eq!(fanout.report.recipients, job.recipients.len());
-    assert_eq!(fanout.messages.len(), users.len());
+    assert_eq!(fanout.deliver_to.len(), users.len());
 
-    let stanzas: Vec<Stanza> = fanout.messages.into_iter().map(Stanza::from).collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let written = runtime
-        .block_on(xml::serialize(&stanzas))
-        .unwrap_or_else(|e| panic!("job {:?}: {e}", job.id));
+    let template = Arc::new(
+        template(job.clone()).unwrap_or_else(|e| panic!("job {:?} accepted but {e}", job.id)),
+    );
+    let stanzas: Vec<Outgoing> = fanout
+        .deliver_to
+        .into_iter()
+        .map(|to| Outgoing::Message {
+            template: template.clone(),
+            to,
+        })
+        .collect();
+    let written = xml::serialize(&stanzas).unwrap_or_else(|e| panic!("job {:?}: {e}", job.id));
     let parsed = xml::parse_stream(&written).unwrap_or_else(|e| {
         panic!(
             "job {:?} written as malformed XML: {e}\n{}",

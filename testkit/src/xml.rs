@@ -1,20 +1,13 @@
 //! Strict checks of the XML Herald writes: stanzas serialized by the very
-//! stream encoder Herald's session uses (tokio-xmpp's XML stream over an
-//! in-memory pipe), and any stream re-parsed by rxml, which enforces XML 1.0
-//! and namespace well-formedness (forbidden characters, references,
-//! nesting, prefixes).
-//!
-//! Self-contained (herald, tokio, tokio-xmpp, rxml only) so the fuzz crate
-//! can include it too.
+//! encoder Herald's session uses (`herald::xmpp::wire`), and any stream
+//! re-parsed by rxml, which enforces XML 1.0 and namespace well-formedness
+//! (forbidden characters, references, nesting, prefixes).
 
 use std::collections::BTreeMap;
 
-use futures_util::SinkExt;
+use herald::xmpp::wire::{Outgoing, StanzaEncoder};
 use rxml::error::EndOrError;
 use rxml::{Event, Parse, Parser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
-use tokio_xmpp::xmlstream::{initiate_stream, StreamHeader, Timeouts, XmppStream};
-use tokio_xmpp::Stanza;
 
 const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 
@@ -149,46 +142,19 @@ pub fn parse_stream(document: &[u8]) -> Result<Vec<Node>, String> {
     reader.feed(document, true)
 }
 
-/// Writes `stanzas` the way Herald's session does (tokio-xmpp's XML stream
-/// encoder on a component stream, between a stream header and footer) and
-/// returns every byte written. A stanza the encoder refuses is an error.
-pub async fn serialize(stanzas: &[Stanza]) -> Result<Vec<u8>, String> {
-    let (ours, mut peer) = tokio::io::duplex(64 * 1024);
-    peer.write_all(
-        b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
-          xmlns:stream='http://etherx.jabber.org/streams' from='broadcast.localhost' id='s1'>",
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let read = tokio::spawn(async move {
-        let mut written = Vec::new();
-        peer.read_to_end(&mut written).await.map(|_| written)
-    });
-    let header = StreamHeader {
-        to: Some("broadcast.localhost".into()),
-        ..StreamHeader::default()
-    };
-    let pending = initiate_stream(
-        BufStream::new(ours),
-        xmpp_parsers::ns::COMPONENT,
-        header,
-        Timeouts::tight(),
-    )
-    .await
-    .map_err(|e| format!("stream header: {e}"))?;
-    let mut stream: XmppStream<_> = pending.skip_features();
+/// Writes `stanzas` the way Herald's session does (its own encoder, after
+/// the stream header of a component stream and before the footer) and
+/// returns every byte. A stanza the encoder refuses is an error.
+pub fn serialize(stanzas: &[Outgoing]) -> Result<Vec<u8>, String> {
+    let mut written = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+          xmlns:stream='http://etherx.jabber.org/streams' to='broadcast.localhost'>"
+        .to_vec();
+    let mut encoder = StanzaEncoder::default();
     for stanza in stanzas {
-        stream
-            .feed(stanza)
-            .await
+        encoder
+            .encode(stanza, &mut written)
             .map_err(|e| format!("encoder refused {stanza:?}: {e}"))?;
     }
-    SinkExt::<&Stanza>::flush(&mut stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.shutdown().await.map_err(|e| e.to_string())?;
-    drop(stream);
-    read.await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    written.extend_from_slice(b"</stream:stream>");
+    Ok(written)
 }

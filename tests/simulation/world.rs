@@ -313,6 +313,9 @@ impl World {
         while let Some(output) = self.core().poll_output() {
             match output {
                 Output::Stanza(stanza) => self.server.write(stanza)?,
+                Output::Message { template, to } => {
+                    self.server.write(template.to_message(&to).into())?
+                }
                 Output::Publish(publish) => self.broker.publish(publish),
                 Output::Ack { job, multiple } => {
                     self.trace.push(format!(

@@ -1,6 +1,8 @@
 use proptest::prelude::*;
+use std::sync::Arc;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::Jid;
+
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 
 use super::*;
@@ -32,7 +34,8 @@ fn message(to: &str, body: &str, subject: Option<&str>, type_: MessageType) -> M
 
 fn encode(stanza: impl Into<Stanza>) -> Result<Vec<u8>, Unserializable> {
     let mut out = b"kept".to_vec();
-    let result = StanzaEncoder::default().encode(&stanza.into(), &mut out);
+    let outgoing = Outgoing::Stanza(Box::new(stanza.into()));
+    let result = StanzaEncoder::default().encode(&outgoing, &mut out);
     let written = out.split_off(4);
     assert_eq!(out, b"kept", "what was there before stays");
     result.map(|()| written)
@@ -96,6 +99,50 @@ fn other_stanzas_are_encoded_without_the_stream_namespace() {
     let text = String::from_utf8(encode(ping).unwrap()).unwrap();
     assert!(text.starts_with("<iq "), "{text}");
     assert!(!text.contains("jabber:component"), "{text}");
+}
+
+#[test]
+fn a_broadcast_template_writes_what_the_message_would_be() {
+    let template = MessageTemplate::new(
+        BareJid::new("herald@broadcast.localhost").unwrap(),
+        MessageType::Chat,
+        Some("<subject> & 'more'".into()),
+        "body \"quoted\" & <tagged>\r\n".into(),
+    )
+    .unwrap();
+    let template = Arc::new(template);
+    let to = BareJid::new("alice@localhost").unwrap();
+    let mut out = Vec::new();
+    let outgoing = Outgoing::Message {
+        template: template.clone(),
+        to: to.clone(),
+    };
+    StanzaEncoder::default()
+        .encode(&outgoing, &mut out)
+        .unwrap();
+    assert_eq!(parse(&out), template.to_message(&to));
+    // The same message, written as a plain stanza, reads back the same.
+    assert_eq!(
+        parse(&encode(template.to_message(&to)).unwrap()),
+        parse(&out)
+    );
+}
+
+#[test]
+fn a_template_refuses_what_xml_forbids() {
+    let from = BareJid::new("herald@broadcast.localhost").unwrap();
+    let bad = |subject: Option<&str>, body: &str| {
+        MessageTemplate::new(
+            from.clone(),
+            MessageType::Chat,
+            subject.map(str::to_string),
+            body.to_string(),
+        )
+        .is_err()
+    };
+    assert!(bad(None, "bell \u{7}"));
+    assert!(bad(Some("\u{ffff}"), "fine"));
+    assert!(!bad(Some("fine"), "fine"));
 }
 
 proptest! {
