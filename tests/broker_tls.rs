@@ -110,12 +110,7 @@ async fn herald_delivers_over_amqps_and_refuses_a_broker_it_does_not_trust() {
         ],
     );
     untrusting.wait_log_count("AMQP connection failed", 2, WAIT);
-    let failures: Vec<String> = untrusting
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("AMQP connection failed"))
-        .map(str::to_string)
-        .collect();
+    let failures = untrusting.log_lines("AMQP connection failed");
     assert!(
         failures.iter().all(|l| l.contains("certificate")),
         "the failures must name the certificate: {failures:?}"

@@ -79,12 +79,7 @@ async fn herald_attaches_over_tls_and_refuses_a_server_it_cannot_trust() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut refusing = Herald::launch_with_env(&server, &names, dir.path(), &env);
         refusing.wait_log_count("XMPP connection failed", 2, WAIT);
-        let failures: Vec<String> = refusing
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("XMPP connection failed"))
-            .map(str::to_string)
-            .collect();
+        let failures = refusing.log_lines("XMPP connection failed");
         assert!(
             failures.iter().all(|l| l.contains(why)),
             "{env:?}: the failures must say {why:?}: {failures:?}"

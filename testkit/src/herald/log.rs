@@ -56,6 +56,16 @@ impl ProcessLog {
         lines.iter().filter(|l| l.contains(needle)).count()
     }
 
+    /// Every line that contains `needle`, oldest first.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
     /// The first line that contains `needle`.
     pub fn first(&self, needle: &str) -> Option<String> {
         let lines = self.lines.lock().unwrap();

@@ -78,17 +78,7 @@ impl Herald {
     ) -> Herald {
         let config = dir.join("herald.toml");
         config::write(&test_config(target, names, dir), &config).unwrap_or_else(|e| panic!("{e}"));
-        let mut herald = Herald {
-            child: None,
-            bin: None,
-            config,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            log: ProcessLog::new(None),
-            ready_lines: 0,
-        };
+        let mut herald = Herald::new(None, config, env);
         herald.spawn();
         herald
     }
@@ -97,20 +87,25 @@ impl Herald {
     /// image) with the configuration file `config` as it is, `env` on top
     /// as an operator's environment would be; returns once it takes jobs.
     pub fn start_installed(bin: &Path, config: &Path, env: &[(&str, &str)]) -> Herald {
-        let mut herald = Herald {
+        let mut herald = Herald::new(Some(bin.to_path_buf()), config.to_path_buf(), env);
+        herald.spawn();
+        herald.wait_ready();
+        herald
+    }
+
+    /// Not started yet: `bin` (default: the one Cargo built) with `config`.
+    fn new(bin: Option<PathBuf>, config: PathBuf, env: &[(&str, &str)]) -> Herald {
+        Herald {
             child: None,
-            bin: Some(bin.to_path_buf()),
-            config: config.to_path_buf(),
+            bin,
+            config,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log: ProcessLog::new(None),
             ready_lines: 0,
-        };
-        herald.spawn();
-        herald.wait_ready();
-        herald
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -201,6 +196,11 @@ impl Herald {
 
     pub fn log_text(&self) -> String {
         self.log.text()
+    }
+
+    /// Every log line that contains `needle`, oldest first.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log.lines_with(needle)
     }
 
     /// Waits until `needle` appears in `count` log lines; panics with the log otherwise.
