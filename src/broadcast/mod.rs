@@ -112,25 +112,23 @@ impl Handler for Broadcast {
         }
         let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
         let fanout = fan_out_from(&job, ctx.presence(), from, self.checkpoint_every, resent);
-        // Built only when a message goes out, from the job's own texts.
-        let template = match fanout.deliver_to.is_empty() {
-            true => None,
-            false => match fanout::template(job) {
-                Ok(template) => Some(Arc::new(template)),
+        // Checkpoints stand between messages: with none to send, none.
+        if !fanout.deliver_to.is_empty() {
+            // Built once a message goes out, from the job's own texts.
+            let template = match fanout::template(job) {
+                Ok(template) => Arc::new(template),
                 Err(e) => {
                     return JobOutcome::DeadLetter {
                         reason: e.to_string(),
                     }
                 }
-            },
-        };
-        let mut checkpoints = fanout.checkpoints.into_iter().peekable();
-        for (sent, to) in fanout.deliver_to.into_iter().enumerate() {
-            while let Some((_, progress)) = checkpoints.next_if(|(at, _)| *at <= sent) {
-                ctx.checkpoint(serde_json::to_vec(&progress).unwrap_or_default());
-            }
-            if let Some(template) = &template {
-                ctx.send_broadcast(template, to);
+            };
+            let mut checkpoints = fanout.checkpoints.into_iter().peekable();
+            for (sent, to) in fanout.deliver_to.into_iter().enumerate() {
+                while let Some((_, progress)) = checkpoints.next_if(|(at, _)| *at <= sent) {
+                    ctx.checkpoint(serde_json::to_vec(&progress).unwrap_or_default());
+                }
+                ctx.send_broadcast(&template, to);
             }
         }
         let report = &fanout.report;

@@ -68,15 +68,7 @@ impl MessageTemplate {
         bytes.extend_from_slice(b" to='");
         let to_at = bytes.len();
         bytes.push(b'\'');
-        if let Some(kind) = type_attribute(&kind) {
-            attribute(&mut bytes, "type", kind)?;
-        }
-        bytes.push(b'>');
-        if let Some(subject) = &subject {
-            element(&mut bytes, "subject", subject)?;
-        }
-        element(&mut bytes, "body", &body)?;
-        bytes.extend_from_slice(b"</message>");
+        message_rest(&mut bytes, &kind, subject.as_deref(), [body.as_str()])?;
         Ok(MessageTemplate {
             bytes,
             to_at,
@@ -185,14 +177,27 @@ fn write_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Unserializa
     if let Some(id) = &message.id {
         attribute(out, "id", &id.0)?;
     }
-    if let Some(kind) = type_attribute(&message.type_) {
+    let subjects = message.subjects.values().map(String::as_str);
+    let bodies = message.bodies.values().map(String::as_str);
+    message_rest(out, &message.type_, subjects, bodies)
+}
+
+/// A message after its addresses: the type, the subjects, the bodies and
+/// the end tag.
+fn message_rest<'a>(
+    out: &mut Vec<u8>,
+    kind: &MessageType,
+    subjects: impl IntoIterator<Item = &'a str>,
+    bodies: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Unserializable> {
+    if let Some(kind) = type_attribute(kind) {
         attribute(out, "type", kind)?;
     }
     out.push(b'>');
-    for subject in message.subjects.values() {
+    for subject in subjects {
         element(out, "subject", subject)?;
     }
-    for body in message.bodies.values() {
+    for body in bodies {
         element(out, "body", body)?;
     }
     out.extend_from_slice(b"</message>");
