@@ -243,21 +243,19 @@ impl<H: Handler> Shell<H> {
         }
     }
 
+    /// Queues a stanza on the stream; the core only writes while it has one.
+    fn write(&mut self, outgoing: Outgoing) {
+        if let Some(session) = self.xmpp.session() {
+            session.enqueue(outgoing);
+        }
+    }
+
     /// Carries out what the core decided, in order.
     fn carry_out(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
-                // The core only writes while it has a stream.
-                Output::Stanza(stanza) => {
-                    if let Some(session) = self.xmpp.session() {
-                        session.enqueue(Outgoing::Stanza(Box::new(stanza)));
-                    }
-                }
-                Output::Message { template, to } => {
-                    if let Some(session) = self.xmpp.session() {
-                        session.enqueue(Outgoing::Message { template, to });
-                    }
-                }
+                Output::Stanza(stanza) => self.write(Outgoing::Stanza(Box::new(stanza))),
+                Output::Message { template, to } => self.write(Outgoing::Message { template, to }),
                 Output::Publish(publish) => self.link.send(Command::Publish(publish)),
                 Output::Ack { job, multiple } => self.link.send(Command::Ack { job, multiple }),
                 Output::Requeue { job } => self.link.send(Command::Requeue { job }),
