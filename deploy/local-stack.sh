@@ -142,7 +142,7 @@ cargo build --quiet --bin herald --example first_broadcast
 
 stop_pidfile "$state/herald.pid"
 say "starting Herald as broadcast.localhost"
-HERALD_XMPP__PORT=$component_port HERALD_XMPP__SECRET=$secret HERALD_STORE__PATH="$state/herald.redb" \
+HERALD_XMPP__PORT=$component_port HERALD_XMPP__SECRET=$secret HERALD_STORE__PATH="$state/herald.store" \
   "${CARGO_TARGET_DIR:-$repo/target}/debug/herald" --config "$repo/deploy/herald.toml" >"$state/herald.log" 2>&1 &
 echo $! >"$state/herald.pid"
 for _ in $(seq 1 100); do

@@ -39,7 +39,7 @@ async fn installed_herald_with_its_shipped_configuration_delivers_a_job() {
     let server = Prosody::start(&["alice"]);
     let names = Names::unique();
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("herald.redb");
+    let store = dir.path().join("herald.store");
     let port = server.component_port().to_string();
     let url = amqp_url();
     let env = [

@@ -58,7 +58,7 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_holds_the_report_until_the_store_can_commit_and_nothing_is_lost() {
     let disk = SmallDisk::mount("8m");
-    let store = disk.path().join("herald.redb");
+    let store = disk.path().join("herald.store");
     let store = store.to_str().unwrap();
     let mut stack =
         Stack::<Prosody>::start_with_env(&["alice"], &[("HERALD_STORE__PATH", store)]).await;

@@ -20,7 +20,7 @@ pub const LOG_LINES: usize = 200;
 /// Log lines an error message quotes by default.
 pub const ERROR_LOG_LINES: usize = 30;
 /// Herald's store file, in the component's directory.
-const STORE_FILE: &str = "herald.redb";
+const STORE_FILE: &str = "herald.store";
 /// How long a component may take to connect and start consuming.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long SIGTERM may take before SIGKILL.

@@ -249,7 +249,7 @@ impl Default for BroadcastConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("herald.redb"),
+            path: PathBuf::from("herald.store"),
             remember_jobs: 100_000,
         }
     }

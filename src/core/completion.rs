@@ -77,16 +77,13 @@ impl<H: Handler> Core<H> {
     }
 
     fn remember_completed(&mut self, key: &str, report: Event) {
-        let completion = self.ledger.complete(key, report.clone());
+        let seq = self.ledger.complete(key, report.clone());
         self.store.write(Change::JobDone(CompletedJob {
             key: key.to_string(),
-            seq: completion.seq,
+            seq,
             reported: false,
             report: report.payload,
         }));
-        for forgotten in completion.forgotten {
-            self.store.write(Change::JobForgotten(forgotten));
-        }
         self.update_job_gauges();
     }
 

@@ -40,14 +40,6 @@ pub struct Earlier<'a> {
     pub report_owed: bool,
 }
 
-/// A job that just completed, for the store.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Completion {
-    pub seq: u64,
-    /// Keys that fell out of the remembered window.
-    pub forgotten: Vec<String>,
-}
-
 impl Ledger {
     /// An empty ledger that remembers `capacity` completed jobs.
     pub fn new(capacity: usize) -> Self {
@@ -63,8 +55,7 @@ impl Ledger {
     }
 
     /// Restores a job completed in an earlier run (call oldest first).
-    /// Returns the keys beyond the window, for the store to forget.
-    pub fn restore(&mut self, key: String, seq: u64, report: Event, reported: bool) -> Vec<String> {
+    pub fn restore(&mut self, key: String, seq: u64, report: Event, reported: bool) {
         self.next_seq = self.next_seq.max(seq + 1);
         self.remember(
             key,
@@ -132,39 +123,38 @@ impl Ledger {
         self.abandoned.contains(key) || self.progress.contains_key(key)
     }
 
-    /// The server confirmed the job's stanzas.
-    pub fn complete(&mut self, key: &str, report: Event) -> Completion {
+    /// The server confirmed the job's stanzas. Returns the job's
+    /// completion sequence number: the store forgets the lowest first, as
+    /// this ledger does.
+    pub fn complete(&mut self, key: &str, report: Event) -> u64 {
         self.in_progress.remove(key);
         self.abandoned.remove(key);
         self.progress.remove(key);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let forgotten = self.remember(
+        self.remember(
             key.to_string(),
             Completed {
                 report,
                 report_owed: false,
             },
         );
-        Completion { seq, forgotten }
+        seq
     }
 
     pub fn completed_len(&self) -> usize {
         self.completed.len()
     }
 
-    fn remember(&mut self, key: String, completed: Completed) -> Vec<String> {
+    fn remember(&mut self, key: String, completed: Completed) {
         if self.completed.insert(key.clone(), completed).is_none() {
             self.order.push_back(key);
         }
-        let mut forgotten = Vec::new();
         while self.order.len() > self.capacity {
             if let Some(oldest) = self.order.pop_front() {
                 self.completed.remove(&oldest);
-                forgotten.push(oldest);
             }
         }
-        forgotten
     }
 }
 
@@ -196,29 +186,24 @@ mod tests {
         assert!(ledger.earlier("a").is_none());
 
         ledger.start("a".into(), report("a"));
-        assert_eq!(
-            ledger.complete("a", report("a")),
-            Completion {
-                seq: 1,
-                forgotten: vec![]
-            }
-        );
+        assert_eq!(ledger.complete("a", report("a")), 1);
         assert_eq!(ledger.earlier("a"), Some(earlier(&report("a"), false)));
         ledger.complete("b", report("b"));
-        let third = ledger.complete("c", report("c"));
-        assert_eq!(third.seq, 3);
-        assert_eq!(third.forgotten, vec!["a".to_string()]);
-        assert!(ledger.earlier("a").is_none());
+        assert_eq!(ledger.complete("c", report("c")), 3);
+        assert!(ledger.earlier("a").is_none(), "the oldest is forgotten");
+        assert!(ledger.earlier("b").is_some());
         assert_eq!(ledger.completed_len(), 2);
     }
 
     #[test]
     fn restored_jobs_continue_the_sequence_and_respect_the_window() {
         let mut ledger = Ledger::new(2);
-        assert!(ledger.restore("a".into(), 7, report("a"), true).is_empty());
-        assert!(ledger.restore("b".into(), 9, report("b"), true).is_empty());
-        assert_eq!(ledger.restore("c".into(), 10, report("c"), true), vec!["a"]);
-        assert_eq!(ledger.complete("d", report("d")).seq, 11);
+        ledger.restore("a".into(), 7, report("a"), true);
+        ledger.restore("b".into(), 9, report("b"), true);
+        ledger.restore("c".into(), 10, report("c"), true);
+        assert!(ledger.earlier("a").is_none(), "beyond the window");
+        assert_eq!(ledger.completed_len(), 2);
+        assert_eq!(ledger.complete("d", report("d")), 11);
     }
 
     #[test]

@@ -137,9 +137,7 @@ impl<H: Handler> Core<H> {
                 routing_key: crate::broadcast::REPORT_KEY.to_string(),
                 payload: job.report,
             };
-            for key in core.ledger.restore(job.key, job.seq, report, job.reported) {
-                core.store.write(Change::JobForgotten(key));
-            }
+            core.ledger.restore(job.key, job.seq, report, job.reported);
         }
         for (key, token) in restored.progress {
             core.ledger.advance(key, token);

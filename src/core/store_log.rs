@@ -129,7 +129,7 @@ mod tests {
     use super::*;
 
     fn change(key: &str) -> Change {
-        Change::JobForgotten(key.into())
+        Change::JobReported(key.into())
     }
 
     fn job(tag: u64) -> JobId {

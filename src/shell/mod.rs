@@ -15,7 +15,7 @@ use crate::amqp::{Command, Link, LinkEvent};
 use crate::backoff::Backoff;
 use crate::broadcast::Broadcast;
 use crate::config::{Config, ConfigError, Settings};
-use crate::core::{Core, Input, Output, Phase, Restored};
+use crate::core::{Core, Input, Output, Phase};
 use crate::handler::Handler;
 use crate::http;
 use crate::metrics::Metrics;
@@ -70,12 +70,7 @@ async fn serve<H: Handler>(
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let store = Store::open(&settings.store)?;
-    let restored = Restored {
-        subscriptions: store.subscriptions()?,
-        completed: store.completed_jobs()?,
-        progress: store.job_progress()?,
-    };
+    let (store, restored) = Store::open(&settings.store, settings.core.remember_jobs)?;
     tracing::info!(
         subscriptions = restored.subscriptions.len(),
         completed_jobs = restored.completed.len(),
@@ -110,7 +105,7 @@ async fn serve<H: Handler>(
         dialer,
         core,
         link,
-        writer: store.spawn_writer(settings.store),
+        writer: store.spawn_writer(),
         metrics,
         high_water: settings.outbound_high_water,
     };

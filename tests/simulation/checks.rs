@@ -147,7 +147,7 @@ impl Ledger {
                 own.0 += 1;
                 own.1 = own.1.max(report.possible_duplicates);
                 if own.0 > 1 && !self.crash_excused.contains(&report.id) {
-                    let stored = store.completed.get(&report.id).map(|row| row.1);
+                    let stored = store.completed(&report.id);
                     return Err(format!(
                         "job {} got a second own report (stored as reported: {stored:?})",
                         report.id
@@ -190,7 +190,7 @@ impl Ledger {
                 .iter()
                 .chain(broker.unacked.values())
                 .any(|m| self.jobs[m.job].id == job.id);
-            if !store.completed.contains_key(&job.id) && !copy_pending {
+            if store.completed(&job.id).is_none() && !copy_pending {
                 return Err(format!(
                     "job {} acknowledged before its completion was committed",
                     job.id
@@ -210,7 +210,7 @@ impl Ledger {
     /// the store will be published again as the job's own.
     pub fn on_crash(&mut self, store: &Store) {
         for id in self.own_reports.keys() {
-            if store.completed.get(id).is_some_and(|row| !row.1) {
+            if store.completed(id) == Some(false) {
                 self.crash_excused.insert(id.clone());
             }
         }

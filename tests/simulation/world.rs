@@ -48,7 +48,7 @@ impl World {
         config.xmpp.probe_settle_ms = 50;
         config.broadcast.checkpoint_every = 1 + rng.below(3) as usize;
         config.store.remember_jobs = 1_000;
-        let mut store = Store::default();
+        let mut store = Store::new(config.store.remember_jobs);
         let contact = BareJid::new(server::CONTACT).unwrap();
         // Herald may know some users from an earlier run; the others are
         // strangers to it.

@@ -142,7 +142,7 @@ mod tests {
             &target(),
             "amqp://127.0.0.1",
             &names(),
-            Path::new("/tmp/x/herald.redb"),
+            Path::new("/tmp/x/herald.store"),
         );
         written.amqp.prefetch = 64;
         written.broadcast.max_recipients = 200_000;

@@ -277,7 +277,7 @@ impl Drop for Herald {
 /// tests see a dead connection and a reconnection within seconds; debug logs
 /// for the tests that read them.
 fn test_config(target: &XmppTarget, names: &Names, dir: &Path) -> herald::config::Config {
-    let mut config = config::config(target, &amqp_url(), names, &dir.join("herald.redb"));
+    let mut config = config::config(target, &amqp_url(), names, &dir.join("herald.store"));
     config.xmpp.keepalive_secs = 5;
     config.xmpp.read_timeout_secs = 60;
     config.xmpp.probe_settle_ms = 300;

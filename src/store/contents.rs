@@ -1,0 +1,154 @@
+//! What the store holds, as the changes written so far leave it: the
+//! subscribers, the checkpoints of jobs not completed, and a window of
+//! completed jobs. Pure data: the log replays its records into it, the
+//! simulation applies committed batches to it, and both hand what it holds
+//! to a starting core.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{Change, CompletedJob, Subscription};
+use crate::core::Restored;
+
+#[derive(Debug, Default, Clone)]
+pub struct Contents {
+    subscriptions: HashSet<Subscription>,
+    progress: HashMap<String, Vec<u8>>,
+    completed: HashMap<String, CompletedJob>,
+    /// Completion sequence number -> key, so the oldest is forgotten first.
+    completed_order: BTreeMap<u64, String>,
+    /// How many completed jobs are remembered (`store.remember_jobs`).
+    remember_jobs: usize,
+}
+
+impl Contents {
+    pub fn new(remember_jobs: usize) -> Self {
+        Contents {
+            remember_jobs,
+            ..Contents::default()
+        }
+    }
+
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Add(subscription) => {
+                self.subscriptions.insert(subscription);
+            }
+            Change::Remove(subscription) => {
+                self.subscriptions.remove(&subscription);
+            }
+            Change::JobProgress { key, token } => {
+                if !self.completed.contains_key(&key) {
+                    self.progress.insert(key, token);
+                }
+            }
+            Change::JobDone(job) => {
+                self.progress.remove(&job.key);
+                if let Some(earlier) = self.completed.get(&job.key) {
+                    self.completed_order.remove(&earlier.seq);
+                }
+                self.completed_order.insert(job.seq, job.key.clone());
+                self.completed.insert(job.key.clone(), job);
+                // A completed job falls out of the window by itself: no
+                // record is written to forget it.
+                while self.completed.len() > self.remember_jobs {
+                    let Some((_, oldest)) = self.completed_order.pop_first() else {
+                        break;
+                    };
+                    self.completed.remove(&oldest);
+                }
+            }
+            Change::JobReported(key) => {
+                if let Some(job) = self.completed.get_mut(&key) {
+                    job.reported = true;
+                }
+            }
+        }
+    }
+
+    pub fn completed(&self, key: &str) -> Option<&CompletedJob> {
+        self.completed.get(key)
+    }
+
+    /// Everything held, as changes that rebuild it (for a compacted log).
+    pub fn changes(&self) -> impl Iterator<Item = Change> + '_ {
+        let subscriptions = self.subscriptions.iter().cloned().map(Change::Add);
+        let progress = self
+            .progress
+            .iter()
+            .map(|(key, token)| Change::JobProgress {
+                key: key.clone(),
+                token: token.clone(),
+            });
+        let completed = self
+            .completed_order
+            .values()
+            .filter_map(|key| self.completed.get(key))
+            .cloned()
+            .map(Change::JobDone);
+        subscriptions.chain(progress).chain(completed)
+    }
+
+    /// What a starting core is given.
+    pub fn into_restored(self) -> Restored {
+        let Contents {
+            subscriptions,
+            progress,
+            mut completed,
+            completed_order,
+            ..
+        } = self;
+        Restored {
+            subscriptions: subscriptions.into_iter().collect(),
+            completed: completed_order
+                .values()
+                .filter_map(|key| completed.remove(key))
+                .collect(),
+            progress: progress.into_iter().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(key: &str, seq: u64) -> Change {
+        Change::JobDone(CompletedJob {
+            key: key.into(),
+            seq,
+            reported: false,
+            report: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_lowest_sequence_number_is_forgotten_first_and_a_repeat_replaces() {
+        let mut contents = Contents::new(2);
+        contents.apply(done("b", 2));
+        contents.apply(done("a", 1));
+        contents.apply(done("a", 3));
+        contents.apply(done("c", 4));
+        let keys: Vec<_> = contents
+            .into_restored()
+            .completed
+            .into_iter()
+            .map(|j| j.key)
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+    }
+
+    #[test]
+    fn progress_of_a_completed_job_is_not_kept() {
+        let mut contents = Contents::new(2);
+        let progress = |key: &str| Change::JobProgress {
+            key: key.into(),
+            token: b"t".to_vec(),
+        };
+        contents.apply(progress("a"));
+        contents.apply(progress("b"));
+        contents.apply(done("a", 1));
+        contents.apply(progress("a"));
+        let restored = contents.into_restored();
+        assert_eq!(restored.progress, vec![("b".to_string(), b"t".to_vec())]);
+    }
+}

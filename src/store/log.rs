@@ -1,0 +1,520 @@
+//! The store's file: a header, then records appended a batch at a time with
+//! one `fdatasync` per batch. A record is its payload's length and CRC-32,
+//! then the payload (a tag and the change's fields). Replaying the records
+//! in order gives the [`Contents`]. A batch cut short by a crash or a full
+//! disk leaves a tail that does not check out: it was never answered as
+//! committed, so it is cut off. When the file has grown to twice what it
+//! held after the last compaction, the live contents are written to a new
+//! file that replaces it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use xmpp_parsers::jid::BareJid;
+
+use super::{Change, CompletedJob, Contents, StoreError, Subscription};
+
+const HEADER: &[u8; 16] = b"herald-store v1\n";
+/// The first bytes of a file of redb, which Herald's store once was.
+const REDB_MAGIC: &[u8; 4] = b"redb";
+/// A length beyond this is a corrupt record, not an allocation to make.
+const MAX_RECORD: u32 = 64 << 20;
+/// Growth tolerated beyond twice the compacted size before compacting.
+const COMPACT_SLACK: u64 = 8 << 20;
+
+const ADD: u8 = 1;
+const REMOVE: u8 = 2;
+const PROGRESS: u8 = 3;
+const DONE: u8 = 4;
+const REPORTED: u8 = 5;
+
+pub struct Log {
+    path: PathBuf,
+    file: File,
+    /// Bytes known to be written and synced.
+    len: u64,
+    /// The length after the last compaction (or at open).
+    compacted_len: u64,
+    /// A write or sync failed: the file is cut back to `len` before the
+    /// next batch, which is written again whole (after a failed fsync the
+    /// kernel may have dropped the pages, so nothing after `len` is
+    /// trusted; what is before it was synced).
+    broken: bool,
+    remember_jobs: usize,
+    buffer: Vec<u8>,
+}
+
+impl Log {
+    /// Opens the file at `path` (creating it if there is none) and replays it.
+    pub fn open(path: &Path, remember_jobs: usize) -> Result<(Log, Contents), StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut contents = Contents::new(remember_jobs);
+        let len = match std::fs::metadata(path) {
+            Ok(meta) if meta.len() > 0 => {
+                let valid = replay(path, &mut contents)?;
+                if valid < meta.len() {
+                    tracing::warn!(
+                        path = %path.display(),
+                        dropped = meta.len() - valid,
+                        "the store ends with a batch that was never committed; cut off"
+                    );
+                    let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+                    file.set_len(valid)
+                        .and_then(|()| file.sync_all())
+                        .map_err(io)?;
+                }
+                valid
+            }
+            Ok(_) => 0,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(e)),
+        };
+        let (file, len) = if len == 0 {
+            let created = create(path, std::iter::empty())?;
+            sync_parent(path).map_err(io)?;
+            created
+        } else {
+            let mut file = OpenOptions::new().write(true).open(path).map_err(io)?;
+            lock(&file, path)?;
+            file.seek(SeekFrom::Start(len)).map_err(io)?;
+            (file, len)
+        };
+        let log = Log {
+            path: path.to_path_buf(),
+            file,
+            len,
+            compacted_len: len,
+            broken: false,
+            remember_jobs,
+            buffer: Vec::new(),
+        };
+        Ok((log, contents))
+    }
+
+    /// Appends `changes` and syncs them to disk.
+    pub fn append(&mut self, changes: &[Change]) -> io::Result<()> {
+        if self.broken {
+            self.file.set_len(self.len)?;
+            self.file.seek(SeekFrom::Start(self.len))?;
+            self.broken = false;
+        }
+        self.buffer.clear();
+        for change in changes {
+            encode(change, &mut self.buffer);
+        }
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .file
+            .write_all(&self.buffer)
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += self.buffer.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Compacts the file if it has grown enough since it last was. A
+    /// compaction that fails leaves the file as it was.
+    pub fn compact_if_grown(&mut self) {
+        if self.broken || self.len <= 2 * self.compacted_len + COMPACT_SLACK {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let before = self.len;
+        match self.compact() {
+            Ok(()) => tracing::info!(
+                before,
+                after = self.len,
+                took = ?started.elapsed(),
+                "store compacted"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "store compaction failed; the log goes on growing")
+            }
+        }
+        // After a failure, not tried again before the file doubles once more.
+        self.compacted_len = self.len;
+    }
+
+    fn compact(&mut self) -> Result<(), StoreError> {
+        let mut contents = Contents::new(self.remember_jobs);
+        replay(&self.path, &mut contents)?;
+        let snapshot = self.path.with_extension("compacting");
+        let io = |source| StoreError::Io {
+            path: snapshot.clone(),
+            source,
+        };
+        // Created and locked before it takes the store's name, so no other
+        // Herald can open it in between.
+        let (file, len) = create(&snapshot, contents.changes())?;
+        std::fs::rename(&snapshot, &self.path).map_err(io)?;
+        sync_parent(&self.path).map_err(io)?;
+        self.file = file;
+        self.len = len;
+        Ok(())
+    }
+}
+
+/// Writes a new file at `path` holding `changes`, synced and locked;
+/// returns it, positioned at its end, and its length.
+fn create(path: &Path, changes: impl Iterator<Item = Change>) -> Result<(File, u64), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(io)?;
+    lock(&file, path)?;
+    write_all(file, changes).map_err(io)
+}
+
+fn write_all(file: File, changes: impl Iterator<Item = Change>) -> io::Result<(File, u64)> {
+    let mut out = BufWriter::new(file);
+    out.write_all(HEADER)?;
+    let mut len = HEADER.len() as u64;
+    let mut record = Vec::new();
+    for change in changes {
+        record.clear();
+        encode(&change, &mut record);
+        out.write_all(&record)?;
+        len += record.len() as u64;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok((file, len))
+}
+
+/// One Herald per store: a second would interleave its records.
+fn lock(file: &File, path: &Path) -> Result<(), StoreError> {
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => StoreError::Locked {
+            path: path.to_path_buf(),
+        },
+        std::fs::TryLockError::Error(source) => StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}
+
+/// A file's name is durable once its directory is synced.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}
+
+/// Applies the records of the file at `path` to `contents`; returns the
+/// length of the part that checks out.
+fn replay(path: &Path, contents: &mut Contents) -> Result<u64, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
+    let mut header = [0u8; HEADER.len()];
+    let read = read_full(&mut input, &mut header).map_err(io)?;
+    if read < HEADER.len() || &header != HEADER {
+        return Err(StoreError::Unrecognized {
+            path: path.to_path_buf(),
+            redb: header.starts_with(REDB_MAGIC),
+        });
+    }
+    let mut valid = HEADER.len() as u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut frame = [0u8; 8];
+        if read_full(&mut input, &mut frame).map_err(io)? < frame.len() {
+            return Ok(valid);
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if len > MAX_RECORD {
+            return Ok(valid);
+        }
+        payload.resize(len as usize, 0);
+        if read_full(&mut input, &mut payload).map_err(io)? < payload.len()
+            || crc32fast::hash(&payload) != crc
+        {
+            return Ok(valid);
+        }
+        match decode(&payload) {
+            Some(Some(change)) => contents.apply(change),
+            // Written from parsed JIDs; one that no longer parses is skipped.
+            Some(None) => {}
+            None => return Ok(valid),
+        }
+        valid += 8 + u64::from(len);
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn encode(change: &Change, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    match change {
+        Change::Add(subscription) | Change::Remove(subscription) => {
+            let tag = if matches!(change, Change::Add(_)) {
+                ADD
+            } else {
+                REMOVE
+            };
+            out.push(tag);
+            put_bytes(out, subscription.user.as_str().as_bytes());
+            put_bytes(out, subscription.contact.as_str().as_bytes());
+        }
+        Change::JobProgress { key, token } => {
+            out.push(PROGRESS);
+            put_bytes(out, key.as_bytes());
+            put_bytes(out, token);
+        }
+        Change::JobDone(job) => {
+            out.push(DONE);
+            put_bytes(out, job.key.as_bytes());
+            out.extend_from_slice(&job.seq.to_le_bytes());
+            out.push(u8::from(job.reported));
+            put_bytes(out, &job.report);
+        }
+        Change::JobReported(key) => {
+            out.push(REPORTED);
+            put_bytes(out, key.as_bytes());
+        }
+    }
+    let payload = &out[start + 8..];
+    let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The change a record holds; `Some(None)` for a well-formed record of a
+/// subscription whose JIDs do not parse, `None` for a malformed record.
+fn decode(payload: &[u8]) -> Option<Option<Change>> {
+    let (&tag, mut rest) = payload.split_first()?;
+    let change = match tag {
+        ADD | REMOVE => {
+            let (user, contact) = (take_str(&mut rest)?, take_str(&mut rest)?);
+            if !rest.is_empty() {
+                return None;
+            }
+            let (Ok(user), Ok(contact)) = (BareJid::new(user), BareJid::new(contact)) else {
+                return Some(None);
+            };
+            let subscription = Subscription { user, contact };
+            if tag == ADD {
+                Change::Add(subscription)
+            } else {
+                Change::Remove(subscription)
+            }
+        }
+        PROGRESS => Change::JobProgress {
+            key: take_str(&mut rest)?.to_string(),
+            token: take_bytes(&mut rest)?.to_vec(),
+        },
+        DONE => Change::JobDone(CompletedJob {
+            key: take_str(&mut rest)?.to_string(),
+            seq: u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?),
+            reported: take(&mut rest, 1)?[0] != 0,
+            report: take_bytes(&mut rest)?.to_vec(),
+        }),
+        REPORTED => Change::JobReported(take_str(&mut rest)?.to_string()),
+        _ => return None,
+    };
+    rest.is_empty().then_some(Some(change))
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if input.len() < n {
+        return None;
+    }
+    let (taken, rest) = input.split_at(n);
+    *input = rest;
+    Some(taken)
+}
+
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_le_bytes(take(input, 4)?.try_into().ok()?);
+    take(input, len as usize)
+}
+
+fn take_str<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
+    std::str::from_utf8(take_bytes(input)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::sub;
+
+    fn done(key: &str, seq: u64) -> Change {
+        Change::JobDone(CompletedJob {
+            key: key.into(),
+            seq,
+            reported: false,
+            report: format!("{{\"id\":\"{key}\"}}").into_bytes(),
+        })
+    }
+
+    fn reopen(path: &Path, remember_jobs: usize) -> Contents {
+        Log::open(path, remember_jobs).unwrap().1
+    }
+
+    #[test]
+    fn what_was_appended_is_there_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.store");
+        let (mut log, contents) = Log::open(&path, 2).unwrap();
+        assert!(contents.into_restored().subscriptions.is_empty());
+        log.append(&[
+            Change::Add(sub("a@localhost")),
+            Change::Add(sub("b@localhost")),
+            Change::JobProgress {
+                key: "j".into(),
+                token: b"half".to_vec(),
+            },
+            done("x", 1),
+        ])
+        .unwrap();
+        log.append(&[
+            Change::Remove(sub("a@localhost")),
+            Change::JobReported("x".into()),
+            Change::JobProgress {
+                key: "k".into(),
+                token: b"most".to_vec(),
+            },
+            done("j", 2),
+            done("y", 3),
+        ])
+        .unwrap();
+        drop(log);
+        let restored = reopen(&path, 2).into_restored();
+        assert_eq!(restored.subscriptions, vec![sub("b@localhost")]);
+        assert_eq!(restored.progress, vec![("k".to_string(), b"most".to_vec())]);
+        let completed: Vec<_> = restored.completed.iter().map(|j| &j.key).collect();
+        assert_eq!(completed, ["j", "y"], "x fell out of the window");
+        let x_window = reopen(&path, 3);
+        assert!(x_window.completed("x").unwrap().reported);
+        assert!(!x_window.completed("y").unwrap().reported);
+    }
+
+    #[test]
+    fn a_second_herald_cannot_open_the_store_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.store");
+        let (log, _) = Log::open(&path, 10).unwrap();
+        let second = Log::open(&path, 10).err().unwrap();
+        assert!(matches!(second, StoreError::Locked { .. }), "{second}");
+        drop(log);
+        Log::open(&path, 10).unwrap();
+    }
+
+    #[test]
+    fn an_unfinished_batch_at_the_end_is_cut_off_and_appending_goes_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.store");
+        let (mut log, _) = Log::open(&path, 10).unwrap();
+        log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
+        drop(log);
+        let mut torn = Vec::new();
+        encode(&Change::Add(sub("torn@localhost")), &mut torn);
+        torn.truncate(torn.len() - 3);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&torn).unwrap();
+        drop(file);
+
+        let (mut log, contents) = Log::open(&path, 10).unwrap();
+        assert_eq!(contents.into_restored().subscriptions.len(), 1);
+        log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
+        drop(log);
+        let mut all = reopen(&path, 10).into_restored().subscriptions;
+        all.sort();
+        assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
+    }
+
+    #[test]
+    fn after_a_failed_append_what_it_left_is_cut_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.store");
+        let (mut log, _) = Log::open(&path, 10).unwrap();
+        log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
+        // What a write cut short by a full disk leaves: part of a batch.
+        let mut partial = Vec::new();
+        encode(&Change::Add(sub("lost@localhost")), &mut partial);
+        partial.truncate(5);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&partial)
+            .unwrap();
+        log.broken = true;
+        log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
+        drop(log);
+        let mut all = reopen(&path, 10).into_restored().subscriptions;
+        all.sort();
+        assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
+    }
+
+    #[test]
+    fn a_grown_log_is_compacted_to_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.store");
+        let (mut log, _) = Log::open(&path, 100).unwrap();
+        log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
+        let report = vec![b'r'; 1_000];
+        for batch in 0..100u64 {
+            let mut changes = Vec::new();
+            for seq in batch * 100 + 1..=batch * 100 + 100 {
+                let key = format!("job-{seq}");
+                changes.push(Change::JobDone(CompletedJob {
+                    key: key.clone(),
+                    seq,
+                    reported: false,
+                    report: report.clone(),
+                }));
+                changes.push(Change::JobReported(key));
+            }
+            log.append(&changes).unwrap();
+            log.compact_if_grown();
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len < 2 * COMPACT_SLACK, "compacted: {len} bytes");
+        assert_eq!(len, log.len);
+        log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
+        drop(log);
+        let restored = reopen(&path, 100).into_restored();
+        assert_eq!(restored.subscriptions.len(), 2);
+        assert_eq!(restored.completed.len(), 100);
+        assert_eq!(restored.completed[0].key, "job-9901", "oldest first");
+        assert!(restored.completed.iter().all(|job| job.reported));
+    }
+}

@@ -1,0 +1,194 @@
+//! Embedded persistence: who has one of Herald's JIDs on their roster, so
+//! that after a restart Herald can probe them and rebuild its presence book
+//! without users doing anything; and which jobs are done, with their
+//! reports, so that a job published twice is delivered once. One file of
+//! Herald's own ([`log`]): records appended in batches, one fsync a batch;
+//! no external database.
+//!
+//! Syncing a file blocks, so it never runs on the event loop: the core cuts
+//! changes into batches and the shell hands them to a writer thread
+//! ([`Writer`]) that appends them in order and answers each.
+
+mod contents;
+mod log;
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+use xmpp_parsers::jid::BareJid;
+
+pub use contents::Contents;
+use log::Log;
+
+use crate::core::{Batch, Restored};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a Herald store file{}",
+        if *redb { " (it is a redb file, which this Herald does not read: move it aside; \
+        Herald learns its subscribers again from their presence and by probing job recipients)" } else { "" }
+    )]
+    Unrecognized { path: PathBuf, redb: bool },
+    #[error("store {path} is in use by another Herald")]
+    Locked { path: PathBuf },
+}
+
+/// A user with `contact` (a JID on Herald's domain) on their roster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subscription {
+    pub user: BareJid,
+    pub contact: BareJid,
+}
+
+/// A job that is done, and the report it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedJob {
+    pub key: String,
+    pub seq: u64,
+    /// The broker confirmed the report. A job stored as completed whose
+    /// report was never confirmed still owes its report.
+    pub reported: bool,
+    pub report: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Add(Subscription),
+    Remove(Subscription),
+    /// The server read a job's stanzas up to a checkpoint.
+    JobProgress {
+        key: String,
+        token: Vec<u8>,
+    },
+    /// The job completed (its progress is no longer needed). The oldest
+    /// completed job beyond `store.remember_jobs` is forgotten.
+    JobDone(CompletedJob),
+    /// The broker confirmed the report of a completed job.
+    JobReported(String),
+}
+
+pub struct Store {
+    log: Log,
+}
+
+impl Store {
+    /// Opens the store at `path` (creating it if there is none), with what
+    /// it holds for a starting core.
+    pub fn open(path: &Path, remember_jobs: usize) -> Result<(Store, Restored), StoreError> {
+        let (log, contents) = Log::open(path, remember_jobs)?;
+        Ok((Store { log }, contents.into_restored()))
+    }
+
+    /// Starts the writer thread: one batch at a time, in order.
+    pub fn spawn_writer(self) -> Writer {
+        let (batches, incoming) = std::sync::mpsc::channel::<Batch>();
+        let (answers, results) = mpsc::unbounded_channel();
+        let mut log = self.log;
+        let thread = std::thread::Builder::new()
+            .name("herald-store".into())
+            .spawn(move || {
+                for batch in incoming {
+                    let answer = match log.append(&batch.changes) {
+                        Ok(()) => Commit::Done(batch.id),
+                        Err(e) => Commit::Failed(batch, e.to_string()),
+                    };
+                    if answers.send(answer).is_err() {
+                        return;
+                    }
+                    log.compact_if_grown();
+                }
+            })
+            .expect("spawning the store thread");
+        Writer {
+            batches,
+            results,
+            thread,
+        }
+    }
+}
+
+/// How a batch went.
+#[derive(Debug)]
+pub enum Commit {
+    Done(u64),
+    /// Nothing of it was written; here it is back.
+    Failed(Batch, String),
+}
+
+/// The event loop's handle on the writer thread.
+pub struct Writer {
+    batches: std::sync::mpsc::Sender<Batch>,
+    pub results: mpsc::UnboundedReceiver<Commit>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    pub fn commit(&self, batch: Batch) {
+        // Fails only if the thread died; the batch's jobs then stay unacknowledged.
+        let _ = self.batches.send(batch);
+    }
+
+    /// Commits `last` after everything queued, then ends the thread.
+    pub fn finish(self, last: Vec<Change>) {
+        let Writer {
+            batches, thread, ..
+        } = self;
+        if !last.is_empty() {
+            let _ = batches.send(Batch {
+                id: 0,
+                changes: last,
+            });
+        }
+        drop(batches);
+        if thread.join().is_err() {
+            tracing::error!("store writer failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sub(user: &str) -> Subscription {
+        Subscription {
+            user: BareJid::new(user).unwrap(),
+            contact: BareJid::new("herald@broadcast.localhost").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_answers_each_batch_and_commits_the_last_changes_before_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.store");
+        let (store, _) = Store::open(&path, 10).unwrap();
+        let mut writer = store.spawn_writer();
+        writer.commit(Batch {
+            id: 1,
+            changes: vec![Change::Add(sub("a@localhost"))],
+        });
+        assert!(matches!(writer.results.recv().await, Some(Commit::Done(1))));
+        writer.finish(vec![Change::Add(sub("b@localhost"))]);
+        let (_, restored) = Store::open(&path, 10).unwrap();
+        let mut all = restored.subscriptions;
+        all.sort();
+        assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
+    }
+
+    #[test]
+    fn a_redb_file_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        std::fs::write(&path, b"redb\x1a\x0a\xa9\x0d\x0a and then pages").unwrap();
+        let error = Store::open(&path, 10).err().unwrap();
+        assert!(matches!(error, StoreError::Unrecognized { redb: true, .. }));
+        assert!(error.to_string().contains("move it aside"), "{error}");
+        assert_eq!(std::fs::read(&path).unwrap().len(), 24, "left as it was");
+    }
+}
