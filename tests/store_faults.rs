@@ -3,7 +3,9 @@
 //! counts `herald_store_errors_total`, and once the disk has room again the
 //! commit is retried and the job reported, once. The store lives on a
 //! small tmpfs of the test's own that the test fills up: a real file
-//! system refusing real writes (the test runs as root, as CI does).
+//! system refusing real writes (the test runs as root, as CI does). The
+//! store appends, and an append that fits in the file's last page needs no
+//! room, so the test sends jobs until one finds the disk full.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,13 +68,29 @@ async fn a_full_disk_holds_the_report_until_the_store_can_commit_and_nothing_is_
     assert_eq!(stack.metric("herald_store_errors_total"), 0.0);
 
     let filler = disk.fill();
-    let job = json!({"id": "disk-full", "to": ["alice@localhost"], "body": "despite the disk"});
-    stack.publish(job).await;
-    // The message goes out (the server confirms it) but its completion
-    // cannot be remembered: no report, no acknowledgement.
-    let message = alice.next_message(Duration::from_secs(20)).await;
-    assert_eq!(message.expect("the message").1, "despite the disk");
-    let early = report_within(&mut stack.reports, "disk-full", Duration::from_secs(4)).await;
+    let mut held = None;
+    for n in 0..40 {
+        let id = format!("disk-full-{n}");
+        let job = json!({"id": id, "to": ["alice@localhost"], "body": "despite the disk"});
+        stack.publish(job).await;
+        // The message goes out (the server confirms it) whether or not its
+        // completion can be remembered.
+        let message = alice.next_message(Duration::from_secs(20)).await;
+        assert_eq!(message.expect("the message").1, "despite the disk");
+        let report = report_within(&mut stack.reports, &id, Duration::from_secs(3)).await;
+        if report.is_none() {
+            held = Some(id);
+            break;
+        }
+        assert_eq!(
+            stack.metric("herald_store_errors_total"),
+            0.0,
+            "reported despite an error"
+        );
+    }
+    // Its completion cannot be remembered: no report, no acknowledgement.
+    let held = held.expect("the disk refused a commit within 40 jobs");
+    let early = report_within(&mut stack.reports, &held, Duration::from_secs(4)).await;
     assert_eq!(early, None, "reported before its completion was stored");
     assert!(stack.metric("herald_store_errors_total") >= 1.0);
     assert_eq!(stack.metric("herald_store_failing"), 1.0);
@@ -80,7 +98,7 @@ async fn a_full_disk_holds_the_report_until_the_store_can_commit_and_nothing_is_
     assert!(stack.herald.is_running());
 
     std::fs::remove_file(filler).unwrap();
-    let report = next_report(&mut stack.reports, "disk-full").await;
+    let report = next_report(&mut stack.reports, &held).await;
     assert_eq!(report["sent"], 1, "{report}");
     assert_eq!(report.get("duplicate"), None, "{report}");
     stack.herald.wait_readyz(200, Duration::from_secs(30));
@@ -89,6 +107,6 @@ async fn a_full_disk_holds_the_report_until_the_store_can_commit_and_nothing_is_
     assert_eq!(stack.herald.stop(), Some(0));
     // Acknowledged: a restarted Herald is not handed the job again.
     stack.herald.restart();
-    let again = report_within(&mut stack.reports, "disk-full", Duration::from_secs(5)).await;
+    let again = report_within(&mut stack.reports, &held, Duration::from_secs(5)).await;
     assert_eq!(again, None, "one report, the job acknowledged");
 }

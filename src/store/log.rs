@@ -466,17 +466,22 @@ mod tests {
         let path = dir.path().join("herald.store");
         let (mut log, _) = Log::open(&path, 10).unwrap();
         log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
-        // What a write cut short by a full disk leaves: part of a batch.
-        let mut partial = Vec::new();
-        encode(&Change::Add(sub("lost@localhost")), &mut partial);
-        partial.truncate(5);
+        // What a batch whose fsync failed may leave: whole records, never
+        // committed, and part of one.
+        let mut unsynced = Vec::new();
+        encode(&Change::Add(sub("c@localhost")), &mut unsynced);
+        encode(&Change::Add(sub("lost@localhost")), &mut unsynced);
+        encode(&Change::Add(sub("torn@localhost")), &mut unsynced);
+        unsynced.truncate(unsynced.len() - 3);
         OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
-            .write_all(&partial)
+            .write_all(&unsynced)
             .unwrap();
         log.broken = true;
+        // As long as the first unsynced record: the ones after it would
+        // still be there if the file were not cut back.
         log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
         drop(log);
         let mut all = reopen(&path, 10).into_restored().subscriptions;
