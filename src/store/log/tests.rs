@@ -1,0 +1,150 @@
+use super::*;
+use crate::store::tests::sub;
+
+fn done(key: &str, seq: u64) -> Change {
+    Change::JobDone(CompletedJob {
+        key: key.into(),
+        seq,
+        reported: false,
+        report: format!("{{\"id\":\"{key}\"}}").into_bytes(),
+    })
+}
+
+fn reopen(path: &Path, remember_jobs: usize) -> Contents {
+    Log::open(path, remember_jobs).unwrap().1
+}
+
+#[test]
+fn what_was_appended_is_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, contents) = Log::open(&path, 2).unwrap();
+    assert!(contents.into_restored().subscriptions.is_empty());
+    log.append(&[
+        Change::Add(sub("a@localhost")),
+        Change::Add(sub("b@localhost")),
+        Change::JobProgress {
+            key: "j".into(),
+            token: b"half".to_vec(),
+        },
+        done("x", 1),
+    ])
+    .unwrap();
+    log.append(&[
+        Change::Remove(sub("a@localhost")),
+        Change::JobReported("x".into()),
+        Change::JobProgress {
+            key: "k".into(),
+            token: b"most".to_vec(),
+        },
+        done("j", 2),
+        done("y", 3),
+    ])
+    .unwrap();
+    drop(log);
+    let restored = reopen(&path, 2).into_restored();
+    assert_eq!(restored.subscriptions, vec![sub("b@localhost")]);
+    assert_eq!(restored.progress, vec![("k".to_string(), b"most".to_vec())]);
+    let completed: Vec<_> = restored.completed.iter().map(|j| &j.key).collect();
+    assert_eq!(completed, ["j", "y"], "x fell out of the window");
+    let x_window = reopen(&path, 3);
+    assert!(x_window.completed("x").unwrap().reported);
+    assert!(!x_window.completed("y").unwrap().reported);
+}
+
+#[test]
+fn a_second_herald_cannot_open_the_store_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (log, _) = Log::open(&path, 10).unwrap();
+    let second = Log::open(&path, 10).err().unwrap();
+    assert!(matches!(second, StoreError::Locked { .. }), "{second}");
+    drop(log);
+    Log::open(&path, 10).unwrap();
+}
+
+#[test]
+fn an_unfinished_batch_at_the_end_is_cut_off_and_appending_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, _) = Log::open(&path, 10).unwrap();
+    log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
+    drop(log);
+    let mut torn = Vec::new();
+    encode(&Change::Add(sub("torn@localhost")), &mut torn);
+    torn.truncate(torn.len() - 3);
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&torn).unwrap();
+    drop(file);
+
+    let (mut log, contents) = Log::open(&path, 10).unwrap();
+    assert_eq!(contents.into_restored().subscriptions.len(), 1);
+    log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
+    drop(log);
+    let mut all = reopen(&path, 10).into_restored().subscriptions;
+    all.sort();
+    assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
+}
+
+#[test]
+fn after_a_failed_append_what_it_left_is_cut_before_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, _) = Log::open(&path, 10).unwrap();
+    log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
+    // What a batch whose fsync failed may leave: whole records, never
+    // committed, and part of one.
+    let mut unsynced = Vec::new();
+    encode(&Change::Add(sub("c@localhost")), &mut unsynced);
+    encode(&Change::Add(sub("lost@localhost")), &mut unsynced);
+    encode(&Change::Add(sub("torn@localhost")), &mut unsynced);
+    unsynced.truncate(unsynced.len() - 3);
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&unsynced)
+        .unwrap();
+    log.broken = true;
+    // As long as the first unsynced record: the ones after it would
+    // still be there if the file were not cut back.
+    log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
+    drop(log);
+    let mut all = reopen(&path, 10).into_restored().subscriptions;
+    all.sort();
+    assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
+}
+
+#[test]
+fn a_grown_log_is_compacted_to_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, _) = Log::open(&path, 100).unwrap();
+    log.append(&[Change::Add(sub("a@localhost"))]).unwrap();
+    let report = vec![b'r'; 1_000];
+    for batch in 0..100u64 {
+        let mut changes = Vec::new();
+        for seq in batch * 100 + 1..=batch * 100 + 100 {
+            let key = format!("job-{seq}");
+            changes.push(Change::JobDone(CompletedJob {
+                key: key.clone(),
+                seq,
+                reported: false,
+                report: report.clone(),
+            }));
+            changes.push(Change::JobReported(key));
+        }
+        log.append(&changes).unwrap();
+        log.compact_if_grown();
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len < 2 * COMPACT_SLACK, "compacted: {len} bytes");
+    assert_eq!(len, log.len);
+    log.append(&[Change::Add(sub("b@localhost"))]).unwrap();
+    drop(log);
+    let restored = reopen(&path, 100).into_restored();
+    assert_eq!(restored.subscriptions.len(), 2);
+    assert_eq!(restored.completed.len(), 100);
+    assert_eq!(restored.completed[0].key, "job-9901", "oldest first");
+    assert!(restored.completed.iter().all(|job| job.reported));
+}
