@@ -10,6 +10,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
 use super::topology;
+use super::BrokerAddress;
 use crate::config::AmqpConfig;
 use crate::core::{Destination, Publish};
 
@@ -24,9 +25,13 @@ pub struct Open {
 }
 
 impl Open {
-    pub async fn connect(config: &AmqpConfig, name: &str) -> Result<Open, lapin::Error> {
+    pub async fn connect(
+        config: &AmqpConfig,
+        broker: &BrokerAddress,
+        name: &str,
+    ) -> Result<Open, lapin::Error> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = super::connect(config, properties).await?;
+        let connection = super::connect(config, broker, properties).await?;
         let consume = connection.create_channel().await?;
         topology::declare(&consume, config).await?;
         consume

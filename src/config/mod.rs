@@ -26,7 +26,8 @@ pub enum ConfigError {
 /// Keys whose environment variables are taken exactly as written. figment
 /// reads other values like TOML, which would turn a secret `0012345678` into
 /// the number 12345678 (refused, and its leading zeros lost), `true` into a
-/// boolean and `"x"` into `x`.
+/// boolean and `"x"` into `x`. (`amqp.urls` is a list, read like TOML: its
+/// URLs are quoted strings there.)
 const VERBATIM_KEYS: [&str; 2] = ["xmpp.secret", "amqp.url"];
 
 /// A secret that never shows up in logs or `Debug` output.
@@ -121,7 +122,13 @@ pub struct XmppConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
-    pub url: Secret,
+    /// The broker: one RabbitMQ node. Default (when `urls` is empty too):
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: Option<Secret>,
+    /// The nodes of one RabbitMQ cluster, tried in turn: on a failed
+    /// connect or a lost connection Herald goes on to the next. Instead of
+    /// `url`, not beside it.
+    pub urls: Vec<Secret>,
     pub jobs_queue: String,
     pub dead_letter_queue: String,
     pub events_exchange: String,
@@ -220,7 +227,8 @@ impl Default for XmppConfig {
 impl Default for AmqpConfig {
     fn default() -> Self {
         Self {
-            url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: None,
+            urls: Vec::new(),
             jobs_queue: "broadcast.jobs".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
             events_exchange: "broadcast.events".into(),
