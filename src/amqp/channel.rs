@@ -9,7 +9,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
-use super::topology;
+use super::topology::{self, OpenError};
 use super::BrokerAddress;
 use crate::config::AmqpConfig;
 use crate::core::{Destination, Publish};
@@ -29,7 +29,7 @@ impl Open {
         config: &AmqpConfig,
         broker: &BrokerAddress,
         name: &str,
-    ) -> Result<Open, lapin::Error> {
+    ) -> Result<Open, OpenError> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = super::connect(config, broker, properties).await?;
         let consume = connection.create_channel().await?;
@@ -54,16 +54,13 @@ impl Open {
         })
     }
 
-    pub async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), lapin::Error> {
+    pub async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), OpenError> {
         self.publish = open_publish(&self.connection, config).await?;
         Ok(())
     }
 }
 
-async fn open_publish(
-    connection: &Connection,
-    config: &AmqpConfig,
-) -> Result<Channel, lapin::Error> {
+async fn open_publish(connection: &Connection, config: &AmqpConfig) -> Result<Channel, OpenError> {
     let channel = connection.create_channel().await?;
     topology::declare(&channel, config).await?;
     channel

@@ -129,6 +129,8 @@ pub struct AmqpConfig {
     /// connect or a lost connection Herald goes on to the next. Instead of
     /// `url`, not beside it.
     pub urls: Vec<Secret>,
+    /// The type of the queues Herald declares.
+    pub queue_type: QueueType,
     pub jobs_queue: String,
     pub dead_letter_queue: String,
     pub events_exchange: String,
@@ -145,6 +147,28 @@ pub struct AmqpConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM file of the client certificate's unencrypted private key.
     pub tls_key_file: Option<PathBuf>,
+}
+
+/// The RabbitMQ queue type of the jobs and dead-letter queues. RabbitMQ
+/// cannot change the type of an existing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// A queue on one node (RabbitMQ's default).
+    Classic,
+    /// A queue replicated across a cluster's nodes (Raft): it survives the
+    /// loss of a minority of them.
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of the `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -229,6 +253,7 @@ impl Default for AmqpConfig {
         Self {
             url: None,
             urls: Vec::new(),
+            queue_type: QueueType::Classic,
             jobs_queue: "broadcast.jobs".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
             events_exchange: "broadcast.events".into(),

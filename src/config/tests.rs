@@ -150,7 +150,7 @@ fn user_domains_default_to_the_server_and_refuse_herald_own_domain() {
 }
 
 #[test]
-fn one_broker_url_or_the_nodes_of_a_cluster() {
+fn one_broker_url_or_the_nodes_of_a_cluster_and_their_queue_type() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.toml");
     let load = |amqp: &str| {
@@ -158,12 +158,14 @@ fn one_broker_url_or_the_nodes_of_a_cluster() {
         Config::load(Some(&path))
     };
     let cluster = "urls = [\"amqp://h:pw@a:5672/%2f\", \"amqp://h:pw@b:5673/%2f\"]\n";
-    let config = load(cluster).unwrap();
+    let config = load(&format!("{cluster}queue_type = \"quorum\"\n")).unwrap();
+    assert_eq!(config.amqp.queue_type, QueueType::Quorum);
     let brokers = config.settings().unwrap().amqp.brokers;
     let shown: Vec<String> = brokers.iter().map(ToString::to_string).collect();
     assert_eq!(shown, ["a:5672", "b:5673"]);
 
     let config = load("url = \"amqp://h:pw@c:5672/%2f\"\n").unwrap();
+    assert_eq!(config.amqp.queue_type, QueueType::Classic);
     assert_eq!(
         config.settings().unwrap().amqp.brokers[0].to_string(),
         "c:5672"
@@ -173,4 +175,6 @@ fn one_broker_url_or_the_nodes_of_a_cluster() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("amqp.url (one broker) or amqp.urls"), "{err}");
+    let err = load("queue_type = \"mirrored\"\n").unwrap_err().to_string();
+    assert!(err.contains("mirrored") && err.contains("quorum"), "{err}");
 }
