@@ -60,6 +60,64 @@ async fn a_node_that_refuses_the_connection_is_passed_over_for_the_next() {
     amqp.close().await;
 }
 
+/// `herald send` with `args`, configured by `env` alone.
+fn herald_send(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("HERALD_")) {
+        command.env_remove(key);
+    }
+    command
+        .arg("send")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run herald send")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_send_publishes_through_the_first_node_that_answers() {
+    let amqp = Amqp::connect().await;
+    let jobs = herald_testkit::amqp::unique_name("herald-test-send-urls.jobs");
+    amqp.channel
+        .queue_declare(
+            jobs.as_str().into(),
+            lapin::options::QueueDeclareOptions::durable(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare the jobs queue");
+    let dead = nothing_listens();
+    let dead_url = format!("amqp://guest:guest@{dead}/%2f");
+    let job = ["--no-wait", "--to", "alice@localhost", "--body", "hi"];
+
+    let urls = format!("[\"{dead_url}\", \"{}\"]", amqp_url());
+    let env = [
+        ("HERALD_AMQP__URLS", urls.as_str()),
+        ("HERALD_AMQP__JOBS_QUEUE", &jobs),
+    ];
+    let sent = herald_send(&env, &job);
+    let stderr = String::from_utf8_lossy(&sent.stderr);
+    assert!(sent.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to the broker at {dead}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("guest:guest"), "no password: {stderr}");
+    assert_eq!(amqp.message_count(&jobs).await, Some(1));
+
+    let urls = format!("[\"{dead_url}\", \"{dead_url}\"]");
+    let env = [
+        ("HERALD_AMQP__URLS", urls.as_str()),
+        ("HERALD_AMQP__JOBS_QUEUE", &jobs),
+    ];
+    let failed = herald_send(&env, &job);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("amqp.url or amqp.urls"), "{stderr}");
+    amqp.delete_queue(&jobs).await;
+    amqp.close().await;
+}
+
 fn job_to_everyone(id: &str, body: &str) -> Value {
     let mut to: Vec<String> = (0..ONLINE).map(|i| format!("u{i}@localhost")).collect();
     to.extend((0..OFFLINE).map(|i| format!("ghost{i}@localhost")));

@@ -1,8 +1,9 @@
 //! The link to the broker, kept up by a task of its own so that the event
 //! loop never waits for RabbitMQ. It connects (with backoff and jitter, to
 //! the configured nodes in turn: a failed connect or a lost connection
-//! moves on to the next), declares the topology, consumes jobs, and carries out what the core
-//! decided: publishes (with confirms), acknowledgements and requeues.
+//! moves on to the next), declares the topology, consumes jobs, and carries
+//! out what the core decided: publishes (with confirms), acknowledgements
+//! and requeues.
 //! Nothing here decides anything about a job.
 //!
 //! Each connection has a generation number, told to the loop with

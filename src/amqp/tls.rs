@@ -1,7 +1,8 @@
 //! AMQP over TLS: what Herald trusts and what it presents when `amqp.url`
-//! (or `amqp.urls`) is `amqps://`. lapin does the TLS (rustls on ring, trusting the system's
-//! roots); this adds a private CA (`amqp.tls_ca_file`) and a client
-//! certificate (`amqp.tls_cert_file`, `amqp.tls_key_file`).
+//! (or `amqp.urls`) is `amqps://`. lapin does the TLS (rustls on ring,
+//! trusting the system's roots); this adds a private CA
+//! (`amqp.tls_ca_file`) and a client certificate (`amqp.tls_cert_file`,
+//! `amqp.tls_key_file`).
 //!
 //! The files are checked once at start (a clear error rather than a failed
 //! handshake later) and read again at each connect, so that renewed
@@ -46,7 +47,8 @@ pub fn check(config: &AmqpConfig, brokers: &[BrokerAddress]) -> Result<(), Strin
         || config.tls_key_file.is_some();
     if any && !brokers.iter().all(BrokerAddress::is_tls) {
         return Err(
-            "amqp.tls_ca_file, tls_cert_file and tls_key_file apply to TLS only: amqp.url (or amqp.urls) must be amqps://"
+            "amqp.tls_ca_file, tls_cert_file and tls_key_file apply to TLS only: \
+             amqp.url (or amqp.urls) must be amqps://"
                 .into(),
         );
     }

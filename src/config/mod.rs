@@ -122,8 +122,8 @@ pub struct XmppConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
-    /// The broker: one RabbitMQ node. Default (when `urls` is empty too):
-    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// The broker: one RabbitMQ node. When neither this nor `urls` is set:
+    /// [`crate::amqp::DEFAULT_URL`].
     pub url: Option<Secret>,
     /// The nodes of one RabbitMQ cluster, tried in turn: on a failed
     /// connect or a lost connection Herald goes on to the next. Instead of
