@@ -1,5 +1,5 @@
 //! The broker going away under Herald, on a private RabbitMQ node
-//! (testkit/src/rabbitmq.rs) so that it can be stopped and started again
+//! (testkit/src/rabbitmq/mod.rs) so that it can be stopped and started again
 //! without touching the shared one: real Prosody, real c2s users, the real
 //! `herald` binary.
 

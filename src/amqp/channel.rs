@@ -9,7 +9,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
-use super::topology;
+use super::topology::{self, OpenError};
+use super::BrokerAddress;
 use crate::config::AmqpConfig;
 use crate::core::{Destination, Publish};
 
@@ -24,9 +25,13 @@ pub struct Open {
 }
 
 impl Open {
-    pub async fn connect(config: &AmqpConfig, name: &str) -> Result<Open, lapin::Error> {
+    pub async fn connect(
+        config: &AmqpConfig,
+        broker: &BrokerAddress,
+        name: &str,
+    ) -> Result<Open, OpenError> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = super::connect(config, properties).await?;
+        let connection = super::connect(config, broker, properties).await?;
         let consume = connection.create_channel().await?;
         topology::declare(&consume, config).await?;
         consume
@@ -49,16 +54,13 @@ impl Open {
         })
     }
 
-    pub async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), lapin::Error> {
+    pub async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), OpenError> {
         self.publish = open_publish(&self.connection, config).await?;
         Ok(())
     }
 }
 
-async fn open_publish(
-    connection: &Connection,
-    config: &AmqpConfig,
-) -> Result<Channel, lapin::Error> {
+async fn open_publish(connection: &Connection, config: &AmqpConfig) -> Result<Channel, OpenError> {
     let channel = connection.create_channel().await?;
     topology::declare(&channel, config).await?;
     channel

@@ -1,7 +1,9 @@
 //! The link to the broker, kept up by a task of its own so that the event
-//! loop never waits for RabbitMQ. It connects (with backoff and jitter),
-//! declares the topology, consumes jobs, and carries out what the core
-//! decided: publishes (with confirms), acknowledgements and requeues.
+//! loop never waits for RabbitMQ. It connects (with backoff and jitter, to
+//! the configured nodes in turn: a failed connect or a lost connection
+//! moves on to the next), declares the topology, consumes jobs, and carries
+//! out what the core decided: publishes (with confirms), acknowledgements
+//! and requeues.
 //! Nothing here decides anything about a job.
 //!
 //! Each connection has a generation number, told to the loop with
@@ -21,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
 
+use super::address::{BrokerAddress, Rotation};
 use super::channel::{publish, Open};
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
@@ -51,6 +54,15 @@ pub enum Command {
     Requeue { job: JobId },
 }
 
+/// What the link runs on: the broker nodes, checked at start, and the rest
+/// of `[amqp]`.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// Never empty ([`super::addresses`]).
+    pub brokers: Vec<BrokerAddress>,
+    pub config: AmqpConfig,
+}
+
 /// The event loop's handle on the link task.
 pub struct Link {
     commands: mpsc::UnboundedSender<Command>,
@@ -61,7 +73,7 @@ pub struct Link {
 
 impl Link {
     /// Starts the link task; it connects in the background.
-    pub fn spawn(config: &AmqpConfig, name: String, metrics: Metrics) -> Link {
+    pub fn spawn(settings: &LinkSettings, name: String, metrics: Metrics) -> Link {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         // Unbounded but never long: the broker sends at most `prefetch`
         // unacknowledged jobs.
@@ -69,7 +81,8 @@ impl Link {
         let (events_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             Task {
-                config: Arc::new(config.clone()),
+                config: Arc::new(settings.config.clone()),
+                brokers: Rotation::new(settings.brokers.clone()),
                 name,
                 commands: commands_rx,
                 deliveries: deliveries_tx,
@@ -108,6 +121,7 @@ impl Link {
 
 struct Task {
     config: Arc<AmqpConfig>,
+    brokers: Rotation,
     name: String,
     commands: mpsc::UnboundedReceiver<Command>,
     deliveries: mpsc::UnboundedSender<Delivery>,
@@ -128,7 +142,11 @@ impl Task {
         let mut generation = 0;
         loop {
             let (config, name) = (Arc::clone(&self.config), self.name.clone());
-            let Some(opened) = self.while_down(Open::connect(&config, &name)).await else {
+            let broker = self.brokers.next().clone();
+            let Some(opened) = self
+                .while_down(Open::connect(&config, &broker, &name))
+                .await
+            else {
                 return;
             };
             let mut open = match opened {
@@ -137,7 +155,7 @@ impl Task {
                     self.metrics.amqp.failed();
                     self.metrics.update_ready();
                     let pause = backoff.next();
-                    tracing::warn!(error = %e, retry_in = ?pause, "AMQP connection failed");
+                    tracing::warn!(%broker, error = %e, retry_in = ?pause, "AMQP connection failed");
                     if self.while_down(sleep(pause)).await.is_none() {
                         return;
                     }
@@ -148,7 +166,7 @@ impl Task {
             self.metrics.amqp.up();
             self.metrics.update_ready();
             backoff.reset();
-            tracing::info!(queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
+            tracing::info!(%broker, queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
             let _ = self.events.send(LinkEvent::Up { generation });
             let ended = self.serve(&mut open, generation).await;
             let _ = self.events.send(LinkEvent::Lost { generation });
@@ -163,7 +181,7 @@ impl Task {
                 Ended::Closed => return,
                 Ended::Lost(reason) => {
                     let pause = backoff.next();
-                    tracing::warn!(%reason, retry_in = ?pause, "AMQP connection lost; reconnecting");
+                    tracing::warn!(%broker, %reason, retry_in = ?pause, "AMQP connection lost; reconnecting");
                     if self.while_down(sleep(pause)).await.is_none() {
                         return;
                     }

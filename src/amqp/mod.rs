@@ -6,11 +6,13 @@
 //! the broker, so that the loop never does, and carries out the core's
 //! publishes and acknowledgements.
 
+mod address;
 mod channel;
 mod link;
 pub mod tls;
 mod topology;
 
+pub use address::{addresses, BrokerAddress, DEFAULT_URL};
 pub use channel::ERROR_HEADER;
-pub use link::{Command, Link, LinkEvent};
+pub use link::{Command, Link, LinkEvent, LinkSettings};
 pub use tls::connect;

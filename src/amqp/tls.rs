@@ -1,7 +1,8 @@
 //! AMQP over TLS: what Herald trusts and what it presents when `amqp.url`
-//! is `amqps://`. lapin does the TLS (rustls on ring, trusting the system's
-//! roots); this adds a private CA (`amqp.tls_ca_file`) and a client
-//! certificate (`amqp.tls_cert_file`, `amqp.tls_key_file`).
+//! (or `amqp.urls`) is `amqps://`. lapin does the TLS (rustls on ring,
+//! trusting the system's roots); this adds a private CA
+//! (`amqp.tls_ca_file`) and a client certificate (`amqp.tls_cert_file`,
+//! `amqp.tls_key_file`).
 //!
 //! The files are checked once at start (a clear error rather than a failed
 //! handshake later) and read again at each connect, so that renewed
@@ -12,16 +13,18 @@ use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
+use super::BrokerAddress;
 use crate::config::AmqpConfig;
 
-/// Connects to `config.url`, over TLS with the configured CA and client
+/// Connects to `broker`, over TLS with the configured CA and client
 /// certificate when it is `amqps://`.
 pub async fn connect(
     config: &AmqpConfig,
+    broker: &BrokerAddress,
     properties: ConnectionProperties,
 ) -> Result<Connection, lapin::Error> {
     DefaultConnectionBuilder::new()?
-        .with_uri_str(config.url.expose().to_string())
+        .with_uri_str(broker.url().expose().to_string())
         .with_properties(properties)
         .with_tls_config(settings(config)?)
         .connect()
@@ -35,15 +38,17 @@ pub fn is_amqps(url: &str) -> bool {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("amqps://"))
 }
 
-/// Checks the TLS options: they need an `amqps://` URL, the certificate
-/// and its key go together, and every file holds what it should.
-pub fn check(config: &AmqpConfig) -> Result<(), String> {
+/// Checks the TLS options: they need `amqps://` URLs (`brokers`, which
+/// share one scheme), the certificate and its key go together, and every
+/// file holds what it should.
+pub fn check(config: &AmqpConfig, brokers: &[BrokerAddress]) -> Result<(), String> {
     let any = config.tls_ca_file.is_some()
         || config.tls_cert_file.is_some()
         || config.tls_key_file.is_some();
-    if any && !is_amqps(config.url.expose()) {
+    if any && !brokers.iter().all(BrokerAddress::is_tls) {
         return Err(
-            "amqp.tls_ca_file, tls_cert_file and tls_key_file apply to TLS only: amqp.url must be amqps://"
+            "amqp.tls_ca_file, tls_cert_file and tls_key_file apply to TLS only: \
+             amqp.url (or amqp.urls) must be amqps://"
                 .into(),
         );
     }
@@ -91,6 +96,7 @@ fn settings(config: &AmqpConfig) -> std::io::Result<OwnedTLSConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::addresses;
     use crate::config::Secret;
 
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
@@ -98,7 +104,7 @@ mod tests {
 
     fn amqps() -> AmqpConfig {
         AmqpConfig {
-            url: Secret::new("amqps://herald:pw@broker.example:5671/%2f"),
+            url: Some(Secret::new("amqps://herald:pw@broker.example:5671/%2f")),
             ..AmqpConfig::default()
         }
     }
@@ -120,17 +126,17 @@ mod tests {
 
         let mut config = amqps();
         config.tls_ca_file = Some(cert.clone());
-        check(&config).unwrap();
-        config.url = Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f");
-        let err = check(&config).unwrap_err();
-        assert!(err.contains("amqp.url must be amqps://"), "{err}");
+        check(&config, &addresses(&config).unwrap()).unwrap();
+        config.url = Some(Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"));
+        let err = check(&config, &addresses(&config).unwrap()).unwrap_err();
+        assert!(err.contains("must be amqps://"), "{err}");
 
         let mut config = amqps();
         config.tls_cert_file = Some(cert.clone());
-        let err = check(&config).unwrap_err();
+        let err = check(&config, &addresses(&config).unwrap()).unwrap_err();
         assert!(err.contains("go together"), "{err}");
         config.tls_key_file = Some(key);
-        check(&config).unwrap();
+        check(&config, &addresses(&config).unwrap()).unwrap();
     }
 
     #[test]
@@ -141,13 +147,13 @@ mod tests {
 
         let mut config = amqps();
         config.tls_ca_file = Some(dir.path().join("missing.pem"));
-        let err = check(&config).unwrap_err();
+        let err = check(&config, &addresses(&config).unwrap()).unwrap_err();
         assert!(
             err.starts_with("amqp.tls_ca_file ") && err.contains("missing.pem"),
             "{err}"
         );
         config.tls_ca_file = Some(empty.clone());
-        let err = check(&config).unwrap_err();
+        let err = check(&config, &addresses(&config).unwrap()).unwrap_err();
         assert!(err.contains("no PEM certificate"), "{err}");
 
         let mut config = amqps();
@@ -155,7 +161,7 @@ mod tests {
         std::fs::write(&cert, CERT).unwrap();
         config.tls_cert_file = Some(cert);
         config.tls_key_file = Some(empty);
-        let err = check(&config).unwrap_err();
+        let err = check(&config, &addresses(&config).unwrap()).unwrap_err();
         assert!(err.contains("no unencrypted PEM private key"), "{err}");
     }
 }

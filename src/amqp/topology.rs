@@ -1,20 +1,43 @@
 //! Queues and exchange Herald relies on, declared (idempotently) at connect.
 
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, ExchangeKind};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ErrorKind, ExchangeKind};
 
-use crate::config::AmqpConfig;
+use crate::config::{AmqpConfig, QueueType};
 
-pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), lapin::Error> {
+/// Why a connection could not be opened with its topology declared.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The queue exists with another type: RabbitMQ never changes it, so
+    /// retrying cannot help until an operator moves the queue.
+    #[error(
+        "queue {queue:?} exists with another type than amqp.queue_type = \"{wanted}\", and \
+         RabbitMQ cannot change the type of an existing queue: set amqp.queue_type to the \
+         queue's type, or drain the queue, delete it and let Herald declare it again (see \
+         \"Quorum queues\" in docs/operations.md); the broker said: {said}",
+        wanted = .wanted.as_str()
+    )]
+    QueueTypeDiffers {
+        queue: String,
+        wanted: QueueType,
+        said: String,
+    },
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+}
+
+pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenError> {
     for queue in [&config.jobs_queue, &config.dead_letter_queue] {
         channel
             .queue_declare(
                 queue.as_str().into(),
                 QueueDeclareOptions::durable(),
-                FieldTable::default(),
+                queue_arguments(config.queue_type),
             )
-            .await?;
+            .await
+            .map_err(|e| explain(e, queue, config.queue_type))?;
     }
     channel
         .exchange_declare(
@@ -28,4 +51,35 @@ pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), lapin
         )
         .await?;
     Ok(())
+}
+
+/// Classic queues are declared without `x-queue-type`, as Herald always
+/// declared them, so that queues of earlier versions stay equivalent.
+fn queue_arguments(queue_type: QueueType) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    if queue_type == QueueType::Quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(queue_type.as_str().into()),
+        );
+    }
+    arguments
+}
+
+/// A refused declaration that names `x-queue-type` said that the queue has
+/// another type (RabbitMQ: `PRECONDITION_FAILED - inequivalent arg
+/// 'x-queue-type'`).
+fn explain(error: lapin::Error, queue: &str, wanted: QueueType) -> OpenError {
+    if let ErrorKind::ProtocolError(refusal) = error.kind() {
+        let said = refusal.get_message().as_str();
+        let precondition = AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED);
+        if *refusal.kind() == precondition && said.contains("x-queue-type") {
+            return OpenError::QueueTypeDiffers {
+                queue: queue.to_string(),
+                wanted,
+                said: said.to_string(),
+            };
+        }
+    }
+    OpenError::Amqp(error)
 }

@@ -26,7 +26,8 @@ pub enum ConfigError {
 /// Keys whose environment variables are taken exactly as written. figment
 /// reads other values like TOML, which would turn a secret `0012345678` into
 /// the number 12345678 (refused, and its leading zeros lost), `true` into a
-/// boolean and `"x"` into `x`.
+/// boolean and `"x"` into `x`. (`amqp.urls` is a list, read like TOML: its
+/// URLs are quoted strings there.)
 const VERBATIM_KEYS: [&str; 2] = ["xmpp.secret", "amqp.url"];
 
 /// A secret that never shows up in logs or `Debug` output.
@@ -121,7 +122,15 @@ pub struct XmppConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
-    pub url: Secret,
+    /// The broker: one RabbitMQ node. When neither this nor `urls` is set:
+    /// [`crate::amqp::DEFAULT_URL`].
+    pub url: Option<Secret>,
+    /// The nodes of one RabbitMQ cluster, tried in turn: on a failed
+    /// connect or a lost connection Herald goes on to the next. Instead of
+    /// `url`, not beside it.
+    pub urls: Vec<Secret>,
+    /// The type of the queues Herald declares.
+    pub queue_type: QueueType,
     pub jobs_queue: String,
     pub dead_letter_queue: String,
     pub events_exchange: String,
@@ -138,6 +147,28 @@ pub struct AmqpConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM file of the client certificate's unencrypted private key.
     pub tls_key_file: Option<PathBuf>,
+}
+
+/// The RabbitMQ queue type of the jobs and dead-letter queues. RabbitMQ
+/// cannot change the type of an existing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// A queue on one node (RabbitMQ's default).
+    Classic,
+    /// A queue replicated across a cluster's nodes (Raft): it survives the
+    /// loss of a minority of them.
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of the `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -220,7 +251,9 @@ impl Default for XmppConfig {
 impl Default for AmqpConfig {
     fn default() -> Self {
         Self {
-            url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: None,
+            urls: Vec::new(),
+            queue_type: QueueType::Classic,
             jobs_queue: "broadcast.jobs".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
             events_exchange: "broadcast.events".into(),

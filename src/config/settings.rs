@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use xmpp_parsers::jid::BareJid;
 
-use super::{AmqpConfig, Config, ConfigError, Secret};
+use super::{Config, ConfigError, Secret};
+use crate::amqp::LinkSettings;
 use crate::broadcast::JobLimits;
 use crate::xmpp::{Endpoint, LinkTls};
 
@@ -32,7 +33,7 @@ pub struct Settings {
     pub outbound_high_water: usize,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
     pub http: Option<SocketAddr>,
-    pub amqp: AmqpConfig,
+    pub amqp: LinkSettings,
     pub store: PathBuf,
 }
 
@@ -116,7 +117,8 @@ impl Config {
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch must be at least 1".into());
         }
-        crate::amqp::tls::check(&self.amqp).map_err(ConfigError::Invalid)?;
+        let brokers = crate::amqp::addresses(&self.amqp).map_err(ConfigError::Invalid)?;
+        crate::amqp::tls::check(&self.amqp, &brokers).map_err(ConfigError::Invalid)?;
         let tls = LinkTls::from_config(xmpp, server.as_str()).map_err(ConfigError::Invalid)?;
         if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
             return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
@@ -150,7 +152,10 @@ impl Config {
             max_backoff: Duration::from_secs(xmpp.max_backoff_secs),
             outbound_high_water: xmpp.outbound_high_water,
             http,
-            amqp: self.amqp.clone(),
+            amqp: LinkSettings {
+                brokers,
+                config: self.amqp.clone(),
+            },
             store: self.store.path.clone(),
         })
     }

@@ -99,9 +99,9 @@ fn tls_options_are_checked_at_start() {
     assert_eq!(
         err,
         "invalid configuration: amqp.tls_ca_file, tls_cert_file and tls_key_file apply to \
-         TLS only: amqp.url must be amqps://"
+         TLS only: amqp.url (or amqp.urls) must be amqps://"
     );
-    config.amqp.url = Secret::new("amqps://guest:guest@localhost:5671/%2f");
+    config.amqp.url = Some(Secret::new("amqps://guest:guest@localhost:5671/%2f"));
     config.validate().unwrap();
     config.amqp.tls_ca_file = Some(dir.path().join("absent.pem"));
     let err = config.validate().unwrap_err().to_string();
@@ -147,4 +147,34 @@ fn user_domains_default_to_the_server_and_refuse_herald_own_domain() {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("xmpp.user_domains"), "{bad}: {error}");
     }
+}
+
+#[test]
+fn one_broker_url_or_the_nodes_of_a_cluster_and_their_queue_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    let load = |amqp: &str| {
+        std::fs::write(&path, format!("[xmpp]\nsecret = \"s\"\n[amqp]\n{amqp}")).unwrap();
+        Config::load(Some(&path))
+    };
+    let cluster = "urls = [\"amqp://h:pw@a:5672/%2f\", \"amqp://h:pw@b:5673/%2f\"]\n";
+    let config = load(&format!("{cluster}queue_type = \"quorum\"\n")).unwrap();
+    assert_eq!(config.amqp.queue_type, QueueType::Quorum);
+    let brokers = config.settings().unwrap().amqp.brokers;
+    let shown: Vec<String> = brokers.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["a:5672", "b:5673"]);
+
+    let config = load("url = \"amqp://h:pw@c:5672/%2f\"\n").unwrap();
+    assert_eq!(config.amqp.queue_type, QueueType::Classic);
+    assert_eq!(
+        config.settings().unwrap().amqp.brokers[0].to_string(),
+        "c:5672"
+    );
+
+    let err = load(&format!("{cluster}url = \"amqp://c\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("amqp.url (one broker) or amqp.urls"), "{err}");
+    let err = load("queue_type = \"mirrored\"\n").unwrap_err().to_string();
+    assert!(err.contains("mirrored") && err.contains("quorum"), "{err}");
 }

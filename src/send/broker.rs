@@ -10,7 +10,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 
 use super::SendError;
 use crate::broadcast::REPORT_KEY;
-use crate::config::AmqpConfig;
+use crate::config::{AmqpConfig, ConfigError};
 
 /// One connection and one channel in confirm mode.
 pub(super) struct Link {
@@ -23,11 +23,30 @@ fn amqp_error(what: &'static str) -> impl FnOnce(lapin::Error) -> SendError {
 }
 
 impl Link {
+    /// Connects to the first of the configured brokers that answers.
     pub(super) async fn open(config: &AmqpConfig) -> Result<Link, SendError> {
+        let brokers = crate::amqp::addresses(config).map_err(ConfigError::Invalid)?;
+        let Some((last, others)) = brokers.split_last() else {
+            return Err(ConfigError::Invalid("no broker to connect to".into()).into());
+        };
+        let connect =
+            |broker| crate::amqp::connect(config, broker, ConnectionProperties::default());
+        for broker in others {
+            match connect(broker).await {
+                Ok(connection) => return Link::on(connection).await,
+                Err(e) => {
+                    eprintln!("cannot connect to the broker at {broker} ({e}); trying the next")
+                }
+            }
+        }
         // The URL is not in the message: it may hold a password.
-        let connection = crate::amqp::connect(config, ConnectionProperties::default())
-            .await
-            .map_err(amqp_error("cannot connect to the broker (amqp.url)"))?;
+        let connection = connect(last).await.map_err(amqp_error(
+            "cannot connect to the broker (amqp.url or amqp.urls)",
+        ))?;
+        Link::on(connection).await
+    }
+
+    async fn on(connection: Connection) -> Result<Link, SendError> {
         let channel = connection
             .create_channel()
             .await

@@ -39,6 +39,7 @@
 //! * [`rabbitmq::PrivateBroker`] starts a private RabbitMQ node (its own
 //!   node name, ports and data dir) for tests that stop, restart or
 //!   reconfigure the broker; the shared broker is never touched.
+//!   [`rabbitmq::PrivateCluster`] joins several such nodes into one cluster.
 //! * [`certs::TestPki`] makes a throw-away CA, server and client
 //!   certificates with the `openssl` command line, for the TLS tests.
 //! * [`stack::Stack`] is an XMPP server plus Herald, for tests that act as

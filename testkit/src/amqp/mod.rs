@@ -254,6 +254,21 @@ impl Amqp {
         queue
     }
 
+    /// Like [`Amqp::bind_durable_queue`], a quorum queue: on a cluster it
+    /// keeps what it caught when a node dies.
+    pub async fn bind_quorum_queue(&self, exchange: &str, routing_key_pattern: &str) -> String {
+        let queue = unique_name("herald-test-quorum-tap");
+        declare_topic_exchange(&self.channel, exchange).await;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        let (options, key) = (QueueDeclareOptions::durable(), routing_key_pattern);
+        declare_and_bind(&self.channel, &queue, options, arguments, exchange, key).await;
+        queue
+    }
+
     /// Takes every message from `queue` until none has come for `quiet`.
     pub async fn drain(&self, queue: &str, quiet: Duration) -> Vec<AmqpMessage> {
         let mut messages = Vec::new();

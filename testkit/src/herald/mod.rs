@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use herald::config::Secret;
+
 use crate::amqp::amqp_url;
 use crate::server::XmppServer;
 
@@ -53,6 +55,26 @@ impl Herald {
         env: &[(&str, &str)],
     ) -> Herald {
         let mut herald = Self::launch_at(target, names, dir, env);
+        herald.wait_ready();
+        herald
+    }
+
+    /// Like [`Herald::start_with_env`], on the brokers `urls` (`amqp.urls`:
+    /// the nodes of a cluster, tried in turn) rather than the shared one.
+    pub fn start_on_brokers(
+        server: &impl XmppServer,
+        names: &Names,
+        dir: &Path,
+        urls: &[String],
+        env: &[(&str, &str)],
+    ) -> Herald {
+        let mut config = test_config(&XmppTarget::of(server), names, dir);
+        config.amqp.url = None;
+        config.amqp.urls = urls.iter().map(Secret::new).collect();
+        let path = dir.join("herald.toml");
+        config::write(&config, &path).unwrap_or_else(|e| panic!("{e}"));
+        let mut herald = Herald::new(None, path, env);
+        herald.spawn();
         herald.wait_ready();
         herald
     }
@@ -181,6 +203,23 @@ impl Herald {
                     self.log_text()
                 );
             }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the metric `series` reads `value`; panics otherwise.
+    pub fn wait_metric(&mut self, series: &str, value: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = crate::http::value(&self.metrics(), series);
+            if now == value {
+                return;
+            }
+            assert!(self.is_running(), "herald exited:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "{series} stayed {now}, expected {value}, within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -16,6 +16,8 @@
 //!   takes the whole group, so no Erlang node outlives the test.
 //! * [`PrivateBroker::start_again`] boots the same node on the same data
 //!   directory: durable queues and persistent messages survive.
+//! * [`PrivateCluster`] boots several such nodes with one Erlang cookie and
+//!   joins them into one RabbitMQ cluster.
 //!
 //! A cold boot takes about 5–10 s on a busy two-core machine (RabbitMQ
 //! 3.10); a graceful stop about 2.5 s.
@@ -38,6 +40,10 @@ use crate::erlang::ensure_epmd;
 use crate::server::{
     random_hex, set_log_aside, tail, temp_root, Readiness, ServerProcess, StartError,
 };
+
+mod cluster;
+
+pub use cluster::PrivateCluster;
 
 /// How long to wait for the node to boot and listen.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -74,22 +80,27 @@ impl PrivateBroker {
     /// connections. Panics with the node's log if it does not come up.
     /// Blocking (short sleeps): fine to call from async tests.
     pub fn start() -> PrivateBroker {
-        Self::boot(None)
+        Self::boot(None, None)
     }
 
     /// Like [`PrivateBroker::start`], with an AMQPS listener too, serving
     /// `tls.cert` (and asking for a client certificate if `tls` says so).
     pub fn start_with_tls(tls: TlsFiles) -> PrivateBroker {
-        Self::boot(Some(tls))
+        Self::boot(Some(tls), None)
     }
 
-    fn boot(tls: Option<TlsFiles>) -> PrivateBroker {
+    /// Boots a node; with `cookie`, that Erlang cookie rather than a fresh
+    /// one (nodes of one cluster share theirs).
+    fn boot(tls: Option<TlsFiles>, cookie: Option<&str>) -> PrivateBroker {
         let dir = tempfile::Builder::new()
             .prefix("herald-rabbitmq-")
             .tempdir_in(temp_root())
             .expect("create temp dir for RabbitMQ");
         let root = dir.path().to_path_buf();
         fs::write(root.join("enabled_plugins"), "[].\n").expect("write enabled_plugins");
+        if let Some(cookie) = cookie {
+            write_cookie(&root, cookie);
+        }
         let mut broker = PrivateBroker {
             dir: Some(dir),
             root,
@@ -126,7 +137,13 @@ impl PrivateBroker {
 
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f` (guest may log in over loopback).
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        format!("amqp://guest:guest@{}/%2f", self.address())
+    }
+
+    /// `127.0.0.1:PORT`, the AMQP listener (as Herald logs the broker it
+    /// connected to).
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// `amqps://guest:guest@localhost:PORT/%2f`: the host name is the one
@@ -344,6 +361,16 @@ impl Drop for PrivateBroker {
         self.process
             .drop_server(&log, &mut self.dir, "HERALD_TEST_KEEP_RABBITMQ");
     }
+}
+
+/// The Erlang cookie of the node whose `HOME` is `home` (and of the
+/// `rabbitmqctl` calls that run with that `HOME`); Erlang refuses a cookie
+/// file others can read.
+fn write_cookie(home: &std::path::Path, cookie: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = home.join(".erlang.cookie");
+    fs::write(&path, cookie).expect("write .erlang.cookie");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).expect("chmod .erlang.cookie");
 }
 
 /// Three distinct free loopback ports (AMQP, AMQPS, Erlang distribution),
