@@ -15,7 +15,7 @@ use xmpp_parsers::message::Message;
 
 use crate::core::{Earlier, Ledger, StrangerTest};
 use crate::presence::{PresenceBook, PresenceChange};
-use crate::xmpp::wire::{MessageTemplate, Outgoing};
+use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// An event for the events exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,7 @@ impl<'a> Context<'a> {
     /// Sends one message of a broadcast: `template` to `to`. Its bytes are
     /// made from the template when written, and the message's text is held
     /// once for all its recipients.
-    pub fn send_broadcast(&mut self, template: &Arc<MessageTemplate>, to: BareJid) {
+    pub fn send_broadcast(&mut self, template: &Arc<MessageTemplate>, to: Addressee) {
         self.effects.stanzas.push(Outgoing::Message {
             template: Arc::clone(template),
             to,

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::BareJid;
 
 use super::job::{Job, Recipient};
+use super::marks;
 use crate::presence::{PresenceBook, Reachability};
-use crate::xmpp::wire::{MessageTemplate, Unserializable};
+use crate::xmpp::wire::{Addressee, MessageTemplate, Unserializable};
 
 /// The `job.report` event: every recipient is in exactly one count.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +75,7 @@ impl Report {
 
 /// The users to send a job's message to, and its report.
 pub struct Fanout {
-    pub deliver_to: Vec<BareJid>,
+    pub deliver_to: Vec<Addressee>,
     pub report: Report,
     /// `(m, progress)`: once the first `m` messages are read by the server,
     /// the job has reached `progress`.
@@ -113,7 +114,7 @@ pub fn fan_out_from(
     let mut checkpoints = Vec::new();
     let every = checkpoint_every.max(1);
     for (index, recipient) in job.recipients.iter().enumerate().skip(from.next) {
-        fan_out_one(job, book, recipient, &mut report, &mut deliver_to);
+        fan_out_one(job, book, (index, recipient), &mut report, &mut deliver_to);
         let done = index + 1;
         // No checkpoint at the end: the job's completion records that.
         if (done - from.next).is_multiple_of(every) && done < job.recipients.len() {
@@ -149,12 +150,13 @@ pub fn strangers(
         .collect()
 }
 
+/// `position`: the recipient's place in the job, which numbers its message.
 fn fan_out_one(
     job: &Job,
     book: &PresenceBook,
-    recipient: &Recipient,
+    (position, recipient): (usize, &Recipient),
     report: &mut Report,
-    deliver_to: &mut Vec<BareJid>,
+    deliver_to: &mut Vec<Addressee>,
 ) {
     let user = match recipient {
         Recipient::User(user) => user,
@@ -166,7 +168,11 @@ fn fan_out_one(
     match book.reachability(user, job.policy) {
         Reachability::Deliver => {
             report.sent += 1;
-            deliver_to.push(user.clone());
+            deliver_to.push(Addressee {
+                jid: user.clone(),
+                // Job validation caps recipients far below u32::MAX.
+                position: position as u32,
+            });
         }
         Reachability::Unavailable => report.skipped.unavailable += 1,
         Reachability::Offline => report.skipped.offline += 1,
@@ -176,7 +182,8 @@ fn fan_out_one(
 /// What every message of `job` shares, taking its texts; refused for a
 /// text XML forbids (which job validation already refuses).
 pub fn template(job: Job) -> Result<MessageTemplate, Unserializable> {
-    MessageTemplate::new(job.from, job.kind.into(), job.subject, job.body)
+    let marks = marks::marks(&job.id);
+    MessageTemplate::new(job.from, job.kind.into(), job.subject, job.body, marks)
 }
 
 #[cfg(test)]
@@ -230,6 +237,8 @@ mod tests {
     fn available_policy_reaches_only_available_users() {
         let fanout = fan_out(&job("available"), &book());
         assert_eq!(recipients(&fanout), ["avail@localhost", "chatty@localhost"]);
+        let positions: Vec<u32> = fanout.deliver_to.iter().map(|a| a.position).collect();
+        assert_eq!(positions, [0, 1], "their places among the job's recipients");
         assert_eq!(
             fanout.report,
             Report {
@@ -328,6 +337,18 @@ mod tests {
         );
         assert!(rest.report.is_complete());
         assert!(rest.checkpoints.is_empty());
+    }
+
+    #[test]
+    fn a_resumed_attempt_numbers_its_messages_as_the_first_did() {
+        let job = job("online");
+        let whole = fan_out_from(&job, &book(), Progress::default(), 2, false);
+        let (messages_before, progress) = whole.checkpoints[0];
+        let rest = fan_out_from(&job, &book(), progress, 2, true);
+        assert!(!rest.deliver_to.is_empty());
+        // The same positions, so the same message ids, for clients to
+        // recognise the copies.
+        assert_eq!(rest.deliver_to, whole.deliver_to[messages_before..]);
     }
 
     #[test]

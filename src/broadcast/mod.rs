@@ -3,6 +3,7 @@
 
 pub mod fanout;
 pub mod job;
+pub mod marks;
 
 use std::sync::Arc;
 

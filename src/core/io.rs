@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_xmpp::Stanza;
-use xmpp_parsers::jid::BareJid;
 
 use crate::store::Change;
-use crate::xmpp::wire::{MessageTemplate, Outgoing};
+use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// A job's place with the broker: the connection it came on (numbered from
 /// 1) and its delivery tag on that connection.
@@ -125,7 +124,7 @@ pub enum Output {
     /// Write one message of a broadcast to the current stream.
     Message {
         template: Arc<MessageTemplate>,
-        to: BareJid,
+        to: Addressee,
     },
     Publish(Publish),
     /// Acknowledge the job (with `multiple`: and every earlier delivery of

@@ -2,7 +2,7 @@
 //! never panics; a refused job says why; an accepted job's report accounts
 //! for every recipient and its messages, written by Herald's stream encoder,
 //! are well-formed XML that carries the body, subject, sender and recipient
-//! unchanged. Shared by the property tests, the corpus test and the fuzz
+//! unchanged, each with an id of its own, repeated in its origin-id. Shared by the property tests, the corpus test and the fuzz
 //! target; a violated property panics.
 
 use std::sync::Arc;
@@ -108,7 +108,18 @@ fn check_accepted(job: &Job) {
     });
     assert_eq!(parsed.len(), users.len());
     let from = job.from.to_string();
+    let mut ids = std::collections::HashSet::new();
     for (message, user) in parsed.iter().zip(&users) {
+        let id = message.attr("id").expect("every message has an id");
+        assert!(ids.insert(id.to_string()), "id {id:?} given twice");
+        let origin_id = message
+            .child("origin-id")
+            .filter(|o| o.is("origin-id", "urn:xmpp:sid:0"));
+        assert_eq!(
+            origin_id.and_then(|o| o.attr("id")),
+            Some(id),
+            "{message:?}"
+        );
         assert!(
             message.is("message", xmpp_parsers::ns::COMPONENT),
             "{message:?}"

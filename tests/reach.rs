@@ -1,0 +1,80 @@
+//! What an alerting application learns from a broadcast beyond the count
+//! of messages sent, end to end on both servers with real c2s users: each
+//! message's id (the same when the job is sent again, for clients to drop
+//! the copy).
+
+use std::time::Duration;
+
+use herald_testkit::c2s::{ReceivedMessage, XmppUser};
+use herald_testkit::cut_proxy::Direction;
+use herald_testkit::delivery::{own_report, reports_of};
+use herald_testkit::events::await_presence;
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// How long users' messages are collected once a job is reported.
+const COLLECT: Duration = Duration::from_secs(3);
+const SID_NS: &str = "urn:xmpp:sid:0";
+
+herald_testkit::on_both_servers!(a_job_sent_again_gives_each_recipient_the_same_message_id,);
+
+/// The message's id, which its origin-id must repeat.
+fn message_id(message: &ReceivedMessage) -> String {
+    let id = message.id.clone().expect("the message has an id");
+    let origin_id = message
+        .stanza
+        .get_child("origin-id", SID_NS)
+        .and_then(|origin| origin.attr("id"));
+    assert_eq!(origin_id, Some(id.as_str()), "{:?}", message.stanza);
+    id
+}
+
+async fn a_job_sent_again_gives_each_recipient_the_same_message_id<S: XmppServer>() {
+    // No keepalive pings: the only IQ the server sends once the cut is
+    // armed is its answer to the job's ping.
+    let quiet = [
+        ("HERALD_XMPP__KEEPALIVE_SECS", "600"),
+        ("HERALD_XMPP__READ_TIMEOUT_SECS", "1200"),
+    ];
+    let (mut stack, proxy) = Stack::<S>::start_behind_proxy(&["alice", "bob"], &quiet).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
+    await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
+
+    // The server reads the job's messages, but its answer to the ping
+    // behind them is cut: Herald cannot know, and sends the job again on
+    // its next stream.
+    proxy.arm(Direction::ServerToHerald, "<iq", 1);
+    let to = ["alice@localhost", "bob@localhost"];
+    stack
+        .publish(json!({"id": "twice", "to": to, "body": "evacuate"}))
+        .await;
+    proxy.wait_cuts(1, WAIT).await;
+    let report = own_report(&reports_of(&mut stack.reports, "twice").await);
+    assert_eq!(report["sent"], 2, "{report}");
+    assert_eq!(report["possible_duplicates"], 2, "{report}");
+
+    for (user, position) in [(&mut alice, 0), (&mut bob, 1)] {
+        let copies = user.collect_messages(COLLECT).await;
+        assert_eq!(copies.len(), 2, "{}: {copies:?}", user.jid());
+        let ids: Vec<String> = copies.iter().map(message_id).collect();
+        assert_eq!(ids[0], ids[1], "{}: a copy is recognisable", user.jid());
+        assert!(ids[0].ends_with(&format!(".{position}")), "{ids:?}");
+    }
+    assert_ne!(
+        alice.messages()[0].id,
+        bob.messages()[0].id,
+        "each recipient's message has its own id"
+    );
+
+    // Another job, other ids.
+    stack
+        .publish(json!({"id": "next", "to": ["alice@localhost"], "body": "all clear"}))
+        .await;
+    let next = alice.next_received(WAIT).await.expect("the next job");
+    assert_ne!(message_id(&next), message_id(&alice.messages()[0]));
+    assert_eq!(stack.herald.stop(), Some(0));
+}
