@@ -1,10 +1,11 @@
 //! What an alerting application learns from a broadcast beyond the count
 //! of messages sent, end to end on both servers with real c2s users: each
 //! message's id (the same when the job is sent again, for clients to drop
-//! the copy).
+//! the copy) and its thread, which ties a reply to its job.
 
 use std::time::Duration;
 
+use herald_testkit::amqp::EventTap;
 use herald_testkit::c2s::{ReceivedMessage, XmppUser};
 use herald_testkit::cut_proxy::Direction;
 use herald_testkit::delivery::{own_report, reports_of};
@@ -18,7 +19,10 @@ const WAIT: Duration = Duration::from_secs(20);
 const COLLECT: Duration = Duration::from_secs(3);
 const SID_NS: &str = "urn:xmpp:sid:0";
 
-herald_testkit::on_both_servers!(a_job_sent_again_gives_each_recipient_the_same_message_id,);
+herald_testkit::on_both_servers!(
+    a_job_sent_again_gives_each_recipient_the_same_message_id,
+    a_reply_in_a_broadcasts_thread_names_its_job,
+);
 
 /// The message's id, which its origin-id must repeat.
 fn message_id(message: &ReceivedMessage) -> String {
@@ -76,5 +80,43 @@ async fn a_job_sent_again_gives_each_recipient_the_same_message_id<S: XmppServer
         .await;
     let next = alice.next_received(WAIT).await.expect("the next job");
     assert_ne!(message_id(&next), message_id(&alice.messages()[0]));
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn a_reply_in_a_broadcasts_thread_names_its_job<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice"]).await;
+    let mut replies = EventTap::bind(&stack.names.events, "message.received").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    stack
+        .publish(json!({"id": "roll-call 7", "to": ["alice@localhost"], "body": "are you safe?", "from": "alerts"}))
+        .await;
+    let message = alice.next_received(WAIT).await.expect("the broadcast");
+    message_id(&message);
+    let thread = message
+        .stanza
+        .get_child("thread", "jabber:client")
+        .map(|thread| thread.text())
+        .expect("the message has a thread");
+
+    // She answers in the thread, as clients do; then outside it.
+    for (thread, job) in [(Some(thread.as_str()), Some("roll-call 7")), (None, None)] {
+        let thread = thread
+            .map(|t| format!("<thread>{t}</thread>"))
+            .unwrap_or_default();
+        alice
+            .send_xml(&format!(
+                "<message xmlns='jabber:client' type='chat' to='alerts@broadcast.localhost'>\
+                 <body>safe</body>{thread}</message>"
+            ))
+            .await;
+        let event = replies
+            .next_with_key("message.received", WAIT)
+            .await
+            .expect("message.received event");
+        assert_eq!(event["from"], "alice@localhost/desk", "{event}");
+        assert_eq!(event["body"], "safe", "{event}");
+        assert_eq!(event["job"].as_str(), job, "{event}");
+    }
     assert_eq!(stack.herald.stop(), Some(0));
 }

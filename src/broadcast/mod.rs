@@ -48,6 +48,10 @@ struct MessageReceived<'a> {
     from: String,
     to: String,
     body: &'a str,
+    /// The id of the job whose message this answers, when it carries the
+    /// thread Herald gave that job's messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 impl Handler for Broadcast {
@@ -75,6 +79,10 @@ impl Handler for Broadcast {
             from: from.to_string(),
             to: to.to_string(),
             body,
+            job: message
+                .thread
+                .as_ref()
+                .and_then(|thread| marks::job_of_thread(&thread.id)),
         };
         ctx.publish(Event::json(MESSAGE_KEY, &event));
     }

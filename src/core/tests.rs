@@ -288,3 +288,42 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
         "out of time: the broker redelivers the rest"
     );
 }
+
+#[test]
+fn a_reply_in_a_jobs_thread_becomes_an_event_naming_the_job() {
+    use xmpp_parsers::message::{Lang, Message, MessageType};
+    let mut h = Harness::ready();
+    h.deliver(1, JOB);
+    let thread = h
+        .drain()
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Message { template, to } => template.to_message(&to).thread,
+            _ => None,
+        })
+        .expect("the job's message has a thread");
+    let received = Destination::Events {
+        routing_key: crate::broadcast::MESSAGE_KEY.into(),
+    };
+    for (thread, job) in [(Some(thread), Some("j1")), (None, None)] {
+        let mut reply = Message::new(Some(Jid::new("herald@broadcast.localhost").unwrap()));
+        reply.from = Some(Jid::new("alice@localhost/phone").unwrap());
+        reply.type_ = MessageType::Chat;
+        reply.bodies.insert(Lang::default(), "on my way".into());
+        reply.thread = thread;
+        h.input(Input::Stanza(reply.into()));
+        let event = h
+            .drain()
+            .into_iter()
+            .find_map(|output| match output {
+                Output::Publish(publish) if publish.destination == received => {
+                    Some(publish.payload)
+                }
+                _ => None,
+            })
+            .expect("a message.received event");
+        let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
+        assert_eq!(event["job"].as_str(), job, "{event}");
+        assert_eq!(event["body"], "on my way");
+    }
+}

@@ -20,7 +20,7 @@ use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
 use rxml::NcNameStr;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Id, Lang, Message, MessageType};
+use xmpp_parsers::message::{Id, Lang, Message, MessageType, Thread};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_id::OriginId;
 use xso::AsXml;
@@ -67,6 +67,8 @@ pub struct Marks {
     /// same whenever the same job is sent again, so that a client or the
     /// server can drop the second copy.
     pub id_prefix: String,
+    /// The XEP-0201 thread of every message, which replies carry back.
+    pub thread: String,
 }
 
 /// What every message of one broadcast shares, escaped once: the bytes
@@ -98,7 +100,8 @@ impl MessageTemplate {
         let texts = from.as_str().len()
             + subject.as_ref().map_or(0, String::len)
             + body.len()
-            + 2 * marks.id_prefix.len();
+            + 2 * marks.id_prefix.len()
+            + marks.thread.len();
         let mut bytes = Vec::with_capacity(texts + texts / 8 + 160);
         bytes.extend_from_slice(b"<message");
         attribute(&mut bytes, "from", from.as_str())?;
@@ -115,6 +118,7 @@ impl MessageTemplate {
         escape(&mut bytes, &marks.id_prefix)?;
         let origin_at = bytes.len();
         bytes.extend_from_slice(b"'/>");
+        element(&mut bytes, "thread", &marks.thread)?;
         texts_and_end(&mut bytes, subject.as_deref(), [body.as_str()])?;
         Ok(MessageTemplate {
             bytes,
@@ -141,6 +145,10 @@ impl MessageTemplate {
             message.subjects.insert(Lang::default(), subject.clone());
         }
         message.payloads.push(Element::from(OriginId { id }));
+        message.thread = Some(Thread {
+            parent: None,
+            id: self.marks.thread.clone(),
+        });
         message
     }
 

@@ -2,13 +2,15 @@
 //! never panics; a refused job says why; an accepted job's report accounts
 //! for every recipient and its messages, written by Herald's stream encoder,
 //! are well-formed XML that carries the body, subject, sender and recipient
-//! unchanged, each with an id of its own, repeated in its origin-id. Shared by the property tests, the corpus test and the fuzz
+//! unchanged, each with an id of its own, repeated in its origin-id, and a
+//! thread that reads back as the job's id. Shared by the property tests, the corpus test and the fuzz
 //! target; a violated property panics.
 
 use std::sync::Arc;
 
 use herald::broadcast::fanout::template;
 use herald::broadcast::job::{MessageKind, Recipient};
+use herald::broadcast::marks::job_of_thread;
 use herald::broadcast::{fan_out, Job, JobError, JobLimits};
 use herald::presence::{PresenceBook, ResourcePresence, Show};
 use herald::xmpp::wire::Outgoing;
@@ -126,6 +128,13 @@ fn check_accepted(job: &Job) {
         );
         assert_eq!(message.attr("to"), Some(user.to_string().as_str()));
         assert_eq!(message.attr("from"), Some(from.as_str()));
+        let thread = message.child("thread").map(|t| t.text.as_str());
+        assert_eq!(
+            thread.and_then(job_of_thread).as_deref(),
+            Some(job.id.as_str()),
+            "thread of job {:?}",
+            job.id
+        );
         let type_ = message.attr("type");
         match job.kind {
             MessageKind::Chat => assert_eq!(type_, Some("chat")),

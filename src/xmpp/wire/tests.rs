@@ -104,6 +104,7 @@ fn other_stanzas_are_encoded_without_the_stream_namespace() {
 fn marks() -> Marks {
     Marks {
         id_prefix: "Kq3-_x.".into(),
+        thread: "herald.<&>".into(),
     }
 }
 
