@@ -91,9 +91,10 @@ fn refused_field(error: &JobError) -> &'static str {
 /// Corpus jobs that pass the schema and that Herald refuses, with the field
 /// of Herald's refusal (sorted by name): each is a case the schema's
 /// description lists.
-const BEYOND_THE_SCHEMA: [(&str, &str); 6] = [
+const BEYOND_THE_SCHEMA: [(&str, &str); 7] = [
     ("reject-body-over-limit.json", "body"),
     ("reject-duplicate-field.json", "json"),
+    ("reject-expires-at-no-such-day.json", "expires_at"),
     ("reject-multibyte-body-over-limit.json", "body"),
     ("reject-subject-over-limit.json", "subject"),
     ("reject-thousands-with-one-unparseable.json", "recipient"),
@@ -233,6 +234,11 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "to": [], "type": "normal", "policy": "online"}),
         json!({"id": "j", "body": "b", "type": "headline", "from": "alerts"}),
         json!({"id": "j", "body": "<&>\u{FFFD}\u{10FFFF}"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00Z"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06t12:00:00.250z"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00-05:30"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06 12:00:00+00:00"}),
+        json!({"id": "j", "body": "b", "expires_at": null}),
     ];
     let refused = [
         json!({"id": "j"}),
@@ -258,6 +264,11 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "subject": "\u{1b}[31m"}),
         json!({"id": "j", "body": "\u{FFFE}"}),
         json!({"id": "j", "body": "b", "to": ["a\u{0}@localhost"]}),
+        json!({"id": "j", "body": "b", "expires_at": "tomorrow"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00Z"}),
+        json!({"id": "j", "body": "b", "expires_at": 1796558400}),
         json!(["j", [], "b"]),
     ];
     for job in &accepted {
@@ -286,7 +297,7 @@ fn what_the_schema_cannot_express_is_listed_and_refused_by_herald() {
         .map(|i| format!("u{i}@localhost"))
         .collect();
     // (listed as, payload the schema passes, field of Herald's refusal)
-    let cases: [(&str, String, &str); 7] = [
+    let cases: [(&str, String, &str); 8] = [
         (
             "(1)",
             json!({"id": "j", "body": "b", "to": ["a b@example.com"]}).to_string(),
@@ -317,6 +328,11 @@ fn what_the_schema_cannot_express_is_listed_and_refused_by_herald() {
             "(5)",
             r#"{"id": "j", "body": "\ud800"}"#.to_string(),
             "json",
+        ),
+        (
+            "(6)",
+            json!({"id": "j", "body": "b", "expires_at": "2026-12-06T24:00:00Z"}).to_string(),
+            "expires_at",
         ),
     ];
     for (listed, payload, field) in &cases {
@@ -357,6 +373,7 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
             offline: 1,
             unavailable: 1,
             invalid: 1,
+            expired: 0,
         },
         ..Report::default()
     };
@@ -366,7 +383,19 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
         possible_duplicates: 1,
         ..report.clone()
     };
-    for report in [&report, &duplicate] {
+    let expired = Report {
+        sent: 0,
+        expired: true,
+        skipped: Skipped {
+            offline: 0,
+            unavailable: 0,
+            invalid: 1,
+            expired: 3,
+        },
+        ..report.clone()
+    };
+    assert!(expired.is_complete());
+    for report in [&report, &duplicate, &expired] {
         let published = serde_json::to_value(report).unwrap();
         contract.event("report", &published).unwrap();
         let mut extra = published.clone();

@@ -1,7 +1,8 @@
 //! What an alerting application learns from a broadcast beyond the count
 //! of messages sent, end to end on both servers with real c2s users: each
 //! message's id (the same when the job is sent again, for clients to drop
-//! the copy) and its thread, which ties a reply to its job.
+//! the copy) and its thread, which ties a reply to its job; a job's
+//! deadline, after which it sends nothing and its report says why.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use herald_testkit::amqp::EventTap;
 use herald_testkit::c2s::{ReceivedMessage, XmppUser};
 use herald_testkit::cut_proxy::Direction;
 use herald_testkit::delivery::{own_report, reports_of};
-use herald_testkit::events::await_presence;
+use herald_testkit::events::{await_presence, next_report};
 use herald_testkit::server::XmppServer;
 use herald_testkit::stack::Stack;
 use serde_json::json;
@@ -17,11 +18,14 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(20);
 /// How long users' messages are collected once a job is reported.
 const COLLECT: Duration = Duration::from_secs(3);
+/// How long to watch for a message that must not arrive.
+const QUIET: Duration = Duration::from_millis(1500);
 const SID_NS: &str = "urn:xmpp:sid:0";
 
 herald_testkit::on_both_servers!(
     a_job_sent_again_gives_each_recipient_the_same_message_id,
     a_reply_in_a_broadcasts_thread_names_its_job,
+    a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_everyone,
 );
 
 /// The message's id, which its origin-id must repeat.
@@ -118,5 +122,47 @@ async fn a_reply_in_a_broadcasts_thread_names_its_job<S: XmppServer>() {
         assert_eq!(event["body"], "safe", "{event}");
         assert_eq!(event["job"].as_str(), job, "{event}");
     }
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_everyone<
+    S: XmppServer,
+>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let to = ["alice@localhost", "bob@localhost", "carol@localhost/desk"];
+
+    // An offer that waited out its deadline (in a queue during an outage, say).
+    stack
+        .publish(json!({"id": "stale", "to": to, "body": "20% off until noon", "expires_at": "2020-01-01T12:00:00Z"}))
+        .await;
+    let report = next_report(&mut stack.reports, "stale").await;
+    assert_eq!(report["expired"], true, "{report}");
+    assert_eq!(report["recipients"], 3, "{report}");
+    assert_eq!(report["sent"], 0, "{report}");
+    let skipped = &report["skipped"];
+    assert_eq!(skipped["expired"], 2, "{report}");
+    assert_eq!(skipped["invalid"], 1, "{report}");
+    let counted: u64 = ["offline", "unavailable", "invalid", "expired"]
+        .iter()
+        .map(|outcome| skipped[outcome].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 3, "every recipient in one count: {report}");
+    alice.expect_no_message(QUIET).await;
+    assert_eq!(
+        stack.metric(r#"herald_recipients_total{outcome="expired"}"#),
+        2.0
+    );
+
+    // Before its deadline, a job goes out as any other.
+    stack
+        .publish(json!({"id": "fresh", "to": to, "body": "20% off until noon", "expires_at": "2999-01-01T12:00:00+01:00"}))
+        .await;
+    let report = next_report(&mut stack.reports, "fresh").await;
+    assert!(report.get("expired").is_none(), "{report}");
+    assert_eq!(report["sent"], 1, "{report}");
+    let message = alice.next_received(WAIT).await.expect("the fresh offer");
+    assert_eq!(message.body, "20% off until noon");
     assert_eq!(stack.herald.stop(), Some(0));
 }

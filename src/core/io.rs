@@ -3,7 +3,7 @@
 //! carries out every [`Output`]; the core never does either itself.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_xmpp::Stanza;
 
@@ -28,6 +28,10 @@ pub struct Delivery {
     pub redelivered: bool,
     /// How long ago it was published (from its AMQP timestamp), if known.
     pub age: Option<Duration>,
+    /// The wall-clock time when the shell took it from the broker: the
+    /// core's only reading of the calendar (its own time is monotonic),
+    /// for deadlines producers write as dates (a job's `expires_at`).
+    pub received_at: SystemTime,
 }
 
 /// A stanza that did not parse; IQ requests among them still get an answer.

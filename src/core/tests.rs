@@ -2,7 +2,7 @@
 //! or store: what the simulation (`tests/simulation`) checks at random,
 //! spelled out once in order.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -95,13 +95,24 @@ impl Harness {
     }
 
     fn deliver(&mut self, tag: u64, payload: &str) {
+        self.deliver_at(tag, payload, wall_clock());
+    }
+
+    /// Delivers a job that the shell took when the wall clock read `at`.
+    fn deliver_at(&mut self, tag: u64, payload: &str, at: SystemTime) {
         self.input(Input::Delivery(Delivery {
             id: JobId { generation: 1, tag },
             payload: payload.as_bytes().to_vec(),
             redelivered: false,
             age: None,
+            received_at: at,
         }));
     }
+}
+
+/// The wall clock the tests' jobs are taken at: 2026-12-06T12:00:00Z.
+fn wall_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_796_558_400)
 }
 
 fn ids_of_pings(outputs: &[Output]) -> Vec<String> {
@@ -326,4 +337,81 @@ fn a_reply_in_a_jobs_thread_becomes_an_event_naming_the_job() {
         assert_eq!(event["job"].as_str(), job, "{event}");
         assert_eq!(event["body"], "on my way");
     }
+}
+
+/// Answers every ping and commits every batch until the core is quiet,
+/// then gives the reports it published, by job id.
+fn settle(h: &mut Harness) -> std::collections::HashMap<String, serde_json::Value> {
+    let mut reports = std::collections::HashMap::new();
+    loop {
+        let outputs = h.drain();
+        if outputs.is_empty() {
+            return reports;
+        }
+        for id in ids_of_pings(&outputs) {
+            h.answer(&id);
+        }
+        for output in outputs {
+            match output {
+                Output::Commit(batch) => h.input(Input::Committed { batch: batch.id }),
+                Output::Publish(publish) => {
+                    let report: serde_json::Value =
+                        serde_json::from_slice(&publish.payload).unwrap();
+                    if let Some(id) = report["id"].as_str() {
+                        reports.insert(id.to_string(), report.clone());
+                    }
+                    if let Some(id) = publish.id {
+                        h.input(Input::Published { id });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn a_job_taken_after_its_deadline_sends_nothing_and_is_reported_expired() {
+    let mut h = Harness::ready();
+    // The jobs are taken at 12:00:00 (wall_clock()); bob is a stranger,
+    // probed first, so his job is fanned out only later.
+    let job = |id: &str, to: &str, expires_at: &str| {
+        serde_json::json!({"id": id, "to": [to, "x@localhost/r"], "body": "hi", "expires_at": expires_at})
+            .to_string()
+    };
+    h.deliver(
+        1,
+        &job("in-time", "alice@localhost", "2026-12-06T12:00:01Z"),
+    );
+    let in_time = h.drain();
+    assert_eq!(message_recipients(&in_time), ["alice@localhost"]);
+    h.deliver(
+        2,
+        &job("late", "alice@localhost", "2026-12-06T13:00:00+01:00"),
+    );
+    h.deliver(3, &job("held", "bob@localhost", "2026-12-06T12:00:02Z"));
+    let late = h.drain();
+    assert!(message_recipients(&late).is_empty(), "{late:?}");
+    // bob's probe is read only once the deadline has passed.
+    h.tick(Duration::from_secs(3));
+    for ping in ids_of_pings(&in_time).iter().chain(&ids_of_pings(&late)) {
+        h.answer(ping);
+    }
+    let mut reports = settle(&mut h);
+    h.tick(Duration::from_secs(1));
+    reports.extend(settle(&mut h));
+    assert!(message_recipients(&h.drain()).is_empty());
+
+    assert_eq!(reports["in-time"]["sent"], 1, "{reports:?}");
+    assert!(reports["in-time"].get("expired").is_none());
+    for late in ["late", "held"] {
+        let report = &reports[late];
+        assert_eq!(report["expired"], true, "{report}");
+        assert_eq!(report["sent"], 0, "{report}");
+        assert_eq!(report["skipped"]["expired"], 1, "{report}");
+        assert_eq!(report["skipped"]["invalid"], 1, "{report}");
+        assert_eq!(report["recipients"], 2, "{report}");
+    }
+    let expired = &h.core.metrics.recipients.expired;
+    assert_eq!(expired.get(), 2);
 }

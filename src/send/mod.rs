@@ -71,6 +71,10 @@ pub struct SendArgs {
     /// The job's id, copied into its report [default: a new unique id]
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
+    /// A deadline (RFC 3339, e.g. 2030-01-01T12:00:00Z): taken after it,
+    /// the job sends nothing and is reported expired [default: none]
+    #[arg(long, value_name = "DATE-TIME")]
+    pub expires_at: Option<String>,
     /// Exit once the broker has confirmed the job, without waiting for the report
     #[arg(long)]
     pub no_wait: bool,
@@ -208,6 +212,7 @@ impl SendArgs {
             kind: self.kind.unwrap_or_default(),
             from: self.from.clone(),
             policy: self.policy.unwrap_or_default(),
+            expires_at: self.expires_at.clone(),
         })
     }
 }
@@ -249,8 +254,13 @@ fn new_id() -> String {
 
 fn summary(report: &Report) -> String {
     let skipped = &report.skipped;
+    let expired = if report.expired {
+        format!(", {} expired (taken after its expires_at)", skipped.expired)
+    } else {
+        String::new()
+    };
     format!(
-        "job {}: sent {} of {} recipients; skipped: {} offline, {} unavailable, {} invalid",
+        "job {}: sent {} of {} recipients; skipped: {} offline, {} unavailable, {} invalid{expired}",
         report.id,
         report.sent,
         report.recipients,

@@ -2,7 +2,11 @@
 //! ([`RawJob`]), parsed and validated into a [`Job`] that can only produce
 //! well-formed stanzas. Pure code: no I/O.
 
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::config::{BroadcastConfig, ConfigError};
@@ -72,6 +76,9 @@ pub struct RawJob {
     pub from: Option<String>,
     #[serde(default)]
     pub policy: Policy,
+    /// RFC 3339: a job taken after this sends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// A recipient as the producer wrote it, and whether Herald can address it.
@@ -94,6 +101,8 @@ pub struct Job {
     pub kind: MessageKind,
     pub from: BareJid,
     pub policy: Policy,
+    /// Taken after this, the job is reported expired and sends nothing.
+    pub expires_at: Option<SystemTime>,
 }
 
 /// What validation needs to know about the deployment.
@@ -185,6 +194,7 @@ impl RawJob {
             }
             check_xml_text("subject", subject)?;
         }
+        let expires_at = self.expires_at.as_deref().map(deadline).transpose()?;
         if self.to.len() > limits.max_recipients {
             return Err(field_error(
                 "to",
@@ -215,8 +225,20 @@ impl RawJob {
             kind: self.kind,
             from,
             policy: self.policy,
+            expires_at,
         })
     }
+}
+
+/// An `expires_at` as the wall-clock time it names.
+fn deadline(text: &str) -> Result<SystemTime, JobError> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        field_error(
+            "expires_at",
+            format!("{:?} is not an RFC 3339 date-time: {e}", truncated(text)),
+        )
+    })?;
+    Ok(at.into())
 }
 
 fn sender_jid(local: &str, domain: &BareJid) -> Result<BareJid, JobError> {
