@@ -191,11 +191,21 @@ fn array(entries: Vec<String>) -> String {
 
 // ---- whole jobs ----
 
-const FIELDS: [&str; 7] = ["id", "to", "body", "subject", "type", "from", "policy"];
+const FIELDS: [&str; 9] = [
+    "id",
+    "to",
+    "body",
+    "subject",
+    "type",
+    "from",
+    "policy",
+    "expires_at",
+    "storage",
+];
 
 /// A value Herald should accept for each field of [`FIELDS`], or `None`
 /// for an optional field left out.
-fn plausible_fields() -> impl Strategy<Value = [Option<String>; 7]> {
+fn plausible_fields() -> impl Strategy<Value = [Option<String>; 9]> {
     let id = clean_string().prop_filter("not blank", |s| not_blank(s));
     let to = prop_oneof![
         6 => prop::collection::vec(good_recipient(), 0..20).prop_map(array),
@@ -217,11 +227,48 @@ fn plausible_fields() -> impl Strategy<Value = [Option<String>; 7]> {
     let policy = prop::option::of(
         prop::sample::select(vec!["\"available\"", "\"online\""]).prop_map(String::from),
     );
-    (id, to, body, subject, kind, from, policy).prop_map(
-        |(id, to, body, subject, kind, from, policy)| {
-            [Some(id), Some(to), Some(body), subject, kind, from, policy]
-        },
+    let expires_at = prop::option::of(
+        prop::sample::select(vec![
+            "\"2020-01-01T00:00:00Z\"",
+            "\"2999-12-31T23:59:59.999+14:00\"",
+            "\"2026-12-06 12:00:00-05:30\"",
+            "null",
+        ])
+        .prop_map(String::from),
+    );
+    let storage = prop::option::of(
+        prop::sample::select(vec![
+            "\"default\"",
+            "\"no-permanent-store\"",
+            "\"no-store\"",
+        ])
+        .prop_map(String::from),
+    );
+    (
+        id,
+        to,
+        body,
+        subject,
+        kind,
+        from,
+        policy,
+        (expires_at, storage),
     )
+        .prop_map(
+            |(id, to, body, subject, kind, from, policy, (expires_at, storage))| {
+                [
+                    Some(id),
+                    Some(to),
+                    Some(body),
+                    subject,
+                    kind,
+                    from,
+                    policy,
+                    expires_at,
+                    storage,
+                ]
+            },
+        )
 }
 
 fn not_blank(json_string: &str) -> bool {
@@ -273,12 +320,30 @@ fn hostile_field(index: usize) -> BoxedStrategy<Option<String>> {
         ]
         .boxed(),
         "policy" => prop_oneof![Just("\"sometimes\"".to_string()), odd_value(),].boxed(),
+        "expires_at" => prop_oneof![
+            prop::sample::select(vec![
+                "\"tomorrow\"",
+                "\"2026-02-30T00:00:00Z\"",
+                "\"2026-12-06T12:00:00\"",
+                "\"2026-12-06T24:00:00Z\"",
+            ])
+            .prop_map(String::from),
+            hostile_string(),
+            odd_value(),
+        ]
+        .boxed(),
+        "storage" => prop_oneof![
+            prop::sample::select(vec!["\"no_store\"", "\"No-Store\"", "null"])
+                .prop_map(String::from),
+            odd_value(),
+        ]
+        .boxed(),
         _ => prop_oneof![hostile_string(), odd_value()].boxed(),
     };
     prop::option::weighted(0.9, value).boxed()
 }
 
-fn object(fields: [Option<String>; 7], extra: Option<&str>) -> String {
+fn object(fields: [Option<String>; 9], extra: Option<&str>) -> String {
     let members: Vec<String> = FIELDS
         .iter()
         .zip(fields)
@@ -314,8 +379,9 @@ fn job_object() -> impl Strategy<Value = String> {
         hostile_field(4),
         hostile_field(5),
         hostile_field(6),
+        (hostile_field(7), hostile_field(8)),
     )
-        .prop_map(|(a, b, c, d, e, f, g)| [a, b, c, d, e, f, g]);
+        .prop_map(|(a, b, c, d, e, f, g, (h, i))| [a, b, c, d, e, f, g, h, i]);
     let fields = prop_oneof![2 => plausible_fields(), 3 => one_twist, 1 => chaotic];
     (fields, extra).prop_map(|(fields, extra)| object(fields, extra))
 }

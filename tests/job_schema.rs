@@ -239,6 +239,9 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00-05:30"}),
         json!({"id": "j", "body": "b", "expires_at": "2026-12-06 12:00:00+00:00"}),
         json!({"id": "j", "body": "b", "expires_at": null}),
+        json!({"id": "j", "body": "b", "storage": "no-store"}),
+        json!({"id": "j", "body": "b", "storage": "no-permanent-store"}),
+        json!({"id": "j", "body": "b", "storage": "default"}),
     ];
     let refused = [
         json!({"id": "j"}),
@@ -269,6 +272,9 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00"}),
         json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00Z"}),
         json!({"id": "j", "body": "b", "expires_at": 1796558400}),
+        json!({"id": "j", "body": "b", "storage": null}),
+        json!({"id": "j", "body": "b", "storage": "no_store"}),
+        json!({"id": "j", "body": "b", "storage": true}),
         json!(["j", [], "b"]),
     ];
     for job in &accepted {

@@ -2,7 +2,8 @@
 //! of messages sent, end to end on both servers with real c2s users: each
 //! message's id (the same when the job is sent again, for clients to drop
 //! the copy) and its thread, which ties a reply to its job; a job's
-//! deadline, after which it sends nothing and its report says why.
+//! deadline, after which it sends nothing and its report says why; and its
+//! request that servers not keep its messages.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ herald_testkit::on_both_servers!(
     a_job_sent_again_gives_each_recipient_the_same_message_id,
     a_reply_in_a_broadcasts_thread_names_its_job,
     a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_everyone,
+    messages_of_a_job_asking_not_to_be_stored_carry_the_hints,
 );
 
 /// The message's id, which its origin-id must repeat.
@@ -164,5 +166,30 @@ async fn a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_ever
     assert_eq!(report["sent"], 1, "{report}");
     let message = alice.next_received(WAIT).await.expect("the fresh offer");
     assert_eq!(message.body, "20% off until noon");
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn messages_of_a_job_asking_not_to_be_stored_carry_the_hints<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    for (storage, expected) in [
+        ("no-store", vec!["no-store", "no-permanent-store"]),
+        ("no-permanent-store", vec!["no-permanent-store"]),
+        ("default", vec![]),
+    ] {
+        stack
+            .publish(json!({"id": storage, "to": ["alice@localhost"], "body": storage, "storage": storage}))
+            .await;
+        let message = alice.next_received(WAIT).await.expect("the offer");
+        assert_eq!(message.body, storage);
+        let hints: Vec<&str> = message
+            .stanza
+            .children()
+            .filter(|child| child.ns() == "urn:xmpp:hints")
+            .map(|child| child.name())
+            .collect();
+        assert_eq!(hints, expected, "{:?}", message.stanza);
+    }
     assert_eq!(stack.herald.stop(), Some(0));
 }

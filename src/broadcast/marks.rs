@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use super::job::Storage;
 use crate::xmpp::wire::Marks;
 
 /// Bytes of the job id's SHA-256 in a message id: 120 bits, so that two
@@ -23,11 +24,24 @@ const THREAD_PREFIX: &str = "herald.";
 /// The longest job id (see job validation), in bytes of UTF-8.
 const MAX_JOB_ID_BYTES: usize = 4 * 256;
 
-/// The marks of every message of the job with this `id`.
-pub fn marks(job_id: &str) -> Marks {
+/// The marks of every message of the job with this `id`, which asks
+/// servers to keep its messages as `storage` says.
+pub fn marks(job_id: &str, storage: Storage) -> Marks {
     Marks {
         id_prefix: id_prefix(job_id),
         thread: thread(job_id),
+        hints: hints(storage),
+    }
+}
+
+/// The XEP-0334 hints that ask for `storage`.
+fn hints(storage: Storage) -> &'static [&'static str] {
+    match storage {
+        Storage::Default => &[],
+        Storage::NoPermanentStore => &["no-permanent-store"],
+        // no-store implies the other, but an archive may look for that
+        // one alone.
+        Storage::NoStore => &["no-store", "no-permanent-store"],
     }
 }
 
@@ -69,9 +83,12 @@ mod tests {
 
     #[test]
     fn a_job_id_always_gives_the_same_prefix_and_another_id_another() {
-        let first = marks("incident-4711");
-        assert_eq!(first, marks("incident-4711"));
-        assert_ne!(first.id_prefix, marks("incident-4712").id_prefix);
+        let first = marks("incident-4711", Storage::Default);
+        assert_eq!(first, marks("incident-4711", Storage::Default));
+        assert_ne!(
+            first.id_prefix,
+            marks("incident-4712", Storage::Default).id_prefix
+        );
         // Fixed here, so that a change of the scheme (which would make a
         // retry across an upgrade look new to clients) is a decision:
         // base64url of the first 15 bytes of SHA-256("incident-4711").
@@ -79,18 +96,34 @@ mod tests {
     }
 
     #[test]
+    fn storage_asks_with_the_hints_servers_look_for() {
+        assert!(marks("j", Storage::Default).hints.is_empty());
+        assert_eq!(
+            marks("j", Storage::NoPermanentStore).hints,
+            ["no-permanent-store"]
+        );
+        assert_eq!(
+            marks("j", Storage::NoStore).hints,
+            ["no-store", "no-permanent-store"]
+        );
+    }
+
+    #[test]
     fn a_thread_reads_back_as_its_jobs_id() {
         for id in ["incident-4711", "  spaced  ", "é<&>'\"✓", &"x".repeat(256)] {
-            let thread = marks(id).thread;
+            let thread = marks(id, Storage::Default).thread;
             assert!(thread.starts_with("herald."), "{thread}");
             assert_eq!(job_of_thread(&thread).as_deref(), Some(id));
         }
-        assert_eq!(marks("incident-4711").thread, "herald.aW5jaWRlbnQtNDcxMQ");
+        assert_eq!(
+            marks("incident-4711", Storage::Default).thread,
+            "herald.aW5jaWRlbnQtNDcxMQ"
+        );
     }
 
     #[test]
     fn a_thread_herald_did_not_give_names_no_job() {
-        let longest = marks(&"\u{10ffff}".repeat(256)).thread;
+        let longest = marks(&"\u{10ffff}".repeat(256), Storage::Default).thread;
         assert!(job_of_thread(&longest).is_some());
         for thread in [
             "",

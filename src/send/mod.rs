@@ -28,7 +28,7 @@ use serde::Deserialize;
 use tokio::time::error::Elapsed;
 use tokio::time::{timeout_at, Instant};
 
-use crate::broadcast::job::{MessageKind, RawJob};
+use crate::broadcast::job::{MessageKind, RawJob, Storage};
 use crate::broadcast::{Job, JobError, Report};
 use crate::config::{Config, ConfigError};
 use crate::presence::Policy;
@@ -75,6 +75,11 @@ pub struct SendArgs {
     /// the job sends nothing and is reported expired [default: none]
     #[arg(long, value_name = "DATE-TIME")]
     pub expires_at: Option<String>,
+    /// What servers may keep of the messages: default, no-permanent-store
+    /// (not archived) or no-store (neither archived nor stored offline)
+    /// [default: default]
+    #[arg(long, value_name = "STORAGE", value_parser = contract_value::<Storage>)]
+    pub storage: Option<Storage>,
     /// Exit once the broker has confirmed the job, without waiting for the report
     #[arg(long)]
     pub no_wait: bool,
@@ -213,6 +218,7 @@ impl SendArgs {
             from: self.from.clone(),
             policy: self.policy.unwrap_or_default(),
             expires_at: self.expires_at.clone(),
+            storage: self.storage.unwrap_or_default(),
         })
     }
 }

@@ -26,6 +26,8 @@ use xmpp_parsers::stanza_id::OriginId;
 use xso::AsXml;
 
 const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+/// XEP-0334's namespace (message processing hints).
+const HINTS_NS: &str = "urn:xmpp:hints";
 
 /// A stanza that cannot be written as XML (a character XML forbids, say);
 /// it is dropped and counted rather than breaking the stream.
@@ -69,6 +71,8 @@ pub struct Marks {
     pub id_prefix: String,
     /// The XEP-0201 thread of every message, which replies carry back.
     pub thread: String,
+    /// XEP-0334 hints (element names) every message carries.
+    pub hints: &'static [&'static str],
 }
 
 /// What every message of one broadcast shares, escaped once: the bytes
@@ -119,6 +123,13 @@ impl MessageTemplate {
         let origin_at = bytes.len();
         bytes.extend_from_slice(b"'/>");
         element(&mut bytes, "thread", &marks.thread)?;
+        for hint in marks.hints {
+            bytes.push(b'<');
+            bytes.extend_from_slice(hint.as_bytes());
+            bytes.extend_from_slice(b" xmlns='");
+            bytes.extend_from_slice(HINTS_NS.as_bytes());
+            bytes.extend_from_slice(b"'/>");
+        }
         texts_and_end(&mut bytes, subject.as_deref(), [body.as_str()])?;
         Ok(MessageTemplate {
             bytes,
@@ -145,6 +156,11 @@ impl MessageTemplate {
             message.subjects.insert(Lang::default(), subject.clone());
         }
         message.payloads.push(Element::from(OriginId { id }));
+        for hint in self.marks.hints {
+            message
+                .payloads
+                .push(Element::builder(*hint, HINTS_NS).build());
+        }
         message.thread = Some(Thread {
             parent: None,
             id: self.marks.thread.clone(),

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use herald::broadcast::fanout::template;
-use herald::broadcast::job::{MessageKind, Recipient};
+use herald::broadcast::job::{MessageKind, Recipient, Storage};
 use herald::broadcast::marks::job_of_thread;
 use herald::broadcast::{fan_out, Job, JobError, JobLimits};
 use herald::presence::{PresenceBook, ResourcePresence, Show};
@@ -135,6 +135,18 @@ fn check_accepted(job: &Job) {
             "thread of job {:?}",
             job.id
         );
+        let hints: Vec<&str> = message
+            .children
+            .iter()
+            .filter(|child| child.ns == "urn:xmpp:hints")
+            .map(|child| child.name.as_str())
+            .collect();
+        let asked: &[&str] = match job.storage {
+            Storage::Default => &[],
+            Storage::NoPermanentStore => &["no-permanent-store"],
+            Storage::NoStore => &["no-store", "no-permanent-store"],
+        };
+        assert_eq!(hints, asked, "hints of job {:?}", job.id);
         let type_ = message.attr("type");
         match job.kind {
             MessageKind::Chat => assert_eq!(type_, Some("chat")),

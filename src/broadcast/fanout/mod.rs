@@ -213,7 +213,7 @@ fn fan_out_one(
 /// What every message of `job` shares, taking its texts; refused for a
 /// text XML forbids (which job validation already refuses).
 pub fn template(job: Job) -> Result<MessageTemplate, Unserializable> {
-    let marks = marks::marks(&job.id);
+    let marks = marks::marks(&job.id, job.storage);
     MessageTemplate::new(job.from, job.kind.into(), job.subject, job.body, marks)
 }
 

@@ -58,6 +58,25 @@ impl From<MessageKind> for xmpp_parsers::message::MessageType {
     }
 }
 
+/// What a job asks servers to keep of its messages, as XEP-0334 hints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Storage {
+    /// Whatever the server keeps by default (archive, offline storage).
+    #[default]
+    Default,
+    /// Not archived (XEP-0313); may still wait in offline storage.
+    NoPermanentStore,
+    /// Neither archived nor stored offline: worthless later.
+    NoStore,
+}
+
+impl Storage {
+    fn is_default(&self) -> bool {
+        *self == Storage::Default
+    }
+}
+
 /// A job on the wire, as a producer writes it (field names and defaults
 /// of docs/jobs.md), before validation: [`Job::parse`] reads it, and
 /// `herald send` writes it.
@@ -79,6 +98,8 @@ pub struct RawJob {
     /// RFC 3339: a job taken after this sends nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Storage::is_default")]
+    pub storage: Storage,
 }
 
 /// A recipient as the producer wrote it, and whether Herald can address it.
@@ -103,6 +124,7 @@ pub struct Job {
     pub policy: Policy,
     /// Taken after this, the job is reported expired and sends nothing.
     pub expires_at: Option<SystemTime>,
+    pub storage: Storage,
 }
 
 /// What validation needs to know about the deployment.
@@ -226,6 +248,7 @@ impl RawJob {
             from,
             policy: self.policy,
             expires_at,
+            storage: self.storage,
         })
     }
 }

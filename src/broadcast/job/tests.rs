@@ -200,3 +200,21 @@ fn expires_at_is_read_as_the_moment_it_names() {
         );
     }
 }
+
+#[test]
+fn storage_is_read_and_defaults_to_what_the_server_does() {
+    let storage = |value: serde_json::Value| {
+        parse(json!({"id": "j", "body": "b", "storage": value})).map(|job| job.storage)
+    };
+    assert_eq!(storage(json!("no-store")), Ok(Storage::NoStore));
+    assert_eq!(
+        storage(json!("no-permanent-store")),
+        Ok(Storage::NoPermanentStore)
+    );
+    assert_eq!(storage(json!("default")), Ok(Storage::Default));
+    let job = parse(json!({"id": "j", "body": "b"})).unwrap();
+    assert_eq!(job.storage, Storage::Default);
+    for bad in [json!("never"), json!(null), json!(false)] {
+        assert!(storage(bad.clone()).is_err(), "{bad}");
+    }
+}

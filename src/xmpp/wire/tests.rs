@@ -105,6 +105,7 @@ fn marks() -> Marks {
     Marks {
         id_prefix: "Kq3-_x.".into(),
         thread: "herald.<&>".into(),
+        hints: &["no-store", "no-permanent-store"],
     }
 }
 
@@ -172,6 +173,13 @@ fn a_broadcast_message_carries_its_id_twice_numbered_by_its_recipients_position(
         .find(|p| p.is("origin-id", "urn:xmpp:sid:0"))
         .expect("an origin-id");
     assert_eq!(origin_id.attr("id"), Some("Kq3-_x.42"));
+    let hints: Vec<&str> = message
+        .payloads
+        .iter()
+        .filter(|p| p.ns() == "urn:xmpp:hints")
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(hints, ["no-store", "no-permanent-store"]);
     assert_eq!(
         write_template(&template, &to(42)),
         write_template(&template, &to(42)),
