@@ -297,7 +297,8 @@ impl World {
                 publish.destination,
                 short(&String::from_utf8_lossy(&publish.payload))
             ));
-            self.ledger.on_publish_taken(&publish, &self.store)?;
+            self.ledger
+                .on_publish_taken(&publish, &self.store, self.now)?;
             if let Destination::DeadLetter { .. } = publish.destination {
                 if let Some((job, _)) = self.broker.dead.last() {
                     self.ledger.on_dead_letter(*job);
