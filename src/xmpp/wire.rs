@@ -3,15 +3,16 @@
 //! not repeat).
 //!
 //! The messages of a broadcast share everything but their recipient: a
-//! [`MessageTemplate`] holds that part once per job, escaped, so that each
-//! message is one allocation-free copy with the recipient's JID and the
-//! number that makes its id between (and the body is held once, not once
-//! per recipient). A plain message
-//! (from, to, id, type, bodies and subjects, nothing else) is written
-//! directly too. Every other stanza goes through xmpp-parsers' serializer
-//! and rxml's encoder (about 20,000 instructions for a message; see
-//! docs/performance.md), which is what a stanza with payloads needs and
-//! what the direct paths are tested against.
+//! [`MessageTemplate`] holds that part once per job, escaped (with the
+//! marks that tie a message to its job: id prefix, thread, hints), so that
+//! each message is one allocation-free copy with the recipient's JID and
+//! the number that ends its id between (and the body is held once, not
+//! once per recipient). A plain message (from, to, id, type, bodies and
+//! subjects, nothing else) is written directly too. Every other stanza
+//! goes through xmpp-parsers' serializer and rxml's encoder (about 20,000
+//! instructions for a message; see docs/performance.md), which is what a
+//! stanza with payloads needs and what the direct paths are tested
+//! against.
 
 use std::fmt;
 use std::sync::Arc;
