@@ -127,6 +127,8 @@ impl Bench {
             payload: payload.to_string().into_bytes(),
             redelivered: false,
             age: None,
+            // No job here has a deadline: any reading of the calendar does.
+            received_at: std::time::UNIX_EPOCH,
         };
         self.core.handle(Input::Delivery(delivery), self.now);
     }

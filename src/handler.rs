@@ -6,6 +6,7 @@
 //! `examples/echo.rs` for another.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio_xmpp::Stanza;
@@ -15,7 +16,7 @@ use xmpp_parsers::message::Message;
 
 use crate::core::{Earlier, Ledger, StrangerTest};
 use crate::presence::{PresenceBook, PresenceChange};
-use crate::xmpp::wire::{MessageTemplate, Outgoing};
+use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// An event for the events exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,7 @@ pub struct Context<'a> {
     presence: &'a PresenceBook,
     jobs: &'a Ledger,
     redelivered: bool,
+    wall_clock: Option<SystemTime>,
     strangers: Option<StrangerTest<'a>>,
     effects: &'a mut Effects,
 }
@@ -66,6 +68,7 @@ impl<'a> Context<'a> {
             presence,
             jobs,
             redelivered: false,
+            wall_clock: None,
             strangers: None,
             effects,
         }
@@ -75,6 +78,12 @@ impl<'a> Context<'a> {
     /// earlier process), which may have been partly done already.
     pub(crate) fn for_redelivery(mut self, redelivered: bool) -> Self {
         self.redelivered = redelivered;
+        self
+    }
+
+    /// The context of a job handled when the wall clock reads `at`.
+    pub(crate) fn at_wall_clock(mut self, at: SystemTime) -> Self {
+        self.wall_clock = Some(at);
         self
     }
 
@@ -95,6 +104,13 @@ impl<'a> Context<'a> {
         self.strangers
             .as_ref()
             .is_some_and(|test| test.is_stranger(user))
+    }
+
+    /// The wall-clock time now, while a job is handled (the shell reads it
+    /// when the job arrives, the core adds the time since): for deadlines
+    /// that producers write as dates. None for other inputs.
+    pub fn wall_clock(&self) -> Option<SystemTime> {
+        self.wall_clock
     }
 
     /// Whether the job at hand was delivered before: an earlier attempt may
@@ -150,7 +166,7 @@ impl<'a> Context<'a> {
     /// Sends one message of a broadcast: `template` to `to`. Its bytes are
     /// made from the template when written, and the message's text is held
     /// once for all its recipients.
-    pub fn send_broadcast(&mut self, template: &Arc<MessageTemplate>, to: BareJid) {
+    pub fn send_broadcast(&mut self, template: &Arc<MessageTemplate>, to: Addressee) {
         self.effects.stanzas.push(Outgoing::Message {
             template: Arc::clone(template),
             to,
@@ -170,6 +186,8 @@ pub struct Tally {
     pub offline: u64,
     pub unavailable: u64,
     pub invalid: u64,
+    /// Recipients of a job taken after its deadline.
+    pub expired: u64,
 }
 
 /// What to do with a job once the handler has seen it.

@@ -38,7 +38,9 @@ enum Command {
     /// Exit status: 0 report received (with --no-wait: job confirmed by the
     /// broker); 1 broker error or timeout; 2 invalid input (command line,
     /// file, configuration or job).
-    Send(SendArgs),
+    // Boxed: the arguments of one command run once are no reason to make
+    // every `Command` their size.
+    Send(Box<SendArgs>),
 }
 
 fn main() -> ExitCode {

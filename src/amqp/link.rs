@@ -230,6 +230,7 @@ impl Task {
                             payload: delivery.data,
                             redelivered: delivery.redelivered,
                             age,
+                            received_at: SystemTime::now(),
                         });
                     }
                     Some(Err(e)) => return Ended::Lost(e.to_string()),

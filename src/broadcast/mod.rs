@@ -3,6 +3,7 @@
 
 pub mod fanout;
 pub mod job;
+pub mod marks;
 
 use std::sync::Arc;
 
@@ -47,6 +48,10 @@ struct MessageReceived<'a> {
     from: String,
     to: String,
     body: &'a str,
+    /// The id of the job whose message this answers, when it carries the
+    /// thread Herald gave that job's messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 impl Handler for Broadcast {
@@ -74,6 +79,10 @@ impl Handler for Broadcast {
             from: from.to_string(),
             to: to.to_string(),
             body,
+            job: message
+                .thread
+                .as_ref()
+                .and_then(|thread| marks::job_of_thread(&thread.id)),
         };
         ctx.publish(Event::json(MESSAGE_KEY, &event));
     }
@@ -105,6 +114,14 @@ impl Handler for Broadcast {
             .progress(&job.id)
             .and_then(|token| serde_json::from_slice(token).ok())
             .unwrap_or_default();
+        // Taken after its deadline: whatever is left of it sends nothing,
+        // and no stranger is probed for it.
+        if let (Some(deadline), Some(now)) = (job.expires_at, ctx.wall_clock()) {
+            if now >= deadline {
+                tracing::info!(job = %job.id, "taken after its expires_at: nothing sent");
+                return done(fanout::expire_from(&job, from), from);
+            }
+        }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
         if !strangers.is_empty() {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
@@ -146,17 +163,24 @@ impl Handler for Broadcast {
             possible_duplicates = report.possible_duplicates,
             "job fanned out"
         );
-        JobOutcome::Done {
-            report: Some(Event::json(REPORT_KEY, report)),
-            // This attempt's share: earlier attempts counted the rest.
-            tally: Tally {
-                sent: (report.sent - from.sent) as u64,
-                offline: (report.skipped.offline - from.offline) as u64,
-                unavailable: (report.skipped.unavailable - from.unavailable) as u64,
-                invalid: (report.skipped.invalid - from.invalid) as u64,
-            },
-            key: Some(report.id.clone()),
-        }
+        done(fanout.report, from)
+    }
+}
+
+/// A job done with `report`, resumed at `from`: remembered under its id.
+fn done(report: Report, from: Progress) -> JobOutcome {
+    JobOutcome::Done {
+        report: Some(Event::json(REPORT_KEY, &report)),
+        // This attempt's share: earlier attempts counted the rest (and
+        // none of them expired, or this one would not be).
+        tally: Tally {
+            sent: (report.sent - from.sent) as u64,
+            offline: (report.skipped.offline - from.offline) as u64,
+            unavailable: (report.skipped.unavailable - from.unavailable) as u64,
+            invalid: (report.skipped.invalid - from.invalid) as u64,
+            expired: report.skipped.expired as u64,
+        },
+        key: Some(report.id),
     }
 }
 

@@ -17,7 +17,7 @@ impl<H: Handler> Core<H> {
     pub(super) fn on_delivery(&mut self, delivery: Delivery) {
         if matches!(self.phase, Phase::Draining { .. } | Phase::Closing { .. }) {
             let id = delivery.id;
-            self.jobs.take(delivery, self.now);
+            self.jobs.take(delivery, self.now, self.now);
             self.jobs.requeue(id, &mut self.out);
             return;
         }
@@ -25,7 +25,7 @@ impl<H: Handler> Core<H> {
             .age
             .and_then(|age| self.now.checked_sub(age))
             .unwrap_or(self.now);
-        self.jobs.take(delivery, since);
+        self.jobs.take(delivery, since, self.now);
         self.update_job_gauges();
     }
 
@@ -72,8 +72,10 @@ impl<H: Handler> Core<H> {
             return (JobOutcome::Probe { users: Vec::new() }, effects);
         };
         let settings = &self.settings;
+        let wall_clock = job.delivery.received_at + self.now.saturating_duration_since(job.taken);
         let mut ctx = Context::new(&settings.domain, &self.presence, &self.ledger, &mut effects)
-            .for_redelivery(job.delivery.redelivered);
+            .for_redelivery(job.delivery.redelivered)
+            .at_wall_clock(wall_clock);
         if probing {
             ctx = ctx.probing(StrangerTest {
                 user_domains: &settings.user_domains,
@@ -201,5 +203,6 @@ impl<H: Handler> Core<H> {
         counters.offline.inc_by(tally.offline);
         counters.unavailable.inc_by(tally.unavailable);
         counters.invalid.inc_by(tally.invalid);
+        counters.expired.inc_by(tally.expired);
     }
 }

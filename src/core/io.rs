@@ -3,13 +3,12 @@
 //! carries out every [`Output`]; the core never does either itself.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_xmpp::Stanza;
-use xmpp_parsers::jid::BareJid;
 
 use crate::store::Change;
-use crate::xmpp::wire::{MessageTemplate, Outgoing};
+use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// A job's place with the broker: the connection it came on (numbered from
 /// 1) and its delivery tag on that connection.
@@ -29,6 +28,10 @@ pub struct Delivery {
     pub redelivered: bool,
     /// How long ago it was published (from its AMQP timestamp), if known.
     pub age: Option<Duration>,
+    /// The wall-clock time when the shell took it from the broker: the
+    /// core's only reading of the calendar (its own time is monotonic),
+    /// for deadlines producers write as dates (a job's `expires_at`).
+    pub received_at: SystemTime,
 }
 
 /// A stanza that did not parse; IQ requests among them still get an answer.
@@ -125,7 +128,7 @@ pub enum Output {
     /// Write one message of a broadcast to the current stream.
     Message {
         template: Arc<MessageTemplate>,
-        to: BareJid,
+        to: Addressee,
     },
     Publish(Publish),
     /// Acknowledge the job (with `multiple`: and every earlier delivery of

@@ -64,6 +64,9 @@ pub struct Job {
     pub delivery: Delivery,
     /// When it was published (or else taken): for the job duration metric.
     pub since: Instant,
+    /// When it was taken: with its delivery's `received_at`, the wall-clock
+    /// time at any later moment.
+    pub taken: Instant,
     pub stage: Stage,
     /// The handler's key (a broadcast job's `id`), once fanned out.
     pub key: Option<String>,
@@ -109,8 +112,8 @@ impl Jobs {
         ids
     }
 
-    /// A job arrived; it waits behind those already held.
-    pub fn take(&mut self, delivery: Delivery, since: Instant) {
+    /// A job arrived at `now`; it waits behind those already held.
+    pub fn take(&mut self, delivery: Delivery, since: Instant, now: Instant) {
         let id = delivery.id;
         self.window.taken(id.tag);
         self.held.push_back(id);
@@ -119,6 +122,7 @@ impl Jobs {
             Job {
                 delivery,
                 since,
+                taken: now,
                 stage: Stage::Held(Hold::New),
                 key: None,
                 report: None,
@@ -258,6 +262,7 @@ mod tests {
             payload: Vec::new(),
             redelivered: false,
             age: None,
+            received_at: std::time::UNIX_EPOCH,
         }
     }
 
@@ -269,7 +274,7 @@ mod tests {
     fn a_new_job_is_examined_first_and_an_examined_one_runs() {
         let mut jobs = Jobs::default();
         let now = Instant::now();
-        jobs.take(delivery(1), now);
+        jobs.take(delivery(1), now, now);
         assert_eq!(jobs.first_held(now), Some((id(1), Turn::Examine)));
         jobs.set_stage(id(1), Stage::Held(Hold::Examined));
         assert_eq!(jobs.first_held(now), Some((id(1), Turn::Run)));
@@ -282,8 +287,8 @@ mod tests {
         let mut jobs = Jobs::default();
         let now = Instant::now();
         let settle = Duration::from_millis(300);
-        jobs.take(delivery(1), now);
-        jobs.take(delivery(2), now);
+        jobs.take(delivery(1), now, now);
+        jobs.take(delivery(2), now, now);
         let ticket = jobs.probing(id(1));
         assert_eq!(jobs.unexamined_behind(), vec![id(2)]);
         jobs.set_stage(id(2), Stage::Held(Hold::Examined));
@@ -303,7 +308,7 @@ mod tests {
         let mut jobs = Jobs::default();
         let now = Instant::now();
         for tag in 1..=3 {
-            jobs.take(delivery(tag), now);
+            jobs.take(delivery(tag), now, now);
         }
         let first = jobs.probing(id(1));
         let second = jobs.probing(id(2));
@@ -321,8 +326,8 @@ mod tests {
     fn a_lost_stream_makes_every_held_job_new_again_in_order() {
         let mut jobs = Jobs::default();
         let now = Instant::now();
-        jobs.take(delivery(1), now);
-        jobs.take(delivery(2), now);
+        jobs.take(delivery(1), now, now);
+        jobs.take(delivery(2), now, now);
         let ticket = jobs.probing(id(1));
         jobs.set_stage(id(2), Stage::Held(Hold::Examined));
         jobs.restart_held();
@@ -337,7 +342,7 @@ mod tests {
         let now = Instant::now();
         let mut out = VecDeque::new();
         for tag in 1..=3 {
-            jobs.take(delivery(tag), now);
+            jobs.take(delivery(tag), now, now);
         }
         jobs.drain_held();
         jobs.ack(id(3), &mut out);

@@ -2,7 +2,7 @@
 //! or store: what the simulation (`tests/simulation`) checks at random,
 //! spelled out once in order.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
@@ -100,8 +100,14 @@ impl Harness {
             payload: payload.as_bytes().to_vec(),
             redelivered: false,
             age: None,
+            received_at: wall_clock(),
         }));
     }
+}
+
+/// The wall clock the tests' jobs are taken at: 2026-12-06T12:00:00Z.
+fn wall_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_796_558_400)
 }
 
 fn ids_of_pings(outputs: &[Output]) -> Vec<String> {
@@ -288,3 +294,5 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
         "out of time: the broker redelivers the rest"
     );
 }
+
+mod reach;

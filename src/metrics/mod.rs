@@ -59,6 +59,7 @@ pub struct RecipientCounters {
     pub offline: IntCounter,
     pub unavailable: IntCounter,
     pub invalid: IntCounter,
+    pub expired: IntCounter,
 }
 
 /// Presence probes sent, by why, as counted in `herald_probes_sent_total`.
@@ -219,6 +220,7 @@ impl Metrics {
                 offline: recipients.with_label_values(&["offline"]),
                 unavailable: recipients.with_label_values(&["unavailable"]),
                 invalid: recipients.with_label_values(&["invalid"]),
+                expired: recipients.with_label_values(&["expired"]),
             },
             probes: ProbeCounters {
                 subscriber: probes.with_label_values(&["subscriber"]),

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use tokio::time::error::Elapsed;
 use tokio::time::{timeout_at, Instant};
 
-use crate::broadcast::job::{MessageKind, RawJob};
+use crate::broadcast::job::{MessageKind, RawJob, Storage};
 use crate::broadcast::{Job, JobError, Report};
 use crate::config::{Config, ConfigError};
 use crate::presence::Policy;
@@ -71,6 +71,15 @@ pub struct SendArgs {
     /// The job's id, copied into its report [default: a new unique id]
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
+    /// A deadline (RFC 3339, e.g. 2030-01-01T12:00:00Z): taken after it,
+    /// the job sends nothing and is reported expired [default: none]
+    #[arg(long, value_name = "DATE-TIME")]
+    pub expires_at: Option<String>,
+    /// What servers may keep of the messages: default, no-permanent-store
+    /// (not archived) or no-store (neither archived nor stored offline)
+    /// [default: default]
+    #[arg(long, value_name = "STORAGE", value_parser = contract_value::<Storage>)]
+    pub storage: Option<Storage>,
     /// Exit once the broker has confirmed the job, without waiting for the report
     #[arg(long)]
     pub no_wait: bool,
@@ -208,6 +217,8 @@ impl SendArgs {
             kind: self.kind.unwrap_or_default(),
             from: self.from.clone(),
             policy: self.policy.unwrap_or_default(),
+            expires_at: self.expires_at.clone(),
+            storage: self.storage.unwrap_or_default(),
         })
     }
 }
@@ -249,8 +260,13 @@ fn new_id() -> String {
 
 fn summary(report: &Report) -> String {
     let skipped = &report.skipped;
+    let expired = if report.expired {
+        format!(", {} expired (taken after its expires_at)", skipped.expired)
+    } else {
+        String::new()
+    };
     format!(
-        "job {}: sent {} of {} recipients; skipped: {} offline, {} unavailable, {} invalid",
+        "job {}: sent {} of {} recipients; skipped: {} offline, {} unavailable, {} invalid{expired}",
         report.id,
         report.sent,
         report.recipients,

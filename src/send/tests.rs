@@ -36,13 +36,18 @@ fn flags_become_the_contract_fields() {
         "alerts",
         "--id",
         "j1",
+        "--expires-at",
+        "2026-12-06T12:00:00Z",
+        "--storage",
+        "no-store",
     ])
     .unwrap();
     let json: serde_json::Value = serde_json::to_value(args.job().unwrap()).unwrap();
     assert_eq!(
         json,
         serde_json::json!({"id": "j1", "to": ["a@localhost", "b@localhost"], "body": "hi",
-            "subject": "s", "type": "headline", "from": "alerts", "policy": "online"})
+            "subject": "s", "type": "headline", "from": "alerts", "policy": "online",
+            "expires_at": "2026-12-06T12:00:00Z", "storage": "no-store"})
     );
 }
 
@@ -54,6 +59,7 @@ fn defaults_leave_out_what_the_contract_defaults() {
     assert_eq!(json["type"], "chat");
     assert_eq!(json["policy"], "available");
     assert!(json.get("subject").is_none() && json.get("from").is_none());
+    assert!(json.get("expires_at").is_none() && json.get("storage").is_none());
     let parsed = Job::parse(&serde_json::to_vec(&job).unwrap(), &limits()).unwrap();
     assert_eq!(parsed.from.to_string(), "herald@broadcast.localhost");
 }
@@ -130,5 +136,13 @@ fn summary_gives_every_count() {
     assert_eq!(
         summary(&report),
         "job j1: sent 1 of 3 recipients; skipped: 1 offline, 0 unavailable, 1 invalid"
+    );
+    let expired: Report = serde_json::from_str(
+        r#"{"id":"j2","recipients":3,"sent":0,"skipped":{"offline":0,"unavailable":0,"invalid":1,"expired":2},"expired":true}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        summary(&expired),
+        "job j2: sent 0 of 3 recipients; skipped: 0 offline, 0 unavailable, 1 invalid, 2 expired (taken after its expires_at)"
     );
 }

@@ -3,25 +3,32 @@
 //! not repeat).
 //!
 //! The messages of a broadcast share everything but their recipient: a
-//! [`MessageTemplate`] holds that part once per job, escaped, so that each
-//! message is one allocation-free copy with the recipient's JID between
-//! (and the body is held once, not once per recipient). A plain message
-//! (from, to, id, type, bodies and subjects, nothing else) is written
-//! directly too. Every other stanza goes through xmpp-parsers' serializer
-//! and rxml's encoder (about 20,000 instructions for a message; see
-//! docs/performance.md), which is what a stanza with payloads needs and
-//! what the direct paths are tested against.
+//! [`MessageTemplate`] holds that part once per job, escaped (with the
+//! marks that tie a message to its job: id prefix, thread, hints), so that
+//! each message is one allocation-free copy with the recipient's JID and
+//! the number that ends its id between (and the body is held once, not
+//! once per recipient). A plain message (from, to, id, type, bodies and
+//! subjects, nothing else) is written directly too. Every other stanza
+//! goes through xmpp-parsers' serializer and rxml's encoder (about 20,000
+//! instructions for a message; see docs/performance.md), which is what a
+//! stanza with payloads needs and what the direct paths are tested
+//! against.
 
+use std::fmt;
 use std::sync::Arc;
 
 use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
 use rxml::NcNameStr;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Lang, Message, MessageType};
+use xmpp_parsers::message::{Id, Lang, Message, MessageType, Thread};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_id::OriginId;
 use xso::AsXml;
 
 const STREAM_NS: &str = "http://etherx.jabber.org/streams";
+/// XEP-0334's namespace (message processing hints).
+const HINTS_NS: &str = "urn:xmpp:hints";
 
 /// A stanza that cannot be written as XML (a character XML forbids, say);
 /// it is dropped and counted rather than breaking the stream.
@@ -37,20 +44,53 @@ pub enum Outgoing {
     Stanza(Box<Stanza>),
     Message {
         template: Arc<MessageTemplate>,
-        to: BareJid,
+        to: Addressee,
     },
 }
 
+/// One recipient of a broadcast: their JID, and their position among the
+/// job's recipients, which ends their message's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressee {
+    pub jid: BareJid,
+    pub position: u32,
+}
+
+impl fmt::Display for Addressee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.jid.fmt(f)
+    }
+}
+
+/// What marks every message of one broadcast besides its texts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// A message's id, in its `id` attribute and its XEP-0359
+    /// `<origin-id/>`, is this followed by its addressee's position: the
+    /// same whenever the same job is sent again, so that a client or the
+    /// server can drop the second copy.
+    pub id_prefix: String,
+    /// The XEP-0201 thread of every message, which replies carry back.
+    pub thread: String,
+    /// XEP-0334 hints (element names) every message carries.
+    pub hints: &'static [&'static str],
+}
+
 /// What every message of one broadcast shares, escaped once: the bytes
-/// before the recipient's JID (up to `to_at`) and after it.
+/// before the recipient's JID (up to `to_at`), before the position that
+/// ends the `id` attribute (`id_at`) and the origin-id (`origin_at`), and
+/// after that.
 #[derive(Debug)]
 pub struct MessageTemplate {
     bytes: Vec<u8>,
     to_at: usize,
+    id_at: usize,
+    origin_at: usize,
     from: BareJid,
     kind: MessageType,
     subject: Option<String>,
     body: String,
+    marks: Marks,
 }
 
 impl MessageTemplate {
@@ -60,43 +100,101 @@ impl MessageTemplate {
         kind: MessageType,
         subject: Option<String>,
         body: String,
+        marks: Marks,
     ) -> Result<MessageTemplate, Unserializable> {
-        let texts = from.as_str().len() + subject.as_ref().map_or(0, String::len) + body.len();
-        let mut bytes = Vec::with_capacity(texts + texts / 8 + 96);
+        let texts = from.as_str().len()
+            + subject.as_ref().map_or(0, String::len)
+            + body.len()
+            + 2 * marks.id_prefix.len()
+            + marks.thread.len();
+        let mut bytes = Vec::with_capacity(texts + texts / 8 + 160);
         bytes.extend_from_slice(b"<message");
         attribute(&mut bytes, "from", from.as_str())?;
         bytes.extend_from_slice(b" to='");
         let to_at = bytes.len();
+        bytes.extend_from_slice(b"' id='");
+        escape(&mut bytes, &marks.id_prefix)?;
+        let id_at = bytes.len();
         bytes.push(b'\'');
-        message_rest(&mut bytes, &kind, subject.as_deref(), [body.as_str()])?;
+        type_and_end_of_head(&mut bytes, &kind)?;
+        bytes.extend_from_slice(b"<origin-id xmlns='");
+        bytes.extend_from_slice(xmpp_parsers::ns::SID.as_bytes());
+        bytes.extend_from_slice(b"' id='");
+        escape(&mut bytes, &marks.id_prefix)?;
+        let origin_at = bytes.len();
+        bytes.extend_from_slice(b"'/>");
+        element(&mut bytes, "thread", &marks.thread)?;
+        for hint in marks.hints {
+            bytes.push(b'<');
+            bytes.extend_from_slice(hint.as_bytes());
+            bytes.extend_from_slice(b" xmlns='");
+            bytes.extend_from_slice(HINTS_NS.as_bytes());
+            bytes.extend_from_slice(b"'/>");
+        }
+        texts_and_end(&mut bytes, subject.as_deref(), [body.as_str()])?;
         Ok(MessageTemplate {
             bytes,
             to_at,
+            id_at,
+            origin_at,
             from,
             kind,
             subject,
             body,
+            marks,
         })
     }
 
     /// The message to `to`, as a stanza (for tests and the simulation).
-    pub fn to_message(&self, to: &BareJid) -> Message {
-        let mut message = Message::new(Some(Jid::from(to.clone())));
+    pub fn to_message(&self, to: &Addressee) -> Message {
+        let mut message = Message::new(Some(Jid::from(to.jid.clone())));
         message.from = Some(Jid::from(self.from.clone()));
+        let id = format!("{}{}", self.marks.id_prefix, to.position);
+        message.id = Some(Id(id.clone()));
         message.type_ = self.kind.clone();
         message.bodies.insert(Lang::default(), self.body.clone());
         if let Some(subject) = &self.subject {
             message.subjects.insert(Lang::default(), subject.clone());
         }
+        message.payloads.push(Element::from(OriginId { id }));
+        for hint in self.marks.hints {
+            message
+                .payloads
+                .push(Element::builder(*hint, HINTS_NS).build());
+        }
+        message.thread = Some(Thread {
+            parent: None,
+            id: self.marks.thread.clone(),
+        });
         message
     }
 
-    fn write(&self, to: &BareJid, out: &mut Vec<u8>) -> Result<(), Unserializable> {
+    fn write(&self, to: &Addressee, out: &mut Vec<u8>) -> Result<(), Unserializable> {
         out.extend_from_slice(&self.bytes[..self.to_at]);
-        escape(out, to.as_str())?;
-        out.extend_from_slice(&self.bytes[self.to_at..]);
+        escape(out, to.jid.as_str())?;
+        out.extend_from_slice(&self.bytes[self.to_at..self.id_at]);
+        decimal(out, to.position);
+        out.extend_from_slice(&self.bytes[self.id_at..self.origin_at]);
+        decimal(out, to.position);
+        out.extend_from_slice(&self.bytes[self.origin_at..]);
         Ok(())
     }
+}
+
+/// Appends `n` in decimal, without the formatting machinery (this is per
+/// message).
+fn decimal(out: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Encodes stanzas for one stream.
@@ -177,23 +275,27 @@ fn write_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Unserializa
     if let Some(id) = &message.id {
         attribute(out, "id", &id.0)?;
     }
+    type_and_end_of_head(out, &message.type_)?;
     let subjects = message.subjects.values().map(String::as_str);
     let bodies = message.bodies.values().map(String::as_str);
-    message_rest(out, &message.type_, subjects, bodies)
+    texts_and_end(out, subjects, bodies)
 }
 
-/// A message after its addresses: the type, the subjects, the bodies and
-/// the end tag.
-fn message_rest<'a>(
-    out: &mut Vec<u8>,
-    kind: &MessageType,
-    subjects: impl IntoIterator<Item = &'a str>,
-    bodies: impl IntoIterator<Item = &'a str>,
-) -> Result<(), Unserializable> {
+/// The rest of a message's start tag: its type and the `>`.
+fn type_and_end_of_head(out: &mut Vec<u8>, kind: &MessageType) -> Result<(), Unserializable> {
     if let Some(kind) = type_attribute(kind) {
         attribute(out, "type", kind)?;
     }
     out.push(b'>');
+    Ok(())
+}
+
+/// A message's subjects, bodies and end tag.
+fn texts_and_end<'a>(
+    out: &mut Vec<u8>,
+    subjects: impl IntoIterator<Item = &'a str>,
+    bodies: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Unserializable> {
     for subject in subjects {
         element(out, "subject", subject)?;
     }

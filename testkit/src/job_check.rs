@@ -2,13 +2,15 @@
 //! never panics; a refused job says why; an accepted job's report accounts
 //! for every recipient and its messages, written by Herald's stream encoder,
 //! are well-formed XML that carries the body, subject, sender and recipient
-//! unchanged. Shared by the property tests, the corpus test and the fuzz
+//! unchanged, each with an id of its own, repeated in its origin-id, and a
+//! thread that reads back as the job's id. Shared by the property tests, the corpus test and the fuzz
 //! target; a violated property panics.
 
 use std::sync::Arc;
 
 use herald::broadcast::fanout::template;
-use herald::broadcast::job::{MessageKind, Recipient};
+use herald::broadcast::job::{MessageKind, Recipient, Storage};
+use herald::broadcast::marks::job_of_thread;
 use herald::broadcast::{fan_out, Job, JobError, JobLimits};
 use herald::presence::{PresenceBook, ResourcePresence, Show};
 use herald::xmpp::wire::Outgoing;
@@ -108,13 +110,43 @@ fn check_accepted(job: &Job) {
     });
     assert_eq!(parsed.len(), users.len());
     let from = job.from.to_string();
+    let mut ids = std::collections::HashSet::new();
     for (message, user) in parsed.iter().zip(&users) {
+        let id = message.attr("id").expect("every message has an id");
+        assert!(ids.insert(id.to_string()), "id {id:?} given twice");
+        let origin_id = message
+            .child("origin-id")
+            .filter(|o| o.is("origin-id", "urn:xmpp:sid:0"));
+        assert_eq!(
+            origin_id.and_then(|o| o.attr("id")),
+            Some(id),
+            "{message:?}"
+        );
         assert!(
             message.is("message", xmpp_parsers::ns::COMPONENT),
             "{message:?}"
         );
         assert_eq!(message.attr("to"), Some(user.to_string().as_str()));
         assert_eq!(message.attr("from"), Some(from.as_str()));
+        let thread = message.child("thread").map(|t| t.text.as_str());
+        assert_eq!(
+            thread.and_then(job_of_thread).as_deref(),
+            Some(job.id.as_str()),
+            "thread of job {:?}",
+            job.id
+        );
+        let hints: Vec<&str> = message
+            .children
+            .iter()
+            .filter(|child| child.ns == "urn:xmpp:hints")
+            .map(|child| child.name.as_str())
+            .collect();
+        let asked: &[&str] = match job.storage {
+            Storage::Default => &[],
+            Storage::NoPermanentStore => &["no-permanent-store"],
+            Storage::NoStore => &["no-store", "no-permanent-store"],
+        };
+        assert_eq!(hints, asked, "hints of job {:?}", job.id);
         let type_ = message.attr("type");
         match job.kind {
             MessageKind::Chat => assert_eq!(type_, Some("chat")),

@@ -5,6 +5,7 @@
 //! them (a publish is taken by the broker exactly when it is confirmed).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::SystemTime;
 
 use herald::core::{Delivery, Destination, JobId, Publish};
 
@@ -64,8 +65,9 @@ impl Broker {
         self.in_flight.clear();
     }
 
-    /// The next job for the consumer, within the prefetch window.
-    pub fn deliver(&mut self) -> Option<Delivery> {
+    /// The next job for the consumer, within the prefetch window, taken
+    /// when the wall clock reads `now`.
+    pub fn deliver(&mut self, now: SystemTime) -> Option<Delivery> {
         if !self.connected || self.unacked.len() >= self.prefetch {
             return None;
         }
@@ -79,6 +81,7 @@ impl Broker {
             payload: message.payload.clone(),
             redelivered: message.redelivered,
             age: None,
+            received_at: now,
         };
         self.unacked.insert(self.next_tag, message);
         Some(delivery)

@@ -10,10 +10,13 @@
 //!   not change meanwhile, are no more than the report's
 //!   `possible_duplicates`;
 //! - nothing is acknowledged before its completion is committed and its
-//!   report (or dead letter) confirmed.
+//!   report (or dead letter) confirmed;
+//! - a job is reported expired only once its deadline has passed, and one
+//!   published after its deadline sends nothing and is reported expired
+//!   with every recipient in `skipped.expired`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald::broadcast::Report;
 use herald::core::{Destination, Publish};
@@ -31,14 +34,17 @@ pub struct Job {
     /// Valid contract v1; otherwise it must be dead-lettered.
     pub valid: bool,
     pub published_at: Instant,
+    /// Its `expires_at`, on simulated time.
+    pub deadline: Option<Instant>,
 }
 
 pub struct Ledger {
     pub start: Instant,
     pub jobs: Vec<Job>,
     to_publish: usize,
-    /// job id -> own reports confirmed, and the largest `possible_duplicates`.
-    own_reports: BTreeMap<String, (u32, usize)>,
+    /// job id -> own reports confirmed, the largest `possible_duplicates`,
+    /// and whether one said the job expired.
+    own_reports: BTreeMap<String, (u32, usize, bool)>,
     /// Any report (own or duplicate) confirmed, by job id.
     reported: BTreeSet<String>,
     /// Jobs whose confirmed report a crash left unrecorded in the store.
@@ -78,6 +84,7 @@ impl Ledger {
                 payload: earlier.payload.clone(),
                 valid: earlier.valid,
                 published_at: now,
+                deadline: earlier.deadline,
             };
             self.jobs.push(job);
             return Some((index, self.jobs[index].payload.clone()));
@@ -103,9 +110,23 @@ impl Ledger {
         } else {
             "available"
         };
+        // Some jobs have a deadline: passed already, or soon.
+        let deadline = rng.chance(250).then(|| {
+            let from_start = now.duration_since(self.start);
+            let at = if rng.chance(400) {
+                from_start.saturating_sub(rng.millis(2_000))
+            } else {
+                from_start + rng.millis(3_000)
+            };
+            // Whole milliseconds: what the job says is what is checked.
+            Duration::from_millis(at.as_millis() as u64)
+        });
         let payload = if valid {
-            serde_json::json!({"id": id, "to": to, "body": format!("body of {id}"), "policy": policy})
-                .to_string()
+            let mut job = serde_json::json!({"id": id, "to": to, "body": format!("body of {id}"), "policy": policy});
+            if let Some(at) = deadline {
+                job["expires_at"] = calendar(at).into();
+            }
+            job.to_string()
         } else if rng.chance(500) {
             format!("{{\"id\":\"{id}\",\"to\":[],\"body\":\"\"}}")
         } else {
@@ -117,12 +138,18 @@ impl Ledger {
             payload: payload.clone().into_bytes(),
             valid,
             published_at: now,
+            deadline: deadline.map(|at| self.start + at),
         });
         Some((index, payload.into_bytes()))
     }
 
-    /// The broker took a publish (its confirm goes to Herald next).
-    pub fn on_publish_taken(&mut self, publish: &Publish, store: &Store) -> Result<(), String> {
+    /// The broker took a publish (its confirm goes to Herald next) at `now`.
+    pub fn on_publish_taken(
+        &mut self,
+        publish: &Publish,
+        store: &Store,
+        now: Instant,
+    ) -> Result<(), String> {
         match &publish.destination {
             Destination::Events { routing_key } if routing_key == "job.report" => {
                 let report: Report = serde_json::from_slice(&publish.payload)
@@ -138,6 +165,7 @@ impl Ledger {
                             report.id, report.recipients
                         ));
                     }
+                    check_expiry(job, &report, now)?;
                 }
                 self.reported.insert(report.id.clone());
                 if report.duplicate {
@@ -146,6 +174,7 @@ impl Ledger {
                 let own = self.own_reports.entry(report.id.clone()).or_default();
                 own.0 += 1;
                 own.1 = own.1.max(report.possible_duplicates);
+                own.2 |= report.expired;
                 if own.0 > 1 && !self.crash_excused.contains(&report.id) {
                     let stored = store.completed(&report.id);
                     return Err(format!(
@@ -226,7 +255,7 @@ impl Ledger {
                 }
                 continue;
             }
-            let Some(&(own, possible_duplicates)) = self.own_reports.get(&job.id) else {
+            let Some(&(own, possible_duplicates, expired)) = self.own_reports.get(&job.id) else {
                 return Err(format!("job {} got no own report", job.id));
             };
             if own == 0 {
@@ -244,7 +273,14 @@ impl Ledger {
                     .get(&(job.id.clone(), user))
                     .copied()
                     .unwrap_or(0);
-                if got == 0 && server.steady_since(user, first) {
+                if got > 0 && job.deadline.is_some_and(|deadline| deadline <= first) {
+                    return Err(format!(
+                        "u{user} got job {}, published after its deadline",
+                        job.id
+                    ));
+                }
+                // An attempt taken after the deadline reaches nobody.
+                if got == 0 && !expired && server.steady_since(user, first) {
                     return Err(format!(
                         "u{user} was available throughout job {} and never got it",
                         job.id
@@ -265,6 +301,43 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// A report's word on expiry, against the job's deadline, checked when the
+/// broker takes the report at `now`: expired only once the deadline has
+/// passed; a job published after it sends nothing and counts every
+/// recipient expired (the world's jobs have no unaddressable entries).
+fn check_expiry(job: &Job, report: &Report, now: Instant) -> Result<(), String> {
+    if report.duplicate {
+        return Ok(());
+    }
+    if report.expired && job.deadline.is_none_or(|deadline| deadline > now) {
+        return Err(format!(
+            "job {} reported expired before its deadline: {report:?}",
+            report.id
+        ));
+    }
+    let published_late = job
+        .deadline
+        .is_some_and(|deadline| deadline <= job.published_at);
+    if published_late
+        && !(report.expired && report.sent == 0 && report.skipped.expired == report.recipients)
+    {
+        return Err(format!(
+            "job {} was published after its deadline and not reported expired: {report:?}",
+            report.id
+        ));
+    }
+    Ok(())
+}
+
+/// `since_start` on the simulated calendar, which starts at
+/// 2026-12-06T12:00:00Z (as the world's wall clock does), in RFC 3339.
+fn calendar(since_start: Duration) -> String {
+    let ms = since_start.as_millis();
+    let (hour, minute) = (12 + ms / 3_600_000, ms / 60_000 % 60);
+    let (second, milli) = (ms / 1_000 % 60, ms % 1_000);
+    format!("2026-12-06T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
 }
 
 impl Job {

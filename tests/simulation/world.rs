@@ -3,7 +3,7 @@
 //! on simulated time. Each step does one thing at random (a fault among
 //! them), carries out what the core asked, and checks the guarantees.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald::broadcast::Broadcast;
 use herald::core::{Core, Destination, Input, Output, Restored};
@@ -106,6 +106,12 @@ impl World {
         self.now.duration_since(self.ledger.start).as_millis()
     }
 
+    /// The calendar on simulated time: every world starts at
+    /// 2026-12-06T12:00:00Z.
+    fn wall_clock(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_796_558_400) + self.now.duration_since(self.ledger.start)
+    }
+
     /// Runs the world to its end; `Err` says which guarantee broke.
     pub fn run(&mut self) -> Result<usize, String> {
         for step in 0..CHAOS_STEPS + CALM_STEPS {
@@ -200,7 +206,10 @@ impl World {
                 let generation = self.broker.generation;
                 // A delivery may still sit in the shell's channel when the
                 // link reports the loss: it reaches the core after it.
-                let late = self.rng.chance(500).then(|| self.broker.deliver());
+                let late = self
+                    .rng
+                    .chance(500)
+                    .then(|| self.broker.deliver(self.wall_clock()));
                 self.broker.lose();
                 self.broker_back_at = Some(now + self.rng.millis(3_000));
                 self.input(Input::BrokerLost { generation })?;
@@ -268,7 +277,7 @@ impl World {
             if !self.core().takes_jobs() {
                 break;
             }
-            let Some(delivery) = self.broker.deliver() else {
+            let Some(delivery) = self.broker.deliver(self.wall_clock()) else {
                 break;
             };
             self.input(Input::Delivery(delivery))?;
@@ -288,7 +297,8 @@ impl World {
                 publish.destination,
                 short(&String::from_utf8_lossy(&publish.payload))
             ));
-            self.ledger.on_publish_taken(&publish, &self.store)?;
+            self.ledger
+                .on_publish_taken(&publish, &self.store, self.now)?;
             if let Destination::DeadLetter { .. } = publish.destination {
                 if let Some((job, _)) = self.broker.dead.last() {
                     self.ledger.on_dead_letter(*job);

@@ -2,7 +2,11 @@
 //! ([`RawJob`]), parsed and validated into a [`Job`] that can only produce
 //! well-formed stanzas. Pure code: no I/O.
 
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::config::{BroadcastConfig, ConfigError};
@@ -54,6 +58,25 @@ impl From<MessageKind> for xmpp_parsers::message::MessageType {
     }
 }
 
+/// What a job asks servers to keep of its messages, as XEP-0334 hints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Storage {
+    /// Whatever the server keeps by default (archive, offline storage).
+    #[default]
+    Default,
+    /// Not archived (XEP-0313); may still wait in offline storage.
+    NoPermanentStore,
+    /// Neither archived nor stored offline: worthless later.
+    NoStore,
+}
+
+impl Storage {
+    fn is_default(&self) -> bool {
+        *self == Storage::Default
+    }
+}
+
 /// A job on the wire, as a producer writes it (field names and defaults
 /// of docs/jobs.md), before validation: [`Job::parse`] reads it, and
 /// `herald send` writes it.
@@ -72,6 +95,11 @@ pub struct RawJob {
     pub from: Option<String>,
     #[serde(default)]
     pub policy: Policy,
+    /// RFC 3339: a job taken after this sends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Storage::is_default")]
+    pub storage: Storage,
 }
 
 /// A recipient as the producer wrote it, and whether Herald can address it.
@@ -94,6 +122,9 @@ pub struct Job {
     pub kind: MessageKind,
     pub from: BareJid,
     pub policy: Policy,
+    /// Taken after this, the job is reported expired and sends nothing.
+    pub expires_at: Option<SystemTime>,
+    pub storage: Storage,
 }
 
 /// What validation needs to know about the deployment.
@@ -185,6 +216,7 @@ impl RawJob {
             }
             check_xml_text("subject", subject)?;
         }
+        let expires_at = self.expires_at.as_deref().map(deadline).transpose()?;
         if self.to.len() > limits.max_recipients {
             return Err(field_error(
                 "to",
@@ -215,8 +247,21 @@ impl RawJob {
             kind: self.kind,
             from,
             policy: self.policy,
+            expires_at,
+            storage: self.storage,
         })
     }
+}
+
+/// An `expires_at` as the wall-clock time it names.
+fn deadline(text: &str) -> Result<SystemTime, JobError> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        field_error(
+            "expires_at",
+            format!("{:?} is not an RFC 3339 date-time: {e}", truncated(text)),
+        )
+    })?;
+    Ok(at.into())
 }
 
 fn sender_jid(local: &str, domain: &BareJid) -> Result<BareJid, JobError> {

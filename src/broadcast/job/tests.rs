@@ -173,3 +173,48 @@ fn only_allowed_senders_when_a_list_is_configured() {
     );
     assert!(err.to_string().contains("allowed_from"), "{err}");
 }
+
+#[test]
+fn expires_at_is_read_as_the_moment_it_names() {
+    let at = |text: &str| parse(json!({"id": "j", "body": "b", "expires_at": text}));
+    let noon = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_558_400);
+    for same in [
+        "2026-12-06T12:00:00Z",
+        "2026-12-06T13:00:00+01:00",
+        "2026-12-06t06:30:00-05:30",
+    ] {
+        assert_eq!(at(same).unwrap().expires_at, Some(noon), "{same}");
+    }
+    let none = parse(json!({"id": "j", "body": "b", "expires_at": null})).unwrap();
+    assert_eq!(none.expires_at, None);
+    for bad in [
+        "tomorrow",
+        "2026-12-06",
+        "2026-12-06T12:00:00",
+        "2026-02-30T12:00:00Z",
+    ] {
+        let error = at(bad).unwrap_err();
+        assert!(
+            error.to_string().starts_with("field `expires_at`: "),
+            "{bad}: {error}"
+        );
+    }
+}
+
+#[test]
+fn storage_is_read_and_defaults_to_what_the_server_does() {
+    let storage = |value: serde_json::Value| {
+        parse(json!({"id": "j", "body": "b", "storage": value})).map(|job| job.storage)
+    };
+    assert_eq!(storage(json!("no-store")), Ok(Storage::NoStore));
+    assert_eq!(
+        storage(json!("no-permanent-store")),
+        Ok(Storage::NoPermanentStore)
+    );
+    assert_eq!(storage(json!("default")), Ok(Storage::Default));
+    let job = parse(json!({"id": "j", "body": "b"})).unwrap();
+    assert_eq!(job.storage, Storage::Default);
+    for bad in [json!("never"), json!(null), json!(false)] {
+        assert!(storage(bad.clone()).is_err(), "{bad}");
+    }
+}

@@ -101,17 +101,15 @@ fn other_stanzas_are_encoded_without_the_stream_namespace() {
     assert!(!text.contains("jabber:component"), "{text}");
 }
 
-#[test]
-fn a_broadcast_template_writes_what_the_message_would_be() {
-    let template = MessageTemplate::new(
-        BareJid::new("herald@broadcast.localhost").unwrap(),
-        MessageType::Chat,
-        Some("<subject> & 'more'".into()),
-        "body \"quoted\" & <tagged>\r\n".into(),
-    )
-    .unwrap();
-    let template = Arc::new(template);
-    let to = BareJid::new("alice@localhost").unwrap();
+fn marks() -> Marks {
+    Marks {
+        id_prefix: "Kq3-_x.".into(),
+        thread: "herald.<&>".into(),
+        hints: &["no-store", "no-permanent-store"],
+    }
+}
+
+fn write_template(template: &Arc<MessageTemplate>, to: &Addressee) -> Vec<u8> {
     let mut out = Vec::new();
     let outgoing = Outgoing::Message {
         template: template.clone(),
@@ -120,11 +118,77 @@ fn a_broadcast_template_writes_what_the_message_would_be() {
     StanzaEncoder::default()
         .encode(&outgoing, &mut out)
         .unwrap();
-    assert_eq!(parse(&out), template.to_message(&to));
-    // The same message, written as a plain stanza, reads back the same.
+    out
+}
+
+#[test]
+fn a_broadcast_template_writes_what_the_message_would_be() {
+    let template = MessageTemplate::new(
+        BareJid::new("herald@broadcast.localhost").unwrap(),
+        MessageType::Chat,
+        Some("<subject> & 'more'".into()),
+        "body \"quoted\" & <tagged>\r\n".into(),
+        marks(),
+    )
+    .unwrap();
+    let template = Arc::new(template);
+    for position in [0, 7, 10, 4_294_967_295] {
+        let to = Addressee {
+            jid: BareJid::new("alice@localhost").unwrap(),
+            position,
+        };
+        let out = write_template(&template, &to);
+        assert_eq!(parse(&out), template.to_message(&to));
+        // The same message, written by the generic encoder, reads back the same.
+        assert_eq!(
+            parse(&encode(template.to_message(&to)).unwrap()),
+            parse(&out)
+        );
+    }
+}
+
+#[test]
+fn a_broadcast_message_carries_its_id_twice_numbered_by_its_recipients_position() {
+    let template = MessageTemplate::new(
+        BareJid::new("herald@broadcast.localhost").unwrap(),
+        MessageType::Headline,
+        None,
+        "hello".into(),
+        marks(),
+    )
+    .map(Arc::new)
+    .unwrap();
+    let to = |position| Addressee {
+        jid: BareJid::new("bob@localhost").unwrap(),
+        position,
+    };
+    let message = parse(&write_template(&template, &to(42)));
     assert_eq!(
-        parse(&encode(template.to_message(&to)).unwrap()),
-        parse(&out)
+        message.id.as_ref().map(|id| id.0.as_str()),
+        Some("Kq3-_x.42")
+    );
+    let origin_id = message
+        .payloads
+        .iter()
+        .find(|p| p.is("origin-id", "urn:xmpp:sid:0"))
+        .expect("an origin-id");
+    assert_eq!(origin_id.attr("id"), Some("Kq3-_x.42"));
+    let hints: Vec<&str> = message
+        .payloads
+        .iter()
+        .filter(|p| p.ns() == "urn:xmpp:hints")
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(hints, ["no-store", "no-permanent-store"]);
+    assert_eq!(
+        write_template(&template, &to(42)),
+        write_template(&template, &to(42)),
+        "the same recipient, the same bytes"
+    );
+    assert_ne!(
+        parse(&write_template(&template, &to(43))).id,
+        message.id,
+        "another position, another id"
     );
 }
 
@@ -137,6 +201,7 @@ fn a_template_refuses_what_xml_forbids() {
             MessageType::Chat,
             subject.map(str::to_string),
             body.to_string(),
+            marks(),
         )
         .is_err()
     };

@@ -6,94 +6,24 @@
 //! of the cases the schema's description lists as beyond JSON Schema.
 //! No network.
 
+mod contract;
+
 use std::path::Path;
 
-use boon::{Compiler, SchemaIndex, Schemas};
+use contract::{assert_agree, parse, refused_field, schema_json, Contract};
 use herald::broadcast::fanout::Skipped;
-use herald::broadcast::{Job, JobError, Report};
+use herald::broadcast::{Job, Report};
 use herald::presence::Show;
 use herald_testkit::job_check::limits;
 use serde_json::{json, Value};
 
-const SCHEMA_URL: &str = "file:///herald/docs/job.schema.json";
-
-fn read(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn schema_json() -> Value {
-    serde_json::from_str(&read("docs/job.schema.json")).expect("docs/job.schema.json is JSON")
-}
-
-/// The job schema and its event definitions, compiled (which also checks the
-/// schema against the draft 2020-12 meta-schema).
-struct Contract {
-    schemas: Schemas,
-    job: SchemaIndex,
-    events: Vec<(&'static str, SchemaIndex)>,
-}
-
-impl Contract {
-    fn new() -> Contract {
-        let mut schemas = Schemas::new();
-        let mut compiler = Compiler::new();
-        compiler.add_resource(SCHEMA_URL, schema_json()).unwrap();
-        let mut compile = |fragment: &str| {
-            compiler
-                .compile(&format!("{SCHEMA_URL}{fragment}"), &mut schemas)
-                .unwrap_or_else(|e| panic!("schema {fragment}: {e:#}"))
-        };
-        let job = compile("");
-        let events = ["report", "presenceChanged", "messageReceived"]
-            .into_iter()
-            .map(|name| (name, compile(&format!("#/$defs/{name}"))))
-            .collect();
-        Contract {
-            schemas,
-            job,
-            events,
-        }
-    }
-
-    fn job_valid(&self, job: &Value) -> bool {
-        self.schemas.validate(job, self.job).is_ok()
-    }
-
-    fn event(&self, name: &str, event: &Value) -> Result<(), String> {
-        let (_, index) = self.events.iter().find(|(n, _)| *n == name).unwrap();
-        self.schemas
-            .validate(event, *index)
-            .map_err(|e| format!("{e:#}"))
-    }
-}
-
-fn parse(payload: &[u8]) -> Result<Job, JobError> {
-    Job::parse(payload, &limits())
-}
-
-/// The schema's and Herald's verdicts on `job` are the same.
-fn assert_agree(contract: &Contract, job: &Value, accepted: bool) {
-    let herald = parse(job.to_string().as_bytes());
-    assert_eq!(herald.is_ok(), accepted, "Herald on {job}: {herald:?}");
-    assert_eq!(contract.job_valid(job), accepted, "schema on {job}");
-}
-
-/// The field of a refusal by `Job::parse`, or `json` for the JSON reader's.
-fn refused_field(error: &JobError) -> &'static str {
-    match error {
-        JobError::Json(_) => "json",
-        JobError::Field { field, .. } => field,
-        JobError::Recipient { .. } => "recipient",
-    }
-}
-
 /// Corpus jobs that pass the schema and that Herald refuses, with the field
 /// of Herald's refusal (sorted by name): each is a case the schema's
 /// description lists.
-const BEYOND_THE_SCHEMA: [(&str, &str); 6] = [
+const BEYOND_THE_SCHEMA: [(&str, &str); 7] = [
     ("reject-body-over-limit.json", "body"),
     ("reject-duplicate-field.json", "json"),
+    ("reject-expires-at-no-such-day.json", "expires_at"),
     ("reject-multibyte-body-over-limit.json", "body"),
     ("reject-subject-over-limit.json", "subject"),
     ("reject-thousands-with-one-unparseable.json", "recipient"),
@@ -233,6 +163,14 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "to": [], "type": "normal", "policy": "online"}),
         json!({"id": "j", "body": "b", "type": "headline", "from": "alerts"}),
         json!({"id": "j", "body": "<&>\u{FFFD}\u{10FFFF}"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00Z"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06t12:00:00.250z"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00-05:30"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06 12:00:00+00:00"}),
+        json!({"id": "j", "body": "b", "expires_at": null}),
+        json!({"id": "j", "body": "b", "storage": "no-store"}),
+        json!({"id": "j", "body": "b", "storage": "no-permanent-store"}),
+        json!({"id": "j", "body": "b", "storage": "default"}),
     ];
     let refused = [
         json!({"id": "j"}),
@@ -258,6 +196,14 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "subject": "\u{1b}[31m"}),
         json!({"id": "j", "body": "\u{FFFE}"}),
         json!({"id": "j", "body": "b", "to": ["a\u{0}@localhost"]}),
+        json!({"id": "j", "body": "b", "expires_at": "tomorrow"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00:00"}),
+        json!({"id": "j", "body": "b", "expires_at": "2026-12-06T12:00Z"}),
+        json!({"id": "j", "body": "b", "expires_at": 1796558400}),
+        json!({"id": "j", "body": "b", "storage": null}),
+        json!({"id": "j", "body": "b", "storage": "no_store"}),
+        json!({"id": "j", "body": "b", "storage": true}),
         json!(["j", [], "b"]),
     ];
     for job in &accepted {
@@ -286,7 +232,7 @@ fn what_the_schema_cannot_express_is_listed_and_refused_by_herald() {
         .map(|i| format!("u{i}@localhost"))
         .collect();
     // (listed as, payload the schema passes, field of Herald's refusal)
-    let cases: [(&str, String, &str); 7] = [
+    let cases: [(&str, String, &str); 8] = [
         (
             "(1)",
             json!({"id": "j", "body": "b", "to": ["a b@example.com"]}).to_string(),
@@ -317,6 +263,11 @@ fn what_the_schema_cannot_express_is_listed_and_refused_by_herald() {
             "(5)",
             r#"{"id": "j", "body": "\ud800"}"#.to_string(),
             "json",
+        ),
+        (
+            "(6)",
+            json!({"id": "j", "body": "b", "expires_at": "2026-12-06T24:00:00Z"}).to_string(),
+            "expires_at",
         ),
     ];
     for (listed, payload, field) in &cases {
@@ -357,6 +308,7 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
             offline: 1,
             unavailable: 1,
             invalid: 1,
+            expired: 0,
         },
         ..Report::default()
     };
@@ -366,7 +318,19 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
         possible_duplicates: 1,
         ..report.clone()
     };
-    for report in [&report, &duplicate] {
+    let expired = Report {
+        sent: 0,
+        expired: true,
+        skipped: Skipped {
+            offline: 0,
+            unavailable: 0,
+            invalid: 1,
+            expired: 3,
+        },
+        ..report.clone()
+    };
+    assert!(expired.is_complete());
+    for report in [&report, &duplicate, &expired] {
         let published = serde_json::to_value(report).unwrap();
         contract.event("report", &published).unwrap();
         let mut extra = published.clone();

@@ -1,0 +1,221 @@
+//! Applying a job's policy to the presence book: which recipients get a
+//! message, and the report that accounts for every one of them. Pure code.
+
+use serde::{Deserialize, Serialize};
+use xmpp_parsers::jid::BareJid;
+
+use super::job::{Job, Recipient};
+use super::marks;
+use crate::presence::{PresenceBook, Reachability};
+use crate::xmpp::wire::{Addressee, MessageTemplate, Unserializable};
+
+/// The `job.report` event: every recipient is in exactly one count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub recipients: usize,
+    pub sent: usize,
+    pub skipped: Skipped,
+    /// This job repeated an earlier one with the same id: nothing was sent
+    /// again and the counts are the earlier job's. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    /// Messages of this attempt that an earlier, interrupted attempt at the
+    /// same job may also have delivered. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub possible_duplicates: usize,
+    /// The job was taken after its `expires_at`: nothing was sent (by this
+    /// attempt). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// How far a job got: recipients before `next` are done, with these counts.
+/// Saved at checkpoints once the server confirmed the messages before them,
+/// so that a redelivered job resumes instead of starting over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub next: usize,
+    pub sent: usize,
+    pub offline: usize,
+    pub unavailable: usize,
+    pub invalid: usize,
+    /// Messages before `next` that more than one attempt may have sent.
+    #[serde(default)]
+    pub possible_duplicates: usize,
+}
+
+impl Progress {
+    fn of(next: usize, report: &Report, possible_duplicates: usize) -> Progress {
+        Progress {
+            next,
+            sent: report.sent,
+            offline: report.skipped.offline,
+            unavailable: report.skipped.unavailable,
+            invalid: report.skipped.invalid,
+            possible_duplicates,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub offline: usize,
+    pub unavailable: usize,
+    pub invalid: usize,
+    /// Users sent nothing because the job was taken after its deadline.
+    /// Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expired: usize,
+}
+
+impl Report {
+    /// True when the counts add up to the number of recipients.
+    pub fn is_complete(&self) -> bool {
+        let skipped = &self.skipped;
+        self.sent + skipped.offline + skipped.unavailable + skipped.invalid + skipped.expired
+            == self.recipients
+    }
+}
+
+/// The users to send a job's message to, and its report.
+pub struct Fanout {
+    pub deliver_to: Vec<Addressee>,
+    pub report: Report,
+    /// `(m, progress)`: once the first `m` messages are read by the server,
+    /// the job has reached `progress`.
+    pub checkpoints: Vec<(usize, Progress)>,
+}
+
+/// Applies the job's policy to every recipient.
+pub fn fan_out(job: &Job, book: &PresenceBook) -> Fanout {
+    fan_out_from(job, book, Progress::default(), usize::MAX, false)
+}
+
+/// Applies the job's policy to the recipients from `from.next` on, adding
+/// to `from`'s counts, with a checkpoint every `checkpoint_every`
+/// recipients. `redelivered`: an earlier attempt may have sent some of
+/// these messages already (they are counted as possible duplicates, on top
+/// of those `from` counts before it).
+pub fn fan_out_from(
+    job: &Job,
+    book: &PresenceBook,
+    from: Progress,
+    checkpoint_every: usize,
+    redelivered: bool,
+) -> Fanout {
+    let mut report = report_from(job, from);
+    let mut deliver_to = Vec::new();
+    let mut checkpoints = Vec::new();
+    let every = checkpoint_every.max(1);
+    for (index, recipient) in job.recipients.iter().enumerate().skip(from.next) {
+        fan_out_one(job, book, (index, recipient), &mut report, &mut deliver_to);
+        let done = index + 1;
+        // No checkpoint at the end: the job's completion records that.
+        if (done - from.next).is_multiple_of(every) && done < job.recipients.len() {
+            let resent = if redelivered { deliver_to.len() } else { 0 };
+            let progress = Progress::of(done, &report, from.possible_duplicates + resent);
+            checkpoints.push((deliver_to.len(), progress));
+        }
+    }
+    report.possible_duplicates =
+        from.possible_duplicates + if redelivered { deliver_to.len() } else { 0 };
+    Fanout {
+        deliver_to,
+        report,
+        checkpoints,
+    }
+}
+
+/// The report of a job taken after its deadline: from `from.next` on,
+/// nobody is sent anything; users count as expired, entries Herald cannot
+/// address as invalid (as they would at any time).
+pub fn expire_from(job: &Job, from: Progress) -> Report {
+    let mut report = report_from(job, from);
+    for recipient in job.recipients.iter().skip(from.next) {
+        match recipient {
+            Recipient::User(_) => report.skipped.expired += 1,
+            Recipient::Invalid(_) => report.skipped.invalid += 1,
+        }
+    }
+    report.expired = true;
+    report.possible_duplicates = from.possible_duplicates;
+    report
+}
+
+/// A job's report with the counts of the recipients before `from.next`.
+fn report_from(job: &Job, from: Progress) -> Report {
+    Report {
+        id: job.id.clone(),
+        recipients: job.recipients.len(),
+        sent: from.sent,
+        skipped: Skipped {
+            offline: from.offline,
+            unavailable: from.unavailable,
+            invalid: from.invalid,
+            expired: 0,
+        },
+        ..Report::default()
+    }
+}
+
+/// The users among the recipients from `from.next` on that `is_stranger`
+/// says Herald knows nothing about: their presence is to be learnt before
+/// the job is fanned out.
+pub fn strangers(
+    job: &Job,
+    from: Progress,
+    is_stranger: impl Fn(&BareJid) -> bool,
+) -> Vec<BareJid> {
+    job.recipients
+        .iter()
+        .skip(from.next)
+        .filter_map(|recipient| match recipient {
+            Recipient::User(user) if is_stranger(user) => Some(user.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `position`: the recipient's place in the job, which numbers its message.
+fn fan_out_one(
+    job: &Job,
+    book: &PresenceBook,
+    (position, recipient): (usize, &Recipient),
+    report: &mut Report,
+    deliver_to: &mut Vec<Addressee>,
+) {
+    let user = match recipient {
+        Recipient::User(user) => user,
+        Recipient::Invalid(_) => {
+            report.skipped.invalid += 1;
+            return;
+        }
+    };
+    match book.reachability(user, job.policy) {
+        Reachability::Deliver => {
+            report.sent += 1;
+            deliver_to.push(Addressee {
+                jid: user.clone(),
+                // Job validation caps recipients far below u32::MAX.
+                position: position as u32,
+            });
+        }
+        Reachability::Unavailable => report.skipped.unavailable += 1,
+        Reachability::Offline => report.skipped.offline += 1,
+    }
+}
+
+/// What every message of `job` shares, taking its texts; refused for a
+/// text XML forbids (which job validation already refuses).
+pub fn template(job: Job) -> Result<MessageTemplate, Unserializable> {
+    let marks = marks::marks(&job.id, job.storage);
+    MessageTemplate::new(job.from, job.kind.into(), job.subject, job.body, marks)
+}
+
+#[cfg(test)]
+mod tests;

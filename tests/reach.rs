@@ -1,0 +1,195 @@
+//! What an alerting application learns from a broadcast beyond the count
+//! of messages sent, end to end on both servers with real c2s users: each
+//! message's id (the same when the job is sent again, for clients to drop
+//! the copy) and its thread, which ties a reply to its job; a job's
+//! deadline, after which it sends nothing and its report says why; and its
+//! request that servers not keep its messages.
+
+use std::time::Duration;
+
+use herald_testkit::amqp::EventTap;
+use herald_testkit::c2s::{ReceivedMessage, XmppUser};
+use herald_testkit::cut_proxy::Direction;
+use herald_testkit::delivery::{own_report, reports_of};
+use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// How long users' messages are collected once a job is reported.
+const COLLECT: Duration = Duration::from_secs(3);
+/// How long to watch for a message that must not arrive.
+const QUIET: Duration = Duration::from_millis(1500);
+const SID_NS: &str = "urn:xmpp:sid:0";
+
+herald_testkit::on_both_servers!(
+    a_job_sent_again_gives_each_recipient_the_same_message_id,
+    a_reply_in_a_broadcasts_thread_names_its_job,
+    a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_everyone,
+    messages_of_a_job_asking_not_to_be_stored_carry_the_hints,
+);
+
+/// The message's id, which its origin-id must repeat.
+fn message_id(message: &ReceivedMessage) -> String {
+    let id = message.id.clone().expect("the message has an id");
+    let origin_id = message
+        .stanza
+        .get_child("origin-id", SID_NS)
+        .and_then(|origin| origin.attr("id"));
+    assert_eq!(origin_id, Some(id.as_str()), "{:?}", message.stanza);
+    id
+}
+
+async fn a_job_sent_again_gives_each_recipient_the_same_message_id<S: XmppServer>() {
+    // No keepalive pings: the only IQ the server sends once the cut is
+    // armed is its answer to the job's ping.
+    let quiet = [
+        ("HERALD_XMPP__KEEPALIVE_SECS", "600"),
+        ("HERALD_XMPP__READ_TIMEOUT_SECS", "1200"),
+    ];
+    let (mut stack, proxy) = Stack::<S>::start_behind_proxy(&["alice", "bob"], &quiet).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
+    await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
+
+    // The server reads the job's messages, but its answer to the ping
+    // behind them is cut: Herald cannot know, and sends the job again on
+    // its next stream.
+    proxy.arm(Direction::ServerToHerald, "<iq", 1);
+    let to = ["alice@localhost", "bob@localhost"];
+    stack
+        .publish(json!({"id": "twice", "to": to, "body": "evacuate"}))
+        .await;
+    proxy.wait_cuts(1, WAIT).await;
+    let report = own_report(&reports_of(&mut stack.reports, "twice").await);
+    assert_eq!(report["sent"], 2, "{report}");
+    assert_eq!(report["possible_duplicates"], 2, "{report}");
+
+    for (user, position) in [(&mut alice, 0), (&mut bob, 1)] {
+        let copies = user.collect_messages(COLLECT).await;
+        assert_eq!(copies.len(), 2, "{}: {copies:?}", user.jid());
+        let ids: Vec<String> = copies.iter().map(message_id).collect();
+        assert_eq!(ids[0], ids[1], "{}: a copy is recognisable", user.jid());
+        assert!(ids[0].ends_with(&format!(".{position}")), "{ids:?}");
+    }
+    assert_ne!(
+        alice.messages()[0].id,
+        bob.messages()[0].id,
+        "each recipient's message has its own id"
+    );
+
+    // Another job, other ids.
+    stack
+        .publish(json!({"id": "next", "to": ["alice@localhost"], "body": "all clear"}))
+        .await;
+    let next = alice.next_received(WAIT).await.expect("the next job");
+    assert_ne!(message_id(&next), message_id(&alice.messages()[0]));
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn a_reply_in_a_broadcasts_thread_names_its_job<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice"]).await;
+    let mut replies = EventTap::bind(&stack.names.events, "message.received").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    stack
+        .publish(json!({"id": "roll-call 7", "to": ["alice@localhost"], "body": "are you safe?", "from": "alerts"}))
+        .await;
+    let message = alice.next_received(WAIT).await.expect("the broadcast");
+    message_id(&message);
+    let thread = message
+        .stanza
+        .get_child("thread", "jabber:client")
+        .map(|thread| thread.text())
+        .expect("the message has a thread");
+
+    // She answers in the thread, as clients do; then outside it.
+    for (thread, job) in [(Some(thread.as_str()), Some("roll-call 7")), (None, None)] {
+        let thread = thread
+            .map(|t| format!("<thread>{t}</thread>"))
+            .unwrap_or_default();
+        alice
+            .send_xml(&format!(
+                "<message xmlns='jabber:client' type='chat' to='alerts@broadcast.localhost'>\
+                 <body>safe</body>{thread}</message>"
+            ))
+            .await;
+        let event = replies
+            .next_with_key("message.received", WAIT)
+            .await
+            .expect("message.received event");
+        assert_eq!(event["from"], "alice@localhost/desk", "{event}");
+        assert_eq!(event["body"], "safe", "{event}");
+        assert_eq!(event["job"].as_str(), job, "{event}");
+    }
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_everyone<
+    S: XmppServer,
+>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let to = ["alice@localhost", "bob@localhost", "carol@localhost/desk"];
+
+    // An offer that waited out its deadline (in a queue during an outage, say).
+    stack
+        .publish(json!({"id": "stale", "to": to, "body": "20% off until noon", "expires_at": "2020-01-01T12:00:00Z"}))
+        .await;
+    let report = next_report(&mut stack.reports, "stale").await;
+    assert_eq!(report["expired"], true, "{report}");
+    assert_eq!(report["recipients"], 3, "{report}");
+    assert_eq!(report["sent"], 0, "{report}");
+    let skipped = &report["skipped"];
+    assert_eq!(skipped["expired"], 2, "{report}");
+    assert_eq!(skipped["invalid"], 1, "{report}");
+    let counted: u64 = ["offline", "unavailable", "invalid", "expired"]
+        .iter()
+        .map(|outcome| skipped[outcome].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, 3, "every recipient in one count: {report}");
+    alice.expect_no_message(QUIET).await;
+    assert_eq!(
+        stack.metric(r#"herald_recipients_total{outcome="expired"}"#),
+        2.0
+    );
+
+    // Before its deadline, a job goes out as any other.
+    stack
+        .publish(json!({"id": "fresh", "to": to, "body": "20% off until noon", "expires_at": "2999-01-01T12:00:00+01:00"}))
+        .await;
+    let report = next_report(&mut stack.reports, "fresh").await;
+    assert!(report.get("expired").is_none(), "{report}");
+    assert_eq!(report["sent"], 1, "{report}");
+    let message = alice.next_received(WAIT).await.expect("the fresh offer");
+    assert_eq!(message.body, "20% off until noon");
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn messages_of_a_job_asking_not_to_be_stored_carry_the_hints<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice"]).await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    for (storage, expected) in [
+        ("no-store", vec!["no-store", "no-permanent-store"]),
+        ("no-permanent-store", vec!["no-permanent-store"]),
+        ("default", vec![]),
+    ] {
+        stack
+            .publish(json!({"id": storage, "to": ["alice@localhost"], "body": storage, "storage": storage}))
+            .await;
+        let message = alice.next_received(WAIT).await.expect("the offer");
+        assert_eq!(message.body, storage);
+        let hints: Vec<&str> = message
+            .stanza
+            .children()
+            .filter(|child| child.ns() == "urn:xmpp:hints")
+            .map(|child| child.name())
+            .collect();
+        assert_eq!(hints, expected, "{:?}", message.stanza);
+    }
+    assert_eq!(stack.herald.stop(), Some(0));
+}
