@@ -257,7 +257,7 @@ impl Default for AmqpConfig {
             jobs_queue: "broadcast.jobs".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
             events_exchange: "broadcast.events".into(),
-            prefetch: 256,
+            prefetch: 2048,
             presence_events: true,
             max_backoff_secs: 30,
             tls_ca_file: None,

@@ -136,6 +136,7 @@ impl Config {
                 user_events_per_sec: xmpp.user_events_per_sec,
                 user_events_burst: xmpp.user_events_burst,
                 remember_jobs: self.store.remember_jobs,
+                max_in_flight: usize::from(self.amqp.prefetch),
                 max_backoff: Duration::from_secs(self.amqp.max_backoff_secs.max(1)),
             },
             limits,

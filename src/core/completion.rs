@@ -160,6 +160,12 @@ impl<H: Handler> Core<H> {
 
     /// The job is done with: acknowledged in delivery order.
     pub(super) fn settle(&mut self, id: JobId) {
-        self.jobs.ack(id, &mut self.out);
+        if let Some(job) = self.jobs.ack(id, &mut self.out) {
+            self.window.settled(job.taken, self.now);
+            let size = self.window.size(self.now);
+            self.metrics
+                .job_window
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
+        }
     }
 }

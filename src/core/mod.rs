@@ -20,6 +20,7 @@ mod connection;
 mod inbound;
 mod intake;
 pub mod io;
+mod job_window;
 mod jobs;
 mod ledger;
 mod limiter;
@@ -40,6 +41,7 @@ use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
 pub use io::{Batch, Delivery, Destination, Input, InvalidStanza, JobId, Output, Publish};
+use job_window::JobWindow;
 use jobs::Jobs;
 pub use ledger::Earlier;
 pub(crate) use ledger::Ledger;
@@ -94,6 +96,8 @@ pub struct Core<H> {
     limiter: SenderLimiter,
     ledger: Ledger,
     jobs: Jobs,
+    /// How many of them may be in flight.
+    window: JobWindow,
     barriers: Barriers<Covered>,
     store: StoreLog,
     broker: Broker,
@@ -123,6 +127,7 @@ impl<H: Handler> Core<H> {
             limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
             ledger: Ledger::new(settings.remember_jobs),
             jobs: Jobs::default(),
+            window: JobWindow::new(settings.max_in_flight),
             barriers: Barriers::new("herald-barrier"),
             store: StoreLog::new(settings.max_backoff),
             broker: Broker::new(settings.max_backoff),
@@ -241,6 +246,7 @@ impl<H: Handler> Core<H> {
             keepalive,
             self.broker.retry_at(),
             self.store.retry_at(),
+            self.window.changes_at(self.now),
         ]
         .into_iter()
         .flatten()
@@ -253,7 +259,7 @@ impl<H: Handler> Core<H> {
 
     /// Whether the shell should hand over jobs (backpressure aside).
     pub fn takes_jobs(&self) -> bool {
-        self.phase.takes_jobs()
+        self.phase.takes_jobs() && self.jobs.len() < self.window.size(self.now)
     }
 
     /// Shutdown is complete: every job is settled or left to the broker.

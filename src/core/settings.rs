@@ -28,6 +28,8 @@ pub struct Settings {
     pub user_events_burst: u32,
     /// Completed jobs remembered by key.
     pub remember_jobs: usize,
+    /// Jobs in flight (taken and not settled) at most: `amqp.prefetch`.
+    pub max_in_flight: usize,
     /// Longest pause between retries of a refused publish or failed commit.
     pub max_backoff: Duration,
 }

@@ -140,6 +140,8 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     pub remembered_jobs: IntGauge,
     pub outbound_queue: IntGauge,
+    /// Jobs that may be in flight now ([`crate::core`]'s window).
+    pub job_window: IntGauge,
     pub xmpp: LinkMetrics,
     pub amqp: LinkMetrics,
     /// 1 when presence is rebuilt after connecting and jobs are taken.
@@ -268,6 +270,11 @@ impl Metrics {
                 &registry,
                 "herald_outbound_queue_stanzas",
                 "Stanzas queued by the event loop and not yet taken by the socket",
+            ),
+            job_window: gauge(
+                &registry,
+                "herald_job_window",
+                "Jobs Herald takes into flight at most now: twice the rate it settles them times the shortest time one takes, between 64 and amqp.prefetch",
             ),
             xmpp: LinkMetrics::new(&registry, "xmpp", "XMPP server"),
             amqp: LinkMetrics::new(&registry, "amqp", "AMQP broker"),
