@@ -26,6 +26,9 @@ const RATE_HORIZON: Duration = Duration::from_secs(2);
 const DELAY_HORIZON: Duration = PROBE_EVERY;
 /// The window never shrinks below this (or `max`, if smaller).
 const FLOOR: usize = 64;
+/// Where it starts (or `max`, if smaller), before anything is measured:
+/// growing from the floor would cost a short burst most of its time.
+const INITIAL: usize = 256;
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 const PROBE_SHORTEST: Duration = Duration::from_millis(100);
 const PROBE_LONGEST: Duration = Duration::from_secs(1);
@@ -47,11 +50,10 @@ pub struct JobWindow {
 
 impl JobWindow {
     pub fn new(max: usize) -> Self {
-        let floor = FLOOR.min(max);
         JobWindow {
-            floor,
+            floor: FLOOR.min(max),
             max,
-            current: floor,
+            current: INITIAL.min(max),
             sample_start: None,
             settled_in_sample: 0,
             rates: VecDeque::new(),
@@ -149,7 +151,7 @@ mod tests {
     #[test]
     fn the_window_is_twice_the_rate_times_the_shortest_delay_within_its_bounds() {
         let mut window = JobWindow::new(4096);
-        assert_eq!(window.current, 64, "starts at the floor");
+        assert_eq!(window.current, 256, "starts where nothing is measured yet");
         let now = run(&mut window, Instant::now(), 5_000, 100, 3);
         // 5,000 jobs/s × 0.1 s × 2
         assert!((990..=1010).contains(&window.current), "{}", window.current);

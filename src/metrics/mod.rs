@@ -274,7 +274,7 @@ impl Metrics {
             job_window: gauge(
                 &registry,
                 "herald_job_window",
-                "Jobs Herald takes into flight at most now: twice the rate it settles them times the shortest time one takes, between 64 and amqp.prefetch",
+                "Jobs Herald takes into flight at most now: twice the rate it settles them times the shortest time one takes, between 64 and amqp.prefetch, starting at 256",
             ),
             xmpp: LinkMetrics::new(&registry, "xmpp", "XMPP server"),
             amqp: LinkMetrics::new(&registry, "amqp", "AMQP broker"),
