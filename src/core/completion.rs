@@ -26,7 +26,8 @@ impl<H: Handler> Core<H> {
                 Covered::Checkpoint { job, key, token } => {
                     if self.jobs.stage(job) == Some(Stage::Written) {
                         self.ledger.advance(key.clone(), token.clone());
-                        self.store.write(Change::JobProgress { key, token });
+                        self.store
+                            .write(Change::JobProgress { key, token }, self.now);
                     }
                 }
                 // Some servers (ejabberd) answer a probe from the user's
@@ -78,12 +79,13 @@ impl<H: Handler> Core<H> {
 
     fn remember_completed(&mut self, key: &str, report: Event) {
         let seq = self.ledger.complete(key, report.clone());
-        self.store.write(Change::JobDone(CompletedJob {
+        let done = Change::JobDone(CompletedJob {
             key: key.to_string(),
             seq,
             reported: false,
             report: report.payload,
-        }));
+        });
+        self.store.write(done, self.now);
         self.update_job_gauges();
     }
 
@@ -153,7 +155,7 @@ impl<H: Handler> Core<H> {
         if let Some(key) = awaiting.reported_key {
             // A completed job whose report never went out still owes it
             // after a restart; this one no longer does.
-            self.store.write(Change::JobReported(key));
+            self.store.write(Change::JobReported(key), self.now);
         }
         self.settle(awaiting.job);
     }

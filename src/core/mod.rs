@@ -245,7 +245,7 @@ impl<H: Handler> Core<H> {
             phase,
             keepalive,
             self.broker.retry_at(),
-            self.store.retry_at(),
+            self.store.due_at(),
             self.window.changes_at(self.now),
         ]
         .into_iter()
@@ -352,7 +352,7 @@ impl<H: Handler> Core<H> {
             self.metrics
                 .subscriptions
                 .set(self.subscribers.len() as i64);
-            self.store.write(store::Change::Add(subscription));
+            self.store.write(store::Change::Add(subscription), self.now);
         }
     }
 
@@ -361,7 +361,8 @@ impl<H: Handler> Core<H> {
             self.metrics
                 .subscriptions
                 .set(self.subscribers.len() as i64);
-            self.store.write(store::Change::Remove(subscription));
+            self.store
+                .write(store::Change::Remove(subscription), self.now);
         }
     }
 }

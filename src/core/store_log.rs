@@ -4,6 +4,16 @@
 //! and is retried, with backoff, before anything after it: a job waiting
 //! for its completion to be remembered stays waiting (and is never
 //! acknowledged) until the store has it.
+//!
+//! Changes no job waits for (a subscription, a checkpoint, a report
+//! confirmed) do not start a batch of their own: they go with the next one
+//! a job waits for, or after [`UNAWAITED_DELAY`] at the latest. Each batch
+//! costs a sync of the file, and under a flood of small jobs these changes
+//! would otherwise double the syncs. A crash loses at most that much of
+//! them, and each is safe to lose: a subscriber is learned again from
+//! presence, a job resumes from its previous checkpoint (its report counts
+//! the difference in `possible_duplicates`), and a report whose
+//! confirmation was lost is published again as the job's own.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +21,14 @@ use super::io::{Batch, JobId};
 use crate::backoff::Backoff;
 use crate::store::Change;
 
+/// How long a change no job waits for may wait for a batch.
+pub const UNAWAITED_DELAY: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct StoreLog {
     pending: Vec<Change>,
+    /// When the oldest change in `pending` was written.
+    pending_since: Option<Instant>,
     /// Jobs whose completion is in `pending`.
     pending_jobs: Vec<JobId>,
     /// The batch being committed: its id and the jobs waiting for it.
@@ -31,6 +46,7 @@ impl StoreLog {
     pub fn new(max_backoff: Duration) -> Self {
         StoreLog {
             pending: Vec::new(),
+            pending_since: None,
             pending_jobs: Vec::new(),
             committing: None,
             failed: None,
@@ -41,7 +57,8 @@ impl StoreLog {
         }
     }
 
-    pub fn write(&mut self, change: Change) {
+    pub fn write(&mut self, change: Change, now: Instant) {
+        self.pending_since.get_or_insert(now);
         self.pending.push(change);
     }
 
@@ -60,9 +77,10 @@ impl StoreLog {
             self.retry_at = None;
             return self.failed.take();
         }
-        if self.committing.is_some() || self.pending.is_empty() && self.pending_jobs.is_empty() {
+        if self.committing.is_some() || self.pending_jobs.is_empty() && !self.unawaited_due(now) {
             return None;
         }
+        self.pending_since = None;
         self.next_id += 1;
         let jobs = std::mem::take(&mut self.pending_jobs);
         self.committing = Some((self.next_id, jobs));
@@ -101,8 +119,21 @@ impl StoreLog {
         Some(at)
     }
 
-    pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+    /// When [`StoreLog::next_batch`] may have a batch it has not now: a
+    /// retry, or changes no job waits for.
+    pub fn due_at(&self) -> Option<Instant> {
+        let unawaited = match self.pending_since {
+            Some(since) if self.committing.is_none() && self.failed.is_none() => {
+                Some(since + UNAWAITED_DELAY)
+            }
+            _ => None,
+        };
+        self.retry_at.into_iter().chain(unawaited).min()
+    }
+
+    fn unawaited_due(&self, now: Instant) -> bool {
+        self.pending_since
+            .is_some_and(|since| since + UNAWAITED_DELAY <= now)
     }
 
     /// A commit failed and has not succeeded since.
@@ -110,9 +141,10 @@ impl StoreLog {
         self.failing
     }
 
-    /// Nothing to commit and nothing being committed.
+    /// Nothing being committed and no job waiting for a commit (changes
+    /// no job waits for are left to [`StoreLog::take_unwritten`]).
     pub fn is_idle(&self) -> bool {
-        self.committing.is_none() && self.pending.is_empty() && self.pending_jobs.is_empty()
+        self.committing.is_none() && self.failed.is_none() && self.pending_jobs.is_empty()
     }
 
     /// What is not committed yet, failed batch first (at shutdown, for a
@@ -120,6 +152,7 @@ impl StoreLog {
     pub fn take_unwritten(&mut self) -> Vec<Change> {
         let mut changes = self.failed.take().map(|b| b.changes).unwrap_or_default();
         changes.append(&mut self.pending);
+        self.pending_since = None;
         changes
     }
 }
@@ -140,10 +173,10 @@ mod tests {
     fn changes_made_while_a_batch_commits_go_in_the_next_one() {
         let mut log = StoreLog::new(Duration::from_secs(30));
         let now = Instant::now();
-        log.write(change("a"));
+        log.write(change("a"), now);
         log.after_commit(job(1));
         let first = log.next_batch(now).unwrap();
-        log.write(change("b"));
+        log.write(change("b"), now);
         log.after_commit(job(2));
         assert!(log.next_batch(now).is_none(), "one batch at a time");
         assert_eq!(log.committed(first.id), vec![job(1)]);
@@ -157,12 +190,13 @@ mod tests {
     fn a_failed_batch_is_retried_first_and_its_jobs_wait_for_it() {
         let mut log = StoreLog::new(Duration::from_secs(30));
         let now = Instant::now();
-        log.write(change("a"));
+        log.write(change("a"), now);
         log.after_commit(job(1));
         let batch = log.next_batch(now).unwrap();
         let retry = log.failed(batch.clone(), now).unwrap();
         assert!(log.is_failing());
-        log.write(change("b"));
+        log.write(change("b"), now);
+        log.after_commit(job(2));
         assert!(log.next_batch(now).is_none(), "not before the retry");
         let again = log.next_batch(retry).unwrap();
         assert_eq!(again, batch);
@@ -179,5 +213,25 @@ mod tests {
         let batch = log.next_batch(now).unwrap();
         assert!(log.committed(batch.id + 1).is_empty());
         assert_eq!(log.committed(batch.id), vec![job(1)]);
+    }
+
+    #[test]
+    fn a_change_no_job_waits_for_goes_with_the_next_awaited_batch_or_after_the_delay() {
+        let mut log = StoreLog::new(Duration::from_secs(30));
+        let now = Instant::now();
+        log.write(change("a"), now);
+        assert!(log.next_batch(now).is_none(), "no sync for it alone yet");
+        assert!(log.is_idle());
+        assert_eq!(log.due_at(), Some(now + UNAWAITED_DELAY));
+        log.after_commit(job(1));
+        let batch = log.next_batch(now).unwrap();
+        assert_eq!(batch.changes, vec![change("a")], "it rides along");
+        assert_eq!(log.committed(batch.id), vec![job(1)]);
+
+        log.write(change("b"), now);
+        assert!(log.next_batch(now + UNAWAITED_DELAY / 2).is_none());
+        let late = log.next_batch(now + UNAWAITED_DELAY).unwrap();
+        assert_eq!(late.changes, vec![change("b")], "but not forever");
+        assert_eq!(log.due_at(), None, "nothing else to do");
     }
 }
