@@ -30,7 +30,6 @@ fn online() -> ResourcePresence {
     ResourcePresence {
         show: Show::Online,
         priority: 0,
-        status: None,
     }
 }
 

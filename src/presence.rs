@@ -48,11 +48,10 @@ impl From<Option<&xmpp_parsers::presence::Show>> for Show {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourcePresence {
     pub show: Show,
     pub priority: i8,
-    pub status: Option<String>,
 }
 
 /// Which recipients a job may reach.
@@ -86,9 +85,20 @@ pub struct PresenceChange {
     pub changed: bool,
 }
 
+/// One online resource of a user.
+#[derive(Debug)]
+struct Resource {
+    name: Box<str>,
+    presence: ResourcePresence,
+}
+
 #[derive(Debug, Default)]
 pub struct PresenceBook {
-    users: HashMap<BareJid, HashMap<String, ResourcePresence>>,
+    /// user -> their online resources. Nearly always one, so a vector
+    /// sized to fit, searched by name: a hash map per user cost several
+    /// hundred bytes, and a million online users is the size Herald is
+    /// built for.
+    users: HashMap<BareJid, Vec<Resource>>,
     resources: usize,
 }
 
@@ -99,16 +109,26 @@ impl PresenceBook {
 
     /// Records an available presence from `jid`.
     pub fn set_available(&mut self, jid: &FullJid, presence: ResourcePresence) -> PresenceChange {
-        let resources = self.users.entry(jid.to_bare()).or_default();
-        let show = presence.show;
-        let previous = resources.insert(jid.resource().to_string(), presence);
-        if previous.is_none() {
-            self.resources += 1;
-        }
+        let resources = self
+            .users
+            .entry(jid.to_bare())
+            .or_insert_with(|| Vec::with_capacity(1));
+        let name = jid.resource().as_str();
+        let previous = match resources.iter_mut().find(|r| &*r.name == name) {
+            Some(known) => Some(std::mem::replace(&mut known.presence, presence)),
+            None => {
+                resources.push(Resource {
+                    name: name.into(),
+                    presence,
+                });
+                self.resources += 1;
+                None
+            }
+        };
         PresenceChange {
             jid: jid.clone(),
-            now: Some(show),
-            changed: previous.map(|p| p.show) != Some(show),
+            now: Some(presence.show),
+            changed: previous.map(|p| p.show) != Some(presence.show),
         }
     }
 
@@ -117,7 +137,11 @@ impl PresenceBook {
         let bare = jid.to_bare();
         let mut removed = false;
         if let Some(resources) = self.users.get_mut(&bare) {
-            removed = resources.remove(jid.resource().as_str()).is_some();
+            let name = jid.resource().as_str();
+            if let Some(at) = resources.iter().position(|r| &*r.name == name) {
+                resources.swap_remove(at);
+                removed = true;
+            }
             if resources.is_empty() {
                 self.users.remove(&bare);
             }
@@ -140,8 +164,8 @@ impl PresenceBook {
         };
         self.resources -= resources.len();
         resources
-            .into_keys()
-            .filter_map(|resource| jid.with_resource_str(&resource).ok())
+            .into_iter()
+            .filter_map(|resource| jid.with_resource_str(&resource.name).ok())
             .collect()
     }
 
@@ -154,8 +178,8 @@ impl PresenceBook {
             .drain()
             .flat_map(|(jid, resources)| {
                 resources
-                    .into_keys()
-                    .filter_map(move |resource| jid.with_resource_str(&resource).ok())
+                    .into_iter()
+                    .filter_map(move |resource| jid.with_resource_str(&resource.name).ok())
             })
             .collect()
     }
@@ -173,7 +197,10 @@ impl PresenceBook {
                     Policy::Online => true,
                 }
         };
-        if resources.values().any(satisfies) {
+        if resources
+            .iter()
+            .any(|resource| satisfies(&resource.presence))
+        {
             Reachability::Deliver
         } else if resources.is_empty() {
             Reachability::Offline
@@ -204,11 +231,7 @@ mod tests {
     }
 
     fn with_show(show: Show) -> ResourcePresence {
-        ResourcePresence {
-            show,
-            priority: 0,
-            status: None,
-        }
+        ResourcePresence { show, priority: 0 }
     }
 
     #[test]

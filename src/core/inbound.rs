@@ -96,7 +96,6 @@ impl<H: Handler> Core<H> {
                     let resource = ResourcePresence {
                         show: presence.show.as_ref().into(),
                         priority: presence.priority.0,
-                        status: presence.statuses.values().next().cloned(),
                     };
                     changes.push(self.presence.set_available(&full, resource));
                 }

@@ -2,7 +2,7 @@
 //! (a contact) on their roster, indexed by user so that a job's recipients
 //! can be told apart from users Herald has never heard of. Pure data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use xmpp_parsers::jid::BareJid;
 
@@ -10,8 +10,12 @@ use crate::store::Subscription;
 
 #[derive(Debug, Default)]
 pub struct Subscribers {
-    /// user -> the contacts (Herald's JIDs) they subscribed to
-    by_user: HashMap<BareJid, HashSet<BareJid>>,
+    /// user -> the contacts (Herald's JIDs) they subscribed to, as indexes
+    /// into `contacts`: Herald has a handful of JIDs and a million users,
+    /// so each user holds a few small numbers, not a set of strings.
+    by_user: HashMap<BareJid, Vec<u32>>,
+    contacts: Vec<BareJid>,
+    contact_indexes: HashMap<BareJid, u32>,
     /// (user, contact) pairs
     len: usize,
 }
@@ -27,26 +31,36 @@ impl Subscribers {
 
     /// Adds a subscription; false if it was known.
     pub fn insert(&mut self, subscription: Subscription) -> bool {
-        let added = self
+        let contact = self.contact_index(subscription.contact);
+        let contacts = self
             .by_user
             .entry(subscription.user)
-            .or_default()
-            .insert(subscription.contact);
-        self.len += usize::from(added);
-        added
+            .or_insert_with(|| Vec::with_capacity(1));
+        if contacts.contains(&contact) {
+            return false;
+        }
+        contacts.push(contact);
+        self.len += 1;
+        true
     }
 
     /// Removes a subscription; false if it was not known.
     pub fn remove(&mut self, subscription: &Subscription) -> bool {
+        let Some(&contact) = self.contact_indexes.get(&subscription.contact) else {
+            return false;
+        };
         let Some(contacts) = self.by_user.get_mut(&subscription.user) else {
             return false;
         };
-        let removed = contacts.remove(&subscription.contact);
+        let Some(at) = contacts.iter().position(|&c| c == contact) else {
+            return false;
+        };
+        contacts.swap_remove(at);
         if contacts.is_empty() {
             self.by_user.remove(&subscription.user);
         }
-        self.len -= usize::from(removed);
-        removed
+        self.len -= 1;
+        true
     }
 
     /// Whether `user` has any of Herald's JIDs on their roster.
@@ -61,9 +75,23 @@ impl Subscribers {
 
     /// Every (user, contact) pair.
     pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &BareJid)> {
-        self.by_user
-            .iter()
-            .flat_map(|(user, contacts)| contacts.iter().map(move |contact| (user, contact)))
+        let contacts = &self.contacts;
+        self.by_user.iter().flat_map(move |(user, indexes)| {
+            indexes
+                .iter()
+                .map(move |&contact| (user, &contacts[contact as usize]))
+        })
+    }
+
+    /// A contact's index, kept for good once seen (Herald's JIDs are few).
+    fn contact_index(&mut self, contact: BareJid) -> u32 {
+        if let Some(&index) = self.contact_indexes.get(&contact) {
+            return index;
+        }
+        let index = u32::try_from(self.contacts.len()).expect("fewer than 2^32 contact JIDs");
+        self.contacts.push(contact.clone());
+        self.contact_indexes.insert(contact, index);
+        index
     }
 }
 

@@ -80,7 +80,6 @@ fn check_accepted(job: &Job) {
             ResourcePresence {
                 show: Show::Online,
                 priority: 0,
-                status: None,
             },
         );
     }

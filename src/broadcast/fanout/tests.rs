@@ -13,11 +13,7 @@ fn book() -> PresenceBook {
     ] {
         book.set_available(
             &FullJid::new(jid).unwrap(),
-            ResourcePresence {
-                show,
-                priority: 0,
-                status: None,
-            },
+            ResourcePresence { show, priority: 0 },
         );
     }
     book
