@@ -163,6 +163,14 @@ mod tests {
         }
     }
 
+    /// The subscriptions a store reopened at `path` holds, sorted.
+    pub(super) fn stored_subscriptions(path: &Path) -> Vec<Subscription> {
+        let (_, restored) = Store::open(path, 10).unwrap();
+        let mut all = restored.subscriptions;
+        all.sort();
+        all
+    }
+
     #[tokio::test]
     async fn the_writer_answers_each_batch_and_commits_the_last_changes_before_it_ends() {
         let dir = tempfile::tempdir().unwrap();
@@ -175,10 +183,10 @@ mod tests {
         });
         assert!(matches!(writer.results.recv().await, Some(Commit::Done(1))));
         writer.finish(vec![Change::Add(sub("b@localhost"))]);
-        let (_, restored) = Store::open(&path, 10).unwrap();
-        let mut all = restored.subscriptions;
-        all.sort();
-        assert_eq!(all, vec![sub("a@localhost"), sub("b@localhost")]);
+        assert_eq!(
+            stored_subscriptions(&path),
+            vec![sub("a@localhost"), sub("b@localhost")]
+        );
     }
 
     #[test]
