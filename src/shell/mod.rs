@@ -38,9 +38,9 @@ pub enum AppError {
     },
 }
 
-/// Jobs taken in one turn of the loop when they are already waiting: enough
-/// to fill a write under one barrier, few enough that the loop stays
-/// responsive.
+/// Jobs (or the link's events) taken in one turn of the loop when they are
+/// already waiting: enough to fill a write under one barrier, few enough
+/// that the loop stays responsive.
 const JOB_BURST: usize = 64;
 /// How long the link may take to hand over the last acknowledgements.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
@@ -151,16 +151,22 @@ impl<H: Handler> Shell<H> {
                     // and under the same barrier: the server then reads one
                     // burst and answers one ping, not one of each per job.
                     for _ in 1..JOB_BURST {
+                        if !self.core.takes_jobs() {
+                            break;
+                        }
                         let Ok(delivery) = self.link.deliveries.try_recv() else { break };
                         self.handle(Input::Delivery(delivery));
                     }
                 }
-                Some(event) = self.link.events.recv() => self.handle(match event {
-                    LinkEvent::Up { generation } => Input::BrokerUp { generation },
-                    LinkEvent::Lost { generation } => Input::BrokerLost { generation },
-                    LinkEvent::Confirmed { id } => Input::Published { id },
-                    LinkEvent::Refused(publish) => Input::PublishRefused { publish },
-                }),
+                Some(event) = self.link.events.recv() => {
+                    self.on_link(event);
+                    // Confirms come one per report: those already here are
+                    // handled in this turn, not a turn of the loop each.
+                    for _ in 1..JOB_BURST {
+                        let Ok(event) = self.link.events.try_recv() else { break };
+                        self.on_link(event);
+                    }
+                }
                 Some(commit) = self.writer.results.recv() => self.handle(match commit {
                     Commit::Done(batch) => Input::Committed { batch },
                     Commit::Failed(batch, error) => Input::CommitFailed { batch, error },
@@ -180,6 +186,15 @@ impl<H: Handler> Shell<H> {
         } = self;
         link.close(PUBLISH_LIMIT).await;
         writer.finish(core.take_unwritten());
+    }
+
+    fn on_link(&mut self, event: LinkEvent) {
+        self.handle(match event {
+            LinkEvent::Up { generation } => Input::BrokerUp { generation },
+            LinkEvent::Lost { generation } => Input::BrokerLost { generation },
+            LinkEvent::Confirmed { id } => Input::Published { id },
+            LinkEvent::Refused(publish) => Input::PublishRefused { publish },
+        });
     }
 
     fn handle(&mut self, input: Input) {
