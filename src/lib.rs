@@ -15,12 +15,14 @@
 //! [`presence`], [`broadcast`]. The [`handler::Handler`] trait is the
 //! extension point. [`metrics`] are written by the core and the shell and
 //! served by [`http`].
-//! [`send`] is the other side: the `herald send` producer.
+//! [`send`] is the other side: the `herald send` producer, and the
+//! control plane's client ([`control`] is its contract).
 
 pub mod amqp;
 mod backoff;
 pub mod broadcast;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod handler;
 pub mod http;

@@ -1,5 +1,5 @@
-//! A live broker connection: the jobs consumer on one channel, publishing
-//! with confirms on another.
+//! A live broker connection: the jobs consumer on one channel, the control
+//! requests' consumer on another, publishing with confirms on a third.
 
 use std::sync::Arc;
 
@@ -17,10 +17,18 @@ use crate::core::{Destination, Publish};
 /// Header of a dead letter that says why the job was refused.
 pub const ERROR_HEADER: &str = "x-herald-error";
 
+/// Control requests taken before earlier ones are answered, at most.
+const CONTROL_PREFETCH: u16 = 16;
+
 pub struct Open {
     pub connection: Connection,
     pub consume: Channel,
     pub consumer: Consumer,
+    /// Control requests have a channel of their own: their delivery tags
+    /// must not mix with the jobs', which are acknowledged with `multiple`
+    /// in runs, and their prefetch is not the job window's.
+    pub control: Channel,
+    pub control_consumer: Consumer,
     pub publish: Channel,
 }
 
@@ -45,11 +53,25 @@ impl Open {
                 FieldTable::default(),
             )
             .await?;
+        let control = connection.create_channel().await?;
+        control
+            .basic_qos(CONTROL_PREFETCH, BasicQosOptions::default())
+            .await?;
+        let control_consumer = control
+            .basic_consume(
+                config.control_queue.as_str().into(),
+                "herald-control".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         let publish = open_publish(&connection, config).await?;
         Ok(Open {
             connection,
             consume,
             consumer,
+            control,
+            control_consumer,
             publish,
         })
     }
@@ -87,7 +109,19 @@ pub async fn publish(
                 .with_content_type(ShortString::from("application/json"))
                 .with_delivery_mode(2),
         ),
-        Destination::DeadLetter { reason, .. } => {
+        Destination::Reply {
+            reply_to,
+            correlation_id,
+            ..
+        } => {
+            let mut properties =
+                BasicProperties::default().with_content_type(ShortString::from("application/json"));
+            if let Some(id) = correlation_id {
+                properties = properties.with_correlation_id(ShortString::from(id.as_str()));
+            }
+            ("", reply_to.as_str(), properties)
+        }
+        Destination::DeadLetter { reason, .. } | Destination::DeadRequest { reason, .. } => {
             let kept = kept.unwrap_or_default();
             let mut headers = kept.headers().clone().unwrap_or_default();
             headers.insert(

@@ -3,8 +3,10 @@
 //! the configured nodes in turn: a failed connect or a lost connection
 //! moves on to the next), declares the topology, consumes jobs, and carries
 //! out what the core decided: publishes (with confirms), acknowledgements
-//! and requeues.
-//! Nothing here decides anything about a job.
+//! and requeues. Control requests come on a channel of their own and go
+//! to the core like deliveries; their answers are published and the
+//! requests then acknowledged ([`super::control`]).
+//! Nothing here decides anything about a job or a request.
 //!
 //! Each connection has a generation number, told to the loop with
 //! [`LinkEvent::Up`] before its first delivery and [`LinkEvent::Lost`]
@@ -25,9 +27,10 @@ use tokio::time::sleep;
 
 use super::address::{BrokerAddress, Rotation};
 use super::channel::{publish, Open};
+use super::control;
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
-use crate::core::{Delivery, Destination, JobId, Publish};
+use crate::core::{Delivery, Destination, JobId, Publish, Request};
 use crate::metrics::Metrics;
 
 /// What the link tells the event loop, besides deliveries.
@@ -44,6 +47,8 @@ pub enum LinkEvent {
     },
     /// Given back to be retried.
     Refused(Publish),
+    /// A control request, to be answered.
+    Request(Request),
 }
 
 /// What the event loop asks of the link.
@@ -211,12 +216,16 @@ impl Task {
 
     async fn serve(&mut self, open: &mut Open, generation: u64) -> Ended {
         let mut in_flight = FuturesUnordered::new();
+        // Answers to control requests, each acknowledging its request.
+        let mut answering = FuturesUnordered::new();
+        // Of each unanswered control request: what a dead letter keeps.
+        let mut requests: BTreeMap<u64, BasicProperties> = BTreeMap::new();
         // Of each unsettled delivery: what a dead letter keeps.
         let mut properties: BTreeMap<u64, BasicProperties> = BTreeMap::new();
         let mut closing = false;
         let mut events = open.connection.events_listener();
         loop {
-            if closing && in_flight.is_empty() {
+            if closing && in_flight.is_empty() && answering.is_empty() {
                 return Ended::Closed;
             }
             tokio::select! {
@@ -236,6 +245,15 @@ impl Task {
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the jobs consumer".into()),
                 },
+                request = open.control_consumer.next(), if !closing => match request {
+                    Some(Ok(delivery)) => {
+                        let (request, properties) = control::request_of(delivery, generation);
+                        requests.insert(request.id.tag, properties);
+                        let _ = self.events.send(LinkEvent::Request(request));
+                    }
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                    None => return Ended::Lost("the broker cancelled the control consumer".into()),
+                },
                 next = self.commands.recv(), if !closing => match next {
                     Some(Command::Publish(message)) if message.generation == generation => {
                         if !open.publish.status().connected() {
@@ -246,11 +264,17 @@ impl Task {
                             }
                             tracing::info!("publish channel reopened");
                         }
-                        let kept = match &message.destination {
-                            Destination::DeadLetter { job, .. } => properties.get(&job.tag).cloned(),
-                            Destination::Events { .. } => None,
-                        };
-                        in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept));
+                        if let Some(request) = control::answered(&message) {
+                            let kept = requests.remove(&request.tag);
+                            let (publish, config) = (open.publish.clone(), Arc::clone(&self.config));
+                            answering.push(control::answer(publish, open.control.clone(), config, message, request, kept));
+                        } else {
+                            let kept = match &message.destination {
+                                Destination::DeadLetter { job, .. } => properties.get(&job.tag).cloned(),
+                                _ => None,
+                            };
+                            in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept));
+                        }
                     }
                     Some(Command::Ack { job, multiple }) if job.generation == generation => {
                         if multiple {
@@ -269,6 +293,7 @@ impl Task {
                     Some(_) => {}
                     None => closing = true,
                 },
+                Some(()) = answering.next(), if !answering.is_empty() => {}
                 Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
                     Ok(Some(id)) => {
                         let _ = self.events.send(LinkEvent::Confirmed { id });

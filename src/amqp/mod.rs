@@ -1,5 +1,6 @@
 //! The half of Herald that faces the business applications: the jobs queue
-//! it consumes, the dead-letter queue, and the events exchange it reports to.
+//! it consumes, the dead-letter queue, the events exchange it reports to,
+//! and the control queue whose requests it answers.
 //!
 //! lapin runs its own I/O thread; Herald's state never leaves the core.
 //! The link task ([`Link`]) keeps the connection up, does all waiting on
@@ -8,6 +9,7 @@
 
 mod address;
 mod channel;
+mod control;
 mod link;
 pub mod tls;
 mod topology;

@@ -29,7 +29,11 @@ pub enum OpenError {
 }
 
 pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenError> {
-    for queue in [&config.jobs_queue, &config.dead_letter_queue] {
+    for queue in [
+        &config.jobs_queue,
+        &config.dead_letter_queue,
+        &config.control_queue,
+    ] {
         channel
             .queue_declare(
                 queue.as_str().into(),

@@ -133,6 +133,9 @@ pub struct AmqpConfig {
     pub queue_type: QueueType,
     pub jobs_queue: String,
     pub dead_letter_queue: String,
+    /// Queue of control requests (request/reply: presence, online users,
+    /// status), declared like the jobs queue; see docs/control.md.
+    pub control_queue: String,
     pub events_exchange: String,
     pub prefetch: u16,
     /// Publish a `presence.changed` event for every presence change.
@@ -256,6 +259,7 @@ impl Default for AmqpConfig {
             queue_type: QueueType::Classic,
             jobs_queue: "broadcast.jobs".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
+            control_queue: "broadcast.control".into(),
             events_exchange: "broadcast.events".into(),
             prefetch: 2048,
             presence_events: true,

@@ -34,6 +34,26 @@ pub struct Delivery {
     pub received_at: SystemTime,
 }
 
+/// A control request's place with the broker: the connection it came on
+/// and its delivery tag on the control channel (a space of its own, apart
+/// from the jobs').
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    pub generation: u64,
+    pub tag: u64,
+}
+
+/// A control request as the broker delivered it, with where to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: RequestId,
+    pub payload: Vec<u8>,
+    /// The AMQP `reply_to`: the queue (or direct reply-to name) the answer
+    /// goes to through the default exchange.
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
 /// A stanza that did not parse; IQ requests among them still get an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidStanza {
@@ -60,6 +80,8 @@ pub enum Input {
         generation: u64,
     },
     Delivery(Delivery),
+    /// A control request: answered at once from the core's state.
+    Request(Request),
     /// The broker connection `generation` is gone: the broker requeues its
     /// unacknowledged jobs by itself and its publishes are lost.
     BrokerLost {
@@ -97,6 +119,17 @@ pub enum Destination {
     /// The dead-letter queue, keeping the job's own AMQP properties and
     /// saying why.
     DeadLetter { job: JobId, reason: String },
+    /// The answer to a control request: through the default exchange to
+    /// its `reply_to`, with its `correlation_id`. The request is
+    /// acknowledged once the broker has taken it (or refused it).
+    Reply {
+        request: RequestId,
+        reply_to: String,
+        correlation_id: Option<String>,
+    },
+    /// A control request with nowhere to answer: to the dead-letter queue,
+    /// keeping its AMQP properties and saying why; then acknowledged.
+    DeadRequest { request: RequestId, reason: String },
 }
 
 /// A message for the broker. With an `id`, the core waits for its

@@ -17,6 +17,7 @@ mod barrier;
 mod broker;
 mod completion;
 mod connection;
+mod control;
 mod inbound;
 mod intake;
 pub mod io;
@@ -40,7 +41,9 @@ use crate::store::{self, Change, CompletedJob, Subscription};
 use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
-pub use io::{Batch, Delivery, Destination, Input, InvalidStanza, JobId, Output, Publish};
+pub use io::{
+    Batch, Delivery, Destination, Input, InvalidStanza, JobId, Output, Publish, Request, RequestId,
+};
 use job_window::JobWindow;
 use jobs::Jobs;
 pub use ledger::Earlier;
@@ -175,6 +178,7 @@ impl<H: Handler> Core<H> {
                     self.on_delivery(delivery);
                 }
             }
+            Input::Request(request) => self.on_request(request),
             Input::Published { id } => self.on_published(id),
             Input::PublishRefused { publish } => {
                 self.metrics.events_failed.inc();

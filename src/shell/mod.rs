@@ -194,6 +194,7 @@ impl<H: Handler> Shell<H> {
             LinkEvent::Lost { generation } => Input::BrokerLost { generation },
             LinkEvent::Confirmed { id } => Input::Published { id },
             LinkEvent::Refused(publish) => Input::PublishRefused { publish },
+            LinkEvent::Request(request) => Input::Request(request),
         });
     }
 

@@ -137,6 +137,8 @@ impl Broker {
                     self.dead.push((message.job, reason.clone()));
                 }
             }
+            // No control requests are simulated; checks.rs refuses answers.
+            Destination::Reply { .. } | Destination::DeadRequest { .. } => {}
         }
         Some(publish)
     }

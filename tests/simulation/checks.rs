@@ -186,6 +186,10 @@ impl Ledger {
             }
             Destination::Events { .. } => Ok(()),
             Destination::DeadLetter { .. } => Ok(()),
+            // The simulated broker sends no control requests.
+            Destination::Reply { .. } | Destination::DeadRequest { .. } => {
+                Err(format!("an answer to a request never made: {publish:?}"))
+            }
         }
     }
 

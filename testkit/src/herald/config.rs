@@ -39,6 +39,7 @@ pub struct Names {
     pub jobs: String,
     pub dead: String,
     pub events: String,
+    pub control: String,
 }
 
 impl Names {
@@ -47,12 +48,13 @@ impl Names {
         Names::under(&crate::amqp::unique_name("herald-test"))
     }
 
-    /// `<base>.jobs`, `<base>.jobs.dead` and `<base>.events`.
+    /// `<base>.jobs`, `<base>.jobs.dead`, `<base>.events` and `<base>.control`.
     pub fn under(base: &str) -> Names {
         Names {
             jobs: format!("{base}.jobs"),
             dead: format!("{base}.jobs.dead"),
             events: format!("{base}.events"),
+            control: format!("{base}.control"),
         }
     }
 }
@@ -71,6 +73,7 @@ pub fn config(xmpp: &XmppTarget, amqp_url: &str, names: &Names, store: &Path) ->
     config.amqp.jobs_queue = names.jobs.clone();
     config.amqp.dead_letter_queue = names.dead.clone();
     config.amqp.events_exchange = names.events.clone();
+    config.amqp.control_queue = names.control.clone();
     config.http.listen = "127.0.0.1:0".into();
     config.store.path = store.to_path_buf();
     config
@@ -130,6 +133,7 @@ mod tests {
             jobs: "run.jobs".into(),
             dead: "run.jobs.dead".into(),
             events: "run.events".into(),
+            control: "run.control".into(),
         }
     }
 

@@ -1,0 +1,49 @@
+use super::*;
+
+#[test]
+fn every_request_reads_back_as_written() {
+    for request in [
+        Request::Presence {
+            users: vec!["alice@example.com".into()],
+        },
+        Request::Online {
+            limit: 5,
+            after: Some("bob@example.com".into()),
+        },
+        Request::Online {
+            limit: DEFAULT_PAGE,
+            after: None,
+        },
+        Request::Status,
+    ] {
+        assert_eq!(parse(&request.to_json()), Ok(request));
+    }
+}
+
+#[test]
+fn limits_are_checked() {
+    let too_many = vec!["a@example.com"; MAX_PRESENCE_USERS + 1];
+    let body = serde_json::json!({"op": "presence", "users": too_many}).to_string();
+    assert!(matches!(
+        parse(body.as_bytes()),
+        Err(RequestError::InvalidRequest(_))
+    ));
+    let body = format!(r#"{{"op":"online","limit":{}}}"#, MAX_PAGE + 1);
+    assert!(matches!(
+        parse(body.as_bytes()),
+        Err(RequestError::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn an_error_reply_carries_the_code_and_the_message() {
+    let error = parse(br#"{"op":"cancel"}"#).unwrap_err();
+    let reply: serde_json::Value = serde_json::from_slice(&Reply::error(&error).to_json()).unwrap();
+    assert_eq!(reply["ok"], false);
+    assert_eq!(reply["error"]["code"], "unknown_op");
+    assert!(reply["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cancel"));
+    assert!(reply.get("result").is_none());
+}

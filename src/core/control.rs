@@ -1,0 +1,164 @@
+//! Control requests (request/reply over AMQP): answered at once from the
+//! core's own state, so an answer is as true as the presence book at the
+//! moment the request is taken. A reply is not a job: nothing is stored or
+//! reported, and nothing about jobs changes. A request with nowhere to
+//! answer (no `reply_to`) is dead-lettered with the reason.
+
+use std::collections::BTreeSet;
+
+use xmpp_parsers::jid::BareJid;
+
+use super::io::{Destination, Output, Publish, Request};
+use super::Core;
+use crate::control::{
+    self, OnlineResult, OnlineUser, PresenceResult, Reply, StatusResult, UserPresence,
+};
+use crate::handler::Handler;
+use crate::presence::{Policy, Reachability};
+
+impl<H: Handler> Core<H> {
+    pub(super) fn on_request(&mut self, request: Request) {
+        // As with deliveries: a request of a connection since lost was
+        // requeued by the broker and is answered on the next one.
+        let generation = request.id.generation;
+        if self.broker.is_new(generation) {
+            self.on_broker_up(generation);
+        }
+        if self.broker.live() != Some(generation) {
+            return;
+        }
+        let parsed = control::parse(&request.payload);
+        let Some(reply_to) = request.reply_to else {
+            let reason = match parsed {
+                Ok(_) => "control request without reply_to".to_string(),
+                Err(e) => format!("control request without reply_to: {e}"),
+            };
+            tracing::warn!(%reason, "control request dead-lettered");
+            self.out.push_back(Output::publish(
+                generation,
+                Destination::DeadRequest {
+                    request: request.id,
+                    reason,
+                },
+                request.payload,
+            ));
+            return;
+        };
+        let reply = match parsed {
+            Ok(op) => self.answer(op),
+            Err(e) => {
+                tracing::debug!(error = %e, "control request refused");
+                Reply::error(&e)
+            }
+        };
+        self.out.push_back(Output::publish(
+            generation,
+            Destination::Reply {
+                request: request.id,
+                reply_to,
+                correlation_id: request.correlation_id,
+            },
+            reply.to_json(),
+        ));
+    }
+
+    fn answer(&self, request: control::Request) -> Reply {
+        match request {
+            control::Request::Presence { users } => Reply::result(self.presence_of(users)),
+            control::Request::Online { limit, after } => {
+                Reply::result(self.online(limit, after.as_deref()))
+            }
+            control::Request::Status => Reply::result(self.status()),
+        }
+    }
+
+    fn presence_of(&self, users: Vec<String>) -> PresenceResult {
+        let users = users
+            .into_iter()
+            .map(|jid| match BareJid::new(&jid) {
+                Ok(bare) => UserPresence {
+                    online: Some(
+                        self.presence.reachability(&bare, Policy::Online) != Reachability::Offline,
+                    ),
+                    available: Some(self.is_available(&bare)),
+                    error: None,
+                    jid,
+                },
+                Err(e) => UserPresence {
+                    error: Some(format!("not a bare JID: {e}")),
+                    online: None,
+                    available: None,
+                    jid,
+                },
+            })
+            .collect();
+        PresenceResult { users }
+    }
+
+    /// Whether a job with the default policy would reach the user now.
+    fn is_available(&self, user: &BareJid) -> bool {
+        self.presence.reachability(user, Policy::Available) == Reachability::Deliver
+    }
+
+    /// Every user in the presence book is a subscriber (their presence made
+    /// them one, and an unsubscription takes them out of the book), so the
+    /// online users are the subscribers the book has resources for.
+    fn online(&self, limit: usize, after: Option<&str>) -> OnlineResult {
+        let online: BTreeSet<(&str, bool)> = self
+            .subscribers
+            .iter()
+            .map(|(user, _)| user)
+            .filter(|user| {
+                self.presence.reachability(user, Policy::Online) != Reachability::Offline
+            })
+            .map(|user| (user.as_str(), self.is_available(user)))
+            .collect();
+        let available = online.iter().filter(|(_, available)| *available).count();
+        let mut page: Vec<OnlineUser> = online
+            .iter()
+            .filter(|(jid, _)| after.is_none_or(|after| *jid > after))
+            .take(limit + 1)
+            .map(|(jid, available)| OnlineUser {
+                jid: jid.to_string(),
+                available: *available,
+            })
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|user| user.jid.clone())
+        } else {
+            None
+        };
+        OnlineResult {
+            online: online.len(),
+            available,
+            users: page,
+            next,
+        }
+    }
+
+    fn status(&self) -> StatusResult {
+        StatusResult {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            xmpp_connected: self.phase.has_stream(),
+            broker_connected: self.broker.live().is_some(),
+            online_users: self.presence.online_users(),
+            online_resources: self.presence.online_resources(),
+            subscriptions: self.subscribers.len(),
+            jobs_in_flight: self.jobs.len(),
+            remembered_jobs: self.ledger.completed_len(),
+        }
+    }
+}
+
+impl Output {
+    /// A best-effort publish: the core waits for no confirm of a reply.
+    fn publish(generation: u64, destination: Destination, payload: Vec<u8>) -> Output {
+        Output::Publish(Publish {
+            id: None,
+            generation,
+            destination,
+            payload,
+        })
+    }
+}
