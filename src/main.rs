@@ -1,11 +1,13 @@
 //! The `herald` binary: configuration, logging, runtime and signals; the
-//! component itself is [`herald::run`], `herald send` is [`herald::send`].
+//! component itself is [`herald::run`], `herald send` is [`herald::send`],
+//! `herald presence`, `online` and `status` are [`herald::send::control`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use herald::config::{Config, LogFormat};
+use herald::control::{Request, DEFAULT_PAGE};
 use herald::send::SendArgs;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -41,12 +43,57 @@ enum Command {
     // Boxed: the arguments of one command run once are no reason to make
     // every `Command` their size.
     Send(Box<SendArgs>),
+    /// Ask Herald whether users (bare JIDs) are online and available.
+    ///
+    /// Sends a control request to amqp.control_queue and prints Herald's
+    /// reply (JSON; docs/control.md). Exit status: 0 an answer; 1 an error
+    /// reply, broker error or timeout; 2 invalid configuration.
+    Presence {
+        #[arg(required = true, value_name = "JID")]
+        users: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Count the users online and available, and list a page of them.
+    ///
+    /// Prints Herald's reply (JSON): its "next" is the --after of the next page.
+    Online {
+        /// Users in the page
+        #[arg(long, default_value_t = DEFAULT_PAGE)]
+        limit: usize,
+        /// List users after this JID (the "next" of the page before)
+        #[arg(long, value_name = "JID")]
+        after: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Herald's version, its connections and its counts (JSON).
+    Status {
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+#[derive(clap::Args)]
+struct Wait {
+    /// Seconds to wait for the broker and the reply
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Send(args)) = &cli.command {
-        return send(cli.config.as_deref(), args);
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Some(Command::Send(args)) => return send(config_path, &args),
+        Some(Command::Presence { users, wait }) => {
+            return control(config_path, Request::Presence { users }, wait)
+        }
+        Some(Command::Online { limit, after, wait }) => {
+            return control(config_path, Request::Online { limit, after }, wait)
+        }
+        Some(Command::Status { wait }) => return control(config_path, Request::Status, wait),
+        _ => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -98,6 +145,35 @@ fn send(config: Option<&std::path::Path>, args: &SendArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald send: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn control(config: Option<&std::path::Path>, request: Request, wait: Wait) -> ExitCode {
+    let config = match Config::read(config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let wait = std::time::Duration::from_secs(wait.timeout);
+    match runtime.block_on(herald::send::control::ask(&config, &request, wait)) {
+        Ok(reply) => {
+            let text = serde_json::to_string_pretty(&reply).expect("replies serialize");
+            println!("{text}");
+            if reply.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("herald: {e}");
             ExitCode::from(e.exit_code())
         }
     }

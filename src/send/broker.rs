@@ -137,6 +137,11 @@ impl Link {
         }
     }
 
+    /// The channel, in confirm mode.
+    pub(super) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
     pub(super) async fn close(self) {
         let _ = self.channel.close(200, "bye".into()).await;
         let _ = self.connection.close(200, "bye".into()).await;

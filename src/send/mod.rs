@@ -35,6 +35,7 @@ use crate::presence::Policy;
 use broker::Link;
 
 mod broker;
+pub mod control;
 
 /// The command line of `herald send`.
 #[derive(Debug, Args)]

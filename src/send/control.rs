@@ -1,0 +1,106 @@
+//! `herald presence`, `herald online` and `herald status`: one control
+//! request each, published to `amqp.control_queue` the way an application
+//! does it, and the reply printed as Herald wrote it (JSON).
+//!
+//! The reply comes by RabbitMQ's direct reply-to: the request's `reply_to`
+//! is `amq.rabbitmq.reply-to`, and the same channel consumes that
+//! pseudo-queue (without acknowledgements, as RabbitMQ requires) before
+//! publishing, so no queue is declared and nothing is left behind.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation};
+use tokio::time::timeout;
+
+use super::broker::Link;
+use super::SendError;
+use crate::config::Config;
+use crate::control::{Reply, Request};
+
+/// RabbitMQ's pseudo-queue of direct replies.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Sends `request` to Herald's control queue and waits up to `wait` for
+/// the reply.
+pub async fn ask(config: &Config, request: &Request, wait: Duration) -> Result<Reply, SendError> {
+    let amqp = &config.amqp;
+    let secs = wait.as_secs();
+    let link = timeout(wait, Link::open(amqp))
+        .await
+        .map_err(|_| SendError::Timeout {
+            secs,
+            what: "connecting to the broker",
+        })??;
+    let result = timeout(wait, exchange(&link, &amqp.control_queue, request))
+        .await
+        .unwrap_or(Err(SendError::Timeout {
+            secs,
+            what: "waiting for Herald's reply (is Herald running and connected?)",
+        }));
+    link.close().await;
+    result
+}
+
+async fn exchange(link: &Link, queue: &str, request: &Request) -> Result<Reply, SendError> {
+    let amqp = |what| move |source| SendError::Amqp { what, source };
+    let channel = link.channel();
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let mut replies = channel
+        .basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp("cannot consume direct replies"))?;
+    let correlation_id = format!("herald-cli-{}", std::process::id());
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_reply_to(DIRECT_REPLY_TO.into())
+        .with_correlation_id(correlation_id.as_str().into());
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    let confirmation = channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            mandatory,
+            &request.to_json(),
+            properties,
+        )
+        .await
+        .map_err(amqp("cannot publish the request"))?
+        .await
+        .map_err(amqp("no confirm for the request"))?;
+    if !matches!(confirmation, Confirmation::Ack(None)) {
+        return Err(SendError::Broker(format!(
+            "the broker did not take the request: is there a queue {queue:?} \
+             (amqp.control_queue; Herald declares it when it starts)?"
+        )));
+    }
+    while let Some(delivery) = replies.next().await {
+        let delivery = delivery.map_err(amqp("reading the reply"))?;
+        let ours = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|id| id.as_str())
+            == Some(correlation_id.as_str());
+        if ours {
+            return serde_json::from_slice(&delivery.data)
+                .map_err(|e| SendError::Broker(format!("a reply that is not a reply: {e}")));
+        }
+    }
+    Err(SendError::Broker(
+        "the broker closed the reply consumer".into(),
+    ))
+}
