@@ -1,0 +1,217 @@
+//! The control plane end to end on Prosody and on ejabberd: real c2s users
+//! with different presence, the real `herald` component, and the `herald
+//! presence`, `online` and `status` commands asking it over RabbitMQ's
+//! direct reply-to; bad requests answered or dead-lettered while jobs go on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use herald_testkit::amqp::json_properties;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+herald_testkit::on_both_servers!(
+    presence_online_and_status_answer_what_the_users_did,
+    bad_requests_are_answered_or_dead_lettered_and_jobs_go_on,
+);
+
+/// Runs `herald --config FILE ARGS` and returns its reply (stdout as JSON),
+/// failing unless it exits `code`.
+async fn herald(config: &Path, args: &[&str], code: i32) -> Value {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("HERALD_")) {
+        command.env_remove(key);
+    }
+    let output = command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("herald exits within 60 s")
+        .expect("herald runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "herald {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?} printed {stdout}: {e}"))
+}
+
+async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;
+    let tap = &mut stack.presence;
+    let _alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(tap, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login(&stack.server, "bob", "phone").await;
+    bob.send_presence(Some("away"), 0).await;
+    await_presence(tap, "bob@localhost/phone", Some("away")).await;
+    // carol was online and left.
+    let carol = XmppUser::login_available(&stack.server, "carol", "desk").await;
+    await_presence(tap, "carol@localhost/desk", Some("online")).await;
+    carol.disconnect().await;
+    await_presence(tap, "carol@localhost/desk", None).await;
+    // dave: one resource dnd, one ready to chat.
+    let mut dave_dnd = XmppUser::login(&stack.server, "dave", "phone").await;
+    dave_dnd.send_presence(Some("dnd"), 0).await;
+    await_presence(tap, "dave@localhost/phone", Some("dnd")).await;
+    let mut dave_chat = XmppUser::login(&stack.server, "dave", "desk").await;
+    dave_chat.send_presence(Some("chat"), 0).await;
+    await_presence(tap, "dave@localhost/desk", Some("chat")).await;
+    let config = stack.config_path();
+
+    let users = [
+        "alice@localhost",
+        "bob@localhost",
+        "carol@localhost",
+        "dave@localhost",
+        "erin@localhost",
+        "alice@localhost/desk",
+    ];
+    let mut args = vec!["presence"];
+    args.extend(users);
+    let reply = herald(config, &args, 0).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let entries = reply["result"]["users"].as_array().unwrap();
+    let seen: Vec<(&str, Value, Value)> = entries[..5]
+        .iter()
+        .map(|e| {
+            (
+                e["jid"].as_str().unwrap(),
+                e["online"].clone(),
+                e["available"].clone(),
+            )
+        })
+        .collect();
+    let (yes, no) = (json!(true), json!(false));
+    assert_eq!(
+        seen,
+        [
+            ("alice@localhost", yes.clone(), yes.clone()),
+            ("bob@localhost", yes.clone(), no.clone()),
+            ("carol@localhost", no.clone(), no.clone()),
+            ("dave@localhost", yes.clone(), yes.clone()),
+            ("erin@localhost", no.clone(), no.clone()),
+        ]
+    );
+    assert!(entries[5]["error"].is_string(), "{}", entries[5]);
+
+    let first = herald(config, &["online", "--limit", "2"], 0).await;
+    let page = &first["result"];
+    assert_eq!(
+        (page["online"].clone(), page["available"].clone()),
+        (json!(3), json!(2)),
+        "{first}"
+    );
+    assert_eq!(
+        page["users"],
+        json!([
+            {"jid": "alice@localhost", "available": true},
+            {"jid": "bob@localhost", "available": false},
+        ])
+    );
+    let after = page["next"].as_str().expect("a next page");
+    let second = herald(config, &["online", "--limit", "2", "--after", after], 0).await;
+    assert_eq!(
+        second["result"]["users"],
+        json!([{"jid": "dave@localhost", "available": true}])
+    );
+    assert!(second["result"].get("next").is_none(), "{second}");
+
+    let status = herald(config, &["status"], 0).await;
+    let result = &status["result"];
+    assert_eq!(result["xmpp_connected"], true, "{status}");
+    assert_eq!(result["broker_connected"], true);
+    assert_eq!(result["online_users"], 3);
+    assert_eq!(result["online_resources"], 4);
+    assert_eq!(result["version"], env!("CARGO_PKG_VERSION"));
+}
+
+async fn bad_requests_are_answered_or_dead_lettered_and_jobs_go_on<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice"]).await;
+    let mut alice = stack.online("alice").await;
+    let replies = stack
+        .amqp
+        .channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("a queue for replies")
+        .name()
+        .to_string();
+    let ask = |payload: &'static [u8], reply_to: Option<&str>| {
+        let mut properties = json_properties().with_correlation_id("corr-1".into());
+        if let Some(queue) = reply_to {
+            properties = properties.with_reply_to(queue.into());
+        }
+        stack
+            .amqp
+            .publish_to("", &stack.names.control, payload, properties)
+    };
+    ask(b"{not json", Some(&replies)).await;
+    let reply = stack
+        .amqp
+        .get_one(&replies, WAIT)
+        .await
+        .expect("an error reply");
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|id| id.as_str()),
+        Some("corr-1")
+    );
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json", "{body}");
+
+    ask(br#"{"op":"reboot"}"#, Some(&replies)).await;
+    let reply = stack
+        .amqp
+        .get_one(&replies, WAIT)
+        .await
+        .expect("an error reply");
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "unknown_op", "{body}");
+
+    ask(br#"{"op":"status"}"#, None).await;
+    let dead = stack
+        .amqp
+        .get_one(&stack.names.dead, WAIT)
+        .await
+        .expect("a request without reply_to is dead-lettered");
+    assert_eq!(dead.body, br#"{"op":"status"}"#);
+    let reason = dead.headers["x-herald-error"].as_str().unwrap_or_default();
+    assert!(reason.contains("reply_to"), "{reason}");
+
+    stack
+        .publish(json!({"id": "after-requests", "to": ["alice@localhost"], "body": "still here"}))
+        .await;
+    let report = next_report(&mut stack.reports, "after-requests").await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let (_, body, _) = alice
+        .next_message(WAIT)
+        .await
+        .expect("the job is delivered");
+    assert_eq!(body, "still here");
+    assert!(stack.herald.is_running());
+}
