@@ -4,7 +4,7 @@
 //! reported, and nothing about jobs changes. A request with nowhere to
 //! answer (no `reply_to`) is dead-lettered with the reason.
 
-use std::collections::BTreeSet;
+use std::collections::BinaryHeap;
 
 use xmpp_parsers::jid::BareJid;
 
@@ -102,37 +102,47 @@ impl<H: Handler> Core<H> {
 
     /// Every user in the presence book is a subscriber (their presence made
     /// them one, and an unsubscription takes them out of the book), so the
-    /// online users are the subscribers the book has resources for.
+    /// online users are the subscribers the book has resources for. One
+    /// pass over them, keeping only the page's `limit` + 1 first JIDs after
+    /// `after` (the one more says whether a next page exists): no list of
+    /// every online user is built on the loop's thread.
     fn online(&self, limit: usize, after: Option<&str>) -> OnlineResult {
-        let online: BTreeSet<(&str, bool)> = self
-            .subscribers
-            .iter()
-            .map(|(user, _)| user)
-            .filter(|user| {
-                self.presence.reachability(user, Policy::Online) != Reachability::Offline
-            })
-            .map(|user| (user.as_str(), self.is_available(user)))
-            .collect();
-        let available = online.iter().filter(|(_, available)| *available).count();
-        let mut page: Vec<OnlineUser> = online
-            .iter()
-            .filter(|(jid, _)| after.is_none_or(|after| *jid > after))
-            .take(limit + 1)
-            .map(|(jid, available)| OnlineUser {
-                jid: jid.to_string(),
-                available: *available,
-            })
-            .collect();
+        let (mut online, mut available) = (0, 0);
+        // The greatest JID kept on top, to be dropped for a smaller one.
+        let mut page: BinaryHeap<(&str, bool)> = BinaryHeap::with_capacity(limit + 1);
+        for user in self.subscribers.users() {
+            if self.presence.reachability(user, Policy::Online) == Reachability::Offline {
+                continue;
+            }
+            let is_available = self.is_available(user);
+            online += 1;
+            available += usize::from(is_available);
+            let jid = user.as_str();
+            if after.is_some_and(|after| jid <= after) {
+                continue;
+            }
+            page.push((jid, is_available));
+            if page.len() > limit + 1 {
+                page.pop();
+            }
+        }
+        let mut page = page.into_sorted_vec();
         let next = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|user| user.jid.clone())
+            page.last().map(|(jid, _)| jid.to_string())
         } else {
             None
         };
         OnlineResult {
-            online: online.len(),
+            online,
             available,
-            users: page,
+            users: page
+                .into_iter()
+                .map(|(jid, available)| OnlineUser {
+                    jid: jid.to_string(),
+                    available,
+                })
+                .collect(),
             next,
         }
     }

@@ -49,11 +49,18 @@ impl Harness {
 }
 
 /// alice online and available (from `ready`), bob away on one resource and
-/// available on another, carol away, dave gone again.
+/// available on another (following two of Herald's JIDs), carol away, dave
+/// gone again.
 fn with_users() -> Harness {
     let mut h = Harness::ready();
     h.presence("bob@localhost/a", Some(XmppShow::Away));
     h.presence("bob@localhost/b", None);
+    // bob also follows a second JID of Herald's: still one user.
+    let alerts = Presence::new(PresenceType::None)
+        .with_from(Jid::new("bob@localhost/b").unwrap())
+        .with_to(Jid::new("alerts@broadcast.localhost").unwrap());
+    h.input(Input::Stanza(alerts.into()));
+    h.commit_all();
     h.presence("carol@localhost/x", Some(XmppShow::Away));
     h.presence("dave@localhost/y", None);
     let gone = Presence::new(PresenceType::Unavailable)
@@ -135,7 +142,7 @@ fn status_counts_what_the_core_holds() {
     assert_eq!(status["broker_connected"], true);
     assert_eq!(status["online_users"], 3);
     assert_eq!(status["online_resources"], 4);
-    assert_eq!(status["subscriptions"], 4);
+    assert_eq!(status["subscriptions"], 5);
     assert_eq!(status["jobs_in_flight"], 1);
 }
 
