@@ -129,6 +129,9 @@ async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
     );
     assert!(second["result"].get("next").is_none(), "{second}");
 
+    let refused = herald(config, &["online", "--limit", "0"], 1).await;
+    assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
+
     let status = herald(config, &["status"], 0).await;
     let result = &status["result"];
     assert_eq!(result["xmpp_connected"], true, "{status}");
@@ -192,6 +195,11 @@ async fn bad_requests_are_answered_or_dead_lettered_and_jobs_go_on<S: XmppServer
         .expect("an error reply");
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(body["error"]["code"], "unknown_op", "{body}");
+
+    // A direct reply-to name of no live requester, and a reply_to naming
+    // no queue: the broker drops the replies, and nothing else changes.
+    ask(br#"{"op":"status"}"#, Some("amq.rabbitmq.reply-to.bogus")).await;
+    ask(br#"{"op":"status"}"#, Some("no-such-queue-for-replies")).await;
 
     ask(br#"{"op":"status"}"#, None).await;
     let dead = stack

@@ -35,7 +35,7 @@ pub enum Request {
 /// Why a request is refused; `code` is what the reply says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("the request is not a JSON object: {0}")]
+    #[error("the request is not JSON: {0}")]
     InvalidJson(String),
     #[error("unknown op {0:?}; known: presence, online, status")]
     UnknownOp(String),
