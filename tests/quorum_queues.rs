@@ -43,7 +43,7 @@ async fn quorum_queues_are_declared_as_such_and_carry_jobs() {
     let env = [("HERALD_AMQP__QUEUE_TYPE", "quorum")];
     let mut herald = Herald::start_with_env(&server, &names, dir.path(), &env);
     let amqp = Amqp::connect().await;
-    for queue in [&names.jobs, &names.dead] {
+    for queue in [&names.jobs, &names.dead, &names.control] {
         assert!(is_of_type(&amqp, queue, "quorum").await, "{queue}");
         assert!(!is_of_type(&amqp, queue, "classic").await, "{queue}");
     }
@@ -54,7 +54,7 @@ async fn quorum_queues_are_declared_as_such_and_carry_jobs() {
     let message = alice.next_message(WAIT).await.expect("alice got the job");
     assert_eq!(message.1, "through a quorum queue");
     assert_eq!(herald.stop(), Some(0), "{}", herald.log_text());
-    for queue in [&names.jobs, &names.dead] {
+    for queue in [&names.jobs, &names.dead, &names.control] {
         amqp.delete_queue(queue).await;
     }
     amqp.close().await;
@@ -106,7 +106,7 @@ async fn a_jobs_queue_of_another_type_is_named_in_the_error_until_it_is_moved() 
     herald.wait_log_count("than amqp.queue_type = \"classic\"", 1, WAIT);
     assert_eq!(herald.readyz(), 503);
     assert_eq!(herald.stop(), Some(0), "{}", herald.log_text());
-    for queue in [&names.jobs, &names.dead] {
+    for queue in [&names.jobs, &names.dead, &names.control] {
         amqp.delete_queue(queue).await;
     }
     amqp.close().await;
