@@ -186,10 +186,17 @@ impl Ledger {
             }
             Destination::Events { .. } => Ok(()),
             Destination::DeadLetter { .. } => Ok(()),
-            // The simulated broker sends no control requests.
-            Destination::Reply { .. } | Destination::DeadRequest { .. } => {
-                Err(format!("an answer to a request never made: {publish:?}"))
+            Destination::Reply { .. } => {
+                let reply: herald::control::Reply = serde_json::from_slice(&publish.payload)
+                    .map_err(|e| format!("a reply that is not a reply: {e}"))?;
+                if reply.ok != reply.result.is_some() || reply.ok == reply.error.is_some() {
+                    return Err(format!(
+                        "a reply with neither or both of result and error: {reply:?}"
+                    ));
+                }
+                Ok(())
             }
+            Destination::DeadRequest { .. } => Ok(()),
         }
     }
 

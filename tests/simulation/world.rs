@@ -24,6 +24,10 @@ const PREFETCH: usize = 6;
 
 pub struct World {
     pub rng: Rng,
+    /// Control requests' own chance: the jobs' worlds stay those their
+    /// seeds made before requests existed, so a request that changed
+    /// anything of a job's would show as a broken guarantee.
+    requests: Rng,
     pub now: Instant,
     core: Option<Core<Broadcast>>,
     config: Config,
@@ -68,6 +72,7 @@ impl World {
             ledger: Ledger::new(&mut rng),
             store,
             rng,
+            requests: Rng::new(seed ^ 0xC0_4E_7A_01),
             calm: false,
             stream_back_at: Some(now),
             broker_back_at: Some(now),
@@ -150,6 +155,9 @@ impl World {
         }
         // Herald reads its socket whenever something is there.
         self.hand_over_from_server()?;
+        if self.requests.chance(50) {
+            self.request()?;
+        }
         let fault = !self.calm && self.rng.chance(60);
         if fault {
             return self.fault();
@@ -286,6 +294,11 @@ impl World {
     }
 
     fn broker_answers(&mut self) -> Result<(), String> {
+        while let Some(answer) = self.broker.answers.pop_front() {
+            self.ledger
+                .on_publish_taken(&answer, &self.store, self.now)?;
+            self.broker.answered(&answer)?;
+        }
         for _ in 0..1 + self.rng.below(4) {
             let Some(publish) = self.broker.take_publish() else {
                 break;
@@ -309,6 +322,23 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// An application asks Herald something, now and then without a
+    /// reply_to or with a request Herald cannot read.
+    fn request(&mut self) -> Result<(), String> {
+        let payload: &[u8] = match self.requests.below(5) {
+            0 => br#"{"op":"status"}"#,
+            1 => br#"{"op":"presence","users":["u1@localhost","u2@localhost/r"]}"#,
+            2 => br#"{"op":"online","limit":2}"#,
+            3 => br#"{"op":"cancel"}"#,
+            _ => b"not json",
+        };
+        let reply_to = self.requests.chance(900);
+        match self.broker.request(payload.to_vec(), reply_to) {
+            Some(request) => self.input(Input::Request(request)),
+            None => Ok(()),
+        }
     }
 
     fn store_answers(&mut self) -> Result<(), String> {
