@@ -97,6 +97,14 @@ impl Broker {
         })
     }
 
+    /// Every request of the live connection has been answered.
+    pub fn all_answered(&self) -> Result<(), String> {
+        match self.open_requests.keys().next() {
+            Some(tag) => Err(format!("control request {tag} never answered")),
+            None => Ok(()),
+        }
+    }
+
     /// The broker took `publish`: if it answers a control request, that
     /// request is open on this connection, is answered once, and as it
     /// asked (a reply to its reply_to, else a dead letter).

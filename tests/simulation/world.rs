@@ -24,9 +24,8 @@ const PREFETCH: usize = 6;
 
 pub struct World {
     pub rng: Rng,
-    /// Control requests' own chance: the jobs' worlds stay those their
-    /// seeds made before requests existed, so a request that changed
-    /// anything of a job's would show as a broken guarantee.
+    /// Control requests' own chance: each seed's jobs live the world they
+    /// did before requests existed, and any effect on them would show.
     requests: Rng,
     pub now: Instant,
     core: Option<Core<Broadcast>>,
@@ -124,7 +123,8 @@ impl World {
             self.step()?;
             if self.calm && self.is_done() {
                 self.ledger.check_end(&self.server)?;
-                return Ok(step);
+                self.take_answers()?;
+                return self.broker.all_answered().map(|()| step);
             }
         }
         Err(format!(
@@ -293,12 +293,17 @@ impl World {
         Ok(())
     }
 
-    fn broker_answers(&mut self) -> Result<(), String> {
+    fn take_answers(&mut self) -> Result<(), String> {
         while let Some(answer) = self.broker.answers.pop_front() {
             self.ledger
                 .on_publish_taken(&answer, &self.store, self.now)?;
             self.broker.answered(&answer)?;
         }
+        Ok(())
+    }
+
+    fn broker_answers(&mut self) -> Result<(), String> {
+        self.take_answers()?;
         for _ in 0..1 + self.rng.below(4) {
             let Some(publish) = self.broker.take_publish() else {
                 break;
