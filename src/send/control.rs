@@ -34,7 +34,7 @@ pub async fn ask(config: &Config, request: &Request, wait: Duration) -> Result<R
             secs,
             what: "connecting to the broker",
         })??;
-    let result = timeout(wait, exchange(&link, &amqp.control_queue, request))
+    let result = timeout(wait, exchange(&link, &amqp.control_queue, request, wait))
         .await
         .unwrap_or(Err(SendError::Timeout {
             secs,
@@ -44,7 +44,12 @@ pub async fn ask(config: &Config, request: &Request, wait: Duration) -> Result<R
     result
 }
 
-async fn exchange(link: &Link, queue: &str, request: &Request) -> Result<Reply, SendError> {
+async fn exchange(
+    link: &Link,
+    queue: &str,
+    request: &Request,
+    wait: Duration,
+) -> Result<Reply, SendError> {
     let amqp = |what| move |source| SendError::Amqp { what, source };
     let channel = link.channel();
     let no_ack = BasicConsumeOptions {
@@ -64,7 +69,10 @@ async fn exchange(link: &Link, queue: &str, request: &Request) -> Result<Reply, 
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_reply_to(DIRECT_REPLY_TO.into())
-        .with_correlation_id(correlation_id.as_str().into());
+        .with_correlation_id(correlation_id.as_str().into())
+        // Nobody waits for the answer after that: a Herald that is down
+        // now must not find the request when it starts.
+        .with_expiration(wait.as_millis().to_string().as_str().into());
     let mandatory = BasicPublishOptions {
         mandatory: true,
         ..BasicPublishOptions::default()
