@@ -24,6 +24,18 @@ impl Show {
         matches!(self, Show::Online | Show::Chat)
     }
 
+    /// How ready to read this is: `chat` most, then no `<show/>`, `away`,
+    /// `xa`, `dnd`.
+    pub fn readiness(self) -> u8 {
+        match self {
+            Show::Chat => 4,
+            Show::Online => 3,
+            Show::Away => 2,
+            Show::Xa => 1,
+            Show::Dnd => 0,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Show::Online => "online",
@@ -207,6 +219,15 @@ impl PresenceBook {
         } else {
             Reachability::Unavailable
         }
+    }
+
+    /// The presence of each online resource of `jid`.
+    pub fn resources_of(&self, jid: &BareJid) -> impl Iterator<Item = ResourcePresence> + '_ {
+        self.users
+            .get(jid)
+            .into_iter()
+            .flatten()
+            .map(|resource| resource.presence)
     }
 
     pub fn online_users(&self) -> usize {

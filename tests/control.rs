@@ -105,6 +105,21 @@ async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
             ("erin@localhost", no.clone(), no.clone()),
         ]
     );
+    let resources: Vec<(Value, Value)> = entries[..5]
+        .iter()
+        .map(|e| (e["resources"].clone(), e["show"].clone()))
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            (json!(1), json!("online")),
+            (json!(1), json!("away")),
+            (json!(0), Value::Null),
+            (json!(2), json!("chat")),
+            (json!(0), Value::Null),
+        ],
+        "dave's most ready resource is the one ready to chat"
+    );
     assert!(entries[5]["error"].is_string(), "{}", entries[5]);
 
     let first = herald(config, &["online", "--limit", "2"], 0).await;

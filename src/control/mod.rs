@@ -9,6 +9,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::presence::Show;
+
 /// Most users one `presence` request may name.
 pub const MAX_PRESENCE_USERS: usize = 20_000;
 /// Users in a page of `online` when the request gives no `limit`.
@@ -154,6 +156,12 @@ pub struct UserPresence {
     pub online: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<bool>,
+    /// Online resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<usize>,
+    /// The most ready `<show/>` among them, if any is online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show: Option<Show>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -81,6 +81,12 @@ impl<H: Handler> Core<H> {
                         self.presence.reachability(&bare, Policy::Online) != Reachability::Offline,
                     ),
                     available: Some(self.is_available(&bare)),
+                    resources: Some(self.presence.resources_of(&bare).count()),
+                    show: self
+                        .presence
+                        .resources_of(&bare)
+                        .map(|resource| resource.show)
+                        .max_by_key(|show| show.readiness()),
                     error: None,
                     jid,
                 },
@@ -88,6 +94,8 @@ impl<H: Handler> Core<H> {
                     error: Some(format!("not a bare JID: {e}")),
                     online: None,
                     available: None,
+                    resources: None,
+                    show: None,
                     jid,
                 },
             })
