@@ -114,12 +114,13 @@ impl Handler for Broadcast {
             .progress(&job.id)
             .and_then(|token| serde_json::from_slice(token).ok())
             .unwrap_or_default();
+        let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
         // Taken after its deadline: whatever is left of it sends nothing,
         // and no stranger is probed for it.
         if let (Some(deadline), Some(now)) = (job.expires_at, ctx.wall_clock()) {
             if now >= deadline {
                 tracing::info!(job = %job.id, "taken after its expires_at: nothing sent");
-                return done(fanout::expire_from(&job, from), from);
+                return done(fanout::expire_from(&job, from, resent), from);
             }
         }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
@@ -127,7 +128,6 @@ impl Handler for Broadcast {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
             return JobOutcome::Probe { users: strangers };
         }
-        let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
         let fanout = fan_out_from(&job, ctx.presence(), from, self.checkpoint_every, resent);
         // Checkpoints stand between messages: with none to send, none.
         if !fanout.deliver_to.is_empty() {

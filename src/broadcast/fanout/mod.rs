@@ -134,7 +134,7 @@ pub fn fan_out_from(
 /// The report of a job taken after its deadline: from `from.next` on,
 /// nobody is sent anything; users count as expired, entries Herald cannot
 /// address as invalid (as they would at any time).
-pub fn expire_from(job: &Job, from: Progress) -> Report {
+pub fn expire_from(job: &Job, from: Progress, resent: bool) -> Report {
     let mut report = report_from(job, from);
     for recipient in job.recipients.iter().skip(from.next) {
         match recipient {
@@ -143,7 +143,12 @@ pub fn expire_from(job: &Job, from: Progress) -> Report {
         }
     }
     report.expired = true;
-    report.possible_duplicates = from.possible_duplicates;
+    // This attempt sends nothing, but two earlier ones may each have gone
+    // past the checkpoint it resumes from (the second's checkpoint never
+    // committed): their messages to these recipients may have repeated,
+    // and no later attempt of this job will count them.
+    report.possible_duplicates =
+        from.possible_duplicates + if resent { report.skipped.expired } else { 0 };
     report
 }
 

@@ -179,7 +179,7 @@ fn a_resumed_attempt_carries_the_possible_duplicates_of_the_attempts_before_it()
 #[test]
 fn an_expired_job_sends_nothing_and_counts_every_user_expired() {
     let job = job("online");
-    let report = expire_from(&job, Progress::default());
+    let report = expire_from(&job, Progress::default(), false);
     assert!(report.expired);
     assert_eq!(report.sent, 0);
     // Five users and one entry no time makes addressable.
@@ -191,11 +191,20 @@ fn an_expired_job_sends_nothing_and_counts_every_user_expired() {
     // keep their counts, the rest expire.
     let first = fan_out_from(&job, &book(), Progress::default(), 2, false);
     let (_, progress) = first.checkpoints[0];
-    let resumed = expire_from(&job, progress);
+    let resumed = expire_from(&job, progress, false);
     assert_eq!(resumed.sent, progress.sent);
     assert_eq!(
         resumed.skipped.expired,
         job.recipients.len() - 1 - progress.next
     );
     assert!(resumed.is_complete());
+    assert_eq!(
+        resumed.possible_duplicates, 0,
+        "one attempt before: no repeats"
+    );
+
+    // Two earlier attempts may both have gone past that checkpoint: each
+    // recipient after it may have the message twice.
+    let again = expire_from(&job, progress, true);
+    assert_eq!(again.possible_duplicates, again.skipped.expired);
 }
