@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use herald_testkit::amqp::EventTap;
 use herald_testkit::c2s::XmppUser;
+use herald_testkit::crowd::MixedCrowd;
 use herald_testkit::events::{await_presence, next_report};
 use herald_testkit::server::XmppServer;
 use herald_testkit::stack::Stack;
@@ -34,25 +35,14 @@ herald_testkit::on_both_servers!(
 
 async fn job_reaches_available_users_only_and_report_counts_every_recipient<S: XmppServer>() {
     let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;
-    let tap = &mut stack.presence;
-
-    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
-    await_presence(tap, "alice@localhost/desk", Some("online")).await;
-    let mut bob = XmppUser::login(&stack.server, "bob", "phone").await;
-    bob.send_presence(Some("away"), 0).await;
-    await_presence(tap, "bob@localhost/phone", Some("away")).await;
-    // dave has two resources: one does not want messages, one does.
-    let mut dave_dnd = XmppUser::login(&stack.server, "dave", "phone").await;
-    dave_dnd.send_presence(Some("dnd"), 0).await;
-    await_presence(tap, "dave@localhost/phone", Some("dnd")).await;
-    let mut dave_chat = XmppUser::login(&stack.server, "dave", "desk").await;
-    dave_chat.send_presence(Some("chat"), 0).await;
-    await_presence(tap, "dave@localhost/desk", Some("chat")).await;
-    // erin was online and left.
-    let erin = XmppUser::login_available(&stack.server, "erin", "desk").await;
-    await_presence(tap, "erin@localhost/desk", Some("online")).await;
-    erin.disconnect().await;
-    await_presence(tap, "erin@localhost/desk", None).await;
+    // dave has two resources: one does not want messages, one does; erin
+    // was online and left.
+    let MixedCrowd {
+        mut alice,
+        mut bob,
+        mut dave_dnd,
+        mut dave_chat,
+    } = MixedCrowd::log_in(&stack.server, &mut stack.presence, "erin").await;
 
     let to = [
         "alice@localhost",

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_testkit::amqp::json_properties;
-use herald_testkit::c2s::XmppUser;
-use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::crowd::MixedCrowd;
+use herald_testkit::events::next_report;
 use herald_testkit::server::XmppServer;
 use herald_testkit::stack::Stack;
 use lapin::options::QueueDeclareOptions;
@@ -51,24 +51,9 @@ async fn herald(config: &Path, args: &[&str], code: i32) -> Value {
 
 async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
     let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;
-    let tap = &mut stack.presence;
-    let _alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
-    await_presence(tap, "alice@localhost/desk", Some("online")).await;
-    let mut bob = XmppUser::login(&stack.server, "bob", "phone").await;
-    bob.send_presence(Some("away"), 0).await;
-    await_presence(tap, "bob@localhost/phone", Some("away")).await;
-    // carol was online and left.
-    let carol = XmppUser::login_available(&stack.server, "carol", "desk").await;
-    await_presence(tap, "carol@localhost/desk", Some("online")).await;
-    carol.disconnect().await;
-    await_presence(tap, "carol@localhost/desk", None).await;
-    // dave: one resource dnd, one ready to chat.
-    let mut dave_dnd = XmppUser::login(&stack.server, "dave", "phone").await;
-    dave_dnd.send_presence(Some("dnd"), 0).await;
-    await_presence(tap, "dave@localhost/phone", Some("dnd")).await;
-    let mut dave_chat = XmppUser::login(&stack.server, "dave", "desk").await;
-    dave_chat.send_presence(Some("chat"), 0).await;
-    await_presence(tap, "dave@localhost/desk", Some("chat")).await;
+    // carol was online and left; dave has a dnd phone and a desk ready
+    // to chat; erin never logged in.
+    let _crowd = MixedCrowd::log_in(&stack.server, &mut stack.presence, "carol").await;
     let config = stack.config_path();
 
     let users = [

@@ -52,6 +52,7 @@ pub mod amqp;
 pub mod c2s;
 pub mod certs;
 pub mod component;
+pub mod crowd;
 pub mod cut_proxy;
 pub mod delivery;
 pub mod ejabberd;
