@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald_testkit::amqp::EventTap;
 use herald_testkit::c2s::XmppUser;
-use herald_testkit::crowd::MixedCrowd;
+use herald_testkit::crowd::{MixedCrowd, EVERYONE_AND_A_FULL_JID};
 use herald_testkit::events::{await_presence, next_report};
 use herald_testkit::server::XmppServer;
 use herald_testkit::stack::Stack;
@@ -44,14 +44,7 @@ async fn job_reaches_available_users_only_and_report_counts_every_recipient<S: X
         mut dave_chat,
     } = MixedCrowd::log_in(&stack.server, &mut stack.presence, "erin").await;
 
-    let to = [
-        "alice@localhost",
-        "bob@localhost",
-        "carol@localhost",
-        "dave@localhost",
-        "erin@localhost",
-        "alice@localhost/desk",
-    ];
+    let to = EVERYONE_AND_A_FULL_JID;
     stack
         .publish(json!({"id": "job-1", "to": to, "body": "fire drill at 3 <pm> & \"on time\"", "subject": "drill"}))
         .await;

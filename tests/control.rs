@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_testkit::amqp::json_properties;
-use herald_testkit::crowd::MixedCrowd;
+use herald_testkit::crowd::{MixedCrowd, EVERYONE_AND_A_FULL_JID};
 use herald_testkit::events::next_report;
 use herald_testkit::server::XmppServer;
 use herald_testkit::stack::Stack;
@@ -56,14 +56,7 @@ async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
     let _crowd = MixedCrowd::log_in(&stack.server, &mut stack.presence, "carol").await;
     let config = stack.config_path();
 
-    let users = [
-        "alice@localhost",
-        "bob@localhost",
-        "carol@localhost",
-        "dave@localhost",
-        "erin@localhost",
-        "alice@localhost/desk",
-    ];
+    let users = EVERYONE_AND_A_FULL_JID;
     let mut args = vec!["presence"];
     args.extend(users);
     let reply = herald(config, &args, 0).await;

@@ -7,6 +7,17 @@ use crate::c2s::XmppUser;
 use crate::events::await_presence;
 use crate::server::XmppServer;
 
+/// The crowd's users, carol and erin (one gone, one never seen, as the
+/// test chooses), and a full JID, which is no address for a job.
+pub const EVERYONE_AND_A_FULL_JID: [&str; 6] = [
+    "alice@localhost",
+    "bob@localhost",
+    "carol@localhost",
+    "dave@localhost",
+    "erin@localhost",
+    "alice@localhost/desk",
+];
+
 /// alice is available at her desk; bob is away on his phone; dave has a
 /// phone that is dnd and a desk ready to chat; `gone` was online and left.
 pub struct MixedCrowd {
