@@ -221,6 +221,11 @@ impl PresenceBook {
         }
     }
 
+    /// Every user with an online resource, once each, in no order.
+    pub fn users(&self) -> impl Iterator<Item = &BareJid> {
+        self.users.keys()
+    }
+
     /// The presence of each online resource of `jid`.
     pub fn resources_of(&self, jid: &BareJid) -> impl Iterator<Item = ResourcePresence> + '_ {
         self.users

@@ -108,20 +108,16 @@ impl<H: Handler> Core<H> {
         self.presence.reachability(user, Policy::Available) == Reachability::Deliver
     }
 
-    /// Every user in the presence book is a subscriber (their presence made
-    /// them one, and an unsubscription takes them out of the book), so the
-    /// online users are the subscribers the book has resources for. One
-    /// pass over them, keeping only the page's `limit` + 1 first JIDs after
-    /// `after` (the one more says whether a next page exists): no list of
-    /// every online user is built on the loop's thread.
+    /// One pass over the online users of the presence book (not over every
+    /// subscriber: most of a million may be offline), keeping only the
+    /// page's `limit` + 1 first JIDs after `after` (the one more says
+    /// whether a next page exists): no list of every online user is built
+    /// on the loop's thread.
     fn online(&self, limit: usize, after: Option<&str>) -> OnlineResult {
         let (mut online, mut available) = (0, 0);
         // The greatest JID kept on top, to be dropped for a smaller one.
         let mut page: BinaryHeap<(&str, bool)> = BinaryHeap::with_capacity(limit + 1);
-        for user in self.subscribers.users() {
-            if self.presence.reachability(user, Policy::Online) == Reachability::Offline {
-                continue;
-            }
+        for user in self.presence.users() {
             let is_available = self.is_available(user);
             online += 1;
             available += usize::from(is_available);

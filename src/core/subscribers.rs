@@ -76,11 +76,6 @@ impl Subscribers {
         self.len
     }
 
-    /// Every user with at least one subscription, once each.
-    pub fn users(&self) -> impl Iterator<Item = &BareJid> {
-        self.by_user.keys()
-    }
-
     /// Every (user, contact) pair.
     pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &BareJid)> {
         let contacts = &self.contacts;
