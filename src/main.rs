@@ -131,15 +131,9 @@ fn main() -> ExitCode {
 }
 
 fn send(config: Option<&std::path::Path>, args: &SendArgs) -> ExitCode {
-    let config = match Config::read(config) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("herald send: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(runtime) = runtime() else {
-        return ExitCode::FAILURE;
+    let (config, runtime) = match client(config, "herald send") {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     match runtime.block_on(herald::send::run(&config, args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,15 +145,9 @@ fn send(config: Option<&std::path::Path>, args: &SendArgs) -> ExitCode {
 }
 
 fn control(config: Option<&std::path::Path>, request: Request, wait: Wait) -> ExitCode {
-    let config = match Config::read(config) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("herald: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(runtime) = runtime() else {
-        return ExitCode::FAILURE;
+    let (config, runtime) = match client(config, "herald") {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let wait = std::time::Duration::from_secs(wait.timeout);
     match runtime.block_on(herald::send::control::ask(&config, &request, wait)) {
@@ -177,6 +165,20 @@ fn control(config: Option<&std::path::Path>, request: Request, wait: Wait) -> Ex
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// What a command that talks to the broker needs: the configuration (exit
+/// code 2 when it does not load) and a runtime.
+fn client(
+    config: Option<&std::path::Path>,
+    command: &str,
+) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = Config::read(config).map_err(|e| {
+        eprintln!("{command}: {e}");
+        ExitCode::from(2)
+    })?;
+    let runtime = runtime().ok_or(ExitCode::FAILURE)?;
+    Ok((config, runtime))
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {

@@ -42,29 +42,16 @@ impl Open {
         let connection = super::connect(config, broker, properties).await?;
         let consume = connection.create_channel().await?;
         topology::declare(&consume, config).await?;
-        consume
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await?;
-        let consumer = consume
-            .basic_consume(
-                config.jobs_queue.as_str().into(),
-                "herald".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consumer =
+            consume_from(&consume, &config.jobs_queue, "herald", config.prefetch).await?;
         let control = connection.create_channel().await?;
-        control
-            .basic_qos(CONTROL_PREFETCH, BasicQosOptions::default())
-            .await?;
-        let control_consumer = control
-            .basic_consume(
-                config.control_queue.as_str().into(),
-                "herald-control".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let control_consumer = consume_from(
+            &control,
+            &config.control_queue,
+            "herald-control",
+            CONTROL_PREFETCH,
+        )
+        .await?;
         let publish = open_publish(&connection, config).await?;
         Ok(Open {
             connection,
@@ -80,6 +67,27 @@ impl Open {
         self.publish = open_publish(&self.connection, config).await?;
         Ok(())
     }
+}
+
+/// Consumes `queue` on `channel`, at most `prefetch` unacknowledged.
+async fn consume_from(
+    channel: &Channel,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+) -> Result<Consumer, OpenError> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(consumer)
 }
 
 async fn open_publish(connection: &Connection, config: &AmqpConfig) -> Result<Channel, OpenError> {
