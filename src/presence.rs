@@ -26,7 +26,7 @@ impl Show {
 
     /// How ready to read this is: `chat` most, then no `<show/>`, `away`,
     /// `xa`, `dnd`.
-    pub fn readiness(self) -> u8 {
+    fn readiness(self) -> u8 {
         match self {
             Show::Chat => 4,
             Show::Online => 3,
@@ -233,6 +233,13 @@ impl PresenceBook {
             .into_iter()
             .flatten()
             .map(|resource| resource.presence)
+    }
+
+    /// The most ready `<show/>` among the online resources of `jid`.
+    pub fn readiest_show(&self, jid: &BareJid) -> Option<Show> {
+        self.resources_of(jid)
+            .map(|resource| resource.show)
+            .max_by_key(|show| show.readiness())
     }
 
     pub fn online_users(&self) -> usize {

@@ -82,11 +82,7 @@ impl<H: Handler> Core<H> {
                     ),
                     available: Some(self.is_available(&bare)),
                     resources: Some(self.presence.resources_of(&bare).count()),
-                    show: self
-                        .presence
-                        .resources_of(&bare)
-                        .map(|resource| resource.show)
-                        .max_by_key(|show| show.readiness()),
+                    show: self.presence.readiest_show(&bare),
                     error: None,
                     jid,
                 },

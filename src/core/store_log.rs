@@ -27,8 +27,9 @@ pub const UNAWAITED_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct StoreLog {
     pending: Vec<Change>,
-    /// When the oldest change in `pending` was written.
-    pending_since: Option<Instant>,
+    /// When the changes in `pending` must go even if no job waits for them:
+    /// [`UNAWAITED_DELAY`] after the oldest was written.
+    pending_deadline: Option<Instant>,
     /// Jobs whose completion is in `pending`.
     pending_jobs: Vec<JobId>,
     /// The batch being committed: its id and the jobs waiting for it.
@@ -46,7 +47,7 @@ impl StoreLog {
     pub fn new(max_backoff: Duration) -> Self {
         StoreLog {
             pending: Vec::new(),
-            pending_since: None,
+            pending_deadline: None,
             pending_jobs: Vec::new(),
             committing: None,
             failed: None,
@@ -58,7 +59,7 @@ impl StoreLog {
     }
 
     pub fn write(&mut self, change: Change, now: Instant) {
-        self.pending_since.get_or_insert(now);
+        self.pending_deadline.get_or_insert(now + UNAWAITED_DELAY);
         self.pending.push(change);
     }
 
@@ -77,10 +78,11 @@ impl StoreLog {
             self.retry_at = None;
             return self.failed.take();
         }
-        if self.committing.is_some() || self.pending_jobs.is_empty() && !self.unawaited_due(now) {
+        let unawaited_due = self.pending_deadline.is_some_and(|at| at <= now);
+        if self.committing.is_some() || self.pending_jobs.is_empty() && !unawaited_due {
             return None;
         }
-        self.pending_since = None;
+        self.pending_deadline = None;
         self.next_id += 1;
         let jobs = std::mem::take(&mut self.pending_jobs);
         self.committing = Some((self.next_id, jobs));
@@ -122,18 +124,10 @@ impl StoreLog {
     /// When [`StoreLog::next_batch`] may have a batch it has not now: a
     /// retry, or changes no job waits for.
     pub fn due_at(&self) -> Option<Instant> {
-        let unawaited = match self.pending_since {
-            Some(since) if self.committing.is_none() && self.failed.is_none() => {
-                Some(since + UNAWAITED_DELAY)
-            }
-            _ => None,
-        };
+        let unawaited = self
+            .pending_deadline
+            .filter(|_| self.committing.is_none() && self.failed.is_none());
         self.retry_at.into_iter().chain(unawaited).min()
-    }
-
-    fn unawaited_due(&self, now: Instant) -> bool {
-        self.pending_since
-            .is_some_and(|since| since + UNAWAITED_DELAY <= now)
     }
 
     /// A commit failed and has not succeeded since.
@@ -152,7 +146,7 @@ impl StoreLog {
     pub fn take_unwritten(&mut self) -> Vec<Change> {
         let mut changes = self.failed.take().map(|b| b.changes).unwrap_or_default();
         changes.append(&mut self.pending);
-        self.pending_since = None;
+        self.pending_deadline = None;
         changes
     }
 }

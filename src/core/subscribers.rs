@@ -88,11 +88,6 @@ impl Subscribers {
 
     /// A contact's index, kept for good once seen (Herald's JIDs are few).
     fn contact_index(&mut self, contact: BareJid) -> u32 {
-        // Nearly always Herald's main JID, the first and often the only
-        // one: a comparison, not a hash.
-        if self.contacts.len() == 1 && self.contacts[0] == contact {
-            return 0;
-        }
         if let Some(&index) = self.contact_indexes.get(&contact) {
             return index;
         }
