@@ -105,12 +105,12 @@ fn serialization(c: &mut Criterion) {
     let mut group = c.benchmark_group("serialize");
     let mut book = PresenceBook::new();
     book.set_available(&resource(0), online());
-    let job = job(1);
+    let mut job = job(1);
     let to = fan_out(&job, &book)
         .deliver_to
         .pop()
         .expect("one recipient is online");
-    let template = Arc::new(template(job).expect("serializable"));
+    let template = Arc::new(template(&mut job).expect("serializable"));
     let stanza = Outgoing::Message { template, to };
     let mut encoder = StanzaEncoder::default();
     let mut buffer = Vec::with_capacity(4096);

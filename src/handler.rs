@@ -152,7 +152,7 @@ impl<'a> Context<'a> {
         self.domain
     }
 
-    pub fn presence(&self) -> &PresenceBook {
+    pub fn presence(&self) -> &'a PresenceBook {
         self.presence
     }
 
@@ -191,7 +191,7 @@ pub struct Tally {
 }
 
 /// What to do with a job once the handler has seen it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum JobOutcome {
     /// The stanzas sent through the context are the job's work. Once the
     /// server has read them, `report` is published and then the job is
@@ -203,6 +203,11 @@ pub enum JobOutcome {
         tally: Tally,
         key: Option<String>,
     },
+    /// The job's stanzas go out a slice at a time, as the stream takes
+    /// them (see [`JobSlices`]): a job of a million recipients never holds
+    /// a million stanzas in memory, and presence, pings and control requests
+    /// are handled between its slices. Jobs behind it wait their turn.
+    Fanning(Box<dyn JobSlices>),
     /// Probe `users` (strangers, see [`Context::is_stranger`]) first:
     /// the loop sends each a presence probe, waits until the server has
     /// answered them, and then calls [`Handler::on_job`] again with the same
@@ -214,6 +219,18 @@ pub enum JobOutcome {
     /// The job is refused: it goes to the dead-letter queue with `reason`
     /// and nothing sent through the context for it is written.
     DeadLetter { reason: String },
+}
+
+/// The rest of a job whose handler returned [`JobOutcome::Fanning`].
+pub trait JobSlices: std::fmt::Debug {
+    /// The job's key (as in [`JobOutcome::Done`]), under which its
+    /// checkpoints are saved while it is fanned out.
+    fn key(&self) -> Option<&str>;
+
+    /// Sends at most `budget` more stanzas through `ctx` (with checkpoints
+    /// between them); the job's outcome once it has sent its last, None
+    /// while more remain. Each call sees the presence of its moment.
+    fn next_slice(&mut self, ctx: &mut Context<'_>, budget: usize) -> Option<JobOutcome>;
 }
 
 pub trait Handler {

@@ -35,5 +35,5 @@ pub mod store;
 pub mod xmpp;
 
 pub use config::Config;
-pub use handler::{Context, Handler, JobOutcome, Tally};
+pub use handler::{Context, Handler, JobOutcome, JobSlices, Tally};
 pub use shell::{run, run_with, AppError};

@@ -4,16 +4,17 @@
 pub mod fanout;
 pub mod job;
 pub mod marks;
-
-use std::sync::Arc;
+mod slices;
 
 use serde::Serialize;
 use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
+use fanout::Walk;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
 pub use job::{Job, JobError, JobLimits};
+use slices::Slices;
 
 pub const REPORT_KEY: &str = "job.report";
 pub const PRESENCE_KEY: &str = "presence.changed";
@@ -88,7 +89,7 @@ impl Handler for Broadcast {
     }
 
     fn on_job(&mut self, ctx: &mut Context<'_>, payload: &[u8]) -> JobOutcome {
-        let job = match Job::parse(payload, &self.limits) {
+        let mut job = match Job::parse(payload, &self.limits) {
             Ok(job) => job,
             Err(e) => {
                 return JobOutcome::DeadLetter {
@@ -128,42 +129,16 @@ impl Handler for Broadcast {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
             return JobOutcome::Probe { users: strangers };
         }
-        let fanout = fan_out_from(&job, ctx.presence(), from, self.checkpoint_every, resent);
-        // Checkpoints stand between messages: with none to send, none.
-        if !fanout.deliver_to.is_empty() {
-            // Built once a message goes out, from the job's own texts.
-            let template = match fanout::template(job) {
-                Ok(template) => Arc::new(template),
-                Err(e) => {
-                    return JobOutcome::DeadLetter {
-                        reason: e.to_string(),
-                    }
+        let template = match fanout::template(&mut job) {
+            Ok(template) => template,
+            Err(e) => {
+                return JobOutcome::DeadLetter {
+                    reason: e.to_string(),
                 }
-            };
-            let mut checkpoints = fanout.checkpoints.into_iter().peekable();
-            for (sent, to) in fanout.deliver_to.into_iter().enumerate() {
-                while let Some((_, progress)) = checkpoints.next_if(|(at, _)| *at <= sent) {
-                    ctx.checkpoint(serde_json::to_vec(&progress).unwrap_or_default());
-                }
-                ctx.send_broadcast(&template, to);
             }
-        }
-        let report = &fanout.report;
-        // Debug, not info: at thousands of jobs a second a line per job is
-        // most of what the loop spends beyond delivering (the report on the
-        // events exchange is each job's record).
-        tracing::debug!(
-            job = %report.id,
-            recipients = report.recipients,
-            sent = report.sent,
-            offline = report.skipped.offline,
-            unavailable = report.skipped.unavailable,
-            invalid = report.skipped.invalid,
-            resumed_at = from.next,
-            possible_duplicates = report.possible_duplicates,
-            "job fanned out"
-        );
-        done(fanout.report, from)
+        };
+        let walk = Walk::new(&job, from, self.checkpoint_every, resent);
+        JobOutcome::Fanning(Box::new(Slices::new(job, template, walk)))
     }
 }
 

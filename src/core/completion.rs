@@ -24,7 +24,7 @@ impl<H: Handler> Core<H> {
         for covered in released.work {
             match covered {
                 Covered::Checkpoint { job, key, token } => {
-                    if self.jobs.stage(job) == Some(Stage::Written) {
+                    if matches!(self.jobs.stage(job), Some(Stage::Fanning | Stage::Written)) {
                         self.ledger.advance(key.clone(), token.clone());
                         self.store
                             .write(Change::JobProgress { key, token }, self.now);

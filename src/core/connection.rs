@@ -82,6 +82,10 @@ impl<H: Handler> Core<H> {
                 }
             }
         }
+        if self.fanning.is_some() {
+            self.requeue_fanning();
+            requeued += 1;
+        }
         if requeued > 0 {
             tracing::warn!(
                 jobs = requeued,
@@ -116,11 +120,12 @@ impl<H: Handler> Core<H> {
     /// attempt that can never report.
     pub(super) fn on_broker_lost(&mut self, generation: u64) {
         self.broker.lost(generation);
+        self.forget_fanning_of(generation);
         for job in self.jobs.forget_generation(generation) {
             self.metrics.jobs.requeued.inc();
             let Some(key) = &job.key else { continue };
             match job.stage {
-                Stage::Written => self.ledger.abandon(key),
+                Stage::Fanning | Stage::Written => self.ledger.abandon(key),
                 Stage::Storing | Stage::Reporting => self.ledger.owe(key),
                 Stage::Held(_) => {}
             }

@@ -30,10 +30,14 @@ impl<H: Handler> Core<H> {
     }
 
     /// Fans out held jobs in order while the first may go: examined and
-    /// without strangers, or with its probes answered. Then examines the
-    /// jobs behind it, so that their probes go out now rather than in turn.
+    /// without strangers, or with its probes answered; a job fanning out
+    /// (see [`Core::fan_out_slice`]) goes first. Then examines the jobs
+    /// behind, so that their probes go out now rather than in turn.
     pub(super) fn advance_held(&mut self) {
-        while let Some((id, turn)) = self.jobs.first_held(self.now) {
+        while self.fan_out_slice() {
+            let Some((id, turn)) = self.jobs.first_held(self.now) else {
+                break;
+            };
             let probing = match turn {
                 Turn::Wait => break,
                 Turn::Examine => true,
@@ -54,7 +58,8 @@ impl<H: Handler> Core<H> {
                 }
             }
         }
-        for id in self.jobs.unexamined_behind() {
+        let waiting_first = usize::from(self.fanning.is_none());
+        for id in self.jobs.unexamined_behind(waiting_first) {
             match self.examine(id, true).0 {
                 JobOutcome::Probe { users } if !users.is_empty() => self.probe_strangers(id, users),
                 // Run in its turn, against the presence of that moment.
@@ -105,7 +110,7 @@ impl<H: Handler> Core<H> {
         self.barriers.push(Covered::Probes { ticket });
     }
 
-    fn finish(&mut self, id: JobId, outcome: JobOutcome, effects: Effects) {
+    pub(super) fn finish(&mut self, id: JobId, outcome: JobOutcome, effects: Effects) {
         match outcome {
             JobOutcome::Probe { .. } => {
                 // Only a handler that ignores `is_stranger` asks again once
@@ -114,6 +119,10 @@ impl<H: Handler> Core<H> {
                 self.dead_letter(id, reason.to_string());
             }
             JobOutcome::DeadLetter { reason } => self.dead_letter(id, reason),
+            JobOutcome::Fanning(slices) => {
+                self.publish_events(effects.events);
+                self.start_fanning(id, slices);
+            }
             JobOutcome::Duplicate { report, key } => {
                 self.metrics.jobs.duplicate.inc();
                 // The earlier job's own report, if nobody published it yet:
@@ -166,7 +175,7 @@ impl<H: Handler> Core<H> {
 
     /// A job's stanzas, with a barrier after each checkpoint so that its
     /// progress is saved as the server reads it; then its events.
-    fn write_job(&mut self, id: JobId, effects: Effects, key: Option<&str>) {
+    pub(super) fn write_job(&mut self, id: JobId, effects: Effects, key: Option<&str>) {
         let Effects {
             stanzas,
             events,

@@ -4,14 +4,15 @@
 //! ```text
 //! Held(New) ─▶ Held(Probing) ─▶ Held(Settling) ─┐
 //!     │                                          ▼
-//!     └──────▶ Held(Examined) ────────────▶ fanned out ─▶ Written ─▶ Storing ─▶ Reporting ─▶ acknowledged
-//!                                                  │                      (report confirmed)
+//!     └──────▶ Held(Examined) ────────────▶ examined ─▶ Fanning ─▶ Written ─▶ Storing ─▶ Reporting ─▶ acknowledged
+//!                                                  │                           (report confirmed)
 //!                                                  └─▶ Reporting (duplicate, dead letter) ─▶ acknowledged
 //! ```
 //!
 //! and leaves the table when it is acknowledged or requeued. Held jobs go
-//! out in the order they were taken: a job waiting for its probes holds the
-//! ones behind it, which are examined early so that their own probes travel
+//! out in the order they were taken: a job fanning out (one at a time, as
+//! the stream takes its slices) or waiting for its probes holds the ones
+//! behind it, which are examined early so that their own probes travel
 //! meanwhile. Acknowledgements go in delivery order ([`AckWindow`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -26,6 +27,9 @@ use crate::handler::Event;
 pub enum Stage {
     /// Taken, not fanned out yet.
     Held(Hold),
+    /// Its stanzas go out a slice at a time; those written so far are
+    /// covered by its checkpoints' barriers only.
+    Fanning,
     /// Its stanzas are queued; it waits for a barrier after them.
     Written,
     /// The server read its stanzas; it waits for the store to commit its
@@ -147,11 +151,11 @@ impl Jobs {
         self.held.pop_front()
     }
 
-    /// The held jobs behind the first that are not examined yet.
-    pub fn unexamined_behind(&self) -> Vec<JobId> {
+    /// The held jobs not examined yet, past the first `skip`.
+    pub fn unexamined_behind(&self, skip: usize) -> Vec<JobId> {
         self.held
             .iter()
-            .skip(1)
+            .skip(skip)
             .filter(|id| self.stage(**id) == Some(Stage::Held(Hold::New)))
             .copied()
             .collect()
@@ -290,9 +294,9 @@ mod tests {
         jobs.take(delivery(1), now, now);
         jobs.take(delivery(2), now, now);
         let ticket = jobs.probing(id(1));
-        assert_eq!(jobs.unexamined_behind(), vec![id(2)]);
+        assert_eq!(jobs.unexamined_behind(1), vec![id(2)]);
         jobs.set_stage(id(2), Stage::Held(Hold::Examined));
-        assert!(jobs.unexamined_behind().is_empty());
+        assert!(jobs.unexamined_behind(1).is_empty());
         assert_eq!(jobs.first_held(now), Some((id(1), Turn::Wait)));
 
         jobs.probes_answered(ticket, now + settle);
@@ -333,7 +337,7 @@ mod tests {
         jobs.restart_held();
         jobs.probes_answered(ticket, now);
         assert_eq!(jobs.first_held(now), Some((id(1), Turn::Examine)));
-        assert_eq!(jobs.unexamined_behind(), vec![id(2)]);
+        assert_eq!(jobs.unexamined_behind(1), vec![id(2)]);
     }
 
     #[test]

@@ -110,11 +110,11 @@ impl Ledger {
         self.in_progress.insert(key, report);
     }
 
-    /// The job will be processed again (it went back to the queue).
+    /// The job will be processed again (it went back to the queue) after
+    /// an attempt that may have sent some of its messages.
     pub fn abandon(&mut self, key: &str) {
-        if self.in_progress.remove(key).is_some() {
-            self.abandoned.insert(key.to_string());
-        }
+        self.in_progress.remove(key);
+        self.abandoned.insert(key.to_string());
     }
 
     /// Whether an earlier attempt at the job may have sent some of its

@@ -18,6 +18,7 @@ mod broker;
 mod completion;
 mod connection;
 mod control;
+mod fanning;
 mod inbound;
 mod intake;
 pub mod io;
@@ -41,6 +42,7 @@ use crate::store::{self, Change, CompletedJob, Subscription};
 use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
+use fanning::Fanning;
 pub use io::{
     Batch, Delivery, Destination, Input, InvalidStanza, JobId, Output, Publish, Request, RequestId,
 };
@@ -104,6 +106,11 @@ pub struct Core<H> {
     barriers: Barriers<Covered>,
     store: StoreLog,
     broker: Broker,
+    /// The job going out a slice at a time, if any.
+    fanning: Option<Fanning>,
+    /// Stanzas the stream's queue takes before it is full, as the shell
+    /// last said, less what was queued since.
+    room: usize,
     out: VecDeque<Output>,
     metrics: Metrics,
     now: Instant,
@@ -134,6 +141,8 @@ impl<H: Handler> Core<H> {
             barriers: Barriers::new("herald-barrier"),
             store: StoreLog::new(settings.max_backoff),
             broker: Broker::new(settings.max_backoff),
+            fanning: None,
+            room: 0,
             out: VecDeque::new(),
             metrics,
             now,
@@ -219,8 +228,10 @@ impl<H: Handler> Core<H> {
         self.advance();
     }
 
-    /// The next output to carry out, in order.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    /// The next output to carry out, in order. `room`: how many more
+    /// stanzas the stream's queue takes now (a job's slices are cut to it).
+    pub fn poll_output(&mut self, room: usize) -> Option<Output> {
+        self.room = room.saturating_sub(self.out.len());
         if self.out.is_empty() {
             // After everything queued in this turn: one barrier covers it all.
             if self.phase.has_stream() {
@@ -245,7 +256,9 @@ impl<H: Handler> Core<H> {
             Phase::Probing | Phase::Down { .. } => None,
         };
         let keepalive = self.phase.has_stream().then_some(self.keepalive_at);
+        let next_slice = self.fans_out_now().then_some(self.now);
         [
+            next_slice,
             phase,
             keepalive,
             self.broker.retry_at(),
@@ -283,7 +296,7 @@ impl<H: Handler> Core<H> {
 
     /// What may happen now that an input was handled.
     fn advance(&mut self) {
-        if self.phase.takes_jobs() && self.jobs.held_len() > 0 {
+        if self.phase.takes_jobs() && (self.fanning.is_some() || self.jobs.held_len() > 0) {
             self.advance_held();
         }
         if matches!(self.phase, Phase::Draining { .. }) && self.barriers.is_idle() {

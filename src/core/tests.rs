@@ -76,7 +76,7 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.core.poll_output()).collect()
+        std::iter::from_fn(|| self.core.poll_output(ROOM)).collect()
     }
 
     /// The ids of the barrier pings among what the core wrote.
@@ -119,6 +119,9 @@ fn ids_of_pings(outputs: &[Output]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The room the tests' stream queue always has: more than any job here.
+const ROOM: usize = 10_000;
 
 const JOB: &str = r#"{"id":"j1","to":["alice@localhost"],"body":"hello"}"#;
 
@@ -297,3 +300,4 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
 
 mod control;
 mod reach;
+mod slices;

@@ -133,6 +133,13 @@ impl<H: Handler> Shell<H> {
                 self.close_stream().await;
             }
             self.metrics.outbound_queue.set(self.xmpp.backlog() as i64);
+            if self.core.waits_for_room() {
+                if let Some(session) = self.xmpp.session() {
+                    // Half empty, so the next slice is queued before the
+                    // socket runs dry.
+                    session.wake_below(self.high_water / 2);
+                }
+            }
             let take_jobs = self.core.takes_jobs() && self.xmpp.backlog() < self.high_water;
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -228,6 +235,8 @@ impl<H: Handler> Shell<H> {
             }
             Happened::PauseOver => self.xmpp = self.dialer.connect(),
             Happened::Inbound(Inbound::Stanza(stanza)) => self.handle(Input::Stanza(stanza)),
+            // The loop turns: the next slice of a job goes with the room.
+            Happened::Inbound(Inbound::Drained) => {}
             Happened::Inbound(Inbound::Invalid(invalid)) => {
                 self.handle(Input::InvalidStanza(invalid))
             }
@@ -263,7 +272,10 @@ impl<H: Handler> Shell<H> {
 
     /// Carries out what the core decided, in order.
     fn carry_out(&mut self) {
-        while let Some(output) = self.core.poll_output() {
+        while let Some(output) = self
+            .core
+            .poll_output(self.high_water.saturating_sub(self.xmpp.backlog()))
+        {
             match output {
                 Output::Stanza(stanza) => self.write(Outgoing::Stanza(Box::new(stanza))),
                 Output::Message { template, to } => self.write(Outgoing::Message { template, to }),

@@ -72,6 +72,9 @@ pub enum Inbound {
     /// A stanza that could not be parsed; the stream itself is still fine.
     Invalid(InvalidStanza),
     Closed(Closed),
+    /// Not from the server: the outbound queue fell below the mark given
+    /// to [`Session::wake_below`].
+    Drained,
 }
 
 /// Where and as whom to connect.
@@ -89,6 +92,8 @@ pub struct Session {
     /// Reads the server's stream; wrote only the header and the handshake.
     stream: XmppStream<Io>,
     outbound: Outbound,
+    /// Wake the loop once the outbound queue is shorter than this.
+    wake_below: Option<usize>,
     read_timeout: Duration,
     metrics: SessionMetrics,
 }
@@ -157,6 +162,7 @@ impl Session {
                 Ok(Session {
                     stream,
                     outbound: Outbound::new(socket, metrics.unserializable.clone()),
+                    wake_below: None,
                     read_timeout: endpoint.read_timeout,
                     metrics,
                 })
@@ -185,6 +191,12 @@ impl Session {
         self.outbound.backlog()
     }
 
+    /// [`Session::next`] returns [`Inbound::Drained`] once fewer than
+    /// `mark` stanzas wait to be written (once: ask again after it).
+    pub fn wake_below(&mut self, mark: usize) {
+        self.wake_below = Some(mark);
+    }
+
     /// Writes what the socket takes, then waits for the next inbound item.
     /// Cancel-safe: all progress lives in `self`.
     pub async fn next(&mut self) -> Inbound {
@@ -199,6 +211,12 @@ impl Session {
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
         if let Err(e) = self.outbound.poll_write(cx) {
             return Poll::Ready(Inbound::Closed(Closed::Io(e)));
+        }
+        if let Some(mark) = self.wake_below {
+            if self.outbound.backlog() < mark {
+                self.wake_below = None;
+                return Poll::Ready(Inbound::Drained);
+            }
         }
         loop {
             let item = match Pin::new(&mut self.stream).poll_next(cx) {

@@ -89,7 +89,7 @@ fn check_accepted(job: &Job) {
     assert_eq!(fanout.deliver_to.len(), users.len());
 
     let template = Arc::new(
-        template(job.clone()).unwrap_or_else(|e| panic!("job {:?} accepted but {e}", job.id)),
+        template(&mut job.clone()).unwrap_or_else(|e| panic!("job {:?} accepted but {e}", job.id)),
     );
     let stanzas: Vec<Outgoing> = fanout
         .deliver_to

@@ -27,6 +27,10 @@ pub struct World {
     /// Control requests' own chance: each seed's jobs live the world they
     /// did before requests existed, and any effect on them would show.
     requests: Rng,
+    /// How many stanzas Herald's stream queue takes before a job's next
+    /// slice waits for the server to read (drawn from its own chance, so
+    /// that each seed's jobs stay as they were).
+    queue_capacity: usize,
     pub now: Instant,
     core: Option<Core<Broadcast>>,
     config: Config,
@@ -72,6 +76,7 @@ impl World {
             store,
             rng,
             requests: Rng::new(seed ^ 0xC0_4E_7A_01),
+            queue_capacity: 1 + Rng::new(seed ^ 0x51_1C_E5).below(8) as usize,
             calm: false,
             stream_back_at: Some(now),
             broker_back_at: Some(now),
@@ -355,7 +360,12 @@ impl World {
 
     /// Carries out what the core asked, as the shell would.
     fn carry_out(&mut self) -> Result<(), String> {
-        while let Some(output) = self.core().poll_output() {
+        loop {
+            let unread = self.server.stream.as_ref().map_or(0, |s| s.unread.len());
+            let room = self.queue_capacity.saturating_sub(unread);
+            let Some(output) = self.core().poll_output(room) else {
+                break;
+            };
             match output {
                 Output::Stanza(stanza) => self.server.write(stanza)?,
                 Output::Message { template, to } => {

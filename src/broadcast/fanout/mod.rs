@@ -96,11 +96,8 @@ pub fn fan_out(job: &Job, book: &PresenceBook) -> Fanout {
     fan_out_from(job, book, Progress::default(), usize::MAX, false)
 }
 
-/// Applies the job's policy to the recipients from `from.next` on, adding
-/// to `from`'s counts, with a checkpoint every `checkpoint_every`
-/// recipients. `redelivered`: an earlier attempt may have sent some of
-/// these messages already (they are counted as possible duplicates, on top
-/// of those `from` counts before it).
+/// Applies the job's policy to the recipients from `from.next` on at once
+/// (see [`Walk`]).
 pub fn fan_out_from(
     job: &Job,
     book: &PresenceBook,
@@ -108,26 +105,101 @@ pub fn fan_out_from(
     checkpoint_every: usize,
     redelivered: bool,
 ) -> Fanout {
-    let mut report = report_from(job, from);
+    let mut walk = Walk::new(job, from, checkpoint_every, redelivered);
     let mut deliver_to = Vec::new();
     let mut checkpoints = Vec::new();
-    let every = checkpoint_every.max(1);
-    for (index, recipient) in job.recipients.iter().enumerate().skip(from.next) {
-        fan_out_one(job, book, (index, recipient), &mut report, &mut deliver_to);
-        let done = index + 1;
-        // No checkpoint at the end: the job's completion records that.
-        if (done - from.next).is_multiple_of(every) && done < job.recipients.len() {
-            let resent = if redelivered { deliver_to.len() } else { 0 };
-            let progress = Progress::of(done, &report, from.possible_duplicates + resent);
+    while let Some(step) = walk.step(job, book) {
+        deliver_to.extend(step.deliver_to);
+        if let Some(progress) = step.checkpoint {
             checkpoints.push((deliver_to.len(), progress));
         }
     }
-    report.possible_duplicates =
-        from.possible_duplicates + if redelivered { deliver_to.len() } else { 0 };
     Fanout {
         deliver_to,
-        report,
+        report: walk.report(),
         checkpoints,
+    }
+}
+
+/// A walk through a job's recipients from `from.next` on, one at a time,
+/// against the presence of the moment each is reached: a big job goes out
+/// in slices, each as the stream takes it, and a recipient late in it is
+/// judged by presence then, not when the job began.
+#[derive(Debug)]
+pub struct Walk {
+    from: Progress,
+    next: usize,
+    /// Recipients between checkpoints.
+    every: usize,
+    /// An earlier attempt may have sent some of these messages already:
+    /// they count as possible duplicates, on top of those `from` counts.
+    redelivered: bool,
+    /// Messages of this attempt.
+    messages: usize,
+    report: Report,
+}
+
+/// One recipient walked past.
+pub struct Step {
+    /// The message to send them, if they get one.
+    pub deliver_to: Option<Addressee>,
+    /// The progress reached once the messages so far are read, when a
+    /// checkpoint falls after this recipient.
+    pub checkpoint: Option<Progress>,
+}
+
+impl Walk {
+    /// A walk adding to `from`'s counts, with a checkpoint every
+    /// `checkpoint_every` recipients.
+    pub fn new(job: &Job, from: Progress, checkpoint_every: usize, redelivered: bool) -> Walk {
+        Walk {
+            from,
+            next: from.next,
+            every: checkpoint_every.max(1),
+            redelivered,
+            messages: 0,
+            report: report_from(job, from),
+        }
+    }
+
+    /// The next recipient's outcome; None once every one is counted.
+    pub fn step(&mut self, job: &Job, book: &PresenceBook) -> Option<Step> {
+        let recipient = job.recipients.get(self.next)?;
+        let deliver_to = fan_out_one(job, book, (self.next, recipient), &mut self.report);
+        self.messages += usize::from(deliver_to.is_some());
+        self.next += 1;
+        let done = self.next;
+        // No checkpoint at the end: the job's completion records that.
+        let checkpoint = ((done - self.from.next).is_multiple_of(self.every)
+            && done < job.recipients.len())
+        .then(|| Progress::of(done, &self.report, self.possible_duplicates()));
+        Some(Step {
+            deliver_to,
+            checkpoint,
+        })
+    }
+
+    /// Whether every recipient is counted.
+    pub fn is_over(&self, job: &Job) -> bool {
+        self.next >= job.recipients.len()
+    }
+
+    /// The job's report, once the walk is over.
+    pub fn report(&self) -> Report {
+        Report {
+            possible_duplicates: self.possible_duplicates(),
+            ..self.report.clone()
+        }
+    }
+
+    /// Where the walk started.
+    pub fn from(&self) -> Progress {
+        self.from
+    }
+
+    fn possible_duplicates(&self) -> usize {
+        let resent = if self.redelivered { self.messages } else { 0 };
+        self.from.possible_duplicates + resent
     }
 }
 
@@ -192,34 +264,41 @@ fn fan_out_one(
     book: &PresenceBook,
     (position, recipient): (usize, &Recipient),
     report: &mut Report,
-    deliver_to: &mut Vec<Addressee>,
-) {
+) -> Option<Addressee> {
     let user = match recipient {
         Recipient::User(user) => user,
         Recipient::Invalid(_) => {
             report.skipped.invalid += 1;
-            return;
+            return None;
         }
     };
     match book.reachability(user, job.policy) {
         Reachability::Deliver => {
             report.sent += 1;
-            deliver_to.push(Addressee {
+            Some(Addressee {
                 jid: user.clone(),
                 // Job validation caps recipients far below u32::MAX.
                 position: position as u32,
-            });
+            })
         }
-        Reachability::Unavailable => report.skipped.unavailable += 1,
-        Reachability::Offline => report.skipped.offline += 1,
+        Reachability::Unavailable => {
+            report.skipped.unavailable += 1;
+            None
+        }
+        Reachability::Offline => {
+            report.skipped.offline += 1;
+            None
+        }
     }
 }
 
-/// What every message of `job` shares, taking its texts; refused for a
-/// text XML forbids (which job validation already refuses).
-pub fn template(job: Job) -> Result<MessageTemplate, Unserializable> {
+/// What every message of `job` shares, taking its texts (the job keeps
+/// its recipients); refused for a text XML forbids (which job validation
+/// already refuses).
+pub fn template(job: &mut Job) -> Result<MessageTemplate, Unserializable> {
     let marks = marks::marks(&job.id, job.storage);
-    MessageTemplate::new(job.from, job.kind.into(), job.subject, job.body, marks)
+    let (subject, body) = (job.subject.take(), std::mem::take(&mut job.body));
+    MessageTemplate::new(job.from.clone(), job.kind.into(), subject, body, marks)
 }
 
 #[cfg(test)]

@@ -73,9 +73,11 @@ fn online_policy_reaches_away_and_dnd_too() {
 
 #[test]
 fn messages_carry_sender_type_body_and_subject() {
-    let job = job("available");
+    let mut job = job("available");
     let fanout = fan_out(&job, &book());
-    let message = template(job).unwrap().to_message(&fanout.deliver_to[0]);
+    let message = template(&mut job)
+        .unwrap()
+        .to_message(&fanout.deliver_to[0]);
     assert_eq!(
         message.from.as_ref().unwrap().to_string(),
         "herald@broadcast.localhost"

@@ -1,0 +1,95 @@
+//! A job bigger than the stream's room goes out a slice at a time: as much
+//! as the room takes, the rest once the shell has room again, judged by
+//! presence at that moment; the jobs behind it wait their turn.
+
+use super::*;
+
+fn online(h: &mut Harness, user: &str) {
+    presence(h, user, PresenceType::None);
+}
+
+fn presence(h: &mut Harness, user: &str, type_: PresenceType) {
+    let presence = Presence::new(type_)
+        .with_from(Jid::new(&format!("{user}/phone")).unwrap())
+        .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+    h.input(Input::Stanza(presence.into()));
+}
+
+/// What the core queues while the stream's queue has `room`.
+fn drain_with_room(h: &mut Harness, room: usize) -> Vec<Output> {
+    std::iter::from_fn(|| h.core.poll_output(room)).collect()
+}
+
+#[test]
+fn a_job_bigger_than_the_room_goes_out_in_slices_and_the_next_waits() {
+    let mut h = Harness::ready();
+    let users: Vec<String> = (0..6).map(|i| format!("u{i}@localhost")).collect();
+    for user in &users {
+        online(&mut h, user);
+    }
+    // Known to Herald, offline when the job comes.
+    online(&mut h, "late@localhost");
+    presence(&mut h, "late@localhost", PresenceType::Unavailable);
+    h.commit_all();
+    drain_with_room(&mut h, 3);
+
+    let mut to = users.clone();
+    to.push("late@localhost".into());
+    let big = serde_json::json!({"id": "big", "to": to, "body": "hello"});
+    h.deliver(1, &big.to_string());
+    h.deliver(2, r#"{"id":"next","to":["u0@localhost"],"body":"after"}"#);
+    let first = drain_with_room(&mut h, 0);
+    assert_eq!(message_recipients(&first), users[..3]);
+    let id = |tag| JobId { generation: 1, tag };
+    assert_eq!(h.core.jobs.stage(id(1)), Some(Stage::Fanning));
+    assert_eq!(
+        h.core.jobs.stage(id(2)),
+        Some(Stage::Held(jobs::Hold::Examined))
+    );
+    assert!(h.core.waits_for_room(), "the shell is to wake the loop");
+    assert_eq!(h.core.poll_timeout().filter(|at| *at <= h.now), None);
+
+    // Someone comes online between slices: she is judged when reached.
+    online(&mut h, "late@localhost");
+    h.commit_all();
+    assert!(message_recipients(&drain_with_room(&mut h, 0)).is_empty());
+
+    drain_with_room(&mut h, ROOM);
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(h.now),
+        "room: the next slice goes now"
+    );
+    h.tick(Duration::ZERO);
+    let rest = drain_with_room(&mut h, ROOM);
+    let mut expected: Vec<String> = users[3..].to_vec();
+    expected.extend(["late@localhost".to_string(), "u0@localhost".to_string()]);
+    assert_eq!(message_recipients(&rest), expected);
+    assert_eq!(h.core.jobs.stage(id(1)), Some(Stage::Written));
+    assert_eq!(h.core.jobs.stage(id(2)), Some(Stage::Written));
+    assert!(!h.core.waits_for_room());
+}
+
+#[test]
+fn a_job_cut_off_mid_fanning_by_a_lost_stream_goes_back_to_the_queue() {
+    let mut h = Harness::ready();
+    for i in 0..4 {
+        online(&mut h, &format!("u{i}@localhost"));
+    }
+    h.commit_all();
+    drain_with_room(&mut h, 2);
+    let job = r#"{"id":"big","to":["u0@localhost","u1@localhost","u2@localhost","u3@localhost"],"body":"hi"}"#;
+    h.deliver(1, job);
+    assert_eq!(message_recipients(&drain_with_room(&mut h, 0)).len(), 2);
+
+    h.input(Input::StreamLost);
+    let outputs = h.drain();
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Requeue { job } if job.tag == 1)),
+        "{outputs:?}"
+    );
+    assert_eq!(h.core.jobs.len(), 0);
+    assert!(!h.core.waits_for_room());
+}
