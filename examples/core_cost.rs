@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use herald::broadcast::Broadcast;
 use herald::config::Secret;
-use herald::core::{Core, Delivery, Input, JobId, Output, Restored};
+use herald::core::{Core, Delivery, Input, JobId, Lane, Output, Restored};
 use herald::metrics::Metrics;
 use herald::xmpp::wire::{Outgoing, StanzaEncoder};
 use herald::Config;
@@ -123,7 +123,11 @@ impl Bench {
     fn deliver(&mut self, tag: u64, id: &str, to: &[String]) {
         let payload = serde_json::json!({"id": id, "to": to, "body": BODY});
         let delivery = Delivery {
-            id: JobId { generation: 1, tag },
+            id: JobId {
+                generation: 1,
+                lane: Lane::Normal,
+                tag,
+            },
             payload: payload.to_string().into_bytes(),
             redelivered: false,
             age: None,

@@ -1,5 +1,6 @@
-//! A live broker connection: the jobs consumer on one channel, the control
-//! requests' consumer on another, publishing with confirms on a third.
+//! A live broker connection: the jobs consumer on one channel, the urgent
+//! jobs' consumer on another, the control requests' on a third, publishing
+//! with confirms on a fourth.
 
 use std::sync::Arc;
 
@@ -12,18 +13,26 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use super::topology::{self, OpenError};
 use super::BrokerAddress;
 use crate::config::AmqpConfig;
-use crate::core::{Destination, Publish};
+use crate::core::{Destination, Lane, Publish};
 
 /// Header of a dead letter that says why the job was refused.
 pub const ERROR_HEADER: &str = "x-herald-error";
 
 /// Control requests taken before earlier ones are answered, at most.
 const CONTROL_PREFETCH: u16 = 16;
+/// Urgent jobs taken before earlier ones are settled, at most: they pass
+/// the job window, which the jobs queue's may have filled.
+const URGENT_PREFETCH: u16 = 64;
 
 pub struct Open {
     pub connection: Connection,
     pub consume: Channel,
     pub consumer: Consumer,
+    /// Urgent jobs have a channel of their own: their acknowledgements go
+    /// as they are settled, not behind a big job's of the jobs queue
+    /// (acknowledgements are `multiple`, in delivery order per channel).
+    pub urgent: Channel,
+    pub urgent_consumer: Consumer,
     /// Control requests have a channel of their own: their delivery tags
     /// must not mix with the jobs', which are acknowledged with `multiple`
     /// in runs, and their prefetch is not the job window's.
@@ -44,6 +53,14 @@ impl Open {
         topology::declare(&consume, config).await?;
         let consumer =
             consume_from(&consume, &config.jobs_queue, "herald", config.prefetch).await?;
+        let urgent = connection.create_channel().await?;
+        let urgent_consumer = consume_from(
+            &urgent,
+            &config.urgent_queue,
+            "herald-urgent",
+            URGENT_PREFETCH,
+        )
+        .await?;
         let control = connection.create_channel().await?;
         let control_consumer = consume_from(
             &control,
@@ -57,10 +74,20 @@ impl Open {
             connection,
             consume,
             consumer,
+            urgent,
+            urgent_consumer,
             control,
             control_consumer,
             publish,
         })
+    }
+
+    /// The channel a lane's jobs are consumed (and acknowledged) on.
+    pub fn jobs_channel(&self, lane: Lane) -> &Channel {
+        match lane {
+            Lane::Urgent => &self.urgent,
+            Lane::Normal => &self.consume,
+        }
     }
 
     pub async fn reopen_publish(&mut self, config: &AmqpConfig) -> Result<(), OpenError> {

@@ -30,7 +30,7 @@ use super::channel::{publish, Open};
 use super::control;
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
-use crate::core::{Delivery, Destination, JobId, Publish, Request};
+use crate::core::{Delivery, Destination, JobId, Lane, Publish, Request};
 use crate::metrics::Metrics;
 
 /// What the link tells the event loop, besides deliveries.
@@ -72,6 +72,8 @@ pub struct LinkSettings {
 pub struct Link {
     commands: mpsc::UnboundedSender<Command>,
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// The urgent queue's, apart: they must not wait behind the others.
+    pub urgent: mpsc::UnboundedReceiver<Delivery>,
     pub events: mpsc::UnboundedReceiver<LinkEvent>,
     task: JoinHandle<()>,
 }
@@ -83,6 +85,7 @@ impl Link {
         // Unbounded but never long: the broker sends at most `prefetch`
         // unacknowledged jobs.
         let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+        let (urgent_tx, urgent) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             Task {
@@ -90,7 +93,7 @@ impl Link {
                 brokers: Rotation::new(settings.brokers.clone()),
                 name,
                 commands: commands_rx,
-                deliveries: deliveries_tx,
+                deliveries: [urgent_tx, deliveries_tx],
                 events: events_tx,
                 metrics,
             }
@@ -99,6 +102,7 @@ impl Link {
         Link {
             commands,
             deliveries,
+            urgent,
             events,
             task,
         }
@@ -129,7 +133,8 @@ struct Task {
     brokers: Rotation,
     name: String,
     commands: mpsc::UnboundedReceiver<Command>,
-    deliveries: mpsc::UnboundedSender<Delivery>,
+    /// By lane ([`Lane::index`]).
+    deliveries: [mpsc::UnboundedSender<Delivery>; 2],
     events: mpsc::UnboundedSender<LinkEvent>,
     metrics: Metrics,
 }
@@ -220,8 +225,8 @@ impl Task {
         let mut answering = FuturesUnordered::new();
         // Of each unanswered control request: what a dead letter keeps.
         let mut requests: BTreeMap<u64, BasicProperties> = BTreeMap::new();
-        // Of each unsettled delivery: what a dead letter keeps.
-        let mut properties: BTreeMap<u64, BasicProperties> = BTreeMap::new();
+        // Of each lane's unsettled deliveries: what a dead letter keeps.
+        let mut properties: [BTreeMap<u64, BasicProperties>; 2] = Default::default();
         let mut closing = false;
         let mut events = open.connection.events_listener();
         loop {
@@ -229,19 +234,13 @@ impl Task {
                 return Ended::Closed;
             }
             tokio::select! {
+                delivery = open.urgent_consumer.next(), if !closing => match delivery {
+                    Some(Ok(delivery)) => self.deliver(delivery, generation, Lane::Urgent, &mut properties),
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                    None => return Ended::Lost("the broker cancelled the urgent jobs consumer".into()),
+                },
                 delivery = open.consumer.next(), if !closing => match delivery {
-                    Some(Ok(delivery)) => {
-                        let age = published_age(&delivery.properties);
-                        let id = JobId { generation, tag: delivery.delivery_tag };
-                        properties.insert(id.tag, delivery.properties);
-                        let _ = self.deliveries.send(Delivery {
-                            id,
-                            payload: delivery.data,
-                            redelivered: delivery.redelivered,
-                            age,
-                            received_at: SystemTime::now(),
-                        });
-                    }
+                    Some(Ok(delivery)) => self.deliver(delivery, generation, Lane::Normal, &mut properties),
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the jobs consumer".into()),
                 },
@@ -270,24 +269,25 @@ impl Task {
                             answering.push(control::answer(publish, open.control.clone(), config, message, request, kept));
                         } else {
                             let kept = match &message.destination {
-                                Destination::DeadLetter { job, .. } => properties.get(&job.tag).cloned(),
+                                Destination::DeadLetter { job, .. } => properties[job.lane.index()].get(&job.tag).cloned(),
                                 _ => None,
                             };
                             in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept));
                         }
                     }
                     Some(Command::Ack { job, multiple }) if job.generation == generation => {
+                        let kept = &mut properties[job.lane.index()];
                         if multiple {
-                            properties = properties.split_off(&(job.tag + 1));
+                            *kept = kept.split_off(&(job.tag + 1));
                         } else {
-                            properties.remove(&job.tag);
+                            kept.remove(&job.tag);
                         }
-                        send_now(open.consume.basic_ack(job.tag, BasicAckOptions { multiple }));
+                        send_now(open.jobs_channel(job.lane).basic_ack(job.tag, BasicAckOptions { multiple }));
                     }
                     Some(Command::Requeue { job }) if job.generation == generation => {
-                        properties.remove(&job.tag);
+                        properties[job.lane.index()].remove(&job.tag);
                         let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
-                        send_now(open.consume.basic_nack(job.tag, options));
+                        send_now(open.jobs_channel(job.lane).basic_nack(job.tag, options));
                     }
                     // For a connection since lost: the broker requeued its jobs.
                     Some(_) => {}
@@ -324,6 +324,32 @@ impl Task {
                 },
             }
         }
+    }
+}
+
+impl Task {
+    /// Hands a job of connection `generation` and `lane` to the loop.
+    fn deliver(
+        &self,
+        delivery: lapin::message::Delivery,
+        generation: u64,
+        lane: Lane,
+        properties: &mut [BTreeMap<u64, BasicProperties>; 2],
+    ) {
+        let age = published_age(&delivery.properties);
+        let id = JobId {
+            generation,
+            lane,
+            tag: delivery.delivery_tag,
+        };
+        properties[id.lane.index()].insert(id.tag, delivery.properties);
+        let _ = self.deliveries[id.lane.index()].send(Delivery {
+            id,
+            payload: delivery.data,
+            redelivered: delivery.redelivered,
+            age,
+            received_at: SystemTime::now(),
+        });
     }
 }
 

@@ -31,6 +31,7 @@ pub enum OpenError {
 pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenError> {
     for queue in [
         &config.jobs_queue,
+        &config.urgent_queue,
         &config.dead_letter_queue,
         &config.control_queue,
     ] {

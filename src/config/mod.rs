@@ -132,6 +132,10 @@ pub struct AmqpConfig {
     /// The type of the queues Herald declares.
     pub queue_type: QueueType,
     pub jobs_queue: String,
+    /// Queue of urgent jobs, declared like the jobs queue: taken before
+    /// the jobs queue's, and fanned out between the slices of a job in
+    /// progress.
+    pub urgent_queue: String,
     pub dead_letter_queue: String,
     /// Queue of control requests (request/reply: presence, online users,
     /// status), declared like the jobs queue; see docs/control.md.
@@ -258,6 +262,7 @@ impl Default for AmqpConfig {
             urls: Vec::new(),
             queue_type: QueueType::Classic,
             jobs_queue: "broadcast.jobs".into(),
+            urgent_queue: "broadcast.urgent".into(),
             dead_letter_queue: "broadcast.jobs.dead".into(),
             control_queue: "broadcast.control".into(),
             events_exchange: "broadcast.events".into(),

@@ -82,10 +82,7 @@ impl<H: Handler> Core<H> {
                 }
             }
         }
-        if self.fanning.is_some() {
-            self.requeue_fanning();
-            requeued += 1;
-        }
+        requeued += self.requeue_fanning();
         if requeued > 0 {
             tracing::warn!(
                 jobs = requeued,

@@ -1,11 +1,12 @@
-//! The one job being fanned out, a slice at a time: as many messages as
-//! the stream's queue has room for, then the rest as it drains. The jobs
-//! behind it wait their turn (each user gets a producer's messages in
-//! order); presence, pings and requests are handled between its slices.
+//! The job being fanned out in each lane, a slice at a time: as many
+//! messages as the stream's queue has room for, then the rest as it
+//! drains. The urgent lane's slices go first. The jobs behind it in its
+//! lane wait their turn (each user gets a lane's messages in order);
+//! presence, pings and requests are handled between its slices.
 
 use super::jobs::Stage;
-use super::{Core, JobId};
-use crate::handler::{Context, Effects, Handler, JobSlices};
+use super::{Core, JobId, Lane};
+use crate::handler::{Context, Effects, Handler, JobOutcome, JobSlices};
 
 /// At most this many messages in one slice, whatever the room: one turn
 /// of the loop stays short.
@@ -27,17 +28,17 @@ impl<H: Handler> Core<H> {
             // Parsed into its slices: the payload is the broker's to keep.
             job.delivery.payload = Vec::new();
         }
-        self.fanning = Some(Fanning { id, slices });
+        self.fanning[id.lane.index()] = Some(Fanning { id, slices });
     }
 
-    /// The fanning job's next slice, as far as there is room; true when
-    /// no job is fanning out (any more).
-    pub(super) fn fan_out_slice(&mut self) -> bool {
-        let Some(mut fanning) = self.fanning.take() else {
+    /// The lane's fanning job's next slice, as far as there is room; true
+    /// when no job of the lane is fanning out (any more).
+    pub(super) fn fan_out_slice(&mut self, lane: Lane) -> bool {
+        let Some(mut fanning) = self.fanning[lane.index()].take() else {
             return true;
         };
         if self.room == 0 {
-            self.fanning = Some(fanning);
+            self.fanning[lane.index()] = Some(fanning);
             return false;
         }
         let mut effects = Effects::default();
@@ -59,7 +60,7 @@ impl<H: Handler> Core<H> {
             None => {
                 let key = fanning.slices.key().map(str::to_string);
                 self.write_job(fanning.id, effects, key.as_deref());
-                self.fanning = Some(fanning);
+                self.fanning[lane.index()] = Some(fanning);
                 false
             }
         }
@@ -68,39 +69,67 @@ impl<H: Handler> Core<H> {
     /// A job is fanning out and its next slice waits for room: the shell
     /// wakes the loop when its queue drains.
     pub fn waits_for_room(&self) -> bool {
-        self.fanning.is_some() && self.phase.takes_jobs() && self.room == 0
+        self.is_fanning() && self.phase.takes_jobs() && self.room == 0
     }
 
     /// A job is fanning out and there is room for its next slice (the last
     /// one stopped at its limit of recipients walked): it may go at once.
     pub(super) fn fans_out_now(&self) -> bool {
-        self.fanning.is_some() && self.phase.takes_jobs() && self.room > 0
+        self.is_fanning() && self.phase.takes_jobs() && self.room > 0
     }
 
-    /// The fanning job goes back to the queue, with whatever it wrote not
-    /// proven read; its redelivery resumes from its last saved checkpoint,
-    /// counting what it sends again as possible duplicates.
-    pub(super) fn requeue_fanning(&mut self) {
-        let Some(fanning) = self.fanning.take() else {
-            return;
+    pub(super) fn is_fanning(&self) -> bool {
+        self.fanning.iter().any(Option::is_some)
+    }
+
+    /// Whether `outcome` is for the job another lane is fanning out (the
+    /// same job published to both queues).
+    pub(super) fn fanning_elsewhere(&self, lane: Lane, outcome: &JobOutcome) -> bool {
+        let key = match outcome {
+            JobOutcome::Fanning(slices) => slices.key(),
+            JobOutcome::Done { key, .. } => key.as_deref(),
+            JobOutcome::Duplicate { key, .. } => Some(key.as_str()),
+            JobOutcome::Probe { .. } | JobOutcome::DeadLetter { .. } => None,
         };
-        if let Some(job) = self.jobs.requeue(fanning.id, &mut self.out) {
-            self.metrics.jobs.requeued.inc();
-            if let Some(key) = &job.key {
-                self.ledger.abandon(key);
+        let Some(key) = key else { return false };
+        self.fanning
+            .iter()
+            .flatten()
+            .any(|fanning| fanning.id.lane != lane && fanning.slices.key() == Some(key))
+    }
+
+    pub(super) fn is_fanning_in(&self, lane: Lane) -> bool {
+        self.fanning[lane.index()].is_some()
+    }
+
+    /// The fanning jobs go back to the queue, with whatever they wrote not
+    /// proven read; a redelivery resumes from its last saved checkpoint,
+    /// counting what it sends again as possible duplicates. Returns how
+    /// many there were.
+    pub(super) fn requeue_fanning(&mut self) -> usize {
+        let mut requeued = 0;
+        for fanning in std::mem::take(&mut self.fanning).into_iter().flatten() {
+            if let Some(job) = self.jobs.requeue(fanning.id, &mut self.out) {
+                requeued += 1;
+                self.metrics.jobs.requeued.inc();
+                if let Some(key) = &job.key {
+                    self.ledger.abandon(key);
+                }
             }
         }
+        requeued
     }
 
-    /// The broker connection `generation` is gone, with the fanning job if
-    /// it came on it.
+    /// The broker connection `generation` is gone, with the fanning jobs
+    /// that came on it.
     pub(super) fn forget_fanning_of(&mut self, generation: u64) {
-        if self
-            .fanning
-            .as_ref()
-            .is_some_and(|fanning| fanning.id.generation == generation)
-        {
-            self.fanning = None;
+        for fanning in &mut self.fanning {
+            if fanning
+                .as_ref()
+                .is_some_and(|fanning| fanning.id.generation == generation)
+            {
+                *fanning = None;
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use xmpp_parsers::presence::Type as PresenceType;
 
 use super::broker::Awaiting;
 use super::jobs::{Hold, Stage, Turn};
-use super::{Core, Covered, Delivery, Destination, JobId, Output, Phase, StrangerTest};
+use super::{Core, Covered, Delivery, Destination, JobId, Lane, Output, Phase, StrangerTest};
 use crate::handler::{Context, Effects, Handler, JobOutcome, Tally};
 use crate::xmpp::stanzas;
 
@@ -29,13 +29,21 @@ impl<H: Handler> Core<H> {
         self.update_job_gauges();
     }
 
-    /// Fans out held jobs in order while the first may go: examined and
-    /// without strangers, or with its probes answered; a job fanning out
-    /// (see [`Core::fan_out_slice`]) goes first. Then examines the jobs
-    /// behind, so that their probes go out now rather than in turn.
+    /// Fans out held jobs, urgent lane first, each lane in order while its
+    /// first may go: examined and without strangers, or with its probes
+    /// answered; a lane's job fanning out (see [`Core::fan_out_slice`])
+    /// goes before the jobs behind it. Then examines the jobs behind, so
+    /// that their probes go out now rather than in turn.
     pub(super) fn advance_held(&mut self) {
-        while self.fan_out_slice() {
-            let Some((id, turn)) = self.jobs.first_held(self.now) else {
+        for lane in Lane::ALL {
+            self.advance_lane(lane);
+        }
+        self.update_job_gauges();
+    }
+
+    fn advance_lane(&mut self, lane: Lane) {
+        while self.fan_out_slice(lane) {
+            let Some((id, turn)) = self.jobs.first_held(lane, self.now) else {
                 break;
             };
             let probing = match turn {
@@ -52,21 +60,26 @@ impl<H: Handler> Core<H> {
                         self.probe_strangers(id, users);
                     }
                 }
+                // The same job from the other queue is going out: this
+                // one waits for its report (and is then a duplicate).
+                outcome if self.fanning_elsewhere(lane, &outcome) => {
+                    self.jobs.set_stage(id, Stage::Held(Hold::Examined));
+                    break;
+                }
                 outcome => {
-                    self.jobs.pop_held();
+                    self.jobs.pop_held(lane);
                     self.finish(id, outcome, effects);
                 }
             }
         }
-        let waiting_first = usize::from(self.fanning.is_none());
-        for id in self.jobs.unexamined_behind(waiting_first) {
+        let waiting_first = usize::from(!self.is_fanning_in(lane));
+        for id in self.jobs.unexamined_behind(lane, waiting_first) {
             match self.examine(id, true).0 {
                 JobOutcome::Probe { users } if !users.is_empty() => self.probe_strangers(id, users),
                 // Run in its turn, against the presence of that moment.
                 _ => self.jobs.set_stage(id, Stage::Held(Hold::Examined)),
             }
         }
-        self.update_job_gauges();
     }
 
     /// The handler's verdict on a job; with `probing`, it may name

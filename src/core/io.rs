@@ -11,11 +11,30 @@ use crate::store::Change;
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// A job's place with the broker: the connection it came on (numbered from
-/// 1) and its delivery tag on that connection.
+/// 1), the lane (each lane's queue is consumed on a channel of its own)
+/// and its delivery tag on that channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JobId {
     pub generation: u64,
+    pub lane: Lane,
     pub tag: u64,
+}
+
+/// Which queue a job came from. Urgent jobs are fanned out before the
+/// others, and between the slices of one in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    Urgent,
+    Normal,
+}
+
+impl Lane {
+    /// Urgent first.
+    pub const ALL: [Lane; 2] = [Lane::Urgent, Lane::Normal];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// A job as the broker delivered it.

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use super::ack_window::{Ack, AckWindow};
-use super::io::{Delivery, JobId, Output};
+use super::io::{Delivery, JobId, Lane, Output};
 use crate::handler::Event;
 
 /// Where a job stands.
@@ -81,9 +81,11 @@ pub struct Job {
 #[derive(Debug, Default)]
 pub struct Jobs {
     table: HashMap<JobId, Job>,
-    held: VecDeque<JobId>,
-    /// Deliveries of the current broker connection not yet settled.
-    window: AckWindow<u64>,
+    /// Each lane's held jobs, in the order they were taken.
+    held: [VecDeque<JobId>; 2],
+    /// Each lane's deliveries of the current broker connection not yet
+    /// settled (a lane's channel numbers its deliveries on its own).
+    windows: [AckWindow<u64>; 2],
     next_ticket: u64,
 }
 
@@ -93,7 +95,7 @@ impl Jobs {
     }
 
     pub fn held_len(&self) -> usize {
-        self.held.len()
+        self.held.iter().map(VecDeque::len).sum()
     }
 
     pub fn get(&self, id: JobId) -> Option<&Job> {
@@ -119,8 +121,8 @@ impl Jobs {
     /// A job arrived at `now`; it waits behind those already held.
     pub fn take(&mut self, delivery: Delivery, since: Instant, now: Instant) {
         let id = delivery.id;
-        self.window.taken(id.tag);
-        self.held.push_back(id);
+        self.windows[id.lane.index()].taken(id.tag);
+        self.held[id.lane.index()].push_back(id);
         self.table.insert(
             id,
             Job {
@@ -134,9 +136,9 @@ impl Jobs {
         );
     }
 
-    /// The first held job and what to do with it at `now`.
-    pub fn first_held(&self, now: Instant) -> Option<(JobId, Turn)> {
-        let id = *self.held.front()?;
+    /// The lane's first held job and what to do with it at `now`.
+    pub fn first_held(&self, lane: Lane, now: Instant) -> Option<(JobId, Turn)> {
+        let id = *self.held[lane.index()].front()?;
         let turn = match self.table.get(&id)?.stage {
             Stage::Held(Hold::New) => Turn::Examine,
             Stage::Held(Hold::Settling(at)) if at <= now => Turn::Run,
@@ -146,14 +148,14 @@ impl Jobs {
         Some((id, turn))
     }
 
-    /// The first held job leaves the queue (its stage is set next).
-    pub fn pop_held(&mut self) -> Option<JobId> {
-        self.held.pop_front()
+    /// The lane's first held job leaves the queue (its stage is set next).
+    pub fn pop_held(&mut self, lane: Lane) -> Option<JobId> {
+        self.held[lane.index()].pop_front()
     }
 
-    /// The held jobs not examined yet, past the first `skip`.
-    pub fn unexamined_behind(&self, skip: usize) -> Vec<JobId> {
-        self.held
+    /// The lane's held jobs not examined yet, past the first `skip`.
+    pub fn unexamined_behind(&self, lane: Lane, skip: usize) -> Vec<JobId> {
+        self.held[lane.index()]
             .iter()
             .skip(skip)
             .filter(|id| self.stage(**id) == Some(Stage::Held(Hold::New)))
@@ -182,7 +184,7 @@ impl Jobs {
     /// The probes of `ticket` (and earlier ones: barriers are answered in
     /// order) are answered; their jobs may run from `settled_at`.
     pub fn probes_answered(&mut self, ticket: u64, settled_at: Instant) {
-        for id in &self.held {
+        for id in self.held.iter().flatten() {
             if let Some(job) = self.table.get_mut(id) {
                 if matches!(job.stage, Stage::Held(Hold::Probing(t)) if t <= ticket) {
                     job.stage = Stage::Held(Hold::Settling(settled_at));
@@ -191,33 +193,38 @@ impl Jobs {
         }
     }
 
-    /// When the first held job stops waiting for late answers.
+    /// When the first held job of a lane stops waiting for late answers.
     pub fn held_settles_at(&self) -> Option<Instant> {
-        match self.stage(*self.held.front()?)? {
+        let settles_at = |held: &VecDeque<JobId>| match self.stage(*held.front()?)? {
             Stage::Held(Hold::Settling(at)) => Some(at),
             _ => None,
-        }
+        };
+        self.held.iter().filter_map(settles_at).min()
     }
 
     /// The stream was lost, and with it probes and their answers: every
     /// held job is examined again on the next stream.
     pub fn restart_held(&mut self) {
-        for id in &self.held {
+        for id in self.held.iter().flatten() {
             if let Some(job) = self.table.get_mut(id) {
                 job.stage = Stage::Held(Hold::New);
             }
         }
     }
 
-    /// Every held job, in order, leaving the queue.
+    /// Every held job, lane by lane in order, leaving the queue.
     pub fn drain_held(&mut self) -> Vec<JobId> {
-        self.held.drain(..).collect()
+        self.held
+            .iter_mut()
+            .flat_map(|held| held.drain(..))
+            .collect()
     }
 
     /// The job is done with: acknowledged, in delivery order.
     pub fn ack(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
         let job = self.table.remove(&id)?;
-        if let Some(Ack::UpTo(tag)) = self.window.done(id.tag, id.tag) {
+        let window = &mut self.windows[id.lane.index()];
+        if let Some(Ack::UpTo(tag)) = window.done(id.tag, id.tag) {
             out.push_back(Output::Ack {
                 job: JobId { tag, ..id },
                 multiple: true,
@@ -231,10 +238,10 @@ impl Jobs {
     pub fn requeue(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
         let job = self.table.remove(&id)?;
         if matches!(job.stage, Stage::Held(_)) {
-            self.held.retain(|held| *held != id);
+            self.held[id.lane.index()].retain(|held| *held != id);
         }
         out.push_back(Output::Requeue { job: id });
-        if let Some(Ack::UpTo(tag)) = self.window.requeued(id.tag) {
+        if let Some(Ack::UpTo(tag)) = self.windows[id.lane.index()].requeued(id.tag) {
             out.push_back(Output::Ack {
                 job: JobId { tag, ..id },
                 multiple: true,
@@ -247,8 +254,10 @@ impl Jobs {
     /// its jobs: they leave the table without a word to the broker.
     pub fn forget_generation(&mut self, generation: u64) -> Vec<Job> {
         let ids = self.ids_where(|job| job.delivery.id.generation == generation);
-        self.held.retain(|id| id.generation != generation);
-        self.window = AckWindow::default();
+        for held in &mut self.held {
+            held.retain(|id| id.generation != generation);
+        }
+        self.windows = Default::default();
         ids.into_iter()
             .filter_map(|id| self.table.remove(&id))
             .collect()
@@ -262,7 +271,7 @@ mod tests {
 
     fn delivery(tag: u64) -> Delivery {
         Delivery {
-            id: JobId { generation: 1, tag },
+            id: id(tag),
             payload: Vec::new(),
             redelivered: false,
             age: None,
@@ -271,7 +280,11 @@ mod tests {
     }
 
     fn id(tag: u64) -> JobId {
-        JobId { generation: 1, tag }
+        JobId {
+            generation: 1,
+            lane: Lane::Normal,
+            tag,
+        }
     }
 
     #[test]
@@ -279,10 +292,13 @@ mod tests {
         let mut jobs = Jobs::default();
         let now = Instant::now();
         jobs.take(delivery(1), now, now);
-        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Examine)));
+        assert_eq!(
+            jobs.first_held(Lane::Normal, now),
+            Some((id(1), Turn::Examine))
+        );
         jobs.set_stage(id(1), Stage::Held(Hold::Examined));
-        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Run)));
-        assert_eq!(jobs.pop_held(), Some(id(1)));
+        assert_eq!(jobs.first_held(Lane::Normal, now), Some((id(1), Turn::Run)));
+        assert_eq!(jobs.pop_held(Lane::Normal), Some(id(1)));
         assert_eq!(jobs.held_len(), 0);
     }
 
@@ -294,17 +310,26 @@ mod tests {
         jobs.take(delivery(1), now, now);
         jobs.take(delivery(2), now, now);
         let ticket = jobs.probing(id(1));
-        assert_eq!(jobs.unexamined_behind(1), vec![id(2)]);
+        assert_eq!(jobs.unexamined_behind(Lane::Normal, 1), vec![id(2)]);
         jobs.set_stage(id(2), Stage::Held(Hold::Examined));
-        assert!(jobs.unexamined_behind(1).is_empty());
-        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Wait)));
+        assert!(jobs.unexamined_behind(Lane::Normal, 1).is_empty());
+        assert_eq!(
+            jobs.first_held(Lane::Normal, now),
+            Some((id(1), Turn::Wait))
+        );
 
         jobs.probes_answered(ticket, now + settle);
         assert_eq!(jobs.held_settles_at(), Some(now + settle));
-        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Wait)));
-        assert_eq!(jobs.first_held(now + settle), Some((id(1), Turn::Run)));
-        jobs.pop_held();
-        assert_eq!(jobs.first_held(now), Some((id(2), Turn::Run)));
+        assert_eq!(
+            jobs.first_held(Lane::Normal, now),
+            Some((id(1), Turn::Wait))
+        );
+        assert_eq!(
+            jobs.first_held(Lane::Normal, now + settle),
+            Some((id(1), Turn::Run))
+        );
+        jobs.pop_held(Lane::Normal);
+        assert_eq!(jobs.first_held(Lane::Normal, now), Some((id(2), Turn::Run)));
     }
 
     #[test]
@@ -319,11 +344,14 @@ mod tests {
         let third = jobs.probing(id(3));
         assert!(first < second && second < third);
         jobs.probes_answered(second, now);
-        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Run)));
-        jobs.pop_held();
-        assert_eq!(jobs.first_held(now), Some((id(2), Turn::Run)));
-        jobs.pop_held();
-        assert_eq!(jobs.first_held(now), Some((id(3), Turn::Wait)));
+        assert_eq!(jobs.first_held(Lane::Normal, now), Some((id(1), Turn::Run)));
+        jobs.pop_held(Lane::Normal);
+        assert_eq!(jobs.first_held(Lane::Normal, now), Some((id(2), Turn::Run)));
+        jobs.pop_held(Lane::Normal);
+        assert_eq!(
+            jobs.first_held(Lane::Normal, now),
+            Some((id(3), Turn::Wait))
+        );
     }
 
     #[test]
@@ -336,8 +364,11 @@ mod tests {
         jobs.set_stage(id(2), Stage::Held(Hold::Examined));
         jobs.restart_held();
         jobs.probes_answered(ticket, now);
-        assert_eq!(jobs.first_held(now), Some((id(1), Turn::Examine)));
-        assert_eq!(jobs.unexamined_behind(1), vec![id(2)]);
+        assert_eq!(
+            jobs.first_held(Lane::Normal, now),
+            Some((id(1), Turn::Examine))
+        );
+        assert_eq!(jobs.unexamined_behind(Lane::Normal, 1), vec![id(2)]);
     }
 
     #[test]

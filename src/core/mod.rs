@@ -44,7 +44,8 @@ use barrier::Barriers;
 use broker::Broker;
 use fanning::Fanning;
 pub use io::{
-    Batch, Delivery, Destination, Input, InvalidStanza, JobId, Output, Publish, Request, RequestId,
+    Batch, Delivery, Destination, Input, InvalidStanza, JobId, Lane, Output, Publish, Request,
+    RequestId,
 };
 use job_window::JobWindow;
 use jobs::Jobs;
@@ -106,8 +107,8 @@ pub struct Core<H> {
     barriers: Barriers<Covered>,
     store: StoreLog,
     broker: Broker,
-    /// The job going out a slice at a time, if any.
-    fanning: Option<Fanning>,
+    /// Each lane's job going out a slice at a time, if any.
+    fanning: [Option<Fanning>; 2],
     /// Stanzas the stream's queue takes before it is full, as the shell
     /// last said, less what was queued since.
     room: usize,
@@ -141,7 +142,7 @@ impl<H: Handler> Core<H> {
             barriers: Barriers::new("herald-barrier"),
             store: StoreLog::new(settings.max_backoff),
             broker: Broker::new(settings.max_backoff),
-            fanning: None,
+            fanning: [None, None],
             room: 0,
             out: VecDeque::new(),
             metrics,
@@ -296,7 +297,7 @@ impl<H: Handler> Core<H> {
 
     /// What may happen now that an input was handled.
     fn advance(&mut self) {
-        if self.phase.takes_jobs() && (self.fanning.is_some() || self.jobs.held_len() > 0) {
+        if self.phase.takes_jobs() && (self.is_fanning() || self.jobs.held_len() > 0) {
             self.advance_held();
         }
         if matches!(self.phase, Phase::Draining { .. }) && self.barriers.is_idle() {

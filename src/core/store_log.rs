@@ -160,7 +160,11 @@ mod tests {
     }
 
     fn job(tag: u64) -> JobId {
-        JobId { generation: 1, tag }
+        JobId {
+            generation: 1,
+            lane: crate::core::Lane::Normal,
+            tag,
+        }
     }
 
     #[test]

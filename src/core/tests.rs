@@ -96,7 +96,11 @@ impl Harness {
 
     fn deliver(&mut self, tag: u64, payload: &str) {
         self.input(Input::Delivery(Delivery {
-            id: JobId { generation: 1, tag },
+            id: JobId {
+                generation: 1,
+                lane: Lane::Normal,
+                tag,
+            },
             payload: payload.as_bytes().to_vec(),
             redelivered: false,
             age: None,
@@ -179,6 +183,7 @@ fn a_job_is_acknowledged_only_after_it_is_read_committed_and_reported() {
     assert_eq!(
         h.core.jobs.stage(JobId {
             generation: 1,
+            lane: Lane::Normal,
             tag: 1
         }),
         Some(Stage::Written)

@@ -81,6 +81,10 @@ pub struct SendArgs {
     /// [default: default]
     #[arg(long, value_name = "STORAGE", value_parser = contract_value::<Storage>)]
     pub storage: Option<Storage>,
+    /// Publish to the urgent queue (amqp.urgent_queue): taken before the
+    /// jobs queue's, and fanned out between the slices of a big job
+    #[arg(long)]
+    pub urgent: bool,
     /// Exit once the broker has confirmed the job, without waiting for the report
     #[arg(long)]
     pub no_wait: bool,
@@ -166,7 +170,12 @@ pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
                 .map_err(within("binding a queue for the report"))??,
         )
     };
-    timeout_at(deadline, link.publish(&amqp.jobs_queue, &payload))
+    let queue = if args.urgent {
+        &amqp.urgent_queue
+    } else {
+        &amqp.jobs_queue
+    };
+    timeout_at(deadline, link.publish(queue, &payload))
         .await
         .map_err(within("waiting for the broker to confirm the job"))??;
 
@@ -181,7 +190,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
         .map_err(|_| SendError::NoReport {
             id: job.id.clone(),
             secs: args.timeout,
-            jobs: amqp.jobs_queue.clone(),
+            jobs: queue.clone(),
             dead: amqp.dead_letter_queue.clone(),
         })??;
     link.close().await;

@@ -165,6 +165,10 @@ impl<H: Handler> Shell<H> {
                         self.handle(Input::Delivery(delivery));
                     }
                 }
+                // Urgent jobs pass the job window (their prefetch bounds them).
+                Some(delivery) = self.link.urgent.recv(), if self.core.phase().takes_jobs() => {
+                    self.handle(Input::Delivery(delivery));
+                }
                 Some(event) = self.link.events.recv() => {
                     self.on_link(event);
                     // Confirms come one per report: those already here are

@@ -86,6 +86,11 @@ impl<S: XmppServer> Stack<S> {
         self.amqp.publish_json(&self.names.jobs, &job).await;
     }
 
+    /// Publishes `job` to Herald's urgent queue.
+    pub async fn publish_urgent(&self, job: Value) {
+        self.amqp.publish_json(&self.names.urgent, &job).await;
+    }
+
     /// Logs `user` in as `user@localhost/desk`, available, and returns once
     /// Herald has published the presence (so a job now reaches the user).
     pub async fn online(&mut self, user: &str) -> XmppUser {

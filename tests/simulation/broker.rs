@@ -7,12 +7,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::SystemTime;
 
-use herald::core::{Delivery, Destination, JobId, Publish, Request, RequestId};
+use herald::core::{Delivery, Destination, JobId, Lane, Publish, Request, RequestId};
 
 #[derive(Debug, Clone)]
 pub struct Message {
     /// Index of the job in the world's list.
     pub job: usize,
+    /// The queue it was published to.
+    pub lane: Lane,
     pub payload: Vec<u8>,
     pub redelivered: bool,
 }
@@ -20,11 +22,14 @@ pub struct Message {
 pub struct Broker {
     pub generation: u64,
     pub connected: bool,
-    pub queue: VecDeque<Message>,
-    pub unacked: BTreeMap<u64, Message>,
-    next_tag: u64,
+    /// Each lane's queue and unacknowledged deliveries (by [`Lane::index`]):
+    /// each lane is consumed on a channel of its own, with its own tags.
+    pub queues: [VecDeque<Message>; 2],
+    pub unacked: [BTreeMap<u64, Message>; 2],
+    next_tag: [u64; 2],
     pub in_flight: VecDeque<Publish>,
-    pub prefetch: usize,
+    /// Each lane's prefetch.
+    pub prefetch: [usize; 2],
     /// Reports confirmed on the events exchange, in order.
     pub reports: Vec<Vec<u8>>,
     /// Dead letters confirmed: (job, reason).
@@ -40,13 +45,13 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(prefetch: usize) -> Self {
+    pub fn new(prefetch: [usize; 2]) -> Self {
         Broker {
             generation: 0,
             connected: false,
-            queue: VecDeque::new(),
-            unacked: BTreeMap::new(),
-            next_tag: 0,
+            queues: Default::default(),
+            unacked: Default::default(),
+            next_tag: [0; 2],
             in_flight: VecDeque::new(),
             prefetch,
             reports: Vec::new(),
@@ -60,7 +65,7 @@ impl Broker {
     pub fn connect(&mut self) -> u64 {
         self.generation += 1;
         self.connected = true;
-        self.next_tag = 0;
+        self.next_tag = [0; 2];
         self.next_request_tag = 0;
         self.generation
     }
@@ -69,10 +74,12 @@ impl Broker {
     /// the queue, in order, marked redelivered; unconfirmed publishes are lost.
     pub fn lose(&mut self) {
         self.connected = false;
-        let unacked = std::mem::take(&mut self.unacked);
-        for (_, mut message) in unacked.into_iter().rev() {
-            message.redelivered = true;
-            self.queue.push_front(message);
+        for lane in Lane::ALL {
+            let unacked = std::mem::take(&mut self.unacked[lane.index()]);
+            for (_, mut message) in unacked.into_iter().rev() {
+                message.redelivered = true;
+                self.queues[lane.index()].push_front(message);
+            }
         }
         self.in_flight.clear();
         self.open_requests.clear();
@@ -123,43 +130,52 @@ impl Broker {
         }
     }
 
-    /// The next job for the consumer, within the prefetch window, taken
+    /// The next job for the consumer, within its lane's prefetch window
+    /// and of a lane Herald takes (`takes`, by lane), urgent first, taken
     /// when the wall clock reads `now`.
-    pub fn deliver(&mut self, now: SystemTime) -> Option<Delivery> {
-        if !self.connected || self.unacked.len() >= self.prefetch {
+    pub fn deliver(&mut self, now: SystemTime, takes: [bool; 2]) -> Option<Delivery> {
+        if !self.connected {
             return None;
         }
-        let message = self.queue.pop_front()?;
-        self.next_tag += 1;
+        let lane = Lane::ALL.into_iter().find(|lane| {
+            let i = lane.index();
+            takes[i] && self.unacked[i].len() < self.prefetch[i] && !self.queues[i].is_empty()
+        })?;
+        let i = lane.index();
+        let message = self.queues[i].pop_front()?;
+        self.next_tag[i] += 1;
         let delivery = Delivery {
             id: JobId {
                 generation: self.generation,
-                tag: self.next_tag,
+                lane,
+                tag: self.next_tag[i],
             },
             payload: message.payload.clone(),
             redelivered: message.redelivered,
             age: None,
             received_at: now,
         };
-        self.unacked.insert(self.next_tag, message);
+        self.unacked[i].insert(self.next_tag[i], message);
         Some(delivery)
     }
 
     /// Acknowledges `job` (and with `multiple` every earlier unacknowledged
-    /// one); returns the jobs settled. Stale connections' acks do nothing.
+    /// one of its lane); returns the jobs settled. Stale connections' acks
+    /// do nothing.
     pub fn ack(&mut self, job: JobId, multiple: bool) -> Result<Vec<Message>, String> {
         if job.generation != self.generation || !self.connected {
             return Ok(Vec::new());
         }
-        if !self.unacked.contains_key(&job.tag) {
-            return Err(format!("ack of unknown delivery tag {}", job.tag));
+        let unacked = &mut self.unacked[job.lane.index()];
+        if !unacked.contains_key(&job.tag) {
+            return Err(format!("ack of unknown delivery tag {job:?}"));
         }
         if multiple {
-            let later = self.unacked.split_off(&(job.tag + 1));
-            let acked = std::mem::replace(&mut self.unacked, later);
+            let later = unacked.split_off(&(job.tag + 1));
+            let acked = std::mem::replace(unacked, later);
             Ok(acked.into_values().collect())
         } else {
-            Ok(self.unacked.remove(&job.tag).into_iter().collect())
+            Ok(unacked.remove(&job.tag).into_iter().collect())
         }
     }
 
@@ -167,13 +183,20 @@ impl Broker {
         if job.generation != self.generation || !self.connected {
             return Ok(());
         }
-        let mut message = self
-            .unacked
+        let mut message = self.unacked[job.lane.index()]
             .remove(&job.tag)
-            .ok_or_else(|| format!("requeue of unknown delivery tag {}", job.tag))?;
+            .ok_or_else(|| format!("requeue of unknown delivery tag {job:?}"))?;
         message.redelivered = true;
-        self.queue.push_front(message);
+        self.queues[job.lane.index()].push_front(message);
         Ok(())
+    }
+
+    /// Jobs queued or delivered and not acknowledged, of every lane.
+    pub fn pending(&self) -> impl Iterator<Item = &Message> {
+        self.queues
+            .iter()
+            .flatten()
+            .chain(self.unacked.iter().flat_map(BTreeMap::values))
     }
 
     pub fn publish(&mut self, publish: Publish) {
@@ -199,7 +222,7 @@ impl Broker {
             }
             Destination::Events { .. } => {}
             Destination::DeadLetter { job, reason } => {
-                if let Some(message) = self.unacked.get(&job.tag) {
+                if let Some(message) = self.unacked[job.lane.index()].get(&job.tag) {
                     self.dead.push((message.job, reason.clone()));
                 }
             }

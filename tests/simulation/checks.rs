@@ -225,11 +225,7 @@ impl Ledger {
             // A repeat of a job still in progress is answered as a
             // duplicate at once; the first copy must then still be with
             // the broker, to complete later.
-            let copy_pending = broker
-                .queue
-                .iter()
-                .chain(broker.unacked.values())
-                .any(|m| self.jobs[m.job].id == job.id);
+            let copy_pending = broker.pending().any(|m| self.jobs[m.job].id == job.id);
             if store.completed(&job.id).is_none() && !copy_pending {
                 return Err(format!(
                     "job {} acknowledged before its completion was committed",

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald::broadcast::Broadcast;
-use herald::core::{Core, Destination, Input, Output, Restored};
+use herald::core::{Core, Destination, Input, Lane, Output, Restored};
 use herald::metrics::Metrics;
 use herald::Config;
 use xmpp_parsers::jid::BareJid;
@@ -21,6 +21,7 @@ use super::store::Store;
 const CHAOS_STEPS: usize = 250;
 const CALM_STEPS: usize = 4_000;
 const PREFETCH: usize = 6;
+const URGENT_PREFETCH: usize = 2;
 
 pub struct World {
     pub rng: Rng,
@@ -31,6 +32,9 @@ pub struct World {
     /// slice waits for the server to read (drawn from its own chance, so
     /// that each seed's jobs stay as they were).
     queue_capacity: usize,
+    /// Which jobs go to the urgent queue (a world's own choice, so that
+    /// each seed's jobs stay as they were).
+    urgent_offset: usize,
     pub now: Instant,
     core: Option<Core<Broadcast>>,
     config: Config,
@@ -71,12 +75,13 @@ impl World {
             core: None,
             config,
             server,
-            broker: Broker::new(PREFETCH),
+            broker: Broker::new([URGENT_PREFETCH, PREFETCH]),
             ledger: Ledger::new(&mut rng),
             store,
             rng,
             requests: Rng::new(seed ^ 0xC0_4E_7A_01),
             queue_capacity: 1 + Rng::new(seed ^ 0x51_1C_E5).below(8) as usize,
+            urgent_offset: Rng::new(seed ^ 0x0A_17_E5).below(8) as usize,
             calm: false,
             stream_back_at: Some(now),
             broker_back_at: Some(now),
@@ -133,17 +138,15 @@ impl World {
             }
         }
         Err(format!(
-            "not every job was settled after {} calm steps: queue {}, unacked {}",
+            "not every job was settled after {} calm steps: {} queued or unacknowledged",
             CALM_STEPS,
-            self.broker.queue.len(),
-            self.broker.unacked.len()
+            self.broker.pending().count()
         ))
     }
 
     fn is_done(&self) -> bool {
         self.ledger.all_published()
-            && self.broker.queue.is_empty()
-            && self.broker.unacked.is_empty()
+            && self.broker.pending().next().is_none()
             && self.broker.in_flight.is_empty()
     }
 
@@ -184,8 +187,22 @@ impl World {
             }
             8 => {
                 if let Some((job, payload)) = self.ledger.publish(&mut self.rng, self.now) {
-                    self.broker.queue.push_back(Message {
+                    // One job in eight to the urgent queue, every copy of it
+                    // (docs/jobs.md: copies of a job in both queues may
+                    // overtake each other).
+                    let id = self.ledger.jobs[job]
+                        .id
+                        .bytes()
+                        .map(usize::from)
+                        .sum::<usize>();
+                    let lane = if (id + self.urgent_offset) % 8 == 0 {
+                        Lane::Urgent
+                    } else {
+                        Lane::Normal
+                    };
+                    self.broker.queues[lane.index()].push_back(Message {
                         job,
+                        lane,
                         payload,
                         redelivered: false,
                     });
@@ -222,7 +239,7 @@ impl World {
                 let late = self
                     .rng
                     .chance(500)
-                    .then(|| self.broker.deliver(self.wall_clock()));
+                    .then(|| self.broker.deliver(self.wall_clock(), [true, true]));
                 self.broker.lose();
                 self.broker_back_at = Some(now + self.rng.millis(3_000));
                 self.input(Input::BrokerLost { generation })?;
@@ -287,10 +304,8 @@ impl World {
     /// The shell hands jobs over only while the core takes them.
     fn deliver(&mut self) -> Result<(), String> {
         for _ in 0..1 + self.rng.below(4) {
-            if !self.core().takes_jobs() {
-                break;
-            }
-            let Some(delivery) = self.broker.deliver(self.wall_clock()) else {
+            let takes = [self.core().phase().takes_jobs(), self.core().takes_jobs()];
+            let Some(delivery) = self.broker.deliver(self.wall_clock(), takes) else {
                 break;
             };
             self.input(Input::Delivery(delivery))?;

@@ -40,7 +40,11 @@ fn a_job_bigger_than_the_room_goes_out_in_slices_and_the_next_waits() {
     h.deliver(2, r#"{"id":"next","to":["u0@localhost"],"body":"after"}"#);
     let first = drain_with_room(&mut h, 0);
     assert_eq!(message_recipients(&first), users[..3]);
-    let id = |tag| JobId { generation: 1, tag };
+    let id = |tag| JobId {
+        generation: 1,
+        lane: Lane::Normal,
+        tag,
+    };
     assert_eq!(h.core.jobs.stage(id(1)), Some(Stage::Fanning));
     assert_eq!(
         h.core.jobs.stage(id(2)),
@@ -92,4 +96,131 @@ fn a_job_cut_off_mid_fanning_by_a_lost_stream_goes_back_to_the_queue() {
     );
     assert_eq!(h.core.jobs.len(), 0);
     assert!(!h.core.waits_for_room());
+}
+
+#[test]
+fn an_urgent_job_goes_between_the_slices_of_a_big_one_and_is_acknowledged_apart() {
+    let mut h = Harness::ready();
+    let users: Vec<String> = (0..6).map(|i| format!("u{i}@localhost")).collect();
+    for user in &users {
+        online(&mut h, user);
+    }
+    h.commit_all();
+    drain_with_room(&mut h, 2);
+    let big = serde_json::json!({"id": "big", "to": users, "body": "routine"});
+    h.deliver(1, &big.to_string());
+    assert_eq!(message_recipients(&drain_with_room(&mut h, 0)), users[..2]);
+
+    // Its channel numbers its deliveries on its own.
+    let urgent = JobId {
+        generation: 1,
+        lane: Lane::Urgent,
+        tag: 7,
+    };
+    h.input(Input::Delivery(Delivery {
+        id: urgent,
+        payload: br#"{"id":"alert","to":["u5@localhost"],"body":"evacuate"}"#.to_vec(),
+        redelivered: false,
+        age: None,
+        received_at: wall_clock(),
+    }));
+    drain_with_room(&mut h, 1);
+    h.tick(Duration::ZERO);
+    let outputs = drain_with_room(&mut h, 0);
+    assert_eq!(
+        message_recipients(&outputs),
+        ["u5@localhost"],
+        "the alert first"
+    );
+    let ping = ids_of_pings(&outputs)
+        .pop()
+        .expect("a barrier behind the alert");
+
+    // The alert is read, committed and reported: it is acknowledged on its
+    // own lane while the big job is still going out.
+    h.answer(&ping);
+    for output in drain_with_room(&mut h, 0) {
+        if let Output::Commit(batch) = output {
+            h.input(Input::Committed { batch: batch.id });
+        }
+    }
+    let report = drain_with_room(&mut h, 0)
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Publish(publish) => publish.id,
+            _ => None,
+        })
+        .expect("the alert's report");
+    h.input(Input::Published { id: report });
+    let acks: Vec<JobId> = drain_with_room(&mut h, 0)
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Ack { job, .. } => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, [urgent]);
+    assert_eq!(
+        h.core.jobs.stage(JobId {
+            generation: 1,
+            lane: Lane::Normal,
+            tag: 1
+        }),
+        Some(Stage::Fanning)
+    );
+
+    drain_with_room(&mut h, ROOM);
+    h.tick(Duration::ZERO);
+    assert_eq!(message_recipients(&h.drain()), users[2..]);
+}
+
+#[test]
+fn a_copy_of_a_job_on_the_other_queue_waits_for_it_and_is_a_duplicate() {
+    let mut h = Harness::ready();
+    let users: Vec<String> = (0..4).map(|i| format!("u{i}@localhost")).collect();
+    for user in &users {
+        online(&mut h, user);
+    }
+    h.commit_all();
+    drain_with_room(&mut h, 2);
+    let job = serde_json::json!({"id": "same", "to": users, "body": "once"}).to_string();
+    h.deliver(1, &job);
+    h.input(Input::Delivery(Delivery {
+        id: JobId {
+            generation: 1,
+            lane: Lane::Urgent,
+            tag: 1,
+        },
+        payload: job.into_bytes(),
+        redelivered: false,
+        age: None,
+        received_at: wall_clock(),
+    }));
+    drain_with_room(&mut h, ROOM);
+    h.tick(Duration::ZERO);
+    let outputs = h.drain();
+    assert_eq!(
+        message_recipients(&outputs),
+        users[2..],
+        "nothing sent twice"
+    );
+    let ping = ids_of_pings(&outputs).pop().expect("a barrier");
+    h.answer(&ping);
+    h.commit_all();
+    let reports: Vec<serde_json::Value> = h
+        .drain()
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Publish(publish) => serde_json::from_slice(&publish.payload).ok(),
+            _ => None,
+        })
+        .collect();
+    let own: Vec<_> = reports.iter().filter(|r| r["duplicate"] != true).collect();
+    assert_eq!(own.len(), 1, "one own report: {reports:?}");
+    assert_eq!(own[0]["sent"], 4);
+    assert_eq!(
+        reports.len(),
+        2,
+        "and the copy's, as a duplicate: {reports:?}"
+    );
 }

@@ -37,6 +37,7 @@ impl XmppTarget {
 #[derive(Debug, Clone)]
 pub struct Names {
     pub jobs: String,
+    pub urgent: String,
     pub dead: String,
     pub events: String,
     pub control: String,
@@ -48,10 +49,12 @@ impl Names {
         Names::under(&crate::amqp::unique_name("herald-test"))
     }
 
-    /// `<base>.jobs`, `<base>.jobs.dead`, `<base>.events` and `<base>.control`.
+    /// `<base>.jobs`, `<base>.urgent`, `<base>.jobs.dead`, `<base>.events`
+    /// and `<base>.control`.
     pub fn under(base: &str) -> Names {
         Names {
             jobs: format!("{base}.jobs"),
+            urgent: format!("{base}.urgent"),
             dead: format!("{base}.jobs.dead"),
             events: format!("{base}.events"),
             control: format!("{base}.control"),
@@ -71,6 +74,7 @@ pub fn config(xmpp: &XmppTarget, amqp_url: &str, names: &Names, store: &Path) ->
     config.xmpp.secret = Some(Secret::new(&xmpp.secret));
     config.amqp.url = Some(Secret::new(amqp_url));
     config.amqp.jobs_queue = names.jobs.clone();
+    config.amqp.urgent_queue = names.urgent.clone();
     config.amqp.dead_letter_queue = names.dead.clone();
     config.amqp.events_exchange = names.events.clone();
     config.amqp.control_queue = names.control.clone();
@@ -131,6 +135,7 @@ mod tests {
     fn names() -> Names {
         Names {
             jobs: "run.jobs".into(),
+            urgent: "run.urgent".into(),
             dead: "run.jobs.dead".into(),
             events: "run.events".into(),
             control: "run.control".into(),
