@@ -13,8 +13,6 @@ use herald::core::{Delivery, Destination, JobId, Lane, Publish, Request, Request
 pub struct Message {
     /// Index of the job in the world's list.
     pub job: usize,
-    /// The queue it was published to.
-    pub lane: Lane,
     pub payload: Vec<u8>,
     pub redelivered: bool,
 }

@@ -195,14 +195,13 @@ impl World {
                         .bytes()
                         .map(usize::from)
                         .sum::<usize>();
-                    let lane = if (id + self.urgent_offset) % 8 == 0 {
+                    let lane = if (id + self.urgent_offset).is_multiple_of(8) {
                         Lane::Urgent
                     } else {
                         Lane::Normal
                     };
                     self.broker.queues[lane.index()].push_back(Message {
                         job,
-                        lane,
                         payload,
                         redelivered: false,
                     });
