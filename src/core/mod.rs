@@ -18,6 +18,7 @@ mod broker;
 mod completion;
 mod connection;
 mod control;
+mod groups;
 mod inbound;
 mod intake;
 pub mod io;
@@ -34,6 +35,7 @@ mod subscribers;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::groups::Groups;
 use crate::handler::{Context, Effects, Event, Handler};
 use crate::metrics::Metrics;
 use crate::presence::{PresenceBook, PresenceChange};
@@ -54,7 +56,7 @@ pub use settings::Settings;
 use store_log::StoreLog;
 pub use strangers::StrangerTest;
 use strangers::Strangers;
-use subscribers::Subscribers;
+pub(crate) use subscribers::Subscribers;
 
 /// How long shutdown waits for the server to confirm what was written.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -68,6 +70,7 @@ pub struct Restored {
     /// Oldest first.
     pub completed: Vec<CompletedJob>,
     pub progress: Vec<(String, Vec<u8>)>,
+    pub groups: Groups,
 }
 
 /// What waits for the server to read the stanzas before it.
@@ -98,6 +101,7 @@ pub struct Core<H> {
     strangers: Strangers,
     limiter: SenderLimiter,
     ledger: Ledger,
+    groups: Groups,
     jobs: Jobs,
     /// How many of them may be in flight.
     window: JobWindow,
@@ -129,6 +133,7 @@ impl<H: Handler> Core<H> {
             strangers: Strangers::new(settings.unknown_probe_ttl),
             limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
             ledger: Ledger::new(settings.remember_jobs),
+            groups: restored.groups,
             jobs: Jobs::default(),
             window: JobWindow::new(settings.max_in_flight),
             barriers: Barriers::new("herald-barrier"),
@@ -305,6 +310,7 @@ impl<H: Handler> Core<H> {
                 &self.settings.domain,
                 &self.presence,
                 &self.ledger,
+                (&self.groups, &self.subscribers),
                 &mut effects,
             );
             self.handler.on_presence(&mut ctx, &change);
