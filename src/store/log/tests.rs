@@ -219,9 +219,9 @@ fn compaction_keeps_the_groups() {
         members: members("u", 25_000),
     }])
     .unwrap();
-    // Enough churn of another group to make the log compact.
+    // Churn of another group, 12 MB of it: enough to compact the log.
     let churn = members("c", 10_000);
-    while log.compacted_len == HEADER.len() as u64 {
+    for _ in 0..50 {
         log.append(&[
             Change::GroupPut {
                 name: "churn".into(),
@@ -233,7 +233,7 @@ fn compaction_keeps_the_groups() {
         log.compact_if_grown();
     }
     let len = std::fs::metadata(&path).unwrap().len();
-    assert!(len < 2 * COMPACT_SLACK, "compacted: {len} bytes");
+    assert!(len < COMPACT_SLACK, "compacted: {len} bytes");
     drop(log);
     assert_eq!(stored_groups(&path), [("big".to_string(), 25_000)]);
 }
