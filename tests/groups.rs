@@ -1,7 +1,8 @@
 //! Groups end to end on Prosody and on ejabberd: the `herald group`
 //! commands against the real `herald` over RabbitMQ, jobs to groups that
 //! overlap each other and `to` reaching real c2s users once each, groups
-//! kept across a restart, and a group of 100,000 members.
+//! kept across a restart, a group of 100,000 members, and a job to all
+//! subscribers.
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ herald_testkit::on_both_servers!(
     each_group_operation_and_a_job_to_overlapping_groups,
     groups_survive_a_restart,
     a_group_of_100000_members_is_made_read_back_and_addressed,
+    all_subscribers_reaches_each_user_who_shares_presence_once,
 );
 
 fn result(reply: &Value) -> &Value {
@@ -227,4 +229,36 @@ async fn a_group_of_100000_members_is_made_read_back_and_addressed<S: XmppServer
     assert_eq!(report["skipped"]["offline"], 99_999, "{report}");
     let (_, body, _) = alice.next_message(WAIT).await.expect("the message");
     assert_eq!(body, "to all of big");
+}
+
+/// alice and bob online; carol shared presence and left; dave never
+/// logged in (Herald has never heard of him), erin is only in the group.
+async fn all_subscribers_reaches_each_user_who_shares_presence_once<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;
+    let mut online = vec![stack.online("alice").await, stack.online("bob").await];
+    let carol = stack.online("carol").await;
+    carol.disconnect().await;
+    herald_testkit::events::await_presence(&mut stack.presence, "carol@localhost/desk", None).await;
+    let config = stack.config_path().to_path_buf();
+    let put = ["group", "put", "g", "alice@localhost", "erin@localhost"];
+    herald(&config, &put, 0).await;
+    stack
+        .publish(json!({
+            "id": "everyone",
+            "body": "to all who follow",
+            "to": ["bob@localhost"],
+            "groups": ["g"],
+            "all_subscribers": true,
+        }))
+        .await;
+    let report = next_report(&mut stack.reports, "everyone").await;
+    // alice, bob, carol (subscribers) and erin (in g); not dave.
+    assert_eq!(report["recipients"], 4, "{report}");
+    assert_eq!(report["sent"], 2, "{report}");
+    assert_eq!(report["skipped"]["offline"], 2, "carol and erin: {report}");
+    for user in &mut online {
+        let (_, body, _) = user.next_message(WAIT).await.expect("the message");
+        assert_eq!(body, "to all who follow");
+        user.expect_no_message(QUIET).await;
+    }
 }
