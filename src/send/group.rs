@@ -22,6 +22,7 @@ pub enum GroupCommand {
     Delete { name: String },
     /// A page of a group's members, in JID order ("next" is the --after of the next page)
     Get {
+        /// The group's name
         name: String,
         /// Members in the page
         #[arg(long, default_value_t = DEFAULT_PAGE)]
@@ -43,6 +44,7 @@ pub enum GroupCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct Members {
+    /// The group's name: 1 to 64 characters of A-Z a-z 0-9 . _ -
     pub name: String,
     /// Members, as users' bare JIDs
     #[arg(value_name = "JID")]
