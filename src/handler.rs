@@ -14,7 +14,8 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::message::Message;
 
-use crate::core::{Earlier, Ledger, StrangerTest};
+use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
+use crate::groups::Groups;
 use crate::presence::{PresenceBook, PresenceChange};
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
@@ -50,6 +51,8 @@ pub struct Context<'a> {
     domain: &'a BareJid,
     presence: &'a PresenceBook,
     jobs: &'a Ledger,
+    groups: &'a Groups,
+    subscribers: &'a Subscribers,
     redelivered: bool,
     wall_clock: Option<SystemTime>,
     strangers: Option<StrangerTest<'a>>,
@@ -61,12 +64,15 @@ impl<'a> Context<'a> {
         domain: &'a BareJid,
         presence: &'a PresenceBook,
         jobs: &'a Ledger,
+        (groups, subscribers): (&'a Groups, &'a Subscribers),
         effects: &'a mut Effects,
     ) -> Self {
         Context {
             domain,
             presence,
             jobs,
+            groups,
+            subscribers,
             redelivered: false,
             wall_clock: None,
             strangers: None,
@@ -154,6 +160,18 @@ impl<'a> Context<'a> {
 
     pub fn presence(&self) -> &'a PresenceBook {
         self.presence
+    }
+
+    /// The groups jobs can address (kept by the control plane).
+    pub fn groups(&self) -> &Groups {
+        self.groups
+    }
+
+    /// Every user who shares presence with Herald (has one of its JIDs on
+    /// their roster, whether online or not), once each, in no particular
+    /// order.
+    pub fn subscribers(&self) -> impl Iterator<Item = &BareJid> {
+        self.subscribers.users()
     }
 
     /// Sends a stanza; its `from` must be on [`Context::domain`].

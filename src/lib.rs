@@ -24,6 +24,7 @@ pub mod broadcast;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod groups;
 pub mod handler;
 pub mod http;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! The `herald` binary: configuration, logging, runtime and signals; the
 //! component itself is [`herald::run`], `herald send` is [`herald::send`],
-//! `herald presence`, `online` and `status` are [`herald::send::control`].
+//! `herald presence`, `online`, `status` and `group` are
+//! [`herald::send::control`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use herald::config::{Config, LogFormat};
 use herald::control::{Request, DEFAULT_PAGE};
+use herald::send::group::GroupCommand;
 use herald::send::SendArgs;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
@@ -72,12 +74,23 @@ enum Command {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Create, change, read, list and delete the groups jobs can address.
+    ///
+    /// Prints Herald's reply (JSON; docs/control.md). A change is answered
+    /// once Herald's store has it. Exit status as for `herald presence`,
+    /// and 2 for a request Herald would refuse (checked before sending).
+    Group {
+        #[command(subcommand)]
+        op: GroupCommand,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(clap::Args)]
 struct Wait {
     /// Seconds to wait for the broker and the reply
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10, global = true)]
     timeout: u64,
 }
 
@@ -93,6 +106,15 @@ fn main() -> ExitCode {
             return control(config_path, Request::Online { limit, after }, wait)
         }
         Some(Command::Status { wait }) => return control(config_path, Request::Status, wait),
+        Some(Command::Group { op, wait }) => {
+            return match op.request() {
+                Ok(request) => control(config_path, request, wait),
+                Err(e) => {
+                    eprintln!("herald group: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         _ => {}
     }
     let config = match Config::load(cli.config.as_deref()) {

@@ -3,12 +3,12 @@
 //! presence`, `online` and `status` commands asking it over RabbitMQ's
 //! direct reply-to; bad requests answered or dead-lettered while jobs go on.
 
-use std::path::Path;
 use std::time::Duration;
 
 use herald_testkit::amqp::json_properties;
 use herald_testkit::crowd::{MixedCrowd, EVERYONE_AND_A_FULL_JID};
 use herald_testkit::events::next_report;
+use herald_testkit::herald::herald_cli as herald;
 use herald_testkit::server::XmppServer;
 use herald_testkit::stack::Stack;
 use lapin::options::QueueDeclareOptions;
@@ -21,33 +21,6 @@ herald_testkit::on_both_servers!(
     presence_online_and_status_answer_what_the_users_did,
     bad_requests_are_answered_or_dead_lettered_and_jobs_go_on,
 );
-
-/// Runs `herald --config FILE ARGS` and returns its reply (stdout as JSON),
-/// failing unless it exits `code`.
-async fn herald(config: &Path, args: &[&str], code: i32) -> Value {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
-    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("HERALD_")) {
-        command.env_remove(key);
-    }
-    let output = command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("herald exits within 60 s")
-        .expect("herald runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "herald {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?} printed {stdout}: {e}"))
-}
 
 async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
     let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;

@@ -8,13 +8,33 @@ use std::path::Path;
 
 use boon::{Compiler, SchemaIndex, Schemas};
 use herald::control::{
-    self, OnlineResult, OnlineUser, PresenceResult, Reply, RequestError, StatusResult, UserPresence,
+    self, GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, OnlineResult, OnlineUser,
+    PresenceResult, Reply, RequestError, StatusResult, UserPresence,
 };
 use serde_json::{json, Value};
 
 const SCHEMA_URL: &str = "file:///herald/docs/control.schema.json";
-const REQUESTS: [&str; 3] = ["presenceRequest", "onlineRequest", "statusRequest"];
-const REPLIES: [&str; 4] = ["presenceReply", "onlineReply", "statusReply", "errorReply"];
+const REQUESTS: [&str; 9] = [
+    "presenceRequest",
+    "onlineRequest",
+    "statusRequest",
+    "groupPutRequest",
+    "groupAddRequest",
+    "groupRemoveRequest",
+    "groupDeleteRequest",
+    "groupGetRequest",
+    "groupListRequest",
+];
+const REPLIES: [&str; 8] = [
+    "presenceReply",
+    "onlineReply",
+    "statusReply",
+    "groupChangeReply",
+    "groupDeleteReply",
+    "groupGetReply",
+    "groupListReply",
+    "errorReply",
+];
 
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -92,6 +112,10 @@ fn every_example_is_one_request_or_reply_and_herald_reads_it_alike() {
                 "presenceReply" => serde_json::from_value::<PresenceResult>(result).is_ok(),
                 "onlineReply" => serde_json::from_value::<OnlineResult>(result).is_ok(),
                 "statusReply" => serde_json::from_value::<StatusResult>(result).is_ok(),
+                "groupChangeReply" => serde_json::from_value::<GroupChanged>(result).is_ok(),
+                "groupDeleteReply" => serde_json::from_value::<GroupDeleted>(result).is_ok(),
+                "groupGetReply" => serde_json::from_value::<GroupPage>(result).is_ok(),
+                "groupListReply" => serde_json::from_value::<GroupList>(result).is_ok(),
                 _ => reply.error.is_some(),
             };
             assert!(typed, "{example} does not read as Herald's {def}");
@@ -99,9 +123,16 @@ fn every_example_is_one_request_or_reply_and_herald_reads_it_alike() {
         }
     }
     assert!(
-        requests >= 4 && replies >= 5,
+        requests >= 10 && replies >= 11,
         "{requests} requests, {replies} replies"
     );
+    // Every kind is shown at least once.
+    for def in REQUESTS.iter().chain(&REPLIES) {
+        assert!(
+            examples.iter().any(|e| contract.matching(e) == [*def]),
+            "no example of {def}"
+        );
+    }
 }
 
 #[test]
@@ -115,6 +146,16 @@ fn requests_the_schema_refuses_herald_refuses() {
         json!({"op": "status", "verbose": true}),
         json!({"op": "reboot"}),
         json!({"users": []}),
+        json!({"op": "group.put", "group": "a b", "members": []}),
+        json!({"op": "group.put", "group": "x".repeat(65), "members": []}),
+        json!({"op": "group.put", "group": "ops"}),
+        json!({"op": "group.add", "group": "ops", "members": ["alice@example.com/phone"]}),
+        json!({"op": "group.add", "group": "ops", "members": ["example.com"]}),
+        json!({"op": "group.remove", "group": "ops", "members": "alice@example.com"}),
+        json!({"op": "group.delete"}),
+        json!({"op": "group.get", "group": "ops", "limit": 0}),
+        json!({"op": "group.list", "limit": 10_001}),
+        json!({"op": "group.list", "group": "ops"}),
     ] {
         assert!(
             contract.matching(&request).is_empty(),
@@ -177,7 +218,53 @@ fn replies_herald_builds_pass_the_schema() {
                 subscriptions: 0,
                 jobs_in_flight: 0,
                 remembered_jobs: 0,
+                groups: 2,
             }),
+        ),
+        (
+            "groupChangeReply",
+            Reply::result(GroupChanged {
+                group: "ops".into(),
+                size: 2,
+                added: 1,
+                removed: 0,
+            }),
+        ),
+        (
+            "groupDeleteReply",
+            Reply::result(GroupDeleted {
+                group: "ops".into(),
+                deleted: false,
+                removed: 0,
+            }),
+        ),
+        (
+            "groupGetReply",
+            Reply::result(GroupPage {
+                group: "ops".into(),
+                size: 2,
+                members: vec!["a@example.com".into()],
+                next: Some("a@example.com".into()),
+            }),
+        ),
+        (
+            "groupListReply",
+            Reply::result(GroupList {
+                total: 1,
+                groups: vec![GroupSummary {
+                    name: "ops".into(),
+                    size: 2,
+                }],
+                next: None,
+            }),
+        ),
+        (
+            "errorReply",
+            Reply::error(&RequestError::UnknownGroup("ops".into())),
+        ),
+        (
+            "errorReply",
+            Reply::error(&RequestError::StoreFailed("disk full".into())),
         ),
         (
             "errorReply",

@@ -1,6 +1,7 @@
 //! Broadcasting: the [`Handler`] that turns jobs into messages for the
 //! recipients who can read them now, and publishes presence and chat events.
 
+pub mod audience;
 pub mod fanout;
 pub mod job;
 pub mod marks;
@@ -109,6 +110,10 @@ impl Handler for Broadcast {
                 key: job.id,
             };
         }
+        let missing = audience::resolve(&mut job, ctx.groups(), ctx.subscribers());
+        if !missing.is_empty() {
+            tracing::info!(job = %job.id, ?missing, "job names groups that do not exist");
+        }
         // A job an earlier attempt got partway through resumes after the
         // last checkpoint the server confirmed.
         let from: Progress = ctx
@@ -121,7 +126,7 @@ impl Handler for Broadcast {
         if let (Some(deadline), Some(now)) = (job.expires_at, ctx.wall_clock()) {
             if now >= deadline {
                 tracing::info!(job = %job.id, "taken after its expires_at: nothing sent");
-                return done(fanout::expire_from(&job, from, resent), from);
+                return done(fanout::expire_from(&job, from, resent), from, &missing);
             }
         }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
@@ -138,14 +143,28 @@ impl Handler for Broadcast {
             }
         };
         let walk = Walk::new(&job, from, self.checkpoint_every, resent);
-        JobOutcome::Fanning(Box::new(Slices::new(job, template, walk)))
+        JobOutcome::Fanning(Box::new(Slices::new(job, template, walk, missing)))
     }
 }
 
+/// The `job.report` event: the fan-out's counts, and the groups the job
+/// named that do not exist (absent when none).
+#[derive(Serialize)]
+struct JobReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    missing_groups: &'a [String],
+}
+
 /// A job done with `report`, resumed at `from`: remembered under its id.
-fn done(report: Report, from: Progress) -> JobOutcome {
+fn done(report: Report, from: Progress, missing_groups: &[String]) -> JobOutcome {
+    let event = JobReport {
+        report: &report,
+        missing_groups,
+    };
     JobOutcome::Done {
-        report: Some(Event::json(REPORT_KEY, &report)),
+        report: Some(Event::json(REPORT_KEY, &event)),
         // This attempt's share: earlier attempts counted the rest (and
         // none of them expired, or this one would not be).
         tally: Tally {
@@ -160,11 +179,18 @@ fn done(report: Report, from: Progress) -> JobOutcome {
 }
 
 /// The earlier job's report, marked as the report of a duplicate.
+/// (As JSON, so that what the report adds to the counts, such as
+/// `missing_groups`, is kept.)
 fn duplicate_report(id: &str, earlier: &Event) -> Event {
-    let mut report: Report = serde_json::from_slice(&earlier.payload).unwrap_or_else(|_| Report {
-        id: id.to_string(),
-        ..Report::default()
-    });
-    report.duplicate = true;
+    let earlier = serde_json::from_slice::<serde_json::Value>(&earlier.payload).ok();
+    let mut report = match earlier {
+        Some(report @ serde_json::Value::Object(_)) => report,
+        _ => serde_json::to_value(Report {
+            id: id.to_string(),
+            ..Report::default()
+        })
+        .unwrap_or_default(),
+    };
+    report["duplicate"] = true.into();
     Event::json(REPORT_KEY, &report)
 }

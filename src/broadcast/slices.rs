@@ -18,15 +18,23 @@ pub struct Slices {
     job: Job,
     template: Arc<MessageTemplate>,
     walk: Walk,
+    /// Groups the job named that do not exist, for its report.
+    missing_groups: Vec<String>,
 }
 
 impl Slices {
     /// `job` from `from` on, its texts already in `template`.
-    pub fn new(job: Job, template: MessageTemplate, walk: Walk) -> Slices {
+    pub fn new(
+        job: Job,
+        template: MessageTemplate,
+        walk: Walk,
+        missing_groups: Vec<String>,
+    ) -> Slices {
         Slices {
             job,
             template: Arc::new(template),
             walk,
+            missing_groups,
         }
     }
 }
@@ -56,7 +64,7 @@ impl JobSlices for Slices {
         self.walk.is_over(&self.job).then(|| {
             let report = self.walk.report();
             log_fanned_out(&report, self.walk.from());
-            done(report, self.walk.from())
+            done(report, self.walk.from(), &self.missing_groups)
         })
     }
 }

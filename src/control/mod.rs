@@ -5,17 +5,24 @@
 //! ([`crate::send::control`]). docs/control.md and docs/schema/control/
 //! describe the same contract for other languages.
 
+mod groups;
+
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use xmpp_parsers::jid::BareJid;
+
+pub use groups::{
+    GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, MAX_REQUEST_MEMBERS,
+};
 
 use crate::presence::Show;
 
 /// Most users one `presence` request may name.
 pub const MAX_PRESENCE_USERS: usize = 20_000;
-/// Users in a page of `online` when the request gives no `limit`.
+/// Users (or groups) in a page when the request gives no `limit`.
 pub const DEFAULT_PAGE: usize = 100;
-/// Largest page of `online`.
+/// Largest page of `online`, `group.get` and `group.list`.
 pub const MAX_PAGE: usize = 10_000;
 
 /// A request, parsed and checked.
@@ -32,6 +39,34 @@ pub enum Request {
         after: Option<String>,
     },
     Status,
+    /// Makes the group hold exactly `members` (creating it).
+    GroupPut {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    /// Adds `members` to the group (creating it).
+    GroupAdd {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    GroupRemove {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    GroupDelete {
+        name: String,
+    },
+    /// The group's members in JID order, `limit` of them after `after`.
+    GroupGet {
+        name: String,
+        limit: usize,
+        after: Option<BareJid>,
+    },
+    /// Group names and sizes in name order, `limit` of them after `after`.
+    GroupList {
+        limit: usize,
+        after: Option<String>,
+    },
 }
 
 /// Why a request is refused; `code` is what the reply says.
@@ -39,10 +74,15 @@ pub enum Request {
 pub enum RequestError {
     #[error("the request is not JSON: {0}")]
     InvalidJson(String),
-    #[error("unknown op {0:?}; known: presence, online, status")]
+    #[error("unknown op {0:?}; known: presence, online, status, group.put, group.add, group.remove, group.delete, group.get, group.list")]
     UnknownOp(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("no group {0:?}")]
+    UnknownGroup(String),
+    /// A change was made but could not be saved (yet): see docs/control.md.
+    #[error("{0}")]
+    StoreFailed(String),
 }
 
 impl RequestError {
@@ -51,6 +91,8 @@ impl RequestError {
             RequestError::InvalidJson(_) => "invalid_json",
             RequestError::UnknownOp(_) => "unknown_op",
             RequestError::InvalidRequest(_) => "invalid_request",
+            RequestError::UnknownGroup(_) => "unknown_group",
+            RequestError::StoreFailed(_) => "store_failed",
         }
     }
 }
@@ -110,14 +152,8 @@ pub fn parse(payload: &[u8]) -> Result<Request, RequestError> {
         }
         "online" => {
             let fields: OnlineFields = serde_json::from_value(value).map_err(invalid)?;
-            let limit = fields.limit.unwrap_or(DEFAULT_PAGE);
-            if !(1..=MAX_PAGE).contains(&limit) {
-                return Err(RequestError::InvalidRequest(format!(
-                    "limit {limit}: between 1 and {MAX_PAGE}"
-                )));
-            }
             Ok(Request::Online {
-                limit,
+                limit: page_limit(fields.limit)?,
                 after: fields.after,
             })
         }
@@ -125,8 +161,23 @@ pub fn parse(payload: &[u8]) -> Result<Request, RequestError> {
             serde_json::from_value::<StatusFields>(value).map_err(invalid)?;
             Ok(Request::Status)
         }
+        op if groups::OPS.contains(&op) => {
+            let op = op.to_string();
+            groups::parse(&op, value)
+        }
         other => Err(RequestError::UnknownOp(other.to_string())),
     }
+}
+
+/// A page's `limit`, or the default one.
+fn page_limit(limit: Option<usize>) -> Result<usize, RequestError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(RequestError::InvalidRequest(format!(
+            "limit {limit}: between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(limit)
 }
 
 impl Request {
@@ -142,6 +193,7 @@ impl Request {
                 value
             }
             Request::Status => serde_json::json!({"op": "status"}),
+            group => groups::to_json(group).unwrap_or_default(),
         };
         value.to_string().into_bytes()
     }
@@ -206,6 +258,7 @@ pub struct StatusResult {
     pub jobs_in_flight: usize,
     /// Completed jobs remembered to answer a job published again.
     pub remembered_jobs: usize,
+    pub groups: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -92,7 +92,8 @@ impl<H: Handler> Core<H> {
     pub(super) fn on_committed(&mut self, batch: u64) {
         let waiting = self.store.committed(batch);
         self.update_store_gauge();
-        for id in waiting {
+        self.send_committed_replies(waiting.replies, None);
+        for id in waiting.jobs {
             let Some(job) = self.jobs.get_mut(id) else {
                 continue;
             };
@@ -109,13 +110,14 @@ impl<H: Handler> Core<H> {
 
     pub(super) fn on_commit_failed(&mut self, batch: Batch, error: &str) {
         self.metrics.store_errors.inc();
-        if let Some(retry_at) = self.store.failed(batch, self.now) {
+        if let Some((retry_at, replies)) = self.store.failed(batch, self.now) {
             let retry_in = retry_at.saturating_duration_since(self.now);
             tracing::error!(
                 error,
                 ?retry_in,
                 "store commit failed; jobs wait until it succeeds"
             );
+            self.send_committed_replies(replies, Some(error));
         }
         self.update_store_gauge();
     }

@@ -11,10 +11,17 @@ use xmpp_parsers::jid::BareJid;
 use super::io::{Destination, Output, Publish, Request};
 use super::Core;
 use crate::control::{
-    self, OnlineResult, OnlineUser, PresenceResult, Reply, StatusResult, UserPresence,
+    self, OnlineResult, OnlineUser, PresenceResult, Reply, RequestError, StatusResult, UserPresence,
 };
 use crate::handler::Handler;
 use crate::presence::{Policy, Reachability};
+
+/// A request's reply, and when it may go.
+pub(super) enum Answer {
+    Now(Reply),
+    /// Once what the request changed is committed to the store.
+    AfterCommit(Reply),
+}
 
 impl<H: Handler> Core<H> {
     pub(super) fn on_request(&mut self, request: Request) {
@@ -34,41 +41,72 @@ impl<H: Handler> Core<H> {
                 Err(e) => format!("control request without reply_to: {e}"),
             };
             tracing::warn!(%reason, "control request dead-lettered");
-            self.out.push_back(Output::publish(
-                generation,
-                Destination::DeadRequest {
-                    request: request.id,
-                    reason,
-                },
-                request.payload,
-            ));
+            let dead = Destination::DeadRequest {
+                request: request.id,
+                reason,
+            };
+            let dead = best_effort(generation, dead, request.payload);
+            self.out.push_back(Output::Publish(dead));
             return;
         };
-        let reply = match parsed {
+        let answer = match parsed {
             Ok(op) => self.answer(op),
             Err(e) => {
                 tracing::debug!(error = %e, "control request refused");
-                Reply::error(&e)
+                Answer::Now(Reply::error(&e))
             }
         };
-        self.out.push_back(Output::publish(
-            generation,
-            Destination::Reply {
-                request: request.id,
-                reply_to,
-                correlation_id: request.correlation_id,
-            },
-            reply.to_json(),
-        ));
+        let destination = Destination::Reply {
+            request: request.id,
+            reply_to,
+            correlation_id: request.correlation_id,
+        };
+        match answer {
+            Answer::Now(reply) => {
+                let reply = best_effort(generation, destination, reply.to_json());
+                self.out.push_back(Output::Publish(reply));
+            }
+            Answer::AfterCommit(reply) => {
+                let reply = best_effort(generation, destination, reply.to_json());
+                self.store.reply_after_commit(reply);
+            }
+        }
     }
 
-    fn answer(&self, request: control::Request) -> Reply {
-        match request {
-            control::Request::Presence { users } => Reply::result(self.presence_of(users)),
-            control::Request::Online { limit, after } => {
-                Reply::result(self.online(limit, after.as_deref()))
+    fn answer(&mut self, request: control::Request) -> Answer {
+        use control::Request as R;
+        let reply = match request {
+            R::Presence { users } => Reply::result(self.presence_of(users)),
+            R::Online { limit, after } => Reply::result(self.online(limit, after.as_deref())),
+            R::Status => Reply::result(self.status()),
+            R::GroupPut { name, members } => return self.put_group(name, members),
+            R::GroupAdd { name, members } => return self.add_to_group(name, members),
+            R::GroupRemove { name, members } => return self.remove_from_group(name, members),
+            R::GroupDelete { name } => return self.delete_group(name),
+            R::GroupGet { name, limit, after } => self.group_page(name, limit, after),
+            R::GroupList { limit, after } => self.group_list(limit, after.as_deref()),
+        };
+        Answer::Now(reply)
+    }
+
+    /// Replies that waited for a store commit: sent if their connection is
+    /// still the live one (else the broker has requeued the request, and
+    /// its repeat is answered on the next connection). `failure`: the
+    /// commit failed, and each gets that error instead of its result.
+    pub(super) fn send_committed_replies(&mut self, replies: Vec<Publish>, failure: Option<&str>) {
+        for mut reply in replies {
+            if self.broker.live() != Some(reply.generation) {
+                continue;
             }
-            control::Request::Status => Reply::result(self.status()),
+            if let Some(error) = failure {
+                let error = RequestError::StoreFailed(format!(
+                    "the change is made but the store could not save it ({error}); \
+                     Herald keeps trying, and it is lost if Herald stops first: \
+                     send the request again to be sure"
+                ));
+                reply.payload = Reply::error(&error).to_json();
+            }
+            self.out.push_back(Output::Publish(reply));
         }
     }
 
@@ -157,18 +195,17 @@ impl<H: Handler> Core<H> {
             subscriptions: self.subscribers.len(),
             jobs_in_flight: self.jobs.len(),
             remembered_jobs: self.ledger.completed_len(),
+            groups: self.groups.len(),
         }
     }
 }
 
-impl Output {
-    /// A best-effort publish: the core waits for no confirm of a reply.
-    fn publish(generation: u64, destination: Destination, payload: Vec<u8>) -> Output {
-        Output::Publish(Publish {
-            id: None,
-            generation,
-            destination,
-            payload,
-        })
+/// A best-effort publish: the core waits for no confirm of a reply.
+fn best_effort(generation: u64, destination: Destination, payload: Vec<u8>) -> Publish {
+    Publish {
+        id: None,
+        generation,
+        destination,
+        payload,
     }
 }

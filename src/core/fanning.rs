@@ -46,6 +46,7 @@ impl<H: Handler> Core<H> {
             &self.settings.domain,
             &self.presence,
             &self.ledger,
+            (&self.groups, &self.subscribers),
             &mut effects,
         );
         let outcome = fanning

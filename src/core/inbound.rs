@@ -223,6 +223,7 @@ impl<H: Handler> Core<H> {
                 &self.settings.domain,
                 &self.presence,
                 &self.ledger,
+                (&self.groups, &self.subscribers),
                 &mut effects,
             );
             call(&mut self.handler, &mut ctx)

@@ -19,6 +19,7 @@ mod completion;
 mod connection;
 mod control;
 mod fanning;
+mod groups;
 mod inbound;
 mod intake;
 pub mod io;
@@ -35,6 +36,7 @@ mod subscribers;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::groups::Groups;
 use crate::handler::{Context, Effects, Event, Handler};
 use crate::metrics::Metrics;
 use crate::presence::{PresenceBook, PresenceChange};
@@ -57,7 +59,7 @@ pub use settings::Settings;
 use store_log::StoreLog;
 pub use strangers::StrangerTest;
 use strangers::Strangers;
-use subscribers::Subscribers;
+pub(crate) use subscribers::Subscribers;
 
 /// How long shutdown waits for the server to confirm what was written.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -71,6 +73,7 @@ pub struct Restored {
     /// Oldest first.
     pub completed: Vec<CompletedJob>,
     pub progress: Vec<(String, Vec<u8>)>,
+    pub groups: Groups,
 }
 
 /// What waits for the server to read the stanzas before it.
@@ -101,6 +104,7 @@ pub struct Core<H> {
     strangers: Strangers,
     limiter: SenderLimiter,
     ledger: Ledger,
+    groups: Groups,
     jobs: Jobs,
     /// How many of them may be in flight.
     window: JobWindow,
@@ -137,6 +141,7 @@ impl<H: Handler> Core<H> {
             strangers: Strangers::new(settings.unknown_probe_ttl),
             limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
             ledger: Ledger::new(settings.remember_jobs),
+            groups: restored.groups,
             jobs: Jobs::default(),
             window: JobWindow::new(settings.max_in_flight),
             barriers: Barriers::new("herald-barrier"),
@@ -319,6 +324,7 @@ impl<H: Handler> Core<H> {
                 &self.settings.domain,
                 &self.presence,
                 &self.ledger,
+                (&self.groups, &self.subscribers),
                 &mut effects,
             );
             self.handler.on_presence(&mut ctx, &change);

@@ -5,6 +5,11 @@
 //! for its completion to be remembered stays waiting (and is never
 //! acknowledged) until the store has it.
 //!
+//! A control request that changes a group waits the same way: its reply
+//! goes once the change is committed. A batch that fails answers them at
+//! once with an error (a requester is waiting, and the retry may take
+//! long); the change itself stays in the batch and is retried.
+//!
 //! Changes no job waits for (a subscription, a checkpoint, a report
 //! confirmed) do not start a batch of their own: they go with the next one
 //! a job waits for, or after [`UNAWAITED_DELAY`] at the latest. Each batch
@@ -17,12 +22,20 @@
 
 use std::time::{Duration, Instant};
 
-use super::io::{Batch, JobId};
+use super::io::{Batch, JobId, Publish};
 use crate::backoff::Backoff;
 use crate::store::Change;
 
 /// How long a change no job waits for may wait for a batch.
 pub const UNAWAITED_DELAY: Duration = Duration::from_secs(1);
+
+/// What waits for a batch to be committed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Waiting {
+    pub jobs: Vec<JobId>,
+    /// Replies to send once it is committed.
+    pub replies: Vec<Publish>,
+}
 
 #[derive(Debug)]
 pub struct StoreLog {
@@ -32,8 +45,10 @@ pub struct StoreLog {
     pending_deadline: Option<Instant>,
     /// Jobs whose completion is in `pending`.
     pending_jobs: Vec<JobId>,
-    /// The batch being committed: its id and the jobs waiting for it.
-    committing: Option<(u64, Vec<JobId>)>,
+    /// Replies to requests whose changes are in `pending`.
+    pending_replies: Vec<Publish>,
+    /// The batch being committed: its id and what waits for it.
+    committing: Option<(u64, Waiting)>,
     /// A batch that failed, to commit again at `retry_at`.
     failed: Option<Batch>,
     retry_at: Option<Instant>,
@@ -49,6 +64,7 @@ impl StoreLog {
             pending: Vec::new(),
             pending_deadline: None,
             pending_jobs: Vec::new(),
+            pending_replies: Vec::new(),
             committing: None,
             failed: None,
             retry_at: None,
@@ -68,6 +84,11 @@ impl StoreLog {
         self.pending_jobs.push(job);
     }
 
+    /// `reply` is to go once the changes written so far are committed.
+    pub fn reply_after_commit(&mut self, reply: Publish) {
+        self.pending_replies.push(reply);
+    }
+
     /// The next batch to commit, if none is being committed.
     pub fn next_batch(&mut self, now: Instant) -> Option<Batch> {
         if self.failed.is_some() {
@@ -79,46 +100,52 @@ impl StoreLog {
             return self.failed.take();
         }
         let unawaited_due = self.pending_deadline.is_some_and(|at| at <= now);
-        if self.committing.is_some() || self.pending_jobs.is_empty() && !unawaited_due {
+        let awaited = !self.pending_jobs.is_empty() || !self.pending_replies.is_empty();
+        if self.committing.is_some() || !awaited && !unawaited_due {
             return None;
         }
         self.pending_deadline = None;
         self.next_id += 1;
-        let jobs = std::mem::take(&mut self.pending_jobs);
-        self.committing = Some((self.next_id, jobs));
+        let waiting = Waiting {
+            jobs: std::mem::take(&mut self.pending_jobs),
+            replies: std::mem::take(&mut self.pending_replies),
+        };
+        self.committing = Some((self.next_id, waiting));
         Some(Batch {
             id: self.next_id,
             changes: std::mem::take(&mut self.pending),
         })
     }
 
-    /// Batch `id` is committed; returns the jobs that waited for it.
-    pub fn committed(&mut self, id: u64) -> Vec<JobId> {
+    /// Batch `id` is committed; returns what waited for it.
+    pub fn committed(&mut self, id: u64) -> Waiting {
         match self.committing.take() {
-            Some((committing, jobs)) if committing == id => {
+            Some((committing, waiting)) if committing == id => {
                 self.backoff.reset();
                 self.failing = false;
-                jobs
+                waiting
             }
             other => {
                 self.committing = other;
-                Vec::new()
+                Waiting::default()
             }
         }
     }
 
     /// Batch `batch` was not committed: it is tried again later, before
-    /// anything written since. Returns when.
-    pub fn failed(&mut self, batch: Batch, now: Instant) -> Option<Instant> {
-        let (committing, _) = self.committing.as_ref()?;
+    /// anything written since. Returns when, and the replies that waited
+    /// for it (to be answered with the failure now; its jobs wait on).
+    pub fn failed(&mut self, batch: Batch, now: Instant) -> Option<(Instant, Vec<Publish>)> {
+        let (committing, waiting) = self.committing.as_mut()?;
         if *committing != batch.id {
             return None;
         }
+        let replies = std::mem::take(&mut waiting.replies);
         let at = now + self.backoff.next_steady();
         self.failed = Some(batch);
         self.failing = true;
         self.retry_at = Some(at);
-        Some(at)
+        Some((at, replies))
     }
 
     /// When [`StoreLog::next_batch`] may have a batch it has not now: a
@@ -135,10 +162,13 @@ impl StoreLog {
         self.failing
     }
 
-    /// Nothing being committed and no job waiting for a commit (changes
-    /// no job waits for are left to [`StoreLog::take_unwritten`]).
+    /// Nothing being committed and no job or reply waiting for a commit
+    /// (changes nothing waits for are left to [`StoreLog::take_unwritten`]).
     pub fn is_idle(&self) -> bool {
-        self.committing.is_none() && self.failed.is_none() && self.pending_jobs.is_empty()
+        self.committing.is_none()
+            && self.failed.is_none()
+            && self.pending_jobs.is_empty()
+            && self.pending_replies.is_empty()
     }
 
     /// What is not committed yet, failed batch first (at shutdown, for a
@@ -177,10 +207,10 @@ mod tests {
         log.write(change("b"), now);
         log.after_commit(job(2));
         assert!(log.next_batch(now).is_none(), "one batch at a time");
-        assert_eq!(log.committed(first.id), vec![job(1)]);
+        assert_eq!(log.committed(first.id).jobs, vec![job(1)]);
         let second = log.next_batch(now).unwrap();
         assert_eq!(second.changes, vec![change("b")]);
-        assert_eq!(log.committed(second.id), vec![job(2)]);
+        assert_eq!(log.committed(second.id).jobs, vec![job(2)]);
         assert!(log.is_idle());
     }
 
@@ -191,14 +221,14 @@ mod tests {
         log.write(change("a"), now);
         log.after_commit(job(1));
         let batch = log.next_batch(now).unwrap();
-        let retry = log.failed(batch.clone(), now).unwrap();
+        let (retry, _) = log.failed(batch.clone(), now).unwrap();
         assert!(log.is_failing());
         log.write(change("b"), now);
         log.after_commit(job(2));
         assert!(log.next_batch(now).is_none(), "not before the retry");
         let again = log.next_batch(retry).unwrap();
         assert_eq!(again, batch);
-        assert_eq!(log.committed(again.id), vec![job(1)]);
+        assert_eq!(log.committed(again.id).jobs, vec![job(1)]);
         assert!(!log.is_failing());
         assert_eq!(log.next_batch(retry).unwrap().changes, vec![change("b")]);
     }
@@ -209,8 +239,8 @@ mod tests {
         let now = Instant::now();
         log.after_commit(job(1));
         let batch = log.next_batch(now).unwrap();
-        assert!(log.committed(batch.id + 1).is_empty());
-        assert_eq!(log.committed(batch.id), vec![job(1)]);
+        assert_eq!(log.committed(batch.id + 1), Waiting::default());
+        assert_eq!(log.committed(batch.id).jobs, vec![job(1)]);
     }
 
     #[test]
@@ -224,12 +254,44 @@ mod tests {
         log.after_commit(job(1));
         let batch = log.next_batch(now).unwrap();
         assert_eq!(batch.changes, vec![change("a")], "it rides along");
-        assert_eq!(log.committed(batch.id), vec![job(1)]);
+        assert_eq!(log.committed(batch.id).jobs, vec![job(1)]);
 
         log.write(change("b"), now);
         assert!(log.next_batch(now + UNAWAITED_DELAY / 2).is_none());
         let late = log.next_batch(now + UNAWAITED_DELAY).unwrap();
         assert_eq!(late.changes, vec![change("b")], "but not forever");
         assert_eq!(log.due_at(), None, "nothing else to do");
+    }
+
+    fn reply(tag: u64) -> Publish {
+        Publish {
+            id: None,
+            generation: 1,
+            destination: super::super::io::Destination::Events {
+                routing_key: format!("reply {tag}"),
+            },
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_reply_starts_a_batch_goes_once_it_is_committed_and_is_handed_back_if_it_fails() {
+        let mut log = StoreLog::new(Duration::from_secs(30));
+        let now = Instant::now();
+        log.write(change("a"), now);
+        log.reply_after_commit(reply(1));
+        assert!(!log.is_idle(), "a reply waits");
+        let batch = log.next_batch(now).unwrap();
+        assert_eq!(log.committed(batch.id).replies, vec![reply(1)]);
+
+        log.write(change("b"), now);
+        log.after_commit(job(2));
+        log.reply_after_commit(reply(2));
+        let batch = log.next_batch(now).unwrap();
+        let (retry, replies) = log.failed(batch.clone(), now).unwrap();
+        assert_eq!(replies, vec![reply(2)], "answered now, not after the retry");
+        let again = log.next_batch(retry).unwrap();
+        let waiting = log.committed(again.id);
+        assert_eq!((waiting.jobs, waiting.replies), (vec![job(2)], vec![]));
     }
 }

@@ -76,6 +76,11 @@ impl Subscribers {
         self.len
     }
 
+    /// Every user with one of Herald's JIDs on their roster, once each.
+    pub fn users(&self) -> impl Iterator<Item = &BareJid> {
+        self.by_user.keys()
+    }
+
     /// Every (user, contact) pair.
     pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &BareJid)> {
         let contacts = &self.contacts;

@@ -304,5 +304,6 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
 }
 
 mod control;
+mod groups;
 mod reach;
 mod slices;

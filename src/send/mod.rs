@@ -36,6 +36,7 @@ use broker::Link;
 
 mod broker;
 pub mod control;
+pub mod group;
 
 /// The command line of `herald send`.
 #[derive(Debug, Args)]
@@ -48,6 +49,12 @@ pub struct SendArgs {
     /// blank lines and lines starting with # are skipped
     #[arg(long, value_name = "PATH")]
     pub to_file: Option<PathBuf>,
+    /// A group whose members are recipients too (see `herald group`); repeat for more
+    #[arg(long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
+    /// Everyone who shares presence with Herald is a recipient too
+    #[arg(long)]
+    pub all_subscribers: bool,
     /// The message text
     #[arg(long, value_name = "TEXT")]
     pub body: Option<String>,
@@ -229,6 +236,8 @@ impl SendArgs {
             policy: self.policy.unwrap_or_default(),
             expires_at: self.expires_at.clone(),
             storage: self.storage.unwrap_or_default(),
+            groups: self.groups.clone(),
+            all_subscribers: self.all_subscribers,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! What the store holds, as the changes written so far leave it: the
-//! subscribers, the checkpoints of jobs not completed, and a window of
-//! completed jobs. Pure data: the log replays its records into it, the
+//! subscribers, the checkpoints of jobs not completed, a window of
+//! completed jobs, and the groups. Pure data: the log replays its records into it, the
 //! simulation applies committed batches to it, and both hand what it holds
 //! to a starting core.
 
@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Change, CompletedJob, Subscription};
 use crate::core::Restored;
+use crate::groups::Groups;
 
 #[derive(Debug, Default, Clone)]
 pub struct Contents {
@@ -18,6 +19,7 @@ pub struct Contents {
     completed_order: BTreeMap<u64, String>,
     /// How many completed jobs are remembered (`store.remember_jobs`).
     remember_jobs: usize,
+    groups: Groups,
 }
 
 impl Contents {
@@ -62,6 +64,18 @@ impl Contents {
                     job.reported = true;
                 }
             }
+            Change::GroupPut { name, members } => {
+                self.groups.put(&name, members);
+            }
+            Change::GroupAdd { name, members } => {
+                self.groups.add(&name, members);
+            }
+            Change::GroupRemove { name, members } => {
+                self.groups.remove(&name, members);
+            }
+            Change::GroupDelete(name) => {
+                self.groups.delete(&name);
+            }
         }
     }
 
@@ -85,7 +99,11 @@ impl Contents {
             .filter_map(|key| self.completed.get(key))
             .cloned()
             .map(Change::JobDone);
-        subscriptions.chain(progress).chain(completed)
+        let groups = self.groups.iter().map(|(name, members)| Change::GroupPut {
+            name: name.to_string(),
+            members: members.iter().cloned().collect(),
+        });
+        subscriptions.chain(progress).chain(completed).chain(groups)
     }
 
     /// What a starting core is given.
@@ -95,6 +113,7 @@ impl Contents {
             progress,
             mut completed,
             completed_order,
+            groups,
             ..
         } = self;
         Restored {
@@ -104,6 +123,7 @@ impl Contents {
                 .filter_map(|key| completed.remove(key))
                 .collect(),
             progress: progress.into_iter().collect(),
+            groups,
         }
     }
 }

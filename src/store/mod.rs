@@ -1,7 +1,8 @@
 //! Embedded persistence: who has one of Herald's JIDs on their roster, so
 //! that after a restart Herald can probe them and rebuild its presence book
-//! without users doing anything; and which jobs are done, with their
-//! reports, so that a job published twice is delivered once. One file of
+//! without users doing anything; which jobs are done, with their
+//! reports, so that a job published twice is delivered once; and the
+//! groups jobs address. One file of
 //! Herald's own ([`log`]): records appended in batches, one fsync a batch;
 //! no external database.
 //!
@@ -71,6 +72,22 @@ pub enum Change {
     JobDone(CompletedJob),
     /// The broker confirmed the report of a completed job.
     JobReported(String),
+    /// The group holds exactly these members (created if it was not).
+    GroupPut {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    /// These members joined the group (created if it was not).
+    GroupAdd {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    /// These members left the group.
+    GroupRemove {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    GroupDelete(String),
 }
 
 pub struct Store {

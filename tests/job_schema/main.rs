@@ -173,6 +173,9 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "storage": "no-store"}),
         json!({"id": "j", "body": "b", "storage": "no-permanent-store"}),
         json!({"id": "j", "body": "b", "storage": "default"}),
+        json!({"id": "j", "body": "b", "groups": ["ops", "A.b_c-9"], "all_subscribers": true}),
+        json!({"id": "j", "body": "b", "groups": [], "all_subscribers": false}),
+        json!({"id": "j", "body": "b", "groups": ["x".repeat(64)]}),
     ];
     let refused = [
         json!({"id": "j"}),
@@ -206,6 +209,14 @@ fn schema_and_herald_agree_on_nulls_blanks_and_shapes() {
         json!({"id": "j", "body": "b", "storage": null}),
         json!({"id": "j", "body": "b", "storage": "no_store"}),
         json!({"id": "j", "body": "b", "storage": true}),
+        json!({"id": "j", "body": "b", "groups": null}),
+        json!({"id": "j", "body": "b", "groups": "ops"}),
+        json!({"id": "j", "body": "b", "groups": ["ops team"]}),
+        json!({"id": "j", "body": "b", "groups": [""]}),
+        json!({"id": "j", "body": "b", "groups": ["x".repeat(65)]}),
+        json!({"id": "j", "body": "b", "groups": vec!["g"; 1001]}),
+        json!({"id": "j", "body": "b", "all_subscribers": null}),
+        json!({"id": "j", "body": "b", "all_subscribers": "yes"}),
         json!(["j", [], "b"]),
     ];
     for job in &accepted {

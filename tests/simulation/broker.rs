@@ -102,6 +102,12 @@ impl Broker {
         })
     }
 
+    /// Some request of the live connection has no answer published yet
+    /// (one that changes a group waits for a store commit).
+    pub fn awaits_answers(&self) -> bool {
+        self.open_requests.len() > self.answers.len()
+    }
+
     /// Every request of the live connection has been answered.
     pub fn all_answered(&self) -> Result<(), String> {
         match self.open_requests.keys().next() {

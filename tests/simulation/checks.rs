@@ -2,7 +2,9 @@
 //! guarantees of docs/reliability.md checked against what the simulated
 //! server, broker and store saw:
 //!
-//! - every recipient of every job is counted once in the job's own report;
+//! - every recipient of every job is counted once in the job's own report
+//!   (a user in `to` and in its groups once), and the report names the
+//!   groups the job named that do not exist;
 //! - each job gets exactly one own report (a second only when a crash lost
 //!   the store's note that the first was confirmed);
 //! - every recipient available throughout gets the message at least once;
@@ -22,6 +24,7 @@ use herald::broadcast::Report;
 use herald::core::{Destination, Publish};
 
 use super::broker::{Broker, Message};
+use super::groups::{ADDRESSED, MISSING};
 use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
@@ -36,6 +39,8 @@ pub struct Job {
     pub published_at: Instant,
     /// Its `expires_at`, on simulated time.
     pub deadline: Option<Instant>,
+    /// The groups it names.
+    pub groups: Vec<&'static str>,
 }
 
 pub struct Ledger {
@@ -70,8 +75,15 @@ impl Ledger {
     }
 
     /// The application publishes a job: a new one, a bad one, or one it
-    /// published before (the same id twice).
-    pub fn publish(&mut self, rng: &mut Rng, now: Instant) -> Option<(usize, Vec<u8>)> {
+    /// published before (the same id twice). A valid new job may also name
+    /// groups (`audience` decides which, from `addressed`'s members).
+    pub fn publish(
+        &mut self,
+        rng: &mut Rng,
+        audience: &mut Rng,
+        addressed: &[BTreeSet<usize>],
+        now: Instant,
+    ) -> Option<(usize, Vec<u8>)> {
         if self.all_published() {
             return None;
         }
@@ -85,6 +97,7 @@ impl Ledger {
                 valid: earlier.valid,
                 published_at: now,
                 deadline: earlier.deadline,
+                groups: earlier.groups.clone(),
             };
             self.jobs.push(job);
             return Some((index, self.jobs[index].payload.clone()));
@@ -121,10 +134,23 @@ impl Ledger {
             // Whole milliseconds: what the job says is what is checked.
             Duration::from_millis(at.as_millis() as u64)
         });
+        let mut groups = Vec::new();
         let payload = if valid {
             let mut job = serde_json::json!({"id": id, "to": to, "body": format!("body of {id}"), "policy": policy});
             if let Some(at) = deadline {
                 job["expires_at"] = calendar(at).into();
+            }
+            if audience.chance(400) {
+                for (name, members) in ADDRESSED.iter().zip(addressed) {
+                    if audience.chance(600) {
+                        groups.push(*name);
+                        users.extend(members);
+                    }
+                }
+                if audience.chance(200) {
+                    groups.push(MISSING);
+                }
+                job["groups"] = groups.clone().into();
             }
             job.to_string()
         } else if rng.chance(500) {
@@ -139,6 +165,7 @@ impl Ledger {
             valid,
             published_at: now,
             deadline: deadline.map(|at| self.start + at),
+            groups,
         });
         Some((index, payload.into_bytes()))
     }
@@ -158,6 +185,7 @@ impl Ledger {
                     return Err(format!("report counts do not add up: {report:?}"));
                 }
                 if let Some(job) = self.jobs.iter().find(|j| j.id == report.id) {
+                    check_missing_groups(job, &publish.payload)?;
                     let expected = job.recipient_count();
                     if report.recipients != expected {
                         return Err(format!(
@@ -338,6 +366,30 @@ fn check_expiry(job: &Job, report: &Report, now: Instant) -> Result<(), String> 
     Ok(())
 }
 
+/// A report names the groups its job named that do not exist, and no other.
+fn check_missing_groups(job: &Job, report: &[u8]) -> Result<(), String> {
+    let report: serde_json::Value = serde_json::from_slice(report).unwrap_or_default();
+    let missing: Vec<&str> = job
+        .groups
+        .iter()
+        .copied()
+        .filter(|g| *g == MISSING)
+        .collect();
+    let said: Vec<&str> = report["missing_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str())
+        .collect();
+    if said != missing {
+        return Err(format!(
+            "report of {} names missing groups {said:?}, the job named {:?}",
+            job.id, job.groups
+        ));
+    }
+    Ok(())
+}
+
 /// `since_start` on the simulated calendar, which starts at
 /// 2026-12-06T12:00:00Z (as the world's wall clock does), in RFC 3339.
 fn calendar(since_start: Duration) -> String {
@@ -348,10 +400,11 @@ fn calendar(since_start: Duration) -> String {
 }
 
 impl Job {
-    /// Distinct entries of `to`, as the report counts them.
+    /// Distinct entries of `to` and members of its groups, as the report
+    /// counts them (each user once).
     fn recipient_count(&self) -> usize {
         let value: serde_json::Value = serde_json::from_slice(&self.payload).unwrap_or_default();
-        let to: BTreeSet<String> = value["to"]
+        let mut recipients: BTreeSet<String> = value["to"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -359,6 +412,8 @@ impl Job {
                     .collect()
             })
             .unwrap_or_default();
-        to.len()
+        // `users` holds the group members too (and the users of `to`).
+        recipients.extend(self.users.iter().map(|&u| server::user_jid(u).to_string()));
+        recipients.len()
     }
 }

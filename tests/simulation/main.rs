@@ -8,6 +8,7 @@
 
 mod broker;
 mod checks;
+mod groups;
 mod rng;
 mod server;
 mod store;

@@ -21,10 +21,15 @@ impl Store {
     }
 
     pub fn subscribe(&mut self, user: &BareJid, contact: &BareJid) {
-        self.contents.apply(Change::Add(Subscription {
+        self.apply(Change::Add(Subscription {
             user: user.clone(),
             contact: contact.clone(),
         }));
+    }
+
+    /// What an earlier Herald committed.
+    pub fn apply(&mut self, change: Change) {
+        self.contents.apply(change);
     }
 
     pub fn begin(&mut self, batch: Batch) -> Result<(), String> {

@@ -13,6 +13,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::broker::{Broker, Message};
 use super::checks::Ledger;
+use super::groups::{self, Groups};
 use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
@@ -28,6 +29,10 @@ pub struct World {
     /// Control requests' own chance: each seed's jobs live the world they
     /// did before requests existed, and any effect on them would show.
     requests: Rng,
+    /// Groups' own chance (their members, and which jobs name them), for
+    /// the same reason.
+    audience: Rng,
+    groups: Groups,
     /// How many stanzas Herald's stream queue takes before a job's next
     /// slice waits for the server to read (drawn from its own chance, so
     /// that each seed's jobs stay as they were).
@@ -68,6 +73,8 @@ impl World {
                 store.subscribe(&server::user_jid(user), &contact);
             }
         }
+        let mut audience = Rng::new(seed ^ 0x6A_0B_5C_02);
+        let groups = Groups::new(&mut audience, &mut store);
         let mut server = Server::new(now);
         server.ping_errors = rng.below(100);
         let mut world = World {
@@ -80,6 +87,8 @@ impl World {
             store,
             rng,
             requests: Rng::new(seed ^ 0xC0_4E_7A_01),
+            audience,
+            groups,
             queue_capacity: 1 + Rng::new(seed ^ 0x51_1C_E5).below(8) as usize,
             urgent_offset: Rng::new(seed ^ 0x0A_17_E5).below(8) as usize,
             calm: false,
@@ -148,6 +157,7 @@ impl World {
         self.ledger.all_published()
             && self.broker.pending().next().is_none()
             && self.broker.in_flight.is_empty()
+            && !self.broker.awaits_answers()
     }
 
     fn step(&mut self) -> Result<(), String> {
@@ -186,7 +196,11 @@ impl World {
                 Ok(())
             }
             8 => {
-                if let Some((job, payload)) = self.ledger.publish(&mut self.rng, self.now) {
+                let (rng, audience) = (&mut self.rng, &mut self.audience);
+                let addressed = &self.groups.addressed;
+                if let Some((job, payload)) =
+                    self.ledger.publish(rng, audience, addressed, self.now)
+                {
                     // One job in eight to the urgent queue, every copy of it
                     // (docs/jobs.md: copies of a job in both queues may
                     // overtake each other).
@@ -271,6 +285,7 @@ impl World {
         self.core = None;
         self.ledger.on_crash(&self.store);
         self.store.in_flight = None;
+        self.groups.on_crash(&self.store)?;
         self.server.stream = None;
         self.broker.lose();
         self.stream_back_at = Some(self.now + self.rng.millis(2_000));
@@ -349,20 +364,31 @@ impl World {
     }
 
     /// An application asks Herald something, now and then without a
-    /// reply_to or with a request Herald cannot read.
+    /// reply_to or with a request Herald cannot read; half the requests
+    /// change or read groups.
     fn request(&mut self) -> Result<(), String> {
-        let payload: &[u8] = match self.requests.below(5) {
-            0 => br#"{"op":"status"}"#,
-            1 => br#"{"op":"presence","users":["u1@localhost","u2@localhost/r"]}"#,
-            2 => br#"{"op":"online","limit":2}"#,
-            3 => br#"{"op":"cancel"}"#,
-            _ => b"not json",
+        let (payload, effect) = match self.requests.below(10) {
+            0 => (br#"{"op":"status"}"#.to_vec(), groups::Effect::None),
+            1 => (
+                br#"{"op":"presence","users":["u1@localhost","u2@localhost/r"]}"#.to_vec(),
+                groups::Effect::None,
+            ),
+            2 => (
+                br#"{"op":"online","limit":2}"#.to_vec(),
+                groups::Effect::None,
+            ),
+            3 => (br#"{"op":"cancel"}"#.to_vec(), groups::Effect::None),
+            4 => (b"not json".to_vec(), groups::Effect::None),
+            _ => Groups::request(&mut self.requests),
         };
         let reply_to = self.requests.chance(900);
-        match self.broker.request(payload.to_vec(), reply_to) {
-            Some(request) => self.input(Input::Request(request)),
-            None => Ok(()),
+        let Some(request) = self.broker.request(payload, reply_to) else {
+            return Ok(());
+        };
+        if reply_to {
+            self.groups.took(request.id, effect);
         }
+        self.input(Input::Request(request))
     }
 
     fn store_answers(&mut self) -> Result<(), String> {
@@ -385,7 +411,10 @@ impl World {
                 Output::Message { template, to } => {
                     self.server.write(template.to_message(&to).into())?
                 }
-                Output::Publish(publish) => self.broker.publish(publish),
+                Output::Publish(publish) => {
+                    self.groups.on_publish(&publish)?;
+                    self.broker.publish(publish)
+                }
                 Output::Ack { job, multiple } => {
                     self.trace.push(format!(
                         "{:>6} ms  ack {job:?} multiple: {multiple}",

@@ -100,6 +100,12 @@ pub struct RawJob {
     pub expires_at: Option<String>,
     #[serde(default, skip_serializing_if = "Storage::is_default")]
     pub storage: Storage,
+    /// Groups whose members are recipients too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Everyone who shares presence with Herald is a recipient too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_subscribers: bool,
 }
 
 /// A recipient as the producer wrote it, and whether Herald can address it.
@@ -125,6 +131,12 @@ pub struct Job {
     /// Taken after this, the job is reported expired and sends nothing.
     pub expires_at: Option<SystemTime>,
     pub storage: Storage,
+    /// Groups named (each once, as written) whose members are to be added
+    /// to the recipients: [`crate::broadcast::audience`] does it, when the
+    /// job is examined.
+    pub groups: Vec<String>,
+    /// Every subscriber is to be added to the recipients too.
+    pub all_subscribers: bool,
 }
 
 /// What validation needs to know about the deployment.
@@ -170,6 +182,8 @@ impl JobLimits {
 }
 
 const MAX_ID_CHARS: usize = 256;
+/// Most groups one job may name.
+pub const MAX_GROUPS: usize = 1_000;
 
 impl Job {
     pub fn parse(payload: &[u8], limits: &JobLimits) -> Result<Job, JobError> {
@@ -238,6 +252,22 @@ impl RawJob {
                 ),
             ));
         }
+        if self.groups.len() > MAX_GROUPS {
+            return Err(field_error(
+                "groups",
+                format!(
+                    "{} groups, over the limit of {MAX_GROUPS}",
+                    self.groups.len()
+                ),
+            ));
+        }
+        let mut groups: Vec<String> = Vec::with_capacity(self.groups.len());
+        for name in self.groups {
+            crate::groups::check_name(&name).map_err(|reason| field_error("groups", reason))?;
+            if !groups.contains(&name) {
+                groups.push(name);
+            }
+        }
         let recipients = recipients(self.to, &limits.component_domain)?;
         Ok(Job {
             id: self.id,
@@ -249,6 +279,8 @@ impl RawJob {
             policy: self.policy,
             expires_at,
             storage: self.storage,
+            groups,
+            all_subscribers: self.all_subscribers,
         })
     }
 }

@@ -51,7 +51,7 @@ impl Harness {
 /// alice online and available (from `ready`), bob away on one resource and
 /// available on another (following two of Herald's JIDs), carol away, dave
 /// gone again.
-fn with_users() -> Harness {
+pub(super) fn with_users() -> Harness {
     let mut h = Harness::ready();
     h.presence("bob@localhost/a", Some(XmppShow::Away));
     h.presence("bob@localhost/b", None);

@@ -1,19 +1,18 @@
 //! The store's file: a header, then records appended a batch at a time with
 //! one `fdatasync` per batch. A record is its payload's length and CRC-32,
-//! then the payload (a tag and the change's fields). Replaying the records
-//! in order gives the [`Contents`]. A batch cut short by a crash or a full
-//! disk leaves a tail that does not check out: it was never answered as
-//! committed, so it is cut off. When the file has grown to twice what it
-//! held after the last compaction, the live contents are written to a new
-//! file that replaces it.
+//! then the payload (a tag and the change's fields: [`codec`]). Replaying
+//! the records in order gives the [`Contents`]. A batch cut short by a
+//! crash or a full disk leaves a tail that does not check out: it was never
+//! answered as committed, so it is cut off. When the file has grown to
+//! twice what it held after the last compaction, the live contents are
+//! written to a new file that replaces it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use xmpp_parsers::jid::BareJid;
-
-use super::{Change, CompletedJob, Contents, StoreError, Subscription};
+use super::{Change, Contents, StoreError};
+use codec::{decode, encode, ContactCache};
 
 const HEADER: &[u8; 16] = b"herald-store v1\n";
 /// The first bytes of a file of redb, which Herald's store once was.
@@ -22,12 +21,6 @@ const REDB_MAGIC: &[u8; 4] = b"redb";
 const MAX_RECORD: u32 = 64 << 20;
 /// Growth tolerated beyond twice the compacted size before compacting.
 const COMPACT_SLACK: u64 = 8 << 20;
-
-const ADD: u8 = 1;
-const REMOVE: u8 = 2;
-const PROGRESS: u8 = 3;
-const DONE: u8 = 4;
-const REPORTED: u8 = 5;
 
 pub struct Log {
     path: PathBuf,
@@ -275,117 +268,6 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn encode(change: &Change, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 8]);
-    match change {
-        Change::Add(subscription) | Change::Remove(subscription) => {
-            let tag = if matches!(change, Change::Add(_)) {
-                ADD
-            } else {
-                REMOVE
-            };
-            out.push(tag);
-            put_bytes(out, subscription.user.as_str().as_bytes());
-            put_bytes(out, subscription.contact.as_str().as_bytes());
-        }
-        Change::JobProgress { key, token } => {
-            out.push(PROGRESS);
-            put_bytes(out, key.as_bytes());
-            put_bytes(out, token);
-        }
-        Change::JobDone(job) => {
-            out.push(DONE);
-            put_bytes(out, job.key.as_bytes());
-            out.extend_from_slice(&job.seq.to_le_bytes());
-            out.push(u8::from(job.reported));
-            put_bytes(out, &job.report);
-        }
-        Change::JobReported(key) => {
-            out.push(REPORTED);
-            put_bytes(out, key.as_bytes());
-        }
-    }
-    let payload = &out[start + 8..];
-    let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// The last contact JID read: nearly every subscription names the same
-/// one of Herald's JIDs, and parsing it again for each of a million
-/// subscribers was a third of the time a start took.
-#[derive(Default)]
-struct ContactCache(Option<BareJid>);
-
-impl ContactCache {
-    fn parse(&mut self, contact: &str) -> Option<BareJid> {
-        if let Some(last) = self.0.as_ref().filter(|last| last.as_str() == contact) {
-            return Some(last.clone());
-        }
-        self.0 = Some(BareJid::new(contact).ok()?);
-        self.0.clone()
-    }
-}
-
-/// The change a record holds; `Some(None)` for a well-formed record of a
-/// subscription whose JIDs do not parse, `None` for a malformed record.
-fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Option<Change>> {
-    let (&tag, mut rest) = payload.split_first()?;
-    let change = match tag {
-        ADD | REMOVE => {
-            let (user, contact) = (take_str(&mut rest)?, take_str(&mut rest)?);
-            if !rest.is_empty() {
-                return None;
-            }
-            let (Ok(user), Some(contact)) = (BareJid::new(user), contacts.parse(contact)) else {
-                return Some(None);
-            };
-            let subscription = Subscription { user, contact };
-            if tag == ADD {
-                Change::Add(subscription)
-            } else {
-                Change::Remove(subscription)
-            }
-        }
-        PROGRESS => Change::JobProgress {
-            key: take_str(&mut rest)?.to_string(),
-            token: take_bytes(&mut rest)?.to_vec(),
-        },
-        DONE => Change::JobDone(CompletedJob {
-            key: take_str(&mut rest)?.to_string(),
-            seq: u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?),
-            reported: take(&mut rest, 1)?[0] != 0,
-            report: take_bytes(&mut rest)?.to_vec(),
-        }),
-        REPORTED => Change::JobReported(take_str(&mut rest)?.to_string()),
-        _ => return None,
-    };
-    rest.is_empty().then_some(Some(change))
-}
-
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if input.len() < n {
-        return None;
-    }
-    let (taken, rest) = input.split_at(n);
-    *input = rest;
-    Some(taken)
-}
-
-fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = u32::from_le_bytes(take(input, 4)?.try_into().ok()?);
-    take(input, len as usize)
-}
-
-fn take_str<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
-    std::str::from_utf8(take_bytes(input)?).ok()
-}
-
+mod codec;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
 use super::*;
 use crate::store::tests::{stored_subscriptions, sub};
+use crate::store::CompletedJob;
+use xmpp_parsers::jid::BareJid;
 
 fn done(key: &str, seq: u64) -> Change {
     Change::JobDone(CompletedJob {
@@ -145,4 +147,112 @@ fn a_grown_log_is_compacted_to_what_it_holds() {
     assert_eq!(restored.completed.len(), 100);
     assert_eq!(restored.completed[0].key, "job-9901", "oldest first");
     assert!(restored.completed.iter().all(|job| job.reported));
+}
+
+fn members(prefix: &str, n: usize) -> Vec<BareJid> {
+    (0..n)
+        .map(|i| BareJid::new(&format!("{prefix}{i:06}@localhost")).unwrap())
+        .collect()
+}
+
+/// (name, size) of each group the store at `path` holds.
+fn stored_groups(path: &Path) -> Vec<(String, usize)> {
+    let groups = reopen(path, 10).into_restored().groups;
+    groups
+        .iter()
+        .map(|(name, members)| (name.to_string(), members.len()))
+        .collect()
+}
+
+#[test]
+fn groups_larger_than_a_record_are_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, _) = Log::open(&path, 10).unwrap();
+    let big = members("u", 25_000);
+    log.append(&[
+        Change::GroupPut {
+            name: "big".into(),
+            members: big.clone(),
+        },
+        Change::GroupPut {
+            name: "gone".into(),
+            members: members("g", 3),
+        },
+        Change::GroupAdd {
+            name: "big".into(),
+            members: members("v", 15_000),
+        },
+    ])
+    .unwrap();
+    log.append(&[
+        Change::GroupRemove {
+            name: "big".into(),
+            members: big[..12_000].to_vec(),
+        },
+        Change::GroupDelete("gone".into()),
+        // A put replaces what was there.
+        Change::GroupPut {
+            name: "small".into(),
+            members: members("s", 5),
+        },
+        Change::GroupPut {
+            name: "small".into(),
+            members: members("s", 2),
+        },
+    ])
+    .unwrap();
+    drop(log);
+    assert_eq!(
+        stored_groups(&path),
+        [("big".to_string(), 28_000), ("small".to_string(), 2)]
+    );
+}
+
+#[test]
+fn compaction_keeps_the_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, _) = Log::open(&path, 10).unwrap();
+    log.append(&[Change::GroupPut {
+        name: "big".into(),
+        members: members("u", 25_000),
+    }])
+    .unwrap();
+    // Churn of another group, 12 MB of it: enough to compact the log.
+    let churn = members("c", 10_000);
+    for _ in 0..50 {
+        log.append(&[
+            Change::GroupPut {
+                name: "churn".into(),
+                members: churn.clone(),
+            },
+            Change::GroupDelete("churn".into()),
+        ])
+        .unwrap();
+        log.compact_if_grown();
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len < COMPACT_SLACK, "compacted: {len} bytes");
+    drop(log);
+    assert_eq!(stored_groups(&path), [("big".to_string(), 25_000)]);
+}
+
+#[test]
+fn a_large_group_is_cut_into_records_of_at_most_a_chunk() {
+    let mut bytes = Vec::new();
+    let change = Change::GroupPut {
+        name: "big".into(),
+        members: members("u", 25_000),
+    };
+    encode(&change, &mut bytes);
+    let mut records = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        records.push(rest[8]);
+        rest = &rest[8 + len..];
+    }
+    // One put (tag 6), then adds (tag 7): 10,000 + 10,000 + 5,000.
+    assert_eq!(records, [6, 7, 7]);
 }

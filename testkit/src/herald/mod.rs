@@ -10,9 +10,11 @@ use herald::config::Secret;
 use crate::amqp::amqp_url;
 use crate::server::XmppServer;
 
+mod cli;
 pub mod config;
 mod log;
 
+pub use cli::herald_cli;
 pub use config::{herald_bin, Names, XmppTarget};
 pub use log::ProcessLog;
 

@@ -1,0 +1,128 @@
+//! A job's audience: the users its `to` names, the members of its
+//! `groups`, and with `all_subscribers` everyone who shares presence with
+//! Herald, resolved into one list of recipients in which each user is
+//! once. Pure code.
+//!
+//! The list's order is fixed by what it is made of, not by the process:
+//! `to` as written, then each group as named with its members in JID
+//! order, then the subscribers in JID order. A job resumed from a
+//! checkpoint after a restart counts its recipients by their place in this
+//! list, so the same groups and subscribers give the same list.
+
+use std::collections::HashSet;
+
+use xmpp_parsers::jid::BareJid;
+
+use super::job::{Job, Recipient};
+use crate::groups::Groups;
+
+/// Adds the job's groups' members and (if it asks for them) the
+/// subscribers to its recipients, each user once; returns the groups it
+/// names that do not exist.
+pub fn resolve<'a>(
+    job: &mut Job,
+    groups: &Groups,
+    subscribers: impl Iterator<Item = &'a BareJid>,
+) -> Vec<String> {
+    if job.groups.is_empty() && !job.all_subscribers {
+        return Vec::new();
+    }
+    let mut seen: HashSet<BareJid> = job
+        .recipients
+        .iter()
+        .filter_map(|recipient| match recipient {
+            Recipient::User(user) => Some(user.clone()),
+            Recipient::Invalid(_) => None,
+        })
+        .collect();
+    let mut add = |user: &BareJid, recipients: &mut Vec<Recipient>| {
+        if seen.insert(user.clone()) {
+            recipients.push(Recipient::User(user.clone()));
+        }
+    };
+    let mut missing = Vec::new();
+    for name in &job.groups {
+        match groups.members(name) {
+            Some(members) => {
+                for member in members {
+                    add(member, &mut job.recipients);
+                }
+            }
+            None => missing.push(name.clone()),
+        }
+    }
+    if job.all_subscribers {
+        let mut everyone: Vec<&BareJid> = subscribers.collect();
+        everyone.sort_unstable();
+        for user in everyone {
+            add(user, &mut job.recipients);
+        }
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::job::JobLimits;
+
+    fn jid(user: &str) -> BareJid {
+        BareJid::new(user).unwrap()
+    }
+
+    fn job(json: &str) -> Job {
+        let limits = JobLimits {
+            component_domain: jid("broadcast.localhost"),
+            default_from: "herald".into(),
+            max_body_bytes: 1000,
+            max_recipients: 1000,
+            allowed_from: Vec::new(),
+        };
+        Job::parse(json.as_bytes(), &limits).unwrap()
+    }
+
+    fn users(job: &Job) -> Vec<String> {
+        job.recipients
+            .iter()
+            .map(|r| match r {
+                Recipient::User(user) => user.to_string(),
+                Recipient::Invalid(text) => format!("invalid {text}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_user_is_once_whatever_the_overlap_in_a_fixed_order() {
+        let mut groups = Groups::default();
+        groups.put("a", [jid("c@x"), jid("b@x"), jid("t@x")]);
+        groups.put("b", [jid("b@x"), jid("d@x")]);
+        let subscribers = [jid("z@x"), jid("d@x"), jid("e@x")];
+        let mut job = job(
+            r#"{"id":"j","body":"hi","to":["t@x","bad/x"],"groups":["b","a","b"],"all_subscribers":true}"#,
+        );
+        let missing = resolve(&mut job, &groups, subscribers.iter());
+        assert!(missing.is_empty());
+        assert_eq!(
+            users(&job),
+            ["t@x", "invalid bad/x", "b@x", "d@x", "c@x", "e@x", "z@x"]
+        );
+    }
+
+    #[test]
+    fn unknown_groups_are_named_and_the_rest_still_resolves() {
+        let mut groups = Groups::default();
+        groups.put("known", [jid("a@x")]);
+        let mut job = job(r#"{"id":"j","body":"hi","groups":["nope","known","gone"]}"#);
+        let missing = resolve(&mut job, &groups, std::iter::empty());
+        assert_eq!(missing, ["nope", "gone"]);
+        assert_eq!(users(&job), ["a@x"]);
+    }
+
+    #[test]
+    fn subscribers_only_when_asked() {
+        let subscribers = [jid("s@x")];
+        let mut job = job(r#"{"id":"j","body":"hi","to":["t@x"]}"#);
+        resolve(&mut job, &Groups::default(), subscribers.iter());
+        assert_eq!(users(&job), ["t@x"]);
+    }
+}
