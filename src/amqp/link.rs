@@ -12,6 +12,11 @@
 //! [`LinkEvent::Up`] before its first delivery and [`LinkEvent::Lost`]
 //! after its last. What the core asks for a connection since lost is
 //! dropped here: the broker has requeued that connection's jobs itself.
+//!
+//! A connection consumes only once it holds the jobs queue
+//! ([`super::channel`]); until then this Herald is a standby: the link
+//! says so once ([`LinkEvent::Standby`]) and tries again every
+//! [`STANDBY_RETRY`] on the same connection.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,8 +31,9 @@ use tokio::task::JoinHandle;
 use tokio::time::sleep;
 
 use super::address::{BrokerAddress, Rotation};
-use super::channel::{publish, Open};
+use super::channel::{lock_queue, publish, Activation, Connected, Open};
 use super::control;
+use super::topology::OpenError;
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
 use crate::core::{Delivery, Destination, JobId, Publish, Request};
@@ -49,7 +55,13 @@ pub enum LinkEvent {
     Refused(Publish),
     /// A control request, to be answered.
     Request(Request),
+    /// Connected, but another Herald holds the jobs queue: this one
+    /// stands by until it can take it.
+    Standby,
 }
+
+/// How often a standby tries to take the jobs queue.
+pub const STANDBY_RETRY: Duration = Duration::from_millis(500);
 
 /// What the event loop asks of the link.
 #[derive(Debug)]
@@ -148,13 +160,25 @@ impl Task {
         loop {
             let (config, name) = (Arc::clone(&self.config), self.name.clone());
             let broker = self.brokers.next().clone();
-            let Some(opened) = self
-                .while_down(Open::connect(&config, &broker, &name))
+            let Some(connected) = self
+                .while_down(Connected::connect(&config, &broker, &name))
                 .await
             else {
                 return;
             };
-            let mut open = match opened {
+            let activated = match connected {
+                Ok(connected) => {
+                    self.metrics.amqp.up();
+                    self.metrics.update_ready();
+                    backoff.reset();
+                    match self.stand_by(connected).await {
+                        Some(activated) => activated,
+                        None => return,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let mut open = match activated {
                 Ok(open) => open,
                 Err(e) => {
                     self.metrics.amqp.failed();
@@ -168,13 +192,13 @@ impl Task {
                 }
             };
             generation += 1;
-            self.metrics.amqp.up();
+            self.metrics.active.set(1);
             self.metrics.update_ready();
-            backoff.reset();
             tracing::info!(%broker, queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
             let _ = self.events.send(LinkEvent::Up { generation });
             let ended = self.serve(&mut open, generation).await;
             let _ = self.events.send(LinkEvent::Lost { generation });
+            self.metrics.active.set(0);
             self.metrics.amqp.down();
             self.metrics.update_ready();
             let _ = tokio::time::timeout(
@@ -191,6 +215,35 @@ impl Task {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Takes the jobs queue on `connected`, trying again every
+    /// [`STANDBY_RETRY`] while another Herald holds it. `None` when the
+    /// loop closed the link meanwhile.
+    async fn stand_by(&mut self, mut connected: Connected) -> Option<Result<Open, OpenError>> {
+        let mut standing_by = false;
+        loop {
+            let config = Arc::clone(&self.config);
+            match self.while_down(connected.activate(&config)).await? {
+                Ok(Activation::Active(open)) => return Some(Ok(*open)),
+                Ok(Activation::Standby(again)) => {
+                    if !standing_by {
+                        standing_by = true;
+                        let lock = lock_queue(&config.jobs_queue);
+                        tracing::info!(queue = %config.jobs_queue, %lock, "another Herald holds the jobs queue; standing by");
+                        self.metrics.active.set(0);
+                        self.metrics.update_ready();
+                        let _ = self.events.send(LinkEvent::Standby);
+                    }
+                    connected = *again;
+                    if self.while_down(sleep(STANDBY_RETRY)).await.is_none() {
+                        connected.close().await;
+                        return None;
+                    }
+                }
+                Err(e) => return Some(Err(e)),
             }
         }
     }

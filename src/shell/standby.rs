@@ -1,0 +1,38 @@
+//! Before Herald is active: the link is connected (or trying) but another
+//! Herald holds the jobs queue, or none is connected yet. Nothing else
+//! is started meanwhile: no store (its file lock is the active Herald's
+//! while both share it), no XMPP connection (Prosody would refuse it,
+//! ejabberd would split the domain's presence between the two), no
+//! control requests. `/healthz` answers, `/readyz` says why not, and
+//! `herald_active` is 0.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::amqp::{Link, LinkEvent};
+
+/// Waits until the link holds the jobs queue: the generation of its
+/// connection, or `None` if `shutdown` came first. The link logs that it
+/// stands by and keeps trying ([`crate::amqp`]); deliveries wait in the
+/// link's channel until the core is there to take them.
+pub(super) async fn until_active<F: Future<Output = ()>>(
+    link: &mut Link,
+    mut shutdown: Pin<&mut F>,
+) -> Option<u64> {
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down before this Herald became active");
+                return None;
+            }
+            event = link.events.recv() => match event {
+                Some(LinkEvent::Up { generation }) => return Some(generation),
+                // Standby (the link logged it and set the metrics): nothing
+                // else comes before Up.
+                Some(_) => {}
+                // The link task is gone (it panicked): nothing to serve.
+                None => return None,
+            },
+        }
+    }
+}
