@@ -1,24 +1,25 @@
 //! A live broker connection: the jobs consumer on one channel, the control
 //! requests' consumer on another, publishing with confirms on a third.
 //!
-//! Only one Herald consumes a jobs queue: the one whose connection holds
-//! the queue's lock, an exclusive queue named after it ([`lock_queue`]).
-//! RabbitMQ refuses a second connection's declaration of it while the
-//! first lives and deletes it when that connection closes, even when its
-//! process was killed. The jobs consumer is exclusive too, which on a
-//! classic queue also keeps out a consumer that takes no lock; RabbitMQ
-//! 3.10 does not enforce an exclusive consumer on a quorum queue, hence
-//! the lock queue. A connection that cannot have both is a standby's.
+//! Only one Herald consumes a jobs queue: the one that holds its token.
+//! The token is a message in the queue's lock queue ([`topology`]), which
+//! every Herald consumes, unacknowledged, one at a time: with RabbitMQ's
+//! single active consumer only one connection gets deliveries from it, so
+//! only one holds a token, until its connection closes (even when its
+//! process was killed) and the broker hands the token to the next. The
+//! jobs consumer is exclusive too, which on a classic queue also keeps
+//! out a consumer that takes no token (RabbitMQ 3.10 does not enforce an
+//! exclusive consumer on a quorum queue, hence the token).
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
 };
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
 use super::topology::{self, OpenError};
 use super::BrokerAddress;
@@ -33,6 +34,9 @@ const CONTROL_PREFETCH: u16 = 16;
 
 pub struct Open {
     pub connection: Connection,
+    /// Holds the token, unacknowledged, as long as the connection lives
+    /// (a consumer keeps its channel open); ends if the broker cancels it.
+    pub lock_consumer: Consumer,
     pub consume: Channel,
     pub consumer: Consumer,
     /// Control requests have a channel of their own: their delivery tags
@@ -43,20 +47,15 @@ pub struct Open {
     pub publish: Channel,
 }
 
-/// A connection with the topology declared, that consumes nothing yet.
+/// A connection with the topology declared, waiting for the token.
 pub struct Connected {
     connection: Connection,
-}
-
-/// What became of an attempt to take the jobs queue.
-pub enum Activation {
-    /// This connection holds the lock and consumes.
-    Active(Box<Open>),
-    /// Another connection holds the jobs queue: try again later.
-    Standby(Box<Connected>),
+    lock_consumer: Consumer,
 }
 
 impl Connected {
+    /// Connects, declares the topology, puts a token in the lock queue (at
+    /// most one waits there: any other is dropped) and queues up for one.
     pub async fn connect(
         config: &AmqpConfig,
         broker: &BrokerAddress,
@@ -64,38 +63,36 @@ impl Connected {
     ) -> Result<Connected, OpenError> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = super::connect(config, broker, properties).await?;
-        let channel = connection.create_channel().await?;
-        topology::declare(&channel, config).await?;
-        Ok(Connected { connection })
+        let lock = connection.create_channel().await?;
+        topology::declare(&lock, config).await?;
+        let queue = topology::lock_queue(&config.jobs_queue);
+        lock.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"token",
+            BasicProperties::default(),
+        )
+        .await?;
+        let lock_consumer = consume_from(&lock, &queue, "herald-lock", 1, false).await?;
+        Ok(Connected {
+            connection,
+            lock_consumer,
+        })
     }
 
-    /// Takes the jobs queue's lock and its exclusive consumer, then the
-    /// control queue and the publish channel. Each try is on channels of
-    /// its own: the broker closes a channel whose request it refuses.
-    pub async fn activate(self, config: &AmqpConfig) -> Result<Activation, OpenError> {
-        let connection = &self.connection;
-        let lock = connection.create_channel().await?;
-        let declared = lock
-            .queue_declare(
-                lock_queue(&config.jobs_queue).as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Err(e) if held_by_another(&e) => return Ok(Activation::Standby(Box::new(self))),
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
+    /// Waits for the token, then consumes the jobs (exclusively) and the
+    /// control requests, and opens the publish channel.
+    pub async fn activate(mut self, config: &AmqpConfig) -> Result<Open, OpenError> {
+        match self.lock_consumer.next().await {
+            Some(Ok(_token)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(OpenError::LockCancelled),
         }
+        let connection = self.connection;
         let consume = connection.create_channel().await?;
         let (jobs, prefetch) = (&config.jobs_queue, config.prefetch);
-        let consumer = match consume_from(&consume, jobs, "herald", prefetch, true).await {
-            Err(e) if held_by_another(&e) => return Ok(Activation::Standby(Box::new(self))),
-            consumer => consumer?,
-        };
+        let consumer = consume_from(&consume, jobs, "herald", prefetch, true).await?;
         let control = connection.create_channel().await?;
         let control_consumer = consume_from(
             &control,
@@ -105,37 +102,17 @@ impl Connected {
             false,
         )
         .await?;
-        let publish = open_publish(connection, config).await?;
-        Ok(Activation::Active(Box::new(Open {
-            connection: self.connection,
+        let publish = open_publish(&connection, config).await?;
+        Ok(Open {
+            connection,
+            lock_consumer: self.lock_consumer,
             consume,
             consumer,
             control,
             control_consumer,
             publish,
-        })))
+        })
     }
-
-    pub async fn close(self) {
-        let _ = self.connection.close(200, "bye".into()).await;
-    }
-}
-
-/// The exclusive queue whose holder consumes `jobs_queue`.
-pub fn lock_queue(jobs_queue: &str) -> String {
-    format!("{jobs_queue}.active")
-}
-
-/// Whether `error` is the broker's refusal because another connection
-/// holds the lock (`RESOURCE_LOCKED`) or consumes the queue exclusively
-/// (`ACCESS_REFUSED`).
-fn held_by_another(error: &lapin::Error) -> bool {
-    let ErrorKind::ProtocolError(refusal) = error.kind() else {
-        return false;
-    };
-    [AMQPSoftError::RESOURCELOCKED, AMQPSoftError::ACCESSREFUSED]
-        .into_iter()
-        .any(|soft| *refusal.kind() == AMQPErrorKind::Soft(soft))
 }
 
 impl Open {

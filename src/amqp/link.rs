@@ -13,10 +13,10 @@
 //! after its last. What the core asks for a connection since lost is
 //! dropped here: the broker has requeued that connection's jobs itself.
 //!
-//! A connection consumes only once it holds the jobs queue
-//! ([`super::channel`]); until then this Herald is a standby: the link
-//! says so once ([`LinkEvent::Standby`]) and tries again every
-//! [`STANDBY_RETRY`] on the same connection.
+//! A connection consumes only once it holds the jobs queue's token
+//! ([`super::channel`]); a Herald whose token does not come soon is a
+//! standby: the link says so once ([`LinkEvent::Standby`]) and waits, on
+//! the same connection, until the broker hands it the token.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,12 +28,12 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::BasicProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::sleep;
+use tokio::time::{sleep, timeout};
 
 use super::address::{BrokerAddress, Rotation};
-use super::channel::{lock_queue, publish, Activation, Connected, Open};
+use super::channel::{publish, Connected, Open};
 use super::control;
-use super::topology::OpenError;
+use super::topology::{lock_queue, OpenError};
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
 use crate::core::{Delivery, Destination, JobId, Publish, Request};
@@ -60,8 +60,10 @@ pub enum LinkEvent {
     Standby,
 }
 
-/// How often a standby tries to take the jobs queue.
-pub const STANDBY_RETRY: Duration = Duration::from_millis(500);
+/// How long a Herald waits for the token before it says it stands by: a
+/// lone Herald gets it at once, the broker handing it over on its first
+/// delivery from the lock queue.
+const STANDBY_NOTICE: Duration = Duration::from_secs(1);
 
 /// What the event loop asks of the link.
 #[derive(Debug)]
@@ -219,33 +221,21 @@ impl Task {
         }
     }
 
-    /// Takes the jobs queue on `connected`, trying again every
-    /// [`STANDBY_RETRY`] while another Herald holds it. `None` when the
-    /// loop closed the link meanwhile.
-    async fn stand_by(&mut self, mut connected: Connected) -> Option<Result<Open, OpenError>> {
-        let mut standing_by = false;
-        loop {
-            let config = Arc::clone(&self.config);
-            match self.while_down(connected.activate(&config)).await? {
-                Ok(Activation::Active(open)) => return Some(Ok(*open)),
-                Ok(Activation::Standby(again)) => {
-                    if !standing_by {
-                        standing_by = true;
-                        let lock = lock_queue(&config.jobs_queue);
-                        tracing::info!(queue = %config.jobs_queue, %lock, "another Herald holds the jobs queue; standing by");
-                        self.metrics.active.set(0);
-                        self.metrics.update_ready();
-                        let _ = self.events.send(LinkEvent::Standby);
-                    }
-                    connected = *again;
-                    if self.while_down(sleep(STANDBY_RETRY)).await.is_none() {
-                        connected.close().await;
-                        return None;
-                    }
-                }
-                Err(e) => return Some(Err(e)),
-            }
+    /// Waits on `connected` for the jobs queue's token; says once that
+    /// this Herald stands by if it does not come within [`STANDBY_NOTICE`].
+    /// `None` when the loop closed the link meanwhile.
+    async fn stand_by(&mut self, connected: Connected) -> Option<Result<Open, OpenError>> {
+        let config = Arc::clone(&self.config);
+        let token = connected.activate(&config);
+        tokio::pin!(token);
+        if let Ok(activated) = self.while_down(timeout(STANDBY_NOTICE, &mut token)).await? {
+            return Some(activated);
         }
+        let lock = lock_queue(&config.jobs_queue);
+        tracing::info!(queue = %config.jobs_queue, %lock, "another Herald holds the jobs queue; standing by");
+        self.metrics.update_ready();
+        let _ = self.events.send(LinkEvent::Standby);
+        self.while_down(token).await
     }
 
     /// Runs `work` while no connection is up. What the loop asks for
@@ -306,6 +296,13 @@ impl Task {
                     }
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the control consumer".into()),
+                },
+                // Nothing more comes while the token is held (one at a time,
+                // unacknowledged); the consumer ends if the lock queue goes.
+                lock = open.lock_consumer.next() => match lock {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                    None => return Ended::Lost("the broker cancelled the lock queue's consumer".into()),
                 },
                 next = self.commands.recv(), if !closing => match next {
                     Some(Command::Publish(message)) if message.generation == generation => {

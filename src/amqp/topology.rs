@@ -24,8 +24,16 @@ pub enum OpenError {
         wanted: QueueType,
         said: String,
     },
+    #[error("the broker cancelled the consumer of the jobs queue's lock queue (was it deleted?)")]
+    LockCancelled,
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
+}
+
+/// The queue whose token lets one Herald at a time consume `jobs_queue`:
+/// a single active consumer queue of at most one waiting message.
+pub fn lock_queue(jobs_queue: &str) -> String {
+    format!("{jobs_queue}.lock")
 }
 
 pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenError> {
@@ -43,6 +51,18 @@ pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenE
             .await
             .map_err(|e| explain(e, queue, config.queue_type))?;
     }
+    let lock = lock_queue(&config.jobs_queue);
+    let mut arguments = queue_arguments(config.queue_type);
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    channel
+        .queue_declare(
+            lock.as_str().into(),
+            QueueDeclareOptions::durable(),
+            arguments,
+        )
+        .await
+        .map_err(|e| explain(e, &lock, config.queue_type))?;
     channel
         .exchange_declare(
             config.events_exchange.as_str().into(),
