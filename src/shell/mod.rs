@@ -100,7 +100,11 @@ async fn serve<H: Handler>(
         link.close(PUBLISH_LIMIT).await;
         return Ok(());
     };
-    let (store, restored) = Store::open(&settings.store, settings.core.remember_jobs)?;
+    let open = || Store::open(&settings.store, settings.core.remember_jobs);
+    let Some((store, restored)) = standby::open_store(open, shutdown.as_mut()).await? else {
+        link.close(PUBLISH_LIMIT).await;
+        return Ok(());
+    };
     tracing::info!(
         subscriptions = restored.subscriptions.len(),
         completed_jobs = restored.completed.len(),

@@ -8,8 +8,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::amqp::{Link, LinkEvent};
+use crate::store::StoreError;
+
+/// How often a Herald that holds the jobs queue tries to open a store
+/// another Herald still holds.
+const STORE_RETRY: Duration = Duration::from_millis(250);
 
 /// Waits until the link holds the jobs queue: the generation of its
 /// connection, or `None` if `shutdown` came first. The link logs that it
@@ -33,6 +39,32 @@ pub(super) async fn until_active<F: Future<Output = ()>>(
                 // The link task is gone (it panicked): nothing to serve.
                 None => return None,
             },
+        }
+    }
+}
+
+/// Opens the store with `open`; while another Herald holds its lock, tries
+/// again every [`STORE_RETRY`]: an active Herald that lost the jobs queue
+/// to this one steps down, finishing its writes, and lets go of the store
+/// only then. `None` if `shutdown` came first.
+pub(super) async fn open_store<T, F: Future<Output = ()>>(
+    open: impl Fn() -> Result<T, StoreError>,
+    mut shutdown: Pin<&mut F>,
+) -> Result<Option<T>, StoreError> {
+    let mut waiting = false;
+    loop {
+        match open() {
+            Err(StoreError::Locked { path }) => {
+                if !waiting {
+                    waiting = true;
+                    tracing::warn!(path = %path.display(), "the store is in use by another Herald; waiting for it to let go");
+                }
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(None),
+                    _ = tokio::time::sleep(STORE_RETRY) => {}
+                }
+            }
+            opened => return opened.map(Some),
         }
     }
 }
