@@ -52,14 +52,11 @@ pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenE
             .map_err(|e| explain(e, queue, config.queue_type))?;
     }
     let lock = lock_queue(&config.jobs_queue);
-    let mut arguments = queue_arguments(config.queue_type);
-    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
     channel
         .queue_declare(
             lock.as_str().into(),
             QueueDeclareOptions::durable(),
-            arguments,
+            lock_arguments(config.queue_type),
         )
         .await
         .map_err(|e| explain(e, &lock, config.queue_type))?;
@@ -90,6 +87,15 @@ fn queue_arguments(queue_type: QueueType) -> FieldTable {
     arguments
 }
 
+/// The lock queue's: one consumer at a time gets its messages, and at
+/// most one token waits in it (a Herald puts one in at every connect).
+fn lock_arguments(queue_type: QueueType) -> FieldTable {
+    let mut arguments = queue_arguments(queue_type);
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    arguments
+}
+
 /// A refused declaration that names `x-queue-type` said that the queue has
 /// another type (RabbitMQ: `PRECONDITION_FAILED - inequivalent arg
 /// 'x-queue-type'`).
@@ -106,4 +112,33 @@ fn explain(error: lapin::Error, queue: &str, wanted: QueueType) -> OpenError {
         }
     }
     OpenError::Amqp(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_queue_has_one_active_consumer_one_token_and_the_queues_type() {
+        assert_eq!(lock_queue("broadcast.jobs"), "broadcast.jobs.lock");
+        for queue_type in [QueueType::Classic, QueueType::Quorum] {
+            let arguments = lock_arguments(queue_type);
+            let get = |key: &str| arguments.inner().get(key).cloned();
+            assert_eq!(
+                get("x-single-active-consumer"),
+                Some(AMQPValue::Boolean(true))
+            );
+            assert_eq!(get("x-max-length"), Some(AMQPValue::LongLongInt(1)));
+            let type_of_queues = queue_arguments(queue_type);
+            assert_eq!(
+                get("x-queue-type").as_ref(),
+                type_of_queues.inner().get("x-queue-type")
+            );
+        }
+        let quorum = lock_arguments(QueueType::Quorum);
+        assert_eq!(
+            quorum.inner().get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into()))
+        );
+    }
 }

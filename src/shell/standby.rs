@@ -68,3 +68,64 @@ pub(super) async fn open_store<T, F: Future<Output = ()>>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn locked() -> StoreError {
+        StoreError::Locked {
+            path: PathBuf::from("herald.store"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_another_herald_holds_is_opened_once_it_lets_go() {
+        let tries = Cell::new(0);
+        let open = || {
+            tries.set(tries.get() + 1);
+            if tries.get() < 3 {
+                Err(locked())
+            } else {
+                Ok("opened")
+            }
+        };
+        let shutdown = std::future::pending::<()>();
+        tokio::pin!(shutdown);
+        let opened = open_store(open, shutdown.as_mut()).await;
+        assert_eq!(opened.ok().flatten(), Some("opened"));
+        assert_eq!(tries.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn any_other_store_error_ends_the_wait_at_once() {
+        let tries = Cell::new(0);
+        let open = || -> Result<(), StoreError> {
+            tries.set(tries.get() + 1);
+            Err(StoreError::Unrecognized {
+                path: PathBuf::from("herald.store"),
+                redb: false,
+            })
+        };
+        let shutdown = std::future::pending::<()>();
+        tokio::pin!(shutdown);
+        let opened = open_store(open, shutdown.as_mut()).await;
+        assert!(matches!(opened, Err(StoreError::Unrecognized { .. })));
+        assert_eq!(tries.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_wait_for_a_store_held_by_another() {
+        let shutdown = std::future::ready(());
+        tokio::pin!(shutdown);
+        let opened = open_store(
+            || -> Result<(), StoreError> { Err(locked()) },
+            shutdown.as_mut(),
+        )
+        .await;
+        assert!(matches!(opened, Ok(None)));
+    }
+}
