@@ -3,9 +3,9 @@
 //! readiness that follows the server and the broker, reconnects, and a
 //! SIGTERM in the middle of a large job that loses nobody.
 
-use std::process::Command;
 use std::time::Duration;
 
+use herald_testkit::amqp::{broker_connections_of, close_broker_connection};
 use herald_testkit::c2s::XmppUser;
 use herald_testkit::delivery::{assert_everyone_got_it, own_report, reports_of};
 use herald_testkit::events::{await_presence, next_report, report_within};
@@ -155,24 +155,6 @@ async fn readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_afte
     assert!(stack.metric(r#"herald_xmpp_connects_total{result="ok"}"#) >= 2.0);
 }
 
-/// Broker-side process ids of the connections whose client name mentions `pid`.
-fn broker_connections_of(pid: u32) -> Vec<String> {
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl must be installed next to the RabbitMQ the tests use");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl list_connections failed"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.contains(&format!(" pid {pid}\"")))
-        .filter_map(|line| line.split('\t').next())
-        .map(str::to_string)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_reconnects_to_the_broker_and_keeps_delivering() {
     let mut stack = Stack::<Prosody>::start(&["alice"]).await;
@@ -182,11 +164,7 @@ async fn herald_reconnects_to_the_broker_and_keeps_delivering() {
     let connections = broker_connections_of(pid);
     assert_eq!(connections.len(), 1, "{connections:?}");
 
-    let closed = Command::new("rabbitmqctl")
-        .args(["-q", "close_connection", &connections[0], "herald test"])
-        .status()
-        .expect("rabbitmqctl");
-    assert!(closed.success());
+    close_broker_connection(&connections[0]);
     stack.herald.wait_log_count("AMQP connection lost", 1, WAIT);
     stack
         .wait_metric(r#"herald_amqp_connects_total{result="ok"}"#, 2.0)

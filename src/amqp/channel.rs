@@ -1,8 +1,20 @@
 //! A live broker connection: the jobs consumer on one channel, the urgent
 //! jobs' consumer on another, the control requests' on a third, publishing
 //! with confirms on a fourth.
+//!
+//! Only one Herald consumes a jobs queue: the one that holds its token.
+//! The token is a message in the queue's lock queue ([`topology`]), which
+//! every Herald consumes, unacknowledged, one at a time: with RabbitMQ's
+//! single active consumer only one connection gets deliveries from it, so
+//! only one holds a token, until its connection closes (even when its
+//! process was killed) and the broker hands the token to the next. The
+//! jobs consumer is exclusive too, which on a classic queue also keeps
+//! out a consumer that takes no token (RabbitMQ 3.10 does not enforce an
+//! exclusive consumer on a quorum queue, hence the token).
 
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -26,6 +38,9 @@ const URGENT_PREFETCH: u16 = 64;
 
 pub struct Open {
     pub connection: Connection,
+    /// Holds the token, unacknowledged, as long as the connection lives
+    /// (a consumer keeps its channel open); ends if the broker cancels it.
+    pub lock_consumer: Consumer,
     pub consume: Channel,
     pub consumer: Consumer,
     /// Urgent jobs have a channel of their own: their acknowledgements go
@@ -41,37 +56,68 @@ pub struct Open {
     pub publish: Channel,
 }
 
-impl Open {
+/// A connection with the topology declared, waiting for the token.
+pub struct Connected {
+    connection: Connection,
+    lock_consumer: Consumer,
+}
+
+impl Connected {
+    /// Connects, declares the topology, puts a token in the lock queue (at
+    /// most one waits there: any other is dropped) and queues up for one.
     pub async fn connect(
         config: &AmqpConfig,
         broker: &BrokerAddress,
         name: &str,
-    ) -> Result<Open, OpenError> {
+    ) -> Result<Connected, OpenError> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = super::connect(config, broker, properties).await?;
-        let consume = connection.create_channel().await?;
-        topology::declare(&consume, config).await?;
-        let consumer =
-            consume_from(&consume, &config.jobs_queue, "herald", config.prefetch).await?;
-        let urgent = connection.create_channel().await?;
-        let urgent_consumer = consume_from(
-            &urgent,
-            &config.urgent_queue,
-            "herald-urgent",
-            URGENT_PREFETCH,
+        let lock = connection.create_channel().await?;
+        topology::declare(&lock, config).await?;
+        let queue = topology::lock_queue(&config.jobs_queue);
+        lock.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"token",
+            BasicProperties::default(),
         )
         .await?;
+        let lock_consumer = consume_from(&lock, &queue, "herald-lock", 1, false).await?;
+        Ok(Connected {
+            connection,
+            lock_consumer,
+        })
+    }
+
+    /// Waits for the token, then consumes the jobs (exclusively) and the
+    /// control requests, and opens the publish channel.
+    pub async fn activate(mut self, config: &AmqpConfig) -> Result<Open, OpenError> {
+        match self.lock_consumer.next().await {
+            Some(Ok(_token)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(OpenError::LockCancelled),
+        }
+        let connection = self.connection;
+        let consume = connection.create_channel().await?;
+        let (jobs, prefetch) = (&config.jobs_queue, config.prefetch);
+        let consumer = consume_from(&consume, jobs, "herald", prefetch, true).await?;
+        let urgent = connection.create_channel().await?;
+        let (queue, prefetch) = (&config.urgent_queue, URGENT_PREFETCH);
+        let urgent_consumer = consume_from(&urgent, queue, "herald-urgent", prefetch, true).await?;
         let control = connection.create_channel().await?;
         let control_consumer = consume_from(
             &control,
             &config.control_queue,
             "herald-control",
             CONTROL_PREFETCH,
+            false,
         )
         .await?;
         let publish = open_publish(&connection, config).await?;
         Ok(Open {
             connection,
+            lock_consumer: self.lock_consumer,
             consume,
             consumer,
             urgent,
@@ -81,7 +127,9 @@ impl Open {
             publish,
         })
     }
+}
 
+impl Open {
     /// The channel a lane's jobs are consumed (and acknowledged) on.
     pub fn jobs_channel(&self, lane: Lane) -> &Channel {
         match lane {
@@ -96,13 +144,15 @@ impl Open {
     }
 }
 
-/// Consumes `queue` on `channel`, at most `prefetch` unacknowledged.
+/// Consumes `queue` on `channel`, at most `prefetch` unacknowledged;
+/// `exclusive`: no other consumer at the same time.
 async fn consume_from(
     channel: &Channel,
     queue: &str,
     tag: &str,
     prefetch: u16,
-) -> Result<Consumer, OpenError> {
+    exclusive: bool,
+) -> Result<Consumer, lapin::Error> {
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
@@ -110,7 +160,10 @@ async fn consume_from(
         .basic_consume(
             queue.into(),
             tag.into(),
-            BasicConsumeOptions::default(),
+            BasicConsumeOptions {
+                exclusive,
+                ..BasicConsumeOptions::default()
+            },
             FieldTable::default(),
         )
         .await?;

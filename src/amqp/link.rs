@@ -12,6 +12,11 @@
 //! [`LinkEvent::Up`] before its first delivery and [`LinkEvent::Lost`]
 //! after its last. What the core asks for a connection since lost is
 //! dropped here: the broker has requeued that connection's jobs itself.
+//!
+//! A connection consumes only once it holds the jobs queue's token
+//! ([`super::channel`]); a Herald whose token does not come soon is a
+//! standby: the link says so once ([`LinkEvent::Standby`]) and waits, on
+//! the same connection, until the broker hands it the token.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,11 +28,12 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::BasicProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::sleep;
+use tokio::time::{sleep, timeout};
 
 use super::address::{BrokerAddress, Rotation};
-use super::channel::{publish, Open};
+use super::channel::{publish, Connected, Open};
 use super::control;
+use super::topology::{lock_queue, OpenError};
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
 use crate::core::{Delivery, Destination, JobId, Lane, Publish, Request};
@@ -49,7 +55,15 @@ pub enum LinkEvent {
     Refused(Publish),
     /// A control request, to be answered.
     Request(Request),
+    /// Connected, but another Herald holds the jobs queue: this one
+    /// stands by until it can take it.
+    Standby,
 }
+
+/// How long a Herald waits for the token before it says it stands by: a
+/// lone Herald gets it at once, the broker handing it over on its first
+/// delivery from the lock queue.
+const STANDBY_NOTICE: Duration = Duration::from_secs(1);
 
 /// What the event loop asks of the link.
 #[derive(Debug)]
@@ -153,13 +167,25 @@ impl Task {
         loop {
             let (config, name) = (Arc::clone(&self.config), self.name.clone());
             let broker = self.brokers.next().clone();
-            let Some(opened) = self
-                .while_down(Open::connect(&config, &broker, &name))
+            let Some(connected) = self
+                .while_down(Connected::connect(&config, &broker, &name))
                 .await
             else {
                 return;
             };
-            let mut open = match opened {
+            let activated = match connected {
+                Ok(connected) => {
+                    self.metrics.amqp.up();
+                    self.metrics.update_ready();
+                    backoff.reset();
+                    match self.stand_by(connected).await {
+                        Some(activated) => activated,
+                        None => return,
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let mut open = match activated {
                 Ok(open) => open,
                 Err(e) => {
                     self.metrics.amqp.failed();
@@ -173,13 +199,13 @@ impl Task {
                 }
             };
             generation += 1;
-            self.metrics.amqp.up();
+            self.metrics.active.set(1);
             self.metrics.update_ready();
-            backoff.reset();
             tracing::info!(%broker, queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
             let _ = self.events.send(LinkEvent::Up { generation });
             let ended = self.serve(&mut open, generation).await;
             let _ = self.events.send(LinkEvent::Lost { generation });
+            self.metrics.active.set(0);
             self.metrics.amqp.down();
             self.metrics.update_ready();
             let _ = tokio::time::timeout(
@@ -198,6 +224,23 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Waits on `connected` for the jobs queue's token; says once that
+    /// this Herald stands by if it does not come within [`STANDBY_NOTICE`].
+    /// `None` when the loop closed the link meanwhile.
+    async fn stand_by(&mut self, connected: Connected) -> Option<Result<Open, OpenError>> {
+        let config = Arc::clone(&self.config);
+        let token = connected.activate(&config);
+        tokio::pin!(token);
+        if let Ok(activated) = self.while_down(timeout(STANDBY_NOTICE, &mut token)).await? {
+            return Some(activated);
+        }
+        let lock = lock_queue(&config.jobs_queue);
+        tracing::info!(queue = %config.jobs_queue, %lock, "another Herald holds the jobs queue; standing by");
+        self.metrics.update_ready();
+        let _ = self.events.send(LinkEvent::Standby);
+        self.while_down(token).await
     }
 
     /// Runs `work` while no connection is up. What the loop asks for
@@ -252,6 +295,13 @@ impl Task {
                     }
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the control consumer".into()),
+                },
+                // Nothing more comes while the token is held (one at a time,
+                // unacknowledged); the consumer ends if the lock queue goes.
+                lock = open.lock_consumer.next() => match lock {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                    None => return Ended::Lost("the broker cancelled the lock queue's consumer".into()),
                 },
                 next = self.commands.recv(), if !closing => match next {
                     Some(Command::Publish(message)) if message.generation == generation => {

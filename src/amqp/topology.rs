@@ -24,8 +24,16 @@ pub enum OpenError {
         wanted: QueueType,
         said: String,
     },
+    #[error("the broker cancelled the consumer of the jobs queue's lock queue (was it deleted?)")]
+    LockCancelled,
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
+}
+
+/// The queue whose token lets one Herald at a time consume `jobs_queue`:
+/// a single active consumer queue of at most one waiting message.
+pub fn lock_queue(jobs_queue: &str) -> String {
+    format!("{jobs_queue}.lock")
 }
 
 pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenError> {
@@ -44,6 +52,15 @@ pub async fn declare(channel: &Channel, config: &AmqpConfig) -> Result<(), OpenE
             .await
             .map_err(|e| explain(e, queue, config.queue_type))?;
     }
+    let lock = lock_queue(&config.jobs_queue);
+    channel
+        .queue_declare(
+            lock.as_str().into(),
+            QueueDeclareOptions::durable(),
+            lock_arguments(config.queue_type),
+        )
+        .await
+        .map_err(|e| explain(e, &lock, config.queue_type))?;
     channel
         .exchange_declare(
             config.events_exchange.as_str().into(),
@@ -71,6 +88,15 @@ fn queue_arguments(queue_type: QueueType) -> FieldTable {
     arguments
 }
 
+/// The lock queue's: one consumer at a time gets its messages, and at
+/// most one token waits in it (a Herald puts one in at every connect).
+fn lock_arguments(queue_type: QueueType) -> FieldTable {
+    let mut arguments = queue_arguments(queue_type);
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    arguments
+}
+
 /// A refused declaration that names `x-queue-type` said that the queue has
 /// another type (RabbitMQ: `PRECONDITION_FAILED - inequivalent arg
 /// 'x-queue-type'`).
@@ -87,4 +113,33 @@ fn explain(error: lapin::Error, queue: &str, wanted: QueueType) -> OpenError {
         }
     }
     OpenError::Amqp(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_queue_has_one_active_consumer_one_token_and_the_queues_type() {
+        assert_eq!(lock_queue("broadcast.jobs"), "broadcast.jobs.lock");
+        for queue_type in [QueueType::Classic, QueueType::Quorum] {
+            let arguments = lock_arguments(queue_type);
+            let get = |key: &str| arguments.inner().get(key).cloned();
+            assert_eq!(
+                get("x-single-active-consumer"),
+                Some(AMQPValue::Boolean(true))
+            );
+            assert_eq!(get("x-max-length"), Some(AMQPValue::LongLongInt(1)));
+            let type_of_queues = queue_arguments(queue_type);
+            assert_eq!(
+                get("x-queue-type").as_ref(),
+                type_of_queues.inner().get("x-queue-type")
+            );
+        }
+        let quorum = lock_arguments(QueueType::Quorum);
+        assert_eq!(
+            quorum.inner().get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into()))
+        );
+    }
 }

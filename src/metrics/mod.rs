@@ -144,6 +144,8 @@ pub struct Metrics {
     pub job_window: IntGauge,
     pub xmpp: LinkMetrics,
     pub amqp: LinkMetrics,
+    /// 1 while this Herald holds its jobs queue; 0 while it stands by.
+    pub active: IntGauge,
     /// 1 when presence is rebuilt after connecting and jobs are taken.
     pub presence_ready: IntGauge,
     pub ready: IntGauge,
@@ -278,6 +280,11 @@ impl Metrics {
             ),
             xmpp: LinkMetrics::new(&registry, "xmpp", "XMPP server"),
             amqp: LinkMetrics::new(&registry, "amqp", "AMQP broker"),
+            active: gauge(
+                &registry,
+                "herald_active",
+                "1 while this Herald holds its jobs queue and serves the domain; 0 while it stands by for another",
+            ),
             presence_ready: gauge(
                 &registry,
                 "herald_presence_ready",
@@ -316,10 +323,12 @@ impl Metrics {
 
     /// Why Herald is not ready, or `None` when it is.
     pub fn unready_reason(&self) -> Option<&'static str> {
-        if !self.xmpp.is_up() {
-            Some("XMPP server not connected")
-        } else if !self.amqp.is_up() {
+        if !self.amqp.is_up() {
             Some("AMQP broker not connected")
+        } else if self.active.get() == 0 {
+            Some("standing by: another Herald holds the jobs queue")
+        } else if !self.xmpp.is_up() {
+            Some("XMPP server not connected")
         } else if self.presence_ready.get() == 0 {
             Some("presence not rebuilt yet")
         } else if self.store_failing.get() == 1 {

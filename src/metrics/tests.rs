@@ -20,10 +20,15 @@ fn every_family_renders_with_the_herald_prefix() {
 #[test]
 fn readiness_names_the_first_missing_part() {
     let metrics = Metrics::new();
-    assert_eq!(metrics.unready_reason(), Some("XMPP server not connected"));
-    metrics.xmpp.up();
     assert_eq!(metrics.unready_reason(), Some("AMQP broker not connected"));
     metrics.amqp.up();
+    assert_eq!(
+        metrics.unready_reason(),
+        Some("standing by: another Herald holds the jobs queue")
+    );
+    metrics.active.set(1);
+    assert_eq!(metrics.unready_reason(), Some("XMPP server not connected"));
+    metrics.xmpp.up();
     assert_eq!(metrics.unready_reason(), Some("presence not rebuilt yet"));
     metrics.presence_ready.set(1);
     metrics.store_failing.set(1);

@@ -2,7 +2,14 @@
 //! broker link, the store's writer thread and the clock, turns what they
 //! report into the core's inputs and carries out the core's outputs. It
 //! decides nothing about jobs; one `select!` on one thread is all of it.
+//!
+//! Herald starts as a standby ([`standby`]): only once its link holds the
+//! jobs queue does it open the store, build the core and connect to the
+//! XMPP server. An active Herald that finds, after losing the broker, that
+//! another took the jobs queue meanwhile steps down: it shuts down, and
+//! its supervisor starts it again, as a standby.
 
+mod standby;
 mod xmpp;
 
 use std::future::Future;
@@ -36,6 +43,8 @@ pub enum AppError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("another Herald took the jobs queue while this one had lost the broker: stepped down")]
+    SteppedDown,
 }
 
 /// Jobs (or the link's events) taken in one turn of the loop when they are
@@ -70,12 +79,6 @@ async fn serve<H: Handler>(
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let (store, restored) = Store::open(&settings.store, settings.core.remember_jobs)?;
-    tracing::info!(
-        subscriptions = restored.subscriptions.len(),
-        completed_jobs = restored.completed.len(),
-        "store opened"
-    );
     let metrics = Metrics::new();
     let _http = match settings.http {
         Some(address) => {
@@ -87,10 +90,25 @@ async fn serve<H: Handler>(
         }
         None => None,
     };
-    let link = Link::spawn(
+    let mut link = Link::spawn(
         &settings.amqp,
         format!("herald {} pid {}", settings.core.domain, std::process::id()),
         metrics.clone(),
+    );
+    tokio::pin!(shutdown);
+    let Some(generation) = standby::until_active(&mut link, shutdown.as_mut()).await else {
+        link.close(PUBLISH_LIMIT).await;
+        return Ok(());
+    };
+    let open = || Store::open(&settings.store, settings.core.remember_jobs);
+    let Some((store, restored)) = standby::open_store(open, shutdown.as_mut()).await? else {
+        link.close(PUBLISH_LIMIT).await;
+        return Ok(());
+    };
+    tracing::info!(
+        subscriptions = restored.subscriptions.len(),
+        completed_jobs = restored.completed.len(),
+        "store opened"
     );
     let now = Instant::now().into_std();
     let core = Core::new(settings.core, handler, restored, metrics.clone(), now);
@@ -100,7 +118,7 @@ async fn serve<H: Handler>(
         metrics: metrics.session.clone(),
         backoff: Backoff::new(settings.max_backoff),
     };
-    let shell = Shell {
+    let mut shell = Shell {
         xmpp: dialer.connect(),
         dialer,
         core,
@@ -108,9 +126,11 @@ async fn serve<H: Handler>(
         writer: store.spawn_writer(),
         metrics,
         high_water: settings.outbound_high_water,
+        shutting_down: false,
+        stepped_down: false,
     };
-    shell.run(shutdown).await;
-    Ok(())
+    shell.handle(Input::BrokerUp { generation });
+    shell.run(shutdown).await
 }
 
 struct Shell<H> {
@@ -121,12 +141,14 @@ struct Shell<H> {
     writer: Writer,
     metrics: Metrics,
     high_water: usize,
+    shutting_down: bool,
+    /// Another Herald took the jobs queue ([`LinkEvent::Standby`]).
+    stepped_down: bool,
 }
 
 impl<H: Handler> Shell<H> {
-    async fn run(mut self, shutdown: impl Future<Output = ()>) {
+    async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         tokio::pin!(shutdown);
-        let mut shutting_down = false;
         while !self.core.is_finished() {
             self.carry_out();
             if matches!(self.core.phase(), Phase::Closing { .. }) {
@@ -143,15 +165,11 @@ impl<H: Handler> Shell<H> {
             let take_jobs = self.core.takes_jobs() && self.xmpp.backlog() < self.high_water;
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
-                _ = &mut shutdown, if !shutting_down => {
-                    shutting_down = true;
+                _ = &mut shutdown, if !self.shutting_down => {
                     tracing::info!("shutting down");
-                    if !matches!(self.xmpp, xmpp::Stream::Up(_)) {
-                        self.xmpp = xmpp::Stream::Closed;
-                    }
-                    self.handle(Input::Shutdown);
+                    self.shut_down();
                 }
-                happened = self.xmpp.next() => self.on_xmpp(happened, shutting_down),
+                happened = self.xmpp.next() => self.on_xmpp(happened),
                 Some(delivery) = self.link.deliveries.recv(), if take_jobs => {
                     self.handle(Input::Delivery(delivery));
                     // Jobs that arrived meanwhile go out in the same write
@@ -193,20 +211,46 @@ impl<H: Handler> Shell<H> {
             mut core,
             link,
             writer,
+            stepped_down: self_stepped_down,
             ..
         } = self;
         link.close(PUBLISH_LIMIT).await;
         writer.finish(core.take_unwritten());
+        if self_stepped_down {
+            return Err(AppError::SteppedDown);
+        }
+        Ok(())
+    }
+
+    /// Takes no more jobs and closes the stream once the core is done with it.
+    fn shut_down(&mut self) {
+        self.shutting_down = true;
+        if !matches!(self.xmpp, xmpp::Stream::Up(_)) {
+            self.xmpp = xmpp::Stream::Closed;
+        }
+        self.handle(Input::Shutdown);
     }
 
     fn on_link(&mut self, event: LinkEvent) {
-        self.handle(match event {
+        let input = match event {
             LinkEvent::Up { generation } => Input::BrokerUp { generation },
             LinkEvent::Lost { generation } => Input::BrokerLost { generation },
             LinkEvent::Confirmed { id } => Input::Published { id },
             LinkEvent::Refused(publish) => Input::PublishRefused { publish },
             LinkEvent::Request(request) => Input::Request(request),
-        });
+            LinkEvent::Standby => return self.step_down(),
+        };
+        self.handle(input);
+    }
+
+    /// The link lost the broker and another Herald took the jobs queue
+    /// meanwhile: this one's XMPP connection must not compete with it.
+    fn step_down(&mut self) {
+        tracing::warn!("another Herald took the jobs queue; stepping down");
+        self.stepped_down = true;
+        if !self.shutting_down {
+            self.shut_down();
+        }
     }
 
     fn handle(&mut self, input: Input) {
@@ -220,7 +264,7 @@ impl<H: Handler> Shell<H> {
         self.metrics.add_busy(busy_since.elapsed());
     }
 
-    fn on_xmpp(&mut self, happened: Happened, shutting_down: bool) {
+    fn on_xmpp(&mut self, happened: Happened) {
         match happened {
             Happened::Connected(session) => {
                 let endpoint = &self.dialer.endpoint;
@@ -247,7 +291,7 @@ impl<H: Handler> Shell<H> {
             Happened::Inbound(Inbound::Closed(reason)) => {
                 self.metrics.xmpp.down();
                 self.handle(Input::StreamLost);
-                if shutting_down {
+                if self.shutting_down {
                     self.xmpp = xmpp::Stream::Closed;
                     return;
                 }

@@ -23,6 +23,35 @@ mod tap;
 pub use message::{field_table_to_json, AmqpMessage};
 pub use tap::EventTap;
 
+/// The shared broker's connections of the process `pid` (Herald names its
+/// connection after its pid), by the connection process rabbitmqctl knows
+/// them by.
+pub fn broker_connections_of(pid: u32) -> Vec<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl must be installed next to the RabbitMQ the tests use");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl list_connections failed"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(&format!(" pid {pid}\"")))
+        .filter_map(|line| line.split('\t').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Has the shared broker close `connection` (from [`broker_connections_of`]).
+pub fn close_broker_connection(connection: &str) {
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "close_connection", connection, "herald test"])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(closed.success(), "rabbitmqctl close_connection failed");
+}
+
 /// Default broker URL (RabbitMQ on loopback, default vhost).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
