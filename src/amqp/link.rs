@@ -20,11 +20,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use futures_util::StreamExt;
 use lapin::BasicProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -34,6 +33,7 @@ use super::address::{BrokerAddress, Rotation};
 use super::channel::{publish, Connected, Open};
 use super::control;
 use super::topology::{lock_queue, OpenError};
+use super::unsettled::Unsettled;
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
 use crate::core::{Delivery, Destination, JobId, Lane, Publish, Request};
@@ -107,7 +107,8 @@ impl Link {
                 brokers: Rotation::new(settings.brokers.clone()),
                 name,
                 commands: commands_rx,
-                deliveries: [urgent_tx, deliveries_tx],
+                deliveries: deliveries_tx,
+                urgent: urgent_tx,
                 events: events_tx,
                 metrics,
             }
@@ -147,8 +148,8 @@ struct Task {
     brokers: Rotation,
     name: String,
     commands: mpsc::UnboundedReceiver<Command>,
-    /// By lane ([`Lane::index`]).
-    deliveries: [mpsc::UnboundedSender<Delivery>; 2],
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    urgent: mpsc::UnboundedSender<Delivery>,
     events: mpsc::UnboundedSender<LinkEvent>,
     metrics: Metrics,
 }
@@ -268,8 +269,7 @@ impl Task {
         let mut answering = FuturesUnordered::new();
         // Of each unanswered control request: what a dead letter keeps.
         let mut requests: BTreeMap<u64, BasicProperties> = BTreeMap::new();
-        // Of each lane's unsettled deliveries: what a dead letter keeps.
-        let mut properties: [BTreeMap<u64, BasicProperties>; 2] = Default::default();
+        let mut unsettled = Unsettled::default();
         let mut closing = false;
         let mut events = open.connection.events_listener();
         loop {
@@ -278,12 +278,16 @@ impl Task {
             }
             tokio::select! {
                 delivery = open.urgent_consumer.next(), if !closing => match delivery {
-                    Some(Ok(delivery)) => self.deliver(delivery, generation, Lane::Urgent, &mut properties),
+                    Some(Ok(delivery)) => {
+                        let _ = self.urgent.send(unsettled.delivered(delivery, generation, Lane::Urgent));
+                    }
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the urgent jobs consumer".into()),
                 },
                 delivery = open.consumer.next(), if !closing => match delivery {
-                    Some(Ok(delivery)) => self.deliver(delivery, generation, Lane::Normal, &mut properties),
+                    Some(Ok(delivery)) => {
+                        let _ = self.deliveries.send(unsettled.delivered(delivery, generation, Lane::Normal));
+                    }
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the broker cancelled the jobs consumer".into()),
                 },
@@ -319,25 +323,17 @@ impl Task {
                             answering.push(control::answer(publish, open.control.clone(), config, message, request, kept));
                         } else {
                             let kept = match &message.destination {
-                                Destination::DeadLetter { job, .. } => properties[job.lane.index()].get(&job.tag).cloned(),
+                                Destination::DeadLetter { job, .. } => unsettled.properties(*job),
                                 _ => None,
                             };
                             in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept));
                         }
                     }
                     Some(Command::Ack { job, multiple }) if job.generation == generation => {
-                        let kept = &mut properties[job.lane.index()];
-                        if multiple {
-                            *kept = kept.split_off(&(job.tag + 1));
-                        } else {
-                            kept.remove(&job.tag);
-                        }
-                        send_now(open.jobs_channel(job.lane).basic_ack(job.tag, BasicAckOptions { multiple }));
+                        unsettled.ack(open.jobs_channel(job.lane), job, multiple);
                     }
                     Some(Command::Requeue { job }) if job.generation == generation => {
-                        properties[job.lane.index()].remove(&job.tag);
-                        let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
-                        send_now(open.jobs_channel(job.lane).basic_nack(job.tag, options));
+                        unsettled.requeue(open.jobs_channel(job.lane), job);
                     }
                     // For a connection since lost: the broker requeued its jobs.
                     Some(_) => {}
@@ -374,52 +370,5 @@ impl Task {
                 },
             }
         }
-    }
-}
-
-impl Task {
-    /// Hands a job of connection `generation` and `lane` to the loop.
-    fn deliver(
-        &self,
-        delivery: lapin::message::Delivery,
-        generation: u64,
-        lane: Lane,
-        properties: &mut [BTreeMap<u64, BasicProperties>; 2],
-    ) {
-        let age = published_age(&delivery.properties);
-        let id = JobId {
-            generation,
-            lane,
-            tag: delivery.delivery_tag,
-        };
-        properties[id.lane.index()].insert(id.tag, delivery.properties);
-        let _ = self.deliveries[id.lane.index()].send(Delivery {
-            id,
-            payload: delivery.data,
-            redelivered: delivery.redelivered,
-            age,
-            received_at: SystemTime::now(),
-        });
-    }
-}
-
-/// How long ago the job was published, from its AMQP `timestamp` (seconds
-/// since the epoch), if its publisher set one.
-fn published_age(properties: &BasicProperties) -> Option<Duration> {
-    let seconds = (*properties.timestamp())?;
-    let at = UNIX_EPOCH + Duration::from_secs(seconds);
-    // A publisher's clock ahead of ours would give negative durations.
-    SystemTime::now().duration_since(at).ok()
-}
-
-/// Hands an ack or nack to lapin without waiting for it to be written.
-/// lapin queues the frame on the first poll, so frames go out in the order
-/// they are handed over (an ack `multiple` never overtakes a nack before
-/// it); waiting for each to be written would hold up the link task for a
-/// round trip to lapin's I/O thread per frame. One that fails is lost with
-/// its channel, and the broker then redelivers the jobs it covered.
-fn send_now(frame: impl std::future::Future<Output = lapin::Result<()>>) {
-    if let Some(Err(e)) = frame.now_or_never() {
-        tracing::warn!(error = %e, "acknowledgement not sent; the broker will redeliver those jobs");
     }
 }

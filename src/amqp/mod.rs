@@ -13,6 +13,7 @@ mod control;
 mod link;
 pub mod tls;
 mod topology;
+mod unsettled;
 
 pub use address::{addresses, BrokerAddress, DEFAULT_URL};
 pub use channel::ERROR_HEADER;
