@@ -22,12 +22,13 @@ use serde::Serialize;
 use crate::broker::{Broker, Names};
 use crate::component::{Component, LOG_LINES};
 use crate::herald_config::herald_config;
+use crate::overtake::{overtake, OvertakeResult};
 use crate::procstat::{self, stat_cpu_seconds, status_kib};
 use crate::publisher::publish_payloads;
 use herald_testkit::fake_server::{FakeServer, Options};
 use herald_testkit::herald::herald_bin;
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
+pub(crate) type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 const COMPONENT_DOMAIN: &str = "broadcast.localhost";
 const SERVER_DOMAIN: &str = "localhost";
@@ -64,6 +65,11 @@ pub struct CeilingArgs {
     /// Where Herald's config and store go (a directory per size, removed after).
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
+    /// Then measure the urgent lane: a one-recipient job on the urgent
+    /// queue, and on the jobs queue, while a job to this many users (at
+    /// most all) is going out.
+    #[arg(long, value_name = "RECIPIENTS")]
+    overtake: Option<u64>,
     /// Longest wait for any one step (flood, each job phase).
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -75,6 +81,9 @@ struct SizeResult {
     users: u64,
     flood: FloodResult,
     phases: Vec<PhaseResult>,
+    /// With `--overtake`: the urgent lane, then the jobs queue.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    overtakes: Vec<OvertakeResult>,
     herald_peak_rss_mb: f64,
     /// Everything the sink read from Herald in this run, by kind.
     sink_read: SinkRead,
@@ -249,12 +258,20 @@ async fn measure(
         })
         .collect();
     phases.push(phase(broker, sink, herald, args, "single", jobs, users).await?);
+    let mut overtakes = Vec::new();
+    if let Some(recipients) = args.overtake {
+        for urgent in [true, false] {
+            let to = (0..users.min(recipients)).map(user).collect();
+            overtakes.push(overtake(broker, sink, herald, to, &body, urgent, step).await?);
+        }
+    }
     let read = sink.counts();
     Ok(SizeResult {
         scenario: "ceiling",
         users,
         flood,
         phases,
+        overtakes,
         herald_peak_rss_mb: 0.0,
         sink_read: SinkRead {
             messages: read.messages,
@@ -323,10 +340,10 @@ async fn flood(
 }
 
 #[derive(Serialize)]
-struct Job<'a> {
-    id: String,
-    to: Vec<String>,
-    body: &'a str,
+pub(crate) struct Job<'a> {
+    pub(crate) id: String,
+    pub(crate) to: Vec<String>,
+    pub(crate) body: &'a str,
 }
 
 async fn phase(
@@ -357,8 +374,9 @@ async fn phase(
     if args.churn > 0 {
         sink.churn(0..users, args.churn);
     }
+    let queue = &broker.names().component.jobs;
     let (published, _) =
-        publish_payloads(broker, Arc::new(payloads), 1, None, sink.started()).await?;
+        publish_payloads(broker, queue, Arc::new(payloads), 1, None, sink.started()).await?;
     let since_sink = Duration::from_nanos(published.iter().min().copied().unwrap_or(0));
     let start = sink.started() + since_sink;
     let step = Duration::from_secs(args.timeout_secs);
@@ -446,7 +464,7 @@ fn sink_cpu_seconds(sink: &FakeServer) -> f64 {
 }
 
 /// An error once Herald has exited or its stream to the sink has ended.
-fn check_alive(herald: &mut Component, sink: &FakeServer) -> Result<()> {
+pub(crate) fn check_alive(herald: &mut Component, sink: &FakeServer) -> Result<()> {
     herald.check_running()?;
     if sink.counts().closed {
         return Err("Herald's stream to the sink ended".into());
@@ -455,14 +473,14 @@ fn check_alive(herald: &mut Component, sink: &FakeServer) -> Result<()> {
 }
 
 /// A bounded wait, polled every 100 ms.
-struct Wait {
+pub(crate) struct Wait {
     what: String,
     limit: Duration,
     deadline: Instant,
 }
 
 impl Wait {
-    fn new(what: impl Into<String>, limit: Duration) -> Wait {
+    pub(crate) fn new(what: impl Into<String>, limit: Duration) -> Wait {
         Wait {
             what: what.into(),
             limit,
@@ -471,7 +489,7 @@ impl Wait {
     }
 
     /// Sleeps until the next poll; an error once the limit has passed.
-    async fn tick(&self) -> Result<()> {
+    pub(crate) async fn tick(&self) -> Result<()> {
         if Instant::now() > self.deadline {
             return Err(format!("gave up waiting for {} after {:?}", self.what, self.limit).into());
         }
@@ -565,5 +583,9 @@ fn markdown(results: &[SizeResult]) -> String {
             );
         }
     }
+    let overtakes = results
+        .iter()
+        .flat_map(|r| r.overtakes.iter().map(|o| (r.users, o)));
+    out.push_str(&crate::overtake::markdown(overtakes));
     out
 }

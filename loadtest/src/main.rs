@@ -8,6 +8,7 @@ mod churn;
 mod component;
 mod herald_config;
 mod job_reports;
+mod overtake;
 mod procstat;
 mod publisher;
 mod report;

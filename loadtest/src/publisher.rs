@@ -61,16 +61,26 @@ pub async fn publish(
             job_json(seq, to)
         })
         .collect();
-    publish_payloads(broker, Arc::new(payloads), channels, plan.rate, epoch).await
+    let queue = &broker.names().component.jobs;
+    publish_payloads(
+        broker,
+        queue,
+        Arc::new(payloads),
+        channels,
+        plan.rate,
+        epoch,
+    )
+    .await
 }
 
-/// Publishes `payloads` to the run's jobs queue, persistent, over
+/// Publishes `payloads` to `queue` (one of the run's), persistent, over
 /// `channels` channels at once (payload `seq` on channel `seq % channels`),
 /// at `rate` jobs per second or full speed, and waits for every confirm.
 /// Returns each payload's publish time in nanoseconds since `epoch`,
 /// indexed by sequence number, and when the last confirm arrived.
 pub async fn publish_payloads(
     broker: &Broker,
+    queue: &str,
     payloads: Arc<Vec<Vec<u8>>>,
     channels: usize,
     rate: Option<f64>,
@@ -98,7 +108,7 @@ pub async fn publish_payloads(
         .map(|(first, channel)| {
             let share = Share {
                 channel,
-                queue: broker.names().component.jobs.clone(),
+                queue: queue.to_string(),
                 payloads: Arc::clone(&payloads),
                 first,
                 step: channels,

@@ -79,7 +79,8 @@ impl<H: Handler> Core<H> {
         self.is_fanning() && self.phase.takes_jobs() && self.room > 0
     }
 
-    pub(super) fn is_fanning(&self) -> bool {
+    /// Some job is going out a slice at a time.
+    pub fn is_fanning(&self) -> bool {
         self.fanning.iter().any(Option::is_some)
     }
 

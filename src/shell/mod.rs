@@ -162,6 +162,12 @@ impl<H: Handler> Shell<H> {
                     session.wake_below(self.high_water / 2);
                 }
             }
+            if self.core.is_fanning() {
+                // Between slices the link task (on this thread) gets its
+                // turn: an urgent job's report and acknowledgement must not
+                // wait for the end of a big job that keeps the loop busy.
+                tokio::task::yield_now().await;
+            }
             let take_jobs = self.core.takes_jobs() && self.xmpp.backlog() < self.high_water;
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {

@@ -1,0 +1,129 @@
+//! The urgent lane against a big job, into the sink: a job to every user
+//! goes to the jobs queue, and once the sink has read a tenth of it, a
+//! one-recipient job is published; first to the urgent queue, then, as the
+//! baseline in the same run, to the jobs queue behind the big one. How long
+//! the small job waited for its report, and whether that report came before
+//! the big job's, is what the lane is for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::broker::Broker;
+use crate::ceiling::{check_alive, Job, Result, Wait};
+use crate::component::Component;
+use crate::publisher::publish_payloads;
+use herald_testkit::fake_server::FakeServer;
+
+/// How often the reports and the sink are looked at.
+const POLL: Duration = Duration::from_millis(1);
+
+#[derive(Debug, Serialize)]
+pub struct OvertakeResult {
+    /// Where the small job went: `urgent` or `jobs`.
+    queue: &'static str,
+    big_recipients: u64,
+    /// From the small job's publish to its report.
+    small_waited_ms: f64,
+    /// From the small job's publish to the big job's report.
+    big_rest_ms: f64,
+    /// The small job's report came before the big job's.
+    overtook: bool,
+}
+
+/// One run: the big job to `to`, the small job to `to[0]` on the urgent
+/// queue (`urgent`) or the jobs queue.
+pub async fn overtake(
+    broker: &Broker,
+    sink: &FakeServer,
+    herald: &mut Component,
+    to: Vec<String>,
+    body: &str,
+    urgent: bool,
+    limit: Duration,
+) -> Result<OvertakeResult> {
+    let names = &broker.names().component;
+    let big_recipients = to.len() as u64;
+    let small = Job {
+        id: format!("small-{}", if urgent { "urgent" } else { "jobs" }),
+        to: to.iter().take(1).cloned().collect(),
+        body,
+    };
+    let big = Job {
+        id: format!("big-{}", small.id),
+        to,
+        body,
+    };
+    let (big, small) = (serde_json::to_vec(&big)?, serde_json::to_vec(&small)?);
+    let reports_before = broker.reports();
+    let messages_before = sink.counts().messages;
+    publish(broker, &names.jobs, big, sink).await?;
+    let wait = Wait::new("a tenth of the big job at the sink", limit);
+    while sink.counts().messages < messages_before + big_recipients / 10 {
+        check_alive(herald, sink)?;
+        wait.tick().await?;
+    }
+    let queue = if urgent { &names.urgent } else { &names.jobs };
+    let published = Instant::now();
+    publish(broker, queue, small, sink).await?;
+    let what = "the reports of the big and the small job";
+    let (mut small_waited, mut big_rest) = (None, None);
+    while small_waited.is_none() || big_rest.is_none() {
+        check_alive(herald, sink)?;
+        let reports = broker.reports();
+        let sent = reports.sent - reports_before.sent;
+        let now = published.elapsed();
+        // The small job sends 1 message, the big one the rest.
+        if small_waited.is_none() && (sent == 1 || sent == big_recipients + 1) {
+            small_waited = Some(now);
+        }
+        if big_rest.is_none() && sent >= big_recipients {
+            big_rest = Some(now);
+        }
+        if published.elapsed() > limit {
+            return Err(format!("gave up waiting for {what} after {limit:?}").into());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let (small_waited, big_rest) = (
+        small_waited.unwrap_or_default(),
+        big_rest.unwrap_or_default(),
+    );
+    Ok(OvertakeResult {
+        queue: if urgent { "urgent" } else { "jobs" },
+        big_recipients,
+        small_waited_ms: small_waited.as_secs_f64() * 1e3,
+        big_rest_ms: big_rest.as_secs_f64() * 1e3,
+        overtook: small_waited < big_rest,
+    })
+}
+
+async fn publish(broker: &Broker, queue: &str, payload: Vec<u8>, sink: &FakeServer) -> Result<()> {
+    publish_payloads(
+        broker,
+        queue,
+        Arc::new(vec![payload]),
+        1,
+        None,
+        sink.started(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A Markdown table of `(users, result)` rows; empty without rows.
+pub fn markdown<'a>(rows: impl Iterator<Item = (u64, &'a OvertakeResult)>) -> String {
+    let mut out = String::new();
+    for (users, r) in rows {
+        if out.is_empty() {
+            out.push_str("\n| users | small job on | big job's recipients | small job's report after | big job's report after | overtook |\n");
+            out.push_str("|---:|---|---:|---:|---:|---|\n");
+        }
+        out.push_str(&format!(
+            "| {users} | {} | {} | {:.0} ms | {:.0} ms | {} |\n",
+            r.queue, r.big_recipients, r.small_waited_ms, r.big_rest_ms, r.overtook
+        ));
+    }
+    out
+}
