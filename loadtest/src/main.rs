@@ -8,7 +8,6 @@ mod churn;
 mod component;
 mod herald_config;
 mod job_reports;
-mod overtake;
 mod procstat;
 mod publisher;
 mod report;

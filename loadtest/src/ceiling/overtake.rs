@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::{check_alive, Job, Result, Wait};
 use crate::broker::Broker;
-use crate::ceiling::{check_alive, Job, Result, Wait};
 use crate::component::Component;
 use crate::publisher::publish_payloads;
 use herald_testkit::fake_server::FakeServer;
