@@ -254,3 +254,30 @@ fn online_users_counts_and_lists_them() {
     let note = command.get_child("note", COMMANDS).unwrap().text();
     assert_eq!(note, "1 users online, 1 available\nalice@localhost");
 }
+
+#[test]
+fn groups_lists_them_with_their_sizes_and_a_broadcast_addresses_one() {
+    let mut h = with_admin();
+    let put = serde_json::json!({"op": "group.put", "group": "ops", "members": ["alice@localhost", "bob@localhost"]});
+    assert_eq!(h.change(1, &put)["ok"], true);
+    let answer = h.command(ADMIN, &execute("groups"));
+    let note = payload(&answer).get_child("note", COMMANDS).unwrap().text();
+    assert_eq!(note, "1 groups\nops (2 members)");
+
+    let sessionid = open_broadcast(&mut h);
+    let form = submit(
+        &sessionid,
+        &[("recipients", "group"), ("group", "ops"), ("body", "b")],
+    );
+    let publish = h
+        .iq(ADMIN, "set", &form)
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Publish(publish) => Some(publish),
+            _ => None,
+        })
+        .expect("the job published");
+    let job: serde_json::Value = serde_json::from_slice(&publish.payload).unwrap();
+    assert_eq!(job["groups"], serde_json::json!(["ops"]), "{job}");
+    assert!(job.get("all_subscribers").is_none(), "{job}");
+}
