@@ -281,3 +281,26 @@ fn groups_lists_them_with_their_sizes_and_a_broadcast_addresses_one() {
     assert_eq!(job["groups"], serde_json::json!(["ops"]), "{job}");
     assert!(job.get("all_subscribers").is_none(), "{job}");
 }
+
+#[test]
+fn a_broadcast_whose_connection_is_lost_before_the_confirm_is_an_error_saying_so() {
+    let mut h = with_admin();
+    let sessionid = open_broadcast(&mut h);
+    let form = submit(&sessionid, &[("recipients", "all"), ("body", "hi")]);
+    let outputs = h.iq(ADMIN, "set", &form);
+    assert!(outputs.iter().any(|o| matches!(o, Output::Publish(_))));
+    h.input(Input::BrokerLost { generation: 1 });
+    let answer = answers(h.drain()).pop().expect("an answer");
+    let (kind, text) = condition(&answer);
+    assert_eq!(kind, DefinedCondition::ServiceUnavailable);
+    assert!(text.contains("may or may not be queued"), "{text}");
+
+    // With no broker connection, nothing is published.
+    let sessionid = open_broadcast(&mut h);
+    let form = submit(&sessionid, &[("recipients", "all"), ("body", "hi")]);
+    let outputs = h.iq(ADMIN, "set", &form);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Publish(_))));
+    let (kind, text) = condition(&answers(outputs)[0]);
+    assert_eq!(kind, DefinedCondition::ServiceUnavailable);
+    assert!(text.contains("no broker connection"), "{text}");
+}
