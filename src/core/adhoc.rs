@@ -11,9 +11,11 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
+use xmpp_parsers::disco::{DiscoInfoResult, Identity};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
+use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::io::{Destination, Lane, Output, Publish};
@@ -84,6 +86,31 @@ impl<H: Handler> Core<H> {
         };
         let items = commands::items(&to, listed);
         commands::result(to, from, id, items)
+    }
+
+    /// disco#info on a command's node (XEP-0050 §2.3), if `node` is one:
+    /// what it is, to an admin; `forbidden` to others, as for executing it.
+    pub(super) fn command_info(&self, from: Jid, to: Jid, id: String, node: &str) -> Option<Iq> {
+        let (node, name) = LIST.into_iter().find(|(listed, _)| *listed == node)?;
+        if !self.settings.is_admin(&from.to_bare()) {
+            let text = "only Herald's operators (xmpp.admins) may run its commands";
+            return Some(commands::error(
+                to,
+                from,
+                id,
+                DefinedCondition::Forbidden,
+                text,
+            ));
+        }
+        let info = DiscoInfoResult {
+            node: Some(node.to_string()),
+            identities: vec![Identity::new("automation", "command-node", "en", name)],
+            features: [commands::COMMANDS, ns::DATA_FORMS]
+                .map(str::to_string)
+                .into(),
+            extensions: Vec::new(),
+        };
+        Some(Iq::from_result(id, Some(info)).with_from(to).with_to(from))
     }
 
     /// A `<command/>` set: the answer now, or None when it waits for the

@@ -304,3 +304,19 @@ fn a_broadcast_whose_connection_is_lost_before_the_confirm_is_an_error_saying_so
     assert_eq!(kind, DefinedCondition::ServiceUnavailable);
     assert!(text.contains("no broker connection"), "{text}");
 }
+
+#[test]
+fn a_command_nodes_info_says_what_it_is_to_admins_only() {
+    let mut h = with_admin();
+    let query = "<query xmlns='http://jabber.org/protocol/disco#info' node='broadcast'/>";
+    let info = answers(h.iq(ADMIN, "get", query));
+    let info = payload(&info[0]);
+    assert_eq!(info.attr("node"), Some("broadcast"));
+    let identity = info
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(identity.attr("category"), Some("automation"));
+    assert_eq!(identity.attr("type"), Some("command-node"));
+    let refused = answers(h.iq("alice@localhost/phone", "get", query));
+    assert_eq!(condition(&refused[0]).0, DefinedCondition::Forbidden);
+}
