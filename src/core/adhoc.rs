@@ -131,15 +131,24 @@ impl<H: Handler> Core<H> {
             Ok(request) => request,
             Err(e) => return Some(asked.error(DefinedCondition::BadRequest, &e)),
         };
-        let done = |text: String| {
-            commands::response(&request.node, "", Status::Completed, None, Some(&text))
+        let note = match request.node.as_str() {
+            BROADCAST => return self.broadcast(asked, &request),
+            ONLINE => self.online_note(),
+            GROUPS => self.groups_note(),
+            _ => return Some(asked.error(DefinedCondition::ItemNotFound, "no such command")),
         };
-        match request.node.as_str() {
-            BROADCAST => self.broadcast(asked, &request),
-            ONLINE => Some(asked.answer(done(self.online_note()))),
-            GROUPS => Some(asked.answer(done(self.groups_note()))),
-            _ => Some(asked.error(DefinedCondition::ItemNotFound, "no such command")),
-        }
+        // One stage: completed at once, in a session of its own (every
+        // response carries one) that nothing needs to remember.
+        self.adhoc.next += 1;
+        let sessionid = format!("{}-{}", self.settings.run, self.adhoc.next);
+        let done = commands::response(
+            &request.node,
+            &sessionid,
+            Status::Completed,
+            None,
+            Some(&note),
+        );
+        Some(asked.answer(done))
     }
 
     fn broadcast(&mut self, asked: Asked, request: &CommandRequest) -> Option<Iq> {

@@ -251,6 +251,7 @@ fn online_users_counts_and_lists_them() {
     let answer = h.command(ADMIN, &execute("online-users"));
     let command = payload(&answer);
     assert_eq!(command.attr("status"), Some("completed"));
+    assert!(command.attr("sessionid").is_some_and(|id| !id.is_empty()));
     let note = command.get_child("note", COMMANDS).unwrap().text();
     assert_eq!(note, "1 users online, 1 available\nalice@localhost");
 }
