@@ -209,6 +209,16 @@ pub async fn publish(
             }
             ("", reply_to.as_str(), properties)
         }
+        Destination::Job { lane } => (
+            "",
+            match lane {
+                Lane::Urgent => config.urgent_queue.as_str(),
+                Lane::Normal => config.jobs_queue.as_str(),
+            },
+            BasicProperties::default()
+                .with_content_type(ShortString::from("application/json"))
+                .with_delivery_mode(2),
+        ),
         Destination::DeadLetter { reason, .. } | Destination::DeadRequest { reason, .. } => {
             let kept = kept.unwrap_or_default();
             let mut headers = kept.headers().clone().unwrap_or_default();

@@ -45,7 +45,9 @@ pub fn answered(message: &Publish) -> Option<RequestId> {
         Destination::Reply { request, .. } | Destination::DeadRequest { request, .. } => {
             Some(*request)
         }
-        Destination::Events { .. } | Destination::DeadLetter { .. } => None,
+        Destination::Events { .. } | Destination::DeadLetter { .. } | Destination::Job { .. } => {
+            None
+        }
     }
 }
 

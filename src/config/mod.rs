@@ -117,6 +117,9 @@ pub struct XmppConfig {
     pub user_events_burst: u32,
     /// Name shown in service discovery.
     pub name: String,
+    /// Bare JIDs of the operators who may run Herald's ad-hoc commands
+    /// (XEP-0050) from their XMPP client; empty: nobody may.
+    pub admins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -251,6 +254,7 @@ impl Default for XmppConfig {
             user_events_per_sec: 10,
             user_events_burst: 50,
             name: "Herald broadcast".into(),
+            admins: Vec::new(),
         }
     }
 }

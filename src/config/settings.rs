@@ -123,6 +123,20 @@ impl Config {
         if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
             return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
         }
+        let mut admins = Vec::with_capacity(xmpp.admins.len());
+        for admin in &xmpp.admins {
+            match BareJid::new(admin) {
+                Ok(jid) if jid.node().is_some() => admins.push(jid),
+                _ => {
+                    return invalid(format!(
+                        "xmpp.admins: {admin:?} is not a user's bare JID (user@domain)"
+                    ))
+                }
+            }
+        }
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
         Ok(Settings {
             core: crate::core::Settings {
                 domain: domain.clone(),
@@ -138,6 +152,8 @@ impl Config {
                 remember_jobs: self.store.remember_jobs,
                 max_in_flight: usize::from(self.amqp.prefetch),
                 max_backoff: Duration::from_secs(self.amqp.max_backoff_secs.max(1)),
+                admins,
+                run: format!("{run:x}"),
             },
             limits,
             checkpoint_every: broadcast.checkpoint_every,

@@ -178,3 +178,18 @@ fn one_broker_url_or_the_nodes_of_a_cluster_and_their_queue_type() {
     let err = load("queue_type = \"mirrored\"\n").unwrap_err().to_string();
     assert!(err.contains("mirrored") && err.contains("quorum"), "{err}");
 }
+
+#[test]
+fn admins_are_users_bare_jids() {
+    let admins = |list: &[&str]| {
+        let mut config = valid();
+        config.xmpp.admins = list.iter().map(|a| a.to_string()).collect();
+        config.settings().map(|s| s.core.admins.len())
+    };
+    assert_eq!(admins(&[]).unwrap(), 0, "nobody by default");
+    assert_eq!(admins(&["root@localhost", "ops@example.com"]).unwrap(), 2);
+    for bad in ["root@localhost/desk", "localhost", "not a jid@"] {
+        let error = admins(&[bad]).unwrap_err().to_string();
+        assert!(error.contains("xmpp.admins"), "{bad}: {error}");
+    }
+}

@@ -111,6 +111,23 @@ impl Broker {
         publish
     }
 
+    /// A publish whose confirm the caller waits for itself (it settles no
+    /// job): never retried here.
+    pub fn confirmable(
+        &mut self,
+        generation: u64,
+        destination: Destination,
+        payload: Vec<u8>,
+    ) -> Publish {
+        self.next_id += 1;
+        Publish {
+            id: Some(self.next_id),
+            generation,
+            destination,
+            payload,
+        }
+    }
+
     /// Publish `id` is confirmed: what it settles, unless its connection
     /// was lost meanwhile.
     pub fn confirmed(&mut self, id: u64) -> Option<Awaiting> {

@@ -152,6 +152,7 @@ impl<H: Handler> Core<H> {
     pub(super) fn on_published(&mut self, id: u64) {
         self.metrics.events_confirmed.inc();
         let Some(awaiting) = self.broker.confirmed(id) else {
+            self.on_adhoc_confirmed(id);
             return;
         };
         if let Some(key) = awaiting.reported_key {

@@ -117,6 +117,7 @@ impl<H: Handler> Core<H> {
     /// attempt that can never report.
     pub(super) fn on_broker_lost(&mut self, generation: u64) {
         self.broker.lost(generation);
+        self.on_adhoc_broker_lost(generation);
         self.forget_fanning_of(generation);
         for job in self.jobs.forget_generation(generation) {
             self.metrics.jobs.requeued.inc();

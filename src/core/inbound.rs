@@ -13,7 +13,7 @@ use super::{Core, InvalidStanza, Output};
 use crate::handler::{Context, Effects, Handler};
 use crate::presence::{PresenceChange, ResourcePresence};
 use crate::store::Subscription;
-use crate::xmpp::stanzas;
+use crate::xmpp::{commands, stanzas};
 
 impl<H: Handler> Core<H> {
     pub(super) fn on_stanza(&mut self, stanza: Stanza) {
@@ -195,12 +195,30 @@ impl<H: Handler> Core<H> {
             _ => return,
         };
         let is_get = matches!(iq, Iq::Get { .. });
-        let reply = if is_get && payload.is("query", ns::DISCO_INFO) {
-            let mut features = vec![ns::DISCO_INFO, ns::PING];
+        let node = payload.attr("node");
+        let command_info = match node {
+            Some(node) if is_get && payload.is("query", ns::DISCO_INFO) => {
+                self.command_info(from.clone(), to.clone(), id.clone(), node)
+            }
+            _ => None,
+        };
+        let reply = if let Some(info) = command_info {
+            info
+        } else if is_get && payload.is("query", ns::DISCO_INFO) {
+            let mut features = vec![ns::DISCO_INFO, ns::PING, commands::COMMANDS];
             features.extend(self.handler.features());
             stanzas::disco_info(to, from, id, &self.settings.name, &features)
         } else if is_get && payload.is("ping", ns::PING) {
             stanzas::iq_result(to, from, id)
+        } else if is_get && payload.is("query", ns::DISCO_ITEMS) && node == Some(commands::COMMANDS)
+        {
+            self.command_items(from, to, id)
+        } else if !is_get && payload.is("command", commands::COMMANDS) {
+            match self.on_command(from, to, id, payload) {
+                Some(answer) => answer,
+                // Answered once the broker confirms its job.
+                None => return,
+            }
         } else {
             let answer = self.with_handler(|handler, ctx| handler.on_iq(ctx, &iq));
             answer.unwrap_or_else(|| {

@@ -146,6 +146,9 @@ pub enum Destination {
         reply_to: String,
         correlation_id: Option<String>,
     },
+    /// A job Herald queues itself (an operator's ad-hoc broadcast): to
+    /// that lane's jobs queue through the default exchange, persistent.
+    Job { lane: Lane },
     /// A control request with nowhere to answer: to the dead-letter queue,
     /// keeping its AMQP properties and saying why; then acknowledged.
     DeadRequest { request: RequestId, reason: String },

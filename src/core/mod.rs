@@ -13,6 +13,7 @@
 //! arrive ([`Core::handle`]); stanzas only go out while there is a stream.
 
 mod ack_window;
+mod adhoc;
 mod barrier;
 mod broker;
 mod completion;
@@ -117,6 +118,8 @@ pub struct Core<H> {
     /// last said, less what was queued since.
     room: usize,
     out: VecDeque<Output>,
+    /// Operators' ad-hoc command sessions and queued broadcasts.
+    adhoc: adhoc::Adhoc,
     metrics: Metrics,
     now: Instant,
     keepalive_at: Instant,
@@ -150,6 +153,7 @@ impl<H: Handler> Core<H> {
             fanning: [None, None],
             room: 0,
             out: VecDeque::new(),
+            adhoc: adhoc::Adhoc::default(),
             metrics,
             now,
             keepalive_at: now + settings.keepalive,
@@ -197,7 +201,7 @@ impl<H: Handler> Core<H> {
             Input::Published { id } => self.on_published(id),
             Input::PublishRefused { publish } => {
                 self.metrics.events_failed.inc();
-                if self.broker.refused(publish, now).is_some() {
+                if !self.on_adhoc_refused(&publish) && self.broker.refused(publish, now).is_some() {
                     tracing::warn!("publish refused; retrying without redoing the job");
                 }
             }

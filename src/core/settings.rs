@@ -32,12 +32,23 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Longest pause between retries of a refused publish or failed commit.
     pub max_backoff: Duration,
+    /// Operators who may run the ad-hoc commands.
+    pub admins: Vec<BareJid>,
+    /// Tells this run's ad-hoc session ids (and so the ids of the jobs
+    /// they queue) from an earlier run's: the start time, set once when
+    /// the configuration is read.
+    pub run: String,
 }
 
 impl Settings {
     /// Whether users of `domain` are Herald's to serve.
     pub fn serves(&self, domain: &str) -> bool {
         serves(&self.user_domains, domain)
+    }
+
+    /// Whether `user` may run the ad-hoc commands.
+    pub fn is_admin(&self, user: &BareJid) -> bool {
+        self.admins.contains(user)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The half of Herald that faces the XMPP server: the XEP-0114 session and
 //! the stanzas the component sends on its own behalf.
 
+pub mod commands;
 mod depth;
 pub mod session;
 pub mod stanzas;

@@ -123,7 +123,9 @@ impl Broker {
         let (request, reply) = match &publish.destination {
             Destination::Reply { request, .. } => (request, true),
             Destination::DeadRequest { request, .. } => (request, false),
-            Destination::Events { .. } | Destination::DeadLetter { .. } => return Ok(()),
+            Destination::Events { .. }
+            | Destination::DeadLetter { .. }
+            | Destination::Job { .. } => return Ok(()),
         };
         match self.open_requests.remove(&request.tag) {
             Some(reply_to) if reply_to == reply => Ok(()),
@@ -211,9 +213,9 @@ impl Broker {
             Destination::Reply { .. } | Destination::DeadRequest { .. } => {
                 self.answers.push_back(publish)
             }
-            Destination::Events { .. } | Destination::DeadLetter { .. } => {
-                self.in_flight.push_back(publish)
-            }
+            Destination::Events { .. }
+            | Destination::DeadLetter { .. }
+            | Destination::Job { .. } => self.in_flight.push_back(publish),
         }
     }
 
@@ -224,7 +226,8 @@ impl Broker {
             Destination::Events { routing_key } if routing_key == "job.report" => {
                 self.reports.push(publish.payload.clone());
             }
-            Destination::Events { .. } => {}
+            // The worlds run no ad-hoc commands: no job of Herald's own.
+            Destination::Events { .. } | Destination::Job { .. } => {}
             Destination::DeadLetter { job, reason } => {
                 if let Some(message) = self.unacked[job.lane.index()].get(&job.tag) {
                     self.dead.push((message.job, reason.clone()));

@@ -225,6 +225,9 @@ impl Ledger {
                 Ok(())
             }
             Destination::DeadRequest { .. } => Ok(()),
+            Destination::Job { .. } => Err("Herald queued a job of its own, and the worlds \
+                                            run no ad-hoc commands"
+                .into()),
         }
     }
 

@@ -20,7 +20,7 @@ impl Harness {
 
     /// Sends a group change; checks that nothing is answered before its
     /// batch is committed; commits it and returns the reply.
-    fn change(&mut self, tag: u64, body: &Value) -> Value {
+    pub(super) fn change(&mut self, tag: u64, body: &Value) -> Value {
         self.request(tag, body);
         let outputs = self.drain();
         assert!(
