@@ -303,6 +303,7 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
     );
 }
 
+mod cancel;
 mod control;
 mod groups;
 mod reach;

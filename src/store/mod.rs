@@ -88,6 +88,9 @@ pub enum Change {
         members: Vec<BareJid>,
     },
     GroupDelete(String),
+    /// The job with this key was cancelled (the control operation
+    /// `cancel`). The oldest beyond `store.remember_jobs` is forgotten.
+    JobCancelled(String),
 }
 
 pub struct Store {
