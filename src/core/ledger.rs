@@ -28,8 +28,9 @@ pub struct Ledger {
     next_seq: u64,
     capacity: usize,
     cancelled: HashSet<String>,
-    /// Cancelled keys, oldest first.
+    /// Cancelled keys, oldest first, at most `cancelled_capacity`.
     cancelled_order: VecDeque<String>,
+    cancelled_capacity: usize,
 }
 
 struct Completed {
@@ -59,6 +60,7 @@ impl Ledger {
             capacity,
             cancelled: HashSet::new(),
             cancelled_order: VecDeque::new(),
+            cancelled_capacity: crate::store::cancelled_window(capacity),
         }
     }
 
@@ -156,7 +158,7 @@ impl Ledger {
         if self.cancelled.insert(key.clone()) {
             self.cancelled_order.push_back(key);
         }
-        while self.cancelled_order.len() > self.capacity {
+        while self.cancelled_order.len() > self.cancelled_capacity {
             if let Some(oldest) = self.cancelled_order.pop_front() {
                 self.cancelled.remove(&oldest);
             }
@@ -222,17 +224,18 @@ mod tests {
 
     #[test]
     fn cancelled_keys_are_remembered_in_a_window_of_their_own() {
-        let mut ledger = Ledger::new(2);
+        let mut ledger = Ledger::new(0);
         ledger.cancel("a".into());
         ledger.cancel("b".into());
         ledger.cancel("a".into());
         ledger.complete("c", report("c"));
-        ledger.complete("d", report("d"));
-        ledger.complete("e", report("e"));
+        assert!(ledger.earlier("c").is_none(), "no completed job remembered");
         assert!(ledger.is_cancelled("a") && ledger.is_cancelled("b"));
-        ledger.cancel("f".into());
+        for n in 0..crate::store::cancelled_window(0) - 1 {
+            ledger.cancel(n.to_string());
+        }
         assert!(!ledger.is_cancelled("a"), "the oldest is forgotten");
-        assert!(ledger.is_cancelled("b") && ledger.is_cancelled("f"));
+        assert!(ledger.is_cancelled("b") && ledger.is_cancelled("0"));
     }
 
     #[test]

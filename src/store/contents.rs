@@ -20,7 +20,7 @@ pub struct Contents {
     /// How many completed jobs are remembered (`store.remember_jobs`).
     remember_jobs: usize,
     groups: Groups,
-    /// Cancelled keys, oldest first, at most `remember_jobs` of them.
+    /// Cancelled keys, oldest first, at most [`super::cancelled_window`].
     cancelled: VecDeque<String>,
 }
 
@@ -83,7 +83,7 @@ impl Contents {
                 if !self.cancelled.contains(&key) {
                     self.cancelled.push_back(key);
                 }
-                while self.cancelled.len() > self.remember_jobs {
+                while self.cancelled.len() > super::cancelled_window(self.remember_jobs) {
                     self.cancelled.pop_front();
                 }
             }
@@ -177,15 +177,19 @@ mod tests {
 
     #[test]
     fn cancelled_keys_are_kept_once_in_a_window_and_rebuilt_by_the_changes() {
-        let mut contents = Contents::new(2);
-        for key in ["a", "b", "a", "c"] {
-            contents.apply(Change::JobCancelled(key.into()));
+        let window = super::super::cancelled_window(0);
+        let mut contents = Contents::new(0);
+        let keys = (0..=window).map(|n| n.to_string());
+        for key in ["0", "1"].into_iter().map(String::from).chain(keys) {
+            contents.apply(Change::JobCancelled(key));
         }
-        let mut compacted = Contents::new(2);
+        let mut compacted = Contents::new(0);
         for change in contents.changes() {
             compacted.apply(change);
         }
-        assert_eq!(compacted.into_restored().cancelled, ["b", "c"]);
+        let cancelled = compacted.into_restored().cancelled;
+        assert_eq!(cancelled.len(), window, "the oldest is forgotten");
+        assert_eq!(cancelled[0], "1", "a repeat is kept once, where it was");
     }
 
     #[test]
