@@ -147,6 +147,12 @@ impl<'a> Context<'a> {
         self.effects.checkpoints.push((sent, token));
     }
 
+    /// Whether the job with this key was cancelled (the control operation
+    /// `cancel`, within the remembered window): it is to send nothing.
+    pub fn is_cancelled(&self, key: &str) -> bool {
+        self.jobs.is_cancelled(key)
+    }
+
     /// An earlier job with this key, in progress or completed (within the
     /// remembered window): the job at hand is then a duplicate.
     pub fn earlier_job(&self, key: &str) -> Option<Earlier<'_>> {
@@ -206,6 +212,8 @@ pub struct Tally {
     pub invalid: u64,
     /// Recipients of a job taken after its deadline.
     pub expired: u64,
+    /// Recipients of a cancelled job not reached before it was cancelled.
+    pub cancelled: u64,
 }
 
 /// What to do with a job once the handler has seen it.
@@ -249,6 +257,10 @@ pub trait JobSlices: std::fmt::Debug {
     /// between them); the job's outcome once it has sent its last, None
     /// while more remain. Each call sees the presence of its moment.
     fn next_slice(&mut self, ctx: &mut Context<'_>, budget: usize) -> Option<JobOutcome>;
+
+    /// The job was cancelled: nothing more is sent, and its outcome counts
+    /// the recipients not walked yet as cancelled.
+    fn cancel(&mut self) -> JobOutcome;
 }
 
 pub trait Handler {

@@ -69,6 +69,19 @@ enum Command {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Cancel a job by its id: if it is going out it stops, if Herald has
+    /// not taken it yet it sends nothing when it comes up.
+    ///
+    /// Prints Herald's reply (JSON): "state" is in_progress, pending or
+    /// completed (nothing left to cancel). Answered once Herald's store
+    /// has the cancellation.
+    Cancel {
+        /// The job's "id"
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Herald's version, its connections and its counts (JSON).
     Status {
         #[command(flatten)]
@@ -106,6 +119,9 @@ fn main() -> ExitCode {
             return control(config_path, Request::Online { limit, after }, wait)
         }
         Some(Command::Status { wait }) => return control(config_path, Request::Status, wait),
+        Some(Command::Cancel { id, wait }) => {
+            return control(config_path, Request::Cancel { id }, wait)
+        }
         Some(Command::Group { op, wait }) => {
             return match op.request() {
                 Ok(request) => control(config_path, request, wait),

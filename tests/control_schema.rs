@@ -8,16 +8,18 @@ use std::path::Path;
 
 use boon::{Compiler, SchemaIndex, Schemas};
 use herald::control::{
-    self, GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, OnlineResult, OnlineUser,
-    PresenceResult, Reply, RequestError, StatusResult, UserPresence,
+    self, CancelResult, CancelState, GroupChanged, GroupDeleted, GroupList, GroupPage,
+    GroupSummary, OnlineResult, OnlineUser, PresenceResult, Reply, RequestError, StatusResult,
+    UserPresence,
 };
 use serde_json::{json, Value};
 
 const SCHEMA_URL: &str = "file:///herald/docs/control.schema.json";
-const REQUESTS: [&str; 9] = [
+const REQUESTS: [&str; 10] = [
     "presenceRequest",
     "onlineRequest",
     "statusRequest",
+    "cancelRequest",
     "groupPutRequest",
     "groupAddRequest",
     "groupRemoveRequest",
@@ -25,10 +27,11 @@ const REQUESTS: [&str; 9] = [
     "groupGetRequest",
     "groupListRequest",
 ];
-const REPLIES: [&str; 8] = [
+const REPLIES: [&str; 9] = [
     "presenceReply",
     "onlineReply",
     "statusReply",
+    "cancelReply",
     "groupChangeReply",
     "groupDeleteReply",
     "groupGetReply",
@@ -112,6 +115,7 @@ fn every_example_is_one_request_or_reply_and_herald_reads_it_alike() {
                 "presenceReply" => serde_json::from_value::<PresenceResult>(result).is_ok(),
                 "onlineReply" => serde_json::from_value::<OnlineResult>(result).is_ok(),
                 "statusReply" => serde_json::from_value::<StatusResult>(result).is_ok(),
+                "cancelReply" => serde_json::from_value::<CancelResult>(result).is_ok(),
                 "groupChangeReply" => serde_json::from_value::<GroupChanged>(result).is_ok(),
                 "groupDeleteReply" => serde_json::from_value::<GroupDeleted>(result).is_ok(),
                 "groupGetReply" => serde_json::from_value::<GroupPage>(result).is_ok(),
@@ -145,6 +149,10 @@ fn requests_the_schema_refuses_herald_refuses() {
         json!({"op": "online", "limit": 10_001}),
         json!({"op": "status", "verbose": true}),
         json!({"op": "reboot"}),
+        json!({"op": "cancel"}),
+        json!({"op": "cancel", "id": " "}),
+        json!({"op": "cancel", "id": "x".repeat(257)}),
+        json!({"op": "cancel", "id": "j", "reason": "oops"}),
         json!({"users": []}),
         json!({"op": "group.put", "group": "a b", "members": []}),
         json!({"op": "group.put", "group": "x".repeat(65), "members": []}),
@@ -219,6 +227,24 @@ fn replies_herald_builds_pass_the_schema() {
                 jobs_in_flight: 0,
                 remembered_jobs: 0,
                 groups: 2,
+            }),
+        ),
+        (
+            "cancelReply",
+            Reply::result(CancelResult {
+                id: "j".into(),
+                state: CancelState::InProgress,
+                report: Some(json!({"id": "j", "recipients": 3, "sent": 1,
+                    "skipped": {"offline": 0, "unavailable": 0, "invalid": 0, "cancelled": 2},
+                    "cancelled": true})),
+            }),
+        ),
+        (
+            "cancelReply",
+            Reply::result(CancelResult {
+                id: "j".into(),
+                state: CancelState::Completed,
+                report: None,
             }),
         ),
         (

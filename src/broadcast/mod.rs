@@ -12,8 +12,8 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
-use fanout::Walk;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
+use fanout::{Stop, Walk};
 pub use job::{Job, JobError, JobLimits};
 use slices::Slices;
 
@@ -121,12 +121,18 @@ impl Handler for Broadcast {
             .and_then(|token| serde_json::from_slice(token).ok())
             .unwrap_or_default();
         let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
+        if ctx.is_cancelled(&job.id) {
+            tracing::info!(job = %job.id, "cancelled before it came up: nothing sent");
+            let report = fanout::stop_from(&job, from, resent, Stop::Cancelled);
+            return done(report, from, &missing);
+        }
         // Taken after its deadline: whatever is left of it sends nothing,
         // and no stranger is probed for it.
         if let (Some(deadline), Some(now)) = (job.expires_at, ctx.wall_clock()) {
             if now >= deadline {
                 tracing::info!(job = %job.id, "taken after its expires_at: nothing sent");
-                return done(fanout::expire_from(&job, from, resent), from, &missing);
+                let report = fanout::stop_from(&job, from, resent, Stop::Expired);
+                return done(report, from, &missing);
             }
         }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
@@ -166,13 +172,14 @@ fn done(report: Report, from: Progress, missing_groups: &[String]) -> JobOutcome
     JobOutcome::Done {
         report: Some(Event::json(REPORT_KEY, &event)),
         // This attempt's share: earlier attempts counted the rest (and
-        // none of them expired, or this one would not be).
+        // none of them expired or was cancelled, or this one would not be).
         tally: Tally {
             sent: (report.sent - from.sent) as u64,
             offline: (report.skipped.offline - from.offline) as u64,
             unavailable: (report.skipped.unavailable - from.unavailable) as u64,
             invalid: (report.skipped.invalid - from.invalid) as u64,
             expired: report.skipped.expired as u64,
+            cancelled: report.skipped.cancelled as u64,
         },
         key: Some(report.id),
     }

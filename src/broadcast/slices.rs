@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::fanout::{Progress, Report, Walk};
+use super::fanout::{Progress, Report, Stop, Walk};
 use super::{done, Job};
 use crate::handler::{Context, JobOutcome, JobSlices};
 use crate::xmpp::wire::MessageTemplate;
@@ -67,6 +67,12 @@ impl JobSlices for Slices {
             done(report, self.walk.from(), &self.missing_groups)
         })
     }
+
+    fn cancel(&mut self) -> JobOutcome {
+        let report = self.walk.stop(&self.job, Stop::Cancelled);
+        log_fanned_out(&report, self.walk.from());
+        done(report, self.walk.from(), &self.missing_groups)
+    }
 }
 
 fn log_fanned_out(report: &Report, from: Progress) {
@@ -80,6 +86,7 @@ fn log_fanned_out(report: &Report, from: Progress) {
         offline = report.skipped.offline,
         unavailable = report.skipped.unavailable,
         invalid = report.skipped.invalid,
+        cancelled = report.skipped.cancelled,
         resumed_at = from.next,
         possible_duplicates = report.possible_duplicates,
         "job fanned out"

@@ -169,7 +169,10 @@ pub(super) fn to_json(request: &Request) -> Option<Value> {
             }
             value
         }
-        Request::Presence { .. } | Request::Online { .. } | Request::Status => return None,
+        Request::Presence { .. }
+        | Request::Online { .. }
+        | Request::Status
+        | Request::Cancel { .. } => return None,
     };
     Some(value)
 }

@@ -5,6 +5,7 @@
 //! ([`crate::send::control`]). docs/control.md and docs/schema/control/
 //! describe the same contract for other languages.
 
+mod cancel;
 mod groups;
 
 use serde::de::IgnoredAny;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use xmpp_parsers::jid::BareJid;
 
+pub use cancel::{CancelResult, CancelState};
 pub use groups::{
     GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, MAX_REQUEST_MEMBERS,
 };
@@ -67,6 +69,10 @@ pub enum Request {
         limit: usize,
         after: Option<String>,
     },
+    /// The job with this `id` sends nothing more.
+    Cancel {
+        id: String,
+    },
 }
 
 /// Why a request is refused; `code` is what the reply says.
@@ -74,7 +80,7 @@ pub enum Request {
 pub enum RequestError {
     #[error("the request is not JSON: {0}")]
     InvalidJson(String),
-    #[error("unknown op {0:?}; known: presence, online, status, group.put, group.add, group.remove, group.delete, group.get, group.list")]
+    #[error("unknown op {0:?}; known: presence, online, status, cancel, group.put, group.add, group.remove, group.delete, group.get, group.list")]
     UnknownOp(String),
     #[error("{0}")]
     InvalidRequest(String),
@@ -161,6 +167,7 @@ pub fn parse(payload: &[u8]) -> Result<Request, RequestError> {
             serde_json::from_value::<StatusFields>(value).map_err(invalid)?;
             Ok(Request::Status)
         }
+        "cancel" => cancel::parse(value),
         op if groups::OPS.contains(&op) => {
             let op = op.to_string();
             groups::parse(&op, value)
@@ -193,6 +200,7 @@ impl Request {
                 value
             }
             Request::Status => serde_json::json!({"op": "status"}),
+            Request::Cancel { id } => serde_json::json!({"op": "cancel", "id": id}),
             group => groups::to_json(group).unwrap_or_default(),
         };
         value.to_string().into_bytes()

@@ -15,6 +15,7 @@ fn every_request_reads_back_as_written() {
             after: None,
         },
         Request::Status,
+        Request::Cancel { id: "job-1".into() },
     ] {
         assert_eq!(parse(&request.to_json()), Ok(request));
     }
@@ -28,6 +29,12 @@ fn limits_are_checked() {
         parse(body.as_bytes()),
         Err(RequestError::InvalidRequest(_))
     ));
+    for body in [r#"{"op":"cancel"}"#, r#"{"op":"cancel","id":" "}"#] {
+        assert!(
+            matches!(parse(body.as_bytes()), Err(RequestError::InvalidRequest(_))),
+            "{body}"
+        );
+    }
     let body = format!(r#"{{"op":"online","limit":{}}}"#, MAX_PAGE + 1);
     assert!(matches!(
         parse(body.as_bytes()),
@@ -37,13 +44,13 @@ fn limits_are_checked() {
 
 #[test]
 fn an_error_reply_carries_the_code_and_the_message() {
-    let error = parse(br#"{"op":"cancel"}"#).unwrap_err();
+    let error = parse(br#"{"op":"unsubscribe"}"#).unwrap_err();
     let reply: serde_json::Value = serde_json::from_slice(&Reply::error(&error).to_json()).unwrap();
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "unknown_op");
     assert!(reply["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("cancel"));
+        .contains("unsubscribe"));
     assert!(reply.get("result").is_none());
 }

@@ -79,6 +79,7 @@ impl<H: Handler> Core<H> {
             R::Presence { users } => Reply::result(self.presence_of(users)),
             R::Online { limit, after } => Reply::result(self.online(limit, after.as_deref())),
             R::Status => Reply::result(self.status()),
+            R::Cancel { id } => return self.cancel_job(id),
             R::GroupPut { name, members } => return self.put_group(name, members),
             R::GroupAdd { name, members } => return self.add_to_group(name, members),
             R::GroupRemove { name, members } => return self.remove_from_group(name, members),

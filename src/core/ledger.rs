@@ -6,6 +6,9 @@
 //! A job completed in an earlier run whose report the broker never
 //! confirmed (Herald stopped in between) still owes its report: its first
 //! repeat gets the original report, not a duplicate's.
+//! Jobs cancelled by the control plane are remembered the same way (a
+//! window of as many keys, oldest forgotten first), so that a cancelled
+//! job sends nothing when it comes up.
 //! Pure bookkeeping: the event loop persists what it returns.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,6 +27,10 @@ pub struct Ledger {
     order: VecDeque<String>,
     next_seq: u64,
     capacity: usize,
+    cancelled: HashSet<String>,
+    /// Cancelled keys, oldest first, at most `cancelled_capacity`.
+    cancelled_order: VecDeque<String>,
+    cancelled_capacity: usize,
 }
 
 struct Completed {
@@ -51,6 +58,9 @@ impl Ledger {
             order: VecDeque::new(),
             next_seq: 1,
             capacity,
+            cancelled: HashSet::new(),
+            cancelled_order: VecDeque::new(),
+            cancelled_capacity: crate::store::cancelled_window(capacity),
         }
     }
 
@@ -142,6 +152,23 @@ impl Ledger {
         seq
     }
 
+    /// The job with this key is cancelled (also to restore a cancellation
+    /// of an earlier run, oldest first).
+    pub fn cancel(&mut self, key: String) {
+        if self.cancelled.insert(key.clone()) {
+            self.cancelled_order.push_back(key);
+        }
+        while self.cancelled_order.len() > self.cancelled_capacity {
+            if let Some(oldest) = self.cancelled_order.pop_front() {
+                self.cancelled.remove(&oldest);
+            }
+        }
+    }
+
+    pub fn is_cancelled(&self, key: &str) -> bool {
+        self.cancelled.contains(key)
+    }
+
     pub fn completed_len(&self) -> usize {
         self.completed.len()
     }
@@ -193,6 +220,22 @@ mod tests {
         assert!(ledger.earlier("a").is_none(), "the oldest is forgotten");
         assert!(ledger.earlier("b").is_some());
         assert_eq!(ledger.completed_len(), 2);
+    }
+
+    #[test]
+    fn cancelled_keys_are_remembered_in_a_window_of_their_own() {
+        let mut ledger = Ledger::new(0);
+        ledger.cancel("a".into());
+        ledger.cancel("b".into());
+        ledger.cancel("a".into());
+        ledger.complete("c", report("c"));
+        assert!(ledger.earlier("c").is_none(), "no completed job remembered");
+        assert!(ledger.is_cancelled("a") && ledger.is_cancelled("b"));
+        for n in 0..crate::store::cancelled_window(0) - 1 {
+            ledger.cancel(n.to_string());
+        }
+        assert!(!ledger.is_cancelled("a"), "the oldest is forgotten");
+        assert!(ledger.is_cancelled("b") && ledger.is_cancelled("0"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod ack_window;
 mod adhoc;
 mod barrier;
 mod broker;
+mod cancel;
 mod completion;
 mod connection;
 mod control;
@@ -75,6 +76,8 @@ pub struct Restored {
     pub completed: Vec<CompletedJob>,
     pub progress: Vec<(String, Vec<u8>)>,
     pub groups: Groups,
+    /// Keys of cancelled jobs, oldest first.
+    pub cancelled: Vec<String>,
 }
 
 /// What waits for the server to read the stanzas before it.
@@ -168,6 +171,9 @@ impl<H: Handler> Core<H> {
         }
         for (key, token) in restored.progress {
             core.ledger.advance(key, token);
+        }
+        for key in restored.cancelled {
+            core.ledger.cancel(key);
         }
         core.update_job_gauges();
         core

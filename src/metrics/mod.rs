@@ -50,6 +50,8 @@ pub struct JobCounters {
     pub dead_lettered: IntCounter,
     pub requeued: IntCounter,
     pub duplicate: IntCounter,
+    /// Jobs reported cancelled (before they came up or while going out).
+    pub cancelled: IntCounter,
 }
 
 /// Outcomes of recipients, as counted in `herald_recipients_total`.
@@ -60,6 +62,7 @@ pub struct RecipientCounters {
     pub unavailable: IntCounter,
     pub invalid: IntCounter,
     pub expired: IntCounter,
+    pub cancelled: IntCounter,
 }
 
 /// Presence probes sent, by why, as counted in `herald_probes_sent_total`.
@@ -214,6 +217,7 @@ impl Metrics {
                 dead_lettered: jobs.with_label_values(&["dead_lettered"]),
                 requeued: jobs.with_label_values(&["requeued"]),
                 duplicate: jobs.with_label_values(&["duplicate"]),
+                cancelled: jobs.with_label_values(&["cancelled"]),
             },
             limited: LimitedCounters {
                 message: limited.with_label_values(&["message"]),
@@ -225,6 +229,7 @@ impl Metrics {
                 unavailable: recipients.with_label_values(&["unavailable"]),
                 invalid: recipients.with_label_values(&["invalid"]),
                 expired: recipients.with_label_values(&["expired"]),
+                cancelled: recipients.with_label_values(&["cancelled"]),
             },
             probes: ProbeCounters {
                 subscriber: probes.with_label_values(&["subscriber"]),

@@ -1,4 +1,5 @@
-//! `herald presence`, `herald online` and `herald status`: one control
+//! `herald presence`, `herald online`, `herald status`, `herald cancel`
+//! and `herald group`: one control
 //! request each, published to `amqp.control_queue` the way an application
 //! does it, and the reply printed as Herald wrote it (JSON).
 //!

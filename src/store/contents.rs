@@ -1,10 +1,10 @@
 //! What the store holds, as the changes written so far leave it: the
 //! subscribers, the checkpoints of jobs not completed, a window of
-//! completed jobs, and the groups. Pure data: the log replays its records into it, the
+//! completed jobs, a window of cancelled jobs, and the groups. Pure data: the log replays its records into it, the
 //! simulation applies committed batches to it, and both hand what it holds
 //! to a starting core.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::{Change, CompletedJob, Subscription};
 use crate::core::Restored;
@@ -20,6 +20,8 @@ pub struct Contents {
     /// How many completed jobs are remembered (`store.remember_jobs`).
     remember_jobs: usize,
     groups: Groups,
+    /// Cancelled keys, oldest first, at most [`super::cancelled_window`].
+    cancelled: VecDeque<String>,
 }
 
 impl Contents {
@@ -76,6 +78,15 @@ impl Contents {
             Change::GroupDelete(name) => {
                 self.groups.delete(&name);
             }
+            Change::JobCancelled(key) => {
+                // Cancelled keys are few: a scan keeps them unique.
+                if !self.cancelled.contains(&key) {
+                    self.cancelled.push_back(key);
+                }
+                while self.cancelled.len() > super::cancelled_window(self.remember_jobs) {
+                    self.cancelled.pop_front();
+                }
+            }
         }
     }
 
@@ -103,7 +114,12 @@ impl Contents {
             name: name.to_string(),
             members: members.iter().cloned().collect(),
         });
-        subscriptions.chain(progress).chain(completed).chain(groups)
+        let cancelled = self.cancelled.iter().cloned().map(Change::JobCancelled);
+        subscriptions
+            .chain(progress)
+            .chain(completed)
+            .chain(groups)
+            .chain(cancelled)
     }
 
     /// What a starting core is given.
@@ -114,6 +130,7 @@ impl Contents {
             mut completed,
             completed_order,
             groups,
+            cancelled,
             ..
         } = self;
         Restored {
@@ -124,6 +141,7 @@ impl Contents {
                 .collect(),
             progress: progress.into_iter().collect(),
             groups,
+            cancelled: cancelled.into(),
         }
     }
 }
@@ -155,6 +173,23 @@ mod tests {
             .map(|j| j.key)
             .collect();
         assert_eq!(keys, ["a", "c"]);
+    }
+
+    #[test]
+    fn cancelled_keys_are_kept_once_in_a_window_and_rebuilt_by_the_changes() {
+        let window = super::super::cancelled_window(0);
+        let mut contents = Contents::new(0);
+        let keys = (0..=window).map(|n| n.to_string());
+        for key in ["0", "1"].into_iter().map(String::from).chain(keys) {
+            contents.apply(Change::JobCancelled(key));
+        }
+        let mut compacted = Contents::new(0);
+        for change in contents.changes() {
+            compacted.apply(change);
+        }
+        let cancelled = compacted.into_restored().cancelled;
+        assert_eq!(cancelled.len(), window, "the oldest is forgotten");
+        assert_eq!(cancelled[0], "1", "a repeat is kept once, where it was");
     }
 
     #[test]

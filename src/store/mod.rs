@@ -19,6 +19,14 @@ use tokio::sync::mpsc;
 use xmpp_parsers::jid::BareJid;
 
 pub use contents::Contents;
+
+/// How many cancelled job ids are remembered: as many as completed jobs
+/// (`store.remember_jobs`), and never so few that a cancellation answered
+/// `pending` is forgotten before its job comes up in the usual course
+/// (`remember_jobs = 0` remembers no completed job, but cancellations).
+pub fn cancelled_window(remember_jobs: usize) -> usize {
+    remember_jobs.max(1_000)
+}
 use log::Log;
 
 use crate::core::{Batch, Restored};
@@ -88,6 +96,9 @@ pub enum Change {
         members: Vec<BareJid>,
     },
     GroupDelete(String),
+    /// The job with this key was cancelled (the control operation
+    /// `cancel`). The oldest beyond `store.remember_jobs` is forgotten.
+    JobCancelled(String),
 }
 
 pub struct Store {

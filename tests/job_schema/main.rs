@@ -322,6 +322,7 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
             unavailable: 1,
             invalid: 1,
             expired: 0,
+            cancelled: 0,
         },
         ..Report::default()
     };
@@ -339,11 +340,25 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
             unavailable: 0,
             invalid: 1,
             expired: 3,
+            cancelled: 0,
         },
         ..report.clone()
     };
     assert!(expired.is_complete());
-    for report in [&report, &duplicate, &expired] {
+    let cancelled = Report {
+        sent: 1,
+        cancelled: true,
+        skipped: Skipped {
+            offline: 0,
+            unavailable: 0,
+            invalid: 0,
+            expired: 0,
+            cancelled: 3,
+        },
+        ..report.clone()
+    };
+    assert!(cancelled.is_complete());
+    for report in [&report, &duplicate, &expired, &cancelled] {
         let published = serde_json::to_value(report).unwrap();
         contract.event("report", &published).unwrap();
         let mut extra = published.clone();

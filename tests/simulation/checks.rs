@@ -48,7 +48,7 @@ pub struct Ledger {
     pub jobs: Vec<Job>,
     to_publish: usize,
     /// job id -> own reports confirmed, the largest `possible_duplicates`,
-    /// and whether one said the job expired.
+    /// and whether one said the job expired or was cancelled.
     own_reports: BTreeMap<String, (u32, usize, bool)>,
     /// Any report (own or duplicate) confirmed, by job id.
     reported: BTreeSet<String>,
@@ -202,7 +202,7 @@ impl Ledger {
                 let own = self.own_reports.entry(report.id.clone()).or_default();
                 own.0 += 1;
                 own.1 = own.1.max(report.possible_duplicates);
-                own.2 |= report.expired;
+                own.2 |= report.expired || report.cancelled;
                 if own.0 > 1 && !self.crash_excused.contains(&report.id) {
                     let stored = store.completed(&report.id);
                     return Err(format!(
@@ -293,7 +293,7 @@ impl Ledger {
                 }
                 continue;
             }
-            let Some(&(own, possible_duplicates, expired)) = self.own_reports.get(&job.id) else {
+            let Some(&(own, possible_duplicates, stopped)) = self.own_reports.get(&job.id) else {
                 return Err(format!("job {} got no own report", job.id));
             };
             if own == 0 {
@@ -317,8 +317,9 @@ impl Ledger {
                         job.id
                     ));
                 }
-                // An attempt taken after the deadline reaches nobody.
-                if got == 0 && !expired && server.steady_since(user, first) {
+                // An attempt taken after the deadline, or cancelled,
+                // reaches nobody (not yet reached).
+                if got == 0 && !stopped && server.steady_since(user, first) {
                     return Err(format!(
                         "u{user} was available throughout job {} and never got it",
                         job.id
@@ -358,8 +359,16 @@ fn check_expiry(job: &Job, report: &Report, now: Instant) -> Result<(), String> 
     let published_late = job
         .deadline
         .is_some_and(|deadline| deadline <= job.published_at);
+    // (Cancelled before it came up, it is reported cancelled instead.)
+    let stopped = if report.cancelled {
+        report.skipped.cancelled
+    } else {
+        report.skipped.expired
+    };
     if published_late
-        && !(report.expired && report.sent == 0 && report.skipped.expired == report.recipients)
+        && !((report.expired || report.cancelled)
+            && report.sent == 0
+            && stopped == report.recipients)
     {
         return Err(format!(
             "job {} was published after its deadline and not reported expired: {report:?}",

@@ -7,6 +7,7 @@
 //! seeds the sweeps run (10,000 by default, in two halves run side by side).
 
 mod broker;
+mod cancels;
 mod checks;
 mod groups;
 mod rng;

@@ -12,6 +12,7 @@ use herald::Config;
 use xmpp_parsers::jid::BareJid;
 
 use super::broker::{Broker, Message};
+use super::cancels::Cancels;
 use super::checks::Ledger;
 use super::groups::{self, Groups};
 use super::rng::Rng;
@@ -33,6 +34,8 @@ pub struct World {
     /// the same reason.
     audience: Rng,
     groups: Groups,
+    /// Cancel requests, from a chance of their own.
+    cancels: Cancels,
     /// How many stanzas Herald's stream queue takes before a job's next
     /// slice waits for the server to read (drawn from its own chance, so
     /// that each seed's jobs stay as they were).
@@ -89,6 +92,7 @@ impl World {
             requests: Rng::new(seed ^ 0xC0_4E_7A_01),
             audience,
             groups,
+            cancels: Cancels::new(seed),
             queue_capacity: 1 + Rng::new(seed ^ 0x51_1C_E5).below(8) as usize,
             urgent_offset: Rng::new(seed ^ 0x0A_17_E5).below(8) as usize,
             calm: false,
@@ -143,6 +147,7 @@ impl World {
             if self.calm && self.is_done() {
                 self.ledger.check_end(&self.server)?;
                 self.take_answers()?;
+                self.cancels.check_end()?;
                 return self.broker.all_answered().map(|()| step);
             }
         }
@@ -175,6 +180,11 @@ impl World {
         self.hand_over_from_server()?;
         if self.requests.chance(50) {
             self.request()?;
+        }
+        if let Some(payload) = self.cancels.request() {
+            if let Some(request) = self.broker.request(payload, true) {
+                self.input(Input::Request(request))?;
+            }
         }
         let fault = !self.calm && self.rng.chance(60);
         if fault {
@@ -331,6 +341,7 @@ impl World {
         while let Some(answer) = self.broker.answers.pop_front() {
             self.ledger
                 .on_publish_taken(&answer, &self.store, self.now)?;
+            self.cancels.on_publish_taken(&answer)?;
             self.broker.answered(&answer)?;
         }
         Ok(())
@@ -351,6 +362,7 @@ impl World {
             ));
             self.ledger
                 .on_publish_taken(&publish, &self.store, self.now)?;
+            self.cancels.on_publish_taken(&publish)?;
             if let Destination::DeadLetter { .. } = publish.destination {
                 if let Some((job, _)) = self.broker.dead.last() {
                     self.ledger.on_dead_letter(*job);

@@ -28,6 +28,11 @@ pub struct Report {
     /// attempt). Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
+    /// The job was cancelled (the control operation `cancel`) before it
+    /// came up or while it went out: the recipients not walked yet were
+    /// sent nothing. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -71,13 +76,21 @@ pub struct Skipped {
     /// Absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub expired: usize,
+    /// Users sent nothing because the job was cancelled. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: usize,
 }
 
 impl Report {
     /// True when the counts add up to the number of recipients.
     pub fn is_complete(&self) -> bool {
         let skipped = &self.skipped;
-        self.sent + skipped.offline + skipped.unavailable + skipped.invalid + skipped.expired
+        self.sent
+            + skipped.offline
+            + skipped.unavailable
+            + skipped.invalid
+            + skipped.expired
+            + skipped.cancelled
             == self.recipients
     }
 }
@@ -197,30 +210,59 @@ impl Walk {
         self.from
     }
 
+    /// The walk ends here for `stop`: the job's report, with the
+    /// recipients not walked yet counted in `stop`'s bucket.
+    pub fn stop(&self, job: &Job, stop: Stop) -> Report {
+        stop_rest(job, self.next, self.report(), self.redelivered, stop)
+    }
+
     fn possible_duplicates(&self) -> usize {
         let resent = if self.redelivered { self.messages } else { 0 };
         self.from.possible_duplicates + resent
     }
 }
 
-/// The report of a job taken after its deadline: from `from.next` on,
-/// nobody is sent anything; users count as expired, entries Herald cannot
-/// address as invalid (as they would at any time).
-pub fn expire_from(job: &Job, from: Progress, resent: bool) -> Report {
-    let mut report = report_from(job, from);
-    for recipient in job.recipients.iter().skip(from.next) {
+/// Why the rest of a job sends nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Taken after its `expires_at`.
+    Expired,
+    /// Cancelled by the control operation `cancel`.
+    Cancelled,
+}
+
+/// The report of a job taken after its deadline, or cancelled before it
+/// came up: from `from.next` on, nobody is sent anything.
+pub fn stop_from(job: &Job, from: Progress, resent: bool, stop: Stop) -> Report {
+    let report = Report {
+        possible_duplicates: from.possible_duplicates,
+        ..report_from(job, from)
+    };
+    stop_rest(job, from.next, report, resent, stop)
+}
+
+/// `report` (the counts of the recipients before `next`) completed with
+/// the rest of the job sending nothing: users count in `stop`'s bucket,
+/// entries Herald cannot address as invalid (as they would at any time).
+fn stop_rest(job: &Job, next: usize, mut report: Report, resent: bool, stop: Stop) -> Report {
+    let mut users = 0;
+    for recipient in job.recipients.iter().skip(next) {
         match recipient {
-            Recipient::User(_) => report.skipped.expired += 1,
+            Recipient::User(_) => users += 1,
             Recipient::Invalid(_) => report.skipped.invalid += 1,
         }
     }
-    report.expired = true;
-    // This attempt sends nothing, but two earlier ones may each have gone
-    // past the checkpoint it resumes from (the second's checkpoint never
-    // committed): their messages to these recipients may have repeated,
-    // and no later attempt of this job will count them.
-    report.possible_duplicates =
-        from.possible_duplicates + if resent { report.skipped.expired } else { 0 };
+    match stop {
+        Stop::Expired => (report.skipped.expired, report.expired) = (users, true),
+        Stop::Cancelled => (report.skipped.cancelled, report.cancelled) = (users, true),
+    }
+    // This attempt sends them nothing, but two earlier ones may each have
+    // gone past the checkpoint it resumed from (the second's checkpoint
+    // never committed): their messages to these recipients may have
+    // repeated, and no later attempt of this job will count them.
+    if resent {
+        report.possible_duplicates += users;
+    }
     report
 }
 
@@ -234,7 +276,7 @@ fn report_from(job: &Job, from: Progress) -> Report {
             offline: from.offline,
             unavailable: from.unavailable,
             invalid: from.invalid,
-            expired: 0,
+            ..Skipped::default()
         },
         ..Report::default()
     }

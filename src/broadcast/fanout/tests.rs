@@ -55,7 +55,7 @@ fn available_policy_reaches_only_available_users() {
                 offline: 1,
                 unavailable: 2,
                 invalid: 1,
-                expired: 0,
+                ..Skipped::default()
             },
             ..Report::default()
         }
@@ -181,7 +181,7 @@ fn a_resumed_attempt_carries_the_possible_duplicates_of_the_attempts_before_it()
 #[test]
 fn an_expired_job_sends_nothing_and_counts_every_user_expired() {
     let job = job("online");
-    let report = expire_from(&job, Progress::default(), false);
+    let report = stop_from(&job, Progress::default(), false, Stop::Expired);
     assert!(report.expired);
     assert_eq!(report.sent, 0);
     // Five users and one entry no time makes addressable.
@@ -193,7 +193,7 @@ fn an_expired_job_sends_nothing_and_counts_every_user_expired() {
     // keep their counts, the rest expire.
     let first = fan_out_from(&job, &book(), Progress::default(), 2, false);
     let (_, progress) = first.checkpoints[0];
-    let resumed = expire_from(&job, progress, false);
+    let resumed = stop_from(&job, progress, false, Stop::Expired);
     assert_eq!(resumed.sent, progress.sent);
     assert_eq!(
         resumed.skipped.expired,
@@ -207,6 +207,27 @@ fn an_expired_job_sends_nothing_and_counts_every_user_expired() {
 
     // Two earlier attempts may both have gone past that checkpoint: each
     // recipient after it may have the message twice.
-    let again = expire_from(&job, progress, true);
+    let again = stop_from(&job, progress, true, Stop::Expired);
     assert_eq!(again.possible_duplicates, again.skipped.expired);
+}
+
+#[test]
+fn a_walk_cancelled_midway_keeps_what_it_sent_and_cancels_the_rest() {
+    let job = job("online");
+    let mut walk = Walk::new(&job, Progress::default(), 100, false);
+    for _ in 0..2 {
+        walk.step(&job, &book());
+    }
+    let report = walk.stop(&job, Stop::Cancelled);
+    assert!(report.cancelled && !report.expired);
+    assert_eq!(report.sent, 2, "those already sent stay sent");
+    // Four recipients left: three users and the invalid entry.
+    assert_eq!(report.skipped.cancelled, 3);
+    assert_eq!(report.skipped.invalid, 1);
+    assert!(report.is_complete());
+    assert_eq!(report.possible_duplicates, 0);
+
+    let unwalked = stop_from(&job, Progress::default(), false, Stop::Cancelled);
+    assert_eq!((unwalked.sent, unwalked.skipped.cancelled), (0, 5));
+    assert_eq!(unwalked.skipped.expired, 0);
 }

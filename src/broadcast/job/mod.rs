@@ -181,7 +181,7 @@ impl JobLimits {
     }
 }
 
-const MAX_ID_CHARS: usize = 256;
+pub const MAX_ID_CHARS: usize = 256;
 /// Most groups one job may name.
 pub const MAX_GROUPS: usize = 1_000;
 

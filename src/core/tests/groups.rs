@@ -9,7 +9,7 @@ use super::control::with_users;
 use super::*;
 
 impl Harness {
-    fn request(&mut self, tag: u64, body: &Value) {
+    pub(super) fn request(&mut self, tag: u64, body: &Value) {
         self.input(Input::Request(Request {
             id: RequestId { generation: 1, tag },
             payload: body.to_string().into_bytes(),
@@ -35,7 +35,7 @@ impl Harness {
     }
 
     /// The one reply among what the core wrote.
-    fn only_reply(&mut self) -> Value {
+    pub(super) fn only_reply(&mut self) -> Value {
         let replies: Vec<Publish> = self
             .drain()
             .into_iter()
@@ -53,7 +53,7 @@ impl Harness {
 
     /// Runs a job to its report (answering probes and barriers, and
     /// committing): who got a message, and the report.
-    fn job(&mut self, tag: u64, job: &Value) -> (Vec<String>, Value) {
+    pub(super) fn job(&mut self, tag: u64, job: &Value) -> (Vec<String>, Value) {
         self.deliver(tag, &job.to_string());
         let mut sent = Vec::new();
         for _ in 0..10 {

@@ -14,6 +14,7 @@ const GROUP_PUT: u8 = 6;
 const GROUP_ADD: u8 = 7;
 const GROUP_REMOVE: u8 = 8;
 const GROUP_DELETE: u8 = 9;
+const CANCELLED: u8 = 10;
 /// Members per group record: a group of a million (JIDs of up to 3 KiB)
 /// is several records, each far below [`MAX_RECORD`]. A change cut into
 /// records is still appended in one batch.
@@ -72,6 +73,10 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
         Change::GroupDelete(name) => record(out, |out| {
             out.push(GROUP_DELETE);
             put_bytes(out, name.as_bytes());
+        }),
+        Change::JobCancelled(key) => record(out, |out| {
+            out.push(CANCELLED);
+            put_bytes(out, key.as_bytes());
         }),
     }
 }
@@ -165,6 +170,7 @@ pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Opti
             }
         }
         GROUP_DELETE => Change::GroupDelete(take_str(&mut rest)?.to_string()),
+        CANCELLED => Change::JobCancelled(take_str(&mut rest)?.to_string()),
         _ => return None,
     };
     rest.is_empty().then_some(Some(change))

@@ -210,14 +210,17 @@ fn groups_larger_than_a_record_are_read_back_whole() {
 }
 
 #[test]
-fn compaction_keeps_the_groups() {
+fn compaction_keeps_the_groups_and_the_cancelled_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.store");
     let (mut log, _) = Log::open(&path, 10).unwrap();
-    log.append(&[Change::GroupPut {
-        name: "big".into(),
-        members: members("u", 25_000),
-    }])
+    log.append(&[
+        Change::GroupPut {
+            name: "big".into(),
+            members: members("u", 25_000),
+        },
+        Change::JobCancelled("regretted".into()),
+    ])
     .unwrap();
     // Churn of another group, 12 MB of it: enough to compact the log.
     let churn = members("c", 10_000);
@@ -236,6 +239,7 @@ fn compaction_keeps_the_groups() {
     assert!(len < COMPACT_SLACK, "compacted: {len} bytes");
     drop(log);
     assert_eq!(stored_groups(&path), [("big".to_string(), 25_000)]);
+    assert_eq!(reopen(&path, 10).into_restored().cancelled, ["regretted"]);
 }
 
 #[test]
