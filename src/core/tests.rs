@@ -95,10 +95,15 @@ impl Harness {
     }
 
     fn deliver(&mut self, tag: u64, payload: &str) {
+        self.deliver_on(Lane::Normal, tag, payload);
+    }
+
+    /// A job from `lane`'s queue, its `tag`-th delivery there.
+    fn deliver_on(&mut self, lane: Lane, tag: u64, payload: &str) {
         self.input(Input::Delivery(Delivery {
             id: JobId {
                 generation: 1,
-                lane: Lane::Normal,
+                lane,
                 tag,
             },
             payload: payload.as_bytes().to_vec(),
@@ -106,6 +111,31 @@ impl Harness {
             age: None,
             received_at: wall_clock(),
         }));
+    }
+
+    /// [`Harness::ready`] with `n` more users online, `u0@localhost` on:
+    /// their JIDs.
+    fn with_online(n: usize) -> (Harness, Vec<String>) {
+        let mut h = Harness::ready();
+        let users: Vec<String> = (0..n).map(|i| format!("u{i}@localhost")).collect();
+        for user in &users {
+            h.phone_presence(user, PresenceType::None);
+        }
+        h.commit_all();
+        (h, users)
+    }
+
+    /// A presence of `type_` from `user`'s phone.
+    fn phone_presence(&mut self, user: &str, type_: PresenceType) {
+        let presence = Presence::new(type_)
+            .with_from(Jid::new(&format!("{user}/phone")).unwrap())
+            .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+        self.input(Input::Stanza(presence.into()));
+    }
+
+    /// What the core queues while the stream's queue has `room`.
+    fn drain_with_room(&mut self, room: usize) -> Vec<Output> {
+        std::iter::from_fn(|| self.core.poll_output(room)).collect()
     }
 }
 

@@ -7,13 +7,6 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn online(h: &mut Harness, user: &str) {
-    let presence = Presence::new(PresenceType::None)
-        .with_from(Jid::new(&format!("{user}/phone")).unwrap())
-        .with_to(Jid::new("herald@broadcast.localhost").unwrap());
-    h.input(Input::Stanza(presence.into()));
-}
-
 fn cancel(id: &str) -> Value {
     json!({"op": "cancel", "id": id})
 }
@@ -71,24 +64,16 @@ fn a_redelivered_cancelled_job_counts_the_rest_as_possible_duplicates() {
 
 #[test]
 fn a_job_fanning_out_stops_before_its_next_slice_and_keeps_what_it_sent() {
-    let mut h = Harness::ready();
-    let users: Vec<String> = (0..6).map(|i| format!("u{i}@localhost")).collect();
-    for user in &users {
-        online(&mut h, user);
-    }
-    h.commit_all();
-    let with_room = |h: &mut Harness, room| -> Vec<Output> {
-        std::iter::from_fn(|| h.core.poll_output(room)).collect()
-    };
-    with_room(&mut h, 2);
+    let (mut h, users) = Harness::with_online(6);
+    h.drain_with_room(2);
     h.deliver(
         1,
         &json!({"id": "big", "to": users, "body": "hi"}).to_string(),
     );
-    assert_eq!(message_recipients(&with_room(&mut h, 0)), users[..2]);
+    assert_eq!(message_recipients(&h.drain_with_room(0)), users[..2]);
 
     h.request(1, &cancel("big"));
-    let outputs = with_room(&mut h, 0);
+    let outputs = h.drain_with_room(0);
     assert!(
         !outputs
             .iter()
@@ -110,7 +95,7 @@ fn a_job_fanning_out_stops_before_its_next_slice_and_keeps_what_it_sent() {
 
     // Room again: nothing more of it goes; its report once the server
     // read what it wrote.
-    let outputs = with_room(&mut h, ROOM);
+    let outputs = h.drain_with_room(ROOM);
     assert!(message_recipients(&outputs).is_empty(), "{outputs:?}");
     for ping in pings {
         h.answer(&ping);

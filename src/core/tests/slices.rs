@@ -4,41 +4,21 @@
 
 use super::*;
 
-fn online(h: &mut Harness, user: &str) {
-    presence(h, user, PresenceType::None);
-}
-
-fn presence(h: &mut Harness, user: &str, type_: PresenceType) {
-    let presence = Presence::new(type_)
-        .with_from(Jid::new(&format!("{user}/phone")).unwrap())
-        .with_to(Jid::new("herald@broadcast.localhost").unwrap());
-    h.input(Input::Stanza(presence.into()));
-}
-
-/// What the core queues while the stream's queue has `room`.
-fn drain_with_room(h: &mut Harness, room: usize) -> Vec<Output> {
-    std::iter::from_fn(|| h.core.poll_output(room)).collect()
-}
-
 #[test]
 fn a_job_bigger_than_the_room_goes_out_in_slices_and_the_next_waits() {
-    let mut h = Harness::ready();
-    let users: Vec<String> = (0..6).map(|i| format!("u{i}@localhost")).collect();
-    for user in &users {
-        online(&mut h, user);
-    }
+    let (mut h, users) = Harness::with_online(6);
     // Known to Herald, offline when the job comes.
-    online(&mut h, "late@localhost");
-    presence(&mut h, "late@localhost", PresenceType::Unavailable);
+    h.phone_presence("late@localhost", PresenceType::None);
+    h.phone_presence("late@localhost", PresenceType::Unavailable);
     h.commit_all();
-    drain_with_room(&mut h, 3);
+    h.drain_with_room(3);
 
     let mut to = users.clone();
     to.push("late@localhost".into());
     let big = serde_json::json!({"id": "big", "to": to, "body": "hello"});
     h.deliver(1, &big.to_string());
     h.deliver(2, r#"{"id":"next","to":["u0@localhost"],"body":"after"}"#);
-    let first = drain_with_room(&mut h, 0);
+    let first = h.drain_with_room(0);
     assert_eq!(message_recipients(&first), users[..3]);
     let id = |tag| JobId {
         generation: 1,
@@ -54,18 +34,18 @@ fn a_job_bigger_than_the_room_goes_out_in_slices_and_the_next_waits() {
     assert_eq!(h.core.poll_timeout().filter(|at| *at <= h.now), None);
 
     // Someone comes online between slices: she is judged when reached.
-    online(&mut h, "late@localhost");
+    h.phone_presence("late@localhost", PresenceType::None);
     h.commit_all();
-    assert!(message_recipients(&drain_with_room(&mut h, 0)).is_empty());
+    assert!(message_recipients(&h.drain_with_room(0)).is_empty());
 
-    drain_with_room(&mut h, ROOM);
+    h.drain_with_room(ROOM);
     assert_eq!(
         h.core.poll_timeout(),
         Some(h.now),
         "room: the next slice goes now"
     );
     h.tick(Duration::ZERO);
-    let rest = drain_with_room(&mut h, ROOM);
+    let rest = h.drain_with_room(ROOM);
     let mut expected: Vec<String> = users[3..].to_vec();
     expected.extend(["late@localhost".to_string(), "u0@localhost".to_string()]);
     assert_eq!(message_recipients(&rest), expected);
@@ -76,15 +56,11 @@ fn a_job_bigger_than_the_room_goes_out_in_slices_and_the_next_waits() {
 
 #[test]
 fn a_job_cut_off_mid_fanning_by_a_lost_stream_goes_back_to_the_queue() {
-    let mut h = Harness::ready();
-    for i in 0..4 {
-        online(&mut h, &format!("u{i}@localhost"));
-    }
-    h.commit_all();
-    drain_with_room(&mut h, 2);
+    let (mut h, _) = Harness::with_online(4);
+    h.drain_with_room(2);
     let job = r#"{"id":"big","to":["u0@localhost","u1@localhost","u2@localhost","u3@localhost"],"body":"hi"}"#;
     h.deliver(1, job);
-    assert_eq!(message_recipients(&drain_with_room(&mut h, 0)).len(), 2);
+    assert_eq!(message_recipients(&h.drain_with_room(0)).len(), 2);
 
     h.input(Input::StreamLost);
     let outputs = h.drain();
@@ -100,16 +76,11 @@ fn a_job_cut_off_mid_fanning_by_a_lost_stream_goes_back_to_the_queue() {
 
 #[test]
 fn an_urgent_job_goes_between_the_slices_of_a_big_one_and_is_acknowledged_apart() {
-    let mut h = Harness::ready();
-    let users: Vec<String> = (0..6).map(|i| format!("u{i}@localhost")).collect();
-    for user in &users {
-        online(&mut h, user);
-    }
-    h.commit_all();
-    drain_with_room(&mut h, 2);
+    let (mut h, users) = Harness::with_online(6);
+    h.drain_with_room(2);
     let big = serde_json::json!({"id": "big", "to": users, "body": "routine"});
     h.deliver(1, &big.to_string());
-    assert_eq!(message_recipients(&drain_with_room(&mut h, 0)), users[..2]);
+    assert_eq!(message_recipients(&h.drain_with_room(0)), users[..2]);
 
     // Its channel numbers its deliveries on its own.
     let urgent = JobId {
@@ -117,16 +88,11 @@ fn an_urgent_job_goes_between_the_slices_of_a_big_one_and_is_acknowledged_apart(
         lane: Lane::Urgent,
         tag: 7,
     };
-    h.input(Input::Delivery(Delivery {
-        id: urgent,
-        payload: br#"{"id":"alert","to":["u5@localhost"],"body":"evacuate"}"#.to_vec(),
-        redelivered: false,
-        age: None,
-        received_at: wall_clock(),
-    }));
-    drain_with_room(&mut h, 1);
+    let alert = r#"{"id":"alert","to":["u5@localhost"],"body":"evacuate"}"#;
+    h.deliver_on(Lane::Urgent, urgent.tag, alert);
+    h.drain_with_room(1);
     h.tick(Duration::ZERO);
-    let outputs = drain_with_room(&mut h, 0);
+    let outputs = h.drain_with_room(0);
     assert_eq!(
         message_recipients(&outputs),
         ["u5@localhost"],
@@ -139,12 +105,13 @@ fn an_urgent_job_goes_between_the_slices_of_a_big_one_and_is_acknowledged_apart(
     // The alert is read, committed and reported: it is acknowledged on its
     // own lane while the big job is still going out.
     h.answer(&ping);
-    for output in drain_with_room(&mut h, 0) {
+    for output in h.drain_with_room(0) {
         if let Output::Commit(batch) = output {
             h.input(Input::Committed { batch: batch.id });
         }
     }
-    let report = drain_with_room(&mut h, 0)
+    let report = h
+        .drain_with_room(0)
         .into_iter()
         .find_map(|output| match output {
             Output::Publish(publish) => publish.id,
@@ -152,7 +119,8 @@ fn an_urgent_job_goes_between_the_slices_of_a_big_one_and_is_acknowledged_apart(
         })
         .expect("the alert's report");
     h.input(Input::Published { id: report });
-    let acks: Vec<JobId> = drain_with_room(&mut h, 0)
+    let acks: Vec<JobId> = h
+        .drain_with_room(0)
         .into_iter()
         .filter_map(|output| match output {
             Output::Ack { job, .. } => Some(job),
@@ -169,34 +137,19 @@ fn an_urgent_job_goes_between_the_slices_of_a_big_one_and_is_acknowledged_apart(
         Some(Stage::Fanning)
     );
 
-    drain_with_room(&mut h, ROOM);
+    h.drain_with_room(ROOM);
     h.tick(Duration::ZERO);
     assert_eq!(message_recipients(&h.drain()), users[2..]);
 }
 
 #[test]
 fn a_copy_of_a_job_on_the_other_queue_waits_for_it_and_is_a_duplicate() {
-    let mut h = Harness::ready();
-    let users: Vec<String> = (0..4).map(|i| format!("u{i}@localhost")).collect();
-    for user in &users {
-        online(&mut h, user);
-    }
-    h.commit_all();
-    drain_with_room(&mut h, 2);
+    let (mut h, users) = Harness::with_online(4);
+    h.drain_with_room(2);
     let job = serde_json::json!({"id": "same", "to": users, "body": "once"}).to_string();
     h.deliver(1, &job);
-    h.input(Input::Delivery(Delivery {
-        id: JobId {
-            generation: 1,
-            lane: Lane::Urgent,
-            tag: 1,
-        },
-        payload: job.into_bytes(),
-        redelivered: false,
-        age: None,
-        received_at: wall_clock(),
-    }));
-    drain_with_room(&mut h, ROOM);
+    h.deliver_on(Lane::Urgent, 1, &job);
+    h.drain_with_room(ROOM);
     h.tick(Duration::ZERO);
     let outputs = h.drain();
     assert_eq!(
