@@ -39,6 +39,30 @@ pub struct Changed {
     pub size: usize,
 }
 
+/// A change to one group: what a control request asks for, and what the
+/// store records (there, the members that really joined or left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// The group holds exactly these members (created if it was not).
+    Put {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    /// These members join the group (created if it was not).
+    Add {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    /// These members leave the group.
+    Remove {
+        name: String,
+        members: Vec<BareJid>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Groups {
     by_name: BTreeMap<String, BTreeSet<BareJid>>,
@@ -102,6 +126,24 @@ impl Groups {
     /// Deletes the group `name`; how many members it had (None: no such group).
     pub fn delete(&mut self, name: &str) -> Option<usize> {
         self.by_name.remove(name).map(|members| members.len())
+    }
+
+    /// Makes `change` (as the store replays it).
+    pub fn apply(&mut self, change: GroupChange) {
+        match change {
+            GroupChange::Put { name, members } => {
+                self.put(&name, members);
+            }
+            GroupChange::Add { name, members } => {
+                self.add(&name, members);
+            }
+            GroupChange::Remove { name, members } => {
+                self.remove(&name, members);
+            }
+            GroupChange::Delete { name } => {
+                self.delete(&name);
+            }
+        }
     }
 
     pub fn members(&self, name: &str) -> Option<&BTreeSet<BareJid>> {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use super::{page_limit, Request, RequestError};
-use crate::groups;
+use crate::groups::{self, GroupChange};
 
 /// Most members one request may carry.
 pub const MAX_REQUEST_MEMBERS: usize = 100_000;
@@ -67,17 +67,17 @@ pub(super) fn parse(op: &str, value: Value) -> Result<Request, RequestError> {
             let fields: MembersFields = serde_json::from_value(value).map_err(invalid)?;
             let name = checked_name(fields.group)?;
             let members = members(fields.members)?;
-            match op {
-                "group.put" => Request::GroupPut { name, members },
-                "group.add" => Request::GroupAdd { name, members },
-                _ => Request::GroupRemove { name, members },
-            }
+            Request::Group(match op {
+                "group.put" => GroupChange::Put { name, members },
+                "group.add" => GroupChange::Add { name, members },
+                _ => GroupChange::Remove { name, members },
+            })
         }
         "group.delete" => {
             let fields: GroupFields = serde_json::from_value(value).map_err(invalid)?;
-            Request::GroupDelete {
+            Request::Group(GroupChange::Delete {
                 name: checked_name(fields.group)?,
-            }
+            })
         }
         "group.get" => {
             let fields: GetFields = serde_json::from_value(value).map_err(invalid)?;
@@ -145,16 +145,18 @@ pub(super) fn to_json(request: &Request) -> Option<Value> {
     let strings =
         |members: &[BareJid]| -> Vec<String> { members.iter().map(|m| m.to_string()).collect() };
     let value = match request {
-        Request::GroupPut { name, members } => {
+        Request::Group(GroupChange::Put { name, members }) => {
             json!({"op": "group.put", "group": name, "members": strings(members)})
         }
-        Request::GroupAdd { name, members } => {
+        Request::Group(GroupChange::Add { name, members }) => {
             json!({"op": "group.add", "group": name, "members": strings(members)})
         }
-        Request::GroupRemove { name, members } => {
+        Request::Group(GroupChange::Remove { name, members }) => {
             json!({"op": "group.remove", "group": name, "members": strings(members)})
         }
-        Request::GroupDelete { name } => json!({"op": "group.delete", "group": name}),
+        Request::Group(GroupChange::Delete { name }) => {
+            json!({"op": "group.delete", "group": name})
+        }
         Request::GroupGet { name, limit, after } => {
             let mut value = json!({"op": "group.get", "group": name, "limit": limit});
             if let Some(after) = after {

@@ -18,6 +18,7 @@ pub use groups::{
     GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, MAX_REQUEST_MEMBERS,
 };
 
+use crate::groups::GroupChange;
 use crate::presence::Show;
 
 /// Most users one `presence` request may name.
@@ -41,23 +42,8 @@ pub enum Request {
         after: Option<String>,
     },
     Status,
-    /// Makes the group hold exactly `members` (creating it).
-    GroupPut {
-        name: String,
-        members: Vec<BareJid>,
-    },
-    /// Adds `members` to the group (creating it).
-    GroupAdd {
-        name: String,
-        members: Vec<BareJid>,
-    },
-    GroupRemove {
-        name: String,
-        members: Vec<BareJid>,
-    },
-    GroupDelete {
-        name: String,
-    },
+    /// `group.put`, `group.add`, `group.remove`, `group.delete`.
+    Group(GroupChange),
     /// The group's members in JID order, `limit` of them after `after`.
     GroupGet {
         name: String,

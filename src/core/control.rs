@@ -13,6 +13,7 @@ use super::Core;
 use crate::control::{
     self, OnlineResult, OnlineUser, PresenceResult, Reply, RequestError, StatusResult, UserPresence,
 };
+use crate::groups::GroupChange;
 use crate::handler::Handler;
 use crate::presence::{Policy, Reachability};
 
@@ -80,10 +81,14 @@ impl<H: Handler> Core<H> {
             R::Online { limit, after } => Reply::result(self.online(limit, after.as_deref())),
             R::Status => Reply::result(self.status()),
             R::Cancel { id } => return self.cancel_job(id),
-            R::GroupPut { name, members } => return self.put_group(name, members),
-            R::GroupAdd { name, members } => return self.add_to_group(name, members),
-            R::GroupRemove { name, members } => return self.remove_from_group(name, members),
-            R::GroupDelete { name } => return self.delete_group(name),
+            R::Group(GroupChange::Put { name, members }) => return self.put_group(name, members),
+            R::Group(GroupChange::Add { name, members }) => {
+                return self.add_to_group(name, members)
+            }
+            R::Group(GroupChange::Remove { name, members }) => {
+                return self.remove_from_group(name, members)
+            }
+            R::Group(GroupChange::Delete { name }) => return self.delete_group(name),
             R::GroupGet { name, limit, after } => self.group_page(name, limit, after),
             R::GroupList { limit, after } => self.group_list(limit, after.as_deref()),
         };

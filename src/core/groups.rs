@@ -10,7 +10,7 @@ use super::Core;
 use crate::control::{
     GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, Reply, RequestError,
 };
-use crate::groups::{self, Changed};
+use crate::groups::{self, Changed, GroupChange};
 use crate::handler::Handler;
 use crate::store::Change;
 
@@ -22,10 +22,10 @@ impl<H: Handler> Core<H> {
         let changed = self.groups.put(&name, members);
         // Written as the group now is: the request's repeats are gone.
         let members = self.groups.members(&name).into_iter().flatten().cloned();
-        let change = Change::GroupPut {
+        let change = Change::Group(GroupChange::Put {
             name: name.clone(),
             members: members.collect(),
-        };
+        });
         self.store.write(change, self.now);
         Answer::AfterCommit(Reply::result(group_changed(name, changed)))
     }
@@ -47,10 +47,10 @@ impl<H: Handler> Core<H> {
         }
         let (changed, added) = self.groups.add(&name, members);
         self.store.write(
-            Change::GroupAdd {
+            Change::Group(GroupChange::Add {
                 name: name.clone(),
                 members: added,
-            },
+            }),
             self.now,
         );
         Answer::AfterCommit(Reply::result(group_changed(name, changed)))
@@ -61,10 +61,10 @@ impl<H: Handler> Core<H> {
             return Answer::Now(Reply::error(&RequestError::UnknownGroup(name)));
         };
         if !removed.is_empty() {
-            let change = Change::GroupRemove {
+            let change = Change::Group(GroupChange::Remove {
                 name: name.clone(),
                 members: removed,
-            };
+            });
             self.store.write(change, self.now);
         }
         Answer::AfterCommit(Reply::result(group_changed(name, changed)))
@@ -73,8 +73,8 @@ impl<H: Handler> Core<H> {
     pub(super) fn delete_group(&mut self, name: String) -> Answer {
         let removed = self.groups.delete(&name);
         if removed.is_some() {
-            self.store
-                .write(Change::GroupDelete(name.clone()), self.now);
+            let change = Change::Group(GroupChange::Delete { name: name.clone() });
+            self.store.write(change, self.now);
         }
         Answer::AfterCommit(Reply::result(GroupDeleted {
             group: name,

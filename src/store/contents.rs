@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::{Change, CompletedJob, Subscription};
 use crate::core::Restored;
-use crate::groups::Groups;
+use crate::groups::{GroupChange, Groups};
 
 #[derive(Debug, Default, Clone)]
 pub struct Contents {
@@ -66,18 +66,7 @@ impl Contents {
                     job.reported = true;
                 }
             }
-            Change::GroupPut { name, members } => {
-                self.groups.put(&name, members);
-            }
-            Change::GroupAdd { name, members } => {
-                self.groups.add(&name, members);
-            }
-            Change::GroupRemove { name, members } => {
-                self.groups.remove(&name, members);
-            }
-            Change::GroupDelete(name) => {
-                self.groups.delete(&name);
-            }
+            Change::Group(change) => self.groups.apply(change),
             Change::JobCancelled(key) => {
                 // Cancelled keys are few: a scan keeps them unique.
                 if !self.cancelled.contains(&key) {
@@ -110,9 +99,11 @@ impl Contents {
             .filter_map(|key| self.completed.get(key))
             .cloned()
             .map(Change::JobDone);
-        let groups = self.groups.iter().map(|(name, members)| Change::GroupPut {
-            name: name.to_string(),
-            members: members.iter().cloned().collect(),
+        let groups = self.groups.iter().map(|(name, members)| {
+            Change::Group(GroupChange::Put {
+                name: name.to_string(),
+                members: members.iter().cloned().collect(),
+            })
         });
         let cancelled = self.cancelled.iter().cloned().map(Change::JobCancelled);
         subscriptions

@@ -30,6 +30,7 @@ pub fn cancelled_window(remember_jobs: usize) -> usize {
 use log::Log;
 
 use crate::core::{Batch, Restored};
+use crate::groups::GroupChange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,22 +81,8 @@ pub enum Change {
     JobDone(CompletedJob),
     /// The broker confirmed the report of a completed job.
     JobReported(String),
-    /// The group holds exactly these members (created if it was not).
-    GroupPut {
-        name: String,
-        members: Vec<BareJid>,
-    },
-    /// These members joined the group (created if it was not).
-    GroupAdd {
-        name: String,
-        members: Vec<BareJid>,
-    },
-    /// These members left the group.
-    GroupRemove {
-        name: String,
-        members: Vec<BareJid>,
-    },
-    GroupDelete(String),
+    /// A group changed (the members that really joined or left).
+    Group(GroupChange),
     /// The job with this key was cancelled (the control operation
     /// `cancel`). The oldest beyond `store.remember_jobs` is forgotten.
     JobCancelled(String),

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use herald::control::Reply;
 use herald::core::{Destination, Publish, RequestId};
+use herald::groups::GroupChange;
 use herald::store::Change;
 use serde_json::json;
 
@@ -55,10 +56,10 @@ impl Groups {
             .map(|name| {
                 let members: BTreeSet<usize> =
                     (0..USERS).filter(|_| audience.chance(500)).collect();
-                store.apply(Change::GroupPut {
+                store.apply(Change::Group(GroupChange::Put {
                     name: name.to_string(),
                     members: members.iter().map(|&u| server::user_jid(u)).collect(),
-                });
+                }));
                 members
             })
             .collect();

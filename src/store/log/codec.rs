@@ -4,6 +4,7 @@
 use xmpp_parsers::jid::BareJid;
 
 use super::super::{Change, CompletedJob, Subscription};
+use crate::groups::GroupChange;
 
 const ADD: u8 = 1;
 const REMOVE: u8 = 2;
@@ -52,7 +53,7 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
             out.push(REPORTED);
             put_bytes(out, key.as_bytes());
         }),
-        Change::GroupPut { name, members } => {
+        Change::Group(GroupChange::Put { name, members }) => {
             let mut chunks = members.chunks(GROUP_CHUNK);
             let first = chunks.next().unwrap_or_default();
             record(out, |out| put_group(out, GROUP_PUT, name, first));
@@ -60,8 +61,10 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
                 record(out, |out| put_group(out, GROUP_ADD, name, chunk));
             }
         }
-        Change::GroupAdd { name, members } | Change::GroupRemove { name, members } => {
-            let tag = if matches!(change, Change::GroupAdd { .. }) {
+        Change::Group(
+            GroupChange::Add { name, members } | GroupChange::Remove { name, members },
+        ) => {
+            let tag = if matches!(change, Change::Group(GroupChange::Add { .. })) {
                 GROUP_ADD
             } else {
                 GROUP_REMOVE
@@ -70,7 +73,7 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
                 record(out, |out| put_group(out, tag, name, chunk));
             }
         }
-        Change::GroupDelete(name) => record(out, |out| {
+        Change::Group(GroupChange::Delete { name }) => record(out, |out| {
             out.push(GROUP_DELETE);
             put_bytes(out, name.as_bytes());
         }),
@@ -163,13 +166,15 @@ pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Opti
                     members.push(member);
                 }
             }
-            match tag {
-                GROUP_PUT => Change::GroupPut { name, members },
-                GROUP_ADD => Change::GroupAdd { name, members },
-                _ => Change::GroupRemove { name, members },
-            }
+            Change::Group(match tag {
+                GROUP_PUT => GroupChange::Put { name, members },
+                GROUP_ADD => GroupChange::Add { name, members },
+                _ => GroupChange::Remove { name, members },
+            })
         }
-        GROUP_DELETE => Change::GroupDelete(take_str(&mut rest)?.to_string()),
+        GROUP_DELETE => Change::Group(GroupChange::Delete {
+            name: take_str(&mut rest)?.to_string(),
+        }),
         CANCELLED => Change::JobCancelled(take_str(&mut rest)?.to_string()),
         _ => return None,
     };

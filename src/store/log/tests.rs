@@ -1,4 +1,5 @@
 use super::*;
+use crate::groups::GroupChange;
 use crate::store::tests::{stored_subscriptions, sub};
 use crate::store::CompletedJob;
 use xmpp_parsers::jid::BareJid;
@@ -171,35 +172,37 @@ fn groups_larger_than_a_record_are_read_back_whole() {
     let (mut log, _) = Log::open(&path, 10).unwrap();
     let big = members("u", 25_000);
     log.append(&[
-        Change::GroupPut {
+        Change::Group(GroupChange::Put {
             name: "big".into(),
             members: big.clone(),
-        },
-        Change::GroupPut {
+        }),
+        Change::Group(GroupChange::Put {
             name: "gone".into(),
             members: members("g", 3),
-        },
-        Change::GroupAdd {
+        }),
+        Change::Group(GroupChange::Add {
             name: "big".into(),
             members: members("v", 15_000),
-        },
+        }),
     ])
     .unwrap();
     log.append(&[
-        Change::GroupRemove {
+        Change::Group(GroupChange::Remove {
             name: "big".into(),
             members: big[..12_000].to_vec(),
-        },
-        Change::GroupDelete("gone".into()),
+        }),
+        Change::Group(GroupChange::Delete {
+            name: "gone".into(),
+        }),
         // A put replaces what was there.
-        Change::GroupPut {
+        Change::Group(GroupChange::Put {
             name: "small".into(),
             members: members("s", 5),
-        },
-        Change::GroupPut {
+        }),
+        Change::Group(GroupChange::Put {
             name: "small".into(),
             members: members("s", 2),
-        },
+        }),
     ])
     .unwrap();
     drop(log);
@@ -215,10 +218,10 @@ fn compaction_keeps_the_groups_and_the_cancelled_jobs() {
     let path = dir.path().join("herald.store");
     let (mut log, _) = Log::open(&path, 10).unwrap();
     log.append(&[
-        Change::GroupPut {
+        Change::Group(GroupChange::Put {
             name: "big".into(),
             members: members("u", 25_000),
-        },
+        }),
         Change::JobCancelled("regretted".into()),
     ])
     .unwrap();
@@ -226,11 +229,13 @@ fn compaction_keeps_the_groups_and_the_cancelled_jobs() {
     let churn = members("c", 10_000);
     for _ in 0..50 {
         log.append(&[
-            Change::GroupPut {
+            Change::Group(GroupChange::Put {
                 name: "churn".into(),
                 members: churn.clone(),
-            },
-            Change::GroupDelete("churn".into()),
+            }),
+            Change::Group(GroupChange::Delete {
+                name: "churn".into(),
+            }),
         ])
         .unwrap();
         log.compact_if_grown();
@@ -245,10 +250,10 @@ fn compaction_keeps_the_groups_and_the_cancelled_jobs() {
 #[test]
 fn a_large_group_is_cut_into_records_of_at_most_a_chunk() {
     let mut bytes = Vec::new();
-    let change = Change::GroupPut {
+    let change = Change::Group(GroupChange::Put {
         name: "big".into(),
         members: members("u", 25_000),
-    };
+    });
     encode(&change, &mut bytes);
     let mut records = Vec::new();
     let mut rest = &bytes[..];
