@@ -40,42 +40,42 @@ pub struct Log {
 
 impl Log {
     /// Opens the file at `path` (creating it if there is none) and replays it.
+    /// The file is locked before anything is read or cut: another Herald
+    /// may still be writing to it (one stepping down finishes its batches).
     pub fn open(path: &Path, remember_jobs: usize) -> Result<(Log, Contents), StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_path_buf(),
             source,
         };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        lock(&file, path)?;
         let mut contents = Contents::new(remember_jobs);
-        let len = match std::fs::metadata(path) {
-            Ok(meta) if meta.len() > 0 => {
-                let valid = replay(path, &mut contents)?;
-                if valid < meta.len() {
-                    tracing::warn!(
-                        path = %path.display(),
-                        dropped = meta.len() - valid,
-                        "the store ends with a batch that was never committed; cut off"
-                    );
-                    let file = OpenOptions::new().write(true).open(path).map_err(io)?;
-                    file.set_len(valid)
-                        .and_then(|()| file.sync_all())
-                        .map_err(io)?;
-                }
-                valid
-            }
-            Ok(_) => 0,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io(e)),
-        };
-        let (file, len) = if len == 0 {
-            let created = create(path, std::iter::empty())?;
+        let size = file.metadata().map_err(io)?.len();
+        let (mut file, len) = if size == 0 {
+            let created = write_all(file, std::iter::empty()).map_err(io)?;
             sync_parent(path).map_err(io)?;
             created
         } else {
-            let mut file = OpenOptions::new().write(true).open(path).map_err(io)?;
-            lock(&file, path)?;
-            file.seek(SeekFrom::Start(len)).map_err(io)?;
-            (file, len)
+            let valid = replay(path, &mut contents)?;
+            if valid < size {
+                tracing::warn!(
+                    path = %path.display(),
+                    dropped = size - valid,
+                    "the store ends with a batch that was never committed; cut off"
+                );
+                file.set_len(valid)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io)?;
+            }
+            (file, valid)
         };
+        file.seek(SeekFrom::Start(len)).map_err(io)?;
         let log = Log {
             path: path.to_path_buf(),
             file,

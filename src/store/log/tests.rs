@@ -82,6 +82,12 @@ fn a_second_herald_cannot_open_the_store_in_use() {
     let (log, _) = Log::open(&path, 10).unwrap();
     let second = Log::open(&path, 10).err().unwrap();
     assert!(matches!(second, StoreError::Locked { .. }), "{second}");
+    // The first may be in the middle of a batch: the second cuts nothing.
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(b"half a record").unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(Log::open(&path, 10).is_err());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
     drop(log);
     Log::open(&path, 10).unwrap();
 }
