@@ -213,7 +213,27 @@ impl Walk {
     /// The walk ends here for `stop`: the job's report, with the
     /// recipients not walked yet counted in `stop`'s bucket.
     pub fn stop(&self, job: &Job, stop: Stop) -> Report {
-        stop_rest(job, self.next, self.report(), self.redelivered, stop)
+        let mut report = self.report();
+        let mut users = 0;
+        for recipient in job.recipients.iter().skip(self.next) {
+            match recipient {
+                Recipient::User(_) => users += 1,
+                // As they would count at any time.
+                Recipient::Invalid(_) => report.skipped.invalid += 1,
+            }
+        }
+        match stop {
+            Stop::Expired => (report.skipped.expired, report.expired) = (users, true),
+            Stop::Cancelled => (report.skipped.cancelled, report.cancelled) = (users, true),
+        }
+        // This attempt sends them nothing, but two earlier ones may each
+        // have gone past the checkpoint it resumed from (the second's
+        // checkpoint never committed): their messages to these recipients
+        // may have repeated, and no later attempt of this job will count them.
+        if self.redelivered {
+            report.possible_duplicates += users;
+        }
+        report
     }
 
     fn possible_duplicates(&self) -> usize {
@@ -234,36 +254,7 @@ pub enum Stop {
 /// The report of a job taken after its deadline, or cancelled before it
 /// came up: from `from.next` on, nobody is sent anything.
 pub fn stop_from(job: &Job, from: Progress, resent: bool, stop: Stop) -> Report {
-    let report = Report {
-        possible_duplicates: from.possible_duplicates,
-        ..report_from(job, from)
-    };
-    stop_rest(job, from.next, report, resent, stop)
-}
-
-/// `report` (the counts of the recipients before `next`) completed with
-/// the rest of the job sending nothing: users count in `stop`'s bucket,
-/// entries Herald cannot address as invalid (as they would at any time).
-fn stop_rest(job: &Job, next: usize, mut report: Report, resent: bool, stop: Stop) -> Report {
-    let mut users = 0;
-    for recipient in job.recipients.iter().skip(next) {
-        match recipient {
-            Recipient::User(_) => users += 1,
-            Recipient::Invalid(_) => report.skipped.invalid += 1,
-        }
-    }
-    match stop {
-        Stop::Expired => (report.skipped.expired, report.expired) = (users, true),
-        Stop::Cancelled => (report.skipped.cancelled, report.cancelled) = (users, true),
-    }
-    // This attempt sends them nothing, but two earlier ones may each have
-    // gone past the checkpoint it resumed from (the second's checkpoint
-    // never committed): their messages to these recipients may have
-    // repeated, and no later attempt of this job will count them.
-    if resent {
-        report.possible_duplicates += users;
-    }
-    report
+    Walk::new(job, from, 1, resent).stop(job, stop)
 }
 
 /// A job's report with the counts of the recipients before `from.next`.
