@@ -9,7 +9,7 @@
 //! job …" only once the broker confirmed it; the job then comes back as a
 //! delivery, is fanned out, and its report goes to the events exchange.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use xmpp_parsers::disco::{DiscoInfoResult, Identity};
 use xmpp_parsers::iq::Iq;
@@ -22,7 +22,6 @@ use super::io::{Destination, Lane, Output, Publish};
 use super::Core;
 use crate::broadcast::job::{MessageKind, RawJob};
 use crate::handler::Handler;
-use crate::presence::{Policy, Reachability};
 use crate::xmpp::commands::{self, Action, CommandRequest, Status};
 
 const BROADCAST: &str = "broadcast";
@@ -330,22 +329,12 @@ impl<H: Handler> Core<H> {
         Ok(job)
     }
 
+    /// The control plane's first page of online users, as a note.
     fn online_note(&self) -> String {
-        let (mut online, mut available) = (0, 0);
-        // The first names kept, the greatest on top to be dropped.
-        let mut listed: BinaryHeap<&str> = BinaryHeap::with_capacity(LISTED + 1);
-        for user in self.presence.users() {
-            online += 1;
-            if self.presence.reachability(user, Policy::Available) == Reachability::Deliver {
-                available += 1;
-            }
-            listed.push(user.as_str());
-            if listed.len() > LISTED {
-                listed.pop();
-            }
-        }
-        let mut note = format!("{online} users online, {available} available");
-        append_list(&mut note, &listed.into_sorted_vec(), online);
+        let page = self.online(LISTED, None);
+        let mut note = format!("{} users online, {} available", page.online, page.available);
+        let listed: Vec<&str> = page.users.iter().map(|user| user.jid.as_str()).collect();
+        append_list(&mut note, &listed, page.online);
         note
     }
 

@@ -153,7 +153,7 @@ impl<H: Handler> Core<H> {
     /// page's `limit` + 1 first JIDs after `after` (the one more says
     /// whether a next page exists): no list of every online user is built
     /// on the loop's thread.
-    fn online(&self, limit: usize, after: Option<&str>) -> OnlineResult {
+    pub(super) fn online(&self, limit: usize, after: Option<&str>) -> OnlineResult {
         let (mut online, mut available) = (0, 0);
         // The greatest JID kept on top, to be dropped for a smaller one.
         let mut page: BinaryHeap<(&str, bool)> = BinaryHeap::with_capacity(limit + 1);
