@@ -59,8 +59,8 @@ impl<H: Handler> Core<H> {
                 true
             }
             None => {
-                let key = fanning.slices.key().map(str::to_string);
-                self.write_job(fanning.id, effects, key.as_deref());
+                // Taken out of the core for the slice: borrowed, not copied.
+                self.write_job(fanning.id, effects, fanning.slices.key());
                 self.fanning[lane.index()] = Some(fanning);
                 false
             }
