@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Request, RequestError};
-use crate::broadcast::job::MAX_ID_CHARS;
+use crate::broadcast::job::check_id;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,11 +19,7 @@ pub(super) fn parse(value: Value) -> Result<Request, RequestError> {
     let fields: CancelFields =
         serde_json::from_value(value).map_err(|e| RequestError::InvalidRequest(e.to_string()))?;
     // As a job's id is checked: no job could have any other.
-    if fields.id.trim().is_empty() || fields.id.chars().count() > MAX_ID_CHARS {
-        return Err(RequestError::InvalidRequest(format!(
-            "id: not empty, at most {MAX_ID_CHARS} characters (as a job's)"
-        )));
-    }
+    check_id(&fields.id).map_err(|e| RequestError::InvalidRequest(e.to_string()))?;
     Ok(Request::Cancel { id: fields.id })
 }
 

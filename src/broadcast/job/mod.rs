@@ -197,18 +197,23 @@ impl Job {
     }
 }
 
+/// Whether `id` can be a job's `id` (a cancellation names one by it).
+pub fn check_id(id: &str) -> Result<(), JobError> {
+    if id.trim().is_empty() {
+        return Err(field_error("id", "must not be empty"));
+    }
+    if id.chars().count() > MAX_ID_CHARS {
+        return Err(field_error(
+            "id",
+            format!("longer than {MAX_ID_CHARS} characters"),
+        ));
+    }
+    check_xml_text("id", id)
+}
+
 impl RawJob {
     fn validate(self, limits: &JobLimits) -> Result<Job, JobError> {
-        if self.id.trim().is_empty() {
-            return Err(field_error("id", "must not be empty"));
-        }
-        if self.id.chars().count() > MAX_ID_CHARS {
-            return Err(field_error(
-                "id",
-                format!("longer than {MAX_ID_CHARS} characters"),
-            ));
-        }
-        check_xml_text("id", &self.id)?;
+        check_id(&self.id)?;
         if self.body.trim().is_empty() {
             return Err(field_error("body", "must not be empty"));
         }
