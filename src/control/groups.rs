@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::{page_limit, Request, RequestError};
+use super::{page_limit, paged, Request, RequestError};
 use crate::groups::{self, GroupChange};
 
 /// Most members one request may carry.
@@ -157,20 +157,14 @@ pub(super) fn to_json(request: &Request) -> Option<Value> {
         Request::Group(GroupChange::Delete { name }) => {
             json!({"op": "group.delete", "group": name})
         }
-        Request::GroupGet { name, limit, after } => {
-            let mut value = json!({"op": "group.get", "group": name, "limit": limit});
-            if let Some(after) = after {
-                value["after"] = after.as_str().into();
-            }
-            value
-        }
-        Request::GroupList { limit, after } => {
-            let mut value = json!({"op": "group.list", "limit": limit});
-            if let Some(after) = after {
-                value["after"] = after.as_str().into();
-            }
-            value
-        }
+        Request::GroupGet { name, limit, after } => paged(
+            json!({"op": "group.get", "group": name, "limit": limit}),
+            after.as_ref().map(|after| after.as_str()),
+        ),
+        Request::GroupList { limit, after } => paged(
+            json!({"op": "group.list", "limit": limit}),
+            after.as_deref(),
+        ),
         Request::Presence { .. }
         | Request::Online { .. }
         | Request::Status

@@ -173,18 +173,23 @@ fn page_limit(limit: Option<usize>) -> Result<usize, RequestError> {
     Ok(limit)
 }
 
+/// A paged request's body with the page's start, if it has one.
+pub(crate) fn paged(mut value: Value, after: Option<&str>) -> Value {
+    if let Some(after) = after {
+        value["after"] = after.into();
+    }
+    value
+}
+
 impl Request {
     /// The request's body, as [`parse`] reads it.
     pub fn to_json(&self) -> Vec<u8> {
         let value = match self {
             Request::Presence { users } => serde_json::json!({"op": "presence", "users": users}),
-            Request::Online { limit, after } => {
-                let mut value = serde_json::json!({"op": "online", "limit": limit});
-                if let Some(after) = after {
-                    value["after"] = after.as_str().into();
-                }
-                value
-            }
+            Request::Online { limit, after } => paged(
+                serde_json::json!({"op": "online", "limit": limit}),
+                after.as_deref(),
+            ),
             Request::Status => serde_json::json!({"op": "status"}),
             Request::Cancel { id } => serde_json::json!({"op": "cancel", "id": id}),
             group => groups::to_json(group).unwrap_or_default(),

@@ -65,24 +65,19 @@ impl GroupCommand {
             }
             Ok(json!({"op": op, "group": args.name, "members": members}))
         };
-        let page = |mut value: Value, after: &Option<String>| {
-            if let Some(after) = after {
-                value["after"] = after.as_str().into();
-            }
-            value
-        };
         let value = match self {
             GroupCommand::Put(args) => members("group.put", args)?,
             GroupCommand::Add(args) => members("group.add", args)?,
             GroupCommand::Remove(args) => members("group.remove", args)?,
             GroupCommand::Delete { name } => json!({"op": "group.delete", "group": name}),
-            GroupCommand::Get { name, limit, after } => page(
+            GroupCommand::Get { name, limit, after } => control::paged(
                 json!({"op": "group.get", "group": name, "limit": limit}),
-                after,
+                after.as_deref(),
             ),
-            GroupCommand::List { limit, after } => {
-                page(json!({"op": "group.list", "limit": limit}), after)
-            }
+            GroupCommand::List { limit, after } => control::paged(
+                json!({"op": "group.list", "limit": limit}),
+                after.as_deref(),
+            ),
         };
         control::parse(value.to_string().as_bytes()).map_err(|e| SendError::Input(e.to_string()))
     }
