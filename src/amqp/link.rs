@@ -239,7 +239,6 @@ impl Task {
         }
         let lock = lock_queue(&config.jobs_queue);
         tracing::info!(queue = %config.jobs_queue, %lock, "another Herald holds the jobs queue; standing by");
-        self.metrics.update_ready();
         let _ = self.events.send(LinkEvent::Standby);
         self.while_down(token).await
     }

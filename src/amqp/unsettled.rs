@@ -30,14 +30,15 @@ impl Unsettled {
             lane,
             tag: delivery.delivery_tag,
         };
-        let age = published_age(&delivery.properties);
+        let now = SystemTime::now();
+        let age = published_age(&delivery.properties, now);
         self.kept[lane.index()].insert(id.tag, delivery.properties);
         Delivery {
             id,
             payload: delivery.data,
             redelivered: delivery.redelivered,
             age,
-            received_at: SystemTime::now(),
+            received_at: now,
         }
     }
 
@@ -70,12 +71,12 @@ impl Unsettled {
 }
 
 /// How long ago the job was published, from its AMQP `timestamp` (seconds
-/// since the epoch), if its publisher set one.
-fn published_age(properties: &BasicProperties) -> Option<Duration> {
+/// since the epoch) and the time `now`, if its publisher set one.
+fn published_age(properties: &BasicProperties, now: SystemTime) -> Option<Duration> {
     let seconds = (*properties.timestamp())?;
     let at = UNIX_EPOCH + Duration::from_secs(seconds);
     // A publisher's clock ahead of ours would give negative durations.
-    SystemTime::now().duration_since(at).ok()
+    now.duration_since(at).ok()
 }
 
 /// Hands an ack or nack to lapin without waiting for it to be written.
