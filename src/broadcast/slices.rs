@@ -61,17 +61,22 @@ impl JobSlices for Slices {
                 ctx.checkpoint(serde_json::to_vec(&progress).unwrap_or_default());
             }
         }
-        self.walk.is_over(&self.job).then(|| {
-            let report = self.walk.report();
-            log_fanned_out(&report, self.walk.from());
-            done(report, self.walk.from(), &self.missing_groups)
-        })
+        self.walk
+            .is_over(&self.job)
+            .then(|| self.close(self.walk.report()))
     }
 
     fn cancel(&mut self) -> JobOutcome {
-        let report = self.walk.stop(&self.job, Stop::Cancelled);
-        log_fanned_out(&report, self.walk.from());
-        done(report, self.walk.from(), &self.missing_groups)
+        self.close(self.walk.stop(&self.job, Stop::Cancelled))
+    }
+}
+
+impl Slices {
+    /// The job is done with `report`.
+    fn close(&self, report: Report) -> JobOutcome {
+        let from = self.walk.from();
+        log_fanned_out(&report, from);
+        done(report, from, &self.missing_groups)
     }
 }
 
