@@ -214,6 +214,9 @@ pub struct Tally {
     pub expired: u64,
     /// Recipients of a cancelled job not reached before it was cancelled.
     pub cancelled: u64,
+    /// The job was cancelled (for `herald_jobs_total{outcome="cancelled"}`:
+    /// `cancelled` may be 0 when every recipient left was invalid).
+    pub job_cancelled: bool,
 }
 
 /// What to do with a job once the handler has seen it.

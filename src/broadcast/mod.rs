@@ -180,6 +180,7 @@ fn done(report: Report, from: Progress, missing_groups: &[String]) -> JobOutcome
             invalid: (report.skipped.invalid - from.invalid) as u64,
             expired: report.skipped.expired as u64,
             cancelled: report.skipped.cancelled as u64,
+            job_cancelled: report.cancelled,
         },
         key: Some(report.id),
     }

@@ -161,12 +161,6 @@ impl<H: Handler> Core<H> {
             }
             JobOutcome::Done { report, tally, key } => {
                 self.count_recipients(tally);
-                if key
-                    .as_deref()
-                    .is_some_and(|key| self.ledger.is_cancelled(key))
-                {
-                    self.metrics.jobs.cancelled.inc();
-                }
                 if let (Some(key), Some(report)) = (&key, &report) {
                     self.ledger.start(key.clone(), report.clone());
                 }
@@ -239,5 +233,8 @@ impl<H: Handler> Core<H> {
         counters.invalid.inc_by(tally.invalid);
         counters.expired.inc_by(tally.expired);
         counters.cancelled.inc_by(tally.cancelled);
+        if tally.job_cancelled {
+            self.metrics.jobs.cancelled.inc();
+        }
     }
 }
