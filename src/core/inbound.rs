@@ -196,18 +196,15 @@ impl<H: Handler> Core<H> {
         };
         let is_get = matches!(iq, Iq::Get { .. });
         let node = payload.attr("node");
-        let command_info = match node {
-            Some(node) if is_get && payload.is("query", ns::DISCO_INFO) => {
-                self.command_info(from.clone(), to.clone(), id.clone(), node)
-            }
-            _ => None,
-        };
-        let reply = if let Some(info) = command_info {
-            info
-        } else if is_get && payload.is("query", ns::DISCO_INFO) {
-            let mut features = vec![ns::DISCO_INFO, ns::PING, commands::COMMANDS];
-            features.extend(self.handler.features());
-            stanzas::disco_info(to, from, id, &self.settings.name, &features)
+        let reply = if is_get && payload.is("query", ns::DISCO_INFO) {
+            // A command's node answers for itself; anything else is Herald's.
+            let command =
+                node.and_then(|node| self.command_info(from.clone(), to.clone(), id.clone(), node));
+            command.unwrap_or_else(|| {
+                let mut features = vec![ns::DISCO_INFO, ns::PING, commands::COMMANDS];
+                features.extend(self.handler.features());
+                stanzas::disco_info(to, from, id, &self.settings.name, &features)
+            })
         } else if is_get && payload.is("ping", ns::PING) {
             stanzas::iq_result(to, from, id)
         } else if is_get && payload.is("query", ns::DISCO_ITEMS) && node == Some(commands::COMMANDS)
