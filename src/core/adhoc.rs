@@ -37,6 +37,8 @@ const LIST: [(&str, &str); 3] = [
 const LISTED: usize = 50;
 /// Broadcast forms open at once; a new one closes the oldest.
 const OPEN_SESSIONS: usize = 64;
+/// Why anyone not in `xmpp.admins` is refused.
+const FORBIDDEN: &str = "only Herald's operators (xmpp.admins) may run its commands";
 
 /// Open broadcast forms and the broadcasts waiting for their confirm.
 #[derive(Debug, Default)]
@@ -92,14 +94,8 @@ impl<H: Handler> Core<H> {
     pub(super) fn command_info(&self, from: Jid, to: Jid, id: String, node: &str) -> Option<Iq> {
         let (node, name) = LIST.into_iter().find(|(listed, _)| *listed == node)?;
         if !self.settings.is_admin(&from.to_bare()) {
-            let text = "only Herald's operators (xmpp.admins) may run its commands";
-            return Some(commands::error(
-                to,
-                from,
-                id,
-                DefinedCondition::Forbidden,
-                text,
-            ));
+            let asked = Asked { from, to, id };
+            return Some(asked.error(DefinedCondition::Forbidden, FORBIDDEN));
         }
         let info = DiscoInfoResult {
             node: Some(node.to_string()),
@@ -123,8 +119,7 @@ impl<H: Handler> Core<H> {
     ) -> Option<Iq> {
         let asked = Asked { from, to, id };
         if !self.settings.is_admin(&asked.from.to_bare()) {
-            let text = "only Herald's operators (xmpp.admins) may run its commands";
-            return Some(asked.error(DefinedCondition::Forbidden, text));
+            return Some(asked.error(DefinedCondition::Forbidden, FORBIDDEN));
         }
         let request = match CommandRequest::parse(payload) {
             Ok(request) => request,
@@ -138,8 +133,7 @@ impl<H: Handler> Core<H> {
         };
         // One stage: completed at once, in a session of its own (every
         // response carries one) that nothing needs to remember.
-        self.adhoc.next += 1;
-        let sessionid = format!("{}-{}", self.settings.run, self.adhoc.next);
+        let sessionid = self.next_sessionid();
         let done = commands::response(
             &request.node,
             &sessionid,
@@ -350,11 +344,17 @@ impl<H: Handler> Core<H> {
     }
 
     fn open_session(&mut self, owner: Jid) -> String {
-        self.adhoc.next += 1;
+        let sessionid = self.next_sessionid();
         self.adhoc.sessions.insert(self.adhoc.next, owner);
         if self.adhoc.sessions.len() > OPEN_SESSIONS {
             self.adhoc.sessions.pop_first();
         }
+        sessionid
+    }
+
+    /// A session id no earlier one had, in this run or another.
+    fn next_sessionid(&mut self) -> String {
+        self.adhoc.next += 1;
         format!("{}-{}", self.settings.run, self.adhoc.next)
     }
 
