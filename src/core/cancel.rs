@@ -44,10 +44,7 @@ impl<H: Handler> Core<H> {
         let mut report = None;
         for lane in Lane::ALL {
             let slot = &mut self.fanning[lane.index()];
-            if slot.as_ref().and_then(|f| f.slices.key()) != Some(key) {
-                continue;
-            }
-            let Some(mut fanning) = slot.take() else {
+            let Some(mut fanning) = slot.take_if(|f| f.slices.key() == Some(key)) else {
                 continue;
             };
             let outcome = fanning.slices.cancel();

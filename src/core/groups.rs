@@ -34,8 +34,9 @@ impl<H: Handler> Core<H> {
         if let Err(e) = self.check_members(&members) {
             return Answer::Now(Reply::error(&e));
         }
-        let size = self.groups.members(&name).map_or(0, |group| group.len());
-        let new = self.groups.members(&name).map_or(members.len(), |group| {
+        let group = self.groups.members(&name);
+        let size = group.map_or(0, |group| group.len());
+        let new = group.map_or(members.len(), |group| {
             members.iter().filter(|m| !group.contains(*m)).count()
         });
         if size + new > groups::MAX_MEMBERS {
