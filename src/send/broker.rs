@@ -102,12 +102,16 @@ impl Link {
             .map_err(amqp_error("cannot consume the report queue"))
     }
 
-    /// Publishes the job persistent and `mandatory`, and waits for the
-    /// broker's confirm: an error unless the broker has it in `queue`.
-    pub(super) async fn publish(&self, queue: &str, payload: &[u8]) -> Result<(), SendError> {
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
+    /// Publishes `payload` to `queue` (Herald's `key` in `[amqp]`),
+    /// `mandatory`, and waits for the broker's confirm: an error unless the
+    /// broker has it in `queue`.
+    pub(super) async fn publish(
+        &self,
+        queue: &str,
+        key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), SendError> {
         let mandatory = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
@@ -116,23 +120,23 @@ impl Link {
             .channel
             .basic_publish("".into(), queue.into(), mandatory, payload, properties)
             .await
-            .map_err(amqp_error("cannot publish the job"))?
+            .map_err(amqp_error("cannot publish"))?
             .await
-            .map_err(amqp_error("no confirm for the job"))?;
+            .map_err(amqp_error("no confirm from the broker"))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
                 Err(SendError::Broker(format!(
-                    "the broker has no queue {queue:?} (amqp.jobs_queue; Herald declares it \
-                     when it starts): the job was returned, {}",
+                    "the broker has no queue {queue:?} ({key}; Herald declares it when it \
+                     starts): the message was returned, {}",
                     returned.reply_text
                 )))
             }
             Confirmation::Nack(None) => Err(SendError::Broker(
-                "the broker refused the job (negative confirm)".into(),
+                "the broker refused the message (negative confirm)".into(),
             )),
             Confirmation::NotRequested => Err(SendError::Broker(
-                "the broker did not confirm the job".into(),
+                "the broker did not confirm the message".into(),
             )),
         }
     }

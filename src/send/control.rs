@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation};
+use lapin::BasicProperties;
 use tokio::time::timeout;
 
 use super::broker::Link;
@@ -74,28 +74,8 @@ async fn exchange(
         // Nobody waits for the answer after that: a Herald that is down
         // now must not find the request when it starts.
         .with_expiration(wait.as_millis().to_string().as_str().into());
-    let mandatory = BasicPublishOptions {
-        mandatory: true,
-        ..BasicPublishOptions::default()
-    };
-    let confirmation = channel
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            mandatory,
-            &request.to_json(),
-            properties,
-        )
-        .await
-        .map_err(amqp("cannot publish the request"))?
-        .await
-        .map_err(amqp("no confirm for the request"))?;
-    if !matches!(confirmation, Confirmation::Ack(None)) {
-        return Err(SendError::Broker(format!(
-            "the broker did not take the request: is there a queue {queue:?} \
-             (amqp.control_queue; Herald declares it when it starts)?"
-        )));
-    }
+    link.publish(queue, "amqp.control_queue", &request.to_json(), properties)
+        .await?;
     while let Some(delivery) = replies.next().await {
         let delivery = delivery.map_err(amqp("reading the reply"))?;
         let ours = delivery

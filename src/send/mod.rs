@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args};
 use futures_util::StreamExt;
-use lapin::Consumer;
+use lapin::{BasicProperties, Consumer};
 use serde::de::value::{Error as ValueError, StrDeserializer};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -177,12 +177,15 @@ pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
                 .map_err(within("binding a queue for the report"))??,
         )
     };
-    let queue = if args.urgent {
-        &amqp.urgent_queue
+    let (queue, key) = if args.urgent {
+        (&amqp.urgent_queue, "amqp.urgent_queue")
     } else {
-        &amqp.jobs_queue
+        (&amqp.jobs_queue, "amqp.jobs_queue")
     };
-    timeout_at(deadline, link.publish(queue, &payload))
+    let persistent = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2);
+    timeout_at(deadline, link.publish(queue, key, &payload, persistent))
         .await
         .map_err(within("waiting for the broker to confirm the job"))??;
 
