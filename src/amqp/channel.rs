@@ -193,9 +193,7 @@ pub async fn publish(
         Destination::Events { routing_key } => (
             config.events_exchange.as_str(),
             routing_key.as_str(),
-            BasicProperties::default()
-                .with_content_type(ShortString::from("application/json"))
-                .with_delivery_mode(2),
+            persistent_json(),
         ),
         Destination::Reply {
             reply_to,
@@ -215,9 +213,7 @@ pub async fn publish(
                 Lane::Urgent => config.urgent_queue.as_str(),
                 Lane::Normal => config.jobs_queue.as_str(),
             },
-            BasicProperties::default()
-                .with_content_type(ShortString::from("application/json"))
-                .with_delivery_mode(2),
+            persistent_json(),
         ),
         Destination::DeadLetter { reason, .. } | Destination::DeadRequest { reason, .. } => {
             let kept = kept.unwrap_or_default();
@@ -260,4 +256,12 @@ pub async fn publish(
     } else {
         Err(message)
     }
+}
+
+/// What Herald publishes that must outlive a broker restart: reports and
+/// events, and jobs it queues itself.
+fn persistent_json() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_delivery_mode(2)
 }
