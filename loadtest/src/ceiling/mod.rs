@@ -322,11 +322,12 @@ pub(crate) fn check_alive(herald: &mut Component, sink: &FakeServer) -> Result<(
     Ok(())
 }
 
-/// A bounded wait, polled every 100 ms.
+/// A bounded wait, polled every 100 ms (or as [`Wait::every`] says).
 pub(crate) struct Wait {
     what: String,
     limit: Duration,
     deadline: Instant,
+    every: Duration,
 }
 
 impl Wait {
@@ -335,7 +336,13 @@ impl Wait {
             what: what.into(),
             limit,
             deadline: Instant::now() + limit,
+            every: Duration::from_millis(100),
         }
+    }
+
+    /// Polled every `every` instead.
+    pub(crate) fn every(self, every: Duration) -> Wait {
+        Wait { every, ..self }
     }
 
     /// Sleeps until the next poll; an error once the limit has passed.
@@ -343,7 +350,7 @@ impl Wait {
         if Instant::now() > self.deadline {
             return Err(format!("gave up waiting for {} after {:?}", self.what, self.limit).into());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(self.every).await;
         Ok(())
     }
 }

@@ -67,7 +67,7 @@ pub async fn overtake(
     let queue = if urgent { &names.urgent } else { &names.jobs };
     let published = Instant::now();
     publish(broker, queue, small, sink).await?;
-    let what = "the reports of the big and the small job";
+    let wait = Wait::new("the reports of the big and the small job", limit).every(POLL);
     let (mut small_waited, mut big_rest) = (None, None);
     while small_waited.is_none() || big_rest.is_none() {
         check_alive(herald, sink)?;
@@ -81,10 +81,7 @@ pub async fn overtake(
         if big_rest.is_none() && sent >= big_recipients {
             big_rest = Some(now);
         }
-        if published.elapsed() > limit {
-            return Err(format!("gave up waiting for {what} after {limit:?}").into());
-        }
-        tokio::time::sleep(POLL).await;
+        wait.tick().await?;
     }
     let (small_waited, big_rest) = (
         small_waited.unwrap_or_default(),
