@@ -42,13 +42,7 @@ impl<H: Handler> Core<H> {
             return false;
         }
         let mut effects = Effects::default();
-        let mut ctx = Context::new(
-            &self.settings.domain,
-            &self.presence,
-            &self.ledger,
-            (&self.groups, &self.subscribers),
-            &mut effects,
-        );
+        let mut ctx = handler_context!(self, &mut effects);
         let outcome = fanning
             .slices
             .next_slice(&mut ctx, self.room.min(MAX_SLICE));

@@ -234,13 +234,7 @@ impl<H: Handler> Core<H> {
     fn with_handler<R>(&mut self, call: impl FnOnce(&mut H, &mut Context<'_>) -> R) -> R {
         let mut effects = Effects::default();
         let result = {
-            let mut ctx = Context::new(
-                &self.settings.domain,
-                &self.presence,
-                &self.ledger,
-                (&self.groups, &self.subscribers),
-                &mut effects,
-            );
+            let mut ctx = handler_context!(self, &mut effects);
             call(&mut self.handler, &mut ctx)
         };
         self.apply(effects);

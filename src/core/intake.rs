@@ -91,15 +91,9 @@ impl<H: Handler> Core<H> {
         };
         let settings = &self.settings;
         let wall_clock = job.delivery.received_at + self.now.saturating_duration_since(job.taken);
-        let mut ctx = Context::new(
-            &settings.domain,
-            &self.presence,
-            &self.ledger,
-            (&self.groups, &self.subscribers),
-            &mut effects,
-        )
-        .for_redelivery(job.delivery.redelivered)
-        .at_wall_clock(wall_clock);
+        let mut ctx = handler_context!(self, &mut effects)
+            .for_redelivery(job.delivery.redelivered)
+            .at_wall_clock(wall_clock);
         if probing {
             ctx = ctx.probing(StrangerTest {
                 user_domains: &settings.user_domains,

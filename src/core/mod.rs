@@ -12,6 +12,20 @@
 //! Inputs from a broker connection that is gone are dropped where they
 //! arrive ([`Core::handle`]); stanzas only go out while there is a stream.
 
+/// What a handler sees of the core, borrowed field by field (a method
+/// borrowing the whole core would keep the handler from being called).
+macro_rules! handler_context {
+    ($core:expr, $effects:expr) => {
+        Context::new(
+            &$core.settings.domain,
+            &$core.presence,
+            &$core.ledger,
+            (&$core.groups, &$core.subscribers),
+            $effects,
+        )
+    };
+}
+
 mod ack_window;
 mod adhoc;
 mod barrier;
@@ -330,13 +344,7 @@ impl<H: Handler> Core<H> {
                 changed: true,
             };
             let mut effects = Effects::default();
-            let mut ctx = Context::new(
-                &self.settings.domain,
-                &self.presence,
-                &self.ledger,
-                (&self.groups, &self.subscribers),
-                &mut effects,
-            );
+            let mut ctx = handler_context!(self, &mut effects);
             self.handler.on_presence(&mut ctx, &change);
             // Stanzas are for a stream that is gone; only events go out.
             self.publish_events(effects.events);
