@@ -22,15 +22,40 @@ pub struct Ledger {
     abandoned: HashSet<String>,
     /// Checkpoint tokens of jobs that did not complete (yet).
     progress: HashMap<String, Vec<u8>>,
-    completed: HashMap<String, Completed>,
-    /// Completed keys, oldest first, with their completion sequence numbers.
-    order: VecDeque<String>,
+    completed: Window<Completed>,
     next_seq: u64,
+    cancelled: Window<()>,
+}
+
+/// The last `capacity` keys put in, each with its value: the oldest is
+/// forgotten first.
+struct Window<V> {
+    values: HashMap<String, V>,
+    /// Oldest first.
+    order: VecDeque<String>,
     capacity: usize,
-    cancelled: HashSet<String>,
-    /// Cancelled keys, oldest first, at most `cancelled_capacity`.
-    cancelled_order: VecDeque<String>,
-    cancelled_capacity: usize,
+}
+
+impl<V> Window<V> {
+    fn new(capacity: usize) -> Self {
+        Window {
+            values: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Puts `value` in under `key` (a key already in keeps its place).
+    fn put(&mut self, key: String, value: V) {
+        if self.values.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.values.remove(&oldest);
+            }
+        }
+    }
 }
 
 struct Completed {
@@ -54,20 +79,16 @@ impl Ledger {
             in_progress: HashMap::new(),
             abandoned: HashSet::new(),
             progress: HashMap::new(),
-            completed: HashMap::new(),
-            order: VecDeque::new(),
+            completed: Window::new(capacity),
             next_seq: 1,
-            capacity,
-            cancelled: HashSet::new(),
-            cancelled_order: VecDeque::new(),
-            cancelled_capacity: crate::store::cancelled_window(capacity),
+            cancelled: Window::new(crate::store::cancelled_window(capacity)),
         }
     }
 
     /// Restores a job completed in an earlier run (call oldest first).
     pub fn restore(&mut self, key: String, seq: u64, report: Event, reported: bool) {
         self.next_seq = self.next_seq.max(seq + 1);
-        self.remember(
+        self.completed.put(
             key,
             Completed {
                 report,
@@ -84,7 +105,7 @@ impl Ledger {
                 report_owed: false,
             });
         }
-        self.completed.get(key).map(|done| Earlier {
+        self.completed.values.get(key).map(|done| Earlier {
             report: &done.report,
             report_owed: done.report_owed,
         })
@@ -97,21 +118,21 @@ impl Ledger {
 
     /// The server confirmed the job's stanzas up to a checkpoint.
     pub fn advance(&mut self, key: String, token: Vec<u8>) {
-        if !self.completed.contains_key(&key) {
+        if !self.completed.values.contains_key(&key) {
             self.progress.insert(key, token);
         }
     }
 
     /// The report of a completed job was not published after all.
     pub fn owe(&mut self, key: &str) {
-        if let Some(done) = self.completed.get_mut(key) {
+        if let Some(done) = self.completed.values.get_mut(key) {
             done.report_owed = true;
         }
     }
 
     /// The owed report of a completed job is being published now.
     pub fn reporting(&mut self, key: &str) {
-        if let Some(done) = self.completed.get_mut(key) {
+        if let Some(done) = self.completed.values.get_mut(key) {
             done.report_owed = false;
         }
     }
@@ -142,7 +163,7 @@ impl Ledger {
         self.progress.remove(key);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.remember(
+        self.completed.put(
             key.to_string(),
             Completed {
                 report,
@@ -155,33 +176,15 @@ impl Ledger {
     /// The job with this key is cancelled (also to restore a cancellation
     /// of an earlier run, oldest first).
     pub fn cancel(&mut self, key: String) {
-        if self.cancelled.insert(key.clone()) {
-            self.cancelled_order.push_back(key);
-        }
-        while self.cancelled_order.len() > self.cancelled_capacity {
-            if let Some(oldest) = self.cancelled_order.pop_front() {
-                self.cancelled.remove(&oldest);
-            }
-        }
+        self.cancelled.put(key, ());
     }
 
     pub fn is_cancelled(&self, key: &str) -> bool {
-        self.cancelled.contains(key)
+        self.cancelled.values.contains_key(key)
     }
 
     pub fn completed_len(&self) -> usize {
-        self.completed.len()
-    }
-
-    fn remember(&mut self, key: String, completed: Completed) {
-        if self.completed.insert(key.clone(), completed).is_none() {
-            self.order.push_back(key);
-        }
-        while self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.completed.remove(&oldest);
-            }
-        }
+        self.completed.values.len()
     }
 }
 
