@@ -16,49 +16,55 @@ use xmpp_parsers::jid::BareJid;
 use super::job::{Job, Recipient};
 use crate::groups::Groups;
 
-/// Adds the job's groups' members and (if it asks for them) the
-/// subscribers to its recipients, each user once; returns the groups it
-/// names that do not exist.
-pub fn resolve<'a>(
-    job: &mut Job,
-    groups: &Groups,
-    subscribers: impl Iterator<Item = &'a BareJid>,
-) -> Vec<String> {
-    if job.groups.is_empty() && !job.all_subscribers {
+/// Adds the members of the job's groups to its recipients, each user
+/// once; returns the groups it names that do not exist. The subscribers
+/// come after them ([`add_subscribers`]).
+pub fn add_groups(job: &mut Job, groups: &Groups) -> Vec<String> {
+    if job.groups.is_empty() {
         return Vec::new();
     }
-    let mut seen: HashSet<BareJid> = job
-        .recipients
-        .iter()
-        .filter_map(|recipient| match recipient {
-            Recipient::User(user) => Some(user.clone()),
-            Recipient::Invalid(_) => None,
-        })
-        .collect();
-    let mut add = |user: &BareJid, recipients: &mut Vec<Recipient>| {
-        if seen.insert(user.clone()) {
-            recipients.push(Recipient::User(user.clone()));
-        }
-    };
+    let mut seen = users_of(job);
     let mut missing = Vec::new();
     for name in &job.groups {
         match groups.members(name) {
             Some(members) => {
                 for member in members {
-                    add(member, &mut job.recipients);
+                    if seen.insert(member.clone()) {
+                        job.recipients.push(Recipient::User(member.clone()));
+                    }
                 }
             }
             None => missing.push(name.clone()),
         }
     }
-    if job.all_subscribers {
-        let mut everyone: Vec<&BareJid> = subscribers.collect();
-        everyone.sort_unstable();
-        for user in everyone {
-            add(user, &mut job.recipients);
-        }
-    }
     missing
+}
+
+/// With `all_subscribers`, adds every subscriber who is not a recipient
+/// yet, in JID order, after the rest. Subscribers are never probed as
+/// strangers, so this waits until the job is to be counted or sent: a
+/// job examined while it waits behind another does not pay for it.
+pub fn add_subscribers<'a>(job: &mut Job, subscribers: impl Iterator<Item = &'a BareJid>) {
+    if !job.all_subscribers {
+        return;
+    }
+    let seen = users_of(job);
+    let mut everyone: Vec<&BareJid> = subscribers.filter(|user| !seen.contains(*user)).collect();
+    everyone.sort_unstable();
+    everyone.dedup();
+    let added = everyone.into_iter().cloned().map(Recipient::User);
+    job.recipients.extend(added);
+}
+
+/// The users among the job's recipients.
+fn users_of(job: &Job) -> HashSet<BareJid> {
+    job.recipients
+        .iter()
+        .filter_map(|recipient| match recipient {
+            Recipient::User(user) => Some(user.clone()),
+            Recipient::Invalid(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -100,7 +106,8 @@ mod tests {
         let mut job = job(
             r#"{"id":"j","body":"hi","to":["t@x","bad/x"],"groups":["b","a","b"],"all_subscribers":true}"#,
         );
-        let missing = resolve(&mut job, &groups, subscribers.iter());
+        let missing = add_groups(&mut job, &groups);
+        add_subscribers(&mut job, subscribers.iter());
         assert!(missing.is_empty());
         assert_eq!(
             users(&job),
@@ -113,7 +120,7 @@ mod tests {
         let mut groups = Groups::default();
         groups.put("known", [jid("a@x")]);
         let mut job = job(r#"{"id":"j","body":"hi","groups":["nope","known","gone"]}"#);
-        let missing = resolve(&mut job, &groups, std::iter::empty());
+        let missing = add_groups(&mut job, &groups);
         assert_eq!(missing, ["nope", "gone"]);
         assert_eq!(users(&job), ["a@x"]);
     }
@@ -122,7 +129,7 @@ mod tests {
     fn subscribers_only_when_asked() {
         let subscribers = [jid("s@x")];
         let mut job = job(r#"{"id":"j","body":"hi","to":["t@x"]}"#);
-        resolve(&mut job, &Groups::default(), subscribers.iter());
+        add_subscribers(&mut job, subscribers.iter());
         assert_eq!(users(&job), ["t@x"]);
     }
 }

@@ -110,7 +110,7 @@ impl Handler for Broadcast {
                 key: job.id,
             };
         }
-        let missing = audience::resolve(&mut job, ctx.groups(), ctx.subscribers());
+        let missing = audience::add_groups(&mut job, ctx.groups());
         if !missing.is_empty() {
             tracing::info!(job = %job.id, ?missing, "job names groups that do not exist");
         }
@@ -121,25 +121,26 @@ impl Handler for Broadcast {
             .and_then(|token| serde_json::from_slice(token).ok())
             .unwrap_or_default();
         let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
-        if ctx.is_cancelled(&job.id) {
-            tracing::info!(job = %job.id, "cancelled before it came up: nothing sent");
-            let report = fanout::stop_from(&job, from, resent, Stop::Cancelled);
+        // Cancelled, or taken after its deadline: whatever is left of it
+        // sends nothing, and no stranger is probed for it.
+        let expired = matches!((job.expires_at, ctx.wall_clock()), (Some(deadline), Some(now)) if now >= deadline);
+        let stop = if ctx.is_cancelled(&job.id) {
+            Some(Stop::Cancelled)
+        } else {
+            expired.then_some(Stop::Expired)
+        };
+        if let Some(stop) = stop {
+            tracing::info!(job = %job.id, ?stop, "cancelled or expired before it came up: nothing sent");
+            audience::add_subscribers(&mut job, ctx.subscribers());
+            let report = fanout::stop_from(&job, from, resent, stop);
             return done(report, from, &missing);
-        }
-        // Taken after its deadline: whatever is left of it sends nothing,
-        // and no stranger is probed for it.
-        if let (Some(deadline), Some(now)) = (job.expires_at, ctx.wall_clock()) {
-            if now >= deadline {
-                tracing::info!(job = %job.id, "taken after its expires_at: nothing sent");
-                let report = fanout::stop_from(&job, from, resent, Stop::Expired);
-                return done(report, from, &missing);
-            }
         }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
         if !strangers.is_empty() {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
             return JobOutcome::Probe { users: strangers };
         }
+        audience::add_subscribers(&mut job, ctx.subscribers());
         let template = match fanout::template(&mut job) {
             Ok(template) => template,
             Err(e) => {
