@@ -53,6 +53,7 @@ fn job(recipients: usize) -> Job {
         max_body_bytes: 64 * 1024,
         max_recipients: BOOK,
         allowed_from: Vec::new(),
+        names_part_bytes: 256 * 1024,
     };
     let to: Vec<String> = (0..recipients).map(user).collect();
     let json = serde_json::json!({

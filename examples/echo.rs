@@ -101,6 +101,7 @@ impl Handler for Echo {
                 "echo.done",
                 &serde_json::json!({"sent": online.len()}),
             )),
+            names: Vec::new(),
             tally: Tally {
                 sent: online.len() as u64,
                 ..Tally::default()

@@ -229,6 +229,10 @@ pub enum JobOutcome {
     /// report through [`Context::earlier_job`].
     Done {
         report: Option<Event>,
+        /// Published, and confirmed by the broker, before the job is
+        /// remembered as completed (and so before `report`): a job
+        /// interrupted before then publishes them again.
+        names: Vec<Event>,
         tally: Tally,
         key: Option<String>,
     },

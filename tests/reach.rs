@@ -2,8 +2,9 @@
 //! of messages sent, end to end on both servers with real c2s users: each
 //! message's id (the same when the job is sent again, for clients to drop
 //! the copy) and its thread, which ties a reply to its job; a job's
-//! deadline, after which it sends nothing and its report says why; and its
-//! request that servers not keep its messages.
+//! deadline, after which it sends nothing and its report says why; its
+//! request that servers not keep its messages; and who, by name, it
+//! reached and missed.
 
 use std::time::Duration;
 
@@ -28,7 +29,12 @@ herald_testkit::on_both_servers!(
     a_reply_in_a_broadcasts_thread_names_its_job,
     a_job_taken_after_its_deadline_sends_nothing_and_its_report_counts_everyone,
     messages_of_a_job_asking_not_to_be_stored_carry_the_hints,
+    a_job_asking_for_names_gets_who_was_reached_and_missed_in_parts,
 );
+
+/// Users of a domain Herald does not serve among the named job's
+/// recipients (offline to it, and not probed): enough for several parts.
+const ELSEWHERE: usize = 1_500;
 
 /// The message's id, which its origin-id must repeat.
 fn message_id(message: &ReceivedMessage) -> String {
@@ -191,5 +197,78 @@ async fn messages_of_a_job_asking_not_to_be_stored_carry_the_hints<S: XmppServer
             .collect();
         assert_eq!(hints, expected, "{:?}", message.stanza);
     }
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn a_job_asking_for_names_gets_who_was_reached_and_missed_in_parts<S: XmppServer>() {
+    let env = [("HERALD_BROADCAST__NAMES_PART_BYTES", "16384")];
+    let mut stack = Stack::<S>::start_with_env(&["alice", "bob", "carol"], &env).await;
+    let mut names = EventTap::bind(&stack.names.events, "job.report.names").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let mut carol = XmppUser::login_available(&stack.server, "carol", "desk").await;
+    carol.send_presence(Some("away"), 0).await;
+    await_presence(&mut stack.presence, "carol@localhost/desk", Some("away")).await;
+
+    let mut to = vec!["alice@localhost", "bob@localhost", "carol@localhost"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    to.extend((0..ELSEWHERE).map(|i| format!("user{i}@elsewhere.test")));
+    to.push("Alice@localhost".into());
+    to.push("dave@localhost/phone".into());
+    stack
+        .publish(json!({"id": "named", "to": to, "body": "evacuate", "report_names": true}))
+        .await;
+    let report = next_report(&mut stack.reports, "named").await;
+    let message = alice.next_received(WAIT).await.expect("alice's message");
+    assert_eq!(message.body, "evacuate");
+
+    let set = report["names"]["set"].clone();
+    let count = report["names"]["parts"]
+        .as_u64()
+        .expect("the report counts parts");
+    assert!(count >= 2, "{ELSEWHERE} names in parts of 16 KiB: {report}");
+    let mut parts = Vec::new();
+    while parts.len() < count as usize {
+        let part = names
+            .next_matching("job.report.names", WAIT, |p| {
+                p["id"] == "named" && p["set"] == set
+            })
+            .await
+            .unwrap_or_else(|| panic!("{} of {count} parts came", parts.len()));
+        assert!(
+            part.to_string().len() <= 16_384,
+            "part {} is too big",
+            part["part"]
+        );
+        parts.push(part);
+    }
+    let numbers: Vec<u64> = parts.iter().map(|p| p["part"].as_u64().unwrap()).collect();
+    assert_eq!(
+        numbers,
+        (1..=count).collect::<Vec<_>>(),
+        "in order, before the report"
+    );
+    let list = |outcome: &str| -> Vec<String> {
+        parts
+            .iter()
+            .flat_map(|p| p[outcome].as_array().cloned().unwrap_or_default())
+            .map(|name| name.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("sent"), ["alice@localhost"], "alice once");
+    assert_eq!(list("unavailable"), ["carol@localhost"]);
+    assert_eq!(list("invalid"), ["dave@localhost/phone"]);
+    let offline = list("offline");
+    assert_eq!(offline.len(), ELSEWHERE + 1, "bob and everyone elsewhere");
+    assert_eq!(offline[0], "bob@localhost");
+    assert_eq!(
+        offline[ELSEWHERE],
+        format!("user{}@elsewhere.test", ELSEWHERE - 1)
+    );
+    assert_eq!(report["sent"], 1, "{report}");
+    assert_eq!(report["skipped"]["offline"], ELSEWHERE + 1, "{report}");
+    assert_eq!(report["recipients"], ELSEWHERE + 4, "{report}");
     assert_eq!(stack.herald.stop(), Some(0));
 }

@@ -83,6 +83,7 @@ mod tests {
             max_body_bytes: 1000,
             max_recipients: 1000,
             allowed_from: Vec::new(),
+            names_part_bytes: 256 * 1024,
         };
         Job::parse(json.as_bytes(), &limits).unwrap()
     }

@@ -5,6 +5,7 @@ pub mod audience;
 pub mod fanout;
 pub mod job;
 pub mod marks;
+pub mod names;
 mod slices;
 
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::presence::PresenceChange;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
 use fanout::{Stop, Walk};
 pub use job::{Job, JobError, JobLimits};
+use names::{Checkpoint, NamesRef, Outcomes};
 use slices::Slices;
 
 pub const REPORT_KEY: &str = "job.report";
@@ -116,10 +118,8 @@ impl Handler for Broadcast {
         }
         // A job an earlier attempt got partway through resumes after the
         // last checkpoint the server confirmed.
-        let from: Progress = ctx
-            .progress(&job.id)
-            .and_then(|token| serde_json::from_slice(token).ok())
-            .unwrap_or_default();
+        let checkpoint = ctx.progress(&job.id).and_then(Checkpoint::read);
+        let from = checkpoint.as_ref().map(|c| c.progress).unwrap_or_default();
         let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
         // Cancelled, or taken after its deadline: whatever is left of it
         // sends nothing, and no stranger is probed for it.
@@ -133,7 +133,14 @@ impl Handler for Broadcast {
             tracing::info!(job = %job.id, ?stop, "cancelled or expired before it came up: nothing sent");
             audience::add_subscribers(&mut job, ctx.subscribers());
             let report = fanout::stop_from(&job, from, resent, stop);
-            return done(report, from, &missing);
+            let names = job.names.then(|| {
+                let outcomes = checkpoint
+                    .as_ref()
+                    .map(Checkpoint::outcomes)
+                    .unwrap_or_default();
+                Names::of(ctx, &self.limits).parts(&job, &outcomes, Some(stop))
+            });
+            return done(report, from, &missing, names);
         }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
         if !strangers.is_empty() {
@@ -149,29 +156,84 @@ impl Handler for Broadcast {
                 }
             }
         };
-        let walk = Walk::new(&job, from, self.checkpoint_every, resent);
-        JobOutcome::Fanning(Box::new(Slices::new(job, template, walk, missing)))
+        let walk = match &checkpoint {
+            Some(checkpoint) => Walk::resume(&job, checkpoint, self.checkpoint_every(&job), resent),
+            None => Walk::new(&job, from, self.checkpoint_every(&job), resent),
+        };
+        let names = job.names.then(|| Names::of(ctx, &self.limits));
+        JobOutcome::Fanning(Box::new(Slices::new(job, template, walk, missing, names)))
     }
 }
 
-/// The `job.report` event: the fan-out's counts, and the groups the job
-/// named that do not exist (absent when none).
+impl Broadcast {
+    /// A job whose report names its recipients carries the outcomes of all
+    /// of them in each checkpoint: at most 16 checkpoints keep the writes
+    /// linear in its size.
+    fn checkpoint_every(&self, job: &Job) -> usize {
+        if job.names {
+            self.checkpoint_every.max(job.recipients.len() / 16)
+        } else {
+            self.checkpoint_every
+        }
+    }
+}
+
+/// How a job's names are published.
+#[derive(Debug, Clone, Copy)]
+struct Names {
+    /// The wall-clock millisecond the attempt began: tells its parts from
+    /// an interrupted attempt's.
+    set: u64,
+    part_bytes: usize,
+}
+
+impl Names {
+    fn of(ctx: &Context<'_>, limits: &JobLimits) -> Names {
+        let since_epoch = ctx
+            .wall_clock()
+            .and_then(|now| now.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        Names {
+            set: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+            part_bytes: limits.names_part_bytes,
+        }
+    }
+
+    fn parts(&self, job: &Job, outcomes: &Outcomes, stop: Option<Stop>) -> (Vec<Event>, NamesRef) {
+        names::parts(job, outcomes, stop, self.set, self.part_bytes)
+    }
+}
+
+/// The `job.report` event: the fan-out's counts, the groups the job named
+/// that do not exist (absent when none), and where its names went (absent
+/// unless asked for).
 #[derive(Serialize)]
 struct JobReport<'a> {
     #[serde(flatten)]
     report: &'a Report,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     missing_groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<NamesRef>,
 }
 
 /// A job done with `report`, resumed at `from`: remembered under its id.
-fn done(report: Report, from: Progress, missing_groups: &[String]) -> JobOutcome {
+/// `names`: the parts naming its recipients, published before the report.
+fn done(
+    report: Report,
+    from: Progress,
+    missing_groups: &[String],
+    names: Option<(Vec<Event>, NamesRef)>,
+) -> JobOutcome {
+    let (parts, names) = names.unzip();
     let event = JobReport {
         report: &report,
         missing_groups,
+        names,
     };
     JobOutcome::Done {
         report: Some(Event::json(REPORT_KEY, &event)),
+        names: parts.unwrap_or_default(),
         // This attempt's share: earlier attempts counted the rest (and
         // none of them expired or was cancelled, or this one would not be).
         tally: Tally {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::fanout::{Progress, Report, Stop, Walk};
-use super::{done, Job};
+use super::{done, Job, Names};
 use crate::handler::{Context, JobOutcome, JobSlices};
 use crate::xmpp::wire::MessageTemplate;
 
@@ -20,6 +20,8 @@ pub struct Slices {
     walk: Walk,
     /// Groups the job named that do not exist, for its report.
     missing_groups: Vec<String>,
+    /// Set when the report names the recipients.
+    names: Option<Names>,
 }
 
 impl Slices {
@@ -29,12 +31,14 @@ impl Slices {
         template: MessageTemplate,
         walk: Walk,
         missing_groups: Vec<String>,
+        names: Option<Names>,
     ) -> Slices {
         Slices {
             job,
             template: Arc::new(template),
             walk,
             missing_groups,
+            names,
         }
     }
 }
@@ -58,25 +62,29 @@ impl JobSlices for Slices {
                 sent += 1;
             }
             if let Some(progress) = step.checkpoint {
-                ctx.checkpoint(serde_json::to_vec(&progress).unwrap_or_default());
+                ctx.checkpoint(self.walk.token(progress));
             }
         }
         self.walk
             .is_over(&self.job)
-            .then(|| self.close(self.walk.report()))
+            .then(|| self.close(self.walk.report(), None))
     }
 
     fn cancel(&mut self) -> JobOutcome {
-        self.close(self.walk.stop(&self.job, Stop::Cancelled))
+        let stop = Stop::Cancelled;
+        self.close(self.walk.stop(&self.job, stop), Some(stop))
     }
 }
 
 impl Slices {
-    /// The job is done with `report`.
-    fn close(&self, report: Report) -> JobOutcome {
+    /// The job is done with `report`, the recipients not walked stopped by
+    /// `stop`.
+    fn close(&self, report: Report, stop: Option<Stop>) -> JobOutcome {
         let from = self.walk.from();
         log_fanned_out(&report, from);
-        done(report, from, &self.missing_groups)
+        let names = self.names.zip(self.walk.outcomes());
+        let names = names.map(|(names, outcomes)| names.parts(&self.job, outcomes, stop));
+        done(report, from, &self.missing_groups, names)
     }
 }
 

@@ -196,6 +196,9 @@ pub struct BroadcastConfig {
     /// Recipients between the checkpoints of a job: once the server has
     /// read a checkpoint's messages, a redelivered job resumes after it.
     pub checkpoint_every: usize,
+    /// Largest part, in bytes, of a report that names the recipients
+    /// (`report_names`); at least 16 KiB.
+    pub names_part_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -288,6 +291,7 @@ impl Default for BroadcastConfig {
             max_recipients: 100_000,
             allowed_from: Vec::new(),
             checkpoint_every: 1000,
+            names_part_bytes: 256 * 1024,
         }
     }
 }

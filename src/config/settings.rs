@@ -94,6 +94,12 @@ impl Config {
                     .into(),
             );
         }
+        if broadcast.names_part_bytes < crate::broadcast::names::MIN_PART_BYTES {
+            return invalid(format!(
+                "broadcast.names_part_bytes must be at least {}",
+                crate::broadcast::names::MIN_PART_BYTES
+            ));
+        }
         let limits = self.job_limits()?;
         let allowed = &broadcast.allowed_from;
         if !allowed.is_empty() && !allowed.contains(&broadcast.default_from) {

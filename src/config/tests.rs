@@ -28,6 +28,16 @@ fn secret_is_masked_in_debug_output() {
 }
 
 #[test]
+fn names_parts_must_hold_any_name() {
+    let mut config = valid();
+    config.broadcast.names_part_bytes = 16 * 1024 - 1;
+    let error = config.settings().unwrap_err().to_string();
+    assert!(error.contains("names_part_bytes"), "{error}");
+    config.broadcast.names_part_bytes = 16 * 1024;
+    config.settings().unwrap();
+}
+
+#[test]
 fn rejects_bad_default_sender() {
     let mut config = valid();
     config.broadcast.default_from = "no spaces@allowed".into();

@@ -297,6 +297,7 @@ impl<H: Handler> Core<H> {
             storage: Default::default(),
             groups: Vec::new(),
             all_subscribers: false,
+            report_names: false,
         };
         match one("recipients") {
             Some("all") => job.all_subscribers = true,

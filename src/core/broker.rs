@@ -18,6 +18,20 @@ pub struct Awaiting {
     /// A completed job's key: once its report is confirmed the store
     /// records that it went out.
     pub reported_key: Option<String>,
+    /// A part naming the job's recipients: the job waits for all of them
+    /// before it completes.
+    pub names_part: bool,
+}
+
+impl Awaiting {
+    /// The publish that settles `job` (its report or dead letter).
+    pub fn settles(job: JobId, reported_key: Option<String>) -> Awaiting {
+        Awaiting {
+            job,
+            reported_key,
+            names_part: false,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -60,6 +60,47 @@ impl<H: Handler> Core<H> {
         let duration = self.now.saturating_duration_since(job.since);
         self.metrics.jobs.delivered.inc();
         self.metrics.job_duration.observe(duration.as_secs_f64());
+        if job.names.is_empty() {
+            self.complete(id);
+            return;
+        }
+        let names = std::mem::take(&mut job.names);
+        job.stage = Stage::Naming {
+            unconfirmed: names.len(),
+        };
+        for part in names {
+            let awaiting = Awaiting {
+                names_part: true,
+                ..Awaiting::settles(id, None)
+            };
+            let destination = Destination::Events {
+                routing_key: part.routing_key,
+            };
+            let publish = self.broker.settling(awaiting, destination, part.payload);
+            self.out.push_back(Output::Publish(publish));
+        }
+    }
+
+    /// The broker confirmed a part naming the job's recipients.
+    fn on_names_part_confirmed(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let Stage::Naming { unconfirmed } = &mut job.stage else {
+            return;
+        };
+        *unconfirmed -= 1;
+        if *unconfirmed == 0 {
+            self.complete(id);
+        }
+    }
+
+    /// The job's messages were read (and its names published): it is
+    /// remembered as completed, then reported.
+    fn complete(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
         match (&job.key, &job.report) {
             (Some(key), Some(report)) => {
                 let (key, report) = (key.clone(), report.clone());
@@ -138,10 +179,7 @@ impl<H: Handler> Core<H> {
             return;
         };
         job.stage = Stage::Reporting;
-        let awaiting = Awaiting {
-            job: id,
-            reported_key: key,
-        };
+        let awaiting = Awaiting::settles(id, key);
         let destination = Destination::Events {
             routing_key: report.routing_key,
         };
@@ -155,6 +193,10 @@ impl<H: Handler> Core<H> {
             self.on_adhoc_confirmed(id);
             return;
         };
+        if awaiting.names_part {
+            self.on_names_part_confirmed(awaiting.job);
+            return;
+        }
         if let Some(key) = awaiting.reported_key {
             // A completed job whose report never went out still owes it
             // after a restart; this one no longer does.

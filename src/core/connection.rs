@@ -123,7 +123,9 @@ impl<H: Handler> Core<H> {
             self.metrics.jobs.requeued.inc();
             let Some(key) = &job.key else { continue };
             match job.stage {
-                Stage::Fanning | Stage::Written => self.ledger.abandon(key),
+                // Not remembered as completed: the redelivery resumes from
+                // the last checkpoint (a named job's last is at its end).
+                Stage::Fanning | Stage::Written | Stage::Naming { .. } => self.ledger.abandon(key),
                 Stage::Storing | Stage::Reporting => self.ledger.owe(key),
                 Stage::Held(_) => {}
             }

@@ -153,7 +153,12 @@ impl<H: Handler> Core<H> {
                 job.stage = Stage::Storing;
                 self.store.after_commit(id);
             }
-            JobOutcome::Done { report, tally, key } => {
+            JobOutcome::Done {
+                report,
+                names,
+                tally,
+                key,
+            } => {
                 self.count_recipients(tally);
                 if let (Some(key), Some(report)) = (&key, &report) {
                     self.ledger.start(key.clone(), report.clone());
@@ -162,6 +167,7 @@ impl<H: Handler> Core<H> {
                 if let Some(job) = self.jobs.get_mut(id) {
                     job.key = key;
                     job.report = report;
+                    job.names = names;
                     job.stage = Stage::Written;
                 }
                 self.barriers.push(Covered::Job(id));
@@ -177,10 +183,7 @@ impl<H: Handler> Core<H> {
         };
         job.stage = Stage::Reporting;
         let payload = std::mem::take(&mut job.delivery.payload);
-        let awaiting = Awaiting {
-            job: id,
-            reported_key: None,
-        };
+        let awaiting = Awaiting::settles(id, None);
         let destination = Destination::DeadLetter { job: id, reason };
         let publish = self.broker.settling(awaiting, destination, payload);
         self.out.push_back(Output::Publish(publish));

@@ -4,9 +4,9 @@
 //! ```text
 //! Held(New) ─▶ Held(Probing) ─▶ Held(Settling) ─┐
 //!     │                                          ▼
-//!     └──────▶ Held(Examined) ────────────▶ examined ─▶ Fanning ─▶ Written ─▶ Storing ─▶ Reporting ─▶ acknowledged
-//!                                                  │                           (report confirmed)
-//!                                                  └─▶ Reporting (duplicate, dead letter) ─▶ acknowledged
+//!     └──────▶ Held(Examined) ──────▶ examined ─▶ Fanning ─▶ Written ─▶ [Naming] ─▶ Storing ─▶ Reporting ─▶ acknowledged
+//!                                            │                                                  (report confirmed)
+//!                                            └─▶ Reporting (duplicate, dead letter) ─▶ acknowledged
 //! ```
 //!
 //! and leaves the table when it is acknowledged or requeued. Held jobs go
@@ -32,6 +32,9 @@ pub enum Stage {
     Fanning,
     /// Its stanzas are queued; it waits for a barrier after them.
     Written,
+    /// The server read its stanzas; the parts naming its recipients are
+    /// published, and it waits for `unconfirmed` confirms of them.
+    Naming { unconfirmed: usize },
     /// The server read its stanzas; it waits for the store to commit its
     /// completion.
     Storing,
@@ -76,6 +79,8 @@ pub struct Job {
     pub key: Option<String>,
     /// The report to publish once the server read the job's stanzas.
     pub report: Option<Event>,
+    /// The parts naming its recipients, published before the report.
+    pub names: Vec<Event>,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +137,7 @@ impl Jobs {
                 stage: Stage::Held(Hold::New),
                 key: None,
                 report: None,
+                names: Vec::new(),
             },
         );
     }

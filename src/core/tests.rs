@@ -337,5 +337,6 @@ mod adhoc;
 mod cancel;
 mod control;
 mod groups;
+mod names;
 mod reach;
 mod slices;

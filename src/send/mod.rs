@@ -55,6 +55,9 @@ pub struct SendArgs {
     /// Everyone who shares presence with Herald is a recipient too
     #[arg(long)]
     pub all_subscribers: bool,
+    /// The report names the recipients per outcome (on `job.report.names`)
+    #[arg(long)]
+    pub report_names: bool,
     /// The message text
     #[arg(long, value_name = "TEXT")]
     pub body: Option<String>,
@@ -241,6 +244,7 @@ impl SendArgs {
             storage: self.storage.unwrap_or_default(),
             groups: self.groups.clone(),
             all_subscribers: self.all_subscribers,
+            report_names: self.report_names,
         })
     }
 }

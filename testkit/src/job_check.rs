@@ -27,6 +27,7 @@ pub fn limits() -> JobLimits {
         max_body_bytes: 64 * 1024,
         max_recipients: 10_000,
         allowed_from: Vec::new(),
+        names_part_bytes: 256 * 1024,
     }
 }
 

@@ -38,7 +38,7 @@ impl Contract {
                 .unwrap_or_else(|e| panic!("schema {fragment}: {e:#}"))
         };
         let job = compile("");
-        let events = ["report", "presenceChanged", "messageReceived"]
+        let events = ["report", "namesPart", "presenceChanged", "messageReceived"]
             .into_iter()
             .map(|name| (name, compile(&format!("#/$defs/{name}"))))
             .collect();

@@ -371,6 +371,27 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
             .remove("invalid");
         assert!(contract.event("report", &missing).is_err(), "{missing}");
     }
+    let mut named = serde_json::to_value(&report).unwrap();
+    named["names"] = json!({"set": 1_796_558_400_000u64, "parts": 2});
+    contract.event("report", &named).unwrap();
+    named["names"]["parts"] = json!(0);
+    assert!(contract.event("report", &named).is_err(), "{named}");
+    // Parts as Herald publishes them: a job cancelled before it came up.
+    let job = parse(
+        br#"{"id":"j","body":"b","to":["alice@example.com","x@example.com/r"],"report_names":true}"#,
+    )
+    .unwrap();
+    let outcomes = herald::broadcast::names::Outcomes::default();
+    let stop = Some(herald::broadcast::fanout::Stop::Cancelled);
+    let (parts, _) = herald::broadcast::names::parts(&job, &outcomes, stop, 1, 0);
+    for part in &parts {
+        let part: serde_json::Value = serde_json::from_slice(&part.payload).unwrap();
+        contract.event("namesPart", &part).unwrap();
+        assert_eq!(part["cancelled"], json!(["alice@example.com"]), "{part}");
+        let mut missing = part.clone();
+        missing.as_object_mut().unwrap().remove("sent");
+        assert!(contract.event("namesPart", &missing).is_err(), "{missing}");
+    }
     for show in [Show::Online, Show::Chat, Show::Away, Show::Xa, Show::Dnd] {
         let event = json!({"jid": "alice@example.com/phone", "available": true, "show": show});
         contract.event("presenceChanged", &event).unwrap();

@@ -15,7 +15,9 @@
 //!   report (or dead letter) confirmed;
 //! - a job is reported expired only once its deadline has passed, and one
 //!   published after its deadline sends nothing and is reported expired
-//!   with every recipient in `skipped.expired`.
+//!   with every recipient in `skipped.expired`;
+//! - a report that names its recipients names each once, in parts the
+//!   broker took before it (see `names.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use herald::core::{Destination, Publish};
 
 use super::broker::{Broker, Message};
 use super::groups::{ADDRESSED, MISSING};
+use super::names::{self, Names};
 use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
@@ -55,6 +58,7 @@ pub struct Ledger {
     /// Jobs whose confirmed report a crash left unrecorded in the store.
     crash_excused: BTreeSet<String>,
     dead_lettered: BTreeSet<usize>,
+    names: Names,
 }
 
 impl Ledger {
@@ -67,6 +71,7 @@ impl Ledger {
             reported: BTreeSet::new(),
             crash_excused: BTreeSet::new(),
             dead_lettered: BTreeSet::new(),
+            names: Names::default(),
         }
     }
 
@@ -140,6 +145,9 @@ impl Ledger {
             if let Some(at) = deadline {
                 job["expires_at"] = calendar(at).into();
             }
+            if names::asked(index) {
+                job["report_names"] = true.into();
+            }
             if audience.chance(400) {
                 for (name, members) in ADDRESSED.iter().zip(addressed) {
                     if audience.chance(600) {
@@ -199,6 +207,10 @@ impl Ledger {
                 if report.duplicate {
                     return Ok(());
                 }
+                if let Some(job) = self.jobs.iter().find(|j| j.id == report.id) {
+                    let json = serde_json::from_slice(&publish.payload).unwrap_or_default();
+                    self.names.check_report(job, &report, &json)?;
+                }
                 let own = self.own_reports.entry(report.id.clone()).or_default();
                 own.0 += 1;
                 own.1 = own.1.max(report.possible_duplicates);
@@ -211,6 +223,9 @@ impl Ledger {
                     ));
                 }
                 Ok(())
+            }
+            Destination::Events { routing_key } if routing_key == "job.report.names" => {
+                self.names.on_part(&publish.payload)
             }
             Destination::Events { .. } => Ok(()),
             Destination::DeadLetter { .. } => Ok(()),

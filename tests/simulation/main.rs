@@ -10,6 +10,7 @@ mod broker;
 mod cancels;
 mod checks;
 mod groups;
+mod names;
 mod rng;
 mod server;
 mod store;

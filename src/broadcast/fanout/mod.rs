@@ -6,6 +6,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::job::{Job, Recipient};
 use super::marks;
+use super::names::{Checkpoint, Outcome, Outcomes};
 use crate::presence::{PresenceBook, Reachability};
 use crate::xmpp::wire::{Addressee, MessageTemplate, Unserializable};
 
@@ -150,6 +151,8 @@ pub struct Walk {
     /// Messages of this attempt.
     messages: usize,
     report: Report,
+    /// Each recipient's outcome, for a job whose report names them.
+    outcomes: Option<Outcomes>,
 }
 
 /// One recipient walked past.
@@ -172,19 +175,41 @@ impl Walk {
             redelivered,
             messages: 0,
             report: report_from(job, from),
+            outcomes: job.names.then(|| Outcomes::starting_at(from.next)),
+        }
+    }
+
+    /// A walk resuming from a saved checkpoint: its outcomes too.
+    pub fn resume(
+        job: &Job,
+        from: &Checkpoint,
+        checkpoint_every: usize,
+        redelivered: bool,
+    ) -> Walk {
+        Walk {
+            outcomes: job.names.then(|| from.outcomes()),
+            ..Walk::new(job, from.progress, checkpoint_every, redelivered)
         }
     }
 
     /// The next recipient's outcome; None once every one is counted.
     pub fn step(&mut self, job: &Job, book: &PresenceBook) -> Option<Step> {
         let recipient = job.recipients.get(self.next)?;
-        let deliver_to = fan_out_one(job, book, (self.next, recipient), &mut self.report);
+        let (outcome, deliver_to) =
+            fan_out_one(job, book, (self.next, recipient), &mut self.report);
+        if let Some(outcomes) = &mut self.outcomes {
+            outcomes.push(outcome);
+        }
         self.messages += usize::from(deliver_to.is_some());
         self.next += 1;
         let done = self.next;
-        // No checkpoint at the end: the job's completion records that.
-        let checkpoint = ((done - self.from.next).is_multiple_of(self.every)
-            && done < job.recipients.len())
+        // No checkpoint at the end, where the job's completion records it,
+        // unless the job's names are yet to be published after that: its
+        // redelivery then names them from the checkpoint instead of
+        // walking (and messaging) the rest again.
+        let at_end = done == job.recipients.len();
+        let checkpoint = ((done - self.from.next).is_multiple_of(self.every) && !at_end
+            || at_end && self.outcomes.is_some())
         .then(|| Progress::of(done, &self.report, self.possible_duplicates()));
         Some(Step {
             deliver_to,
@@ -208,6 +233,16 @@ impl Walk {
     /// Where the walk started.
     pub fn from(&self) -> Progress {
         self.from
+    }
+
+    /// The token of a checkpoint at `progress`, with the outcomes so far.
+    pub fn token(&self, progress: Progress) -> Vec<u8> {
+        Checkpoint::token(progress, self.outcomes.as_ref())
+    }
+
+    /// The outcomes so far, if the job's report names its recipients.
+    pub fn outcomes(&self) -> Option<&Outcomes> {
+        self.outcomes.as_ref()
     }
 
     /// The walk ends here for `stop`: the job's report, with the
@@ -297,30 +332,31 @@ fn fan_out_one(
     book: &PresenceBook,
     (position, recipient): (usize, &Recipient),
     report: &mut Report,
-) -> Option<Addressee> {
+) -> (Outcome, Option<Addressee>) {
     let user = match recipient {
         Recipient::User(user) => user,
         Recipient::Invalid(_) => {
             report.skipped.invalid += 1;
-            return None;
+            return (Outcome::Invalid, None);
         }
     };
     match book.reachability(user, job.policy) {
         Reachability::Deliver => {
             report.sent += 1;
-            Some(Addressee {
+            let to = Addressee {
                 jid: user.clone(),
                 // Job validation caps recipients far below u32::MAX.
                 position: position as u32,
-            })
+            };
+            (Outcome::Sent, Some(to))
         }
         Reachability::Unavailable => {
             report.skipped.unavailable += 1;
-            None
+            (Outcome::Unavailable, None)
         }
         Reachability::Offline => {
             report.skipped.offline += 1;
-            None
+            (Outcome::Offline, None)
         }
     }
 }

@@ -26,6 +26,7 @@ fn job(policy: &str) -> Job {
         max_body_bytes: 1024,
         max_recipients: 100,
         allowed_from: Vec::new(),
+        names_part_bytes: 256 * 1024,
     };
     let json = serde_json::json!({
         "id": "j", "body": "hello", "subject": "subj", "policy": policy, "type": "headline",

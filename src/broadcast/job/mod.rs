@@ -106,6 +106,9 @@ pub struct RawJob {
     /// Everyone who shares presence with Herald is a recipient too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_subscribers: bool,
+    /// The report names the recipients per outcome, in parts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_names: bool,
 }
 
 /// A recipient as the producer wrote it, and whether Herald can address it.
@@ -137,9 +140,12 @@ pub struct Job {
     pub groups: Vec<String>,
     /// Every subscriber is to be added to the recipients too.
     pub all_subscribers: bool,
+    /// Its report names the recipients per outcome
+    /// ([`crate::broadcast::names`]).
+    pub names: bool,
 }
 
-/// What validation needs to know about the deployment.
+/// What the deployment allows a job.
 #[derive(Debug, Clone)]
 pub struct JobLimits {
     pub component_domain: BareJid,
@@ -148,6 +154,8 @@ pub struct JobLimits {
     pub max_recipients: usize,
     /// Local parts a job may send from (normalised); empty: any.
     pub allowed_from: Vec<String>,
+    /// Largest part of a report that names recipients, in bytes.
+    pub names_part_bytes: usize,
 }
 
 impl JobLimits {
@@ -177,6 +185,7 @@ impl JobLimits {
             max_body_bytes: broadcast.max_body_bytes,
             max_recipients: broadcast.max_recipients,
             allowed_from,
+            names_part_bytes: broadcast.names_part_bytes,
         })
     }
 }
@@ -286,6 +295,7 @@ impl RawJob {
             storage: self.storage,
             groups,
             all_subscribers: self.all_subscribers,
+            names: self.report_names,
         })
     }
 }

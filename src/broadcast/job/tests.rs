@@ -8,6 +8,7 @@ fn limits() -> JobLimits {
         max_body_bytes: 1024,
         max_recipients: 100,
         allowed_from: Vec::new(),
+        names_part_bytes: 256 * 1024,
     }
 }
 
@@ -154,6 +155,7 @@ fn bad_sender_is_refused() {
 fn only_allowed_senders_when_a_list_is_configured() {
     let limits = JobLimits {
         allowed_from: vec!["herald".into(), "alerts".into()],
+        names_part_bytes: 256 * 1024,
         ..limits()
     };
     let job = |from: serde_json::Value| {
