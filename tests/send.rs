@@ -150,6 +150,32 @@ async fn send_waits_for_the_report_and_online_users_get_the_message() {
         .await
         .expect("alice gets the second message");
     assert_eq!(body, "second");
+
+    // With --report-names: who was reached and who was missed, by name.
+    let args = [
+        "--to",
+        "alice@localhost",
+        "--to",
+        "bob@localhost",
+        "--body",
+        "third",
+        "--report-names",
+    ];
+    let ran = herald_send(Some(stack.config_path()), &[], &args, "").await;
+    ran.assert_code(0);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(
+        lines[0]
+            .ends_with(": sent 1 of 2 recipients; skipped: 1 offline, 0 unavailable, 0 invalid"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "  sent (1): alice@localhost",
+            "  offline (1): bob@localhost"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

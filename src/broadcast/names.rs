@@ -146,6 +146,19 @@ pub struct Part {
 }
 
 impl Part {
+    /// Its lists, each with the outcome it names.
+    pub fn by_outcome(&self) -> [(&'static str, &[String]); 7] {
+        [
+            ("sent", &self.sent),
+            ("offline", &self.offline),
+            ("unavailable", &self.unavailable),
+            ("invalid", &self.invalid),
+            ("expired", &self.expired),
+            ("cancelled", &self.cancelled),
+            ("unknown", &self.unknown),
+        ]
+    }
+
     fn list(&mut self, outcome: Listed) -> &mut Vec<String> {
         match outcome {
             Listed::Walked(Outcome::Sent) => &mut self.sent,

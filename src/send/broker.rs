@@ -9,7 +9,6 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 
 use super::SendError;
-use crate::broadcast::REPORT_KEY;
 use crate::config::{AmqpConfig, ConfigError};
 
 /// One connection and one channel in confirm mode.
@@ -62,9 +61,14 @@ impl Link {
     }
 
     /// A server-named, exclusive, auto-delete queue bound to the events
-    /// exchange for `job.report`: it sees every report published from now
-    /// on and disappears with the connection.
-    pub(super) async fn bind_reports(&self, exchange: &str) -> Result<Consumer, SendError> {
+    /// exchange for `key` (`job.report`, or `job.report.#` for the names
+    /// too): it sees every report published from now on and disappears with
+    /// the connection.
+    pub(super) async fn bind_reports(
+        &self,
+        exchange: &str,
+        key: &str,
+    ) -> Result<Consumer, SendError> {
         let private = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -79,7 +83,7 @@ impl Link {
             .queue_bind(
                 queue.name().clone(),
                 exchange.into(),
-                REPORT_KEY.into(),
+                key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )

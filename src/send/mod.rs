@@ -11,6 +11,9 @@
 //! private queue is bound to the events exchange with routing key
 //! `job.report` *before* publishing (RabbitMQ drops a report that no queue
 //! is bound for), and the first report whose `id` is the job's is taken.
+//! With `--report-names` the queue is bound for `job.report.#`, and the
+//! parts naming the recipients that came before the report are printed
+//! with it.
 //!
 //! A job that Herald dead-letters anyway (its configuration differs from
 //! the one given here) gets no report: the command then times out.
@@ -29,7 +32,8 @@ use tokio::time::error::Elapsed;
 use tokio::time::{timeout_at, Instant};
 
 use crate::broadcast::job::{MessageKind, RawJob, Storage};
-use crate::broadcast::{Job, JobError, Report};
+use crate::broadcast::names::{NamesRef, Part, NAMES_KEY};
+use crate::broadcast::{Job, JobError, Report, REPORT_KEY};
 use crate::config::{Config, ConfigError};
 use crate::presence::Policy;
 use broker::Link;
@@ -173,7 +177,12 @@ pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
     let reports = if args.no_wait {
         None
     } else {
-        let bound = timeout_at(deadline, link.bind_reports(&amqp.events_exchange));
+        let key = if job.report_names {
+            "job.report.#"
+        } else {
+            REPORT_KEY
+        };
+        let bound = timeout_at(deadline, link.bind_reports(&amqp.events_exchange, key));
         Some(
             bound
                 .await
@@ -198,7 +207,7 @@ pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
         return Ok(());
     };
     eprintln!("published job {}; waiting for its report", job.id);
-    let (report, raw) = timeout_at(deadline, report_for(reports, &job.id))
+    let (report, raw, parts) = timeout_at(deadline, report_for(reports, &job.id))
         .await
         .map_err(|_| SendError::NoReport {
             id: job.id.clone(),
@@ -208,9 +217,15 @@ pub async fn run(config: &Config, args: &SendArgs) -> Result<(), SendError> {
         })??;
     link.close().await;
     if args.json {
+        for part in &parts {
+            println!("{}", serde_json::to_string(part).unwrap_or_default());
+        }
         println!("{}", String::from_utf8_lossy(&raw));
     } else {
         println!("{}", summary(&report));
+        for (outcome, names) in named(&parts) {
+            println!("  {outcome} ({}): {}", names.len(), names.join(", "));
+        }
     }
     Ok(())
 }
@@ -302,32 +317,63 @@ fn summary(report: &Report) -> String {
     )
 }
 
-/// Only the id: whatever else a report carries does not keep it from
-/// being recognised.
+/// Only the id (and where the names went): whatever else a report carries
+/// does not keep it from being recognised.
 #[derive(Deserialize)]
 struct ReportId {
     id: String,
+    #[serde(default)]
+    names: Option<NamesRef>,
 }
 
-/// Waits for the report of job `id` among everything routed to `reports`.
-async fn report_for(mut reports: Consumer, id: &str) -> Result<(Report, Vec<u8>), SendError> {
+/// The recipients the parts name, by outcome, for those outcomes that
+/// have any.
+fn named(parts: &[Part]) -> Vec<(&'static str, Vec<&str>)> {
+    let mut named: Vec<(&'static str, Vec<&str>)> = Vec::new();
+    for part in parts {
+        for (at, (outcome, names)) in part.by_outcome().into_iter().enumerate() {
+            if named.len() <= at {
+                named.push((outcome, Vec::new()));
+            }
+            named[at].1.extend(names.iter().map(String::as_str));
+        }
+    }
+    named.retain(|(_, names)| !names.is_empty());
+    named
+}
+
+/// Waits for the report of job `id` among everything routed to `reports`;
+/// returns it with the parts of the names it refers to, which came first.
+async fn report_for(
+    mut reports: Consumer,
+    id: &str,
+) -> Result<(Report, Vec<u8>, Vec<Part>), SendError> {
+    let mut parts: Vec<Part> = Vec::new();
     while let Some(delivery) = reports.next().await {
-        let data = delivery
-            .map_err(|source| SendError::Amqp {
-                what: "reading reports",
-                source,
-            })?
-            .data;
-        if !matches!(serde_json::from_slice::<ReportId>(&data), Ok(r) if r.id == id) {
+        let delivery = delivery.map_err(|source| SendError::Amqp {
+            what: "reading reports",
+            source,
+        })?;
+        let data = delivery.data;
+        let Ok(reported) = serde_json::from_slice::<ReportId>(&data) else {
+            continue;
+        };
+        if reported.id != id {
             continue;
         }
+        if delivery.routing_key.as_str() == NAMES_KEY {
+            parts.extend(serde_json::from_slice::<Part>(&data).ok());
+            continue;
+        }
+        let set = reported.names.map(|names| names.set);
+        parts.retain(|part| Some(part.set) == set);
         let report = serde_json::from_slice(&data).map_err(|e| {
             SendError::Broker(format!(
                 "the report for job {id:?} is not a v1 report ({e}): {}",
                 String::from_utf8_lossy(&data)
             ))
         })?;
-        return Ok((report, data));
+        return Ok((report, data, parts));
     }
     Err(SendError::Broker(
         "the broker closed the report queue".into(),
