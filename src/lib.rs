@@ -30,6 +30,7 @@ pub mod http;
 pub mod metrics;
 mod pem;
 pub mod presence;
+pub mod producers;
 pub mod send;
 pub mod shell;
 pub mod store;

@@ -118,6 +118,10 @@ impl Config {
             return invalid("amqp.prefetch must be at least 1".into());
         }
         let brokers = crate::amqp::addresses(&self.amqp).map_err(ConfigError::Invalid)?;
+        let mut own_users: Vec<String> = brokers.iter().filter_map(|b| b.user()).collect();
+        own_users.sort();
+        own_users.dedup();
+        let producers = self.producers(own_users)?;
         crate::amqp::tls::check(&self.amqp, &brokers).map_err(ConfigError::Invalid)?;
         let tls = LinkTls::from_config(xmpp, server.as_str()).map_err(ConfigError::Invalid)?;
         if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
@@ -153,6 +157,7 @@ impl Config {
                 max_in_flight: usize::from(self.amqp.prefetch),
                 max_backoff: Duration::from_secs(self.amqp.max_backoff_secs.max(1)),
                 admins,
+                producers,
                 run: format!("{run:x}"),
             },
             limits,

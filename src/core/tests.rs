@@ -110,6 +110,7 @@ impl Harness {
             redelivered: false,
             age: None,
             received_at: wall_clock(),
+            user_id: None,
         }));
     }
 
@@ -337,5 +338,6 @@ mod adhoc;
 mod cancel;
 mod control;
 mod groups;
+mod producers;
 mod reach;
 mod slices;
