@@ -11,6 +11,7 @@ use xmpp_parsers::jid::BareJid;
 use super::{Config, ConfigError, Secret};
 use crate::amqp::LinkSettings;
 use crate::broadcast::JobLimits;
+use crate::producers::Unlisted;
 use crate::xmpp::{Endpoint, LinkTls};
 
 /// Everything Herald runs on.
@@ -200,7 +201,8 @@ impl Config {
     }
 
     /// What an operator should hear about before Herald runs: a secret
-    /// file others can read, a plaintext link that leaves this machine.
+    /// file others can read, a plaintext link that leaves this machine,
+    /// producers listed while unlisted ones may still do anything.
     /// Not errors: some secret stores mount files world-readable inside a
     /// container where nobody else runs, and some networks are private.
     pub fn warnings(&self) -> Vec<String> {
@@ -225,6 +227,15 @@ impl Config {
                  the network in clear; set xmpp.tls = true where the server offers TLS",
                 xmpp.host
             ));
+        }
+        let producers = &self.producers;
+        if !producers.users.is_empty() && producers.unlisted == Unlisted::Allow {
+            warnings.push(
+                "producers.users lists broker users but producers.unlisted is \"allow\": a \
+                 producer escapes its entry by publishing without user_id; set \
+                 producers.unlisted = \"refuse\""
+                    .to_string(),
+            );
         }
         warnings
     }

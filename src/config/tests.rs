@@ -258,6 +258,13 @@ fn producers_are_checked_at_start() {
         .users
         .insert("billing".into(), everything.clone());
     config.validate().unwrap();
+    let warnings = config.warnings();
+    assert!(
+        warnings[0].contains("producers.unlisted = \"refuse\""),
+        "{warnings:?}"
+    );
+    config.producers.unlisted = crate::producers::Unlisted::Refuse;
+    assert_eq!(config.warnings(), Vec::<String>::new());
     // Herald's own broker user (the default URL's) may do anything anyway.
     config.producers.users.insert("guest".into(), everything);
     let error = config.validate().unwrap_err().to_string();
