@@ -133,6 +133,7 @@ impl Bench {
             age: None,
             // No job here has a deadline: any reading of the calendar does.
             received_at: std::time::UNIX_EPOCH,
+            user_id: None,
         };
         self.core.handle(Input::Delivery(delivery), self.now);
     }

@@ -17,6 +17,7 @@ use xmpp_parsers::message::Message;
 use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
 use crate::groups::Groups;
 use crate::presence::{PresenceBook, PresenceChange};
+use crate::producers::Listed;
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// An event for the events exchange.
@@ -56,6 +57,7 @@ pub struct Context<'a> {
     redelivered: bool,
     wall_clock: Option<SystemTime>,
     strangers: Option<StrangerTest<'a>>,
+    producer: Option<Listed<'a>>,
     effects: &'a mut Effects,
 }
 
@@ -76,8 +78,16 @@ impl<'a> Context<'a> {
             redelivered: false,
             wall_clock: None,
             strangers: None,
+            producer: None,
             effects,
         }
+    }
+
+    /// The context of a job from `producer`, a listed broker user; None:
+    /// from a producer that may do anything.
+    pub(crate) fn published_by(mut self, producer: Option<Listed<'a>>) -> Self {
+        self.producer = producer;
+        self
     }
 
     /// The context of a job the broker delivered before (to this or an
@@ -117,6 +127,13 @@ impl<'a> Context<'a> {
     /// that producers write as dates. None for other inputs.
     pub fn wall_clock(&self) -> Option<SystemTime> {
         self.wall_clock
+    }
+
+    /// The listed producer of the job at hand and what it may do (see
+    /// [`crate::producers`]); None when it may do anything (Herald's own
+    /// job, or an unlisted producer while those are allowed).
+    pub fn producer(&self) -> Option<Listed<'a>> {
+        self.producer
     }
 
     /// Whether the job at hand was delivered before: an earlier attempt may

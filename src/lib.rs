@@ -12,7 +12,7 @@
 //! a thin shell on one thread ([`shell`]) feeds it what the server
 //! ([`xmpp`]), the broker ([`amqp`]), the store ([`store`]) and the clock
 //! report, and carries out what it returns. Pure code it calls:
-//! [`presence`], [`broadcast`]. The [`handler::Handler`] trait is the
+//! [`presence`], [`broadcast`], [`producers`] (who may do what). The [`handler::Handler`] trait is the
 //! extension point. [`metrics`] are written by the core and the shell and
 //! served by [`http`].
 //! [`send`] is the other side: the `herald send` producer, and the
@@ -30,6 +30,7 @@ pub mod http;
 pub mod metrics;
 mod pem;
 pub mod presence;
+pub mod producers;
 pub mod send;
 pub mod shell;
 pub mod store;

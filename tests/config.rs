@@ -44,6 +44,43 @@ fn example_config_loads_with_a_secret_file_and_env_overrides() {
     }
     std::env::remove_var("HERALD_XMPP__SECRET");
     std::env::remove_var("HERALD_AMQP__URL");
+
+    // A producer's entry, key by key, from the environment.
+    let producer = [
+        ("HERALD_PRODUCERS__UNLISTED", "refuse"),
+        (
+            "HERALD_PRODUCERS__USERS__BILLING__FROM",
+            r#"["billing", "Alerts"]"#,
+        ),
+        ("HERALD_PRODUCERS__USERS__BILLING__CONTROL", r#"["status"]"#),
+        ("HERALD_PRODUCERS__USERS__BILLING__JOBS_PER_SEC", "0.5"),
+        ("HERALD_PRODUCERS__USERS__BILLING__MAX_RECIPIENTS", "100"),
+    ];
+    for (key, value) in producer {
+        std::env::set_var(key, value);
+    }
+    let config = Config::load(Some(&example())).expect("a producer from the environment");
+    for (key, _) in producer {
+        std::env::remove_var(key);
+    }
+    let billing = &config.producers.users["billing"];
+    assert_eq!(billing.from, ["billing", "Alerts"]);
+    assert_eq!(billing.control, ["status"]);
+    assert_eq!(billing.jobs_per_sec, Some(0.5));
+    assert_eq!(billing.max_recipients, Some(100));
+    assert_eq!(
+        config.producers.unlisted,
+        herald::producers::Unlisted::Refuse
+    );
+    let producers = config.settings().unwrap().core.producers;
+    let listed = producers
+        .listed(Some("billing"))
+        .expect("billing is listed");
+    listed
+        .check_job("alerts", &[], false)
+        .expect("normalised as a job's from is");
+    assert!(producers.admit(None).is_err(), "unlisted: refuse");
+    assert!(producers.admit(Some("guest")).is_ok(), "Herald's own user");
 }
 
 /// The README's first command, on a fresh checkout (no /etc/herald/secret),

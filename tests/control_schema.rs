@@ -296,6 +296,15 @@ fn replies_herald_builds_pass_the_schema() {
             "errorReply",
             Reply::error(&RequestError::UnknownOp("reboot".into())),
         ),
+        (
+            "errorReply",
+            Reply::error(&RequestError::Forbidden(
+                herald::producers::Refusal::Operation {
+                    user: "billing".into(),
+                    op: "cancel".into(),
+                },
+            )),
+        ),
     ];
     for (def, reply) in replies {
         let value: Value = serde_json::from_slice(&reply.to_json()).unwrap();

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPUri, SASLMechanism};
 
 use super::tls::is_amqps;
 use crate::config::{AmqpConfig, Secret};
@@ -47,6 +47,18 @@ impl BrokerAddress {
 
     pub fn is_tls(&self) -> bool {
         is_amqps(self.url.expose())
+    }
+
+    /// The broker user Herald logs in as here: the URL's user (lapin's
+    /// default, `guest`, when it names none). None with SASL EXTERNAL
+    /// (the broker takes the user from the client certificate) or
+    /// ANONYMOUS, where the URL does not say.
+    pub fn user(&self) -> Option<String> {
+        let uri: AMQPUri = self.url.expose().parse().ok()?;
+        match uri.query.auth_mechanism {
+            Some(SASLMechanism::External | SASLMechanism::Anonymous) => None,
+            _ => Some(uri.authority.userinfo.username),
+        }
     }
 }
 

@@ -29,6 +29,9 @@ use crate::core::{Destination, Lane, Publish};
 
 /// Header of a dead letter that says why the job was refused.
 pub const ERROR_HEADER: &str = "x-herald-error";
+/// The header in which a dead letter names its producer: the `user_id` it
+/// was published with (a dead letter cannot carry it as its own).
+pub const PRODUCER_HEADER: &str = "x-herald-user-id";
 
 /// Control requests taken before earlier ones are answered, at most.
 const CONTROL_PREFETCH: u16 = 16;
@@ -182,12 +185,15 @@ async fn open_publish(connection: &Connection, config: &AmqpConfig) -> Result<Ch
 /// Publishes and waits for the confirm: the message's id once confirmed,
 /// or the message back if the broker did not confirm it. A dead letter
 /// keeps the job's own properties (`kept`: message id, correlation id,
-/// timestamp, headers) and says why in [`ERROR_HEADER`].
+/// timestamp, headers) and says why in [`ERROR_HEADER`]. A job Herald
+/// queues itself carries `user`, the broker user of this connection, as
+/// its `user_id`, so that it passes `[producers]` whatever they refuse.
 pub async fn publish(
     channel: Channel,
     config: Arc<AmqpConfig>,
     message: Publish,
     kept: Option<BasicProperties>,
+    user: Option<ShortString>,
 ) -> Result<Option<u64>, Publish> {
     let (exchange, routing_key, properties) = match &message.destination {
         Destination::Events { routing_key } => (
@@ -213,15 +219,24 @@ pub async fn publish(
                 Lane::Urgent => config.urgent_queue.as_str(),
                 Lane::Normal => config.jobs_queue.as_str(),
             },
-            persistent_json(),
+            match user {
+                Some(user) => persistent_json().with_user_id(user),
+                None => persistent_json(),
+            },
         ),
         Destination::DeadLetter { reason, .. } | Destination::DeadRequest { reason, .. } => {
-            let kept = kept.unwrap_or_default();
+            let (kept, producer) = without_user_id(kept.unwrap_or_default());
             let mut headers = kept.headers().clone().unwrap_or_default();
             headers.insert(
                 ERROR_HEADER.into(),
                 AMQPValue::LongString(reason.clone().into()),
             );
+            if let Some(producer) = producer {
+                headers.insert(
+                    PRODUCER_HEADER.into(),
+                    AMQPValue::LongString(producer.into()),
+                );
+            }
             (
                 "",
                 config.dead_letter_queue.as_str(),
@@ -256,6 +271,57 @@ pub async fn publish(
     } else {
         Err(message)
     }
+}
+
+/// A message's properties without its `user_id`, and that `user_id`: the
+/// broker refuses a publish whose `user_id` is not the publishing
+/// connection's user, and a dead letter is Herald's publish, not its
+/// producer's. The producer is kept in [`PRODUCER_HEADER`] instead.
+fn without_user_id(kept: BasicProperties) -> (BasicProperties, Option<String>) {
+    let Some(user) = kept.user_id().clone() else {
+        return (kept, None);
+    };
+    let mut rest = BasicProperties::default();
+    if let Some(v) = kept.content_type() {
+        rest = rest.with_content_type(v.clone());
+    }
+    if let Some(v) = kept.content_encoding() {
+        rest = rest.with_content_encoding(v.clone());
+    }
+    if let Some(v) = kept.headers() {
+        rest = rest.with_headers(v.clone());
+    }
+    if let Some(v) = kept.delivery_mode() {
+        rest = rest.with_delivery_mode(*v);
+    }
+    if let Some(v) = kept.priority() {
+        rest = rest.with_priority(*v);
+    }
+    if let Some(v) = kept.correlation_id() {
+        rest = rest.with_correlation_id(v.clone());
+    }
+    if let Some(v) = kept.reply_to() {
+        rest = rest.with_reply_to(v.clone());
+    }
+    if let Some(v) = kept.expiration() {
+        rest = rest.with_expiration(v.clone());
+    }
+    if let Some(v) = kept.message_id() {
+        rest = rest.with_message_id(v.clone());
+    }
+    if let Some(v) = kept.timestamp() {
+        rest = rest.with_timestamp(*v);
+    }
+    if let Some(v) = kept.kind() {
+        rest = rest.with_type(v.clone());
+    }
+    if let Some(v) = kept.app_id() {
+        rest = rest.with_app_id(v.clone());
+    }
+    if let Some(v) = kept.cluster_id() {
+        rest = rest.with_cluster_id(v.clone());
+    }
+    (rest, Some(user.to_string()))
 }
 
 /// What Herald publishes that must outlive a broker restart: reports and

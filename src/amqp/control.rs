@@ -35,6 +35,7 @@ pub fn request_of(delivery: AmqpDelivery, generation: u64) -> (Request, BasicPro
             .correlation_id()
             .as_ref()
             .map(|id| id.to_string()),
+        user_id: super::unsettled::user_id(&properties),
     };
     (request, properties)
 }
@@ -60,7 +61,7 @@ pub async fn answer(
     request: RequestId,
     kept: Option<BasicProperties>,
 ) {
-    if let Err(message) = publish(publish_channel, config, message, kept).await {
+    if let Err(message) = publish(publish_channel, config, message, kept, None).await {
         tracing::warn!(destination = ?message.destination, "control answer not confirmed; the requester will time out");
     }
     if let Err(e) = control

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use lapin::types::ShortString;
 use lapin::BasicProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -204,7 +205,7 @@ impl Task {
             self.metrics.update_ready();
             tracing::info!(%broker, queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
             let _ = self.events.send(LinkEvent::Up { generation });
-            let ended = self.serve(&mut open, generation).await;
+            let ended = self.serve(&mut open, generation, broker.user()).await;
             let _ = self.events.send(LinkEvent::Lost { generation });
             self.metrics.active.set(0);
             self.metrics.amqp.down();
@@ -262,7 +263,10 @@ impl Task {
         }
     }
 
-    async fn serve(&mut self, open: &mut Open, generation: u64) -> Ended {
+    /// `user`: the broker user of this connection, which the jobs Herald
+    /// queues itself carry as their `user_id`.
+    async fn serve(&mut self, open: &mut Open, generation: u64, user: Option<String>) -> Ended {
+        let user = user.map(|user| ShortString::from(user.as_str()));
         let mut in_flight = FuturesUnordered::new();
         // Answers to control requests, each acknowledging its request.
         let mut answering = FuturesUnordered::new();
@@ -325,7 +329,7 @@ impl Task {
                                 Destination::DeadLetter { job, .. } => unsettled.properties(*job),
                                 _ => None,
                             };
-                            in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept));
+                            in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept, user.clone()));
                         }
                     }
                     Some(Command::Ack { job, multiple }) if job.generation == generation => {

@@ -16,6 +16,6 @@ mod topology;
 mod unsettled;
 
 pub use address::{addresses, BrokerAddress, DEFAULT_URL};
-pub use channel::ERROR_HEADER;
+pub use channel::{ERROR_HEADER, PRODUCER_HEADER};
 pub use link::{Command, Link, LinkEvent, LinkSettings};
 pub use tls::connect;

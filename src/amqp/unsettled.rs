@@ -32,6 +32,7 @@ impl Unsettled {
         };
         let now = SystemTime::now();
         let age = published_age(&delivery.properties, now);
+        let user_id = user_id(&delivery.properties);
         self.kept[lane.index()].insert(id.tag, delivery.properties);
         Delivery {
             id,
@@ -39,6 +40,7 @@ impl Unsettled {
             redelivered: delivery.redelivered,
             age,
             received_at: now,
+            user_id,
         }
     }
 
@@ -68,6 +70,12 @@ impl Unsettled {
         };
         send_now(channel.basic_nack(job.tag, options));
     }
+}
+
+/// The message's AMQP `user_id`, which the broker checked against the
+/// user of the connection that published it.
+pub fn user_id(properties: &BasicProperties) -> Option<String> {
+    properties.user_id().as_ref().map(|user| user.to_string())
 }
 
 /// How long ago the job was published, from its AMQP `timestamp` (seconds

@@ -56,6 +56,17 @@ pub fn add_subscribers<'a>(job: &mut Job, subscribers: impl Iterator<Item = &'a 
     job.recipients.extend(added);
 }
 
+/// How many recipients the job has once [`add_subscribers`] has run, as
+/// its report counts them; without adding them.
+pub fn size<'a>(job: &Job, subscribers: impl Iterator<Item = &'a BareJid>) -> usize {
+    if !job.all_subscribers {
+        return job.recipients.len();
+    }
+    let seen = users_of(job);
+    let more = subscribers.filter(|user| !seen.contains(*user)).count();
+    job.recipients.len() + more
+}
+
 /// The users among the job's recipients.
 fn users_of(job: &Job) -> HashSet<BareJid> {
     job.recipients

@@ -13,6 +13,7 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
+use crate::producers::Refusal;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
 use fanout::{Stop, Walk};
 pub use job::{Job, JobError, JobLimits};
@@ -100,6 +101,16 @@ impl Handler for Broadcast {
                 }
             }
         };
+        // Its producer's permissions first, before anything is looked up
+        // for it (an earlier job of the same id included).
+        let missing = match permitted(&mut job, ctx) {
+            Ok(missing) => missing,
+            Err(refused) => {
+                return JobOutcome::DeadLetter {
+                    reason: refused.to_string(),
+                }
+            }
+        };
         if let Some(earlier) = ctx.earlier_job(&job.id) {
             tracing::info!(job = %job.id, owed = earlier.report_owed, "repeated job id: nothing sent");
             let report = if earlier.report_owed {
@@ -112,7 +123,6 @@ impl Handler for Broadcast {
                 key: job.id,
             };
         }
-        let missing = audience::add_groups(&mut job, ctx.groups());
         if !missing.is_empty() {
             tracing::info!(job = %job.id, ?missing, "job names groups that do not exist");
         }
@@ -163,6 +173,23 @@ impl Handler for Broadcast {
         let names = job.names.then(|| Names::of(ctx, &self.limits));
         JobOutcome::Fanning(Box::new(Slices::new(job, template, walk, missing, names)))
     }
+}
+
+/// Adds the members of the job's groups to its recipients (returning the
+/// groups that do not exist) if its producer may publish it: its sender,
+/// its groups, all subscribers, and the count of its recipients with its
+/// groups' members and the subscribers, as its report would count them.
+fn permitted(job: &mut Job, ctx: &Context<'_>) -> Result<Vec<String>, Refusal> {
+    let producer = ctx.producer();
+    if let Some(producer) = producer {
+        let from = job.from.node().map_or("", |node| node.as_str());
+        producer.check_job(from, &job.groups, job.all_subscribers)?;
+    }
+    let missing = audience::add_groups(job, ctx.groups());
+    if let Some(producer) = producer.filter(|p| p.limits_recipients()) {
+        producer.check_recipients(audience::size(job, ctx.subscribers()))?;
+    }
+    Ok(missing)
 }
 
 impl Broadcast {

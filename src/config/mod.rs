@@ -57,6 +57,7 @@ pub struct Config {
     pub xmpp: XmppConfig,
     pub amqp: AmqpConfig,
     pub broadcast: BroadcastConfig,
+    pub producers: ProducersConfig,
     pub store: StoreConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
@@ -372,8 +373,10 @@ impl Config {
     }
 }
 
+mod producers;
 mod settings;
 
+pub use producers::{ProducerConfig, ProducersConfig};
 pub use settings::Settings;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use xmpp_parsers::jid::BareJid;
 use super::{Config, ConfigError, Secret};
 use crate::amqp::LinkSettings;
 use crate::broadcast::JobLimits;
+use crate::producers::Unlisted;
 use crate::xmpp::{Endpoint, LinkTls};
 
 /// Everything Herald runs on.
@@ -124,6 +125,10 @@ impl Config {
             return invalid("amqp.prefetch must be at least 1".into());
         }
         let brokers = crate::amqp::addresses(&self.amqp).map_err(ConfigError::Invalid)?;
+        let mut own_users: Vec<String> = brokers.iter().filter_map(|b| b.user()).collect();
+        own_users.sort();
+        own_users.dedup();
+        let producers = self.producers(own_users)?;
         crate::amqp::tls::check(&self.amqp, &brokers).map_err(ConfigError::Invalid)?;
         let tls = LinkTls::from_config(xmpp, server.as_str()).map_err(ConfigError::Invalid)?;
         if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
@@ -159,6 +164,7 @@ impl Config {
                 max_in_flight: usize::from(self.amqp.prefetch),
                 max_backoff: Duration::from_secs(self.amqp.max_backoff_secs.max(1)),
                 admins,
+                producers,
                 run: format!("{run:x}"),
             },
             limits,
@@ -201,7 +207,8 @@ impl Config {
     }
 
     /// What an operator should hear about before Herald runs: a secret
-    /// file others can read, a plaintext link that leaves this machine.
+    /// file others can read, a plaintext link that leaves this machine,
+    /// producers listed while unlisted ones may still do anything.
     /// Not errors: some secret stores mount files world-readable inside a
     /// container where nobody else runs, and some networks are private.
     pub fn warnings(&self) -> Vec<String> {
@@ -226,6 +233,15 @@ impl Config {
                  the network in clear; set xmpp.tls = true where the server offers TLS",
                 xmpp.host
             ));
+        }
+        let producers = &self.producers;
+        if !producers.users.is_empty() && producers.unlisted == Unlisted::Allow {
+            warnings.push(
+                "producers.users lists broker users but producers.unlisted is \"allow\": a \
+                 producer escapes its entry by publishing without user_id; set \
+                 producers.unlisted = \"refuse\""
+                    .to_string(),
+            );
         }
         warnings
     }

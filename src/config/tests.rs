@@ -203,3 +203,80 @@ fn admins_are_users_bare_jids() {
         assert!(error.contains("xmpp.admins"), "{bad}: {error}");
     }
 }
+
+#[test]
+fn producers_are_checked_at_start() {
+    use super::ProducerConfig;
+    let refused = |producer: ProducerConfig, said: &str| {
+        let mut config = valid();
+        config.producers.users.insert("billing".into(), producer);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(said), "{said}: {error}");
+    };
+    let entry = ProducerConfig::default;
+    refused(
+        ProducerConfig {
+            from: vec!["a b".into()],
+            ..entry()
+        },
+        "producers.users.billing.from: \"a b\"",
+    );
+    refused(
+        ProducerConfig {
+            groups: vec!["no spaces".into()],
+            ..entry()
+        },
+        "producers.users.billing.groups",
+    );
+    refused(
+        ProducerConfig {
+            control: vec!["reboot".into()],
+            ..entry()
+        },
+        "\"reboot\" is no control operation",
+    );
+    refused(
+        ProducerConfig {
+            jobs_per_sec: Some(0.0),
+            ..entry()
+        },
+        "jobs_per_sec must be above 0",
+    );
+    refused(
+        ProducerConfig {
+            jobs_burst: Some(3),
+            ..entry()
+        },
+        "jobs_burst needs",
+    );
+    refused(
+        ProducerConfig {
+            max_recipients: Some(0),
+            ..entry()
+        },
+        "max_recipients must be at least 1",
+    );
+    let mut config = valid();
+    let everything = ProducerConfig {
+        from: vec!["*".into()],
+        groups: vec!["*".into()],
+        control: vec!["*".into()],
+        ..entry()
+    };
+    config
+        .producers
+        .users
+        .insert("billing".into(), everything.clone());
+    config.validate().unwrap();
+    let warnings = config.warnings();
+    assert!(
+        warnings[0].contains("producers.unlisted = \"refuse\""),
+        "{warnings:?}"
+    );
+    config.producers.unlisted = crate::producers::Unlisted::Refuse;
+    assert_eq!(config.warnings(), Vec::<String>::new());
+    // Herald's own broker user (the default URL's) may do anything anyway.
+    config.producers.users.insert("guest".into(), everything);
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("producers.users.guest"), "{error}");
+}

@@ -28,6 +28,20 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Largest page of `online`, `group.get` and `group.list`.
 pub const MAX_PAGE: usize = 10_000;
 
+/// Every operation, as `op` names it.
+pub const OPS: [&str; 10] = [
+    "presence",
+    "online",
+    "status",
+    "cancel",
+    "group.put",
+    "group.add",
+    "group.remove",
+    "group.delete",
+    "group.get",
+    "group.list",
+];
+
 /// A request, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -75,6 +89,9 @@ pub enum RequestError {
     /// A change was made but could not be saved (yet): see docs/control.md.
     #[error("{0}")]
     StoreFailed(String),
+    /// The producer (the request's AMQP `user_id`) may not ask for it.
+    #[error(transparent)]
+    Forbidden(#[from] crate::producers::Refusal),
 }
 
 impl RequestError {
@@ -85,6 +102,7 @@ impl RequestError {
             RequestError::InvalidRequest(_) => "invalid_request",
             RequestError::UnknownGroup(_) => "unknown_group",
             RequestError::StoreFailed(_) => "store_failed",
+            RequestError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -182,6 +200,22 @@ pub(crate) fn paged(mut value: Value, after: Option<&str>) -> Value {
 }
 
 impl Request {
+    /// Its operation, as `op` names it (one of [`OPS`]).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Presence { .. } => "presence",
+            Request::Online { .. } => "online",
+            Request::Status => "status",
+            Request::Cancel { .. } => "cancel",
+            Request::Group(GroupChange::Put { .. }) => "group.put",
+            Request::Group(GroupChange::Add { .. }) => "group.add",
+            Request::Group(GroupChange::Remove { .. }) => "group.remove",
+            Request::Group(GroupChange::Delete { .. }) => "group.delete",
+            Request::GroupGet { .. } => "group.get",
+            Request::GroupList { .. } => "group.list",
+        }
+    }
+
     /// The request's body, as [`parse`] reads it.
     pub fn to_json(&self) -> Vec<u8> {
         let value = match self {

@@ -54,3 +54,46 @@ fn an_error_reply_carries_the_code_and_the_message() {
         .contains("unsubscribe"));
     assert!(reply.get("result").is_none());
 }
+
+#[test]
+fn each_request_names_its_own_op() {
+    let member = || vec![BareJid::new("alice@example.com").unwrap()];
+    let name = || "ops".to_string();
+    let requests = [
+        Request::Presence { users: Vec::new() },
+        Request::Online {
+            limit: 1,
+            after: None,
+        },
+        Request::Status,
+        Request::Cancel { id: "job-1".into() },
+        Request::Group(GroupChange::Put {
+            name: name(),
+            members: member(),
+        }),
+        Request::Group(GroupChange::Add {
+            name: name(),
+            members: member(),
+        }),
+        Request::Group(GroupChange::Remove {
+            name: name(),
+            members: member(),
+        }),
+        Request::Group(GroupChange::Delete { name: name() }),
+        Request::GroupGet {
+            name: name(),
+            limit: 1,
+            after: None,
+        },
+        Request::GroupList {
+            limit: 1,
+            after: None,
+        },
+    ];
+    let ops: Vec<&str> = requests.iter().map(Request::op).collect();
+    assert_eq!(ops, OPS);
+    for request in requests {
+        let body: Value = serde_json::from_slice(&request.to_json()).unwrap();
+        assert_eq!(body["op"], request.op(), "{body}");
+    }
+}

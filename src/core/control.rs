@@ -2,7 +2,8 @@
 //! core's own state, so an answer is as true as the presence book at the
 //! moment the request is taken. A reply is not a job: nothing is stored or
 //! reported, and nothing about jobs changes. A request with nowhere to
-//! answer (no `reply_to`) is dead-lettered with the reason.
+//! answer (no `reply_to`) is dead-lettered with the reason; one its
+//! producer may not make is answered `forbidden`.
 
 use std::collections::BinaryHeap;
 
@@ -50,7 +51,14 @@ impl<H: Handler> Core<H> {
             self.out.push_back(Output::Publish(dead));
             return;
         };
-        let answer = match parsed {
+        // A producer may ask only for what `[producers]` grants it.
+        let producers = &self.settings.producers;
+        let user_id = request.user_id.as_deref();
+        let permitted = parsed.and_then(|op| match producers.check_request(user_id, op.op()) {
+            Ok(()) => Ok(op),
+            Err(refusal) => Err(RequestError::from(refusal)),
+        });
+        let answer = match permitted {
             Ok(op) => self.answer(op),
             Err(e) => {
                 tracing::debug!(error = %e, "control request refused");

@@ -9,6 +9,7 @@ use super::broker::Awaiting;
 use super::jobs::{Hold, Stage, Turn};
 use super::{Core, Covered, Delivery, Destination, JobId, Lane, Output, Phase, StrangerTest};
 use crate::handler::{Context, Effects, Handler, JobOutcome, Tally};
+use crate::producers::Refusal;
 use crate::xmpp::stanzas;
 
 impl<H: Handler> Core<H> {
@@ -25,8 +26,29 @@ impl<H: Handler> Core<H> {
             .age
             .and_then(|age| self.now.checked_sub(age))
             .unwrap_or(self.now);
+        let admitted = self.admit(&delivery);
+        let id = delivery.id;
         self.jobs.take(delivery, since, self.now);
+        if let Err(refusal) = admitted {
+            self.jobs.unhold(id);
+            self.dead_letter(id, refusal.to_string());
+        }
         self.update_job_gauges();
+    }
+
+    /// Whether the job's producer may publish it now: a listed one within
+    /// its rate, or another as `producers.unlisted` says. A job over its
+    /// producer's rate is dead-lettered rather than held: held, it would
+    /// hold every job behind it in its lane, other producers' too (a lane
+    /// goes in order), and given back to the queue it would come straight
+    /// back; the dead letter says why, and its producer publishes it again
+    /// later. A redelivery is not counted again: its first delivery was.
+    fn admit(&mut self, delivery: &Delivery) -> Result<(), Refusal> {
+        let listed = self.settings.producers.admit(delivery.user_id.as_deref())?;
+        match listed {
+            Some(listed) if !delivery.redelivered => self.rates.take(listed, self.now),
+            _ => Ok(()),
+        }
     }
 
     /// Fans out held jobs, urgent lane first, each lane in order while its
@@ -93,7 +115,8 @@ impl<H: Handler> Core<H> {
         let wall_clock = job.delivery.received_at + self.now.saturating_duration_since(job.taken);
         let mut ctx = handler_context!(self, &mut effects)
             .for_redelivery(job.delivery.redelivered)
-            .at_wall_clock(wall_clock);
+            .at_wall_clock(wall_clock)
+            .published_by(settings.producers.listed(job.delivery.user_id.as_deref()));
         if probing {
             ctx = ctx.probing(StrangerTest {
                 user_domains: &settings.user_domains,

@@ -7,8 +7,21 @@ use std::time::{Duration, SystemTime};
 
 use tokio_xmpp::Stanza;
 
-use crate::store::Change;
+use crate::groups::Groups;
+use crate::store::{Change, CompletedJob, Subscription};
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
+
+/// What an earlier run left in the store.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub subscriptions: Vec<Subscription>,
+    /// Oldest first.
+    pub completed: Vec<CompletedJob>,
+    pub progress: Vec<(String, Vec<u8>)>,
+    pub groups: Groups,
+    /// Keys of cancelled jobs, oldest first.
+    pub cancelled: Vec<String>,
+}
 
 /// A job's place with the broker: the connection it came on (numbered from
 /// 1), the lane (each lane's queue is consumed on a channel of its own)
@@ -51,6 +64,9 @@ pub struct Delivery {
     /// core's only reading of the calendar (its own time is monotonic),
     /// for deadlines producers write as dates (a job's `expires_at`).
     pub received_at: SystemTime,
+    /// The AMQP `user_id`: the broker user who published it, as the
+    /// broker checked (see [`crate::producers`]).
+    pub user_id: Option<String>,
 }
 
 /// A control request's place with the broker: the connection it came on
@@ -71,6 +87,8 @@ pub struct Request {
     /// goes to through the default exchange.
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The AMQP `user_id`, as for a [`Delivery`].
+    pub user_id: Option<String>,
 }
 
 /// A stanza that did not parse; IQ requests among them still get an answer.

@@ -159,6 +159,12 @@ impl Jobs {
         self.held[lane.index()].pop_front()
     }
 
+    /// A job just taken leaves its lane's queue without being examined
+    /// (refused before anything of it is looked at).
+    pub fn unhold(&mut self, id: JobId) {
+        self.held[id.lane.index()].retain(|held| *held != id);
+    }
+
     /// The lane's held jobs not examined yet, past the first `skip`.
     pub fn unexamined_behind(&self, lane: Lane, skip: usize) -> Vec<JobId> {
         self.held[lane.index()]
@@ -282,6 +288,7 @@ mod tests {
             redelivered: false,
             age: None,
             received_at: std::time::UNIX_EPOCH,
+            user_id: None,
         }
     }
 

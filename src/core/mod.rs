@@ -56,14 +56,15 @@ use crate::groups::Groups;
 use crate::handler::{Context, Effects, Event, Handler};
 use crate::metrics::Metrics;
 use crate::presence::{PresenceBook, PresenceChange};
-use crate::store::{self, Change, CompletedJob, Subscription};
+use crate::producers::Rates;
+use crate::store::{self, Change, Subscription};
 use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
 use fanning::Fanning;
 pub use io::{
     Batch, Delivery, Destination, Input, InvalidStanza, JobId, Lane, Output, Publish, Request,
-    RequestId,
+    RequestId, Restored,
 };
 use job_window::JobWindow;
 use jobs::Jobs;
@@ -81,18 +82,6 @@ pub(crate) use subscribers::Subscribers;
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long shutdown then waits for commits and report confirms.
 const CLOSE_LIMIT: Duration = Duration::from_secs(5);
-
-/// What an earlier run left in the store.
-#[derive(Debug, Default)]
-pub struct Restored {
-    pub subscriptions: Vec<Subscription>,
-    /// Oldest first.
-    pub completed: Vec<CompletedJob>,
-    pub progress: Vec<(String, Vec<u8>)>,
-    pub groups: Groups,
-    /// Keys of cancelled jobs, oldest first.
-    pub cancelled: Vec<String>,
-}
 
 /// What waits for the server to read the stanzas before it.
 #[derive(Debug)]
@@ -121,6 +110,8 @@ pub struct Core<H> {
     /// Recipients probed lately without learning anything.
     strangers: Strangers,
     limiter: SenderLimiter,
+    /// Each rate-limited producer's jobs lately.
+    rates: Rates,
     ledger: Ledger,
     groups: Groups,
     jobs: Jobs,
@@ -160,6 +151,7 @@ impl<H: Handler> Core<H> {
             subscribers: Subscribers::new(restored.subscriptions),
             strangers: Strangers::new(settings.unknown_probe_ttl),
             limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
+            rates: Rates::default(),
             ledger: Ledger::new(settings.remember_jobs),
             groups: restored.groups,
             jobs: Jobs::default(),

@@ -34,6 +34,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Operators who may run the ad-hoc commands.
     pub admins: Vec<BareJid>,
+    /// What each producer (broker user) may do.
+    pub producers: crate::producers::Producers,
     /// Tells this run's ad-hoc session ids (and so the ids of the jobs
     /// they queue) from an earlier run's: the start time, set once when
     /// the configuration is read.

@@ -110,6 +110,7 @@ impl Harness {
             redelivered: false,
             age: None,
             received_at: wall_clock(),
+            user_id: None,
         }));
     }
 
@@ -338,5 +339,6 @@ mod cancel;
 mod control;
 mod groups;
 mod names;
+mod producers;
 mod reach;
 mod slices;

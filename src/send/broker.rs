@@ -15,6 +15,10 @@ use crate::config::{AmqpConfig, ConfigError};
 pub(super) struct Link {
     pub(super) connection: Connection,
     channel: Channel,
+    /// The broker user it logged in as, if the URL says: what it
+    /// publishes carries it as its `user_id`, so that Herald applies that
+    /// user's `[producers]` entry (the broker refuses any other user_id).
+    user: Option<String>,
 }
 
 fn amqp_error(what: &'static str) -> impl FnOnce(lapin::Error) -> SendError {
@@ -32,7 +36,7 @@ impl Link {
             |broker| crate::amqp::connect(config, broker, ConnectionProperties::default());
         for broker in others {
             match connect(broker).await {
-                Ok(connection) => return Link::on(connection).await,
+                Ok(connection) => return Link::on(connection, broker.user()).await,
                 Err(e) => {
                     eprintln!("cannot connect to the broker at {broker} ({e}); trying the next")
                 }
@@ -42,10 +46,10 @@ impl Link {
         let connection = connect(last).await.map_err(amqp_error(
             "cannot connect to the broker (amqp.url or amqp.urls)",
         ))?;
-        Link::on(connection).await
+        Link::on(connection, last.user()).await
     }
 
-    async fn on(connection: Connection) -> Result<Link, SendError> {
+    async fn on(connection: Connection, user: Option<String>) -> Result<Link, SendError> {
         let channel = connection
             .create_channel()
             .await
@@ -57,6 +61,7 @@ impl Link {
         Ok(Link {
             connection,
             channel,
+            user,
         })
     }
 
@@ -119,6 +124,10 @@ impl Link {
         let mandatory = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
+        };
+        let properties = match &self.user {
+            Some(user) => properties.with_user_id(user.as_str().into()),
+            None => properties,
         };
         let confirmation = self
             .channel

@@ -99,6 +99,7 @@ impl Broker {
             payload,
             reply_to: reply_to.then(|| "amq.rabbitmq.reply-to.sim".to_string()),
             correlation_id: Some(format!("c{}", self.next_request_tag)),
+            user_id: None,
         })
     }
 
@@ -160,6 +161,7 @@ impl Broker {
             redelivered: message.redelivered,
             age: None,
             received_at: now,
+            user_id: None,
         };
         self.unacked[i].insert(self.next_tag[i], message);
         Some(delivery)

@@ -27,8 +27,8 @@ use herald::core::{Destination, Publish};
 
 use super::broker::{Broker, Message};
 use super::groups::{ADDRESSED, MISSING};
-use super::report_checks::{check_expiry, check_missing_groups};
 use super::names::{self, Names};
+use super::report_checks::{check_expiry, check_missing_groups};
 use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;

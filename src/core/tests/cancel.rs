@@ -51,6 +51,7 @@ fn a_redelivered_cancelled_job_counts_the_rest_as_possible_duplicates() {
         redelivered: true,
         age: None,
         received_at: wall_clock(),
+        user_id: None,
     }));
     let [report] = &h.settle()[..] else {
         panic!("one report");
@@ -139,7 +140,7 @@ fn a_completed_job_has_nothing_to_cancel_and_nothing_is_stored() {
 impl Harness {
     /// Answers barriers, commits batches and lets time pass until nothing
     /// more comes; what was published meanwhile.
-    fn settle(&mut self) -> Vec<Value> {
+    pub(super) fn settle(&mut self) -> Vec<Value> {
         let mut published = Vec::new();
         for _ in 0..5 {
             let outputs = self.drain();

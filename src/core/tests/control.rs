@@ -25,6 +25,7 @@ impl Harness {
             payload: body.to_string().into_bytes(),
             reply_to: Some("amq.rabbitmq.reply-to.g1".into()),
             correlation_id: Some(format!("c{tag}")),
+            user_id: None,
         }));
         let mut replies: Vec<(Destination, Vec<u8>)> = self
             .drain()
@@ -168,6 +169,7 @@ fn bad_requests_get_an_error_reply_with_a_code() {
         payload: b"{not json".to_vec(),
         reply_to: Some("replies".into()),
         correlation_id: None,
+        user_id: None,
     }));
     let reply = h.drain().into_iter().find_map(|output| match output {
         Output::Publish(publish) => Some(publish.payload),
@@ -188,6 +190,7 @@ fn a_request_without_reply_to_is_dead_lettered_and_jobs_go_on() {
         payload: b"{\"op\":\"status\"}".to_vec(),
         reply_to: None,
         correlation_id: None,
+        user_id: None,
     }));
     let outputs = h.drain();
     let [Output::Publish(publish)] = &outputs[..] else {
@@ -220,6 +223,7 @@ fn a_request_of_a_lost_connection_is_left_to_the_broker() {
         payload: b"{\"op\":\"status\"}".to_vec(),
         reply_to: Some("replies".into()),
         correlation_id: None,
+        user_id: None,
     }));
     assert!(h.drain().is_empty(), "the broker requeued it");
 }

@@ -15,6 +15,7 @@ impl Harness {
             payload: body.to_string().into_bytes(),
             reply_to: Some("replies".into()),
             correlation_id: Some(format!("c{tag}")),
+            user_id: None,
         }));
     }
 

@@ -140,6 +140,7 @@ fn a_job_cut_off_before_its_names_were_confirmed_names_them_again_without_resend
         redelivered: true,
         age: None,
         received_at: wall_clock(),
+        user_id: None,
     }));
     let outputs = h.drain();
     assert!(

@@ -1,6 +1,7 @@
 //! A private RabbitMQ node for one test, for the tests that stop, restart or
 //! reconfigure the broker: the shared broker on 127.0.0.1:5672 is never
-//! touched (other tests, and other people, use it).
+//! touched (other tests, and other people, use it), but for the users of
+//! [`BrokerUser`], each a test's own and deleted after it.
 //!
 //! * `rabbitmq-server` runs from RabbitMQ's own scripts directory (Debian:
 //!   `/usr/lib/rabbitmq/bin`), not through `/usr/sbin/rabbitmq-server`, whose
@@ -42,8 +43,10 @@ use crate::server::{
 };
 
 mod cluster;
+mod user;
 
 pub use cluster::PrivateCluster;
+pub use user::BrokerUser;
 
 /// How long to wait for the node to boot and listen.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
