@@ -4,9 +4,8 @@
 //! commit is retried and the job reported, once. The store lives on a
 //! small tmpfs of the test's own that the test fills up: a real file
 //! system refusing real writes (the test runs as root, as CI does). The
-//! store writes its batches over zeros it wrote ahead (4 MiB at a time),
-//! so the disk is filled before Herald's first batch, which then finds no
-//! room for its zeros; the test sends jobs until one is held.
+//! store appends, and an append that fits in the file's last page needs no
+//! room, so the test sends jobs until one finds the disk full.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,9 +64,10 @@ async fn a_full_disk_holds_the_report_until_the_store_can_commit_and_nothing_is_
     let store = store.to_str().unwrap();
     let mut stack =
         Stack::<Prosody>::start_with_env(&["alice"], &[("HERALD_STORE__PATH", store)]).await;
-    assert_eq!(stack.metric("herald_store_errors_total"), 0.0);
-    let filler = disk.fill();
     let mut alice = stack.online("alice").await;
+    assert_eq!(stack.metric("herald_store_errors_total"), 0.0);
+
+    let filler = disk.fill();
     let mut held = None;
     for n in 0..40 {
         let id = format!("disk-full-{n}");

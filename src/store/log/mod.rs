@@ -6,16 +6,9 @@
 //! answered as committed, so it is cut off. When the file has grown to
 //! twice what it held after the last compaction, the live contents are
 //! written to a new file that replaces it.
-//!
-//! Batches are written over zeros written (and synced) ahead of them, a
-//! few MiB at a time, as PostgreSQL does with its WAL: a batch then changes
-//! no metadata of the file (not even its size), and its `fdatasync` has no
-//! journal commit to wait for, which was most of the cost of a batch. On
-//! replay the zeros read as the end of the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{Change, Contents, StoreError};
@@ -28,16 +21,12 @@ const REDB_MAGIC: &[u8; 4] = b"redb";
 const MAX_RECORD: u32 = 64 << 20;
 /// Growth tolerated beyond twice the compacted size before compacting.
 const COMPACT_SLACK: u64 = 8 << 20;
-/// Zeros written ahead of the log's end at a time.
-const ZEROS_AHEAD: u64 = 4 << 20;
 
 pub struct Log {
     path: PathBuf,
     file: File,
     /// Bytes known to be written and synced.
     len: u64,
-    /// The file's size: zeros from `len` on.
-    allocated: u64,
     /// The length after the last compaction (or at open).
     compacted_len: u64,
     /// A write or sync failed: the file is cut back to `len` before the
@@ -68,13 +57,13 @@ impl Log {
         lock(&file, path)?;
         let mut contents = Contents::new(remember_jobs);
         let size = file.metadata().map_err(io)?.len();
-        let (mut file, len, allocated) = if size == 0 {
-            let (file, len) = write_all(file, std::iter::empty()).map_err(io)?;
+        let (mut file, len) = if size == 0 {
+            let created = write_all(file, std::iter::empty()).map_err(io)?;
             sync_parent(path).map_err(io)?;
-            (file, len, len)
+            created
         } else {
             let valid = replay(path, &mut contents)?;
-            if valid < size && !zeros_from(&file, valid).map_err(io)? {
+            if valid < size {
                 tracing::warn!(
                     path = %path.display(),
                     dropped = size - valid,
@@ -83,17 +72,14 @@ impl Log {
                 file.set_len(valid)
                     .and_then(|()| file.sync_all())
                     .map_err(io)?;
-                (file, valid, valid)
-            } else {
-                (file, valid, size)
             }
+            (file, valid)
         };
         file.seek(SeekFrom::Start(len)).map_err(io)?;
         let log = Log {
             path: path.to_path_buf(),
             file,
             len,
-            allocated,
             compacted_len: len,
             broken: false,
             remember_jobs,
@@ -107,7 +93,6 @@ impl Log {
         if self.broken {
             self.file.set_len(self.len)?;
             self.file.seek(SeekFrom::Start(self.len))?;
-            self.allocated = self.len;
             self.broken = false;
         }
         self.buffer.clear();
@@ -117,10 +102,9 @@ impl Log {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let end = self.len + self.buffer.len() as u64;
         let written = self
-            .zeros_up_to(end)
-            .and_then(|()| self.file.write_all(&self.buffer))
+            .file
+            .write_all(&self.buffer)
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
@@ -132,20 +116,6 @@ impl Log {
                 Err(e)
             }
         }
-    }
-
-    /// Makes sure the file holds synced zeros up to `end` at least.
-    fn zeros_up_to(&mut self, end: u64) -> io::Result<()> {
-        if end <= self.allocated {
-            return Ok(());
-        }
-        let target = end + ZEROS_AHEAD;
-        let zeros = vec![0u8; (target - self.allocated) as usize];
-        self.file.write_all_at(&zeros, self.allocated)?;
-        // The size and the blocks are metadata: synced once, here.
-        self.file.sync_all()?;
-        self.allocated = target;
-        Ok(())
     }
 
     /// Compacts the file if it has grown enough since it last was. A
@@ -186,25 +156,7 @@ impl Log {
         sync_parent(&self.path).map_err(io)?;
         self.file = file;
         self.len = len;
-        self.allocated = len;
         Ok(())
-    }
-}
-
-/// Whether the file holds only zeros from `at` to its end: the zeros
-/// written ahead of the log, not a batch cut short.
-fn zeros_from(file: &File, at: u64) -> io::Result<bool> {
-    let mut input = BufReader::with_capacity(1 << 16, file);
-    input.seek(SeekFrom::Start(at))?;
-    let mut chunk = [0u8; 1 << 16];
-    loop {
-        match input.read(&mut chunk) {
-            Ok(0) => return Ok(true),
-            Ok(n) if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
     }
 }
 
