@@ -33,6 +33,7 @@ pub mod presence;
 pub mod send;
 pub mod shell;
 pub mod store;
+pub mod user_text;
 pub mod xmpp;
 
 pub use config::Config;

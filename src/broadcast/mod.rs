@@ -92,11 +92,7 @@ impl Handler for Broadcast {
     fn on_job(&mut self, ctx: &mut Context<'_>, payload: &[u8]) -> JobOutcome {
         let mut job = match Job::parse(payload, &self.limits) {
             Ok(job) => job,
-            Err(e) => {
-                return JobOutcome::DeadLetter {
-                    reason: e.to_string(),
-                }
-            }
+            Err(e) => return dead_letter(e),
         };
         if let Some(earlier) = ctx.earlier_job(&job.id) {
             tracing::info!(job = %job.id, owed = earlier.report_owed, "repeated job id: nothing sent");
@@ -110,7 +106,10 @@ impl Handler for Broadcast {
                 key: job.id,
             };
         }
-        let missing = audience::add_groups(&mut job, ctx.groups());
+        let missing = match audience::add_groups(&mut job, ctx.groups()) {
+            Ok(missing) => missing,
+            Err(e) => return dead_letter(e),
+        };
         if !missing.is_empty() {
             tracing::info!(job = %job.id, ?missing, "job names groups that do not exist");
         }
@@ -131,7 +130,9 @@ impl Handler for Broadcast {
         };
         if let Some(stop) = stop {
             tracing::info!(job = %job.id, ?stop, "cancelled or expired before it came up: nothing sent");
-            audience::add_subscribers(&mut job, ctx.subscribers());
+            if let Err(e) = audience::add_subscribers(&mut job, ctx.subscribers()) {
+                return dead_letter(e);
+            }
             let report = fanout::stop_from(&job, from, resent, stop);
             return done(report, from, &missing);
         }
@@ -140,17 +141,21 @@ impl Handler for Broadcast {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
             return JobOutcome::Probe { users: strangers };
         }
-        audience::add_subscribers(&mut job, ctx.subscribers());
+        if let Err(e) = audience::add_subscribers(&mut job, ctx.subscribers()) {
+            return dead_letter(e);
+        }
         let template = match fanout::template(&mut job) {
             Ok(template) => template,
-            Err(e) => {
-                return JobOutcome::DeadLetter {
-                    reason: e.to_string(),
-                }
-            }
+            Err(e) => return dead_letter(e),
         };
         let walk = Walk::new(&job, from, self.checkpoint_every, resent);
         JobOutcome::Fanning(Box::new(Slices::new(job, template, walk, missing)))
+    }
+}
+
+fn dead_letter(reason: impl std::fmt::Display) -> JobOutcome {
+    JobOutcome::DeadLetter {
+        reason: reason.to_string(),
     }
 }
 
