@@ -129,7 +129,7 @@ impl Recipients {
 
     pub fn get(&self, index: usize) -> Option<Recipient<'_>> {
         let end = *self.ends.get(index)?;
-        let text = &self.text[self.start(index)..(end & !INVALID) as usize];
+        let text = &self.text[start_of(&self.ends, index)..(end & !INVALID) as usize];
         Some(if end & INVALID == 0 {
             Recipient::User(text)
         } else {
@@ -142,12 +142,6 @@ impl Recipients {
         (from..self.len()).filter_map(|index| self.get(index))
     }
 
-    fn start(&self, index: usize) -> usize {
-        index
-            .checked_sub(1)
-            .map_or(0, |before| (self.ends[before] & !INVALID) as usize)
-    }
-
     /// Parses `to`, in its own buffers: each user normalised, each invalid
     /// recipient kept as written, repeats of either dropped.
     pub fn parse(to: Texts, own_domain: &BareJid) -> Result<Recipients, JobError> {
@@ -156,7 +150,8 @@ impl Recipients {
         // JID is longer than what was read (case folding can lengthen).
         let mut bytes = text.into_bytes();
         let mut spill: Option<Vec<u8>> = None;
-        let mut index = Index::default();
+        // Sized once: growing it would hold the old table beside the new.
+        let mut index = Index::with_capacity(ends.len());
         let (mut start, mut kept) = (0, 0);
         for at in 0..ends.len() {
             let end = ends[at] as usize;
@@ -178,9 +173,7 @@ impl Recipients {
                 None => (&bytes[start..end], INVALID),
             };
             if index.insert(written, &ends[..kept], new, kept) {
-                let from = kept
-                    .checked_sub(1)
-                    .map_or(0, |k| (ends[k] & !INVALID) as usize);
+                let from = start_of(&ends, kept);
                 let to = from + new.0.len();
                 let too_large = || field_error("to", "the recipients' texts are over 2 GiB");
                 ends[kept] = offset(to).ok_or_else(too_large)? | new.1;
@@ -197,9 +190,7 @@ impl Recipients {
             }
             start = end;
         }
-        let written = kept
-            .checked_sub(1)
-            .map_or(0, |k| (ends[k] & !INVALID) as usize);
+        let written = start_of(&ends, kept);
         let mut bytes = spill.unwrap_or(bytes);
         bytes.truncate(written);
         bytes.shrink_to_fit();
@@ -213,7 +204,7 @@ impl Recipients {
 
     /// The users among the recipients, to add more without repeating one.
     pub fn users(&mut self) -> Users<'_> {
-        let mut index = Index::default();
+        let mut index = Index::with_capacity(self.len());
         for at in 0..self.len() {
             if let Some(Recipient::User(text)) = self.get(at) {
                 index.insert(self.text.as_bytes(), &self.ends, (text.as_bytes(), 0), at);
@@ -253,7 +244,6 @@ impl Users<'_> {
 
 /// Which entries a list holds, as their positions in it: a set of texts
 /// that costs a few bytes an entry, not a copy of each.
-#[derive(Default)]
 struct Index {
     table: HashTable<u32>,
     hasher: RandomState,
@@ -263,6 +253,13 @@ struct Index {
 type Entry<'a> = (&'a [u8], u32);
 
 impl Index {
+    fn with_capacity(entries: usize) -> Index {
+        Index {
+            table: HashTable::with_capacity(entries),
+            hasher: RandomState::new(),
+        }
+    }
+
     /// Records `entry`, about to be entry `at` of the list, unless the list
     /// holds it already; whether recorded.
     fn insert(&mut self, text: &[u8], ends: &[u32], entry: Entry<'_>, at: usize) -> bool {
@@ -285,11 +282,17 @@ impl Index {
 }
 
 fn entry_at<'a>(text: &'a [u8], ends: &[u32], at: usize) -> Entry<'a> {
-    let start = at
-        .checked_sub(1)
-        .map_or(0, |k| (ends[k] & !INVALID) as usize);
     let end = ends[at];
-    (&text[start..(end & !INVALID) as usize], end & INVALID)
+    (
+        &text[start_of(ends, at)..(end & !INVALID) as usize],
+        end & INVALID,
+    )
+}
+
+/// Where entry `at` starts: where the one before it ends.
+fn start_of(ends: &[u32], at: usize) -> usize {
+    at.checked_sub(1)
+        .map_or(0, |before| (ends[before] & !INVALID) as usize)
 }
 
 #[cfg(test)]
