@@ -86,11 +86,14 @@ pub struct StrangerTest<'a> {
 
 impl StrangerTest<'_> {
     pub fn is_stranger(&self, user: UserText<'_>) -> bool {
-        // The text of a bare JID with a local part, which has no '@'.
-        let domain = user.0.split_once('@').map_or(user.0, |(_, domain)| domain);
-        super::settings::serves(self.user_domains, domain)
-            && !self.subscribers.contains_user(user)
-            && self.strangers.should_probe(user, self.now)
+        // Subscribers first: nearly every recipient is one, and their
+        // domain need not be looked for in the text.
+        !self.subscribers.contains_user(user) && {
+            // The text of a bare JID with a local part, which has no '@'.
+            let domain = user.0.split_once('@').map_or(user.0, |(_, domain)| domain);
+            super::settings::serves(self.user_domains, domain)
+                && self.strangers.should_probe(user, self.now)
+        }
     }
 }
 
