@@ -18,6 +18,7 @@ use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
 use crate::groups::Groups;
 use crate::presence::{PresenceBook, PresenceChange};
 use crate::producers::Listed;
+use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// An event for the events exchange.
@@ -110,13 +111,13 @@ impl<'a> Context<'a> {
         self
     }
 
-    /// Whether `user` is someone Herald knows nothing about: not a
+    /// Whether `user` (the text of their JID) is someone Herald knows nothing about: not a
     /// subscriber, and not probed in vain lately. Their presence is unknown
     /// rather than offline; a job that returns [`JobOutcome::Probe`] with
     /// them waits until their probes are answered. Always false when the
     /// loop does not probe for this call (probing turned off, or the job's
     /// probes were answered already).
-    pub fn is_stranger(&self, user: &BareJid) -> bool {
+    pub fn is_stranger(&self, user: UserText<'_>) -> bool {
         self.strangers
             .as_ref()
             .is_some_and(|test| test.is_stranger(user))

@@ -34,6 +34,7 @@ pub mod producers;
 pub mod send;
 pub mod shell;
 pub mod store;
+pub mod user_text;
 pub mod xmpp;
 
 pub use config::Config;

@@ -1,10 +1,10 @@
 //! The presence book: who is online, on which resources, and how available.
 //! Pure data, no I/O; the event loop feeds it presence stanzas.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, FullJid};
+
+use crate::user_text::{UserMap, UserText};
 
 /// The `<show/>` of an available resource; `Online` is an available
 /// presence without `<show/>`.
@@ -110,7 +110,7 @@ pub struct PresenceBook {
     /// sized to fit, searched by name: a hash map per user cost several
     /// hundred bytes, and a million online users is the size Herald is
     /// built for.
-    users: HashMap<BareJid, Vec<Resource>>,
+    users: UserMap<Vec<Resource>>,
     resources: usize,
 }
 
@@ -197,27 +197,26 @@ impl PresenceBook {
     }
 
     pub fn reachability(&self, jid: &BareJid, policy: Policy) -> Reachability {
-        let Some(resources) = self.users.get(jid) else {
-            return Reachability::Offline;
-        };
-        // RFC 6121 8.5.2.1.1: the server delivers a message to a bare JID
-        // only to resources of non-negative priority.
-        let satisfies = |p: &ResourcePresence| {
-            p.priority >= 0
-                && match policy {
-                    Policy::Available => p.show.is_available(),
-                    Policy::Online => true,
-                }
-        };
-        if resources
-            .iter()
-            .any(|resource| satisfies(&resource.presence))
-        {
-            Reachability::Deliver
-        } else if resources.is_empty() {
-            Reachability::Offline
-        } else {
-            Reachability::Unavailable
+        self.users
+            .get(jid)
+            .map_or(Reachability::Offline, |resources| reach(resources, policy))
+    }
+
+    /// The book's JID of the user whose JID `user` is the text of, when a
+    /// message may go to them now (a message needs no parse of the text);
+    /// else why not.
+    pub fn deliverable(
+        &self,
+        user: UserText<'_>,
+        policy: Policy,
+    ) -> Result<&BareJid, Reachability> {
+        let (jid, resources) = self
+            .users
+            .get_key_value(&user)
+            .ok_or(Reachability::Offline)?;
+        match reach(resources, policy) {
+            Reachability::Deliver => Ok(jid),
+            other => Err(other),
         }
     }
 
@@ -248,6 +247,28 @@ impl PresenceBook {
 
     pub fn online_resources(&self) -> usize {
         self.resources
+    }
+}
+
+fn reach(resources: &[Resource], policy: Policy) -> Reachability {
+    // RFC 6121 8.5.2.1.1: the server delivers a message to a bare JID
+    // only to resources of non-negative priority.
+    let satisfies = |p: &ResourcePresence| {
+        p.priority >= 0
+            && match policy {
+                Policy::Available => p.show.is_available(),
+                Policy::Online => true,
+            }
+    };
+    if resources
+        .iter()
+        .any(|resource| satisfies(&resource.presence))
+    {
+        Reachability::Deliver
+    } else if resources.is_empty() {
+        Reachability::Offline
+    } else {
+        Reachability::Unavailable
     }
 }
 

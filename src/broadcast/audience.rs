@@ -9,79 +9,73 @@
 //! checkpoint after a restart counts its recipients by their place in this
 //! list, so the same groups and subscribers give the same list.
 
-use std::collections::HashSet;
-
 use xmpp_parsers::jid::BareJid;
 
-use super::job::{Job, Recipient};
+use super::job::{Job, TooLarge};
 use crate::groups::Groups;
 
 /// Adds the members of the job's groups to its recipients, each user
 /// once; returns the groups it names that do not exist. The subscribers
 /// come after them ([`add_subscribers`]).
-pub fn add_groups(job: &mut Job, groups: &Groups) -> Vec<String> {
+pub fn add_groups(job: &mut Job, groups: &Groups) -> Result<Vec<String>, TooLarge> {
     if job.groups.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let mut seen = users_of(job);
+    let mut users = job.recipients.users();
     let mut missing = Vec::new();
     for name in &job.groups {
         match groups.members(name) {
             Some(members) => {
                 for member in members {
-                    if seen.insert(member.clone()) {
-                        job.recipients.push(Recipient::User(member.clone()));
-                    }
+                    users.add(member)?;
                 }
             }
             None => missing.push(name.clone()),
         }
     }
-    missing
+    Ok(missing)
 }
 
 /// With `all_subscribers`, adds every subscriber who is not a recipient
 /// yet, in JID order, after the rest. Subscribers are never probed as
 /// strangers, so this waits until the job is to be counted or sent: a
 /// job examined while it waits behind another does not pay for it.
-pub fn add_subscribers<'a>(job: &mut Job, subscribers: impl Iterator<Item = &'a BareJid>) {
+pub fn add_subscribers<'a>(
+    job: &mut Job,
+    subscribers: impl Iterator<Item = &'a BareJid>,
+) -> Result<(), TooLarge> {
     if !job.all_subscribers {
-        return;
+        return Ok(());
     }
-    let seen = users_of(job);
-    let mut everyone: Vec<&BareJid> = subscribers.filter(|user| !seen.contains(*user)).collect();
+    let mut everyone: Vec<&BareJid> = subscribers.collect();
     everyone.sort_unstable();
-    everyone.dedup();
-    let added = everyone.into_iter().cloned().map(Recipient::User);
-    job.recipients.extend(added);
+    let mut users = job.recipients.users();
+    for user in everyone {
+        users.add(user)?;
+    }
+    Ok(())
 }
 
 /// How many recipients the job has once [`add_subscribers`] has run, as
-/// its report counts them; without adding them.
+/// its report counts them; without adding them to the job (a copy of its
+/// recipients takes them: only for a producer whose recipients are
+/// limited).
 pub fn size<'a>(job: &Job, subscribers: impl Iterator<Item = &'a BareJid>) -> usize {
     if !job.all_subscribers {
         return job.recipients.len();
     }
-    let seen = users_of(job);
-    let more = subscribers.filter(|user| !seen.contains(*user)).count();
+    let mut recipients = job.recipients.clone();
+    let mut users = recipients.users();
+    let more = subscribers
+        .filter(|user| matches!(users.add(user), Ok(true) | Err(_)))
+        .count();
     job.recipients.len() + more
-}
-
-/// The users among the job's recipients.
-fn users_of(job: &Job) -> HashSet<BareJid> {
-    job.recipients
-        .iter()
-        .filter_map(|recipient| match recipient {
-            Recipient::User(user) => Some(user.clone()),
-            Recipient::Invalid(_) => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broadcast::job::JobLimits;
+    use crate::broadcast::job::{JobLimits, Recipient};
 
     fn jid(user: &str) -> BareJid {
         BareJid::new(user).unwrap()
@@ -101,7 +95,7 @@ mod tests {
 
     fn users(job: &Job) -> Vec<String> {
         job.recipients
-            .iter()
+            .iter_from(0)
             .map(|r| match r {
                 Recipient::User(user) => user.to_string(),
                 Recipient::Invalid(text) => format!("invalid {text}"),
@@ -118,8 +112,8 @@ mod tests {
         let mut job = job(
             r#"{"id":"j","body":"hi","to":["t@x","bad/x"],"groups":["b","a","b"],"all_subscribers":true}"#,
         );
-        let missing = add_groups(&mut job, &groups);
-        add_subscribers(&mut job, subscribers.iter());
+        let missing = add_groups(&mut job, &groups).unwrap();
+        add_subscribers(&mut job, subscribers.iter()).unwrap();
         assert!(missing.is_empty());
         assert_eq!(
             users(&job),
@@ -132,7 +126,7 @@ mod tests {
         let mut groups = Groups::default();
         groups.put("known", [jid("a@x")]);
         let mut job = job(r#"{"id":"j","body":"hi","groups":["nope","known","gone"]}"#);
-        let missing = add_groups(&mut job, &groups);
+        let missing = add_groups(&mut job, &groups).unwrap();
         assert_eq!(missing, ["nope", "gone"]);
         assert_eq!(users(&job), ["a@x"]);
     }
@@ -141,7 +135,7 @@ mod tests {
     fn subscribers_only_when_asked() {
         let subscribers = [jid("s@x")];
         let mut job = job(r#"{"id":"j","body":"hi","to":["t@x"]}"#);
-        add_subscribers(&mut job, subscribers.iter());
+        add_subscribers(&mut job, subscribers.iter()).unwrap();
         assert_eq!(users(&job), ["t@x"]);
     }
 }

@@ -13,7 +13,6 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
-use crate::producers::Refusal;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
 use fanout::{Stop, Walk};
 pub use job::{Job, JobError, JobLimits};
@@ -95,21 +94,13 @@ impl Handler for Broadcast {
     fn on_job(&mut self, ctx: &mut Context<'_>, payload: &[u8]) -> JobOutcome {
         let mut job = match Job::parse(payload, &self.limits) {
             Ok(job) => job,
-            Err(e) => {
-                return JobOutcome::DeadLetter {
-                    reason: e.to_string(),
-                }
-            }
+            Err(e) => return dead_letter(e),
         };
         // Its producer's permissions first, before anything is looked up
         // for it (an earlier job of the same id included).
         let missing = match permitted(&mut job, ctx) {
             Ok(missing) => missing,
-            Err(refused) => {
-                return JobOutcome::DeadLetter {
-                    reason: refused.to_string(),
-                }
-            }
+            Err(reason) => return dead_letter(reason),
         };
         if let Some(earlier) = ctx.earlier_job(&job.id) {
             tracing::info!(job = %job.id, owed = earlier.report_owed, "repeated job id: nothing sent");
@@ -141,7 +132,9 @@ impl Handler for Broadcast {
         };
         if let Some(stop) = stop {
             tracing::info!(job = %job.id, ?stop, "cancelled or expired before it came up: nothing sent");
-            audience::add_subscribers(&mut job, ctx.subscribers());
+            if let Err(e) = audience::add_subscribers(&mut job, ctx.subscribers()) {
+                return dead_letter(e);
+            }
             let report = fanout::stop_from(&job, from, resent, stop);
             let names = job.names.then(|| {
                 let outcomes = checkpoint
@@ -157,14 +150,12 @@ impl Handler for Broadcast {
             tracing::debug!(job = %job.id, strangers = strangers.len(), "recipients to probe first");
             return JobOutcome::Probe { users: strangers };
         }
-        audience::add_subscribers(&mut job, ctx.subscribers());
+        if let Err(e) = audience::add_subscribers(&mut job, ctx.subscribers()) {
+            return dead_letter(e);
+        }
         let template = match fanout::template(&mut job) {
             Ok(template) => template,
-            Err(e) => {
-                return JobOutcome::DeadLetter {
-                    reason: e.to_string(),
-                }
-            }
+            Err(e) => return dead_letter(e),
         };
         let walk = match &checkpoint {
             Some(checkpoint) => Walk::resume(&job, checkpoint, self.checkpoint_every(&job), resent),
@@ -179,15 +170,20 @@ impl Handler for Broadcast {
 /// groups that do not exist) if its producer may publish it: its sender,
 /// its groups, all subscribers, and the count of its recipients with its
 /// groups' members and the subscribers, as its report would count them.
-fn permitted(job: &mut Job, ctx: &Context<'_>) -> Result<Vec<String>, Refusal> {
+/// Refused: the reason.
+fn permitted(job: &mut Job, ctx: &Context<'_>) -> Result<Vec<String>, String> {
     let producer = ctx.producer();
     if let Some(producer) = producer {
         let from = job.from.node().map_or("", |node| node.as_str());
-        producer.check_job(from, &job.groups, job.all_subscribers)?;
+        producer
+            .check_job(from, &job.groups, job.all_subscribers)
+            .map_err(|e| e.to_string())?;
     }
-    let missing = audience::add_groups(job, ctx.groups());
+    let missing = audience::add_groups(job, ctx.groups()).map_err(|e| e.to_string())?;
     if let Some(producer) = producer.filter(|p| p.limits_recipients()) {
-        producer.check_recipients(audience::size(job, ctx.subscribers()))?;
+        producer
+            .check_recipients(audience::size(job, ctx.subscribers()))
+            .map_err(|e| e.to_string())?;
     }
     Ok(missing)
 }
@@ -228,6 +224,12 @@ impl Names {
 
     fn parts(&self, job: &Job, outcomes: &Outcomes, stop: Option<Stop>) -> (Vec<Event>, NamesRef) {
         names::parts(job, outcomes, stop, self.set, self.part_bytes)
+    }
+}
+
+fn dead_letter(reason: impl std::fmt::Display) -> JobOutcome {
+    JobOutcome::DeadLetter {
+        reason: reason.to_string(),
     }
 }
 

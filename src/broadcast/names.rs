@@ -204,7 +204,7 @@ pub fn parts(
     let room = max_bytes.max(MIN_PART_BYTES).saturating_sub(frame);
     let mut parts = vec![];
     let (mut part, mut used) = (Part::default(), 0);
-    for (index, recipient) in job.recipients.iter().enumerate() {
+    for (index, recipient) in job.recipients.iter_from(0).enumerate() {
         let listed = match (outcomes.get(index), recipient) {
             (Some(outcome), _) => Listed::Walked(outcome),
             // As they would count at any time.
@@ -217,10 +217,7 @@ pub fn parts(
                 None => Listed::Unknown,
             },
         };
-        let name = match recipient {
-            Recipient::User(user) => user.to_string(),
-            Recipient::Invalid(text) => text.clone(),
-        };
+        let (Recipient::User(name) | Recipient::Invalid(name)) = recipient;
         // The quoted, escaped name and its comma.
         let size = serde_json::to_string(&name).map_or(0, |json| json.len()) + 1;
         if used + size > room && used > 0 {
@@ -228,7 +225,7 @@ pub fn parts(
             used = 0;
         }
         used += size;
-        part.list(listed).push(name);
+        part.list(listed).push(name.to_string());
     }
     parts.push(part);
     let count = parts.len();

@@ -6,13 +6,12 @@
 //! while, so that offline or unsubscribed recipients are not probed again
 //! for every job. Pure bookkeeping.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 use super::subscribers::Subscribers;
+use crate::user_text::{UserMap, UserText};
 
 #[derive(Debug)]
 pub struct Strangers {
@@ -20,7 +19,7 @@ pub struct Strangers {
     /// probing of unknown recipients off.
     ttl: Duration,
     /// When each user was probed, and the barrier ticket behind the probe.
-    probed: HashMap<BareJid, (Instant, u64)>,
+    probed: UserMap<(Instant, u64)>,
     /// Probes with tickets up to this one were answered.
     answered_through: u64,
 }
@@ -29,7 +28,7 @@ impl Strangers {
     pub fn new(ttl: Duration) -> Self {
         Strangers {
             ttl,
-            probed: HashMap::new(),
+            probed: UserMap::default(),
             answered_through: 0,
         }
     }
@@ -38,9 +37,9 @@ impl Strangers {
     /// never probed, probed too long ago, or probed for a job that was
     /// given up before the answer came (a job that waits must then wait
     /// for a probe of its own).
-    pub fn should_probe(&self, user: &BareJid, now: Instant) -> bool {
+    pub fn should_probe(&self, user: UserText<'_>, now: Instant) -> bool {
         !self.ttl.is_zero()
-            && self.probed.get(user).is_none_or(|(at, ticket)| {
+            && self.probed.get(&user).is_none_or(|(at, ticket)| {
                 now.saturating_duration_since(*at) >= self.ttl || *ticket > self.answered_through
             })
     }
@@ -86,10 +85,15 @@ pub struct StrangerTest<'a> {
 }
 
 impl StrangerTest<'_> {
-    pub fn is_stranger(&self, user: &BareJid) -> bool {
-        super::settings::serves(self.user_domains, user.domain().as_str())
-            && !self.subscribers.contains_user(user)
-            && self.strangers.should_probe(user, self.now)
+    pub fn is_stranger(&self, user: UserText<'_>) -> bool {
+        // Subscribers first: nearly every recipient is one, and their
+        // domain need not be looked for in the text.
+        !self.subscribers.contains_user(user) && {
+            // The text of a bare JID with a local part, which has no '@'.
+            let domain = user.0.split_once('@').map_or(user.0, |(_, domain)| domain);
+            super::settings::serves(self.user_domains, domain)
+                && self.strangers.should_probe(user, self.now)
+        }
     }
 }
 
@@ -105,16 +109,16 @@ mod tests {
     fn a_user_probed_in_vain_is_not_probed_again_until_the_ttl_passed() {
         let mut strangers = Strangers::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        assert!(strangers.should_probe(&jid("ghost@l"), t0));
+        assert!(strangers.should_probe(UserText("ghost@l"), t0));
         strangers.probed(jid("ghost@l"), t0, 1);
         assert!(
-            strangers.should_probe(&jid("ghost@l"), t0),
+            strangers.should_probe(UserText("ghost@l"), t0),
             "its probe is unanswered"
         );
         strangers.answered(1);
-        assert!(!strangers.should_probe(&jid("ghost@l"), t0 + Duration::from_secs(59)));
-        assert!(strangers.should_probe(&jid("other@l"), t0));
-        assert!(strangers.should_probe(&jid("ghost@l"), t0 + Duration::from_secs(60)));
+        assert!(!strangers.should_probe(UserText("ghost@l"), t0 + Duration::from_secs(59)));
+        assert!(strangers.should_probe(UserText("other@l"), t0));
+        assert!(strangers.should_probe(UserText("ghost@l"), t0 + Duration::from_secs(60)));
     }
 
     #[test]
@@ -123,7 +127,7 @@ mod tests {
         let t0 = Instant::now();
         strangers.probed(jid("ghost@l"), t0, 1);
         strangers.clear();
-        assert!(strangers.should_probe(&jid("ghost@l"), t0));
+        assert!(strangers.should_probe(UserText("ghost@l"), t0));
     }
 
     #[test]
@@ -135,7 +139,7 @@ mod tests {
         strangers.answered(2);
         strangers.sweep(t0 + Duration::from_secs(61));
         assert_eq!(strangers.len(), 1);
-        assert!(!strangers.should_probe(&jid("new@l"), t0 + Duration::from_secs(61)));
+        assert!(!strangers.should_probe(UserText("new@l"), t0 + Duration::from_secs(61)));
     }
 
     #[test]
@@ -156,15 +160,15 @@ mod tests {
             strangers: &strangers,
             now,
         };
-        assert!(!test.is_stranger(&jid("alice@l")));
-        assert!(!test.is_stranger(&jid("ghost@l")));
-        assert!(test.is_stranger(&jid("bob@l")));
-        assert!(!test.is_stranger(&jid("mallory@evil.example")));
+        assert!(!test.is_stranger(UserText("alice@l")));
+        assert!(!test.is_stranger(UserText("ghost@l")));
+        assert!(test.is_stranger(UserText("bob@l")));
+        assert!(!test.is_stranger(UserText("mallory@evil.example")));
     }
 
     #[test]
     fn a_zero_ttl_turns_probing_off() {
         let strangers = Strangers::new(Duration::ZERO);
-        assert!(!strangers.should_probe(&jid("ghost@l"), Instant::now()));
+        assert!(!strangers.should_probe(UserText("ghost@l"), Instant::now()));
     }
 }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use xmpp_parsers::jid::BareJid;
 
+use crate::user_text::{UserMap, UserText};
+
 use crate::store::Subscription;
 
 #[derive(Debug, Default)]
@@ -13,7 +15,7 @@ pub struct Subscribers {
     /// user -> the contacts (Herald's JIDs) they subscribed to, as indexes
     /// into `contacts`: Herald has a handful of JIDs and a million users,
     /// so each user holds a few small numbers, not a set of strings.
-    by_user: HashMap<BareJid, Vec<u32>>,
+    by_user: UserMap<Vec<u32>>,
     contacts: Vec<BareJid>,
     contact_indexes: HashMap<BareJid, u32>,
     /// (user, contact) pairs
@@ -67,8 +69,8 @@ impl Subscribers {
     }
 
     /// Whether `user` has any of Herald's JIDs on their roster.
-    pub fn contains_user(&self, user: &BareJid) -> bool {
-        self.by_user.contains_key(user)
+    pub fn contains_user(&self, user: UserText<'_>) -> bool {
+        self.by_user.contains_key(&user)
     }
 
     /// Subscriptions, counted as (user, contact) pairs.
@@ -118,15 +120,15 @@ mod tests {
     fn a_user_is_known_while_any_of_their_subscriptions_is() {
         let mut subscribers = Subscribers::new(vec![sub("a@l", "herald@b.l")]);
         let alice = BareJid::new("a@l").unwrap();
-        assert!(subscribers.contains_user(&alice));
+        assert!(subscribers.contains_user(UserText(alice.as_str())));
         assert!(subscribers.insert(sub("a@l", "alerts@b.l")));
         assert!(!subscribers.insert(sub("a@l", "alerts@b.l")), "known");
         assert_eq!(subscribers.len(), 2);
         assert!(subscribers.remove(&sub("a@l", "herald@b.l")));
-        assert!(subscribers.contains_user(&alice));
+        assert!(subscribers.contains_user(UserText(alice.as_str())));
         assert!(subscribers.remove(&sub("a@l", "alerts@b.l")));
         assert!(!subscribers.remove(&sub("a@l", "alerts@b.l")), "gone");
-        assert!(!subscribers.contains_user(&alice));
+        assert!(!subscribers.contains_user(UserText(alice.as_str())));
         assert_eq!(subscribers.len(), 0);
         assert_eq!(subscribers.iter().count(), 0);
     }

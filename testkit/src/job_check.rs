@@ -64,11 +64,11 @@ pub fn check_payload(payload: &[u8]) -> Verdict {
 }
 
 fn check_accepted(job: &Job) {
-    let users: Vec<&BareJid> = job
+    let users: Vec<BareJid> = job
         .recipients
-        .iter()
-        .filter_map(|r| match r {
-            Recipient::User(user) => Some(user),
+        .iter_from(0)
+        .filter_map(|recipient| match recipient {
+            Recipient::User(user) => BareJid::new(user).ok(),
             Recipient::Invalid(_) => None,
         })
         .take(DELIVERED)

@@ -8,6 +8,7 @@ use super::job::{Job, Recipient};
 use super::marks;
 use super::names::{Checkpoint, Outcome, Outcomes};
 use crate::presence::{PresenceBook, Reachability};
+use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate, Unserializable};
 
 /// The `job.report` event: every recipient is in exactly one count.
@@ -250,7 +251,7 @@ impl Walk {
     pub fn stop(&self, job: &Job, stop: Stop) -> Report {
         let mut report = self.report();
         let mut users = 0;
-        for recipient in job.recipients.iter().skip(self.next) {
+        for recipient in job.recipients.iter_from(self.next) {
             match recipient {
                 Recipient::User(_) => users += 1,
                 // As they would count at any time.
@@ -310,17 +311,16 @@ fn report_from(job: &Job, from: Progress) -> Report {
 
 /// The users among the recipients from `from.next` on that `is_stranger`
 /// says Herald knows nothing about: their presence is to be learnt before
-/// the job is fanned out.
+/// the job is fanned out. (Only they are parsed into JIDs.)
 pub fn strangers(
     job: &Job,
     from: Progress,
-    is_stranger: impl Fn(&BareJid) -> bool,
+    is_stranger: impl Fn(UserText<'_>) -> bool,
 ) -> Vec<BareJid> {
     job.recipients
-        .iter()
-        .skip(from.next)
+        .iter_from(from.next)
         .filter_map(|recipient| match recipient {
-            Recipient::User(user) if is_stranger(user) => Some(user.clone()),
+            Recipient::User(user) if is_stranger(UserText(user)) => BareJid::new(user).ok(),
             _ => None,
         })
         .collect()
@@ -330,31 +330,32 @@ pub fn strangers(
 fn fan_out_one(
     job: &Job,
     book: &PresenceBook,
-    (position, recipient): (usize, &Recipient),
+    (position, recipient): (usize, Recipient<'_>),
     report: &mut Report,
 ) -> (Outcome, Option<Addressee>) {
     let user = match recipient {
-        Recipient::User(user) => user,
+        Recipient::User(user) => UserText(user),
         Recipient::Invalid(_) => {
             report.skipped.invalid += 1;
             return (Outcome::Invalid, None);
         }
     };
-    match book.reachability(user, job.policy) {
-        Reachability::Deliver => {
+    match book.deliverable(user, job.policy) {
+        Ok(jid) => {
             report.sent += 1;
             let to = Addressee {
-                jid: user.clone(),
+                jid: jid.clone(),
                 // Job validation caps recipients far below u32::MAX.
                 position: position as u32,
             };
             (Outcome::Sent, Some(to))
         }
-        Reachability::Unavailable => {
+        Err(Reachability::Unavailable) => {
             report.skipped.unavailable += 1;
             (Outcome::Unavailable, None)
         }
-        Reachability::Offline => {
+        // Offline (one who may get a message comes as Ok).
+        Err(_) => {
             report.skipped.offline += 1;
             (Outcome::Offline, None)
         }

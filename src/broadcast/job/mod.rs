@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
 
 use crate::config::{BroadcastConfig, ConfigError};
 use crate::presence::Policy;
@@ -77,15 +77,20 @@ impl Storage {
     }
 }
 
+mod recipients;
+
+pub use recipients::{Recipient, Recipients, Texts, TooLarge};
+
 /// A job on the wire, as a producer writes it (field names and defaults
-/// of docs/jobs.md), before validation: [`Job::parse`] reads it, and
-/// `herald send` writes it.
+/// of docs/jobs.md), before validation: `herald send` writes it with a
+/// `String` per recipient, [`Job::parse`] reads `to` into one buffer
+/// ([`Texts`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawJob {
+pub struct RawJob<To = Vec<String>> {
     pub id: String,
     #[serde(default)]
-    pub to: Vec<String>,
+    pub to: To,
     pub body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -111,21 +116,11 @@ pub struct RawJob {
     pub report_names: bool,
 }
 
-/// A recipient as the producer wrote it, and whether Herald can address it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recipient {
-    /// A user's bare JID.
-    User(BareJid),
-    /// A JID that parses but is no user to broadcast to: it has a resource,
-    /// no local part, or is on Herald's own domain.
-    Invalid(String),
-}
-
 /// A validated job: every string in it is safe to put into XML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: String,
-    pub recipients: Vec<Recipient>,
+    pub recipients: Recipients,
     pub body: String,
     pub subject: Option<String>,
     pub kind: MessageKind,
@@ -200,7 +195,7 @@ impl Job {
         if payload.trim_ascii_start().first() != Some(&b'{') {
             return Err(JobError::Json("a job is a JSON object".into()));
         }
-        let raw: RawJob =
+        let raw: RawJob<Texts> =
             serde_json::from_slice(payload).map_err(|e| JobError::Json(e.to_string()))?;
         raw.validate(limits)
     }
@@ -220,7 +215,7 @@ pub fn check_id(id: &str) -> Result<(), JobError> {
     check_xml_text("id", id)
 }
 
-impl RawJob {
+impl RawJob<Texts> {
     fn validate(self, limits: &JobLimits) -> Result<Job, JobError> {
         check_id(&self.id)?;
         if self.body.trim().is_empty() {
@@ -282,7 +277,7 @@ impl RawJob {
                 groups.push(name);
             }
         }
-        let recipients = recipients(self.to, &limits.component_domain)?;
+        let recipients = Recipients::parse(self.to, &limits.component_domain)?;
         Ok(Job {
             id: self.id,
             recipients,
@@ -320,37 +315,6 @@ fn sender_jid(local: &str, domain: &BareJid) -> Result<BareJid, JobError> {
     }
     BareJid::new(&format!("{local}@{domain}"))
         .map_err(|e| field_error("from", format!("{local:?} is not a valid local part: {e}")))
-}
-
-/// Parses recipients, dropping repeated ones: each user gets one message,
-/// and each recipient is counted once in the report.
-fn recipients(to: Vec<String>, own_domain: &BareJid) -> Result<Vec<Recipient>, JobError> {
-    let mut seen = std::collections::HashSet::with_capacity(to.len());
-    let mut seen_invalid = std::collections::HashSet::new();
-    let mut recipients = Vec::with_capacity(to.len());
-    for (index, text) in to.into_iter().enumerate() {
-        let jid = Jid::new(&text).map_err(|e| JobError::Recipient {
-            index,
-            jid: truncated(&text),
-            reason: e.to_string(),
-        })?;
-        let recipient = match jid.try_into_full() {
-            Err(bare) if bare.node().is_some() && bare.domain() != own_domain.domain() => {
-                if !seen.insert(bare.clone()) {
-                    continue;
-                }
-                Recipient::User(bare)
-            }
-            _ => {
-                if !seen_invalid.insert(text.clone()) {
-                    continue;
-                }
-                Recipient::Invalid(text)
-            }
-        };
-        recipients.push(recipient);
-    }
-    Ok(recipients)
 }
 
 fn truncated(text: &str) -> String {

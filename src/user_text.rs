@@ -1,0 +1,43 @@
+//! Maps keyed by user that a user's JID text can look up without being
+//! parsed: a job keeps its recipients as text, and parsing each one again
+//! as the fan-out reaches it costs more than the lookup itself.
+
+use std::hash::{Hash, RandomState};
+
+use hashbrown::Equivalent;
+use xmpp_parsers::jid::BareJid;
+
+/// A map keyed by user, with the standard library's hashing.
+pub type UserMap<V> = hashbrown::HashMap<BareJid, V, RandomState>;
+
+/// A user's normalised bare JID as text (as [`BareJid::as_str`] gives
+/// it): it hashes and compares as that [`BareJid`], whose hash is its
+/// text's.
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct UserText<'a>(pub &'a str);
+
+impl Equivalent<BareJid> for UserText<'_> {
+    fn equivalent(&self, user: &BareJid) -> bool {
+        self.0 == user.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn a_user_text_hashes_and_finds_as_its_jid() {
+        let hasher = RandomState::new();
+        let alice = BareJid::new("Alice@Example.org").unwrap();
+        let text = UserText("alice@example.org");
+        assert_eq!(hasher.hash_one(text), hasher.hash_one(&alice));
+        let mut map = UserMap::default();
+        map.insert(alice.clone(), 1);
+        assert_eq!(map.get_key_value(&text), Some((&alice, &1)));
+        assert_eq!(map.get(&UserText("Alice@Example.org")), None);
+        assert_eq!(map.get(&UserText("bob@example.org")), None);
+    }
+}
