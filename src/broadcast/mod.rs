@@ -171,8 +171,17 @@ impl Handler for Broadcast {
 /// its groups, all subscribers, and the count of its recipients with its
 /// groups' members and the subscribers, as its report would count them.
 /// Refused: the reason.
+///
+/// A redelivery of a job that saved a checkpoint is not judged again: it
+/// was judged when first taken and has gone out in part; judged under a
+/// configuration changed since, it would be dead-lettered with messages
+/// out and no report. (A job refused saved none, so a crash between its
+/// refusal and its dead letter does not let it through; and only the
+/// broker marks a delivery redelivered, so another producer cannot take
+/// over a job by its id this way.)
 fn permitted(job: &mut Job, ctx: &Context<'_>) -> Result<Vec<String>, String> {
-    let producer = ctx.producer();
+    let resumed = ctx.redelivered() && ctx.progress(&job.id).is_some();
+    let producer = ctx.producer().filter(|_| !resumed);
     if let Some(producer) = producer {
         let from = job.from.node().map_or("", |node| node.as_str());
         producer

@@ -28,6 +28,11 @@ impl Harness {
 
     /// [`Harness::ready`] with `configure` applied to the configuration.
     fn ready_with(configure: impl FnOnce(&mut Config)) -> Harness {
+        Self::ready_restored(configure, Restored::default())
+    }
+
+    /// [`Harness::ready_with`], restarted with what a store kept.
+    fn ready_restored(configure: impl FnOnce(&mut Config), restored: Restored) -> Harness {
         let mut config = Config::default();
         configure(&mut config);
         config.xmpp.domain = "broadcast.localhost".into();
@@ -35,13 +40,7 @@ impl Harness {
         let settings = config.settings().unwrap();
         let handler = Broadcast::new(settings.limits, false, 100);
         let now = Instant::now();
-        let core = Core::new(
-            settings.core,
-            handler,
-            Restored::default(),
-            Metrics::new(),
-            now,
-        );
+        let core = Core::new(settings.core, handler, restored, Metrics::new(), now);
         let mut h = Harness { core, now };
         h.input(Input::StreamUp);
         h.input(Input::BrokerUp { generation: 1 });

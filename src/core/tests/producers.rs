@@ -12,18 +12,26 @@ use crate::producers::Unlisted;
 /// recipients, 2 jobs a second) and may ask for `status`; Herald's own
 /// broker user is `guest` (the default URL's).
 fn billing(unlisted: Unlisted) -> Harness {
-    let mut h = Harness::ready_with(|config| {
-        config.producers.unlisted = unlisted;
-        let billing = ProducerConfig {
-            from: vec!["billing".into()],
-            groups: vec!["customers".into()],
-            control: vec!["status".into()],
-            max_recipients: Some(3),
-            jobs_per_sec: Some(2.0),
-            ..ProducerConfig::default()
-        };
-        config.producers.users.insert("billing".into(), billing);
-    });
+    billing_restored(unlisted, Restored::default())
+}
+
+/// [`billing`], restarted with what a store kept.
+fn billing_restored(unlisted: Unlisted, restored: Restored) -> Harness {
+    let mut h = Harness::ready_restored(
+        |config| {
+            config.producers.unlisted = unlisted;
+            let billing = ProducerConfig {
+                from: vec!["billing".into()],
+                groups: vec!["customers".into()],
+                control: vec!["status".into()],
+                max_recipients: Some(3),
+                jobs_per_sec: Some(2.0),
+                ..ProducerConfig::default()
+            };
+            config.producers.users.insert("billing".into(), billing);
+        },
+        restored,
+    );
     let members = ["alice@localhost"];
     for (tag, group) in [(1, "customers"), (2, "ops")] {
         let put = json!({"op": "group.put", "group": group, "members": members});
@@ -200,6 +208,24 @@ fn jobs_over_the_rate_are_dead_lettered_and_the_rate_refills_with_time() {
     assert!(h.outcome().unwrap_err().starts_with("rate limit: "));
 }
 
+impl Harness {
+    /// `payload` redelivered by the broker, first published by `user`.
+    fn redeliver_as(&mut self, user: &str, tag: u64, payload: &Value) {
+        self.input(Input::Delivery(Delivery {
+            id: JobId {
+                generation: 1,
+                lane: Lane::Normal,
+                tag,
+            },
+            payload: payload.to_string().into_bytes(),
+            redelivered: true,
+            age: None,
+            received_at: wall_clock(),
+            user_id: Some(user.into()),
+        }));
+    }
+}
+
 #[test]
 fn a_redelivered_job_is_not_counted_against_the_rate_again() {
     let mut h = billing(Unlisted::Allow);
@@ -207,21 +233,33 @@ fn a_redelivered_job_is_not_counted_against_the_rate_again() {
         h.deliver_as(Some("billing"), tag, &job(&format!("r{tag}"), json!({})));
     }
     h.drain();
-    h.input(Input::Delivery(Delivery {
-        id: JobId {
-            generation: 1,
-            lane: Lane::Normal,
-            tag: 3,
-        },
-        payload: job("again", json!({"to": ["alice@localhost"]}))
-            .to_string()
-            .into_bytes(),
-        redelivered: true,
-        age: None,
-        received_at: wall_clock(),
-        user_id: Some("billing".into()),
-    }));
+    h.redeliver_as(
+        "billing",
+        3,
+        &job("again", json!({"to": ["alice@localhost"]})),
+    );
     assert_eq!(h.outcome().map(|to| to.len()), Ok(1));
+}
+
+#[test]
+fn a_redelivery_that_went_out_in_part_is_not_judged_again() {
+    // Published before a restart narrowed billing's grant, and got past
+    // bob (its checkpoint is in the store).
+    let done = br#"{"next":1,"sent":1,"offline":0,"unavailable":0,"invalid":0}"#;
+    let restored = Restored {
+        progress: vec![("beyond".into(), done.to_vec())],
+        ..Restored::default()
+    };
+    let mut h = billing_restored(Unlisted::Allow, restored);
+    let to = json!({"from": "ceo", "to": ["bob@localhost", "alice@localhost"]});
+    h.redeliver_as("billing", 1, &job("beyond", to.clone()));
+    assert_eq!(h.outcome(), Ok(vec!["alice@localhost".to_string()]));
+    // The same job published afresh is judged (another producer cannot
+    // take over a job by its id), and so is a redelivery that saved nothing.
+    h.deliver_as(Some("billing"), 2, &job("beyond", to.clone()));
+    assert!(h.outcome().is_err());
+    h.redeliver_as("billing", 3, &job("fresh", to));
+    assert!(h.outcome().is_err());
 }
 
 #[test]
