@@ -44,6 +44,15 @@ fn billing_restored(unlisted: Unlisted, restored: Restored) -> Harness {
 
 impl Harness {
     fn deliver_as(&mut self, user: Option<&str>, tag: u64, payload: &Value) {
+        self.delivery_as(user, tag, payload, false);
+    }
+
+    /// `payload` redelivered by the broker, first published by `user`.
+    fn redeliver_as(&mut self, user: &str, tag: u64, payload: &Value) {
+        self.delivery_as(Some(user), tag, payload, true);
+    }
+
+    fn delivery_as(&mut self, user: Option<&str>, tag: u64, payload: &Value, redelivered: bool) {
         self.input(Input::Delivery(Delivery {
             id: JobId {
                 generation: 1,
@@ -51,7 +60,7 @@ impl Harness {
                 tag,
             },
             payload: payload.to_string().into_bytes(),
-            redelivered: false,
+            redelivered,
             age: None,
             received_at: wall_clock(),
             user_id: user.map(str::to_string),
@@ -206,24 +215,6 @@ fn jobs_over_the_rate_are_dead_lettered_and_the_rate_refills_with_time() {
     assert_eq!(h.outcome().map(|to| to.len()), Ok(1));
     h.deliver_as(billing, 7, &to_alice("r5"));
     assert!(h.outcome().unwrap_err().starts_with("rate limit: "));
-}
-
-impl Harness {
-    /// `payload` redelivered by the broker, first published by `user`.
-    fn redeliver_as(&mut self, user: &str, tag: u64, payload: &Value) {
-        self.input(Input::Delivery(Delivery {
-            id: JobId {
-                generation: 1,
-                lane: Lane::Normal,
-                tag,
-            },
-            payload: payload.to_string().into_bytes(),
-            redelivered: true,
-            age: None,
-            received_at: wall_clock(),
-            user_id: Some(user.into()),
-        }));
-    }
 }
 
 #[test]
