@@ -50,6 +50,8 @@ pub struct Component {
     /// lines push out of the log tail.
     metrics_addr: Option<String>,
     dir: tempfile::TempDir,
+    /// Herald's binary, for its command line (`herald presence`).
+    bin: Option<PathBuf>,
 }
 
 impl Component {
@@ -73,6 +75,7 @@ impl Component {
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG");
         let mut component = Component::spawn(ComponentKind::Herald, command, dir)?;
+        component.bin = Some(bin.to_path_buf());
         component.wait_log("taking jobs").await?;
         component.metrics_addr = Some(component.log.metrics_addr()?);
         Ok(component)
@@ -125,6 +128,31 @@ impl Component {
             log,
             metrics_addr: None,
             dir,
+            bin: None,
+        })
+    }
+
+    /// Runs `herald --config <its file> ARGS` against this Herald and
+    /// returns what it printed (JSON); None for the baseline.
+    pub async fn herald_command(&self, args: &[String]) -> Option<Result<String, String>> {
+        let bin = self.bin.as_ref()?;
+        let output = tokio::process::Command::new(bin)
+            .arg("--config")
+            .arg(self.dir.path().join("herald.toml"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true)
+            .output()
+            .await;
+        Some(match output {
+            Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into()),
+            Ok(out) => Err(format!(
+                "herald {}: {}: {}",
+                args.first().map_or("", String::as_str),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Err(format!("cannot run herald: {e}")),
         })
     }
 

@@ -8,6 +8,7 @@ mod churn;
 mod component;
 mod herald_config;
 mod job_reports;
+mod presence_check;
 mod procstat;
 mod publisher;
 mod report;

@@ -67,6 +67,14 @@ pub struct RunResult {
     /// recipients, that say `duplicate`, or that repeat a job's id.
     #[serde(default)]
     pub reports_incomplete: u64,
+    /// With churn, Herald only: users asked for their presence once the
+    /// churn stopped and settled (the paper's Table III, presence row)...
+    #[serde(default)]
+    pub presence_asked: Option<usize>,
+    /// ... and of them, those Herald placed wrongly (online or available
+    /// when they were not, or the reverse).
+    #[serde(default)]
+    pub presence_wrong: Option<usize>,
     /// Why the run failed; its numbers are then partial.
     pub error: Option<String>,
 }
@@ -103,6 +111,8 @@ impl RunResult {
             reports: None,
             reported_sent: 0,
             reports_incomplete: 0,
+            presence_asked: None,
+            presence_wrong: None,
             error: None,
         }
     }
@@ -121,10 +131,12 @@ impl RunResult {
         };
     }
 
-    /// Everything expected arrived and, where the component reports, every
-    /// job was reported once and the reports add up to what was expected.
+    /// Everything expected arrived, where the component reports, every
+    /// job was reported once and the reports add up to what was expected,
+    /// and where it was asked, it placed every user's presence right.
     pub fn is_accurate(&self) -> bool {
         self.error.is_none()
+            && self.presence_wrong.is_none_or(|wrong| wrong == 0)
             && self.delivered >= self.expected
             && self.reports_incomplete == 0
             && self
