@@ -59,7 +59,9 @@ pub async fn overtake(
     let reports_before = broker.reports();
     let messages_before = sink.counts().messages;
     publish(broker, &names.jobs, big, sink).await?;
-    let wait = Wait::new("a tenth of the big job at the sink", limit);
+    // Polled as closely as the reports: the small job goes at a tenth,
+    // not whenever a coarser poll notices it.
+    let wait = Wait::new("a tenth of the big job at the sink", limit).every(POLL);
     while sink.counts().messages < messages_before + big_recipients / 10 {
         check_alive(herald, sink)?;
         wait.tick().await?;
