@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::component::Component;
+use crate::report::RunResult;
+use crate::run::RunSpec;
+use crate::servers::Population;
+use herald_testkit::server::XmppServer;
 
 /// How long the component may take to see the churners' last logouts.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -85,4 +89,42 @@ pub async fn wrong(
         })
         .count();
     Some(Ok(wrong))
+}
+
+/// Once the churn has stopped: whether Herald places every user right,
+/// recorded in `result` (nothing for a component that cannot be asked).
+pub async fn record(
+    result: &mut RunResult,
+    population: &Population,
+    spec: &RunSpec,
+    server: &dyn XmppServer,
+    component: &Component,
+) -> Result<(), String> {
+    let swarm = population.users.iter().enumerate().map(|(i, user)| {
+        let expected = Expected {
+            online: true,
+            available: i >= spec.away,
+        };
+        (server.jid(user), expected)
+    });
+    let gone = Expected {
+        online: false,
+        available: false,
+    };
+    let churners = population
+        .churners
+        .iter()
+        .map(|user| (server.jid(user), gone));
+    let users: Vec<(String, Expected)> = swarm.chain(churners).collect();
+    if let Some(wrong) = wrong(component, &users).await {
+        let wrong = wrong?;
+        eprintln!(
+            "  presence once the churn settled: {} of {} users placed right",
+            users.len() - wrong,
+            users.len()
+        );
+        result.presence_asked = Some(users.len());
+        result.presence_wrong = Some(wrong);
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::broker::{Broker, Names};
 use crate::churn::Churn;
 use crate::component::{Component, ComponentKind, ERROR_LOG_LINES};
 use crate::herald_config::herald_config;
-use crate::presence_check::{self, Expected};
+use crate::presence_check;
 use crate::procstat;
 use crate::publisher::{self, Plan};
 use crate::report::{tally, RunResult};
@@ -344,7 +344,7 @@ impl Run<'_> {
             procstat::peak_rss_kib(component.pid()).map(|kib| kib as f64 / 1024.0);
         if let Some(churn) = churn {
             result.churn_cycles = churn.stop().await - churn_before;
-            check_presence(result, population, spec, server, component).await?;
+            presence_check::record(result, population, spec, server, component).await?;
         }
         let receipts = swarm.finish().await;
         let away: Vec<bool> = (0..spec.users).map(|i| i < spec.away).collect();
@@ -393,44 +393,6 @@ pub async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Once the churn has stopped: whether Herald places every user right (see
-/// [`presence_check`]); recorded in `result`.
-async fn check_presence(
-    result: &mut RunResult,
-    population: &Population,
-    spec: &RunSpec,
-    server: &dyn XmppServer,
-    component: &Component,
-) -> Result<(), String> {
-    let swarm = population.users.iter().enumerate().map(|(i, user)| {
-        let expected = Expected {
-            online: true,
-            available: i >= spec.away,
-        };
-        (server.jid(user), expected)
-    });
-    let gone = Expected {
-        online: false,
-        available: false,
-    };
-    let churners = population
-        .churners
-        .iter()
-        .map(|user| (server.jid(user), gone));
-    let users: Vec<(String, Expected)> = swarm.chain(churners).collect();
-    if let Some(wrong) = presence_check::wrong(component, &users).await {
-        let wrong = wrong?;
-        eprintln!(
-            "  presence once the churn settled: {} of {} users placed right",
-            users.len() - wrong,
-            users.len()
-        );
-        result.presence_asked = Some(users.len());
-        result.presence_wrong = Some(wrong);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
