@@ -89,11 +89,11 @@ fn grant(user: &str, producer: &ProducerConfig, domain: &str) -> Result<Grant, C
             .map_err(|reason| invalid(format!("{}: {reason}", key("groups"))))?;
     }
     for op in producer.control.iter().filter(|op| *op != ANY) {
-        if !crate::control::OPS.contains(&op.as_str()) {
+        if !crate::control::ops().any(|known| known == op) {
             return Err(invalid(format!(
                 "{}: {op:?} is no control operation; known: {} (or \"*\")",
                 key("control"),
-                crate::control::OPS.join(", ")
+                crate::control::ops_listed()
             )));
         }
     }

@@ -28,19 +28,18 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Largest page of `online`, `group.get` and `group.list`.
 pub const MAX_PAGE: usize = 10_000;
 
+/// The operations other than the groups' ([`groups::OPS`]).
+const OTHER_OPS: [&str; 4] = ["presence", "online", "status", "cancel"];
+
 /// Every operation, as `op` names it.
-pub const OPS: [&str; 10] = [
-    "presence",
-    "online",
-    "status",
-    "cancel",
-    "group.put",
-    "group.add",
-    "group.remove",
-    "group.delete",
-    "group.get",
-    "group.list",
-];
+pub fn ops() -> impl Iterator<Item = &'static str> {
+    OTHER_OPS.into_iter().chain(groups::OPS)
+}
+
+/// Every operation, for a message: `presence, online, ...`.
+pub fn ops_listed() -> String {
+    ops().collect::<Vec<_>>().join(", ")
+}
 
 /// A request, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +79,7 @@ pub enum Request {
 pub enum RequestError {
     #[error("the request is not JSON: {0}")]
     InvalidJson(String),
-    #[error("unknown op {0:?}; known: presence, online, status, cancel, group.put, group.add, group.remove, group.delete, group.get, group.list")]
+    #[error("unknown op {0:?}; known: {known}", known = ops_listed())]
     UnknownOp(String),
     #[error("{0}")]
     InvalidRequest(String),
@@ -200,7 +199,7 @@ pub(crate) fn paged(mut value: Value, after: Option<&str>) -> Value {
 }
 
 impl Request {
-    /// Its operation, as `op` names it (one of [`OPS`]).
+    /// Its operation, as `op` names it (one of [`ops`]).
     pub fn op(&self) -> &'static str {
         match self {
             Request::Presence { .. } => "presence",

@@ -177,14 +177,7 @@ fn a_refused_publish_is_an_error_and_not_retried() {
     let mut h = with_admin();
     let sessionid = open_broadcast(&mut h);
     let form = submit(&sessionid, &[("recipients", "all"), ("body", "hi")]);
-    let publish = h
-        .iq(ADMIN, "set", &form)
-        .into_iter()
-        .find_map(|output| match output {
-            Output::Publish(publish) => Some(publish),
-            _ => None,
-        })
-        .unwrap();
+    let publish = first_publish(h.iq(ADMIN, "set", &form)).unwrap();
     h.input(Input::PublishRefused { publish });
     let answer = answers(h.drain()).pop().expect("an answer");
     assert_eq!(condition(&answer).0, DefinedCondition::ServiceUnavailable);
@@ -270,14 +263,7 @@ fn groups_lists_them_with_their_sizes_and_a_broadcast_addresses_one() {
         &sessionid,
         &[("recipients", "group"), ("group", "ops"), ("body", "b")],
     );
-    let publish = h
-        .iq(ADMIN, "set", &form)
-        .into_iter()
-        .find_map(|output| match output {
-            Output::Publish(publish) => Some(publish),
-            _ => None,
-        })
-        .expect("the job published");
+    let publish = first_publish(h.iq(ADMIN, "set", &form)).expect("the job published");
     let job: serde_json::Value = serde_json::from_slice(&publish.payload).unwrap();
     assert_eq!(job["groups"], serde_json::json!(["ops"]), "{job}");
     assert!(job.get("all_subscribers").is_none(), "{job}");
@@ -320,4 +306,12 @@ fn a_command_nodes_info_says_what_it_is_to_admins_only() {
     assert_eq!(identity.attr("type"), Some("command-node"));
     let refused = answers(h.iq("alice@localhost/phone", "get", query));
     assert_eq!(condition(&refused[0]).0, DefinedCondition::Forbidden);
+}
+
+/// The first publish among `outputs`.
+fn first_publish(outputs: Vec<Output>) -> Option<Publish> {
+    outputs.into_iter().find_map(|output| match output {
+        Output::Publish(publish) => Some(publish),
+        _ => None,
+    })
 }
