@@ -96,9 +96,13 @@ impl Handler for Broadcast {
             Ok(job) => job,
             Err(e) => return dead_letter(e),
         };
-        // Its producer's permissions first, before anything is looked up
-        // for it (an earlier job of the same id included).
-        let missing = match permitted(&mut job, ctx) {
+        // A job an earlier attempt got partway through resumes after the
+        // last checkpoint the server confirmed.
+        let checkpoint = ctx.progress(&job.id).and_then(Checkpoint::read);
+        // Its producer's permissions first, before anything else is looked
+        // up for it (an earlier job of the same id included).
+        let resumed = ctx.redelivered() && checkpoint.is_some();
+        let missing = match permitted(&mut job, ctx, resumed) {
             Ok(missing) => missing,
             Err(reason) => return dead_letter(reason),
         };
@@ -117,9 +121,6 @@ impl Handler for Broadcast {
         if !missing.is_empty() {
             tracing::info!(job = %job.id, ?missing, "job names groups that do not exist");
         }
-        // A job an earlier attempt got partway through resumes after the
-        // last checkpoint the server confirmed.
-        let checkpoint = ctx.progress(&job.id).and_then(Checkpoint::read);
         let from = checkpoint.as_ref().map(|c| c.progress).unwrap_or_default();
         let resent = ctx.redelivered() || ctx.attempted_before(&job.id);
         // Cancelled, or taken after its deadline: whatever is left of it
@@ -172,15 +173,14 @@ impl Handler for Broadcast {
 /// groups' members and the subscribers, as its report would count them.
 /// Refused: the reason.
 ///
-/// A redelivery of a job that saved a checkpoint is not judged again: it
+/// A redelivery of a job that saved a checkpoint (`resumed`) is not judged again: it
 /// was judged when first taken and has gone out in part; judged under a
 /// configuration changed since, it would be dead-lettered with messages
 /// out and no report. (A job refused saved none, so a crash between its
 /// refusal and its dead letter does not let it through; and only the
 /// broker marks a delivery redelivered, so another producer cannot take
 /// over a job by its id this way.)
-fn permitted(job: &mut Job, ctx: &Context<'_>) -> Result<Vec<String>, String> {
-    let resumed = ctx.redelivered() && ctx.progress(&job.id).is_some();
+fn permitted(job: &mut Job, ctx: &Context<'_>, resumed: bool) -> Result<Vec<String>, String> {
     let producer = ctx.producer().filter(|_| !resumed);
     if let Some(producer) = producer {
         let from = job.from.node().map_or("", |node| node.as_str());
