@@ -54,6 +54,7 @@ fn job(recipients: usize) -> Job {
         max_recipients: BOOK,
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
+        max_deliver_within: std::time::Duration::from_secs(3600),
     };
     let to: Vec<String> = (0..recipients).map(user).collect();
     let json = serde_json::json!({

@@ -76,7 +76,7 @@ impl Bench {
             handler,
             Restored::default(),
             Metrics::new(),
-            now,
+            (now, std::time::SystemTime::now()),
         );
         let mut bench = Bench {
             core,

@@ -102,6 +102,7 @@ impl Handler for Echo {
                 &serde_json::json!({"sent": online.len()}),
             )),
             names: Vec::new(),
+            deferral: None,
             tally: Tally {
                 sent: online.len() as u64,
                 ..Tally::default()

@@ -16,7 +16,7 @@ use xmpp_parsers::message::Message;
 
 use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
 use crate::groups::Groups;
-use crate::presence::{PresenceBook, PresenceChange};
+use crate::presence::{Policy, PresenceBook, PresenceChange};
 use crate::producers::Listed;
 use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
@@ -59,6 +59,7 @@ pub struct Context<'a> {
     wall_clock: Option<SystemTime>,
     strangers: Option<StrangerTest<'a>>,
     producer: Option<Listed<'a>>,
+    deferral_room: usize,
     effects: &'a mut Effects,
 }
 
@@ -80,8 +81,23 @@ impl<'a> Context<'a> {
             wall_clock: None,
             strangers: None,
             producer: None,
+            deferral_room: 0,
             effects,
         }
+    }
+
+    /// The context of a job that may leave at most `room` recipients
+    /// waiting in its window (see [`Deferral`]).
+    pub(crate) fn with_deferral_room(mut self, room: usize) -> Self {
+        self.deferral_room = room;
+        self
+    }
+
+    /// How many recipients the job at hand may leave waiting in its window
+    /// (`broadcast.max_deferred` less those waiting already); 0 outside a
+    /// job.
+    pub fn deferral_room(&self) -> usize {
+        self.deferral_room
     }
 
     /// The context of a job from `producer`, a listed broker user; None:
@@ -237,6 +253,23 @@ pub struct Tally {
     pub job_cancelled: bool,
 }
 
+/// Recipients a job could not reach when it went out, who get its message
+/// as soon as they can within a window: the core keeps them (and the
+/// store, across restarts), watches their presence and publishes the
+/// job's final report when the window ends or every one was reached.
+#[derive(Debug)]
+pub struct Deferral {
+    pub template: Arc<MessageTemplate>,
+    pub policy: Policy,
+    /// When the window ends, on the wall clock.
+    pub until: SystemTime,
+    /// Each waiting recipient's position in the job and user (the
+    /// normalised text of their bare JID), in position order.
+    pub waiting: Vec<(u32, String)>,
+    /// The final report names who was reached late and who was missed.
+    pub names: bool,
+}
+
 /// What to do with a job once the handler has seen it.
 #[derive(Debug)]
 pub enum JobOutcome {
@@ -251,6 +284,9 @@ pub enum JobOutcome {
         /// remembered as completed (and so before `report`): a job
         /// interrupted before then publishes them again.
         names: Vec<Event>,
+        /// Recipients the message waits for, when the job keeps them in
+        /// a window (see [`Deferral`]).
+        deferral: Option<Deferral>,
         tally: Tally,
         key: Option<String>,
     },

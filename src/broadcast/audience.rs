@@ -89,6 +89,7 @@ mod tests {
             max_recipients: 1000,
             allowed_from: Vec::new(),
             names_part_bytes: 256 * 1024,
+            max_deliver_within: std::time::Duration::from_secs(3600),
         };
         Job::parse(json.as_bytes(), &limits).unwrap()
     }

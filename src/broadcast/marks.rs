@@ -30,7 +30,7 @@ pub fn marks(job_id: &str, storage: Storage) -> Marks {
     Marks {
         id_prefix: id_prefix(job_id),
         thread: thread(job_id),
-        hints: hints(storage),
+        hints: hints(storage).to_vec(),
     }
 }
 

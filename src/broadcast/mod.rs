@@ -5,15 +5,17 @@ pub mod audience;
 pub mod fanout;
 pub mod job;
 pub mod marks;
+pub mod deferral;
 pub mod names;
 mod slices;
 
 use serde::Serialize;
 use xmpp_parsers::message::{Message, MessageType};
 
-use crate::handler::{Context, Event, Handler, JobOutcome, Tally};
+use crate::handler::{Context, Deferral, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
+use deferral::WindowRef;
 use fanout::{Stop, Walk};
 pub use job::{Job, JobError, JobLimits};
 use names::{Checkpoint, NamesRef, Outcomes};
@@ -144,7 +146,7 @@ impl Handler for Broadcast {
                     .unwrap_or_default();
                 Names::of(ctx, &self.limits).parts(&job, &outcomes, Some(stop))
             });
-            return done(report, from, &missing, names);
+            return done(report, from, &missing, names, None);
         }
         let strangers = fanout::strangers(&job, from, |user| ctx.is_stranger(user));
         if !strangers.is_empty() {
@@ -163,7 +165,9 @@ impl Handler for Broadcast {
             None => Walk::new(&job, from, self.checkpoint_every(&job), resent),
         };
         let names = job.names.then(|| Names::of(ctx, &self.limits));
-        JobOutcome::Fanning(Box::new(Slices::new(job, template, walk, missing, names)))
+        let until = deferral::until(&job, ctx.wall_clock());
+        let slices = Slices::new(job, template, walk, missing, (names, until));
+        JobOutcome::Fanning(Box::new(slices))
     }
 }
 
@@ -202,7 +206,7 @@ impl Broadcast {
     /// of them in each checkpoint: at most 16 checkpoints keep the writes
     /// linear in its size.
     fn checkpoint_every(&self, job: &Job) -> usize {
-        if job.names {
+        if job.keeps_outcomes() {
             self.checkpoint_every.max(job.recipients.len() / 16)
         } else {
             self.checkpoint_every
@@ -253,25 +257,32 @@ struct JobReport<'a> {
     missing_groups: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     names: Option<NamesRef>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    window: Option<WindowRef>,
 }
 
 /// A job done with `report`, resumed at `from`: remembered under its id.
-/// `names`: the parts naming its recipients, published before the report.
+/// `names`: the parts naming its recipients, published before the report;
+/// `window`: the recipients waiting for it, and what its report says of them.
 fn done(
     report: Report,
     from: Progress,
     missing_groups: &[String],
     names: Option<(Vec<Event>, NamesRef)>,
+    window: Option<(Option<Deferral>, WindowRef)>,
 ) -> JobOutcome {
     let (parts, names) = names.unzip();
+    let (deferral, window) = window.unzip();
     let event = JobReport {
         report: &report,
         missing_groups,
         names,
+        window,
     };
     JobOutcome::Done {
         report: Some(Event::json(REPORT_KEY, &event)),
         names: parts.unwrap_or_default(),
+        deferral: deferral.flatten(),
         // This attempt's share: earlier attempts counted the rest (and
         // none of them expired or was cancelled, or this one would not be).
         tally: Tally {

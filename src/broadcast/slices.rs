@@ -3,9 +3,10 @@
 //! a bounded number of recipients who get none), and goes on in the next.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::fanout::{Progress, Report, Stop, Walk};
-use super::{done, Job, Names};
+use super::{deferral, done, Job, Names};
 use crate::handler::{Context, JobOutcome, JobSlices};
 use crate::xmpp::wire::MessageTemplate;
 
@@ -22,6 +23,8 @@ pub struct Slices {
     missing_groups: Vec<String>,
     /// Set when the report names the recipients.
     names: Option<Names>,
+    /// When its window ends, if it has one.
+    until: Option<SystemTime>,
 }
 
 impl Slices {
@@ -31,7 +34,7 @@ impl Slices {
         template: MessageTemplate,
         walk: Walk,
         missing_groups: Vec<String>,
-        names: Option<Names>,
+        (names, until): (Option<Names>, Option<SystemTime>),
     ) -> Slices {
         Slices {
             job,
@@ -39,6 +42,7 @@ impl Slices {
             walk,
             missing_groups,
             names,
+            until,
         }
     }
 }
@@ -65,26 +69,33 @@ impl JobSlices for Slices {
                 ctx.checkpoint(self.walk.token(progress));
             }
         }
+        let room = ctx.deferral_room();
         self.walk
             .is_over(&self.job)
-            .then(|| self.close(self.walk.report(), None))
+            .then(|| self.close(self.walk.report(), None, room))
     }
 
     fn cancel(&mut self) -> JobOutcome {
         let stop = Stop::Cancelled;
-        self.close(self.walk.stop(&self.job, stop), Some(stop))
+        self.close(self.walk.stop(&self.job, stop), Some(stop), 0)
     }
 }
 
 impl Slices {
     /// The job is done with `report`, the recipients not walked stopped by
-    /// `stop`.
-    fn close(&self, report: Report, stop: Option<Stop>) -> JobOutcome {
+    /// `stop`; if it went out whole, up to `room` recipients may wait in
+    /// its window.
+    fn close(&self, report: Report, stop: Option<Stop>, room: usize) -> JobOutcome {
         let from = self.walk.from();
         log_fanned_out(&report, from);
-        let names = self.names.zip(self.walk.outcomes());
+        let outcomes = self.walk.outcomes();
+        let names = self.names.zip(outcomes);
         let names = names.map(|(names, outcomes)| names.parts(&self.job, outcomes, stop));
-        done(report, from, &self.missing_groups, names)
+        let until = self.until.filter(|_| stop.is_none());
+        let window = until.zip(outcomes).map(|(until, outcomes)| {
+            deferral::window(&self.job, outcomes, &self.template, until, room)
+        });
+        done(report, from, &self.missing_groups, names, window)
     }
 }
 

@@ -200,6 +200,11 @@ pub struct BroadcastConfig {
     /// Largest part, in bytes, of a report that names the recipients
     /// (`report_names`); at least 16 KiB.
     pub names_part_bytes: usize,
+    /// Longest window a job may ask for (`deliver_within_secs`).
+    pub max_deliver_within_secs: u64,
+    /// Recipients waiting in all windows at most: a job that would go
+    /// over it waits for nobody, and its report says why.
+    pub max_deferred: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -293,6 +298,8 @@ impl Default for BroadcastConfig {
             allowed_from: Vec::new(),
             checkpoint_every: 1000,
             names_part_bytes: 256 * 1024,
+            max_deliver_within_secs: 7 * 24 * 3600,
+            max_deferred: 1_000_000,
         }
     }
 }

@@ -166,6 +166,8 @@ impl Config {
                 admins,
                 producers,
                 run: format!("{run:x}"),
+                max_deferred: broadcast.max_deferred,
+                names_part_bytes: broadcast.names_part_bytes,
             },
             limits,
             checkpoint_every: broadcast.checkpoint_every,

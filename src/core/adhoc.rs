@@ -298,6 +298,7 @@ impl<H: Handler> Core<H> {
             groups: Vec::new(),
             all_subscribers: false,
             report_names: false,
+            deliver_within_secs: None,
         };
         match one("recipients") {
             Some("all") => job.all_subscribers = true,

@@ -21,8 +21,10 @@ impl<H: Handler> Core<H> {
         self.metrics
             .server_roundtrip
             .observe(released.roundtrip.as_secs_f64());
+        let mut deferred_read = Vec::new();
         for covered in released.work {
             match covered {
+                Covered::Deferred { slot, position } => deferred_read.push((slot, position)),
                 Covered::Checkpoint { job, key, token } => {
                     if matches!(self.jobs.stage(job), Some(Stage::Fanning | Stage::Written)) {
                         self.ledger.advance(key.clone(), token.clone());
@@ -39,6 +41,9 @@ impl<H: Handler> Core<H> {
                 }
                 Covered::Job(id) => self.on_read(id),
             }
+        }
+        if !deferred_read.is_empty() {
+            self.on_deferred_read(deferred_read);
         }
         if released.presence_settled && self.phase == Phase::Probing {
             self.phase = Phase::Settling {
@@ -105,6 +110,13 @@ impl<H: Handler> Core<H> {
             (Some(key), Some(report)) => {
                 let (key, report) = (key.clone(), report.clone());
                 job.stage = Stage::Storing;
+                let deferral = job.deferral.take();
+                let wall_clock = job.wall_clock(self.now);
+                // Opened in the batch that remembers the job as completed:
+                // a report saying who waits is never ahead of the store.
+                if let Some(deferral) = deferral {
+                    self.open_deferral(&key, deferral, wall_clock);
+                }
                 self.remember_completed(&key, report);
                 self.store.after_commit(id);
             }
@@ -190,7 +202,9 @@ impl<H: Handler> Core<H> {
     pub(super) fn on_published(&mut self, id: u64) {
         self.metrics.events_confirmed.inc();
         let Some(awaiting) = self.broker.confirmed(id) else {
-            self.on_adhoc_confirmed(id);
+            if !self.on_final_confirmed(id) {
+                self.on_adhoc_confirmed(id);
+            }
             return;
         };
         if awaiting.names_part {

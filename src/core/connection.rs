@@ -70,7 +70,14 @@ impl<H: Handler> Core<H> {
     fn requeue_unread(&mut self) {
         let mut requeued = 0;
         for covered in self.barriers.abandon() {
-            let Covered::Job(id) = covered else { continue };
+            let id = match covered {
+                Covered::Job(id) => id,
+                Covered::Deferred { slot, position } => {
+                    self.on_deferred_unsent(slot, position);
+                    continue;
+                }
+                Covered::Checkpoint { .. } | Covered::Probes { .. } => continue,
+            };
             if self.jobs.stage(id) != Some(Stage::Written) {
                 continue;
             }
@@ -100,6 +107,7 @@ impl<H: Handler> Core<H> {
             self.on_broker_lost(live);
         }
         let dropped = self.broker.up(generation);
+        self.close_due_deferrals();
         if dropped > 0 {
             tracing::warn!(
                 events = dropped,
@@ -118,6 +126,7 @@ impl<H: Handler> Core<H> {
     pub(super) fn on_broker_lost(&mut self, generation: u64) {
         self.broker.lost(generation);
         self.on_adhoc_broker_lost(generation);
+        self.on_final_broker_lost();
         self.forget_fanning_of(generation);
         for job in self.jobs.forget_generation(generation) {
             self.metrics.jobs.requeued.inc();

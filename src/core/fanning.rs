@@ -42,7 +42,8 @@ impl<H: Handler> Core<H> {
             return false;
         }
         let mut effects = Effects::default();
-        let mut ctx = handler_context!(self, &mut effects);
+        let room = self.deferral_room();
+        let mut ctx = handler_context!(self, &mut effects).with_deferral_room(room);
         let outcome = fanning
             .slices
             .next_slice(&mut ctx, self.room.min(MAX_SLICE));

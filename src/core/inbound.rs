@@ -128,12 +128,16 @@ impl<H: Handler> Core<H> {
             self.metrics.presence_updates.inc();
             self.update_presence_gauges();
         }
+        let reachable = changes.iter().any(|change| change.now.is_some());
         for change in changes {
             if !self.limiter.allow(&user, self.now) {
                 self.metrics.limited.presence.inc();
                 continue;
             }
             self.with_handler(|handler, ctx| handler.on_presence(ctx, &change));
+        }
+        if reachable {
+            self.deliver_deferred(&user);
         }
     }
 

@@ -112,8 +112,10 @@ impl<H: Handler> Core<H> {
             return (JobOutcome::Probe { users: Vec::new() }, effects);
         };
         let settings = &self.settings;
-        let wall_clock = job.delivery.received_at + self.now.saturating_duration_since(job.taken);
+        let wall_clock = job.wall_clock(self.now);
+        let room = self.deferral_room();
         let mut ctx = handler_context!(self, &mut effects)
+            .with_deferral_room(room)
             .for_redelivery(job.delivery.redelivered)
             .at_wall_clock(wall_clock)
             .published_by(settings.producers.listed(job.delivery.user_id.as_deref()));
@@ -179,6 +181,7 @@ impl<H: Handler> Core<H> {
             JobOutcome::Done {
                 report,
                 names,
+                deferral,
                 tally,
                 key,
             } => {
@@ -191,6 +194,7 @@ impl<H: Handler> Core<H> {
                     job.key = key;
                     job.report = report;
                     job.names = names;
+                    job.deferral = deferral;
                     job.stage = Stage::Written;
                 }
                 self.barriers.push(Covered::Job(id));

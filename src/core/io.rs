@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio_xmpp::Stanza;
 
 use crate::groups::Groups;
-use crate::store::{Change, CompletedJob, Subscription};
+use crate::store::{Change, CompletedJob, StoredDeferral, Subscription};
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// What an earlier run left in the store.
@@ -21,6 +21,8 @@ pub struct Restored {
     pub groups: Groups,
     /// Keys of cancelled jobs, oldest first.
     pub cancelled: Vec<String>,
+    /// Jobs' windows still open.
+    pub deferrals: Vec<StoredDeferral>,
 }
 
 /// A job's place with the broker: the connection it came on (numbered from

@@ -16,11 +16,11 @@
 //! meanwhile. Acknowledgements go in delivery order ([`AckWindow`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::ack_window::{Ack, AckWindow};
 use super::io::{Delivery, JobId, Lane, Output};
-use crate::handler::Event;
+use crate::handler::{Deferral, Event};
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,16 @@ pub struct Job {
     pub report: Option<Event>,
     /// The parts naming its recipients, published before the report.
     pub names: Vec<Event>,
+    /// Its window, opened once it completes.
+    pub deferral: Option<Deferral>,
+}
+
+impl Job {
+    /// The wall-clock time at `now`: its delivery's, plus the time since
+    /// it was taken.
+    pub fn wall_clock(&self, now: Instant) -> SystemTime {
+        self.delivery.received_at + now.saturating_duration_since(self.taken)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +107,14 @@ pub struct Jobs {
 impl Jobs {
     pub fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Recipients of completed jobs whose windows are yet to open.
+    pub fn deferred_waiting(&self) -> usize {
+        (self.table.values())
+            .filter_map(|job| job.deferral.as_ref())
+            .map(|deferral| deferral.waiting.len())
+            .sum()
     }
 
     pub fn held_len(&self) -> usize {
@@ -138,6 +156,7 @@ impl Jobs {
                 key: None,
                 report: None,
                 names: Vec::new(),
+                deferral: None,
             },
         );
     }

@@ -34,6 +34,7 @@ mod cancel;
 mod completion;
 mod connection;
 mod control;
+mod deferred;
 mod fanning;
 mod groups;
 mod inbound;
@@ -50,7 +51,7 @@ mod strangers;
 mod subscribers;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::groups::Groups;
 use crate::handler::{Context, Effects, Event, Handler};
@@ -99,6 +100,11 @@ enum Covered {
     Probes {
         ticket: u64,
     },
+    /// A message to a recipient who waited in a job's window.
+    Deferred {
+        slot: deferred::Slot,
+        position: u32,
+    },
 }
 
 pub struct Core<H> {
@@ -128,6 +134,8 @@ pub struct Core<H> {
     out: VecDeque<Output>,
     /// Operators' ad-hoc command sessions and queued broadcasts.
     adhoc: adhoc::Adhoc,
+    /// Jobs' windows for recipients they could not reach at once.
+    deferred: deferred::Book,
     metrics: Metrics,
     now: Instant,
     keepalive_at: Instant,
@@ -139,7 +147,7 @@ impl<H: Handler> Core<H> {
         handler: H,
         restored: Restored,
         metrics: Metrics,
-        now: Instant,
+        (now, wall_clock): (Instant, SystemTime),
     ) -> Self {
         metrics
             .subscriptions
@@ -163,6 +171,7 @@ impl<H: Handler> Core<H> {
             room: 0,
             out: VecDeque::new(),
             adhoc: adhoc::Adhoc::default(),
+            deferred: deferred::Book::default(),
             metrics,
             now,
             keepalive_at: now + settings.keepalive,
@@ -181,6 +190,7 @@ impl<H: Handler> Core<H> {
         for key in restored.cancelled {
             core.ledger.cancel(key);
         }
+        core.restore_deferrals(restored.deferrals, wall_clock);
         core.update_job_gauges();
         core
     }
@@ -213,7 +223,8 @@ impl<H: Handler> Core<H> {
             Input::Published { id } => self.on_published(id),
             Input::PublishRefused { publish } => {
                 self.metrics.events_failed.inc();
-                if !self.on_adhoc_refused(&publish) && self.broker.refused(publish, now).is_some() {
+                let others = self.on_adhoc_refused(&publish) || self.on_final_refused(publish.id);
+                if !others && self.broker.refused(publish, now).is_some() {
                     tracing::warn!("publish refused; retrying without redoing the job");
                 }
             }
@@ -242,6 +253,7 @@ impl<H: Handler> Core<H> {
         for publish in self.broker.retry(now) {
             self.out.push_back(Output::Publish(publish));
         }
+        self.close_due_deferrals();
         if let Phase::Draining { until } = self.phase {
             if until <= now {
                 self.close_stream_work();
@@ -279,8 +291,12 @@ impl<H: Handler> Core<H> {
         };
         let keepalive = self.phase.has_stream().then_some(self.keepalive_at);
         let next_slice = self.fans_out_now().then_some(self.now);
+        // Final reports need a broker to go to.
+        let final_report = (self.broker.live())
+            .and_then(|_| self.deferred.next_due(self.now));
         [
             next_slice,
+            final_report,
             phase,
             keepalive,
             self.broker.retry_at(),

@@ -40,6 +40,10 @@ pub struct Settings {
     /// they queue) from an earlier run's: the start time, set once when
     /// the configuration is read.
     pub run: String,
+    /// Recipients waiting in all jobs' windows at most.
+    pub max_deferred: usize,
+    /// Largest part of a final report's names, in bytes.
+    pub names_part_bytes: usize,
 }
 
 impl Settings {

@@ -40,7 +40,13 @@ impl Harness {
         let settings = config.settings().unwrap();
         let handler = Broadcast::new(settings.limits, false, 100);
         let now = Instant::now();
-        let core = Core::new(settings.core, handler, restored, Metrics::new(), now);
+        let core = Core::new(
+            settings.core,
+            handler,
+            restored,
+            Metrics::new(),
+            (now, wall_clock()),
+        );
         let mut h = Harness { core, now };
         h.input(Input::StreamUp);
         h.input(Input::BrokerUp { generation: 1 });
@@ -336,6 +342,7 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
 mod adhoc;
 mod cancel;
 mod control;
+mod deferred;
 mod groups;
 mod names;
 mod producers;

@@ -142,6 +142,9 @@ pub struct Metrics {
     pub presence_updates: IntCounter,
     pub subscriptions: IntGauge,
     pub remembered_jobs: IntGauge,
+    /// Recipients waiting in jobs' windows, and those reached there.
+    pub deferred_waiting: IntGauge,
+    pub deferred_reached: IntCounter,
     pub outbound_queue: IntGauge,
     /// Jobs that may be in flight now ([`crate::core`]'s window).
     pub job_window: IntGauge,
@@ -272,6 +275,16 @@ impl Metrics {
                 &registry,
                 "herald_remembered_jobs",
                 "Completed jobs remembered by id to recognise duplicates",
+            ),
+            deferred_waiting: gauge(
+                &registry,
+                "herald_deferred_recipients",
+                "Recipients waiting in jobs' windows (deliver_within_secs) for their presence to allow the message",
+            ),
+            deferred_reached: counter(
+                &registry,
+                "herald_deferred_reached_total",
+                "Recipients who waited in a job's window and were sent its message when they came online",
             ),
             outbound_queue: gauge(
                 &registry,

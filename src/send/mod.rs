@@ -62,6 +62,11 @@ pub struct SendArgs {
     /// The report names the recipients per outcome (on `job.report.names`)
     #[arg(long)]
     pub report_names: bool,
+    /// Recipients not reachable now get the message if they become so
+    /// within this many seconds (the final report, on `job.report.final`,
+    /// comes after; this waits for the first report only)
+    #[arg(long, value_name = "SECS")]
+    pub deliver_within_secs: Option<u64>,
     /// The message text
     #[arg(long, value_name = "TEXT")]
     pub body: Option<String>,
@@ -260,6 +265,7 @@ impl SendArgs {
             groups: self.groups.clone(),
             all_subscribers: self.all_subscribers,
             report_names: self.report_names,
+            deliver_within_secs: self.deliver_within_secs,
         })
     }
 }

@@ -111,7 +111,8 @@ async fn serve<H: Handler>(
         "store opened"
     );
     let now = Instant::now().into_std();
-    let core = Core::new(settings.core, handler, restored, metrics.clone(), now);
+    let clocks = (now, std::time::SystemTime::now());
+    let core = Core::new(settings.core, handler, restored, metrics.clone(), clocks);
     let dialer = Dialer {
         endpoint: settings.endpoint,
         secret: settings.secret,

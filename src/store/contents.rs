@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use super::{Change, CompletedJob, Subscription};
+use super::{Change, CompletedJob, OpenedDeferral, StoredDeferral, Subscription};
 use crate::core::Restored;
 use crate::groups::{GroupChange, Groups};
 
@@ -22,6 +22,17 @@ pub struct Contents {
     groups: Groups,
     /// Cancelled keys, oldest first, at most [`super::cancelled_window`].
     cancelled: VecDeque<String>,
+    /// Open windows by job key.
+    deferrals: HashMap<String, Window>,
+}
+
+/// An open window: its recipients still waiting and those reached late,
+/// by position.
+#[derive(Debug, Clone)]
+struct Window {
+    opened: OpenedDeferral,
+    waiting: BTreeMap<u32, String>,
+    late: BTreeMap<u32, String>,
 }
 
 impl Contents {
@@ -67,6 +78,32 @@ impl Contents {
                 }
             }
             Change::Group(change) => self.groups.apply(change),
+            Change::DeferralOpened(mut opened) => {
+                let waiting = std::mem::take(&mut opened.waiting).into_iter().collect();
+                let window = Window {
+                    opened,
+                    waiting,
+                    late: BTreeMap::new(),
+                };
+                self.deferrals.insert(window.opened.key.clone(), window);
+            }
+            Change::DeferralWaiting { key, waiting } => {
+                if let Some(window) = self.deferrals.get_mut(&key) {
+                    window.waiting.extend(waiting);
+                }
+            }
+            Change::DeferredReached { key, positions } => {
+                if let Some(window) = self.deferrals.get_mut(&key) {
+                    for position in positions {
+                        if let Some(user) = window.waiting.remove(&position) {
+                            window.late.insert(position, user);
+                        }
+                    }
+                }
+            }
+            Change::DeferralClosed(key) => {
+                self.deferrals.remove(&key);
+            }
             Change::JobCancelled(key) => {
                 // Cancelled keys are few: a scan keeps them unique.
                 if !self.cancelled.contains(&key) {
@@ -106,11 +143,30 @@ impl Contents {
             })
         });
         let cancelled = self.cancelled.iter().cloned().map(Change::JobCancelled);
+        // A window as opened with everyone, then those reached: its late
+        // recipients stay named.
+        let deferrals = self.deferrals.values().flat_map(|window| {
+            let mut everyone: Vec<(u32, String)> = (window.waiting.iter())
+                .chain(&window.late)
+                .map(|(position, user)| (*position, user.clone()))
+                .collect();
+            everyone.sort_unstable_by_key(|(position, _)| *position);
+            let opened = Change::DeferralOpened(OpenedDeferral {
+                waiting: everyone,
+                ..window.opened.clone()
+            });
+            let reached = (!window.late.is_empty()).then(|| Change::DeferredReached {
+                key: window.opened.key.clone(),
+                positions: window.late.keys().copied().collect(),
+            });
+            std::iter::once(opened).chain(reached)
+        });
         subscriptions
             .chain(progress)
             .chain(completed)
             .chain(groups)
             .chain(cancelled)
+            .chain(deferrals)
     }
 
     /// What a starting core is given.
@@ -122,6 +178,7 @@ impl Contents {
             completed_order,
             groups,
             cancelled,
+            deferrals,
             ..
         } = self;
         Restored {
@@ -133,6 +190,16 @@ impl Contents {
             progress: progress.into_iter().collect(),
             groups,
             cancelled: cancelled.into(),
+            deferrals: deferrals
+                .into_values()
+                .map(|window| StoredDeferral {
+                    opened: OpenedDeferral {
+                        waiting: window.waiting.into_iter().collect(),
+                        ..window.opened
+                    },
+                    late: window.late.into_iter().collect(),
+                })
+                .collect(),
         }
     }
 }

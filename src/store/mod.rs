@@ -31,6 +31,7 @@ use log::Log;
 
 use crate::core::{Batch, Restored};
 use crate::groups::GroupChange;
+use crate::presence::Policy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,6 +68,30 @@ pub struct CompletedJob {
     pub report: Vec<u8>,
 }
 
+/// A job's window for recipients it could not reach at once (see
+/// [`crate::handler::Deferral`]), as opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedDeferral {
+    pub key: String,
+    /// When the window ends: milliseconds since the Unix epoch.
+    pub until_ms: u64,
+    pub policy: Policy,
+    pub names: bool,
+    /// The message, as [`crate::xmpp::wire::MessageTemplate::to_record`]
+    /// writes it.
+    pub template: Vec<u8>,
+    /// Each waiting recipient's position and user, in position order.
+    pub waiting: Vec<(u32, String)>,
+}
+
+/// An open window as the store left it: those reached since it opened are
+/// `late`, no longer waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeferral {
+    pub opened: OpenedDeferral,
+    pub late: Vec<(u32, String)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Add(Subscription),
@@ -86,6 +111,19 @@ pub enum Change {
     /// The job with this key was cancelled (the control operation
     /// `cancel`). The oldest beyond `store.remember_jobs` is forgotten.
     JobCancelled(String),
+    /// A job's window opened.
+    DeferralOpened(OpenedDeferral),
+    /// More of an opened window's waiting recipients (a large window is
+    /// several records).
+    DeferralWaiting {
+        key: String,
+        waiting: Vec<(u32, String)>,
+    },
+    /// The server read the job's message to the recipients at these
+    /// positions, who were waiting.
+    DeferredReached { key: String, positions: Vec<u32> },
+    /// The window's final report was confirmed: it is forgotten.
+    DeferralClosed(String),
 }
 
 pub struct Store {

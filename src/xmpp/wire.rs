@@ -73,7 +73,7 @@ pub struct Marks {
     /// The XEP-0201 thread of every message, which replies carry back.
     pub thread: String,
     /// XEP-0334 hints (element names) every message carries.
-    pub hints: &'static [&'static str],
+    pub hints: Vec<&'static str>,
 }
 
 /// What every message of one broadcast shares, escaped once: the bytes
@@ -124,7 +124,7 @@ impl MessageTemplate {
         let origin_at = bytes.len();
         bytes.extend_from_slice(b"'/>");
         element(&mut bytes, "thread", &marks.thread)?;
-        for hint in marks.hints {
+        for hint in &marks.hints {
             bytes.push(b'<');
             bytes.extend_from_slice(hint.as_bytes());
             bytes.extend_from_slice(b" xmlns='");
@@ -157,7 +157,7 @@ impl MessageTemplate {
             message.subjects.insert(Lang::default(), subject.clone());
         }
         message.payloads.push(Element::from(OriginId { id }));
-        for hint in self.marks.hints {
+        for hint in &self.marks.hints {
             message
                 .payloads
                 .push(Element::builder(*hint, HINTS_NS).build());
@@ -375,6 +375,8 @@ fn forbidden(text: &str) -> Unserializable {
         text.chars().take(40).collect::<String>()
     ))
 }
+
+mod record;
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@ pub fn limits() -> JobLimits {
         max_recipients: 10_000,
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
+        max_deliver_within: std::time::Duration::from_secs(7 * 24 * 3600),
     }
 }
 

@@ -108,12 +108,13 @@ impl World {
         let settings = self.config.settings().unwrap();
         let handler = Broadcast::new(settings.limits, true, settings.checkpoint_every);
         let restored: Restored = self.store.restore();
+        let clocks = (self.now, self.wall_clock());
         self.core = Some(Core::new(
             settings.core,
             handler,
             restored,
             Metrics::new(),
-            self.now,
+            clocks,
         ));
     }
 

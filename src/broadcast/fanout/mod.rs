@@ -176,7 +176,7 @@ impl Walk {
             redelivered,
             messages: 0,
             report: report_from(job, from),
-            outcomes: job.names.then(|| Outcomes::starting_at(from.next)),
+            outcomes: job.keeps_outcomes().then(|| Outcomes::starting_at(from.next)),
         }
     }
 
@@ -188,7 +188,7 @@ impl Walk {
         redelivered: bool,
     ) -> Walk {
         Walk {
-            outcomes: job.names.then(|| from.outcomes()),
+            outcomes: job.keeps_outcomes().then(|| from.outcomes()),
             ..Walk::new(job, from.progress, checkpoint_every, redelivered)
         }
     }

@@ -27,6 +27,7 @@ fn job(policy: &str) -> Job {
         max_recipients: 100,
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
+        max_deliver_within: std::time::Duration::from_secs(3600),
     };
     let json = serde_json::json!({
         "id": "j", "body": "hello", "subject": "subj", "policy": policy, "type": "headline",

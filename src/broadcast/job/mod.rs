@@ -2,7 +2,7 @@
 //! ([`RawJob`]), parsed and validated into a [`Job`] that can only produce
 //! well-formed stanzas. Pure code: no I/O.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -114,6 +114,10 @@ pub struct RawJob<To = Vec<String>> {
     /// The report names the recipients per outcome, in parts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub report_names: bool,
+    /// Recipients not reachable when the job goes out get it as soon as
+    /// they are, within this many seconds; a final report follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_within_secs: Option<u64>,
 }
 
 /// A validated job: every string in it is safe to put into XML.
@@ -138,6 +142,9 @@ pub struct Job {
     /// Its report names the recipients per outcome
     /// ([`crate::broadcast::names`]).
     pub names: bool,
+    /// Recipients it cannot reach when it goes out wait this long for
+    /// their presence to allow it (see [`crate::handler::Deferral`]).
+    pub deliver_within: Option<Duration>,
 }
 
 /// What the deployment allows a job.
@@ -151,6 +158,8 @@ pub struct JobLimits {
     pub allowed_from: Vec<String>,
     /// Largest part of a report that names recipients, in bytes.
     pub names_part_bytes: usize,
+    /// Longest window a job may ask for.
+    pub max_deliver_within: Duration,
 }
 
 impl JobLimits {
@@ -181,7 +190,16 @@ impl JobLimits {
             max_recipients: broadcast.max_recipients,
             allowed_from,
             names_part_bytes: broadcast.names_part_bytes,
+            max_deliver_within: Duration::from_secs(broadcast.max_deliver_within_secs),
         })
+    }
+}
+
+impl Job {
+    /// Whether its walk records each recipient's outcome: to name them,
+    /// or to know who waits in its window.
+    pub fn keeps_outcomes(&self) -> bool {
+        self.names || self.deliver_within.is_some()
     }
 }
 
@@ -240,6 +258,17 @@ impl RawJob<Texts> {
             check_xml_text("subject", subject)?;
         }
         let expires_at = self.expires_at.as_deref().map(deadline).transpose()?;
+        let deliver_within = self.deliver_within_secs.map(Duration::from_secs);
+        if let Some(within) = deliver_within.filter(|w| *w > limits.max_deliver_within) {
+            return Err(field_error(
+                "deliver_within_secs",
+                format!(
+                    "{} seconds, over this deployment's limit of {} (broadcast.max_deliver_within_secs)",
+                    within.as_secs(),
+                    limits.max_deliver_within.as_secs()
+                ),
+            ));
+        }
         if self.to.len() > limits.max_recipients {
             return Err(field_error(
                 "to",
@@ -291,6 +320,7 @@ impl RawJob<Texts> {
             groups,
             all_subscribers: self.all_subscribers,
             names: self.report_names,
+            deliver_within: deliver_within.filter(|within| !within.is_zero()),
         })
     }
 }

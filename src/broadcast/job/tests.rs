@@ -9,6 +9,7 @@ fn limits() -> JobLimits {
         max_recipients: 100,
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
+        max_deliver_within: std::time::Duration::from_secs(3600),
     }
 }
 

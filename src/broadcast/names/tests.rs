@@ -12,6 +12,7 @@ fn job(to: &[String]) -> Job {
         max_recipients: 100_000,
         allowed_from: Vec::new(),
         names_part_bytes: MIN_PART_BYTES,
+        max_deliver_within: std::time::Duration::from_secs(3600),
     };
     let json = serde_json::json!({"id": "j", "body": "hi", "to": to, "report_names": true});
     Job::parse(json.to_string().as_bytes(), &limits).unwrap()

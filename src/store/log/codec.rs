@@ -3,8 +3,9 @@
 
 use xmpp_parsers::jid::BareJid;
 
-use super::super::{Change, CompletedJob, Subscription};
+use super::super::{Change, CompletedJob, OpenedDeferral, Subscription};
 use crate::groups::GroupChange;
+use crate::presence::Policy;
 
 const ADD: u8 = 1;
 const REMOVE: u8 = 2;
@@ -16,6 +17,10 @@ const GROUP_ADD: u8 = 7;
 const GROUP_REMOVE: u8 = 8;
 const GROUP_DELETE: u8 = 9;
 const CANCELLED: u8 = 10;
+const DEFERRAL_OPENED: u8 = 11;
+const DEFERRAL_WAITING: u8 = 12;
+const DEFERRED_REACHED: u8 = 13;
+const DEFERRAL_CLOSED: u8 = 14;
 /// Members per group record: a group of a million (JIDs of up to 3 KiB)
 /// is several records, each far below [`MAX_RECORD`]. A change cut into
 /// records is still appended in one batch.
@@ -81,7 +86,72 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
             out.push(CANCELLED);
             put_bytes(out, key.as_bytes());
         }),
+        Change::DeferralOpened(opened) => {
+            let mut chunks = opened.waiting.chunks(GROUP_CHUNK);
+            record(out, |out| {
+                out.push(DEFERRAL_OPENED);
+                put_bytes(out, opened.key.as_bytes());
+                out.extend_from_slice(&opened.until_ms.to_le_bytes());
+                out.push(match opened.policy {
+                    Policy::Available => 0,
+                    Policy::Online => 1,
+                });
+                out.push(u8::from(opened.names));
+                put_bytes(out, &opened.template);
+                put_waiting(out, chunks.next().unwrap_or_default());
+            });
+            for chunk in chunks {
+                record(out, |out| {
+                    out.push(DEFERRAL_WAITING);
+                    put_bytes(out, opened.key.as_bytes());
+                    put_waiting(out, chunk);
+                });
+            }
+        }
+        Change::DeferralWaiting { key, waiting } => {
+            for chunk in waiting.chunks(GROUP_CHUNK) {
+                record(out, |out| {
+                    out.push(DEFERRAL_WAITING);
+                    put_bytes(out, key.as_bytes());
+                    put_waiting(out, chunk);
+                });
+            }
+        }
+        Change::DeferredReached { key, positions } => record(out, |out| {
+            out.push(DEFERRED_REACHED);
+            put_bytes(out, key.as_bytes());
+            out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
+            for position in positions {
+                out.extend_from_slice(&position.to_le_bytes());
+            }
+        }),
+        Change::DeferralClosed(key) => record(out, |out| {
+            out.push(DEFERRAL_CLOSED);
+            put_bytes(out, key.as_bytes());
+        }),
     }
+}
+
+fn put_waiting(out: &mut Vec<u8>, waiting: &[(u32, String)]) {
+    out.extend_from_slice(&(waiting.len() as u32).to_le_bytes());
+    for (position, user) in waiting {
+        out.extend_from_slice(&position.to_le_bytes());
+        put_bytes(out, user.as_bytes());
+    }
+}
+
+fn take_waiting(input: &mut &[u8]) -> Option<Vec<(u32, String)>> {
+    let count = take_u32(input)?;
+    let mut waiting = Vec::with_capacity((count as usize).min(GROUP_CHUNK));
+    for _ in 0..count {
+        let position = take_u32(input)?;
+        waiting.push((position, take_str(input)?.to_string()));
+    }
+    Some(waiting)
+}
+
+fn take_u32(input: &mut &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(take(input, 4)?.try_into().ok()?))
 }
 
 /// Appends one record, whose payload `payload` writes.
@@ -176,6 +246,31 @@ pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Opti
             name: take_str(&mut rest)?.to_string(),
         }),
         CANCELLED => Change::JobCancelled(take_str(&mut rest)?.to_string()),
+        DEFERRAL_OPENED => Change::DeferralOpened(OpenedDeferral {
+            key: take_str(&mut rest)?.to_string(),
+            until_ms: u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?),
+            policy: match take(&mut rest, 1)?[0] {
+                0 => Policy::Available,
+                1 => Policy::Online,
+                _ => return None,
+            },
+            names: take(&mut rest, 1)?[0] != 0,
+            template: take_bytes(&mut rest)?.to_vec(),
+            waiting: take_waiting(&mut rest)?,
+        }),
+        DEFERRAL_WAITING => Change::DeferralWaiting {
+            key: take_str(&mut rest)?.to_string(),
+            waiting: take_waiting(&mut rest)?,
+        },
+        DEFERRED_REACHED => {
+            let key = take_str(&mut rest)?.to_string();
+            let count = take_u32(&mut rest)?;
+            let positions = (0..count)
+                .map(|_| take_u32(&mut rest))
+                .collect::<Option<Vec<u32>>>()?;
+            Change::DeferredReached { key, positions }
+        }
+        DEFERRAL_CLOSED => Change::DeferralClosed(take_str(&mut rest)?.to_string()),
         _ => return None,
     };
     rest.is_empty().then_some(Some(change))

@@ -105,7 +105,7 @@ fn marks() -> Marks {
     Marks {
         id_prefix: "Kq3-_x.".into(),
         thread: "herald.<&>".into(),
-        hints: &["no-store", "no-permanent-store"],
+        hints: vec!["no-store", "no-permanent-store"],
     }
 }
 

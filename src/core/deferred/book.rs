@@ -1,0 +1,326 @@
+//! The open windows and who waits in them. Pure bookkeeping: a recipient
+//! waits until their presence meets the window's policy, is sent the
+//! message (and is "sending" until the server proves it read it), then is
+//! late; whoever still waits when the window ends is missed. An index from
+//! user to the windows they wait in makes a presence change cost one
+//! lookup, however many windows are open.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use xmpp_parsers::jid::BareJid;
+
+use crate::presence::{Policy, PresenceBook};
+use crate::user_text::UserText;
+use crate::xmpp::wire::{Addressee, MessageTemplate};
+
+/// A window's place in the book.
+pub type Slot = u32;
+
+#[derive(Debug)]
+pub struct Window {
+    pub key: String,
+    pub template: Arc<MessageTemplate>,
+    pub policy: Policy,
+    pub until: Instant,
+    /// `until` on the wall clock, for the report and the store.
+    pub until_ms: u64,
+    pub names: bool,
+    /// Recipients it opened with.
+    pub deferred: usize,
+    waiting: HashMap<u32, Arc<str>>,
+    sending: HashMap<u32, Arc<str>>,
+    pub late: Vec<(u32, Arc<str>)>,
+    /// Messages sent again after a stream was lost before the server
+    /// proved it read them.
+    pub possible_duplicates: usize,
+    /// Its final report was made: nobody more is sent anything.
+    stopped: bool,
+    /// Its final report is out: the publish ids not yet confirmed.
+    pub closing: Option<Vec<u64>>,
+    /// Not before then is a refused final report published again.
+    pub retry_at: Option<Instant>,
+}
+
+impl Window {
+    /// The recipients still waiting, by position.
+    pub fn missed(&self) -> Vec<(u32, &str)> {
+        let mut missed: Vec<(u32, &str)> = (self.waiting.iter())
+            .map(|(position, user)| (*position, &**user))
+            .collect();
+        missed.sort_unstable_by_key(|(position, _)| *position);
+        missed
+    }
+
+    /// Its final report is due at `now`.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.due_at(now).is_some_and(|at| at <= now)
+    }
+
+    /// When it falls due (`now` if it is), unless it waits for the
+    /// server or the broker.
+    fn due_at(&self, now: Instant) -> Option<Instant> {
+        if self.closing.is_some() || !self.sending.is_empty() {
+            return None;
+        }
+        // Nobody left to wait for: due at once, or when a retry may go.
+        let end = (!self.waiting.is_empty() && !self.stopped).then_some(self.until);
+        let at = [end, self.retry_at].into_iter().flatten().max();
+        Some(at.unwrap_or(now))
+    }
+}
+
+/// What a window opens with.
+pub struct Opening {
+    pub key: String,
+    pub template: Arc<MessageTemplate>,
+    pub policy: Policy,
+    pub until: Instant,
+    pub until_ms: u64,
+    pub names: bool,
+    pub waiting: Vec<(u32, String)>,
+    /// Reached before a restart.
+    pub late: Vec<(u32, String)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Book {
+    windows: Vec<Option<Window>>,
+    free: Vec<Slot>,
+    by_key: HashMap<String, Slot>,
+    /// User -> each window and position they wait at.
+    index: HashMap<Arc<str>, Vec<(Slot, u32)>>,
+    waiting: usize,
+}
+
+impl Book {
+    /// Recipients waiting in every window.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    pub fn is_open(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    pub fn get(&self, slot: Slot) -> Option<&Window> {
+        self.windows.get(slot as usize)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Window> {
+        self.windows.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Opens a window; None if one is open for the key already.
+    pub fn open(&mut self, opening: Opening) -> Option<Slot> {
+        if self.by_key.contains_key(&opening.key) {
+            return None;
+        }
+        let slot = self.free.pop().unwrap_or(self.windows.len() as Slot);
+        let mut waiting = HashMap::with_capacity(opening.waiting.len());
+        for (position, user) in opening.waiting {
+            let user: Arc<str> = user.into();
+            self.index
+                .entry(Arc::clone(&user))
+                .or_default()
+                .push((slot, position));
+            waiting.insert(position, user);
+        }
+        self.waiting += waiting.len();
+        let late: Vec<(u32, Arc<str>)> = (opening.late.into_iter())
+            .map(|(position, user)| (position, user.into()))
+            .collect();
+        let window = Window {
+            key: opening.key.clone(),
+            template: opening.template,
+            policy: opening.policy,
+            until: opening.until,
+            until_ms: opening.until_ms,
+            names: opening.names,
+            deferred: waiting.len() + late.len(),
+            waiting,
+            sending: HashMap::new(),
+            late,
+            possible_duplicates: 0,
+            stopped: false,
+            closing: None,
+            retry_at: None,
+        };
+        match self.windows.get_mut(slot as usize) {
+            Some(free) => *free = Some(window),
+            None => self.windows.push(Some(window)),
+        }
+        self.by_key.insert(opening.key, slot);
+        Some(slot)
+    }
+
+    /// The messages to send now that `user`'s presence changed: one for
+    /// each open window they wait in whose policy they now meet.
+    pub fn reachable(
+        &mut self,
+        user: &BareJid,
+        book: &PresenceBook,
+        now: Instant,
+    ) -> Vec<(Slot, Addressee)> {
+        let Some(places) = self.index.get_mut(user.as_str()) else {
+            return Vec::new();
+        };
+        let mut sends = Vec::new();
+        places.retain(|&(slot, position)| {
+            let Some(Some(window)) = self.windows.get_mut(slot as usize) else {
+                return false;
+            };
+            match window.send(position, book, now) {
+                Some(to) => {
+                    self.waiting -= 1;
+                    sends.push((slot, to));
+                    false
+                }
+                None => true,
+            }
+        });
+        if places.is_empty() {
+            self.index.remove(user.as_str());
+        }
+        sends
+    }
+
+    /// Everyone waiting in `slot` whose presence meets its policy now.
+    pub fn reachable_in(
+        &mut self,
+        slot: Slot,
+        book: &PresenceBook,
+        now: Instant,
+    ) -> Vec<(Slot, Addressee)> {
+        let Some(Some(window)) = self.windows.get_mut(slot as usize) else {
+            return Vec::new();
+        };
+        let positions: Vec<u32> = (window.waiting.iter())
+            .filter(|(_, user)| book.deliverable(UserText(user), window.policy).is_ok())
+            .map(|(position, _)| *position)
+            .collect();
+        let mut sends = Vec::new();
+        for position in positions {
+            if let Some(to) = window.send(position, book, now) {
+                self.waiting -= 1;
+                if let Some(places) = self.index.get_mut(to.jid.as_str()) {
+                    places.retain(|place| *place != (slot, position));
+                    if places.is_empty() {
+                        self.index.remove(to.jid.as_str());
+                    }
+                }
+                sends.push((slot, to));
+            }
+        }
+        sends
+    }
+
+    /// The server read the message to `position` of `slot`.
+    pub fn reached(&mut self, slot: Slot, position: u32) -> bool {
+        let Some(window) = self.get_mut(slot) else {
+            return false;
+        };
+        let Some(user) = window.sending.remove(&position) else {
+            return false;
+        };
+        window.late.push((position, user));
+        true
+    }
+
+    /// The message to `position` of `slot` was written to a stream that
+    /// was lost before the server proved it read it: they wait again.
+    pub fn unsent(&mut self, slot: Slot, position: u32) {
+        let Some(Some(window)) = self.windows.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(user) = window.sending.remove(&position) else {
+            return;
+        };
+        window.possible_duplicates += 1;
+        self.index
+            .entry(Arc::clone(&user))
+            .or_default()
+            .push((slot, position));
+        window.waiting.insert(position, user);
+        self.waiting += 1;
+    }
+
+    /// The windows whose final reports are due at `now`.
+    pub fn due(&self, now: Instant) -> Vec<Slot> {
+        (self.windows.iter().enumerate())
+            .filter_map(|(slot, window)| {
+                let window = window.as_ref()?;
+                window.is_due(now).then_some(slot as Slot)
+            })
+            .collect()
+    }
+
+    /// When the next window's final report falls due.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        (self.windows.iter().flatten())
+            .filter_map(|window| window.due_at(now))
+            .min()
+    }
+
+    /// The window's final report went out: nobody more is sent anything.
+    pub fn stop_waiting(&mut self, slot: Slot) {
+        let Some(Some(window)) = self.windows.get_mut(slot as usize) else {
+            return;
+        };
+        if std::mem::replace(&mut window.stopped, true) {
+            return;
+        }
+        for user in window.waiting.values() {
+            if let Some(places) = self.index.get_mut(user) {
+                places.retain(|(s, _)| *s != slot);
+                if places.is_empty() {
+                    self.index.remove(user);
+                }
+            }
+        }
+        self.waiting -= window.waiting.len();
+    }
+
+    /// The window whose final report publish `id` is part of.
+    pub fn closing_with(&self, id: u64) -> Option<Slot> {
+        (self.windows.iter().enumerate())
+            .find(|(_, window)| {
+                let ids = window.as_ref().and_then(|w| w.closing.as_ref());
+                ids.is_some_and(|ids| ids.contains(&id))
+            })
+            .map(|(slot, _)| slot as Slot)
+    }
+
+    /// Every window whose final report awaits a confirm from the broker
+    /// connection that is gone: published again.
+    pub fn closing_slots(&self) -> Vec<Slot> {
+        (self.windows.iter().enumerate())
+            .filter(|(_, window)| window.as_ref().is_some_and(|w| w.closing.is_some()))
+            .map(|(slot, _)| slot as Slot)
+            .collect()
+    }
+
+    /// The window's final report was confirmed: it is gone.
+    pub fn remove(&mut self, slot: Slot) -> Option<Window> {
+        let window = self.windows.get_mut(slot as usize)?.take()?;
+        self.by_key.remove(&window.key);
+        self.free.push(slot);
+        Some(window)
+    }
+}
+
+impl Window {
+    /// The message to `position`, who waits, if their presence meets the
+    /// policy and the window is still open: they are then being sent it.
+    fn send(&mut self, position: u32, book: &PresenceBook, now: Instant) -> Option<Addressee> {
+        if self.closing.is_some() || self.until <= now {
+            return None;
+        }
+        let user = self.waiting.get(&position)?;
+        let jid = book.deliverable(UserText(user), self.policy).ok()?.clone();
+        let user = self.waiting.remove(&position)?;
+        self.sending.insert(position, user);
+        Some(Addressee { jid, position })
+    }
+}

@@ -1,0 +1,126 @@
+//! A window's final report: how many of the recipients who waited were
+//! reached late and how many missed, and for a job whose report names its
+//! recipients, who, in parts under the configured size published before
+//! the report.
+
+use serde::Serialize;
+
+use super::book::Window;
+use crate::handler::Event;
+
+pub const FINAL_KEY: &str = "job.report.final";
+pub const FINAL_NAMES_KEY: &str = "job.report.final.names";
+
+#[derive(Serialize)]
+struct FinalReport<'a> {
+    id: &'a str,
+    deferred: usize,
+    late: usize,
+    missed: usize,
+    /// When the window ended (or was to end), ms since the Unix epoch.
+    until_ms: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    possible_duplicates: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<NamesRef>,
+}
+
+#[derive(Serialize)]
+struct NamesRef {
+    set: u64,
+    parts: usize,
+}
+
+#[derive(Serialize, Default)]
+struct Part<'a> {
+    id: &'a str,
+    set: u64,
+    part: usize,
+    parts: usize,
+    late: Vec<&'a str>,
+    missed: Vec<&'a str>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The events of `window`'s final report, in the order they go out: its
+/// names' parts (each under `part_bytes`), then the report. `set`: tells
+/// these parts from those of an earlier attempt at the same report.
+pub fn events(window: &Window, set: u64, part_bytes: usize) -> Vec<Event> {
+    let missed = window.missed();
+    let mut events = Vec::new();
+    let names = window.names.then(|| {
+        let mut late: Vec<(u32, &str)> = (window.late.iter())
+            .map(|(position, user)| (*position, &**user))
+            .collect();
+        late.sort_unstable_by_key(|(position, _)| *position);
+        let parts = parts(&window.key, set, part_bytes, &late, &missed);
+        let count = parts.len();
+        events.extend(parts.into_iter().enumerate().map(|(at, part)| {
+            let part = Part {
+                part: at + 1,
+                parts: count,
+                ..part
+            };
+            Event::json(FINAL_NAMES_KEY, &part)
+        }));
+        NamesRef { set, parts: count }
+    });
+    let report = FinalReport {
+        id: &window.key,
+        deferred: window.deferred,
+        late: window.late.len(),
+        missed: missed.len(),
+        until_ms: window.until_ms,
+        possible_duplicates: window.possible_duplicates,
+        names,
+    };
+    events.push(Event::json(FINAL_KEY, &report));
+    events
+}
+
+/// The late and missed users in parts whose JSON stays under `max_bytes`.
+fn parts<'a>(
+    id: &'a str,
+    set: u64,
+    max_bytes: usize,
+    late: &[(u32, &'a str)],
+    missed: &[(u32, &'a str)],
+) -> Vec<Part<'a>> {
+    let frame = serde_json::to_vec(&Part {
+        id,
+        set,
+        part: usize::MAX,
+        parts: usize::MAX,
+        ..Part::default()
+    })
+    .map_or(0, |json| json.len());
+    let room = max_bytes.saturating_sub(frame).max(1);
+    let empty = || Part {
+        id,
+        set,
+        ..Part::default()
+    };
+    let mut parts = vec![];
+    let (mut part, mut used) = (empty(), 0);
+    let listed = (late.iter().map(|(_, user)| (true, *user)))
+        .chain(missed.iter().map(|(_, user)| (false, *user)));
+    for (is_late, user) in listed {
+        // The quoted, escaped name and its comma.
+        let size = serde_json::to_string(user).map_or(0, |json| json.len()) + 1;
+        if used + size > room && used > 0 {
+            parts.push(std::mem::replace(&mut part, empty()));
+            used = 0;
+        }
+        used += size;
+        if is_late {
+            part.late.push(user);
+        } else {
+            part.missed.push(user);
+        }
+    }
+    parts.push(part);
+    parts
+}

@@ -1,0 +1,240 @@
+//! Jobs' windows: recipients a job could not reach under its policy when
+//! it went out get its message as soon as their presence allows, until
+//! the window ends; then the job's final report says who was reached late
+//! and who was missed. A window opens when its job completes (in the same
+//! store batch), each recipient reached is stored once the server proved
+//! it read their message, and the window is forgotten once the broker
+//! confirmed its final report: a restart in between resumes it, and whoever
+//! was sent the message but not proven reached may get it again (with the
+//! same id) and counts as a possible duplicate.
+
+mod book;
+mod final_report;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use xmpp_parsers::jid::BareJid;
+
+pub(super) use book::{Book, Slot};
+
+use super::{Core, Covered, Destination, Output};
+use crate::handler::{Deferral, Handler};
+use crate::store::{Change, OpenedDeferral, StoredDeferral};
+use crate::xmpp::wire::{MessageTemplate, Outgoing};
+use book::Opening;
+
+/// How long a refused final report waits before it goes again.
+const FINAL_RETRY: Duration = Duration::from_secs(1);
+
+impl<H: Handler> Core<H> {
+    /// Recipients more jobs may leave waiting: the bound less those
+    /// waiting and those of jobs about to open their windows.
+    pub(super) fn deferral_room(&self) -> usize {
+        let opening: usize = self.jobs.deferred_waiting();
+        self.settings
+            .max_deferred
+            .saturating_sub(self.deferred.waiting() + opening)
+    }
+
+    /// Opens the window of the completed job `key`; `wall_clock`: the
+    /// wall clock now.
+    pub(super) fn open_deferral(&mut self, key: &str, deferral: Deferral, wall_clock: SystemTime) {
+        if self.deferred.is_open(key) {
+            return;
+        }
+        let until_ms = millis_since_epoch(deferral.until);
+        let opened = OpenedDeferral {
+            key: key.to_string(),
+            until_ms,
+            policy: deferral.policy,
+            names: deferral.names,
+            template: deferral.template.to_record(),
+            waiting: deferral.waiting.clone(),
+        };
+        self.store.write(Change::DeferralOpened(opened), self.now);
+        let opening = Opening {
+            key: key.to_string(),
+            template: deferral.template,
+            policy: deferral.policy,
+            until: self.now + deferral.until.duration_since(wall_clock).unwrap_or_default(),
+            until_ms,
+            names: deferral.names,
+            waiting: deferral.waiting,
+            late: Vec::new(),
+        };
+        self.open_window(opening);
+    }
+
+    /// Opens the windows an earlier run left open.
+    pub(super) fn restore_deferrals(&mut self, stored: Vec<StoredDeferral>, wall_clock: SystemTime) {
+        for StoredDeferral { opened, late } in stored {
+            let Some(template) = MessageTemplate::from_record(&opened.template) else {
+                tracing::error!(job = %opened.key, "a stored window's message is unreadable: it is dropped");
+                continue;
+            };
+            let until = UNIX_EPOCH + Duration::from_millis(opened.until_ms);
+            let opening = Opening {
+                key: opened.key,
+                template: Arc::new(template),
+                policy: opened.policy,
+                until: self.now + until.duration_since(wall_clock).unwrap_or_default(),
+                until_ms: opened.until_ms,
+                names: opened.names,
+                waiting: opened.waiting,
+                late,
+            };
+            self.open_window(opening);
+        }
+    }
+
+    fn open_window(&mut self, opening: Opening) {
+        let Some(slot) = self.deferred.open(opening) else {
+            return;
+        };
+        // Presence changed while the job went out and was read: some may
+        // be reachable already.
+        if self.phase.has_stream() {
+            let sends = self.deferred.reachable_in(slot, &self.presence, self.now);
+            self.send_deferred(sends);
+        }
+        self.update_deferred_gauge();
+    }
+
+    /// `user`'s presence changed: their message goes out from each window
+    /// whose policy they now meet.
+    pub(super) fn deliver_deferred(&mut self, user: &BareJid) {
+        if self.deferred.waiting() == 0 {
+            return;
+        }
+        let sends = self.deferred.reachable(user, &self.presence, self.now);
+        self.send_deferred(sends);
+    }
+
+    fn send_deferred(&mut self, sends: Vec<(Slot, crate::xmpp::wire::Addressee)>) {
+        if sends.is_empty() {
+            return;
+        }
+        for (slot, to) in sends {
+            let Some(window) = self.deferred.get(slot) else {
+                continue;
+            };
+            let position = to.position;
+            let template = Arc::clone(&window.template);
+            self.out
+                .push_back(Output::from(Outgoing::Message { template, to }));
+            self.barriers.push(Covered::Deferred { slot, position });
+        }
+        self.update_deferred_gauge();
+    }
+
+    /// The server read these messages of windows.
+    pub(super) fn on_deferred_read(&mut self, mut read: Vec<(Slot, u32)>) {
+        read.sort_unstable();
+        for slot_read in read.chunk_by(|a, b| a.0 == b.0) {
+            let slot = slot_read[0].0;
+            let positions: Vec<u32> = (slot_read.iter())
+                .filter(|(slot, position)| self.deferred.reached(*slot, *position))
+                .map(|(_, position)| *position)
+                .collect();
+            self.metrics.deferred_reached.inc_by(positions.len() as u64);
+            if let (Some(window), false) = (self.deferred.get(slot), positions.is_empty()) {
+                let key = window.key.clone();
+                self.store
+                    .write(Change::DeferredReached { key, positions }, self.now);
+            }
+        }
+        self.close_due_deferrals();
+    }
+
+    /// The stream was lost before the server proved it read this message:
+    /// its recipient waits again.
+    pub(super) fn on_deferred_unsent(&mut self, slot: Slot, position: u32) {
+        self.deferred.unsent(slot, position);
+        self.update_deferred_gauge();
+    }
+
+    /// Publishes the final reports due now (with a broker to take them).
+    pub(super) fn close_due_deferrals(&mut self) {
+        let Some(generation) = self.broker.live() else {
+            return;
+        };
+        for slot in self.deferred.due(self.now) {
+            self.deferred.stop_waiting(slot);
+            let Some(window) = self.deferred.get(slot) else {
+                continue;
+            };
+            let events =
+                final_report::events(window, window.until_ms, self.settings.names_part_bytes);
+            let mut ids = Vec::with_capacity(events.len());
+            for event in events {
+                let destination = Destination::Events {
+                    routing_key: event.routing_key,
+                };
+                let publish = self
+                    .broker
+                    .confirmable(generation, destination, event.payload);
+                ids.extend(publish.id);
+                self.out.push_back(Output::Publish(publish));
+            }
+            if let Some(window) = self.deferred.get_mut(slot) {
+                window.closing = Some(ids);
+            }
+        }
+        self.update_deferred_gauge();
+    }
+
+    /// The broker confirmed publish `id`: true if it was part of a final
+    /// report. Once all of it is, the window is forgotten.
+    pub(super) fn on_final_confirmed(&mut self, id: u64) -> bool {
+        let Some(slot) = self.deferred.closing_with(id) else {
+            return false;
+        };
+        let Some(window) = self.deferred.get_mut(slot) else {
+            return false;
+        };
+        if let Some(ids) = &mut window.closing {
+            ids.retain(|waiting| *waiting != id);
+            if ids.is_empty() {
+                let key = window.key.clone();
+                self.deferred.remove(slot);
+                self.store.write(Change::DeferralClosed(key), self.now);
+            }
+        }
+        true
+    }
+
+    /// The broker refused publish `id`: if it was part of a final report,
+    /// the whole report goes again after a pause.
+    pub(super) fn on_final_refused(&mut self, id: Option<u64>) -> bool {
+        let Some(slot) = id.and_then(|id| self.deferred.closing_with(id)) else {
+            return false;
+        };
+        if let Some(window) = self.deferred.get_mut(slot) {
+            window.closing = None;
+            window.retry_at = Some(self.now + FINAL_RETRY);
+        }
+        true
+    }
+
+    /// The broker connection was lost: final reports it did not confirm
+    /// go again on the next.
+    pub(super) fn on_final_broker_lost(&mut self) {
+        for slot in self.deferred.closing_slots() {
+            if let Some(window) = self.deferred.get_mut(slot) {
+                window.closing = None;
+            }
+        }
+    }
+
+    fn update_deferred_gauge(&self) {
+        self.metrics
+            .deferred_waiting
+            .set(i64::try_from(self.deferred.waiting()).unwrap_or(i64::MAX));
+    }
+}
+
+fn millis_since_epoch(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
