@@ -271,3 +271,54 @@ fn a_large_group_is_cut_into_records_of_at_most_a_chunk() {
     // One put (tag 6), then adds (tag 7): 10,000 + 10,000 + 5,000.
     assert_eq!(records, [6, 7, 7]);
 }
+
+#[test]
+fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_at_all() {
+    use crate::presence::Policy;
+    use crate::store::{OpenedDeferral, StoredDeferral};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let waiting: Vec<(u32, String)> = (0..25_000)
+        .map(|i| (i * 2, format!("u{i}@localhost")))
+        .collect();
+    let opened = |key: &str| OpenedDeferral {
+        key: key.into(),
+        until_ms: 1_796_558_460_000,
+        policy: Policy::Online,
+        names: true,
+        template: b"the message".to_vec(),
+        waiting: waiting.clone(),
+    };
+    let (mut log, _) = Log::open(&path, 10).unwrap();
+    log.append(&[
+        Change::DeferralOpened(opened("open")),
+        Change::DeferralOpened(opened("closed")),
+        Change::DeferredReached {
+            key: "open".into(),
+            positions: vec![2, 4, 7],
+        },
+        Change::DeferralClosed("closed".into()),
+    ])
+    .unwrap();
+    drop(log);
+    let reached = |restored: crate::core::Restored| restored.deferrals;
+    let deferrals = reached(reopen(&path, 10).into_restored());
+    let late = vec![(2, "u1@localhost".into()), (4, "u2@localhost".into())];
+    let expected = StoredDeferral {
+        opened: OpenedDeferral {
+            waiting: (waiting.iter())
+                .filter(|(position, _)| ![2, 4].contains(position))
+                .cloned()
+                .collect(),
+            ..opened("open")
+        },
+        late,
+    };
+    assert_eq!(deferrals, [expected.clone()], "position 7 never waited");
+    // Compacted: the same.
+    let mut compacted = Contents::new(10);
+    for change in reopen(&path, 10).changes() {
+        compacted.apply(change);
+    }
+    assert_eq!(reached(compacted.into_restored()), [expected]);
+}

@@ -1,0 +1,107 @@
+//! A job's window (`deliver_within_secs`), end to end on both servers with
+//! real c2s users: a recipient who logs in within it gets the message once
+//! and the final report counts them late; one who stays away is missed;
+//! Herald killed in the middle of a window still delivers to a late-comer
+//! after its restart, once.
+
+use std::time::Duration;
+
+use herald_testkit::amqp::EventTap;
+use herald_testkit::c2s::XmppUser;
+use herald_testkit::events::{await_presence, next_report};
+use herald_testkit::server::XmppServer;
+use herald_testkit::stack::Stack;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// How long to watch for a message that must not arrive.
+const QUIET: Duration = Duration::from_millis(1500);
+
+herald_testkit::on_both_servers!(
+    a_late_comer_in_the_window_gets_it_once_and_one_who_stays_away_is_missed,
+    a_window_outlives_herald_killed_in_the_middle_of_it,
+);
+
+async fn a_late_comer_in_the_window_gets_it_once_and_one_who_stays_away_is_missed<
+    S: XmppServer,
+>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob", "carol"]).await;
+    let mut finals = EventTap::bind(&stack.names.events, "job.report.final.#").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let to = ["alice@localhost", "bob@localhost", "carol@localhost"];
+    // Long enough for bob to log in on a busy machine; carol never does.
+    let job = json!({"id": "window", "to": to, "body": "evacuate", "deliver_within_secs": 12, "report_names": true});
+    stack.publish(job).await;
+    let report = next_report(&mut stack.reports, "window").await;
+    assert_eq!(
+        (&report["sent"], &report["deferred"]),
+        (&json!(1), &json!(2)),
+        "{report}"
+    );
+    assert_eq!(report["skipped"]["offline"], 2, "{report}");
+    assert_eq!(alice.next_received(WAIT).await.unwrap().body, "evacuate");
+
+    let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
+    let late = bob.next_received(WAIT).await.expect("bob gets it late");
+    assert_eq!(late.body, "evacuate");
+    assert!(
+        late.id.as_deref().is_some_and(|id| id.ends_with(".1")),
+        "numbered by bob's place in the job: {:?}",
+        late.id
+    );
+    bob.expect_no_message(QUIET).await;
+
+    let names = finals
+        .next_matching("job.report.final.names", WAIT, |p| p["id"] == "window")
+        .await
+        .expect("the final report's names");
+    assert_eq!(names["late"], json!(["bob@localhost"]));
+    assert_eq!(names["missed"], json!(["carol@localhost"]));
+    let last = finals
+        .next_matching("job.report.final", WAIT, |p| p["id"] == "window")
+        .await
+        .expect("a final report at the window's end");
+    assert_eq!(
+        (&last["deferred"], &last["late"], &last["missed"]),
+        (&json!(2), &json!(1), &json!(1)),
+        "{last}"
+    );
+    assert_eq!(last["names"]["parts"], 1, "{last}");
+    assert_eq!(stack.metric("herald_deferred_reached_total"), 1.0);
+    assert_eq!(stack.metric("herald_deferred_recipients"), 0.0);
+    // Carol after the window: nothing.
+    let mut carol = XmppUser::login_available(&stack.server, "carol", "desk").await;
+    carol.expect_no_message(QUIET).await;
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn a_window_outlives_herald_killed_in_the_middle_of_it<S: XmppServer>() {
+    let mut stack = Stack::<S>::start(&["alice", "bob"]).await;
+    let mut finals = EventTap::bind(&stack.names.events, "job.report.final").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let job = json!({"id": "outlives", "to": ["alice@localhost", "bob@localhost"], "body": "shelter", "deliver_within_secs": 600});
+    stack.publish(job).await;
+    // Reported once the window is stored.
+    let report = next_report(&mut stack.reports, "outlives").await;
+    assert_eq!(report["deferred"], 1, "{report}");
+    assert_eq!(alice.next_received(WAIT).await.unwrap().body, "shelter");
+    assert_eq!(stack.metric("herald_deferred_recipients"), 1.0);
+
+    stack.herald.kill();
+    stack.herald.restart();
+    stack.wait_metric("herald_deferred_recipients", 1.0).await;
+    let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
+    let late = bob.next_received(WAIT).await.expect("bob gets it after the restart");
+    assert_eq!(late.body, "shelter");
+    bob.expect_no_message(QUIET).await;
+    alice.expect_no_message(QUIET).await;
+    // Everyone reached: the final report comes before the window's end.
+    let last = finals
+        .next_matching("job.report.final", WAIT, |p| p["id"] == "outlives")
+        .await
+        .expect("a final report once everyone was reached");
+    assert_eq!((&last["late"], &last["missed"]), (&json!(1), &json!(0)));
+    assert_eq!(stack.herald.stop(), Some(0));
+}
