@@ -22,9 +22,7 @@ herald_testkit::on_both_servers!(
     a_window_outlives_herald_killed_in_the_middle_of_it,
 );
 
-async fn a_late_comer_in_the_window_gets_it_once_and_one_who_stays_away_is_missed<
-    S: XmppServer,
->() {
+async fn a_late_comer_in_the_window_gets_it_once_and_one_who_stays_away_is_missed<S: XmppServer>() {
     let mut stack = Stack::<S>::start(&["alice", "bob", "carol"]).await;
     let mut finals = EventTap::bind(&stack.names.events, "job.report.final.#").await;
     let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
@@ -93,7 +91,10 @@ async fn a_window_outlives_herald_killed_in_the_middle_of_it<S: XmppServer>() {
     stack.herald.restart();
     stack.wait_metric("herald_deferred_recipients", 1.0).await;
     let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
-    let late = bob.next_received(WAIT).await.expect("bob gets it after the restart");
+    let late = bob
+        .next_received(WAIT)
+        .await
+        .expect("bob gets it after the restart");
     assert_eq!(late.body, "shelter");
     bob.expect_no_message(QUIET).await;
     alice.expect_no_message(QUIET).await;

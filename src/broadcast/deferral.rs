@@ -57,9 +57,9 @@ pub fn window(
             }
         })
         .collect();
-    let until_ms = until
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    let until_ms = until.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    });
     if waiting.len() > room {
         let refused = format!(
             "{} recipients would wait, and only {room} more may (broadcast.max_deferred)",

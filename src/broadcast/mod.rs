@@ -2,10 +2,10 @@
 //! recipients who can read them now, and publishes presence and chat events.
 
 pub mod audience;
+pub mod deferral;
 pub mod fanout;
 pub mod job;
 pub mod marks;
-pub mod deferral;
 pub mod names;
 mod slices;
 
@@ -14,8 +14,8 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Deferral, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
-pub use fanout::{fan_out, fan_out_from, Progress, Report};
 use deferral::WindowRef;
+pub use fanout::{fan_out, fan_out_from, Progress, Report};
 use fanout::{Stop, Walk};
 pub use job::{Job, JobError, JobLimits};
 use names::{Checkpoint, NamesRef, Outcomes};

@@ -292,8 +292,7 @@ impl<H: Handler> Core<H> {
         let keepalive = self.phase.has_stream().then_some(self.keepalive_at);
         let next_slice = self.fans_out_now().then_some(self.now);
         // Final reports need a broker to go to.
-        let final_report = (self.broker.live())
-            .and_then(|_| self.deferred.next_due(self.now));
+        let final_report = (self.broker.live()).and_then(|_| self.deferred.next_due(self.now));
         [
             next_slice,
             final_report,

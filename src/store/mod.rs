@@ -121,7 +121,10 @@ pub enum Change {
     },
     /// The server read the job's message to the recipients at these
     /// positions, who were waiting.
-    DeferredReached { key: String, positions: Vec<u32> },
+    DeferredReached {
+        key: String,
+        positions: Vec<u32>,
+    },
     /// The window's final report was confirmed: it is forgotten.
     DeferralClosed(String),
 }

@@ -38,10 +38,17 @@ impl Contract {
                 .unwrap_or_else(|e| panic!("schema {fragment}: {e:#}"))
         };
         let job = compile("");
-        let events = ["report", "namesPart", "presenceChanged", "messageReceived"]
-            .into_iter()
-            .map(|name| (name, compile(&format!("#/$defs/{name}"))))
-            .collect();
+        let events = [
+            "report",
+            "namesPart",
+            "finalReport",
+            "finalNamesPart",
+            "presenceChanged",
+            "messageReceived",
+        ]
+        .into_iter()
+        .map(|name| (name, compile(&format!("#/$defs/{name}"))))
+        .collect();
         Contract {
             schemas,
             job,

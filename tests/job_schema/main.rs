@@ -376,6 +376,12 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
     contract.event("report", &named).unwrap();
     named["names"]["parts"] = json!(0);
     assert!(contract.event("report", &named).is_err(), "{named}");
+    let mut windowed = serde_json::to_value(&report).unwrap();
+    windowed["deferred"] = json!(2);
+    windowed["deferred_until_ms"] = json!(1_796_560_200_000u64);
+    contract.event("report", &windowed).unwrap();
+    windowed["deferral_refused"] = json!("3 recipients would wait");
+    contract.event("report", &windowed).unwrap();
     // Parts as Herald publishes them: a job cancelled before it came up.
     let job = parse(
         br#"{"id":"j","body":"b","to":["alice@example.com","x@example.com/r"],"report_names":true}"#,

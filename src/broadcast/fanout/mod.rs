@@ -176,7 +176,9 @@ impl Walk {
             redelivered,
             messages: 0,
             report: report_from(job, from),
-            outcomes: job.keeps_outcomes().then(|| Outcomes::starting_at(from.next)),
+            outcomes: job
+                .keeps_outcomes()
+                .then(|| Outcomes::starting_at(from.next)),
         }
     }
 

@@ -57,7 +57,11 @@ impl<H: Handler> Core<H> {
             key: key.to_string(),
             template: deferral.template,
             policy: deferral.policy,
-            until: self.now + deferral.until.duration_since(wall_clock).unwrap_or_default(),
+            until: self.now
+                + deferral
+                    .until
+                    .duration_since(wall_clock)
+                    .unwrap_or_default(),
             until_ms,
             names: deferral.names,
             waiting: deferral.waiting,
@@ -67,7 +71,11 @@ impl<H: Handler> Core<H> {
     }
 
     /// Opens the windows an earlier run left open.
-    pub(super) fn restore_deferrals(&mut self, stored: Vec<StoredDeferral>, wall_clock: SystemTime) {
+    pub(super) fn restore_deferrals(
+        &mut self,
+        stored: Vec<StoredDeferral>,
+        wall_clock: SystemTime,
+    ) {
         for StoredDeferral { opened, late } in stored {
             let Some(template) = MessageTemplate::from_record(&opened.template) else {
                 tracing::error!(job = %opened.key, "a stored window's message is unreadable: it is dropped");

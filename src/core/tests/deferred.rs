@@ -159,7 +159,10 @@ fn a_stream_lost_before_the_server_read_a_late_message_sends_it_again() {
     h.input(Input::StreamLost);
     h.input(Input::StreamUp);
     let outputs = run(&mut h);
-    assert!(message_recipients(&outputs).is_empty(), "bob is not online on this stream");
+    assert!(
+        message_recipients(&outputs).is_empty(),
+        "bob is not online on this stream"
+    );
     h.phone_presence("bob@localhost", PresenceType::None);
     assert_eq!(message_recipients(&run(&mut h)), ["bob@localhost"]);
     h.tick(Duration::from_secs(61));
@@ -189,7 +192,10 @@ fn a_restart_resumes_the_window_from_the_store() {
     let mut h = Harness::ready_restored(|_| {}, compacted.into_restored());
     run(&mut h);
     h.phone_presence("bob@localhost", PresenceType::None);
-    assert!(message_recipients(&run(&mut h)).is_empty(), "bob was reached");
+    assert!(
+        message_recipients(&run(&mut h)).is_empty(),
+        "bob was reached"
+    );
     h.phone_presence("carol@localhost", PresenceType::None);
     let outputs = run(&mut h);
     assert_eq!(message_recipients(&outputs), ["carol@localhost"]);

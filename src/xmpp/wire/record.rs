@@ -23,7 +23,10 @@ impl MessageTemplate {
             MessageType::Error => 4,
         });
         out.push(u8::from(self.subject.is_some()));
-        put(&mut out, self.subject.as_deref().unwrap_or_default().as_bytes());
+        put(
+            &mut out,
+            self.subject.as_deref().unwrap_or_default().as_bytes(),
+        );
         put(&mut out, self.body.as_bytes());
         put(&mut out, self.marks.id_prefix.as_bytes());
         put(&mut out, self.marks.thread.as_bytes());
