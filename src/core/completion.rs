@@ -214,7 +214,8 @@ impl<H: Handler> Core<H> {
         if let Some(key) = awaiting.reported_key {
             // A completed job whose report never went out still owes it
             // after a restart; this one no longer does.
-            self.store.write(Change::JobReported(key), self.now);
+            self.store.write(Change::JobReported(key.clone()), self.now);
+            self.on_job_reported(&key);
         }
         self.settle(awaiting.job);
     }

@@ -32,6 +32,7 @@ use super::report_checks::{check_expiry, check_missing_groups};
 use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
+use super::windows::{self, Windows};
 
 pub struct Job {
     pub id: String,
@@ -60,6 +61,7 @@ pub struct Ledger {
     crash_excused: BTreeSet<String>,
     dead_lettered: BTreeSet<usize>,
     names: Names,
+    windows: Windows,
 }
 
 impl Ledger {
@@ -73,11 +75,17 @@ impl Ledger {
             crash_excused: BTreeSet::new(),
             dead_lettered: BTreeSet::new(),
             names: Names::default(),
+            windows: Windows::default(),
         }
     }
 
     pub fn all_published(&self) -> bool {
         self.jobs.len() >= self.to_publish
+    }
+
+    /// Every window a report said was open got its final report.
+    pub fn windows_closed(&self) -> bool {
+        self.windows.all_closed()
     }
 
     /// The application publishes a job: a new one, a bad one, or one it
@@ -149,6 +157,9 @@ impl Ledger {
             if names::asked(index) {
                 job["report_names"] = true.into();
             }
+            if windows::asked(index) {
+                job["deliver_within_secs"] = windows::WINDOW_SECS.into();
+            }
             if audience.chance(400) {
                 for (name, members) in ADDRESSED.iter().zip(addressed) {
                     if audience.chance(600) {
@@ -211,6 +222,7 @@ impl Ledger {
                 if let Some(job) = self.jobs.iter().find(|j| j.id == report.id) {
                     let json = serde_json::from_slice(&publish.payload).unwrap_or_default();
                     self.names.check_report(job, &report, &json)?;
+                    self.windows.on_report(job, &json)?;
                 }
                 let own = self.own_reports.entry(report.id.clone()).or_default();
                 own.0 += 1;
@@ -227,6 +239,12 @@ impl Ledger {
             }
             Destination::Events { routing_key } if routing_key == "job.report.names" => {
                 self.names.on_part(&publish.payload)
+            }
+            Destination::Events { routing_key } if routing_key == "job.report.final" => {
+                self.windows.on_final(&publish.payload)
+            }
+            Destination::Events { routing_key } if routing_key == "job.report.final.names" => {
+                self.windows.on_final_names(&publish.payload)
             }
             Destination::Events { .. } => Ok(()),
             Destination::DeadLetter { .. } => Ok(()),
@@ -302,6 +320,7 @@ impl Ledger {
     /// Once every job is settled: each got its report, or its dead letter;
     /// steady users got each message; duplicates are within the report's.
     pub fn check_end(&self, server: &Server) -> Result<(), String> {
+        self.windows.check_end(&self.jobs, server)?;
         for (index, job) in self.jobs.iter().enumerate() {
             if !job.valid {
                 if !self.dead_lettered.contains(&index) {

@@ -15,6 +15,7 @@ mod report_checks;
 mod rng;
 mod server;
 mod store;
+mod windows;
 mod world;
 
 use world::World;

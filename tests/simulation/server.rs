@@ -50,6 +50,9 @@ pub struct Server {
     pub changed_at: Vec<Instant>,
     /// (job id, user) -> messages that user's client got.
     pub received: BTreeMap<(String, usize), u32>,
+    /// (job id, user) -> messages to that user the server read, whether
+    /// their client was online to get them or not.
+    pub read: BTreeMap<(String, usize), u32>,
     /// Per mille of pings answered with an error.
     pub ping_errors: u64,
 }
@@ -92,6 +95,7 @@ impl Server {
             users,
             changed_at: vec![now; USERS],
             received: BTreeMap::new(),
+            read: BTreeMap::new(),
             ping_errors: 0,
         }
     }
@@ -135,11 +139,12 @@ impl Server {
             Stanza::Message(message) => {
                 let Some(to) = &message.to else { return };
                 let Some(user) = user_of(to) else { return };
+                let body = message.bodies.values().next().cloned().unwrap_or_default();
+                let job = body.trim_start_matches("body of ").to_string();
+                *self.read.entry((job.clone(), user)).or_default() += 1;
                 // To the bare JID: the server hands it to the user's
                 // online resources.
                 if self.users[user] != UserState::Offline {
-                    let body = message.bodies.values().next().cloned().unwrap_or_default();
-                    let job = body.trim_start_matches("body of ").to_string();
                     *self.received.entry((job, user)).or_default() += 1;
                 }
             }

@@ -161,6 +161,7 @@ impl World {
 
     fn is_done(&self) -> bool {
         self.ledger.all_published()
+            && self.ledger.windows_closed()
             && self.broker.pending().next().is_none()
             && self.broker.in_flight.is_empty()
             && !self.broker.awaits_answers()

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use xmpp_parsers::jid::BareJid;
 
+use crate::handler::Event;
 use crate::presence::{Policy, PresenceBook};
 use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate};
@@ -37,6 +38,15 @@ pub struct Window {
     pub possible_duplicates: usize,
     /// Its final report was made: nobody more is sent anything.
     stopped: bool,
+    /// Its job's report was confirmed: the final report may follow it.
+    reported: bool,
+    /// Opened from the store at start, its job completed and stored.
+    pub restored: bool,
+    /// Its final report carries its job's report, which was owed: that
+    /// publish's id, until the broker confirms it.
+    pub owed_report: Option<u64>,
+    /// The final report, once what it refers to is confirmed.
+    pub final_report: Option<Event>,
     /// Its final report is out: the publish ids not yet confirmed.
     pub closing: Option<Vec<u64>>,
     /// Not before then is a refused final report published again.
@@ -53,6 +63,11 @@ impl Window {
         missed
     }
 
+    /// Its job's report was confirmed.
+    pub fn is_reported(&self) -> bool {
+        self.reported
+    }
+
     /// Its final report is due at `now`.
     pub fn is_due(&self, now: Instant) -> bool {
         self.due_at(now).is_some_and(|at| at <= now)
@@ -61,11 +76,15 @@ impl Window {
     /// When it falls due (`now` if it is), unless it waits for the
     /// server or the broker.
     fn due_at(&self, now: Instant) -> Option<Instant> {
-        if self.closing.is_some() || !self.sending.is_empty() {
+        // The job's report goes first. One a restart left owed may never
+        // come (its job was acknowledged before the store said so): that
+        // window waits for it until its end at most.
+        if self.closing.is_some() || !self.sending.is_empty() || !self.reported && !self.restored {
             return None;
         }
         // Nobody left to wait for: due at once, or when a retry may go.
-        let end = (!self.waiting.is_empty() && !self.stopped).then_some(self.until);
+        let waits = !self.waiting.is_empty() && !self.stopped || !self.reported;
+        let end = waits.then_some(self.until);
         let at = [end, self.retry_at].into_iter().flatten().max();
         Some(at.unwrap_or(now))
     }
@@ -82,6 +101,10 @@ pub struct Opening {
     pub waiting: Vec<(u32, String)>,
     /// Reached before a restart.
     pub late: Vec<(u32, String)>,
+    /// Its job's report was confirmed already.
+    pub reported: bool,
+    /// Opened from the store at start.
+    pub restored: bool,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +167,10 @@ impl Book {
             late,
             possible_duplicates: 0,
             stopped: false,
+            reported: opening.reported,
+            restored: opening.restored,
+            owed_report: None,
+            final_report: None,
             closing: None,
             retry_at: None,
         };
@@ -280,6 +307,15 @@ impl Book {
             }
         }
         self.waiting -= window.waiting.len();
+    }
+
+    /// The report of the job `key` was confirmed: its final report may
+    /// follow.
+    pub fn reported(&mut self, key: &str) {
+        let slot = self.by_key.get(key).copied();
+        if let Some(window) = slot.and_then(|slot| self.get_mut(slot)) {
+            window.reported = true;
+        }
     }
 
     /// The window whose final report publish `id` is part of.

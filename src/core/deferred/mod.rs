@@ -9,6 +9,7 @@
 //! same id) and counts as a possible duplicate.
 
 mod book;
+mod closing;
 mod final_report;
 
 use std::sync::Arc;
@@ -18,14 +19,11 @@ use xmpp_parsers::jid::BareJid;
 
 pub(super) use book::{Book, Slot};
 
-use super::{Core, Covered, Destination, Output};
+use super::{Core, Covered, Output};
 use crate::handler::{Deferral, Handler};
 use crate::store::{Change, OpenedDeferral, StoredDeferral};
 use crate::xmpp::wire::{MessageTemplate, Outgoing};
 use book::Opening;
-
-/// How long a refused final report waits before it goes again.
-const FINAL_RETRY: Duration = Duration::from_secs(1);
 
 impl<H: Handler> Core<H> {
     /// Recipients more jobs may leave waiting: the bound less those
@@ -66,6 +64,8 @@ impl<H: Handler> Core<H> {
             names: deferral.names,
             waiting: deferral.waiting,
             late: Vec::new(),
+            reported: false,
+            restored: false,
         };
         self.open_window(opening);
     }
@@ -82,6 +82,7 @@ impl<H: Handler> Core<H> {
                 continue;
             };
             let until = UNIX_EPOCH + Duration::from_millis(opened.until_ms);
+            let owed = (self.ledger.earlier(&opened.key)).is_some_and(|job| job.report_owed);
             let opening = Opening {
                 key: opened.key,
                 template: Arc::new(template),
@@ -91,6 +92,11 @@ impl<H: Handler> Core<H> {
                 names: opened.names,
                 waiting: opened.waiting,
                 late,
+                // A report still owed goes first: with the job's
+                // redelivery, or else with the final report (see
+                // `close_due_deferrals`).
+                reported: !owed,
+                restored: true,
             };
             self.open_window(opening);
         }
@@ -155,6 +161,13 @@ impl<H: Handler> Core<H> {
         self.close_due_deferrals();
     }
 
+    /// The report of the job `key` was confirmed: its window's final
+    /// report, which must come after it, may go.
+    pub(super) fn on_job_reported(&mut self, key: &str) {
+        self.deferred.reported(key);
+        self.close_due_deferrals();
+    }
+
     /// The stream was lost before the server proved it read this message:
     /// its recipient waits again.
     pub(super) fn on_deferred_unsent(&mut self, slot: Slot, position: u32) {
@@ -162,80 +175,7 @@ impl<H: Handler> Core<H> {
         self.update_deferred_gauge();
     }
 
-    /// Publishes the final reports due now (with a broker to take them).
-    pub(super) fn close_due_deferrals(&mut self) {
-        let Some(generation) = self.broker.live() else {
-            return;
-        };
-        for slot in self.deferred.due(self.now) {
-            self.deferred.stop_waiting(slot);
-            let Some(window) = self.deferred.get(slot) else {
-                continue;
-            };
-            let events =
-                final_report::events(window, window.until_ms, self.settings.names_part_bytes);
-            let mut ids = Vec::with_capacity(events.len());
-            for event in events {
-                let destination = Destination::Events {
-                    routing_key: event.routing_key,
-                };
-                let publish = self
-                    .broker
-                    .confirmable(generation, destination, event.payload);
-                ids.extend(publish.id);
-                self.out.push_back(Output::Publish(publish));
-            }
-            if let Some(window) = self.deferred.get_mut(slot) {
-                window.closing = Some(ids);
-            }
-        }
-        self.update_deferred_gauge();
-    }
-
-    /// The broker confirmed publish `id`: true if it was part of a final
-    /// report. Once all of it is, the window is forgotten.
-    pub(super) fn on_final_confirmed(&mut self, id: u64) -> bool {
-        let Some(slot) = self.deferred.closing_with(id) else {
-            return false;
-        };
-        let Some(window) = self.deferred.get_mut(slot) else {
-            return false;
-        };
-        if let Some(ids) = &mut window.closing {
-            ids.retain(|waiting| *waiting != id);
-            if ids.is_empty() {
-                let key = window.key.clone();
-                self.deferred.remove(slot);
-                self.store.write(Change::DeferralClosed(key), self.now);
-            }
-        }
-        true
-    }
-
-    /// The broker refused publish `id`: if it was part of a final report,
-    /// the whole report goes again after a pause.
-    pub(super) fn on_final_refused(&mut self, id: Option<u64>) -> bool {
-        let Some(slot) = id.and_then(|id| self.deferred.closing_with(id)) else {
-            return false;
-        };
-        if let Some(window) = self.deferred.get_mut(slot) {
-            window.closing = None;
-            window.retry_at = Some(self.now + FINAL_RETRY);
-        }
-        true
-    }
-
-    /// The broker connection was lost: final reports it did not confirm
-    /// go again on the next.
-    pub(super) fn on_final_broker_lost(&mut self) {
-        for slot in self.deferred.closing_slots() {
-            if let Some(window) = self.deferred.get_mut(slot) {
-                window.closing = None;
-            }
-        }
-    }
-
-    fn update_deferred_gauge(&self) {
+    pub(super) fn update_deferred_gauge(&self) {
         self.metrics
             .deferred_waiting
             .set(i64::try_from(self.deferred.waiting()).unwrap_or(i64::MAX));
