@@ -29,6 +29,8 @@ pub struct Windows {
     finals: BTreeMap<String, Vec<Value>>,
     /// Job id -> who its final reports' names say was reached late.
     late_names: BTreeMap<String, Vec<String>>,
+    /// (job id, set) -> the numbers of the final names' parts taken.
+    parts: BTreeMap<(String, u64), Vec<u64>>,
 }
 
 impl Windows {
@@ -77,6 +79,21 @@ impl Windows {
             return Err(format!("final report counts do not add up: {last}"));
         }
         let id = last["id"].as_str().unwrap_or_default().to_string();
+        if let (Some(set), Some(count)) = (
+            last["names"]["set"].as_u64(),
+            last["names"]["parts"].as_u64(),
+        ) {
+            let taken = self
+                .parts
+                .get(&(id.clone(), set))
+                .cloned()
+                .unwrap_or_default();
+            if taken != (1..=count).collect::<Vec<_>>() {
+                return Err(format!(
+                    "final report of {id} refers to {count} parts; the broker took {taken:?}"
+                ));
+            }
+        }
         let reported = self.deferred.get(&id).into_iter().flatten();
         if !reported.clone().any(|d| *d == deferred) {
             return Err(format!(
@@ -93,6 +110,12 @@ impl Windows {
         let part: Value = serde_json::from_slice(payload)
             .map_err(|e| format!("final names that are not JSON: {e}"))?;
         let id = part["id"].as_str().unwrap_or_default().to_string();
+        let set = part["set"].as_u64().unwrap_or_default();
+        let numbers = self.parts.entry((id.clone(), set)).or_default();
+        let number = part["part"].as_u64().unwrap_or_default();
+        if !numbers.contains(&number) {
+            numbers.push(number);
+        }
         let late = part["late"].as_array().cloned().unwrap_or_default();
         let names = late.iter().filter_map(Value::as_str).map(str::to_string);
         self.late_names.entry(id).or_default().extend(names);

@@ -314,7 +314,11 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
         },
         late,
     };
-    assert_eq!(deferrals, std::slice::from_ref(&expected), "position 7 never waited");
+    assert_eq!(
+        deferrals,
+        std::slice::from_ref(&expected),
+        "position 7 never waited"
+    );
     // Compacted: the same.
     let mut compacted = Contents::new(10);
     for change in reopen(&path, 10).changes() {
