@@ -7,6 +7,11 @@
 //! ```text
 //! core_cost jobs N     N one-recipient jobs, in bursts of 64 under one barrier
 //! core_cost fanout N   one job to N recipients (N <= 10,000)
+//! core_cost window N   one job to N offline users with a window; then
+//!                      each comes online (a presence change sends them
+//!                      the message late); prints the memory the open
+//!                      window holds and the time per presence change,
+//!                      beside N presence changes of users in no window
 //! ```
 //!
 //! Both start from 10,000 users online. `.ci/cost` runs each mode twice
@@ -51,8 +56,9 @@ fn main() {
     match mode.as_str() {
         "jobs" => bench.jobs(n),
         "fanout" => bench.fanout(n.min(USERS)),
+        "window" => bench.window(n),
         _ => {
-            eprintln!("usage: core_cost jobs N | core_cost fanout N");
+            eprintln!("usage: core_cost jobs N | core_cost fanout N | core_cost window N");
             std::process::exit(2);
         }
     }
@@ -68,6 +74,9 @@ impl Bench {
         let mut config = Config::default();
         config.xmpp.domain = "broadcast.localhost".into();
         config.xmpp.secret = Some(Secret::new("secret"));
+        // For the window's million recipients, whom nobody probes.
+        config.broadcast.max_recipients = 1_000_000;
+        config.xmpp.unknown_probe_ttl_secs = 0;
         let settings = config.settings().expect("valid settings");
         let handler = Broadcast::new(settings.limits, false, settings.checkpoint_every);
         let now = Instant::now();
@@ -120,8 +129,42 @@ impl Bench {
         self.carry_out();
     }
 
+    fn window(&mut self, recipients: u64) {
+        let users = |prefix: &str| -> Vec<String> {
+            (0..recipients)
+                .map(|u| format!("{prefix}{u}@localhost"))
+                .collect()
+        };
+        let before = rss_kib();
+        let payload = serde_json::json!({"id": "window", "to": users("w"), "body": BODY, "deliver_within_secs": 3600});
+        self.deliver_payload(1, payload);
+        self.carry_out();
+        let open = rss_kib();
+        println!(
+            "window of {recipients} waiting: RSS {} MiB over before the job ({} bytes a recipient)",
+            (open - before) / 1024,
+            (open - before) * 1024 / recipients.max(1)
+        );
+        for (label, prefix) in [("in no window", "x"), ("waiting", "w")] {
+            let started = Instant::now();
+            for user in users(prefix) {
+                let available = Presence::new(PresenceType::None)
+                    .with_from(Jid::new(&format!("{user}/phone")).unwrap())
+                    .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+                self.core.handle(Input::Stanza(available.into()), self.now);
+                self.carry_out();
+            }
+            let each = started.elapsed() / recipients.max(1) as u32;
+            println!("{recipients} users {label} come online: {each:?} each (with their message, if any, written and read)");
+        }
+    }
+
     fn deliver(&mut self, tag: u64, id: &str, to: &[String]) {
         let payload = serde_json::json!({"id": id, "to": to, "body": BODY});
+        self.deliver_payload(tag, payload);
+    }
+
+    fn deliver_payload(&mut self, tag: u64, payload: serde_json::Value) {
         let delivery = Delivery {
             id: JobId {
                 generation: 1,
@@ -131,7 +174,8 @@ impl Bench {
             payload: payload.to_string().into_bytes(),
             redelivered: false,
             age: None,
-            // No job here has a deadline: any reading of the calendar does.
+            // No job here has a deadline, and the window's is measured
+            // from this reading: any reading of the calendar does.
             received_at: std::time::UNIX_EPOCH,
             user_id: None,
         };
@@ -174,4 +218,14 @@ impl Bench {
             }
         }
     }
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
