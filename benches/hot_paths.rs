@@ -55,6 +55,7 @@ fn job(recipients: usize) -> Job {
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
         max_deliver_within: std::time::Duration::from_secs(3600),
+        receipts_window: std::time::Duration::from_secs(300),
     };
     let to: Vec<String> = (0..recipients).map(user).collect();
     let json = serde_json::json!({

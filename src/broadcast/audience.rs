@@ -90,6 +90,7 @@ mod tests {
             allowed_from: Vec::new(),
             names_part_bytes: 256 * 1024,
             max_deliver_within: std::time::Duration::from_secs(3600),
+            receipts_window: std::time::Duration::from_secs(300),
         };
         Job::parse(json.as_bytes(), &limits).unwrap()
     }

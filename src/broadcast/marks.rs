@@ -25,12 +25,14 @@ const THREAD_PREFIX: &str = "herald.";
 const MAX_JOB_ID_BYTES: usize = 4 * 256;
 
 /// The marks of every message of the job with this `id`, which asks
-/// servers to keep its messages as `storage` says.
-pub fn marks(job_id: &str, storage: Storage) -> Marks {
+/// servers to keep its messages as `storage` says, and clients for a
+/// delivery receipt when `receipt`.
+pub fn marks(job_id: &str, storage: Storage, receipt: bool) -> Marks {
     Marks {
         id_prefix: id_prefix(job_id),
         thread: thread(job_id),
         hints: hints(storage).to_vec(),
+        receipt,
     }
 }
 
@@ -83,11 +85,11 @@ mod tests {
 
     #[test]
     fn a_job_id_always_gives_the_same_prefix_and_another_id_another() {
-        let first = marks("incident-4711", Storage::Default);
-        assert_eq!(first, marks("incident-4711", Storage::Default));
+        let first = marks("incident-4711", Storage::Default, false);
+        assert_eq!(first, marks("incident-4711", Storage::Default, false));
         assert_ne!(
             first.id_prefix,
-            marks("incident-4712", Storage::Default).id_prefix
+            marks("incident-4712", Storage::Default, false).id_prefix
         );
         // Fixed here, so that a change of the scheme (which would make a
         // retry across an upgrade look new to clients) is a decision:
@@ -97,13 +99,13 @@ mod tests {
 
     #[test]
     fn storage_asks_with_the_hints_servers_look_for() {
-        assert!(marks("j", Storage::Default).hints.is_empty());
+        assert!(marks("j", Storage::Default, false).hints.is_empty());
         assert_eq!(
-            marks("j", Storage::NoPermanentStore).hints,
+            marks("j", Storage::NoPermanentStore, false).hints,
             ["no-permanent-store"]
         );
         assert_eq!(
-            marks("j", Storage::NoStore).hints,
+            marks("j", Storage::NoStore, false).hints,
             ["no-store", "no-permanent-store"]
         );
     }
@@ -111,19 +113,19 @@ mod tests {
     #[test]
     fn a_thread_reads_back_as_its_jobs_id() {
         for id in ["incident-4711", "  spaced  ", "é<&>'\"✓", &"x".repeat(256)] {
-            let thread = marks(id, Storage::Default).thread;
+            let thread = marks(id, Storage::Default, false).thread;
             assert!(thread.starts_with("herald."), "{thread}");
             assert_eq!(job_of_thread(&thread).as_deref(), Some(id));
         }
         assert_eq!(
-            marks("incident-4711", Storage::Default).thread,
+            marks("incident-4711", Storage::Default, false).thread,
             "herald.aW5jaWRlbnQtNDcxMQ"
         );
     }
 
     #[test]
     fn a_thread_herald_did_not_give_names_no_job() {
-        let longest = marks(&"\u{10ffff}".repeat(256), Storage::Default).thread;
+        let longest = marks(&"\u{10ffff}".repeat(256), Storage::Default, false).thread;
         assert!(job_of_thread(&longest).is_some());
         for thread in [
             "",

@@ -205,6 +205,9 @@ pub struct BroadcastConfig {
     /// Recipients waiting in all windows at most: a job that would go
     /// over it waits for nobody, and its report says why.
     pub max_deferred: usize,
+    /// How long delivery receipts are counted for a job with `receipts`
+    /// and no window of its own.
+    pub receipts_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -300,6 +303,7 @@ impl Default for BroadcastConfig {
             names_part_bytes: 256 * 1024,
             max_deliver_within_secs: 7 * 24 * 3600,
             max_deferred: 1_000_000,
+            receipts_window_secs: 300,
         }
     }
 }

@@ -299,6 +299,7 @@ impl<H: Handler> Core<H> {
             all_subscribers: false,
             report_names: false,
             deliver_within_secs: None,
+            receipts: false,
         };
         match one("recipients") {
             Some("all") => job.all_subscribers = true,

@@ -67,6 +67,10 @@ pub struct SendArgs {
     /// comes after; this waits for the first report only)
     #[arg(long, value_name = "SECS")]
     pub deliver_within_secs: Option<u64>,
+    /// Messages ask clients for delivery receipts (XEP-0184), counted in
+    /// the final report on `job.report.final`
+    #[arg(long)]
+    pub receipts: bool,
     /// The message text
     #[arg(long, value_name = "TEXT")]
     pub body: Option<String>,
@@ -266,6 +270,7 @@ impl SendArgs {
             all_subscribers: self.all_subscribers,
             report_names: self.report_names,
             deliver_within_secs: self.deliver_within_secs,
+            receipts: self.receipts,
         })
     }
 }

@@ -29,6 +29,8 @@ use xso::AsXml;
 const STREAM_NS: &str = "http://etherx.jabber.org/streams";
 /// XEP-0334's namespace (message processing hints).
 const HINTS_NS: &str = "urn:xmpp:hints";
+/// XEP-0184's namespace (message delivery receipts).
+pub const RECEIPTS_NS: &str = "urn:xmpp:receipts";
 
 /// A stanza that cannot be written as XML (a character XML forbids, say);
 /// it is dropped and counted rather than breaking the stream.
@@ -74,6 +76,8 @@ pub struct Marks {
     pub thread: String,
     /// XEP-0334 hints (element names) every message carries.
     pub hints: Vec<&'static str>,
+    /// Every message asks for a XEP-0184 delivery receipt.
+    pub receipt: bool,
 }
 
 /// What every message of one broadcast shares, escaped once: the bytes
@@ -131,6 +135,11 @@ impl MessageTemplate {
             bytes.extend_from_slice(HINTS_NS.as_bytes());
             bytes.extend_from_slice(b"'/>");
         }
+        if marks.receipt {
+            bytes.extend_from_slice(b"<request xmlns='");
+            bytes.extend_from_slice(RECEIPTS_NS.as_bytes());
+            bytes.extend_from_slice(b"'/>");
+        }
         texts_and_end(&mut bytes, subject.as_deref(), [body.as_str()])?;
         Ok(MessageTemplate {
             bytes,
@@ -161,6 +170,11 @@ impl MessageTemplate {
             message
                 .payloads
                 .push(Element::builder(*hint, HINTS_NS).build());
+        }
+        if self.marks.receipt {
+            message
+                .payloads
+                .push(Element::builder("request", RECEIPTS_NS).build());
         }
         message.thread = Some(Thread {
             parent: None,

@@ -29,6 +29,7 @@ pub fn limits() -> JobLimits {
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
         max_deliver_within: std::time::Duration::from_secs(7 * 24 * 3600),
+        receipts_window: std::time::Duration::from_secs(300),
     }
 }
 

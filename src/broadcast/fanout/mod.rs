@@ -368,7 +368,7 @@ fn fan_out_one(
 /// its recipients); refused for a text XML forbids (which job validation
 /// already refuses).
 pub fn template(job: &mut Job) -> Result<MessageTemplate, Unserializable> {
-    let marks = marks::marks(&job.id, job.storage);
+    let marks = marks::marks(&job.id, job.storage, job.receipts);
     let (subject, body) = (job.subject.take(), std::mem::take(&mut job.body));
     MessageTemplate::new(job.from.clone(), job.kind.into(), subject, body, marks)
 }

@@ -28,6 +28,7 @@ fn job(policy: &str) -> Job {
         allowed_from: Vec::new(),
         names_part_bytes: 256 * 1024,
         max_deliver_within: std::time::Duration::from_secs(3600),
+        receipts_window: std::time::Duration::from_secs(300),
     };
     let json = serde_json::json!({
         "id": "j", "body": "hello", "subject": "subj", "policy": policy, "type": "headline",

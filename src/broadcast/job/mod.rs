@@ -118,6 +118,10 @@ pub struct RawJob<To = Vec<String>> {
     /// they are, within this many seconds; a final report follows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver_within_secs: Option<u64>,
+    /// Messages ask clients for delivery receipts (XEP-0184), counted in
+    /// the final report.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub receipts: bool,
 }
 
 /// A validated job: every string in it is safe to put into XML.
@@ -145,6 +149,9 @@ pub struct Job {
     /// Recipients it cannot reach when it goes out wait this long for
     /// their presence to allow it (see [`crate::handler::Deferral`]).
     pub deliver_within: Option<Duration>,
+    /// Its messages ask for delivery receipts, counted until its window
+    /// ends (or `broadcast.receipts_window_secs` without one).
+    pub receipts: bool,
 }
 
 /// What the deployment allows a job.
@@ -160,6 +167,8 @@ pub struct JobLimits {
     pub names_part_bytes: usize,
     /// Longest window a job may ask for.
     pub max_deliver_within: Duration,
+    /// How long receipts are counted for a job without a window.
+    pub receipts_window: Duration,
 }
 
 impl JobLimits {
@@ -191,6 +200,7 @@ impl JobLimits {
             allowed_from,
             names_part_bytes: broadcast.names_part_bytes,
             max_deliver_within: Duration::from_secs(broadcast.max_deliver_within_secs),
+            receipts_window: Duration::from_secs(broadcast.receipts_window_secs),
         })
     }
 }
@@ -321,6 +331,7 @@ impl RawJob<Texts> {
             all_subscribers: self.all_subscribers,
             names: self.report_names,
             deliver_within: deliver_within.filter(|within| !within.is_zero()),
+            receipts: self.receipts,
         })
     }
 }

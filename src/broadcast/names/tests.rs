@@ -13,6 +13,7 @@ fn job(to: &[String]) -> Job {
         allowed_from: Vec::new(),
         names_part_bytes: MIN_PART_BYTES,
         max_deliver_within: std::time::Duration::from_secs(3600),
+        receipts_window: std::time::Duration::from_secs(300),
     };
     let json = serde_json::json!({"id": "j", "body": "hi", "to": to, "report_names": true});
     Job::parse(json.to_string().as_bytes(), &limits).unwrap()

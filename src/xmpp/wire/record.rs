@@ -34,6 +34,7 @@ impl MessageTemplate {
         for hint in &self.marks.hints {
             put(&mut out, hint.as_bytes());
         }
+        out.push(u8::from(self.marks.receipt));
         out
     }
 
@@ -60,6 +61,7 @@ impl MessageTemplate {
                 HINTS.iter().copied().find(|hint| *hint == name)
             })
             .collect::<Option<Vec<_>>>()?;
+        let receipt = byte(input)? != 0;
         if !input.is_empty() {
             return None;
         }
@@ -67,6 +69,7 @@ impl MessageTemplate {
             id_prefix,
             thread,
             hints,
+            receipt,
         };
         let subject = has_subject.then_some(subject);
         MessageTemplate::new(from, kind, subject, body, marks).ok()
@@ -116,6 +119,7 @@ mod tests {
             id_prefix: "abc.".into(),
             thread: "herald.am9i".into(),
             hints: vec!["no-store", "no-permanent-store"],
+            receipt: true,
         };
         let from = BareJid::new("alerts@broadcast.example.com").unwrap();
         let make = || {

@@ -106,6 +106,7 @@ fn marks() -> Marks {
         id_prefix: "Kq3-_x.".into(),
         thread: "herald.<&>".into(),
         hints: vec!["no-store", "no-permanent-store"],
+        receipt: false,
     }
 }
 
