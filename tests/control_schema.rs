@@ -190,6 +190,8 @@ fn replies_herald_builds_pass_the_schema() {
                         available: Some(false),
                         resources: Some(2),
                         show: Some(herald::presence::Show::Away),
+                        since: Some("2026-12-06T12:00:00.250Z".into()),
+                        show_since: Some("2026-12-06T12:05:00.000Z".into()),
                         error: None,
                     },
                     UserPresence {
@@ -198,6 +200,8 @@ fn replies_herald_builds_pass_the_schema() {
                         available: None,
                         resources: None,
                         show: None,
+                        since: None,
+                        show_since: None,
                         error: Some("not a bare JID".into()),
                     },
                 ],

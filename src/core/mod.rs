@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use crate::groups::Groups;
 use crate::handler::{Context, Effects, Event, Handler};
 use crate::metrics::Metrics;
-use crate::presence::{PresenceBook, PresenceChange};
+use crate::presence::{Clock, PresenceBook, PresenceChange};
 use crate::producers::Rates;
 use crate::store::{self, Change, Subscription};
 use crate::xmpp::stanzas;
@@ -130,6 +130,9 @@ pub struct Core<H> {
     adhoc: adhoc::Adhoc,
     metrics: Metrics,
     now: Instant,
+    /// The moments the presence book and the subscribers keep, counted
+    /// from the core's start.
+    clock: Clock,
     keepalive_at: Instant,
 }
 
@@ -165,6 +168,7 @@ impl<H: Handler> Core<H> {
             adhoc: adhoc::Adhoc::default(),
             metrics,
             now,
+            clock: Clock::new(now),
             keepalive_at: now + settings.keepalive,
             settings,
         };

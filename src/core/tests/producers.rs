@@ -93,6 +93,7 @@ impl Harness {
             reply_to: Some("replies".into()),
             correlation_id: None,
             user_id: user.map(str::to_string),
+            received_at: wall_clock(),
         }));
     }
 
