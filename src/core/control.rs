@@ -57,7 +57,10 @@ impl<H: Handler> Core<H> {
         let user_id = request.user_id.as_deref();
         let permitted = parsed.and_then(|op| match producers.check_request(user_id, op.op()) {
             Ok(()) => Ok(op),
-            Err(refusal) => Err(RequestError::from(refusal)),
+            Err(refusal) => {
+                self.metrics.refusals.count(&refusal);
+                Err(RequestError::from(refusal))
+            }
         });
         let answer = match permitted {
             Ok(op) => self.answer(op, request.received_at),
