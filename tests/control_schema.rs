@@ -230,6 +230,7 @@ fn replies_herald_builds_pass_the_schema() {
                 subscriptions: 0,
                 jobs_in_flight: 0,
                 remembered_jobs: 0,
+                cancelled: 0,
                 groups: 2,
             }),
         ),

@@ -266,6 +266,9 @@ pub struct StatusResult {
     pub jobs_in_flight: usize,
     /// Completed jobs remembered to answer a job published again.
     pub remembered_jobs: usize,
+    /// Cancelled job ids remembered (`cancel`): a job of one of them sends
+    /// nothing when it comes up.
+    pub cancelled: usize,
     pub groups: usize,
 }
 

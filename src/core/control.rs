@@ -238,6 +238,7 @@ impl<H: Handler> Core<H> {
             subscriptions: self.subscribers.len(),
             jobs_in_flight: self.jobs.len(),
             remembered_jobs: self.ledger.completed_len(),
+            cancelled: self.ledger.cancelled_len(),
             groups: self.groups.len(),
         }
     }
