@@ -143,14 +143,7 @@ impl<H: Handler> Core<H> {
             .into_iter()
             .map(|jid| match BareJid::new(&jid) {
                 Ok(bare) => {
-                    let since = self.presence.since(&bare);
-                    let (since, show_since) = match since {
-                        Some(since) => (
-                            Some(since.online),
-                            (since.show > since.online).then_some(since.show),
-                        ),
-                        None => (self.subscribers.offline_since(&bare), None),
-                    };
+                    let (since, show_since) = self.since_of(&bare);
                     UserPresence {
                         online: Some(
                             self.presence.reachability(&bare, Policy::Online)
@@ -178,6 +171,19 @@ impl<H: Handler> Core<H> {
             })
             .collect();
         PresenceResult { users }
+    }
+
+    /// Since when `user` has been online (or offline, if Herald saw them
+    /// go) and, online, since when they have looked as now if that is
+    /// later: moments of the core's clock.
+    fn since_of(&self, user: &BareJid) -> (Option<Stamp>, Option<Stamp>) {
+        match self.presence.since(user) {
+            Some(since) => (
+                Some(since.online),
+                (since.show > since.online).then_some(since.show),
+            ),
+            None => (self.subscribers.offline_since(user), None),
+        }
     }
 
     /// Whether a job with the default policy would reach the user now.

@@ -125,6 +125,8 @@ impl<H: Handler> Core<H> {
                 changes.extend(self.went_offline(&user));
             }
         }
+        // When Herald saw a user's last resource go is kept with their
+        // subscription, until it sees them online again.
         if changes.iter().any(|change| change.changed) {
             let online = self.presence.since(&user).is_some();
             self.subscribers

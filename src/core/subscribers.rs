@@ -206,4 +206,11 @@ mod tests {
             "forgotten with her"
         );
     }
+
+    #[test]
+    fn a_subscriber_costs_what_a_vector_of_contacts_did() {
+        // The contacts' boxed slice (16 bytes) and when they went offline
+        // (8) take the 24 bytes a vector of contacts took alone.
+        assert_eq!(std::mem::size_of::<Subscriber>(), 24);
+    }
 }
