@@ -11,7 +11,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald::broadcast::fanout::template;
 use herald::broadcast::{fan_out, Job, JobLimits};
-use herald::presence::{PresenceBook, ResourcePresence, Show};
+use herald::presence::{Clock, PresenceBook, ResourcePresence, Show, Stamp};
 use herald::xmpp::wire::{Outgoing, StanzaEncoder};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
@@ -26,6 +26,13 @@ fn resource(i: usize) -> FullJid {
     FullJid::new(&format!("{}/r", user(i))).expect("valid JID")
 }
 
+/// The moment every presence here comes at (the book's cost does not
+/// depend on it).
+fn at() -> Stamp {
+    let origin = std::time::Instant::now();
+    Clock::new(origin).stamp(origin)
+}
+
 fn online() -> ResourcePresence {
     ResourcePresence {
         show: Show::Online,
@@ -36,12 +43,13 @@ fn online() -> ResourcePresence {
 /// A book of `BOOK` users with one resource each; one user in ten is away.
 fn book() -> PresenceBook {
     let mut book = PresenceBook::new();
+    let at = at();
     for i in 0..BOOK {
         let mut presence = online();
         if i % 10 == 0 {
             presence.show = Show::Away;
         }
-        book.set_available(&resource(i), presence);
+        book.set_available(&resource(i), presence, at);
     }
     book
 }
@@ -70,10 +78,11 @@ fn presence_update(c: &mut Criterion) {
     let mut group = c.benchmark_group("presence");
     let mut book = book();
     let newcomer = resource(BOOK + 1);
+    let at = at();
     group.bench_function("set_available+set_unavailable/100k book", |b| {
         b.iter(|| {
-            black_box(book.set_available(black_box(&newcomer), online()));
-            black_box(book.set_unavailable(black_box(&newcomer)));
+            black_box(book.set_available(black_box(&newcomer), online(), at));
+            black_box(book.set_unavailable(black_box(&newcomer), at));
         })
     });
     let known = resource(BOOK / 2);
@@ -85,7 +94,7 @@ fn presence_update(c: &mut Criterion) {
             if away {
                 presence.show = Show::Away;
             }
-            black_box(book.set_available(black_box(&known), presence))
+            black_box(book.set_available(black_box(&known), presence, at))
         })
     });
     group.finish();
@@ -107,7 +116,7 @@ fn policy(c: &mut Criterion) {
 fn serialization(c: &mut Criterion) {
     let mut group = c.benchmark_group("serialize");
     let mut book = PresenceBook::new();
-    book.set_available(&resource(0), online());
+    book.set_available(&resource(0), online(), at());
     let mut job = job(1);
     let to = fan_out(&job, &book)
         .deliver_to

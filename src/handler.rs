@@ -17,7 +17,7 @@ use xmpp_parsers::message::Message;
 use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
 use crate::groups::Groups;
 use crate::presence::{Policy, PresenceBook, PresenceChange};
-use crate::producers::Listed;
+use crate::producers::{Listed, Refusal};
 use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
@@ -306,6 +306,10 @@ pub enum JobOutcome {
     /// The job is refused: it goes to the dead-letter queue with `reason`
     /// and nothing sent through the context for it is written.
     DeadLetter { reason: String },
+    /// Its producer may not publish it ([`Context::producer`]): a dead
+    /// letter like [`JobOutcome::DeadLetter`], its reason the refusal's,
+    /// and counted by the kind of refusal.
+    Refused(Refusal),
 }
 
 /// The rest of a job whose handler returned [`JobOutcome::Fanning`].

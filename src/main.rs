@@ -45,11 +45,14 @@ enum Command {
     // Boxed: the arguments of one command run once are no reason to make
     // every `Command` their size.
     Send(Box<SendArgs>),
-    /// Ask Herald whether users (bare JIDs) are online and available.
+    /// Ask Herald whether users (bare JIDs) are online and available, and
+    /// since when.
     ///
     /// Sends a control request to amqp.control_queue and prints Herald's
-    /// reply (JSON; docs/control.md). Exit status: 0 an answer; 1 an error
-    /// reply, broker error or timeout; 2 invalid configuration.
+    /// reply (JSON; docs/control.md): per user "online", "available",
+    /// "resources", "show", and "since" (and "show_since" when later), UTC
+    /// to the millisecond. Exit status: 0 an answer; 1 an error reply,
+    /// broker error or timeout; 2 invalid configuration.
     Presence {
         #[arg(required = true, value_name = "JID")]
         users: Vec<String>,

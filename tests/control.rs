@@ -3,7 +3,7 @@
 //! presence`, `online` and `status` commands asking it over RabbitMQ's
 //! direct reply-to; bad requests answered or dead-lettered while jobs go on.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald_testkit::amqp::json_properties;
 use herald_testkit::crowd::{MixedCrowd, EVERYONE_AND_A_FULL_JID};
@@ -14,6 +14,8 @@ use herald_testkit::stack::Stack;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -23,6 +25,7 @@ herald_testkit::on_both_servers!(
 );
 
 async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
+    let began = SystemTime::now();
     let mut stack = Stack::<S>::start(&["alice", "bob", "carol", "dave", "erin"]).await;
     // carol was online and left; dave has a dnd phone and a desk ready
     // to chat; erin never logged in.
@@ -33,8 +36,27 @@ async fn presence_online_and_status_answer_what_the_users_did<S: XmppServer>() {
     let mut args = vec!["presence"];
     args.extend(users);
     let reply = herald(config, &args, 0).await;
+    let answered = SystemTime::now();
     assert_eq!(reply["ok"], true, "{reply}");
     let entries = reply["result"]["users"].as_array().unwrap();
+    // Everyone Herald saw come online or go offline, since then; erin,
+    // never seen, since no known time.
+    for entry in &entries[..4] {
+        let since = moment(&entry["since"]).unwrap_or_else(|| panic!("since: {entry}"));
+        assert!(
+            since >= to_the_millisecond(began) && since <= answered,
+            "{entry}: since {since:?}, the test began at {began:?} and had its answer at {answered:?}"
+        );
+        if let Some(show_since) = moment(&entry["show_since"]) {
+            assert!(since < show_since && show_since <= answered, "{entry}");
+        }
+    }
+    assert!(entries[4].get("since").is_none(), "{}", entries[4]);
+    assert!(
+        entries[3].get("show_since").is_some(),
+        "dave's desk ready to chat logged in after his dnd phone: {}",
+        entries[3]
+    );
     let seen: Vec<(&str, Value, Value)> = entries[..5]
         .iter()
         .map(|e| {
@@ -188,4 +210,17 @@ async fn bad_requests_are_answered_or_dead_lettered_and_jobs_go_on<S: XmppServer
         .expect("the job is delivered");
     assert_eq!(body, "still here");
     assert!(stack.herald.is_running());
+}
+
+/// A reply's time (RFC 3339), if it has one.
+fn moment(value: &Value) -> Option<SystemTime> {
+    let text = value.as_str()?;
+    let at = OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text}: {e}"));
+    Some(at.into())
+}
+
+/// `at` to the millisecond below, the precision of the replies' times.
+fn to_the_millisecond(at: SystemTime) -> SystemTime {
+    let millis = at.duration_since(UNIX_EPOCH).unwrap().as_millis();
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap())
 }

@@ -6,6 +6,7 @@ mod broker;
 mod ceiling;
 mod churn;
 mod component;
+mod groups;
 mod herald_config;
 mod job_reports;
 mod presence_check;
@@ -57,6 +58,10 @@ enum Command {
     /// The XMPP server's own ceiling: a component that costs nothing writes
     /// one message per logged-in user as fast as the server reads them.
     ServerCeiling(server_ceiling::ServerCeilingArgs),
+    /// 10,000 users, 1,000 groups of 1,000 of them made through the control
+    /// plane, one job per group from a prefilled queue; the server's
+    /// ceiling measured first. Herald only: the baseline has no groups.
+    Groups(groups::GroupsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +150,9 @@ fn main() -> ExitCode {
         }
         Command::ServerCeiling(args) => {
             return exit_code(runtime().block_on(run_server_ceiling(args)));
+        }
+        Command::Groups(args) => {
+            return exit_code(runtime().block_on(run_groups(args)));
         }
     };
     exit_code(runtime().block_on(run_scenario(scenario, args)))
@@ -258,6 +266,14 @@ async fn run_server_ceiling(args: server_ceiling::ServerCeilingArgs) -> Result<b
         emit(result, &args.results)?;
     }
     Ok(summarize(&results, &[]))
+}
+
+async fn run_groups(args: groups::GroupsArgs) -> Result<bool, String> {
+    let (results, notes) = groups::run(&args).await;
+    for result in &results {
+        emit(result, &args.results)?;
+    }
+    Ok(summarize(&results, &notes))
 }
 
 /// Prints the Markdown table and the notes; true when every run delivered

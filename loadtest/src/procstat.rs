@@ -1,6 +1,6 @@
-//! CPU time and peak memory of a process, the whole machine's CPU use, the
-//! process listening on a port, and this process's open-files limit, read
-//! from /proc (Linux).
+//! CPU time and peak memory of a process, the whole machine's CPU use and
+//! load average, the process listening on a port, and this process's
+//! open-files limit, read from /proc (Linux).
 
 use std::fs;
 
@@ -41,6 +41,17 @@ pub fn open_files_limit() -> Option<u64> {
 /// /proc/stat; idle and iowait count as not busy).
 pub fn machine_ticks() -> Option<(u64, u64)> {
     parse_machine_ticks(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The load average over 1, 5 and 15 minutes (/proc/loadavg): how many
+/// processes wanted a CPU, on a machine shared with other work.
+pub fn load_average() -> Option<[f64; 3]> {
+    parse_load_average(&fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_load_average(loadavg: &str) -> Option<[f64; 3]> {
+    let mut fields = loadavg.split_whitespace().map(|f| f.parse().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
@@ -172,5 +183,14 @@ mod tests {
         assert!(cpu_seconds(me).is_some());
         assert!(peak_rss_kib(me).unwrap() > 0);
         assert!(open_files_limit().unwrap() > 0);
+    }
+
+    #[test]
+    fn reads_the_three_load_averages() {
+        assert_eq!(
+            parse_load_average("1.78 0.69 0.26 3/412 8376\n"),
+            Some([1.78, 0.69, 0.26])
+        );
+        assert_eq!(parse_load_average("1.78 0.69"), None);
     }
 }

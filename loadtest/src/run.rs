@@ -142,7 +142,7 @@ impl CpuWindows {
 }
 
 /// The broker's port in an AMQP URL (`amqp://user:pass@host:port/vhost`).
-fn broker_port(url: &str) -> u16 {
+pub fn broker_port(url: &str) -> u16 {
     let default = if url.starts_with("amqps:") {
         5671
     } else {

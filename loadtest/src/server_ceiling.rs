@@ -55,6 +55,29 @@ pub struct ServerCeilingArgs {
     pub results: PathBuf,
 }
 
+impl ServerCeilingArgs {
+    /// One run without churn, as another scenario measures it beside its
+    /// own (`groups`).
+    pub fn once(
+        server: ServerKind,
+        users: usize,
+        logins_in_flight: usize,
+        idle_timeout_secs: f64,
+        results: PathBuf,
+    ) -> ServerCeilingArgs {
+        ServerCeilingArgs {
+            server,
+            users,
+            churn: 0,
+            repeat: 1,
+            logins_in_flight,
+            churn_warmup_secs: 0.0,
+            idle_timeout_secs,
+            results,
+        }
+    }
+}
+
 /// One run per repetition; results have scenario `server-ceiling` and
 /// component `raw`.
 pub async fn run(args: &ServerCeilingArgs) -> Vec<RunResult> {

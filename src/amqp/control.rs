@@ -36,6 +36,7 @@ pub fn request_of(delivery: AmqpDelivery, generation: u64) -> (Request, BasicPro
             .as_ref()
             .map(|id| id.to_string()),
         user_id: super::unsettled::user_id(&properties),
+        received_at: std::time::SystemTime::now(),
     };
     (request, properties)
 }

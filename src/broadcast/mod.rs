@@ -14,6 +14,7 @@ use xmpp_parsers::message::{Message, MessageType};
 
 use crate::handler::{Context, Deferral, Event, Handler, JobOutcome, Tally};
 use crate::presence::PresenceChange;
+use crate::producers::Refusal;
 use deferral::WindowRef;
 pub use fanout::{fan_out, fan_out_from, Progress, Report};
 use fanout::{Stop, Walk};
@@ -106,7 +107,7 @@ impl Handler for Broadcast {
         let resumed = ctx.redelivered() && checkpoint.is_some();
         let missing = match permitted(&mut job, ctx, resumed) {
             Ok(missing) => missing,
-            Err(reason) => return dead_letter(reason),
+            Err(unpermitted) => return unpermitted.into(),
         };
         if let Some(earlier) = ctx.earlier_job(&job.id) {
             tracing::info!(job = %job.id, owed = earlier.report_owed, "repeated job id: nothing sent");
@@ -175,7 +176,7 @@ impl Handler for Broadcast {
 /// groups that do not exist) if its producer may publish it: its sender,
 /// its groups, all subscribers, and the count of its recipients with its
 /// groups' members and the subscribers, as its report would count them.
-/// Refused: the reason.
+/// Refused, or its groups unusable: why.
 ///
 /// A redelivery of a job that saved a checkpoint (`resumed`) is not judged again: it
 /// was judged when first taken and has gone out in part; judged under a
@@ -184,21 +185,38 @@ impl Handler for Broadcast {
 /// refusal and its dead letter does not let it through; and only the
 /// broker marks a delivery redelivered, so another producer cannot take
 /// over a job by its id this way.)
-fn permitted(job: &mut Job, ctx: &Context<'_>, resumed: bool) -> Result<Vec<String>, String> {
+fn permitted(job: &mut Job, ctx: &Context<'_>, resumed: bool) -> Result<Vec<String>, Unpermitted> {
     let producer = ctx.producer().filter(|_| !resumed);
     if let Some(producer) = producer {
         let from = job.from.node().map_or("", |node| node.as_str());
         producer
             .check_job(from, &job.groups, job.all_subscribers)
-            .map_err(|e| e.to_string())?;
+            .map_err(Unpermitted::Refused)?;
     }
-    let missing = audience::add_groups(job, ctx.groups()).map_err(|e| e.to_string())?;
+    let missing =
+        audience::add_groups(job, ctx.groups()).map_err(|e| Unpermitted::Invalid(e.to_string()))?;
     if let Some(producer) = producer.filter(|p| p.limits_recipients()) {
         producer
             .check_recipients(audience::size(job, ctx.subscribers()))
-            .map_err(|e| e.to_string())?;
+            .map_err(Unpermitted::Refused)?;
     }
     Ok(missing)
+}
+
+/// Why a job may not go: its producer may not publish it, or its groups
+/// could not be added to its recipients.
+enum Unpermitted {
+    Refused(Refusal),
+    Invalid(String),
+}
+
+impl From<Unpermitted> for JobOutcome {
+    fn from(unpermitted: Unpermitted) -> JobOutcome {
+        match unpermitted {
+            Unpermitted::Refused(refusal) => JobOutcome::Refused(refusal),
+            Unpermitted::Invalid(reason) => dead_letter(reason),
+        }
+    }
 }
 
 impl Broadcast {

@@ -7,6 +7,7 @@
 
 mod cancel;
 mod groups;
+mod presence;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -17,9 +18,9 @@ pub use cancel::{CancelResult, CancelState};
 pub use groups::{
     GroupChanged, GroupDeleted, GroupList, GroupPage, GroupSummary, MAX_REQUEST_MEMBERS,
 };
+pub use presence::{timestamp, PresenceResult, UserPresence};
 
 use crate::groups::GroupChange;
-use crate::presence::Show;
 
 /// Most users one `presence` request may name.
 pub const MAX_PRESENCE_USERS: usize = 20_000;
@@ -231,31 +232,6 @@ impl Request {
     }
 }
 
-/// One user's entry in the answer to `presence`: `error` for a JID that
-/// is not a bare JID, else `online` and `available`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserPresence {
-    pub jid: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub online: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub available: Option<bool>,
-    /// Online resources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<usize>,
-    /// The most ready `<show/>` among them, if any is online.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub show: Option<Show>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PresenceResult {
-    /// In the order of the request.
-    pub users: Vec<UserPresence>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineUser {
     pub jid: String,
@@ -290,6 +266,9 @@ pub struct StatusResult {
     pub jobs_in_flight: usize,
     /// Completed jobs remembered to answer a job published again.
     pub remembered_jobs: usize,
+    /// Cancelled job ids remembered (`cancel`): a job of one of them sends
+    /// nothing when it comes up.
+    pub cancelled: usize,
     pub groups: usize,
 }
 

@@ -6,6 +6,7 @@
 //! producer may not make is answered `forbidden`.
 
 use std::collections::BinaryHeap;
+use std::time::SystemTime;
 
 use xmpp_parsers::jid::BareJid;
 
@@ -16,7 +17,7 @@ use crate::control::{
 };
 use crate::groups::GroupChange;
 use crate::handler::Handler;
-use crate::presence::{Policy, Reachability};
+use crate::presence::{Policy, Reachability, Stamp};
 
 /// A request's reply, and when it may go.
 pub(super) enum Answer {
@@ -56,10 +57,13 @@ impl<H: Handler> Core<H> {
         let user_id = request.user_id.as_deref();
         let permitted = parsed.and_then(|op| match producers.check_request(user_id, op.op()) {
             Ok(()) => Ok(op),
-            Err(refusal) => Err(RequestError::from(refusal)),
+            Err(refusal) => {
+                self.metrics.refusals.count(&refusal);
+                Err(RequestError::from(refusal))
+            }
         });
         let answer = match permitted {
-            Ok(op) => self.answer(op),
+            Ok(op) => self.answer(op, request.received_at),
             Err(e) => {
                 tracing::debug!(error = %e, "control request refused");
                 Answer::Now(Reply::error(&e))
@@ -82,10 +86,12 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    fn answer(&mut self, request: control::Request) -> Answer {
+    /// `received_at`: the wall-clock time of the request, which the
+    /// answer's times are told in.
+    fn answer(&mut self, request: control::Request, received_at: SystemTime) -> Answer {
         use control::Request as R;
         let reply = match request {
-            R::Presence { users } => Reply::result(self.presence_of(users)),
+            R::Presence { users } => Reply::result(self.presence_of(users, received_at)),
             R::Online { limit, after } => Reply::result(self.online(limit, after.as_deref())),
             R::Status => Reply::result(self.status()),
             R::Cancel { id } => return self.cancel_job(id),
@@ -124,31 +130,60 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    fn presence_of(&self, users: Vec<String>) -> PresenceResult {
+    fn presence_of(&self, users: Vec<String>, received_at: SystemTime) -> PresenceResult {
+        // A moment of the core's clock on the wall clock: as long before
+        // the request's wall-clock time as it is before the core's now.
+        let wall = |stamp: Stamp| {
+            let ago = self
+                .now
+                .saturating_duration_since(self.clock.instant(stamp));
+            received_at.checked_sub(ago).map(control::timestamp)
+        };
         let users = users
             .into_iter()
             .map(|jid| match BareJid::new(&jid) {
-                Ok(bare) => UserPresence {
-                    online: Some(
-                        self.presence.reachability(&bare, Policy::Online) != Reachability::Offline,
-                    ),
-                    available: Some(self.is_available(&bare)),
-                    resources: Some(self.presence.resources_of(&bare).count()),
-                    show: self.presence.readiest_show(&bare),
-                    error: None,
-                    jid,
-                },
+                Ok(bare) => {
+                    let (since, show_since) = self.since_of(&bare);
+                    UserPresence {
+                        online: Some(
+                            self.presence.reachability(&bare, Policy::Online)
+                                != Reachability::Offline,
+                        ),
+                        available: Some(self.is_available(&bare)),
+                        resources: Some(self.presence.resources_of(&bare).count()),
+                        show: self.presence.readiest_show(&bare),
+                        since: since.and_then(wall),
+                        show_since: show_since.and_then(wall),
+                        error: None,
+                        jid,
+                    }
+                }
                 Err(e) => UserPresence {
                     error: Some(format!("not a bare JID: {e}")),
                     online: None,
                     available: None,
                     resources: None,
                     show: None,
+                    since: None,
+                    show_since: None,
                     jid,
                 },
             })
             .collect();
         PresenceResult { users }
+    }
+
+    /// Since when `user` has been online (or offline, if Herald saw them
+    /// go) and, online, since when they have looked as now if that is
+    /// later: moments of the core's clock.
+    fn since_of(&self, user: &BareJid) -> (Option<Stamp>, Option<Stamp>) {
+        match self.presence.since(user) {
+            Some(since) => (
+                Some(since.online),
+                (since.show > since.online).then_some(since.show),
+            ),
+            None => (self.subscribers.offline_since(user), None),
+        }
     }
 
     /// Whether a job with the default policy would reach the user now.
@@ -209,6 +244,7 @@ impl<H: Handler> Core<H> {
             subscriptions: self.subscribers.len(),
             jobs_in_flight: self.jobs.len(),
             remembered_jobs: self.ledger.completed_len(),
+            cancelled: self.ledger.cancelled_len(),
             groups: self.groups.len(),
         }
     }

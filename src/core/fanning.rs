@@ -86,7 +86,9 @@ impl<H: Handler> Core<H> {
             JobOutcome::Fanning(slices) => slices.key(),
             JobOutcome::Done { key, .. } => key.as_deref(),
             JobOutcome::Duplicate { key, .. } => Some(key.as_str()),
-            JobOutcome::Probe { .. } | JobOutcome::DeadLetter { .. } => None,
+            JobOutcome::Probe { .. } | JobOutcome::DeadLetter { .. } | JobOutcome::Refused(_) => {
+                None
+            }
         };
         let Some(key) = key else { return false };
         self.fanning

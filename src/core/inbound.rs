@@ -87,6 +87,7 @@ impl<H: Handler> Core<H> {
             user: user.clone(),
             contact: contact.clone(),
         };
+        let at = self.clock.stamp(self.now);
         let mut changes = Vec::new();
         match presence.type_ {
             PresenceType::None => {
@@ -97,11 +98,11 @@ impl<H: Handler> Core<H> {
                         show: presence.show.as_ref().into(),
                         priority: presence.priority.0,
                     };
-                    changes.push(self.presence.set_available(&full, resource));
+                    changes.push(self.presence.set_available(&full, resource, at));
                 }
             }
             PresenceType::Unavailable => match from.try_into_full() {
-                Ok(full) => changes.push(self.presence.set_unavailable(&full)),
+                Ok(full) => changes.push(self.presence.set_unavailable(&full, at)),
                 Err(bare) => changes.extend(self.went_offline(&bare)),
             },
             PresenceType::Error => changes.extend(self.went_offline(&user)),
@@ -123,6 +124,13 @@ impl<H: Handler> Core<H> {
                 self.forget(subscription);
                 changes.extend(self.went_offline(&user));
             }
+        }
+        // When Herald saw a user's last resource go is kept with their
+        // subscription, until it sees them online again.
+        if changes.iter().any(|change| change.changed) {
+            let online = self.presence.since(&user).is_some();
+            self.subscribers
+                .set_offline_since(&user, (!online).then_some(at));
         }
         if !changes.is_empty() {
             self.metrics.presence_updates.inc();

@@ -31,7 +31,7 @@ impl<H: Handler> Core<H> {
         self.jobs.take(delivery, since, self.now);
         if let Err(refusal) = admitted {
             self.jobs.unhold(id);
-            self.dead_letter(id, refusal.to_string());
+            self.refuse(id, &refusal);
         }
         self.update_job_gauges();
     }
@@ -157,6 +157,7 @@ impl<H: Handler> Core<H> {
                 self.dead_letter(id, reason.to_string());
             }
             JobOutcome::DeadLetter { reason } => self.dead_letter(id, reason),
+            JobOutcome::Refused(refusal) => self.refuse(id, &refusal),
             JobOutcome::Fanning(slices) => {
                 self.publish_events(effects.events);
                 self.start_fanning(id, slices);
@@ -200,6 +201,13 @@ impl<H: Handler> Core<H> {
                 self.barriers.push(Covered::Job(id));
             }
         }
+    }
+
+    /// A job its producer may not publish: dead-lettered, and counted by
+    /// the kind of refusal.
+    fn refuse(&mut self, id: JobId, refusal: &Refusal) {
+        self.metrics.refusals.count(refusal);
+        self.dead_letter(id, refusal.to_string());
     }
 
     fn dead_letter(&mut self, id: JobId, reason: String) {

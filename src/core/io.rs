@@ -91,6 +91,9 @@ pub struct Request {
     pub correlation_id: Option<String>,
     /// The AMQP `user_id`, as for a [`Delivery`].
     pub user_id: Option<String>,
+    /// The wall-clock time when the shell took it, as for a [`Delivery`]:
+    /// what the answer's times are told in.
+    pub received_at: SystemTime,
 }
 
 /// A stanza that did not parse; IQ requests among them still get an answer.

@@ -186,6 +186,10 @@ impl Ledger {
     pub fn completed_len(&self) -> usize {
         self.completed.values.len()
     }
+
+    pub fn cancelled_len(&self) -> usize {
+        self.cancelled.values.len()
+    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::groups::Groups;
 use crate::handler::{Context, Effects, Event, Handler};
 use crate::metrics::Metrics;
-use crate::presence::{PresenceBook, PresenceChange};
+use crate::presence::{Clock, PresenceBook, PresenceChange};
 use crate::producers::Rates;
 use crate::store::{self, Change, Subscription};
 use crate::xmpp::stanzas;
@@ -138,6 +138,9 @@ pub struct Core<H> {
     deferred: deferred::Book,
     metrics: Metrics,
     now: Instant,
+    /// The moments the presence book and the subscribers keep, counted
+    /// from the core's start.
+    clock: Clock,
     keepalive_at: Instant,
 }
 
@@ -174,6 +177,7 @@ impl<H: Handler> Core<H> {
             deferred: deferred::Book::default(),
             metrics,
             now,
+            clock: Clock::new(now),
             keepalive_at: now + settings.keepalive,
             settings,
         };

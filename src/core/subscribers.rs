@@ -1,21 +1,34 @@
 //! Who shares presence with Herald: each user with one of Herald's JIDs
 //! (a contact) on their roster, indexed by user so that a job's recipients
-//! can be told apart from users Herald has never heard of. Pure data.
+//! can be told apart from users Herald has never heard of, and when Herald
+//! last saw each go offline. Pure data.
 
 use std::collections::HashMap;
 
 use xmpp_parsers::jid::BareJid;
 
+use crate::presence::Stamp;
 use crate::user_text::{UserMap, UserText};
 
 use crate::store::Subscription;
 
+/// One user who shares presence with Herald.
+#[derive(Debug, Default)]
+struct Subscriber {
+    /// The contacts (Herald's JIDs) they subscribed to, as indexes into
+    /// [`Subscribers::contacts`]: Herald has a handful of JIDs and a
+    /// million users, so each user holds a few small numbers, not a set of
+    /// strings; in a boxed slice, 8 bytes less than a vector.
+    contacts: Box<[u32]>,
+    /// When Herald last saw them go offline, while they are. Kept here so
+    /// that it lasts as long as the subscription, at no cost in entries:
+    /// the slice's 8 bytes pay for it.
+    offline_since: Option<Stamp>,
+}
+
 #[derive(Debug, Default)]
 pub struct Subscribers {
-    /// user -> the contacts (Herald's JIDs) they subscribed to, as indexes
-    /// into `contacts`: Herald has a handful of JIDs and a million users,
-    /// so each user holds a few small numbers, not a set of strings.
-    by_user: UserMap<Vec<u32>>,
+    by_user: UserMap<Subscriber>,
     contacts: Vec<BareJid>,
     contact_indexes: HashMap<BareJid, u32>,
     /// (user, contact) pairs
@@ -37,14 +50,14 @@ impl Subscribers {
     /// Adds a subscription; false if it was known.
     pub fn insert(&mut self, subscription: Subscription) -> bool {
         let contact = self.contact_index(subscription.contact);
-        let contacts = self
-            .by_user
-            .entry(subscription.user)
-            .or_insert_with(|| Vec::with_capacity(1));
-        if contacts.contains(&contact) {
+        let subscriber = self.by_user.entry(subscription.user).or_default();
+        if subscriber.contacts.contains(&contact) {
             return false;
         }
+        let mut contacts = Vec::with_capacity(subscriber.contacts.len() + 1);
+        contacts.extend_from_slice(&subscriber.contacts);
         contacts.push(contact);
+        subscriber.contacts = contacts.into_boxed_slice();
         self.len += 1;
         true
     }
@@ -54,14 +67,16 @@ impl Subscribers {
         let Some(&contact) = self.contact_indexes.get(&subscription.contact) else {
             return false;
         };
-        let Some(contacts) = self.by_user.get_mut(&subscription.user) else {
+        let Some(subscriber) = self.by_user.get_mut(&subscription.user) else {
             return false;
         };
-        let Some(at) = contacts.iter().position(|&c| c == contact) else {
+        let Some(at) = subscriber.contacts.iter().position(|&c| c == contact) else {
             return false;
         };
+        let mut contacts = std::mem::take(&mut subscriber.contacts).into_vec();
         contacts.swap_remove(at);
-        if contacts.is_empty() {
+        subscriber.contacts = contacts.into_boxed_slice();
+        if subscriber.contacts.is_empty() {
             self.by_user.remove(&subscription.user);
         }
         self.len -= 1;
@@ -71,6 +86,20 @@ impl Subscribers {
     /// Whether `user` has any of Herald's JIDs on their roster.
     pub fn contains_user(&self, user: UserText<'_>) -> bool {
         self.by_user.contains_key(&user)
+    }
+
+    /// Notes whether `user` is offline, and since when: `None` once they
+    /// are online again. Nothing is kept of a user who is no subscriber.
+    pub fn set_offline_since(&mut self, user: &BareJid, since: Option<Stamp>) {
+        if let Some(subscriber) = self.by_user.get_mut(user) {
+            subscriber.offline_since = since;
+        }
+    }
+
+    /// When Herald saw `user` go offline, if it did since it started and
+    /// has not seen them online since.
+    pub fn offline_since(&self, user: &BareJid) -> Option<Stamp> {
+        self.by_user.get(user)?.offline_since
     }
 
     /// Subscriptions, counted as (user, contact) pairs.
@@ -86,8 +115,9 @@ impl Subscribers {
     /// Every (user, contact) pair.
     pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &BareJid)> {
         let contacts = &self.contacts;
-        self.by_user.iter().flat_map(move |(user, indexes)| {
-            indexes
+        self.by_user.iter().flat_map(move |(user, subscriber)| {
+            subscriber
+                .contacts
                 .iter()
                 .map(move |&contact| (user, &contacts[contact as usize]))
         })
@@ -107,7 +137,10 @@ impl Subscribers {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
+    use crate::presence::Clock;
 
     fn sub(user: &str, contact: &str) -> Subscription {
         Subscription {
@@ -149,5 +182,35 @@ mod tests {
             pairs,
             ["a@l alerts@b.l", "a@l herald@b.l", "c@l herald@b.l"]
         );
+    }
+
+    #[test]
+    fn offline_since_is_kept_only_while_the_user_subscribes() {
+        let mut subscribers = Subscribers::new(vec![sub("a@l", "herald@b.l")]);
+        let alice = BareJid::new("a@l").unwrap();
+        let stranger = BareJid::new("s@l").unwrap();
+        let origin = Instant::now();
+        let at = Clock::new(origin).stamp(origin + Duration::from_millis(5));
+        subscribers.set_offline_since(&alice, Some(at));
+        subscribers.set_offline_since(&stranger, Some(at));
+        assert_eq!(subscribers.offline_since(&alice), Some(at));
+        assert_eq!(subscribers.offline_since(&stranger), None, "not kept");
+        subscribers.set_offline_since(&alice, None);
+        assert_eq!(subscribers.offline_since(&alice), None, "online again");
+        subscribers.set_offline_since(&alice, Some(at));
+        assert!(subscribers.remove(&sub("a@l", "herald@b.l")));
+        assert!(subscribers.insert(sub("a@l", "herald@b.l")));
+        assert_eq!(
+            subscribers.offline_since(&alice),
+            None,
+            "forgotten with her"
+        );
+    }
+
+    #[test]
+    fn a_subscriber_costs_what_a_vector_of_contacts_did() {
+        // The contacts' boxed slice (16 bytes) and when they went offline
+        // (8) take the 24 bytes a vector of contacts took alone.
+        assert_eq!(std::mem::size_of::<Subscriber>(), 24);
     }
 }

@@ -9,121 +9,12 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-/// Stanza counters by kind, resolved once so the hot path does no label lookup.
-#[derive(Clone)]
-pub struct StanzaCounters {
-    pub message: IntCounter,
-    pub presence: IntCounter,
-    pub iq: IntCounter,
-}
+mod counters;
 
-impl StanzaCounters {
-    fn new(family: &IntCounterVec) -> Self {
-        StanzaCounters {
-            message: family.with_label_values(&["message"]),
-            presence: family.with_label_values(&["presence"]),
-            iq: family.with_label_values(&["iq"]),
-        }
-    }
-}
-
-/// Metrics of the XMPP session, handed to it at connect.
-#[derive(Clone)]
-pub struct SessionMetrics {
-    pub received: StanzaCounters,
-    pub received_invalid: IntCounter,
-    pub sent: StanzaCounters,
-    pub unserializable: IntCounter,
-}
-
-/// What users' stanzas were not turned into events, by kind.
-#[derive(Clone)]
-pub struct LimitedCounters {
-    pub message: IntCounter,
-    pub presence: IntCounter,
-}
-
-/// Outcomes of jobs, as counted in `herald_jobs_total`.
-#[derive(Clone)]
-pub struct JobCounters {
-    pub delivered: IntCounter,
-    pub dead_lettered: IntCounter,
-    pub requeued: IntCounter,
-    pub duplicate: IntCounter,
-    /// Jobs reported cancelled (before they came up or while going out).
-    pub cancelled: IntCounter,
-}
-
-/// Outcomes of recipients, as counted in `herald_recipients_total`.
-#[derive(Clone)]
-pub struct RecipientCounters {
-    pub sent: IntCounter,
-    pub offline: IntCounter,
-    pub unavailable: IntCounter,
-    pub invalid: IntCounter,
-    pub expired: IntCounter,
-    pub cancelled: IntCounter,
-}
-
-/// Presence probes sent, by why, as counted in `herald_probes_sent_total`.
-#[derive(Clone)]
-pub struct ProbeCounters {
-    /// Known subscribers, after each (re)connect.
-    pub subscriber: IntCounter,
-    /// Job recipients Herald knew nothing about.
-    pub unknown_recipient: IntCounter,
-}
-
-/// One side of the broker or server connection.
-#[derive(Clone)]
-pub struct LinkMetrics {
-    pub connected: IntGauge,
-    pub connects_ok: IntCounter,
-    pub connects_failed: IntCounter,
-}
-
-impl LinkMetrics {
-    fn new(registry: &Registry, name: &str, what: &str) -> Self {
-        let connected = IntGauge::new(
-            format!("herald_{name}_connected"),
-            format!("1 while the {what} connection is up"),
-        )
-        .expect("valid metric");
-        let connects = IntCounterVec::new(
-            Opts::new(
-                format!("herald_{name}_connects_total"),
-                format!("Connection attempts to the {what}, by result"),
-            ),
-            &["result"],
-        )
-        .expect("valid metric");
-        register(registry, connected.clone());
-        register(registry, connects.clone());
-        LinkMetrics {
-            connected,
-            connects_ok: connects.with_label_values(&["ok"]),
-            connects_failed: connects.with_label_values(&["error"]),
-        }
-    }
-
-    pub fn up(&self) {
-        self.connected.set(1);
-        self.connects_ok.inc();
-    }
-
-    pub fn failed(&self) {
-        self.connected.set(0);
-        self.connects_failed.inc();
-    }
-
-    pub fn down(&self) {
-        self.connected.set(0);
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.connected.get() == 1
-    }
-}
+pub use counters::{
+    JobCounters, LimitedCounters, LinkMetrics, ProbeCounters, RecipientCounters, RefusalCounters,
+    SessionMetrics, StanzaCounters,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -133,6 +24,7 @@ pub struct Metrics {
     pub recipients: RecipientCounters,
     pub limited: LimitedCounters,
     pub probes: ProbeCounters,
+    pub refusals: RefusalCounters,
     /// Jobs taken and not fanned out yet (waiting for probes, or behind one that does).
     pub held_jobs: IntGauge,
     pub job_duration: Histogram,
@@ -238,6 +130,11 @@ impl Metrics {
                 subscriber: probes.with_label_values(&["subscriber"]),
                 unknown_recipient: probes.with_label_values(&["unknown_recipient"]),
             },
+            refusals: RefusalCounters::new(counter_vec(
+                "herald_refusals_total",
+                "Producers' jobs dead-lettered and control requests answered forbidden under producers, by the kind of refusal",
+                "reason",
+            )),
             held_jobs: gauge(
                 &registry,
                 "herald_held_jobs",

@@ -106,6 +106,35 @@ pub enum Refusal {
     Operation { user: String, op: String },
 }
 
+impl Refusal {
+    /// Every [`Refusal::reason`], so that each is counted from zero.
+    pub const REASONS: [&'static str; 8] = [
+        "no_user_id",
+        "unlisted",
+        "from",
+        "group",
+        "all_subscribers",
+        "recipients",
+        "rate_limited",
+        "operation",
+    ];
+
+    /// What kind of refusal it is, as `herald_refusals_total` labels it:
+    /// one of a fixed few, never the producer's own words.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoUserId => "no_user_id",
+            Refusal::Unlisted(_) => "unlisted",
+            Refusal::From { .. } => "from",
+            Refusal::Group { .. } => "group",
+            Refusal::AllSubscribers { .. } => "all_subscribers",
+            Refusal::Recipients { .. } => "recipients",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::Operation { .. } => "operation",
+        }
+    }
+}
+
 /// A listed producer and what it may do.
 #[derive(Debug, Clone, Copy)]
 pub struct Listed<'a> {

@@ -195,3 +195,33 @@ fn a_user_without_a_rate_is_never_limited() {
         rates.take(listed, now).unwrap();
     }
 }
+
+#[test]
+fn every_kind_of_refusal_is_listed_once_among_the_reasons() {
+    let user = || "billing".to_string();
+    let every = [
+        Refusal::NoUserId,
+        Refusal::Unlisted(user()),
+        Refusal::From {
+            user: user(),
+            from: "ceo".into(),
+        },
+        Refusal::Group {
+            user: user(),
+            group: "ops".into(),
+        },
+        Refusal::AllSubscribers { user: user() },
+        Refusal::Recipients {
+            user: user(),
+            count: 4,
+            max: 3,
+        },
+        Refusal::RateLimited { user: user() },
+        Refusal::Operation {
+            user: user(),
+            op: "cancel".into(),
+        },
+    ];
+    let reasons: Vec<&str> = every.iter().map(Refusal::reason).collect();
+    assert_eq!(reasons, Refusal::REASONS);
+}

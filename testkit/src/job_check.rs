@@ -12,7 +12,7 @@ use herald::broadcast::fanout::template;
 use herald::broadcast::job::{MessageKind, Recipient, Storage};
 use herald::broadcast::marks::job_of_thread;
 use herald::broadcast::{fan_out, Job, JobError, JobLimits};
-use herald::presence::{PresenceBook, ResourcePresence, Show};
+use herald::presence::{Clock, PresenceBook, ResourcePresence, Show};
 use herald::xmpp::wire::Outgoing;
 use xmpp_parsers::jid::BareJid;
 
@@ -76,6 +76,8 @@ fn check_accepted(job: &Job) {
         .take(DELIVERED)
         .collect();
     let mut book = PresenceBook::new();
+    let origin = std::time::Instant::now();
+    let at = Clock::new(origin).stamp(origin);
     for user in &users {
         let resource = user.with_resource_str("fuzz").unwrap();
         book.set_available(
@@ -84,6 +86,7 @@ fn check_accepted(job: &Job) {
                 show: Show::Online,
                 priority: 0,
             },
+            at,
         );
     }
     let fanout = fan_out(job, &book);

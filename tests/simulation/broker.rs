@@ -84,8 +84,14 @@ impl Broker {
         self.answers.clear();
     }
 
-    /// A control request from the control queue, if connected.
-    pub fn request(&mut self, payload: Vec<u8>, reply_to: bool) -> Option<Request> {
+    /// A control request from the control queue, if connected, taken when
+    /// the wall clock reads `now`.
+    pub fn request(
+        &mut self,
+        now: SystemTime,
+        payload: Vec<u8>,
+        reply_to: bool,
+    ) -> Option<Request> {
         if !self.connected {
             return None;
         }
@@ -100,6 +106,7 @@ impl Broker {
             reply_to: reply_to.then(|| "amq.rabbitmq.reply-to.sim".to_string()),
             correlation_id: Some(format!("c{}", self.next_request_tag)),
             user_id: None,
+            received_at: now,
         })
     }
 

@@ -184,7 +184,7 @@ impl World {
             self.request()?;
         }
         if let Some(payload) = self.cancels.request() {
-            if let Some(request) = self.broker.request(payload, true) {
+            if let Some(request) = self.broker.request(self.wall_clock(), payload, true) {
                 self.input(Input::Request(request))?;
             }
         }
@@ -396,7 +396,7 @@ impl World {
             _ => Groups::request(&mut self.requests),
         };
         let reply_to = self.requests.chance(900);
-        let Some(request) = self.broker.request(payload, reply_to) else {
+        let Some(request) = self.broker.request(self.wall_clock(), payload, reply_to) else {
             return Ok(());
         };
         if reply_to {

@@ -75,6 +75,10 @@ pub struct RunResult {
     /// when they were not, or the reverse).
     #[serde(default)]
     pub presence_wrong: Option<usize>,
+    /// `groups` only: how long making its groups through the control
+    /// plane took, from the first `group.put` to the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_created_s: Option<f64>,
     /// Why the run failed; its numbers are then partial.
     pub error: Option<String>,
 }
@@ -113,6 +117,7 @@ impl RunResult {
             reports_incomplete: 0,
             presence_asked: None,
             presence_wrong: None,
+            groups_created_s: None,
             error: None,
         }
     }

@@ -1,10 +1,12 @@
 use super::*;
 use crate::broadcast::job::{JobLimits, MessageKind};
-use crate::presence::{ResourcePresence, Show};
+use crate::presence::{Clock, ResourcePresence, Show};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
 fn book() -> PresenceBook {
     let mut book = PresenceBook::new();
+    let origin = std::time::Instant::now();
+    let at = Clock::new(origin).stamp(origin);
     for (jid, show) in [
         ("avail@localhost/r", Show::Online),
         ("chatty@localhost/r", Show::Chat),
@@ -14,6 +16,7 @@ fn book() -> PresenceBook {
         book.set_available(
             &FullJid::new(jid).unwrap(),
             ResourcePresence { show, priority: 0 },
+            at,
         );
     }
     book

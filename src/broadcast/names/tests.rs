@@ -26,12 +26,14 @@ fn names(to: &[&str]) -> Vec<String> {
 /// alice available, carol away; everyone else offline.
 fn book() -> PresenceBook {
     let mut book = PresenceBook::new();
+    let origin = std::time::Instant::now();
+    let at = crate::presence::Clock::new(origin).stamp(origin);
     for (jid, show) in [
         ("alice@localhost/r", Show::Online),
         ("carol@localhost/r", Show::Away),
     ] {
         let presence = ResourcePresence { show, priority: 0 };
-        book.set_available(&FullJid::new(jid).unwrap(), presence);
+        book.set_available(&FullJid::new(jid).unwrap(), presence, at);
     }
     book
 }

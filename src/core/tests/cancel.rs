@@ -137,6 +137,27 @@ fn a_completed_job_has_nothing_to_cancel_and_nothing_is_stored() {
     );
 }
 
+#[test]
+fn status_counts_the_cancelled_ids_remembered() {
+    let mut h = Harness::ready();
+    let cancelled = |h: &mut Harness, tag| {
+        h.request(tag, &json!({"op": "status"}));
+        h.only_reply()["result"]["cancelled"].clone()
+    };
+    assert_eq!(cancelled(&mut h, 1), 0);
+    h.change(2, &cancel("a"));
+    h.change(3, &cancel("b"));
+    // A completed job has nothing to cancel: nothing is remembered.
+    h.job(
+        1,
+        &json!({"id": "done", "to": ["alice@localhost"], "body": "hi"}),
+    );
+    h.commit_all();
+    h.request(4, &cancel("done"));
+    h.drain();
+    assert_eq!(cancelled(&mut h, 5), 2);
+}
+
 impl Harness {
     /// Answers barriers, commits batches and lets time pass until nothing
     /// more comes; what was published meanwhile.

@@ -26,6 +26,7 @@ impl Harness {
             reply_to: Some("amq.rabbitmq.reply-to.g1".into()),
             correlation_id: Some(format!("c{tag}")),
             user_id: None,
+            received_at: wall_clock(),
         }));
         let mut replies: Vec<(Destination, Vec<u8>)> = self
             .drain()
@@ -170,6 +171,7 @@ fn bad_requests_get_an_error_reply_with_a_code() {
         reply_to: Some("replies".into()),
         correlation_id: None,
         user_id: None,
+        received_at: wall_clock(),
     }));
     let reply = h.drain().into_iter().find_map(|output| match output {
         Output::Publish(publish) => Some(publish.payload),
@@ -191,6 +193,7 @@ fn a_request_without_reply_to_is_dead_lettered_and_jobs_go_on() {
         reply_to: None,
         correlation_id: None,
         user_id: None,
+        received_at: wall_clock(),
     }));
     let outputs = h.drain();
     let [Output::Publish(publish)] = &outputs[..] else {
@@ -224,6 +227,68 @@ fn a_request_of_a_lost_connection_is_left_to_the_broker() {
         reply_to: Some("replies".into()),
         correlation_id: None,
         user_id: None,
+        received_at: wall_clock(),
     }));
     assert!(h.drain().is_empty(), "the broker requeued it");
+}
+
+#[test]
+fn presence_says_since_when_on_the_wall_clock_of_the_request() {
+    // alice came online at `ready`; the request is taken 5 s later, when
+    // the wall clock reads 12:00:00.000.
+    let mut h = Harness::ready();
+    h.tick(Duration::from_millis(1_500));
+    h.presence("bob@localhost/a", None);
+    h.tick(Duration::from_millis(2_000));
+    h.presence("bob@localhost/a", Some(XmppShow::Away));
+    h.presence("dave@localhost/y", None);
+    h.tick(Duration::from_millis(500));
+    let gone = Presence::new(PresenceType::Unavailable)
+        .with_from(Jid::new("dave@localhost/y").unwrap())
+        .with_to(Jid::new("herald@broadcast.localhost").unwrap());
+    h.input(Input::Stanza(gone.into()));
+    h.commit_all();
+    h.tick(Duration::from_millis(1_000));
+    let users = [
+        "alice@localhost",
+        "bob@localhost",
+        "dave@localhost",
+        "nobody@localhost",
+    ];
+    let since = |reply: &Value| -> Vec<(Value, Value)> {
+        reply["result"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["since"].clone(), e["show_since"].clone()))
+            .collect()
+    };
+    let reply = h.ask(1, &json!({"op": "presence", "users": users}));
+    assert_eq!(
+        since(&reply),
+        [
+            (json!("2026-12-06T11:59:55.000Z"), Value::Null),
+            (
+                json!("2026-12-06T11:59:56.500Z"),
+                json!("2026-12-06T11:59:58.500Z")
+            ),
+            (json!("2026-12-06T11:59:59.000Z"), Value::Null),
+            (Value::Null, Value::Null),
+        ]
+    );
+    // A new stream starts from nothing: those online are no longer known
+    // to be, nor since when, until their presence comes again (answering
+    // the probes); nobody is taken to have gone offline.
+    h.input(Input::StreamLost);
+    h.input(Input::StreamUp);
+    h.drain();
+    let reply = h.ask(2, &json!({"op": "presence", "users": users}));
+    assert_eq!(
+        since(&reply)[..3],
+        [
+            (Value::Null, Value::Null),
+            (Value::Null, Value::Null),
+            (json!("2026-12-06T11:59:59.000Z"), Value::Null),
+        ]
+    );
 }

@@ -16,6 +16,7 @@ impl Harness {
             reply_to: Some("replies".into()),
             correlation_id: Some(format!("c{tag}")),
             user_id: None,
+            received_at: wall_clock(),
         }));
     }
 

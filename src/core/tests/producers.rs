@@ -93,6 +93,7 @@ impl Harness {
             reply_to: Some("replies".into()),
             correlation_id: None,
             user_id: user.map(str::to_string),
+            received_at: wall_clock(),
         }));
     }
 
@@ -306,4 +307,44 @@ fn a_request_beyond_the_grant_is_answered_forbidden() {
         &json!({"id": "x", "body": "hi", "to": ["alice@localhost"]}),
     );
     assert_eq!(h.outcome().map(|to| to.len()), Ok(1));
+}
+
+/// `herald_refusals_total` as rendered: (reason, count) of every label.
+fn refusals(h: &Harness) -> Vec<(String, u64)> {
+    let text = String::from_utf8(h.core.metrics.render()).unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("herald_refusals_total{reason=\""))
+        .map(|rest| {
+            let (reason, count) = rest.split_once("\"} ").unwrap();
+            (reason.to_string(), count.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn refusals_are_counted_by_their_kind() {
+    let mut h = billing(Unlisted::Refuse);
+    let counted = |h: &Harness| -> Vec<(String, u64)> {
+        refusals(h).into_iter().filter(|(_, n)| *n > 0).collect()
+    };
+    assert_eq!(refusals(&h).len(), crate::producers::Refusal::REASONS.len());
+    assert_eq!(counted(&h), []);
+    h.deliver_as(Some("billing"), 1, &job("j1", json!({"from": "ceo"})));
+    h.outcome().unwrap_err();
+    h.deliver_as(None, 2, &job("j2", json!({"groups": ["customers"]})));
+    h.outcome().unwrap_err();
+    let reply = h.ask_as(Some("billing"), 3, &json!({"op": "online"}));
+    assert_eq!(reply["error"]["code"], "forbidden");
+    h.deliver_as(Some("billing"), 4, &job("j4", json!({"groups": ["ops"]})));
+    h.outcome().unwrap_err();
+    let count = |reason: &str, n: u64| (reason.to_string(), n);
+    assert_eq!(
+        counted(&h),
+        [
+            count("from", 1),
+            count("group", 1),
+            count("no_user_id", 1),
+            count("operation", 1)
+        ]
+    );
 }

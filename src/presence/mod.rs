@@ -1,8 +1,13 @@
-//! The presence book: who is online, on which resources, and how available.
-//! Pure data, no I/O; the event loop feeds it presence stanzas.
+//! The presence book: who is online, on which resources, how available,
+//! and since when. Pure data, no I/O; the event loop feeds it presence
+//! stanzas and the time they came at.
+
+mod stamp;
 
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, FullJid};
+
+pub use stamp::{Clock, Stamp};
 
 use crate::user_text::{UserMap, UserText};
 
@@ -104,13 +109,73 @@ struct Resource {
     presence: ResourcePresence,
 }
 
+/// Since when a user has looked as they do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// Their first online resource came online.
+    pub online: Stamp,
+    /// What a `presence` request says of them (available or not, the
+    /// readiest `<show/>`) last changed; `online` or later.
+    pub show: Stamp,
+}
+
+/// A user with a resource online.
+#[derive(Debug)]
+struct OnlineUser {
+    /// Nearly always one, so a boxed slice sized to fit, searched by name:
+    /// a hash map per user cost several hundred bytes, a vector 8 bytes
+    /// more than this, and a million online users is the size Herald is
+    /// built for.
+    resources: Box<[Resource]>,
+    since: Since,
+}
+
+impl OnlineUser {
+    fn new(at: Stamp) -> Self {
+        OnlineUser {
+            resources: Box::default(),
+            since: Since {
+                online: at,
+                show: at,
+            },
+        }
+    }
+
+    fn add(&mut self, resource: Resource) {
+        // Grown to the exact size: a vector's growth would round it up.
+        let mut grown = Vec::with_capacity(self.resources.len() + 1);
+        grown.extend(std::mem::take(&mut self.resources).into_vec());
+        grown.push(resource);
+        self.resources = grown.into_boxed_slice();
+    }
+
+    fn remove(&mut self, at: usize) {
+        let mut resources = std::mem::take(&mut self.resources).into_vec();
+        resources.swap_remove(at);
+        self.resources = resources.into_boxed_slice();
+    }
+
+    /// What a `presence` request says of the user: available, and the
+    /// readiest `<show/>`.
+    fn looks(&self) -> (Reachability, Option<Show>) {
+        (
+            reach(&self.resources, Policy::Available),
+            readiest(self.resources.iter().map(|r| r.presence)),
+        )
+    }
+
+    /// Notes `at` as the start of how the user looks now if that differs
+    /// from how they looked before the change (`looked`).
+    fn changed_since(&mut self, looked: (Reachability, Option<Show>), at: Stamp) {
+        if self.looks() != looked {
+            self.since.show = at;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PresenceBook {
-    /// user -> their online resources. Nearly always one, so a vector
-    /// sized to fit, searched by name: a hash map per user cost several
-    /// hundred bytes, and a million online users is the size Herald is
-    /// built for.
-    users: UserMap<Vec<Resource>>,
+    users: UserMap<OnlineUser>,
     resources: usize,
 }
 
@@ -119,17 +184,23 @@ impl PresenceBook {
         Self::default()
     }
 
-    /// Records an available presence from `jid`.
-    pub fn set_available(&mut self, jid: &FullJid, presence: ResourcePresence) -> PresenceChange {
-        let resources = self
+    /// Records an available presence from `jid`, come `at` then.
+    pub fn set_available(
+        &mut self,
+        jid: &FullJid,
+        presence: ResourcePresence,
+        at: Stamp,
+    ) -> PresenceChange {
+        let user = self
             .users
             .entry(jid.to_bare())
-            .or_insert_with(|| Vec::with_capacity(1));
+            .or_insert_with(|| OnlineUser::new(at));
+        let looked = user.looks();
         let name = jid.resource().as_str();
-        let previous = match resources.iter_mut().find(|r| &*r.name == name) {
+        let previous = match user.resources.iter_mut().find(|r| &*r.name == name) {
             Some(known) => Some(std::mem::replace(&mut known.presence, presence)),
             None => {
-                resources.push(Resource {
+                user.add(Resource {
                     name: name.into(),
                     presence,
                 });
@@ -137,6 +208,7 @@ impl PresenceBook {
                 None
             }
         };
+        user.changed_since(looked, at);
         PresenceChange {
             jid: jid.clone(),
             now: Some(presence.show),
@@ -144,17 +216,19 @@ impl PresenceBook {
         }
     }
 
-    /// Records that one resource went offline.
-    pub fn set_unavailable(&mut self, jid: &FullJid) -> PresenceChange {
+    /// Records that one resource went offline, `at` then.
+    pub fn set_unavailable(&mut self, jid: &FullJid, at: Stamp) -> PresenceChange {
         let bare = jid.to_bare();
         let mut removed = false;
-        if let Some(resources) = self.users.get_mut(&bare) {
+        if let Some(user) = self.users.get_mut(&bare) {
             let name = jid.resource().as_str();
-            if let Some(at) = resources.iter().position(|r| &*r.name == name) {
-                resources.swap_remove(at);
+            if let Some(place) = user.resources.iter().position(|r| &*r.name == name) {
+                let looked = user.looks();
+                user.remove(place);
+                user.changed_since(looked, at);
                 removed = true;
             }
-            if resources.is_empty() {
+            if user.resources.is_empty() {
                 self.users.remove(&bare);
             }
         }
@@ -171,11 +245,12 @@ impl PresenceBook {
     /// Forgets every resource of a user (unavailable to the bare JID,
     /// presence errors, unsubscription). Returns the resources removed.
     pub fn remove_user(&mut self, jid: &BareJid) -> Vec<FullJid> {
-        let Some(resources) = self.users.remove(jid) else {
+        let Some(user) = self.users.remove(jid) else {
             return Vec::new();
         };
-        self.resources -= resources.len();
-        resources
+        self.resources -= user.resources.len();
+        user.resources
+            .into_vec()
             .into_iter()
             .filter_map(|resource| jid.with_resource_str(&resource.name).ok())
             .collect()
@@ -188,8 +263,9 @@ impl PresenceBook {
         self.resources = 0;
         self.users
             .drain()
-            .flat_map(|(jid, resources)| {
-                resources
+            .flat_map(|(jid, user)| {
+                user.resources
+                    .into_vec()
                     .into_iter()
                     .filter_map(move |resource| jid.with_resource_str(&resource.name).ok())
             })
@@ -199,7 +275,7 @@ impl PresenceBook {
     pub fn reachability(&self, jid: &BareJid, policy: Policy) -> Reachability {
         self.users
             .get(jid)
-            .map_or(Reachability::Offline, |resources| reach(resources, policy))
+            .map_or(Reachability::Offline, |user| reach(&user.resources, policy))
     }
 
     /// The book's JID of the user whose JID `user` is the text of, when a
@@ -210,11 +286,11 @@ impl PresenceBook {
         user: UserText<'_>,
         policy: Policy,
     ) -> Result<&BareJid, Reachability> {
-        let (jid, resources) = self
+        let (jid, online) = self
             .users
             .get_key_value(&user)
             .ok_or(Reachability::Offline)?;
-        match reach(resources, policy) {
+        match reach(&online.resources, policy) {
             Reachability::Deliver => Ok(jid),
             other => Err(other),
         }
@@ -230,15 +306,18 @@ impl PresenceBook {
         self.users
             .get(jid)
             .into_iter()
-            .flatten()
+            .flat_map(|user| user.resources.iter())
             .map(|resource| resource.presence)
     }
 
     /// The most ready `<show/>` among the online resources of `jid`.
     pub fn readiest_show(&self, jid: &BareJid) -> Option<Show> {
-        self.resources_of(jid)
-            .map(|resource| resource.show)
-            .max_by_key(|show| show.readiness())
+        readiest(self.resources_of(jid))
+    }
+
+    /// Since when `jid` has been online and looked as now, if online.
+    pub fn since(&self, jid: &BareJid) -> Option<Since> {
+        self.users.get(jid).map(|user| user.since)
     }
 
     pub fn online_users(&self) -> usize {
@@ -248,6 +327,12 @@ impl PresenceBook {
     pub fn online_resources(&self) -> usize {
         self.resources
     }
+}
+
+fn readiest(resources: impl Iterator<Item = ResourcePresence>) -> Option<Show> {
+    resources
+        .map(|resource| resource.show)
+        .max_by_key(|show| show.readiness())
 }
 
 fn reach(resources: &[Resource], policy: Policy) -> Reachability {
@@ -273,128 +358,4 @@ fn reach(resources: &[Resource], policy: Policy) -> Reachability {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn full(s: &str) -> FullJid {
-        FullJid::new(s).unwrap()
-    }
-
-    fn bare(s: &str) -> BareJid {
-        BareJid::new(s).unwrap()
-    }
-
-    fn with_show(show: Show) -> ResourcePresence {
-        ResourcePresence { show, priority: 0 }
-    }
-
-    #[test]
-    fn unknown_user_is_offline() {
-        let book = PresenceBook::new();
-        assert_eq!(
-            book.reachability(&bare("a@localhost"), Policy::Online),
-            Reachability::Offline
-        );
-    }
-
-    #[test]
-    fn away_user_is_unavailable_for_available_policy_but_online_for_online_policy() {
-        let mut book = PresenceBook::new();
-        book.set_available(&full("a@localhost/phone"), with_show(Show::Away));
-        let a = bare("a@localhost");
-        assert_eq!(
-            book.reachability(&a, Policy::Available),
-            Reachability::Unavailable
-        );
-        assert_eq!(book.reachability(&a, Policy::Online), Reachability::Deliver);
-    }
-
-    #[test]
-    fn any_available_resource_makes_user_available() {
-        let mut book = PresenceBook::new();
-        book.set_available(&full("a@localhost/phone"), with_show(Show::Dnd));
-        book.set_available(&full("a@localhost/desk"), with_show(Show::Chat));
-        assert_eq!(
-            book.reachability(&bare("a@localhost"), Policy::Available),
-            Reachability::Deliver
-        );
-        assert_eq!(book.online_users(), 1);
-        assert_eq!(book.online_resources(), 2);
-    }
-
-    #[test]
-    fn last_resource_going_offline_makes_user_offline() {
-        let mut book = PresenceBook::new();
-        book.set_available(&full("a@localhost/phone"), with_show(Show::Online));
-        book.set_available(&full("a@localhost/desk"), with_show(Show::Online));
-        book.set_unavailable(&full("a@localhost/phone"));
-        let a = bare("a@localhost");
-        assert_eq!(
-            book.reachability(&a, Policy::Available),
-            Reachability::Deliver
-        );
-        let change = book.set_unavailable(&full("a@localhost/desk"));
-        assert!(change.changed);
-        assert_eq!(
-            book.reachability(&a, Policy::Available),
-            Reachability::Offline
-        );
-        assert_eq!(book.online_users(), 0);
-        assert_eq!(book.online_resources(), 0);
-    }
-
-    #[test]
-    fn negative_priority_resources_do_not_receive_bare_jid_messages() {
-        let mut book = PresenceBook::new();
-        let mut shy = with_show(Show::Online);
-        shy.priority = -1;
-        book.set_available(&full("a@localhost/bot"), shy);
-        let a = bare("a@localhost");
-        assert_eq!(
-            book.reachability(&a, Policy::Online),
-            Reachability::Unavailable
-        );
-        book.set_available(&full("a@localhost/desk"), with_show(Show::Online));
-        assert_eq!(
-            book.reachability(&a, Policy::Available),
-            Reachability::Deliver
-        );
-    }
-
-    #[test]
-    fn show_change_on_same_resource_replaces_it() {
-        let mut book = PresenceBook::new();
-        let jid = full("a@localhost/phone");
-        assert!(book.set_available(&jid, with_show(Show::Online)).changed);
-        assert!(book.set_available(&jid, with_show(Show::Away)).changed);
-        assert!(!book.set_available(&jid, with_show(Show::Away)).changed);
-        assert_eq!(book.online_resources(), 1);
-        assert_eq!(
-            book.reachability(&bare("a@localhost"), Policy::Available),
-            Reachability::Unavailable
-        );
-    }
-
-    #[test]
-    fn unavailable_for_unknown_resource_changes_nothing() {
-        let mut book = PresenceBook::new();
-        book.set_available(&full("a@localhost/phone"), with_show(Show::Online));
-        assert!(!book.set_unavailable(&full("a@localhost/other")).changed);
-        assert_eq!(book.online_resources(), 1);
-    }
-
-    #[test]
-    fn remove_user_forgets_all_resources() {
-        let mut book = PresenceBook::new();
-        book.set_available(&full("a@localhost/1"), with_show(Show::Online));
-        book.set_available(&full("a@localhost/2"), with_show(Show::Online));
-        book.set_available(&full("b@localhost/1"), with_show(Show::Online));
-        let mut removed = book.remove_user(&bare("a@localhost"));
-        removed.sort_by_key(|j| j.to_string());
-        assert_eq!(removed, vec![full("a@localhost/1"), full("a@localhost/2")]);
-        assert_eq!(book.online_resources(), 1);
-        assert_eq!(book.clear(), vec![full("b@localhost/1")]);
-        assert_eq!(book.online_users(), 0);
-        assert_eq!(book.online_resources(), 0);
-    }
-}
+mod tests;
