@@ -268,6 +268,9 @@ pub struct Deferral {
     pub waiting: Vec<(u32, String)>,
     /// The final report names who was reached late and who was missed.
     pub names: bool,
+    /// Its messages ask for delivery receipts: this many were sent at
+    /// fan-out, and receipts are counted until the window ends.
+    pub receipts: Option<usize>,
 }
 
 /// What to do with a job once the handler has seen it.

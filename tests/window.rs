@@ -2,7 +2,8 @@
 //! real c2s users: a recipient who logs in within it gets the message once
 //! and the final report counts them late; one who stays away is missed;
 //! Herald killed in the middle of a window still delivers to a late-comer
-//! after its restart, once.
+//! after its restart, once; delivery receipts (XEP-0184) a client sends
+//! back are counted in the final report.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ const QUIET: Duration = Duration::from_millis(1500);
 herald_testkit::on_both_servers!(
     a_late_comer_in_the_window_gets_it_once_and_one_who_stays_away_is_missed,
     a_window_outlives_herald_killed_in_the_middle_of_it,
+    receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them_is_not,
 );
 
 async fn a_late_comer_in_the_window_gets_it_once_and_one_who_stays_away_is_missed<S: XmppServer>() {
@@ -104,5 +106,50 @@ async fn a_window_outlives_herald_killed_in_the_middle_of_it<S: XmppServer>() {
         .await
         .expect("a final report once everyone was reached");
     assert_eq!((&last["late"], &last["missed"]), (&json!(1), &json!(0)));
+    assert_eq!(stack.herald.stop(), Some(0));
+}
+
+async fn receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them_is_not<
+    S: XmppServer,
+>() {
+    let env = [("HERALD_BROADCAST__RECEIPTS_WINDOW_SECS", "8")];
+    let mut stack = Stack::<S>::start_with_env(&["alice", "bob"], &env).await;
+    let mut finals = EventTap::bind(&stack.names.events, "job.report.final").await;
+    let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
+    await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
+    let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
+    await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
+    let job = json!({"id": "receipts", "to": ["alice@localhost", "bob@localhost"], "body": "confirm", "receipts": true});
+    stack.publish(job).await;
+    let report = next_report(&mut stack.reports, "receipts").await;
+    assert_eq!(report["sent"], 2, "{report}");
+    let message = alice.next_received(WAIT).await.expect("alice's message");
+    assert!(
+        message
+            .stanza
+            .get_child("request", "urn:xmpp:receipts")
+            .is_some(),
+        "it asks for a receipt: {:?}",
+        message.stanza
+    );
+    let id = message.id.clone().expect("a message id");
+    // Alice's client answers as XEP-0184 says, twice (a client may); bob's
+    // ignores the request.
+    for n in 0..2 {
+        alice
+            .send_xml(&format!(
+                "<message xmlns='jabber:client' to='{}' id='r{n}'><received xmlns='urn:xmpp:receipts' id='{id}'/></message>",
+                message.from
+            ))
+            .await;
+    }
+    assert_eq!(bob.next_received(WAIT).await.unwrap().body, "confirm");
+    let last = finals
+        .next_matching("job.report.final", WAIT, |p| p["id"] == "receipts")
+        .await
+        .expect("a final report when the receipts' window ends");
+    assert_eq!(last["receipts"], 1, "alice's, once: {last}");
+    assert_eq!(last["deferred"], 0, "{last}");
+    assert_eq!(stack.metric("herald_receipts_total"), 1.0);
     assert_eq!(stack.herald.stop(), Some(0));
 }

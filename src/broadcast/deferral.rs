@@ -5,7 +5,7 @@
 //! too. Pure code; the core keeps the window.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -27,27 +27,38 @@ pub struct WindowRef {
     pub refused: Option<String>,
 }
 
-/// When a job taken at `now` stops waiting: its window's end, or its
-/// deadline if that comes first. None for a job without a window.
-pub fn until(job: &Job, now: Option<SystemTime>) -> Option<SystemTime> {
-    let end = now? + job.deliver_within?;
-    Some(job.expires_at.map_or(end, |deadline| deadline.min(end)))
+/// When the window of a job taken at `now` ends: after its
+/// `deliver_within`, or its deadline if that comes first; for a job that
+/// only asks for receipts, after `receipts_window`. None for a job with
+/// neither.
+pub fn until(job: &Job, now: Option<SystemTime>, receipts_window: Duration) -> Option<SystemTime> {
+    let now = now?;
+    match job.deliver_within {
+        Some(within) => {
+            let end = now + within;
+            Some(job.expires_at.map_or(end, |deadline| deadline.min(end)))
+        }
+        None => job.receipts.then_some(now + receipts_window),
+    }
 }
 
-/// The window of `job`, walked to its end with `outcomes`, open until
-/// `until`: its recipients found offline or unavailable wait, unless more
-/// than `room` would (then nobody does, and the reference says why).
+/// The window of `job`, walked to its end with `outcomes` (recorded for a
+/// job with `deliver_within`), open until `until`: its recipients found
+/// offline or unavailable wait, unless more than `room` would (then nobody
+/// does, and the reference says why); its `sent` messages' receipts are
+/// counted if it asked for them.
 pub fn window(
     job: &Job,
-    outcomes: &Outcomes,
+    (outcomes, sent): (Option<&Outcomes>, usize),
     template: &Arc<MessageTemplate>,
     until: SystemTime,
     room: usize,
 ) -> (Option<Deferral>, WindowRef) {
+    let outcomes = outcomes.filter(|_| job.deliver_within.is_some());
     let waiting: Vec<(u32, String)> = (job.recipients.iter_from(0).enumerate())
         .filter_map(|(position, recipient)| {
             let waits = matches!(
-                outcomes.get(position),
+                outcomes.and_then(|outcomes| outcomes.get(position)),
                 Some(Outcome::Offline | Outcome::Unavailable)
             );
             match recipient {
@@ -60,6 +71,7 @@ pub fn window(
     let until_ms = until.duration_since(UNIX_EPOCH).map_or(0, |since| {
         u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     });
+    let receipts = job.receipts.then_some(sent);
     if waiting.len() > room {
         let refused = format!(
             "{} recipients would wait, and only {room} more may (broadcast.max_deferred)",
@@ -70,14 +82,23 @@ pub fn window(
             until_ms,
             refused: Some(refused),
         };
-        return (None, reference);
+        // Receipts are still counted.
+        let deferral = receipts.map(|expected| Deferral {
+            template: Arc::clone(template),
+            policy: job.policy,
+            until,
+            waiting: Vec::new(),
+            names: job.names,
+            receipts: Some(expected),
+        });
+        return (deferral, reference);
     }
     let reference = WindowRef {
         deferred: waiting.len(),
         until_ms,
         refused: None,
     };
-    if waiting.is_empty() {
+    if waiting.is_empty() && receipts.is_none() {
         return (None, reference);
     }
     let deferral = Deferral {
@@ -86,6 +107,7 @@ pub fn window(
         until,
         waiting,
         names: job.names,
+        receipts,
     };
     (Some(deferral), reference)
 }

@@ -166,7 +166,7 @@ impl Handler for Broadcast {
             None => Walk::new(&job, from, self.checkpoint_every(&job), resent),
         };
         let names = job.names.then(|| Names::of(ctx, &self.limits));
-        let until = deferral::until(&job, ctx.wall_clock());
+        let until = deferral::until(&job, ctx.wall_clock(), self.limits.receipts_window);
         let slices = Slices::new(job, template, walk, missing, (names, until));
         JobOutcome::Fanning(Box::new(slices))
     }

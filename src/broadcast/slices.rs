@@ -92,9 +92,9 @@ impl Slices {
         let names = self.names.zip(outcomes);
         let names = names.map(|(names, outcomes)| names.parts(&self.job, outcomes, stop));
         let until = self.until.filter(|_| stop.is_none());
-        let window = until.zip(outcomes).map(|(until, outcomes)| {
-            deferral::window(&self.job, outcomes, &self.template, until, room)
-        });
+        let walked = (outcomes, report.sent);
+        let window =
+            until.map(|until| deferral::window(&self.job, walked, &self.template, until, room));
         done(report, from, &self.missing_groups, names, window)
     }
 }

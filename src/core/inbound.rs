@@ -13,6 +13,7 @@ use super::{Core, InvalidStanza, Output};
 use crate::handler::{Context, Effects, Handler};
 use crate::presence::{PresenceChange, ResourcePresence};
 use crate::store::Subscription;
+use crate::xmpp::wire::RECEIPTS_NS;
 use crate::xmpp::{commands, stanzas};
 
 impl<H: Handler> Core<H> {
@@ -172,6 +173,12 @@ impl<H: Handler> Core<H> {
                 self.metrics.limited.message.inc();
                 return;
             }
+        }
+        let receipt = (message.payloads.iter())
+            .find(|payload| payload.is("received", RECEIPTS_NS))
+            .and_then(|received| received.attr("id"));
+        if let Some(id) = receipt {
+            self.on_receipt(id);
         }
         self.with_handler(|handler, ctx| handler.on_message(ctx, &message));
     }

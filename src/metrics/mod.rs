@@ -37,6 +37,8 @@ pub struct Metrics {
     /// Recipients waiting in jobs' windows, and those reached there.
     pub deferred_waiting: IntGauge,
     pub deferred_reached: IntCounter,
+    /// Delivery receipts counted for jobs that asked for them.
+    pub receipts: IntCounter,
     pub outbound_queue: IntGauge,
     /// Jobs that may be in flight now ([`crate::core`]'s window).
     pub job_window: IntGauge,
@@ -182,6 +184,11 @@ impl Metrics {
                 &registry,
                 "herald_deferred_reached_total",
                 "Recipients who waited in a job's window and were sent its message when they came online",
+            ),
+            receipts: counter(
+                &registry,
+                "herald_receipts_total",
+                "Delivery receipts (XEP-0184) counted for jobs that asked for them, each message once",
             ),
             outbound_queue: gauge(
                 &registry,

@@ -4,7 +4,7 @@
 //! simulation applies committed batches to it, and both hand what it holds
 //! to a starting core.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::{Change, CompletedJob, OpenedDeferral, StoredDeferral, Subscription};
 use crate::core::Restored;
@@ -33,6 +33,7 @@ struct Window {
     opened: OpenedDeferral,
     waiting: BTreeMap<u32, String>,
     late: BTreeMap<u32, String>,
+    receipted: BTreeSet<u32>,
 }
 
 impl Contents {
@@ -84,6 +85,7 @@ impl Contents {
                     opened,
                     waiting,
                     late: BTreeMap::new(),
+                    receipted: BTreeSet::new(),
                 };
                 self.deferrals.insert(window.opened.key.clone(), window);
             }
@@ -99,6 +101,11 @@ impl Contents {
                             window.late.insert(position, user);
                         }
                     }
+                }
+            }
+            Change::DeferredReceipts { key, positions } => {
+                if let Some(window) = self.deferrals.get_mut(&key) {
+                    window.receipted.extend(positions);
                 }
             }
             Change::DeferralClosed(key) => {
@@ -159,7 +166,11 @@ impl Contents {
                 key: window.opened.key.clone(),
                 positions: window.late.keys().copied().collect(),
             });
-            std::iter::once(opened).chain(reached)
+            let receipts = (!window.receipted.is_empty()).then(|| Change::DeferredReceipts {
+                key: window.opened.key.clone(),
+                positions: window.receipted.iter().copied().collect(),
+            });
+            std::iter::once(opened).chain(reached).chain(receipts)
         });
         subscriptions
             .chain(progress)
@@ -198,6 +209,7 @@ impl Contents {
                         ..window.opened
                     },
                     late: window.late.into_iter().collect(),
+                    receipted: window.receipted.into_iter().collect(),
                 })
                 .collect(),
         }

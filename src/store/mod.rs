@@ -82,6 +82,9 @@ pub struct OpenedDeferral {
     pub template: Vec<u8>,
     /// Each waiting recipient's position and user, in position order.
     pub waiting: Vec<(u32, String)>,
+    /// Messages sent at fan-out whose delivery receipts are counted, if
+    /// the job asked for them.
+    pub receipts: Option<u64>,
 }
 
 /// An open window as the store left it: those reached since it opened are
@@ -90,6 +93,8 @@ pub struct OpenedDeferral {
 pub struct StoredDeferral {
     pub opened: OpenedDeferral,
     pub late: Vec<(u32, String)>,
+    /// Positions whose delivery receipts came.
+    pub receipted: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +127,11 @@ pub enum Change {
     /// The server read the job's message to the recipients at these
     /// positions, who were waiting.
     DeferredReached {
+        key: String,
+        positions: Vec<u32>,
+    },
+    /// Delivery receipts came for the messages at these positions.
+    DeferredReceipts {
         key: String,
         positions: Vec<u32>,
     },

@@ -154,6 +154,12 @@ impl MessageTemplate {
         })
     }
 
+    /// What every message's id starts with (its addressee's position
+    /// follows): a receipt's id names the message it answers.
+    pub fn id_prefix(&self) -> &str {
+        &self.marks.id_prefix
+    }
+
     /// The message to `to`, as a stanza (for tests and the simulation).
     pub fn to_message(&self, to: &Addressee) -> Message {
         let mut message = Message::new(Some(Jid::from(to.jid.clone())));

@@ -5,7 +5,7 @@
 //! user to the windows they wait in makes a presence change cost one
 //! lookup, however many windows are open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +33,8 @@ pub struct Window {
     waiting: HashMap<u32, Arc<str>>,
     sending: HashMap<u32, Arc<str>>,
     pub late: Vec<(u32, Arc<str>)>,
+    /// Receipts counted, if the job asked for them.
+    pub receipts: Option<Receipts>,
     /// Messages sent again after a stream was lost before the server
     /// proved it read them.
     pub possible_duplicates: usize,
@@ -82,12 +84,24 @@ impl Window {
         if self.closing.is_some() || !self.sending.is_empty() || !self.reported && !self.restored {
             return None;
         }
-        // Nobody left to wait for: due at once, or when a retry may go.
-        let waits = !self.waiting.is_empty() && !self.stopped || !self.reported;
+        // Nobody left to wait for, nor a receipt: due at once, or when a
+        // retry may go.
+        let receipts_due =
+            (self.receipts.as_ref()).is_some_and(|r| r.got.len() < r.expected + self.late.len());
+        let waits = (!self.waiting.is_empty() || receipts_due) && !self.stopped || !self.reported;
         let end = waits.then_some(self.until);
         let at = [end, self.retry_at].into_iter().flatten().max();
         Some(at.unwrap_or(now))
     }
+}
+
+/// The delivery receipts of a window's messages.
+#[derive(Debug, Default)]
+pub struct Receipts {
+    /// Messages sent at fan-out (those sent late are in `late`).
+    pub expected: usize,
+    /// Positions whose receipt came, each once.
+    pub got: HashSet<u32>,
 }
 
 /// What a window opens with.
@@ -101,6 +115,10 @@ pub struct Opening {
     pub waiting: Vec<(u32, String)>,
     /// Reached before a restart.
     pub late: Vec<(u32, String)>,
+    /// Messages sent at fan-out whose receipts are counted, if asked.
+    pub receipts: Option<usize>,
+    /// Positions whose receipts came before a restart.
+    pub receipted: Vec<u32>,
     /// Its job's report was confirmed already.
     pub reported: bool,
     /// Opened from the store at start.
@@ -112,6 +130,9 @@ pub struct Book {
     windows: Vec<Option<Window>>,
     free: Vec<Slot>,
     by_key: HashMap<String, Slot>,
+    /// What a window's message ids start with -> the window, for those
+    /// counting receipts.
+    by_prefix: HashMap<String, Slot>,
     /// User -> each window and position they wait at.
     index: HashMap<Arc<str>, Vec<(Slot, u32)>>,
     waiting: usize,
@@ -154,6 +175,14 @@ impl Book {
         let late: Vec<(u32, Arc<str>)> = (opening.late.into_iter())
             .map(|(position, user)| (position, user.into()))
             .collect();
+        let receipts = opening.receipts.map(|expected| Receipts {
+            expected,
+            got: opening.receipted.into_iter().collect(),
+        });
+        if receipts.is_some() {
+            self.by_prefix
+                .insert(opening.template.id_prefix().to_string(), slot);
+        }
         let window = Window {
             key: opening.key.clone(),
             template: opening.template,
@@ -165,6 +194,7 @@ impl Book {
             waiting,
             sending: HashMap::new(),
             late,
+            receipts,
             possible_duplicates: 0,
             stopped: false,
             reported: opening.reported,
@@ -337,10 +367,25 @@ impl Book {
             .collect()
     }
 
+    /// A receipt for the message with `id`: the window and position it
+    /// answers, if it is new and the window still counts receipts.
+    pub fn receipt(&mut self, id: &str) -> Option<(Slot, u32)> {
+        let at = id.rfind('.')?;
+        let (prefix, position) = (&id[..=at], id[at + 1..].parse::<u32>().ok()?);
+        let slot = *self.by_prefix.get(prefix)?;
+        let window = self.get_mut(slot)?;
+        if window.stopped {
+            return None;
+        }
+        let receipts = window.receipts.as_mut()?;
+        receipts.got.insert(position).then_some((slot, position))
+    }
+
     /// The window's final report was confirmed: it is gone.
     pub fn remove(&mut self, slot: Slot) -> Option<Window> {
         let window = self.windows.get_mut(slot as usize)?.take()?;
         self.by_key.remove(&window.key);
+        self.by_prefix.remove(window.template.id_prefix());
         self.free.push(slot);
         Some(window)
     }

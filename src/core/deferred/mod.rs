@@ -49,6 +49,7 @@ impl<H: Handler> Core<H> {
             names: deferral.names,
             template: deferral.template.to_record(),
             waiting: deferral.waiting.clone(),
+            receipts: deferral.receipts.map(|n| n as u64),
         };
         self.store.write(Change::DeferralOpened(opened), self.now);
         let opening = Opening {
@@ -64,6 +65,8 @@ impl<H: Handler> Core<H> {
             names: deferral.names,
             waiting: deferral.waiting,
             late: Vec::new(),
+            receipts: deferral.receipts,
+            receipted: Vec::new(),
             reported: false,
             restored: false,
         };
@@ -76,7 +79,12 @@ impl<H: Handler> Core<H> {
         stored: Vec<StoredDeferral>,
         wall_clock: SystemTime,
     ) {
-        for StoredDeferral { opened, late } in stored {
+        for StoredDeferral {
+            opened,
+            late,
+            receipted,
+        } in stored
+        {
             let Some(template) = MessageTemplate::from_record(&opened.template) else {
                 tracing::error!(job = %opened.key, "a stored window's message is unreadable: it is dropped");
                 continue;
@@ -92,6 +100,8 @@ impl<H: Handler> Core<H> {
                 names: opened.names,
                 waiting: opened.waiting,
                 late,
+                receipts: opened.receipts.map(|n| n as usize),
+                receipted,
                 // A report still owed goes first: with the job's
                 // redelivery, or else with the final report (see
                 // `close_due_deferrals`).
@@ -157,6 +167,24 @@ impl<H: Handler> Core<H> {
                 self.store
                     .write(Change::DeferredReached { key, positions }, self.now);
             }
+        }
+        self.close_due_deferrals();
+    }
+
+    /// A delivery receipt (XEP-0184) for the message with `id`: counted
+    /// once for the open window whose message it answers, and stored.
+    pub(super) fn on_receipt(&mut self, id: &str) {
+        let Some((slot, position)) = self.deferred.receipt(id) else {
+            tracing::debug!(id, "a receipt for no open window");
+            return;
+        };
+        self.metrics.receipts.inc();
+        if let Some(window) = self.deferred.get(slot) {
+            let change = Change::DeferredReceipts {
+                key: window.key.clone(),
+                positions: vec![position],
+            };
+            self.store.write(change, self.now);
         }
         self.close_due_deferrals();
     }

@@ -224,3 +224,68 @@ fn a_job_that_would_leave_more_waiting_than_allowed_leaves_none_and_says_why() {
     h.phone_presence("bob@localhost", PresenceType::None);
     assert!(message_recipients(&run(&mut h)).is_empty());
 }
+
+/// A receipt from `from` (a full JID) for the message with `id`.
+fn receipt(from: &str, id: &str) -> Input {
+    let received: xmpp_parsers::minidom::Element =
+        format!("<received xmlns='urn:xmpp:receipts' id='{id}'/>")
+            .parse()
+            .unwrap();
+    let mut message =
+        xmpp_parsers::message::Message::new(Some(Jid::new("herald@broadcast.localhost").unwrap()));
+    message.from = Some(Jid::new(from).unwrap());
+    message.payloads.push(received);
+    Input::Stanza(message.into())
+}
+
+#[test]
+fn receipts_are_counted_once_each_until_the_window_ends() {
+    let mut h = Harness::ready();
+    h.phone_presence("carol@localhost", PresenceType::None);
+    h.phone_presence("bob@localhost", PresenceType::None);
+    h.phone_presence("bob@localhost", PresenceType::Unavailable);
+    run(&mut h);
+    // Carol never answers: the window runs to its end.
+    let job = serde_json::json!({
+        "id": "r", "to": ["alice@localhost", "bob@localhost", "carol@localhost"], "body": "b", "receipts": true,
+    });
+    h.deliver(1, &job.to_string());
+    let outputs = run(&mut h);
+    let id = outputs
+        .iter()
+        .find_map(|output| match output {
+            Output::Message { template, to } if to.jid.as_str() == "alice@localhost" => {
+                template.to_message(to).id.map(|id| id.0)
+            }
+            _ => None,
+        })
+        .expect("alice's message");
+    let asks = outputs.iter().any(|output| {
+        matches!(output, Output::Message { template, to }
+            if template.to_message(to).payloads.iter().any(|p| p.is("request", "urn:xmpp:receipts")))
+    });
+    assert!(asks, "the message asks for a receipt");
+    assert_eq!(published(&outputs, "job.report")[0]["deferred"], 0);
+
+    h.input(receipt("alice@localhost/phone", &id));
+    h.input(receipt("alice@localhost/phone", &id));
+    h.input(receipt("alice@localhost/phone", "not-ours.0"));
+    let outputs = run_and_store(&mut h);
+    let stored = changes(&outputs)
+        .into_iter()
+        .filter(|c| matches!(c, Change::DeferredReceipts { .. }))
+        .count();
+    assert_eq!(stored, 1, "one receipt stored, the repeat not");
+    // Bob comes online: the job has no window for late-comers.
+    h.phone_presence("bob@localhost", PresenceType::None);
+    assert!(message_recipients(&run(&mut h)).is_empty());
+    assert!(published(&h.drain(), "job.report.final").is_empty());
+
+    h.tick(Duration::from_secs(301));
+    let last = &published(&run(&mut h), "job.report.final")[0];
+    assert_eq!(
+        (&last["receipts"], &last["deferred"], &last["missed"]),
+        (&1.into(), &0.into(), &0.into()),
+        "{last}"
+    );
+}

@@ -21,6 +21,7 @@ const DEFERRAL_OPENED: u8 = 11;
 const DEFERRAL_WAITING: u8 = 12;
 const DEFERRED_REACHED: u8 = 13;
 const DEFERRAL_CLOSED: u8 = 14;
+const DEFERRED_RECEIPTS: u8 = 15;
 /// Members per group record: a group of a million (JIDs of up to 3 KiB)
 /// is several records, each far below [`MAX_RECORD`]. A change cut into
 /// records is still appended in one batch.
@@ -97,6 +98,9 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
                     Policy::Online => 1,
                 });
                 out.push(u8::from(opened.names));
+                // Receipts expected, plus one; 0: not asked for.
+                let receipts = opened.receipts.map_or(0, |n| n.saturating_add(1));
+                out.extend_from_slice(&receipts.to_le_bytes());
                 put_bytes(out, &opened.template);
                 put_waiting(out, chunks.next().unwrap_or_default());
             });
@@ -117,8 +121,12 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
                 });
             }
         }
-        Change::DeferredReached { key, positions } => record(out, |out| {
-            out.push(DEFERRED_REACHED);
+        Change::DeferredReached { key, positions }
+        | Change::DeferredReceipts { key, positions } => record(out, |out| {
+            out.push(match change {
+                Change::DeferredReached { .. } => DEFERRED_REACHED,
+                _ => DEFERRED_RECEIPTS,
+            });
             put_bytes(out, key.as_bytes());
             out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
             for position in positions {
@@ -255,6 +263,7 @@ pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Opti
                 _ => return None,
             },
             names: take(&mut rest, 1)?[0] != 0,
+            receipts: u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?).checked_sub(1),
             template: take_bytes(&mut rest)?.to_vec(),
             waiting: take_waiting(&mut rest)?,
         }),
@@ -262,13 +271,17 @@ pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Opti
             key: take_str(&mut rest)?.to_string(),
             waiting: take_waiting(&mut rest)?,
         },
-        DEFERRED_REACHED => {
+        DEFERRED_REACHED | DEFERRED_RECEIPTS => {
             let key = take_str(&mut rest)?.to_string();
             let count = take_u32(&mut rest)?;
             let positions = (0..count)
                 .map(|_| take_u32(&mut rest))
                 .collect::<Option<Vec<u32>>>()?;
-            Change::DeferredReached { key, positions }
+            if tag == DEFERRED_REACHED {
+                Change::DeferredReached { key, positions }
+            } else {
+                Change::DeferredReceipts { key, positions }
+            }
         }
         DEFERRAL_CLOSED => Change::DeferralClosed(take_str(&mut rest)?.to_string()),
         _ => return None,

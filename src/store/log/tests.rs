@@ -288,6 +288,7 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
         names: true,
         template: b"the message".to_vec(),
         waiting: waiting.clone(),
+        receipts: Some(3),
     };
     let (mut log, _) = Log::open(&path, 10).unwrap();
     log.append(&[
@@ -296,6 +297,10 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
         Change::DeferredReached {
             key: "open".into(),
             positions: vec![2, 4, 7],
+        },
+        Change::DeferredReceipts {
+            key: "open".into(),
+            positions: vec![1, 3],
         },
         Change::DeferralClosed("closed".into()),
     ])
@@ -313,6 +318,7 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
             ..opened("open")
         },
         late,
+        receipted: vec![1, 3],
     };
     assert_eq!(
         deferrals,
