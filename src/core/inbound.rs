@@ -12,7 +12,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use super::{Core, InvalidStanza, Output};
 use crate::handler::{Context, Effects, Handler};
 use crate::presence::{PresenceChange, ResourcePresence};
-use crate::store::Subscription;
+use crate::store::{Change, Subscription};
 use crate::xmpp::wire::RECEIPTS_NS;
 use crate::xmpp::{commands, stanzas};
 
@@ -262,5 +262,53 @@ impl<H: Handler> Core<H> {
 
     fn send(&mut self, stanza: impl Into<tokio_xmpp::Stanza>) {
         self.out.push_back(Output::Stanza(stanza.into()));
+    }
+}
+
+/// The presence book and the subscribers, as stanzas change them.
+impl<H: Handler> Core<H> {
+    /// Presence seen on a lost stream is stale; listeners hear that every
+    /// resource went away, since the new stream starts from nothing.
+    pub(super) fn forget_presence(&mut self) {
+        for jid in self.presence.clear() {
+            let change = PresenceChange {
+                jid,
+                now: None,
+                changed: true,
+            };
+            let mut effects = Effects::default();
+            let mut ctx = handler_context!(self, &mut effects);
+            self.handler.on_presence(&mut ctx, &change);
+            // Stanzas are for a stream that is gone; only events go out.
+            self.publish_events(effects.events);
+        }
+        self.update_presence_gauges();
+    }
+
+    pub(super) fn update_presence_gauges(&self) {
+        self.metrics
+            .online_users
+            .set(self.presence.online_users() as i64);
+        self.metrics
+            .online_resources
+            .set(self.presence.online_resources() as i64);
+    }
+
+    fn remember(&mut self, subscription: Subscription) {
+        if self.subscribers.insert(subscription.clone()) {
+            self.metrics
+                .subscriptions
+                .set(self.subscribers.len() as i64);
+            self.store.write(Change::Add(subscription), self.now);
+        }
+    }
+
+    fn forget(&mut self, subscription: Subscription) {
+        if self.subscribers.remove(&subscription) {
+            self.metrics
+                .subscriptions
+                .set(self.subscribers.len() as i64);
+            self.store.write(Change::Remove(subscription), self.now);
+        }
     }
 }

@@ -54,11 +54,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::groups::Groups;
-use crate::handler::{Context, Effects, Event, Handler};
+use crate::handler::{Effects, Event, Handler};
 use crate::metrics::Metrics;
-use crate::presence::{Clock, PresenceBook, PresenceChange};
+use crate::presence::{Clock, PresenceBook};
 use crate::producers::Rates;
-use crate::store::{self, Change, Subscription};
+use crate::store::Change;
 use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
@@ -345,24 +345,6 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Presence seen on a lost stream is stale; listeners hear that every
-    /// resource went away, since the new stream starts from nothing.
-    fn forget_presence(&mut self) {
-        for jid in self.presence.clear() {
-            let change = PresenceChange {
-                jid,
-                now: None,
-                changed: true,
-            };
-            let mut effects = Effects::default();
-            let mut ctx = handler_context!(self, &mut effects);
-            self.handler.on_presence(&mut ctx, &change);
-            // Stanzas are for a stream that is gone; only events go out.
-            self.publish_events(effects.events);
-        }
-        self.update_presence_gauges();
-    }
-
     fn ping(&mut self, id: String) {
         let ping = stanzas::ping(&self.settings.domain, &self.settings.server, id);
         self.out.push_back(Output::Stanza(ping.into()));
@@ -384,39 +366,11 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    fn update_presence_gauges(&self) {
-        self.metrics
-            .online_users
-            .set(self.presence.online_users() as i64);
-        self.metrics
-            .online_resources
-            .set(self.presence.online_resources() as i64);
-    }
-
     fn update_job_gauges(&self) {
         self.metrics.held_jobs.set(self.jobs.held_len() as i64);
         self.metrics
             .remembered_jobs
             .set(self.ledger.completed_len() as i64);
-    }
-
-    fn remember(&mut self, subscription: Subscription) {
-        if self.subscribers.insert(subscription.clone()) {
-            self.metrics
-                .subscriptions
-                .set(self.subscribers.len() as i64);
-            self.store.write(store::Change::Add(subscription), self.now);
-        }
-    }
-
-    fn forget(&mut self, subscription: Subscription) {
-        if self.subscribers.remove(&subscription) {
-            self.metrics
-                .subscriptions
-                .set(self.subscribers.len() as i64);
-            self.store
-                .write(store::Change::Remove(subscription), self.now);
-        }
     }
 }
 

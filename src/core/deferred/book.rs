@@ -5,104 +5,20 @@
 //! user to the windows they wait in makes a presence change cost one
 //! lookup, however many windows are open.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use xmpp_parsers::jid::BareJid;
 
-use crate::handler::Event;
 use crate::presence::{Policy, PresenceBook};
 use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate};
 
+pub use super::window::{Receipts, Window};
+
 /// A window's place in the book.
 pub type Slot = u32;
-
-#[derive(Debug)]
-pub struct Window {
-    pub key: String,
-    pub template: Arc<MessageTemplate>,
-    pub policy: Policy,
-    pub until: Instant,
-    /// `until` on the wall clock, for the report and the store.
-    pub until_ms: u64,
-    pub names: bool,
-    /// Recipients it opened with.
-    pub deferred: usize,
-    waiting: HashMap<u32, Arc<str>>,
-    sending: HashMap<u32, Arc<str>>,
-    pub late: Vec<(u32, Arc<str>)>,
-    /// Receipts counted, if the job asked for them.
-    pub receipts: Option<Receipts>,
-    /// Messages sent again after a stream was lost before the server
-    /// proved it read them.
-    pub possible_duplicates: usize,
-    /// Its final report was made: nobody more is sent anything.
-    stopped: bool,
-    /// Its job's report was confirmed: the final report may follow it.
-    reported: bool,
-    /// Opened from the store at start, its job completed and stored.
-    pub restored: bool,
-    /// Its final report carries its job's report, which was owed: that
-    /// publish's id, until the broker confirms it.
-    pub owed_report: Option<u64>,
-    /// The final report, once what it refers to is confirmed.
-    pub final_report: Option<Event>,
-    /// Its final report is out: the publish ids not yet confirmed.
-    pub closing: Option<Vec<u64>>,
-    /// Not before then is a refused final report published again.
-    pub retry_at: Option<Instant>,
-}
-
-impl Window {
-    /// The recipients still waiting, by position.
-    pub fn missed(&self) -> Vec<(u32, &str)> {
-        let mut missed: Vec<(u32, &str)> = (self.waiting.iter())
-            .map(|(position, user)| (*position, &**user))
-            .collect();
-        missed.sort_unstable_by_key(|(position, _)| *position);
-        missed
-    }
-
-    /// Its job's report was confirmed.
-    pub fn is_reported(&self) -> bool {
-        self.reported
-    }
-
-    /// Its final report is due at `now`.
-    pub fn is_due(&self, now: Instant) -> bool {
-        self.due_at(now).is_some_and(|at| at <= now)
-    }
-
-    /// When it falls due (`now` if it is), unless it waits for the
-    /// server or the broker.
-    fn due_at(&self, now: Instant) -> Option<Instant> {
-        // The job's report goes first. One a restart left owed may never
-        // come (its job was acknowledged before the store said so): that
-        // window waits for it until its end at most.
-        if self.closing.is_some() || !self.sending.is_empty() || !self.reported && !self.restored {
-            return None;
-        }
-        // Nobody left to wait for, nor a receipt: due at once, or when a
-        // retry may go.
-        let receipts_due =
-            (self.receipts.as_ref()).is_some_and(|r| r.got.len() < r.expected + self.late.len());
-        let waits = (!self.waiting.is_empty() || receipts_due) && !self.stopped || !self.reported;
-        let end = waits.then_some(self.until);
-        let at = [end, self.retry_at].into_iter().flatten().max();
-        Some(at.unwrap_or(now))
-    }
-}
-
-/// The delivery receipts of a window's messages.
-#[derive(Debug, Default)]
-pub struct Receipts {
-    /// Messages sent at fan-out (those sent late are in `late`).
-    pub expected: usize,
-    /// Positions whose receipt came, each once.
-    pub got: HashSet<u32>,
-}
 
 /// What a window opens with.
 pub struct Opening {
@@ -388,20 +304,5 @@ impl Book {
         self.by_prefix.remove(window.template.id_prefix());
         self.free.push(slot);
         Some(window)
-    }
-}
-
-impl Window {
-    /// The message to `position`, who waits, if their presence meets the
-    /// policy and the window is still open: they are then being sent it.
-    fn send(&mut self, position: u32, book: &PresenceBook, now: Instant) -> Option<Addressee> {
-        if self.closing.is_some() || self.until <= now {
-            return None;
-        }
-        let user = self.waiting.get(&position)?;
-        let jid = book.deliverable(UserText(user), self.policy).ok()?.clone();
-        let user = self.waiting.remove(&position)?;
-        self.sending.insert(position, user);
-        Some(Addressee { jid, position })
     }
 }

@@ -11,6 +11,7 @@
 mod book;
 mod closing;
 mod final_report;
+mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
