@@ -16,11 +16,20 @@ impl<H: Handler> Core<H> {
     pub(super) fn cancel_job(&mut self, id: String) -> Answer {
         // In progress in the ledger: every stanza of it is written already.
         if self.ledger.earlier(&id).is_some() {
-            return Answer::Now(Reply::result(CancelResult {
-                id,
+            let completed = CancelResult {
+                id: id.clone(),
                 state: CancelState::Completed,
                 report: None,
-            }));
+            };
+            if !self.deferred.is_open(&id) {
+                return Answer::Now(Reply::result(completed));
+            }
+            // Its window ends now: nobody more is sent it, after a
+            // restart too (the window is reopened ended).
+            self.ledger.cancel(id.clone());
+            self.store.write(Change::JobCancelled(id.clone()), self.now);
+            self.end_window(&id);
+            return Answer::AfterCommit(Reply::result(completed));
         }
         self.ledger.cancel(id.clone());
         self.store.write(Change::JobCancelled(id.clone()), self.now);

@@ -64,6 +64,11 @@ impl Book {
         self.by_key.contains_key(key)
     }
 
+    pub fn by_key_mut(&mut self, key: &str) -> Option<&mut Window> {
+        let slot = *self.by_key.get(key)?;
+        self.get_mut(slot)
+    }
+
     pub fn get(&self, slot: Slot) -> Option<&Window> {
         self.windows.get(slot as usize)?.as_ref()
     }
@@ -112,6 +117,7 @@ impl Book {
             late,
             receipts,
             possible_duplicates: 0,
+            cancelled: false,
             stopped: false,
             reported: opening.reported,
             restored: opening.restored,

@@ -60,6 +60,18 @@ impl<H: Handler> Core<H> {
         self.update_deferred_gauge();
     }
 
+    /// The window of the job `key`, if one is open, ends now (the job was
+    /// cancelled): whoever still waits is missed, and its final report
+    /// says it was cancelled.
+    pub(in crate::core) fn end_window(&mut self, key: &str) {
+        if let Some(window) = self.deferred.by_key_mut(key) {
+            window.until = window.until.min(self.now);
+            window.cancelled = true;
+            tracing::info!(job = key, "window ended by a cancellation");
+        }
+        self.close_due_deferrals();
+    }
+
     /// Whether a job with the window's key is in flight in the core.
     fn window_job_in_flight(&self, slot: Slot) -> bool {
         let Some(window) = self.deferred.get(slot) else {

@@ -21,6 +21,9 @@ struct FinalReport<'a> {
     until_ms: u64,
     #[serde(skip_serializing_if = "is_zero")]
     possible_duplicates: usize,
+    /// The window was ended early by a cancellation.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cancelled: bool,
     /// Delivery receipts counted, if the job asked for them.
     #[serde(skip_serializing_if = "Option::is_none")]
     receipts: Option<usize>,
@@ -78,6 +81,7 @@ pub fn events(window: &Window, set: u64, part_bytes: usize) -> Vec<Event> {
         missed: missed.len(),
         until_ms: window.until_ms,
         possible_duplicates: window.possible_duplicates,
+        cancelled: window.cancelled,
         receipts: window.receipts.as_ref().map(|r| r.got.len()),
         names,
     };

@@ -109,7 +109,12 @@ impl<H: Handler> Core<H> {
                 reported: !owed,
                 restored: true,
             };
+            let cancelled = self.ledger.is_cancelled(&opening.key);
+            let key = opening.key.clone();
             self.open_window(opening);
+            if cancelled {
+                self.end_window(&key);
+            }
         }
     }
 

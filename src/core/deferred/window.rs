@@ -26,6 +26,8 @@ pub struct Window {
     pub late: Vec<(u32, Arc<str>)>,
     /// Receipts counted, if the job asked for them.
     pub receipts: Option<Receipts>,
+    /// Ended early by a cancellation of its job.
+    pub cancelled: bool,
     /// Messages sent again after a stream was lost before the server
     /// proved it read them.
     pub possible_duplicates: usize,

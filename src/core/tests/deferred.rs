@@ -289,3 +289,36 @@ fn receipts_are_counted_once_each_until_the_window_ends() {
         "{last}"
     );
 }
+
+#[test]
+fn cancelling_a_completed_job_ends_its_window_and_nobody_more_gets_it() {
+    let (mut h, _) = window_job(false);
+    h.input(Input::Request(crate::core::Request {
+        id: crate::core::RequestId {
+            generation: 1,
+            tag: 1,
+        },
+        payload: br#"{"op": "cancel", "id": "w"}"#.to_vec(),
+        reply_to: Some("amq.rabbitmq.reply-to.g1".into()),
+        correlation_id: None,
+        user_id: None,
+        received_at: wall_clock(),
+    }));
+    let outputs = run(&mut h);
+    let reply = outputs.iter().find_map(|output| match output {
+        Output::Publish(publish) if matches!(publish.destination, Destination::Reply { .. }) => {
+            serde_json::from_slice::<serde_json::Value>(&publish.payload).ok()
+        }
+        _ => None,
+    });
+    assert_eq!(reply.unwrap()["result"]["state"], "completed");
+    assert!(changes(&outputs).contains(&Change::JobCancelled("w".into())));
+    let last = &published(&outputs, "job.report.final")[0];
+    assert_eq!(
+        (&last["cancelled"], &last["late"], &last["missed"]),
+        (&true.into(), &0.into(), &2.into()),
+        "{last}"
+    );
+    h.phone_presence("bob@localhost", PresenceType::None);
+    assert!(message_recipients(&run(&mut h)).is_empty());
+}
