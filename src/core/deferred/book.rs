@@ -11,23 +11,18 @@ use std::time::Instant;
 
 use xmpp_parsers::jid::BareJid;
 
-use crate::presence::{Policy, PresenceBook};
+use crate::presence::PresenceBook;
 use crate::user_text::UserText;
-use crate::xmpp::wire::{Addressee, MessageTemplate};
+use crate::xmpp::wire::Addressee;
 
-pub use super::window::{Receipts, Window};
+pub use super::window::{Receipts, Terms, Window};
 
 /// A window's place in the book.
 pub type Slot = u32;
 
 /// What a window opens with.
 pub struct Opening {
-    pub key: String,
-    pub template: Arc<MessageTemplate>,
-    pub policy: Policy,
-    pub until: Instant,
-    pub until_ms: u64,
-    pub names: bool,
+    pub terms: Terms,
     pub waiting: Vec<(u32, String)>,
     /// Reached before a restart.
     pub late: Vec<(u32, String)>,
@@ -79,7 +74,7 @@ impl Book {
 
     /// Opens a window; None if one is open for the key already.
     pub fn open(&mut self, opening: Opening) -> Option<Slot> {
-        if self.by_key.contains_key(&opening.key) {
+        if self.by_key.contains_key(&opening.terms.key) {
             return None;
         }
         let slot = self.free.pop().unwrap_or(self.windows.len() as Slot);
@@ -102,15 +97,11 @@ impl Book {
         });
         if receipts.is_some() {
             self.by_prefix
-                .insert(opening.template.id_prefix().to_string(), slot);
+                .insert(opening.terms.template.id_prefix().to_string(), slot);
         }
+        let key = opening.terms.key.clone();
         let window = Window {
-            key: opening.key.clone(),
-            template: opening.template,
-            policy: opening.policy,
-            until: opening.until,
-            until_ms: opening.until_ms,
-            names: opening.names,
+            terms: opening.terms,
             deferred: waiting.len() + late.len(),
             waiting,
             sending: HashMap::new(),
@@ -130,7 +121,7 @@ impl Book {
             Some(free) => *free = Some(window),
             None => self.windows.push(Some(window)),
         }
-        self.by_key.insert(opening.key, slot);
+        self.by_key.insert(key, slot);
         Some(slot)
     }
 
@@ -176,7 +167,10 @@ impl Book {
             return Vec::new();
         };
         let positions: Vec<u32> = (window.waiting.iter())
-            .filter(|(_, user)| book.deliverable(UserText(user), window.policy).is_ok())
+            .filter(|(_, user)| {
+                book.deliverable(UserText(user), window.terms.policy)
+                    .is_ok()
+            })
             .map(|(position, _)| *position)
             .collect();
         let mut sends = Vec::new();
@@ -306,8 +300,8 @@ impl Book {
     /// The window's final report was confirmed: it is gone.
     pub fn remove(&mut self, slot: Slot) -> Option<Window> {
         let window = self.windows.get_mut(slot as usize)?.take()?;
-        self.by_key.remove(&window.key);
-        self.by_prefix.remove(window.template.id_prefix());
+        self.by_key.remove(&window.terms.key);
+        self.by_prefix.remove(window.terms.template.id_prefix());
         self.free.push(slot);
         Some(window)
     }

@@ -34,13 +34,16 @@ impl<H: Handler> Core<H> {
             let Some(window) = self.deferred.get(slot) else {
                 continue;
             };
-            let mut events =
-                final_report::events(window, window.until_ms, self.settings.names_part_bytes);
+            let mut events = final_report::events(
+                window,
+                window.terms.until_ms,
+                self.settings.names_part_bytes,
+            );
             let last = events.pop();
             // The job's report, if a restart left it owed (the window is
             // stored, so its job's completion is): the final report never
             // comes without it.
-            let key = window.key.clone();
+            let key = window.terms.key.clone();
             let restored = window.restored;
             let owed = (self.ledger.earlier(&key)).filter(|job| job.report_owed && restored);
             let owed = owed.map(|job| job.report.clone());
@@ -65,7 +68,7 @@ impl<H: Handler> Core<H> {
     /// says it was cancelled.
     pub(in crate::core) fn end_window(&mut self, key: &str) {
         if let Some(window) = self.deferred.by_key_mut(key) {
-            window.until = window.until.min(self.now);
+            window.terms.until = window.terms.until.min(self.now);
             window.cancelled = true;
             tracing::info!(job = key, "window ended by a cancellation");
         }
@@ -77,7 +80,7 @@ impl<H: Handler> Core<H> {
         let Some(window) = self.deferred.get(slot) else {
             return false;
         };
-        let key = window.key.as_str();
+        let key = window.terms.key.as_str();
         !window.is_reported()
             && !(self.jobs)
                 .ids_where(|job| job.key.as_deref() == Some(key))
@@ -130,7 +133,7 @@ impl<H: Handler> Core<H> {
         if window.owed_report == Some(id) {
             // No longer owed by anyone.
             window.owed_report = None;
-            let key = window.key.clone();
+            let key = window.terms.key.clone();
             self.store.write(Change::JobReported(key), self.now);
         }
         let Some(window) = self.deferred.get_mut(slot) else {
@@ -146,7 +149,7 @@ impl<H: Handler> Core<H> {
         if window.final_report.is_some() {
             self.publish_final_if_ready(slot);
         } else {
-            let key = window.key.clone();
+            let key = window.terms.key.clone();
             self.deferred.remove(slot);
             self.store.write(Change::DeferralClosed(key), self.now);
         }
@@ -179,7 +182,7 @@ impl<H: Handler> Core<H> {
         window.final_report = None;
         window.retry_at = Some(self.now + FINAL_RETRY);
         if window.owed_report.take().is_some() {
-            self.ledger.owe(&window.key);
+            self.ledger.owe(&window.terms.key);
         }
     }
 }

@@ -57,12 +57,12 @@ fn is_zero(n: &usize) -> bool {
 pub fn events(window: &Window, set: u64, part_bytes: usize) -> Vec<Event> {
     let missed = window.missed();
     let mut events = Vec::new();
-    let names = window.names.then(|| {
+    let names = window.terms.names.then(|| {
         let mut late: Vec<(u32, &str)> = (window.late.iter())
             .map(|(position, user)| (*position, &**user))
             .collect();
         late.sort_unstable_by_key(|(position, _)| *position);
-        let parts = parts(&window.key, set, part_bytes, &late, &missed);
+        let parts = parts(&window.terms.key, set, part_bytes, &late, &missed);
         let count = parts.len();
         events.extend(parts.into_iter().enumerate().map(|(at, part)| {
             let part = Part {
@@ -75,11 +75,11 @@ pub fn events(window: &Window, set: u64, part_bytes: usize) -> Vec<Event> {
         NamesRef { set, parts: count }
     });
     let report = FinalReport {
-        id: &window.key,
+        id: &window.terms.key,
         deferred: window.deferred,
         late: window.late.len(),
         missed: missed.len(),
-        until_ms: window.until_ms,
+        until_ms: window.terms.until_ms,
         possible_duplicates: window.possible_duplicates,
         cancelled: window.cancelled,
         receipts: window.receipts.as_ref().map(|r| r.got.len()),

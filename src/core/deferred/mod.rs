@@ -24,7 +24,7 @@ use super::{Core, Covered, Output};
 use crate::handler::{Deferral, Handler};
 use crate::store::{Change, OpenedDeferral, StoredDeferral};
 use crate::xmpp::wire::{MessageTemplate, Outgoing};
-use book::Opening;
+use book::{Opening, Terms};
 
 impl<H: Handler> Core<H> {
     /// Recipients more jobs may leave waiting: the bound less those
@@ -53,7 +53,7 @@ impl<H: Handler> Core<H> {
             receipts: deferral.receipts.map(|n| n as u64),
         };
         self.store.write(Change::DeferralOpened(opened), self.now);
-        let opening = Opening {
+        let terms = Terms {
             key: key.to_string(),
             template: deferral.template,
             policy: deferral.policy,
@@ -64,6 +64,9 @@ impl<H: Handler> Core<H> {
                     .unwrap_or_default(),
             until_ms,
             names: deferral.names,
+        };
+        let opening = Opening {
+            terms,
             waiting: deferral.waiting,
             late: Vec::new(),
             receipts: deferral.receipts,
@@ -92,13 +95,16 @@ impl<H: Handler> Core<H> {
             };
             let until = UNIX_EPOCH + Duration::from_millis(opened.until_ms);
             let owed = (self.ledger.earlier(&opened.key)).is_some_and(|job| job.report_owed);
-            let opening = Opening {
+            let terms = Terms {
                 key: opened.key,
                 template: Arc::new(template),
                 policy: opened.policy,
                 until: self.now + until.duration_since(wall_clock).unwrap_or_default(),
                 until_ms: opened.until_ms,
                 names: opened.names,
+            };
+            let opening = Opening {
+                terms,
                 waiting: opened.waiting,
                 late,
                 receipts: opened.receipts.map(|n| n as usize),
@@ -109,8 +115,8 @@ impl<H: Handler> Core<H> {
                 reported: !owed,
                 restored: true,
             };
-            let cancelled = self.ledger.is_cancelled(&opening.key);
-            let key = opening.key.clone();
+            let cancelled = self.ledger.is_cancelled(&opening.terms.key);
+            let key = opening.terms.key.clone();
             self.open_window(opening);
             if cancelled {
                 self.end_window(&key);
@@ -150,7 +156,7 @@ impl<H: Handler> Core<H> {
                 continue;
             };
             let position = to.position;
-            let template = Arc::clone(&window.template);
+            let template = Arc::clone(&window.terms.template);
             self.out
                 .push_back(Output::from(Outgoing::Message { template, to }));
             self.barriers.push(Covered::Deferred { slot, position });
@@ -169,7 +175,7 @@ impl<H: Handler> Core<H> {
                 .collect();
             self.metrics.deferred_reached.inc_by(positions.len() as u64);
             if let (Some(window), false) = (self.deferred.get(slot), positions.is_empty()) {
-                let key = window.key.clone();
+                let key = window.terms.key.clone();
                 self.store
                     .write(Change::DeferredReached { key, positions }, self.now);
             }
@@ -187,7 +193,7 @@ impl<H: Handler> Core<H> {
         self.metrics.receipts.inc();
         if let Some(window) = self.deferred.get(slot) {
             let change = Change::DeferredReceipts {
-                key: window.key.clone(),
+                key: window.terms.key.clone(),
                 positions: vec![position],
             };
             self.store.write(change, self.now);

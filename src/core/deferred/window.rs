@@ -10,8 +10,10 @@ use crate::presence::{Policy, PresenceBook};
 use crate::user_text::UserText;
 use crate::xmpp::wire::{Addressee, MessageTemplate};
 
+/// What a window is for: its job's key and message, who may be sent it,
+/// until when, and whether its final report names them.
 #[derive(Debug)]
-pub struct Window {
+pub struct Terms {
     pub key: String,
     pub template: Arc<MessageTemplate>,
     pub policy: Policy,
@@ -19,6 +21,11 @@ pub struct Window {
     /// `until` on the wall clock, for the report and the store.
     pub until_ms: u64,
     pub names: bool,
+}
+
+#[derive(Debug)]
+pub struct Window {
+    pub terms: Terms,
     /// Recipients it opened with.
     pub deferred: usize,
     pub(super) waiting: HashMap<u32, Arc<str>>,
@@ -82,7 +89,7 @@ impl Window {
         let receipts_due =
             (self.receipts.as_ref()).is_some_and(|r| r.got.len() < r.expected + self.late.len());
         let waits = (!self.waiting.is_empty() || receipts_due) && !self.stopped || !self.reported;
-        let end = waits.then_some(self.until);
+        let end = waits.then_some(self.terms.until);
         let at = [end, self.retry_at].into_iter().flatten().max();
         Some(at.unwrap_or(now))
     }
@@ -106,11 +113,14 @@ impl Window {
         book: &PresenceBook,
         now: Instant,
     ) -> Option<Addressee> {
-        if self.closing.is_some() || self.until <= now {
+        if self.closing.is_some() || self.terms.until <= now {
             return None;
         }
         let user = self.waiting.get(&position)?;
-        let jid = book.deliverable(UserText(user), self.policy).ok()?.clone();
+        let jid = book
+            .deliverable(UserText(user), self.terms.policy)
+            .ok()?
+            .clone();
         let user = self.waiting.remove(&position)?;
         self.sending.insert(position, user);
         Some(Addressee { jid, position })
