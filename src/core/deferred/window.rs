@@ -76,11 +76,11 @@ impl Window {
     }
 
     /// When it falls due (`now` if it is), unless it waits for the
-    /// server or the broker.
+    /// server or the broker. A live window's job report goes first (it is
+    /// confirmed before the window may close); a restored window's, if a
+    /// restart left it owed, goes with the final report, whose job may
+    /// have been acknowledged already and so never be redelivered.
     pub(super) fn due_at(&self, now: Instant) -> Option<Instant> {
-        // The job's report goes first. One a restart left owed may never
-        // come (its job was acknowledged before the store said so): that
-        // window waits for it until its end at most.
         if self.closing.is_some() || !self.sending.is_empty() || !self.reported && !self.restored {
             return None;
         }
@@ -88,7 +88,7 @@ impl Window {
         // retry may go.
         let receipts_due =
             (self.receipts.as_ref()).is_some_and(|r| r.got.len() < r.expected + self.late.len());
-        let waits = (!self.waiting.is_empty() || receipts_due) && !self.stopped || !self.reported;
+        let waits = (!self.waiting.is_empty() || receipts_due) && !self.stopped;
         let end = waits.then_some(self.terms.until);
         let at = [end, self.retry_at].into_iter().flatten().max();
         Some(at.unwrap_or(now))

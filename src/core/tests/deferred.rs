@@ -322,3 +322,42 @@ fn cancelling_a_completed_job_ends_its_window_and_nobody_more_gets_it() {
     h.phone_presence("bob@localhost", PresenceType::None);
     assert!(message_recipients(&run(&mut h)).is_empty());
 }
+
+#[test]
+fn after_a_restart_that_left_its_report_owed_a_window_publishes_the_report_first_and_does_not_wait_for_its_end(
+) {
+    let (mut h, mut outputs) = window_job(false);
+    outputs.extend(run_and_store(&mut h));
+    h.phone_presence("bob@localhost", PresenceType::None);
+    outputs.extend(run_and_store(&mut h));
+    // Killed before the store had that the report was confirmed.
+    let mut contents = Contents::new(10);
+    for change in changes(&outputs) {
+        if !matches!(change, Change::JobReported(_)) {
+            contents.apply(change);
+        }
+    }
+    let mut h = Harness::ready_restored(|_| {}, contents.into_restored());
+    run(&mut h);
+    h.phone_presence("carol@localhost", PresenceType::None);
+    let outputs = run(&mut h);
+    assert_eq!(message_recipients(&outputs), ["carol@localhost"]);
+    let reports: Vec<&str> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Publish(publish) => match &publish.destination {
+                Destination::Events { routing_key } => Some(routing_key.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        ["job.report", "job.report.final"],
+        "the owed report first, long before the window's end"
+    );
+    assert!(published(&outputs, "job.report")[0]
+        .get("duplicate")
+        .is_none());
+}
