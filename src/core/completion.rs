@@ -110,8 +110,8 @@ impl<H: Handler> Core<H> {
             (Some(key), Some(report)) => {
                 let (key, report) = (key.clone(), report.clone());
                 job.stage = Stage::Storing;
-                let deferral = job.deferral.take();
                 let wall_clock = job.wall_clock(self.now);
+                let deferral = self.jobs.take_deferral(id);
                 // Opened in the batch that remembers the job as completed:
                 // a report saying who waits is never ahead of the store.
                 if let Some(deferral) = deferral {

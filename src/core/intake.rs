@@ -195,9 +195,9 @@ impl<H: Handler> Core<H> {
                     job.key = key;
                     job.report = report;
                     job.names = names;
-                    job.deferral = deferral;
                     job.stage = Stage::Written;
                 }
+                self.jobs.set_deferral(id, deferral);
                 self.barriers.push(Covered::Job(id));
             }
         }

@@ -102,6 +102,9 @@ pub struct Jobs {
     /// settled (a lane's channel numbers its deliveries on its own).
     windows: [AckWindow<u64>; 2],
     next_ticket: u64,
+    /// Recipients in the deferrals jobs of the table carry: counted as
+    /// they come and go, since every job's examination asks.
+    deferred_pending: usize,
 }
 
 impl Jobs {
@@ -111,10 +114,31 @@ impl Jobs {
 
     /// Recipients of completed jobs whose windows are yet to open.
     pub fn deferred_waiting(&self) -> usize {
-        (self.table.values())
-            .filter_map(|job| job.deferral.as_ref())
-            .map(|deferral| deferral.waiting.len())
-            .sum()
+        self.deferred_pending
+    }
+
+    /// The job's window, to open once it completes.
+    pub fn set_deferral(&mut self, id: JobId, deferral: Option<Deferral>) {
+        let Some(job) = self.table.get_mut(&id) else {
+            return;
+        };
+        let count = |d: &Option<Deferral>| d.as_ref().map_or(0, |d| d.waiting.len());
+        self.deferred_pending -= count(&job.deferral);
+        self.deferred_pending += count(&deferral);
+        job.deferral = deferral;
+    }
+
+    /// The job's window, taken to be opened.
+    pub fn take_deferral(&mut self, id: JobId) -> Option<Deferral> {
+        let deferral = self.table.get_mut(&id)?.deferral.take()?;
+        self.deferred_pending -= deferral.waiting.len();
+        Some(deferral)
+    }
+
+    /// `job` left the table.
+    fn removed(&mut self, job: Job) -> Job {
+        self.deferred_pending -= job.deferral.as_ref().map_or(0, |d| d.waiting.len());
+        job
     }
 
     pub fn held_len(&self) -> usize {
@@ -254,6 +278,7 @@ impl Jobs {
     /// The job is done with: acknowledged, in delivery order.
     pub fn ack(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
         let job = self.table.remove(&id)?;
+        let job = self.removed(job);
         let window = &mut self.windows[id.lane.index()];
         if let Some(Ack::UpTo(tag)) = window.done(id.tag, id.tag) {
             out.push_back(Output::Ack {
@@ -268,6 +293,7 @@ impl Jobs {
     /// past it.
     pub fn requeue(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
         let job = self.table.remove(&id)?;
+        let job = self.removed(job);
         if matches!(job.stage, Stage::Held(_)) {
             self.held[id.lane.index()].retain(|held| *held != id);
         }
@@ -289,9 +315,10 @@ impl Jobs {
             held.retain(|id| id.generation != generation);
         }
         self.windows = Default::default();
-        ids.into_iter()
+        let gone: Vec<Job> = (ids.into_iter())
             .filter_map(|id| self.table.remove(&id))
-            .collect()
+            .collect();
+        gone.into_iter().map(|job| self.removed(job)).collect()
     }
 }
 
