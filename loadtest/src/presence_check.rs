@@ -79,7 +79,7 @@ pub async fn wrong(
             users.len()
         )));
     }
-    let wrong = users
+    let wrong: Vec<_> = users
         .iter()
         .zip(&reply.result.users)
         .filter(|((jid, expected), answer)| {
@@ -87,8 +87,15 @@ pub async fn wrong(
                 || answer.online != expected.online
                 || answer.available != expected.available
         })
-        .count();
-    Some(Ok(wrong))
+        .collect();
+    // Who, for whoever looks into a disagreement.
+    for ((jid, expected), answer) in wrong.iter().take(10) {
+        eprintln!(
+            "  {jid}: expected online {} available {}, Herald said {} online {} available {}",
+            expected.online, expected.available, answer.jid, answer.online, answer.available
+        );
+    }
+    Some(Ok(wrong.len()))
 }
 
 /// Once the churn has stopped: whether Herald places every user right,
