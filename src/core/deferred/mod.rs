@@ -204,8 +204,11 @@ impl<H: Handler> Core<H> {
     /// The report of the job `key` was confirmed: its window's final
     /// report, which must come after it, may go.
     pub(super) fn on_job_reported(&mut self, key: &str) {
-        self.deferred.reported(key);
-        self.close_due_deferrals();
+        // Every job's report passes here; most jobs have no window.
+        if self.deferred.is_open(key) {
+            self.deferred.reported(key);
+            self.close_due_deferrals();
+        }
     }
 
     /// The stream was lost before the server proved it read this message:
