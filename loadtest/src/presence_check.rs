@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use herald_testkit::c2s::raw::RESOURCE;
+use herald_testkit::c2s::XmppUser;
+
 use crate::component::Component;
 use crate::report::RunResult;
 use crate::run::RunSpec;
@@ -42,21 +45,40 @@ struct Answer {
     available: bool,
 }
 
+/// How long the server's own view of a user is collected for.
+const SERVER_VIEW: Duration = Duration::from_secs(3);
+
+/// The resource the server's view of a user is asked from.
+const CHECK_RESOURCE: &str = "presence-check";
+
 /// How many of `users` Herald placed wrongly, after waiting until it counts
 /// as many online resources as are expected online (or [`SETTLE`]); None
 /// for a component that cannot be asked.
 pub async fn wrong(
+    server: &dyn XmppServer,
     component: &Component,
     users: &[(String, Expected)],
 ) -> Option<Result<usize, String>> {
     let online = users.iter().filter(|(_, e)| e.online).count();
     let deadline = Instant::now() + SETTLE;
+    let mut seen = None;
     while Instant::now() < deadline {
         match component.metric("herald_online_resources").await {
-            Ok(Some(seen)) if seen as usize == online => break,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(Some(count)) if count as usize == online => {
+                seen = None;
+                break;
+            }
+            Ok(count) => {
+                seen = count;
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
             Err(e) => return Some(Err(e)),
         }
+    }
+    if let Some(count) = seen {
+        eprintln!(
+            "  after {SETTLE:?} Herald still counted {count} online resources, {online} expected"
+        );
     }
     let mut args = vec!["presence".to_string(), "--timeout".into(), "60".into()];
     args.extend(users.iter().map(|(jid, _)| jid.clone()));
@@ -88,14 +110,55 @@ pub async fn wrong(
                 || answer.available != expected.available
         })
         .collect();
-    // Who, for whoever looks into a disagreement.
+    // Who, and what the server itself says of them, for whoever looks into
+    // a disagreement.
     for ((jid, expected), answer) in wrong.iter().take(10) {
+        let (local, _) = jid.split_once('@').unwrap_or((jid, ""));
         eprintln!(
-            "  {jid}: expected online {} available {}, Herald said {} online {} available {}",
-            expected.online, expected.available, answer.jid, answer.online, answer.available
+            "  {jid}: expected online {} available {}, Herald said {} online {} available {}; \
+             the server: {}",
+            expected.online,
+            expected.available,
+            answer.jid,
+            answer.online,
+            answer.available,
+            server_view(server, local).await
         );
     }
     Some(Ok(wrong.len()))
+}
+
+/// Whether the server itself has the user's load-test resource online: a
+/// session of the user's own that comes online is sent the presence of
+/// every other resource of theirs that is (RFC 6121, 4.2.2).
+async fn server_view(server: &dyn XmppServer, user: &str) -> String {
+    let addr = server.c2s_addr();
+    let login = XmppUser::connect(
+        &addr,
+        server.domain(),
+        user,
+        server.password(user),
+        CHECK_RESOURCE,
+    );
+    let mut session = match tokio::time::timeout(SERVER_VIEW * 10, login).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return format!("could not log in to ask ({e})"),
+        Err(_) => return "could not log in to ask (timed out)".into(),
+    };
+    session.send_presence(None, 0).await;
+    session.collect_messages(SERVER_VIEW).await;
+    let resource = format!("{}/{RESOURCE}", session.bare_jid());
+    let last = session
+        .presences()
+        .iter()
+        .filter(|p| p.attr("from") == Some(resource.as_str()))
+        .next_back()
+        .map(|p| p.attr("type").unwrap_or("available").to_string());
+    session.disconnect().await;
+    match last {
+        Some(kind) => format!("{RESOURCE} resource {kind}"),
+        None => format!("{RESOURCE} resource not online"),
+    }
 }
 
 /// Once the churn has stopped: whether Herald places every user right,
@@ -123,7 +186,7 @@ pub async fn record(
         .iter()
         .map(|user| (server.jid(user), gone));
     let users: Vec<(String, Expected)> = swarm.chain(churners).collect();
-    if let Some(wrong) = wrong(component, &users).await {
+    if let Some(wrong) = wrong(server, component, &users).await {
         let wrong = wrong?;
         eprintln!(
             "  presence once the churn settled: {} of {} users placed right",
