@@ -169,6 +169,11 @@ impl Component {
         self.log.tail(lines)
     }
 
+    /// The lines of the kept log (the last [`LOG_LINES`]) holding `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.log.lines_with(needle)
+    }
+
     /// An error once the process has exited.
     pub fn check_running(&mut self) -> Result<(), String> {
         match self.child.try_wait() {

@@ -125,6 +125,14 @@ pub async fn wrong(
             server_view(server, local).await
         );
     }
+    if !wrong.is_empty() {
+        // An element Herald could not read would have been logged so.
+        for level in ["WARN", "ERROR"] {
+            for line in component.log_lines_with(level).iter().take(20) {
+                eprintln!("  Herald logged: {line}");
+            }
+        }
+    }
     Some(Ok(wrong.len()))
 }
 

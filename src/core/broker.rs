@@ -5,9 +5,9 @@
 //! Herald send a job's messages twice. When the connection is lost its
 //! publishes are forgotten: the broker requeued their jobs.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::id_map::IdMap;
 use super::io::{Destination, JobId, Publish};
 use crate::backoff::Backoff;
 
@@ -40,7 +40,7 @@ pub struct Broker {
     /// The newest connection ever up: anything of an older one is stale.
     newest: u64,
     next_id: u64,
-    awaiting: HashMap<u64, Awaiting>,
+    awaiting: IdMap<u64, Awaiting>,
     refused: Vec<Publish>,
     retry_at: Option<Instant>,
     backoff: Backoff,
@@ -54,7 +54,7 @@ impl Broker {
             live: None,
             newest: 0,
             next_id: 0,
-            awaiting: HashMap::new(),
+            awaiting: IdMap::default(),
             refused: Vec::new(),
             retry_at: None,
             backoff: Backoff::new(max_backoff),

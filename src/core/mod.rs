@@ -37,6 +37,7 @@ mod control;
 mod deferred;
 mod fanning;
 mod groups;
+mod id_map;
 mod inbound;
 mod intake;
 pub mod io;

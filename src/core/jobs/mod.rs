@@ -15,10 +15,11 @@
 //! behind it, which are examined early so that their own probes travel
 //! meanwhile. Acknowledgements go in delivery order ([`AckWindow`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Instant, SystemTime};
 
 use super::ack_window::{Ack, AckWindow};
+use super::id_map::IdMap;
 use super::io::{Delivery, JobId, Lane, Output};
 use crate::handler::{Deferral, Event};
 
@@ -95,7 +96,7 @@ impl Job {
 
 #[derive(Debug, Default)]
 pub struct Jobs {
-    table: HashMap<JobId, Job>,
+    table: IdMap<JobId, Job>,
     /// Each lane's held jobs, in the order they were taken.
     held: [VecDeque<JobId>; 2],
     /// Each lane's deliveries of the current broker connection not yet
