@@ -2,7 +2,9 @@
 //! settled, Herald is asked (`herald presence`, the control plane) about
 //! every user of the run, and its answer is compared with who is really
 //! logged in: the swarm's users online (available, or away for the first
-//! `away`), the churners offline.
+//! `away`), the churners offline, as the run meant it; and each user
+//! Herald places otherwise is asked about at the server itself, which has
+//! the last word (a churner's last logout may still be on its way).
 
 use std::time::{Duration, Instant};
 
@@ -45,15 +47,30 @@ struct Answer {
     available: bool,
 }
 
+impl Answer {
+    fn look(&self) -> Expected {
+        Expected {
+            online: self.online,
+            available: self.available,
+        }
+    }
+}
+
 /// How long the server's own view of a user is collected for.
 const SERVER_VIEW: Duration = Duration::from_secs(3);
 
 /// The resource the server's view of a user is asked from.
 const CHECK_RESOURCE: &str = "presence-check";
 
+/// At most this many users Herald places differently from the run's
+/// expectation are asked about at the server, at once; the others count
+/// as wrong.
+const ASKED: usize = 200;
+
 /// How many of `users` Herald placed wrongly, after waiting until it counts
-/// as many online resources as are expected online (or [`SETTLE`]); None
-/// for a component that cannot be asked.
+/// as many online resources as are expected online (or [`SETTLE`]): those
+/// it places otherwise than the run expects and than the server itself
+/// does. None for a component that cannot be asked.
 pub async fn wrong(
     server: &dyn XmppServer,
     component: &Component,
@@ -101,31 +118,44 @@ pub async fn wrong(
             users.len()
         )));
     }
-    let wrong: Vec<_> = users
+    let disagreeing: Vec<_> = users
         .iter()
         .zip(&reply.result.users)
-        .filter(|((jid, expected), answer)| {
-            answer.jid != *jid
-                || answer.online != expected.online
-                || answer.available != expected.available
-        })
+        .filter(|((jid, expected), answer)| answer.jid != *jid || answer.look() != *expected)
         .collect();
-    // Who, and what the server itself says of them, for whoever looks into
-    // a disagreement.
-    for ((jid, expected), answer) in wrong.iter().take(10) {
-        let (local, _) = jid.split_once('@').unwrap_or((jid, ""));
+    // The run's expectation is what the load test meant to happen; who is
+    // really logged in is the server's to say. Each user Herald places
+    // differently is asked about at the server (at most ASKED of them):
+    // Herald is wrong unless the server says what Herald said.
+    let views = futures_util::future::join_all(
+        disagreeing
+            .iter()
+            .take(ASKED)
+            .map(|((jid, _), _)| server_view(server, jid)),
+    )
+    .await;
+    let mut wrong = disagreeing.len().saturating_sub(ASKED);
+    for (((jid, expected), answer), view) in disagreeing.iter().zip(&views) {
+        let herald = answer.look();
+        let agrees = matches!(view, Ok(view) if *view == herald);
+        if !agrees {
+            wrong += 1;
+        }
         eprintln!(
-            "  {jid}: expected online {} available {}, Herald said {} online {} available {}; \
-             the server: {}",
-            expected.online,
-            expected.available,
+            "  {jid}: expected {expected:?}, Herald said {herald:?} (for {}), the server {}: {}",
             answer.jid,
-            answer.online,
-            answer.available,
-            server_view(server, local).await
+            match view {
+                Ok(view) => format!("{view:?}"),
+                Err(e) => e.clone(),
+            },
+            if agrees {
+                "Herald is right"
+            } else {
+                "Herald is wrong"
+            },
         );
     }
-    if !wrong.is_empty() {
+    if wrong > 0 {
         // An element Herald could not read would have been logged so.
         for level in ["WARN", "ERROR"] {
             for line in component.log_lines_with(level).iter().take(20) {
@@ -133,13 +163,14 @@ pub async fn wrong(
             }
         }
     }
-    Some(Ok(wrong.len()))
+    Some(Ok(wrong))
 }
 
-/// Whether the server itself has the user's load-test resource online: a
-/// session of the user's own that comes online is sent the presence of
-/// every other resource of theirs that is (RFC 6121, 4.2.2).
-async fn server_view(server: &dyn XmppServer, user: &str) -> String {
+/// How the server itself has the user's load-test resource: a session of
+/// the user's own that comes online is sent the presence of every other
+/// resource of theirs that is online (RFC 6121, 4.2.2).
+async fn server_view(server: &dyn XmppServer, jid: &str) -> Result<Expected, String> {
+    let (user, _) = jid.split_once('@').unwrap_or((jid, ""));
     let addr = server.c2s_addr();
     let login = XmppUser::connect(
         &addr,
@@ -150,8 +181,8 @@ async fn server_view(server: &dyn XmppServer, user: &str) -> String {
     );
     let mut session = match tokio::time::timeout(SERVER_VIEW * 10, login).await {
         Ok(Ok(session)) => session,
-        Ok(Err(e)) => return format!("could not log in to ask ({e})"),
-        Err(_) => return "could not log in to ask (timed out)".into(),
+        Ok(Err(e)) => return Err(format!("could not be asked ({e})")),
+        Err(_) => return Err("could not be asked (no login in time)".into()),
     };
     session.send_presence(None, 0).await;
     session.collect_messages(SERVER_VIEW).await;
@@ -159,14 +190,25 @@ async fn server_view(server: &dyn XmppServer, user: &str) -> String {
     let last = session
         .presences()
         .iter()
-        .filter(|p| p.attr("from") == Some(resource.as_str()))
-        .next_back()
-        .map(|p| p.attr("type").unwrap_or("available").to_string());
+        .rfind(|p| p.attr("from") == Some(resource.as_str()))
+        .cloned();
     session.disconnect().await;
-    match last {
-        Some(kind) => format!("{RESOURCE} resource {kind}"),
-        None => format!("{RESOURCE} resource not online"),
-    }
+    Ok(match last {
+        Some(presence) if presence.attr("type").is_none() => {
+            let show = presence
+                .children()
+                .find(|child| child.name() == "show")
+                .map(|show| show.text());
+            Expected {
+                online: true,
+                available: matches!(show.as_deref(), None | Some("chat")),
+            }
+        }
+        _ => Expected {
+            online: false,
+            available: false,
+        },
+    })
 }
 
 /// Once the churn has stopped: whether Herald places every user right,
