@@ -3,7 +3,7 @@
 //! and the final report counts them late; one who stays away is missed;
 //! Herald killed in the middle of a window still delivers to a late-comer
 //! after its restart, once; delivery receipts (XEP-0184) a client sends
-//! back are counted in the final report.
+//! back are counted in the final report, which names who sent them.
 
 use std::time::Duration;
 
@@ -114,12 +114,12 @@ async fn receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them
 >() {
     let env = [("HERALD_BROADCAST__RECEIPTS_WINDOW_SECS", "8")];
     let mut stack = Stack::<S>::start_with_env(&["alice", "bob"], &env).await;
-    let mut finals = EventTap::bind(&stack.names.events, "job.report.final").await;
+    let mut finals = EventTap::bind(&stack.names.events, "job.report.final.#").await;
     let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
     let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
     await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
-    let job = json!({"id": "receipts", "to": ["alice@localhost", "bob@localhost"], "body": "confirm", "receipts": true});
+    let job = json!({"id": "receipts", "to": ["alice@localhost", "bob@localhost"], "body": "confirm", "receipts": true, "report_names": true});
     stack.publish(job).await;
     let report = next_report(&mut stack.reports, "receipts").await;
     assert_eq!(report["sent"], 2, "{report}");
@@ -144,6 +144,11 @@ async fn receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them
             .await;
     }
     assert_eq!(bob.next_received(WAIT).await.unwrap().body, "confirm");
+    let names = finals
+        .next_matching("job.report.final.names", WAIT, |p| p["id"] == "receipts")
+        .await
+        .expect("the final report's names");
+    assert_eq!(names["receipted"], json!(["alice@localhost"]), "{names}");
     let last = finals
         .next_matching("job.report.final", WAIT, |p| p["id"] == "receipts")
         .await

@@ -12,6 +12,7 @@ use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 use crate::presence::PresenceBook;
+use crate::store::Receipt;
 use crate::user_text::UserText;
 use crate::xmpp::wire::Addressee;
 
@@ -28,8 +29,8 @@ pub struct Opening {
     pub late: Vec<(u32, String)>,
     /// Messages sent at fan-out whose receipts are counted, if asked.
     pub receipts: Option<usize>,
-    /// Positions whose receipts came before a restart.
-    pub receipted: Vec<u32>,
+    /// Receipts that came before a restart.
+    pub receipted: Vec<Receipt>,
     /// Its job's report was confirmed already.
     pub reported: bool,
     /// Opened from the store at start.
@@ -91,9 +92,17 @@ impl Book {
         let late: Vec<(u32, Arc<str>)> = (opening.late.into_iter())
             .map(|(position, user)| (position, user.into()))
             .collect();
+        let names = opening.terms.names;
         let receipts = opening.receipts.map(|expected| Receipts {
             expected,
-            got: opening.receipted.into_iter().collect(),
+            got: (opening.receipted.iter())
+                .map(|receipt| receipt.position)
+                .collect(),
+            senders: names.then(|| {
+                (opening.receipted.into_iter())
+                    .filter_map(|Receipt { position, sender }| Some((position, sender?.into())))
+                    .collect()
+            }),
         });
         if receipts.is_some() {
             self.by_prefix
@@ -283,9 +292,10 @@ impl Book {
             .collect()
     }
 
-    /// A receipt for the message with `id`: the window and position it
-    /// answers, if it is new and the window still counts receipts.
-    pub fn receipt(&mut self, id: &str) -> Option<(Slot, u32)> {
+    /// A receipt from `sender` (a bare JID) for the message with `id`: the
+    /// window and position it answers, if it is new and the window still
+    /// counts receipts.
+    pub fn receipt(&mut self, id: &str, sender: &str) -> Option<(Slot, u32)> {
         let at = id.rfind('.')?;
         let (prefix, position) = (&id[..=at], id[at + 1..].parse::<u32>().ok()?);
         let slot = *self.by_prefix.get(prefix)?;
@@ -294,7 +304,13 @@ impl Book {
             return None;
         }
         let receipts = window.receipts.as_mut()?;
-        receipts.got.insert(position).then_some((slot, position))
+        if !receipts.got.insert(position) {
+            return None;
+        }
+        if let Some(senders) = &mut receipts.senders {
+            senders.push((position, sender.into()));
+        }
+        Some((slot, position))
     }
 
     /// The window's final report was confirmed: it is gone.

@@ -22,7 +22,7 @@ pub(super) use book::{Book, Slot};
 
 use super::{Core, Covered, Output};
 use crate::handler::{Deferral, Handler};
-use crate::store::{Change, OpenedDeferral, StoredDeferral};
+use crate::store::{Change, OpenedDeferral, Receipt, StoredDeferral};
 use crate::xmpp::wire::{MessageTemplate, Outgoing};
 use book::{Opening, Terms};
 
@@ -183,18 +183,23 @@ impl<H: Handler> Core<H> {
         self.close_due_deferrals();
     }
 
-    /// A delivery receipt (XEP-0184) for the message with `id`: counted
-    /// once for the open window whose message it answers, and stored.
-    pub(super) fn on_receipt(&mut self, id: &str) {
-        let Some((slot, position)) = self.deferred.receipt(id) else {
+    /// A delivery receipt (XEP-0184) from `sender` for the message with
+    /// `id`: counted once for the open window whose message it answers,
+    /// and stored (with its sender, if the job names its recipients).
+    pub(super) fn on_receipt(&mut self, id: &str, sender: &BareJid) {
+        let Some((slot, position)) = self.deferred.receipt(id, sender.as_str()) else {
             tracing::debug!(id, "a receipt for no open window");
             return;
         };
         self.metrics.receipts.inc();
         if let Some(window) = self.deferred.get(slot) {
+            let receipt = Receipt {
+                position,
+                sender: window.terms.names.then(|| sender.to_string()),
+            };
             let change = Change::DeferredReceipts {
                 key: window.terms.key.clone(),
-                positions: vec![position],
+                receipts: vec![receipt],
             };
             self.store.write(change, self.now);
         }

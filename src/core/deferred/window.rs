@@ -102,6 +102,23 @@ pub struct Receipts {
     pub expected: usize,
     /// Positions whose receipt came, each once.
     pub got: HashSet<u32>,
+    /// Who sent each counted receipt (bare JIDs), in the order they came:
+    /// kept only for a job whose final report names its recipients.
+    pub senders: Option<Vec<(u32, Arc<str>)>>,
+}
+
+impl Receipts {
+    /// Who sent a counted receipt, each once, in order of position.
+    pub fn named(&self) -> Vec<&str> {
+        let mut senders: Vec<(u32, &str)> = (self.senders.iter().flatten())
+            .map(|(position, sender)| (*position, &**sender))
+            .collect();
+        senders.sort_unstable();
+        let mut seen = HashSet::new();
+        (senders.into_iter())
+            .filter_map(|(_, sender)| seen.insert(sender).then_some(sender))
+            .collect()
+    }
 }
 
 impl Window {
