@@ -21,6 +21,7 @@ use xmpp_parsers::jid::BareJid;
 pub(super) use book::{Book, Slot};
 
 use super::{Core, Covered, Output};
+use crate::broadcast::receipt_event;
 use crate::handler::{Deferral, Handler};
 use crate::store::{Change, OpenedDeferral, Receipt, StoredDeferral};
 use crate::xmpp::wire::{MessageTemplate, Outgoing};
@@ -185,7 +186,8 @@ impl<H: Handler> Core<H> {
 
     /// A delivery receipt (XEP-0184) from `sender` for the message with
     /// `id`: counted once for the open window whose message it answers,
-    /// and stored (with its sender, if the job names its recipients).
+    /// stored (with its sender, if the job names its recipients), and told
+    /// in a `message.receipt` event if those are on.
     pub(super) fn on_receipt(&mut self, id: &str, sender: &BareJid) {
         let Some((slot, position)) = self.deferred.receipt(id, sender.as_str()) else {
             tracing::debug!(id, "a receipt for no open window");
@@ -201,7 +203,12 @@ impl<H: Handler> Core<H> {
                 key: window.terms.key.clone(),
                 receipts: vec![receipt],
             };
+            let event = self.settings.receipt_events.then(|| {
+                let at = window.terms.wall_clock(self.now);
+                receipt_event(&window.terms.key, sender.as_str(), id, at)
+            });
             self.store.write(change, self.now);
+            self.publish_events(event.into_iter().collect());
         }
         self.close_due_deferrals();
     }

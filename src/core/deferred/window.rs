@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::handler::Event;
 use crate::presence::{Policy, PresenceBook};
@@ -21,6 +21,17 @@ pub struct Terms {
     /// `until` on the wall clock, for the report and the store.
     pub until_ms: u64,
     pub names: bool,
+}
+
+impl Terms {
+    /// The wall clock at `now`, as `until` and `until_ms` tell it.
+    pub fn wall_clock(&self, now: Instant) -> SystemTime {
+        let until = UNIX_EPOCH + Duration::from_millis(self.until_ms);
+        match self.until.checked_duration_since(now) {
+            Some(before) => until.checked_sub(before).unwrap_or(UNIX_EPOCH),
+            None => until + now.duration_since(self.until),
+        }
+    }
 }
 
 #[derive(Debug)]

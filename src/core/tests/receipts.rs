@@ -1,6 +1,7 @@
 //! Delivery receipts (XEP-0184) of a job that asked for them: counted
 //! once per message until its window ends, and, for a job whose report
-//! names its recipients, who sent them, across a restart too.
+//! names its recipients, who sent them, across a restart too; each counted
+//! receipt told in a `message.receipt` event.
 
 use std::collections::HashMap;
 
@@ -136,4 +137,33 @@ fn a_job_asking_for_names_and_receipts_names_who_receipted_once_each_also_after_
     assert_eq!(names["late"], serde_json::json!(["bob@localhost"]));
     let last = &published(&outputs, "job.report.final")[0];
     assert_eq!(last["receipts"], 3, "{last}");
+}
+
+/// A job to alice asking for receipts, her receipt 2.5 s after it went out
+/// (twice), with `receipt_events` as given: what came out then.
+fn alices_receipt(receipt_events: bool) -> (Vec<Output>, String) {
+    let mut h = Harness::ready_with(|config| config.amqp.receipt_events = receipt_events);
+    let job = r#"{"id": "r", "to": ["alice@localhost"], "body": "b", "receipts": true}"#;
+    h.deliver(1, job);
+    let id = message_ids(&run(&mut h))["alice@localhost"].clone();
+    h.tick(Duration::from_millis(2_500));
+    h.input(receipt("alice@localhost/phone", &id));
+    h.input(receipt("alice@localhost/tablet", &id));
+    (run(&mut h), id)
+}
+
+#[test]
+fn a_counted_receipt_is_told_once_in_an_event_unless_receipt_events_are_off() {
+    let (outputs, id) = alices_receipt(true);
+    let expected = serde_json::json!({
+        "job": "r", "user": "alice@localhost", "id": id, "at": "2026-12-06T12:00:02.500Z",
+    });
+    assert_eq!(published(&outputs, "message.receipt"), [expected]);
+    let last = &published(&outputs, "job.report.final")[0];
+    assert_eq!(last["receipts"], 1, "{last}");
+
+    let (outputs, _) = alices_receipt(false);
+    assert!(published(&outputs, "message.receipt").is_empty());
+    let last = &published(&outputs, "job.report.final")[0];
+    assert_eq!(last["receipts"], 1, "counted all the same: {last}");
 }
