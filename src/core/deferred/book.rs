@@ -292,15 +292,17 @@ impl Book {
             .collect()
     }
 
-    /// A receipt from `sender` (a bare JID) for the message with `id`: the
-    /// window and position it answers, if it is new and the window still
-    /// counts receipts.
-    pub fn receipt(&mut self, id: &str, sender: &str) -> Option<(Slot, u32)> {
+    /// A receipt from `sender` (a bare JID) for the message with `id` at
+    /// `now`: the window and position it answers, if it is new and the
+    /// window still counts receipts. A window stops counting at its end,
+    /// even if its final report waits (for the broker, say): what the
+    /// report counts does not depend on when it could go.
+    pub fn receipt(&mut self, id: &str, sender: &str, now: Instant) -> Option<(Slot, u32)> {
         let at = id.rfind('.')?;
         let (prefix, position) = (&id[..=at], id[at + 1..].parse::<u32>().ok()?);
         let slot = *self.by_prefix.get(prefix)?;
         let window = self.get_mut(slot)?;
-        if window.stopped {
+        if window.stopped || window.terms.until <= now {
             return None;
         }
         let receipts = window.receipts.as_mut()?;

@@ -189,7 +189,7 @@ impl<H: Handler> Core<H> {
     /// stored (with its sender, if the job names its recipients), and told
     /// in a `message.receipt` event if those are on.
     pub(super) fn on_receipt(&mut self, id: &str, sender: &BareJid) {
-        let Some((slot, position)) = self.deferred.receipt(id, sender.as_str()) else {
+        let Some((slot, position)) = self.deferred.receipt(id, sender.as_str(), self.now) else {
             tracing::debug!(id, "a receipt for no open window");
             return;
         };

@@ -167,3 +167,18 @@ fn a_counted_receipt_is_told_once_in_an_event_unless_receipt_events_are_off() {
     let last = &published(&outputs, "job.report.final")[0];
     assert_eq!(last["receipts"], 1, "counted all the same: {last}");
 }
+
+#[test]
+fn a_receipt_after_the_window_ends_does_not_count_though_the_final_report_waits_for_the_broker() {
+    let mut h = Harness::ready();
+    let job = r#"{"id": "r", "to": ["alice@localhost"], "body": "b", "receipts": true}"#;
+    h.deliver(1, job);
+    let id = message_ids(&run(&mut h))["alice@localhost"].clone();
+    h.input(Input::BrokerLost { generation: 1 });
+    h.tick(Duration::from_secs(301));
+    h.input(receipt("alice@localhost/phone", &id));
+    h.input(Input::BrokerUp { generation: 2 });
+    h.tick(Duration::from_secs(2));
+    let last = &published(&run(&mut h), "job.report.final")[0];
+    assert_eq!(last["receipts"], 0, "{last}");
+}
