@@ -230,7 +230,6 @@ impl Ledger {
                     let json = serde_json::from_slice(&publish.payload).unwrap_or_default();
                     self.names.check_report(job, &report, &json)?;
                     self.windows.on_report(job, &json)?;
-                    self.receipts.on_report(&report, now);
                 }
                 let own = self.own_reports.entry(report.id.clone()).or_default();
                 own.0 += 1;

@@ -182,3 +182,22 @@ fn a_receipt_after_the_window_ends_does_not_count_though_the_final_report_waits_
     let last = &published(&run(&mut h), "job.report.final")[0];
     assert_eq!(last["receipts"], 0, "{last}");
 }
+
+#[test]
+fn a_receipt_that_comes_while_its_job_still_goes_out_counts_when_its_window_opens() {
+    let mut h = Harness::ready();
+    let job = r#"{"id": "r", "to": ["alice@localhost"], "body": "b", "receipts": true}"#;
+    h.deliver(1, job);
+    // Written, not yet proven read: the job has not completed.
+    let outputs = h.drain();
+    let id = message_ids(&outputs)["alice@localhost"].clone();
+    h.input(receipt("alice@localhost/phone", &id));
+    h.input(receipt("alice@localhost/phone", &id));
+    for ping in ids_of_pings(&outputs) {
+        h.answer(&ping);
+    }
+    let outputs = run(&mut h);
+    assert_eq!(published(&outputs, "message.receipt").len(), 1);
+    let last = &published(&outputs, "job.report.final")[0];
+    assert_eq!(last["receipts"], 1, "{last}");
+}
