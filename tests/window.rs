@@ -3,7 +3,8 @@
 //! and the final report counts them late; one who stays away is missed;
 //! Herald killed in the middle of a window still delivers to a late-comer
 //! after its restart, once; delivery receipts (XEP-0184) a client sends
-//! back are counted in the final report.
+//! back are counted in the final report, which names who sent them, and
+//! each is told in a `message.receipt` event.
 
 use std::time::Duration;
 
@@ -114,12 +115,13 @@ async fn receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them
 >() {
     let env = [("HERALD_BROADCAST__RECEIPTS_WINDOW_SECS", "8")];
     let mut stack = Stack::<S>::start_with_env(&["alice", "bob"], &env).await;
-    let mut finals = EventTap::bind(&stack.names.events, "job.report.final").await;
+    let mut finals = EventTap::bind(&stack.names.events, "job.report.final.#").await;
+    let mut receipts = EventTap::bind(&stack.names.events, "message.receipt").await;
     let mut alice = XmppUser::login_available(&stack.server, "alice", "desk").await;
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
     let mut bob = XmppUser::login_available(&stack.server, "bob", "desk").await;
     await_presence(&mut stack.presence, "bob@localhost/desk", Some("online")).await;
-    let job = json!({"id": "receipts", "to": ["alice@localhost", "bob@localhost"], "body": "confirm", "receipts": true});
+    let job = json!({"id": "receipts", "to": ["alice@localhost", "bob@localhost"], "body": "confirm", "receipts": true, "report_names": true});
     stack.publish(job).await;
     let report = next_report(&mut stack.reports, "receipts").await;
     assert_eq!(report["sent"], 2, "{report}");
@@ -144,6 +146,24 @@ async fn receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them
             .await;
     }
     assert_eq!(bob.next_received(WAIT).await.unwrap().body, "confirm");
+    let told = receipts
+        .next_matching("message.receipt", WAIT, |p| p["job"] == "receipts")
+        .await
+        .expect("alice's receipt told as it came");
+    assert_eq!(
+        (&told["user"], &told["id"]),
+        (&json!("alice@localhost"), &json!(id)),
+        "{told}"
+    );
+    assert!(
+        told["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        "{told}"
+    );
+    let names = finals
+        .next_matching("job.report.final.names", WAIT, |p| p["id"] == "receipts")
+        .await
+        .expect("the final report's names");
+    assert_eq!(names["receipted"], json!(["alice@localhost"]), "{names}");
     let last = finals
         .next_matching("job.report.final", WAIT, |p| p["id"] == "receipts")
         .await
@@ -151,5 +171,9 @@ async fn receipts_a_client_sends_back_are_counted_and_a_client_that_ignores_them
     assert_eq!(last["receipts"], 1, "alice's, once: {last}");
     assert_eq!(last["deferred"], 0, "{last}");
     assert_eq!(stack.metric("herald_receipts_total"), 1.0);
+    let again = receipts
+        .next_matching("message.receipt", QUIET, |p| p["job"] == "receipts")
+        .await;
+    assert!(again.is_none(), "the repeat is not told: {again:?}");
     assert_eq!(stack.herald.stop(), Some(0));
 }

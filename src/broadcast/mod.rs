@@ -9,6 +9,8 @@ pub mod marks;
 pub mod names;
 mod slices;
 
+use std::time::SystemTime;
+
 use serde::Serialize;
 use xmpp_parsers::message::{Message, MessageType};
 
@@ -25,6 +27,7 @@ use slices::Slices;
 pub const REPORT_KEY: &str = "job.report";
 pub const PRESENCE_KEY: &str = "presence.changed";
 pub const MESSAGE_KEY: &str = "message.received";
+pub const RECEIPT_KEY: &str = "message.receipt";
 
 pub struct Broadcast {
     limits: JobLimits,
@@ -59,6 +62,26 @@ struct MessageReceived<'a> {
     /// thread Herald gave that job's messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     job: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MessageReceipt<'a> {
+    job: &'a str,
+    user: &'a str,
+    id: &'a str,
+    at: String,
+}
+
+/// The `message.receipt` event of a delivery receipt counted for the job
+/// `job`: from `user` (a bare JID), for the message `id`, taken at `at`.
+pub fn receipt_event(job: &str, user: &str, id: &str, at: SystemTime) -> Event {
+    let event = MessageReceipt {
+        job,
+        user,
+        id,
+        at: crate::control::timestamp(at),
+    };
+    Event::json(RECEIPT_KEY, &event)
 }
 
 impl Handler for Broadcast {

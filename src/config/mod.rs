@@ -148,6 +148,8 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// Publish a `presence.changed` event for every presence change.
     pub presence_events: bool,
+    /// Publish a `message.receipt` event for every delivery receipt counted.
+    pub receipt_events: bool,
     /// Longest pause between reconnection attempts to the broker.
     pub max_backoff_secs: u64,
     /// PEM file of certificate authorities to trust for an `amqps://`
@@ -284,6 +286,7 @@ impl Default for AmqpConfig {
             events_exchange: "broadcast.events".into(),
             prefetch: 2048,
             presence_events: true,
+            receipt_events: true,
             max_backoff_secs: 30,
             tls_ca_file: None,
             tls_cert_file: None,

@@ -168,6 +168,7 @@ impl Config {
                 run: format!("{run:x}"),
                 max_deferred: broadcast.max_deferred,
                 names_part_bytes: broadcast.names_part_bytes,
+                receipt_events: self.amqp.receipt_events,
             },
             limits,
             checkpoint_every: broadcast.checkpoint_every,

@@ -168,8 +168,8 @@ impl<H: Handler> Core<H> {
             return;
         }
         let sender = message.from.as_ref().map(|from| from.to_bare());
-        if let Some(sender) = sender {
-            if !self.limiter.allow(&sender, self.now) {
+        if let Some(sender) = &sender {
+            if !self.limiter.allow(sender, self.now) {
                 self.metrics.limited.message.inc();
                 return;
             }
@@ -177,8 +177,8 @@ impl<H: Handler> Core<H> {
         let receipt = (message.payloads.iter())
             .find(|payload| payload.is("received", RECEIPTS_NS))
             .and_then(|received| received.attr("id"));
-        if let Some(id) = receipt {
-            self.on_receipt(id);
+        if let (Some(id), Some(sender)) = (receipt, &sender) {
+            self.on_receipt(id, sender);
         }
         self.with_handler(|handler, ctx| handler.on_message(ctx, &message));
     }

@@ -44,6 +44,8 @@ pub struct Settings {
     pub max_deferred: usize,
     /// Largest part of a final report's names, in bytes.
     pub names_part_bytes: usize,
+    /// Publish a `message.receipt` event for every delivery receipt counted.
+    pub receipt_events: bool,
 }
 
 impl Settings {

@@ -347,4 +347,5 @@ mod groups;
 mod names;
 mod producers;
 mod reach;
+mod receipts;
 mod slices;

@@ -4,9 +4,9 @@
 //! simulation applies committed batches to it, and both hand what it holds
 //! to a starting core.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use super::{Change, CompletedJob, OpenedDeferral, StoredDeferral, Subscription};
+use super::{Change, CompletedJob, OpenedDeferral, Receipt, StoredDeferral, Subscription};
 use crate::core::Restored;
 use crate::groups::{GroupChange, Groups};
 
@@ -33,7 +33,8 @@ struct Window {
     opened: OpenedDeferral,
     waiting: BTreeMap<u32, String>,
     late: BTreeMap<u32, String>,
-    receipted: BTreeSet<u32>,
+    /// Receipts by position, with their senders if kept.
+    receipted: BTreeMap<u32, Option<String>>,
 }
 
 impl Contents {
@@ -85,7 +86,7 @@ impl Contents {
                     opened,
                     waiting,
                     late: BTreeMap::new(),
-                    receipted: BTreeSet::new(),
+                    receipted: BTreeMap::new(),
                 };
                 self.deferrals.insert(window.opened.key.clone(), window);
             }
@@ -103,9 +104,11 @@ impl Contents {
                     }
                 }
             }
-            Change::DeferredReceipts { key, positions } => {
+            Change::DeferredReceipts { key, receipts } => {
                 if let Some(window) = self.deferrals.get_mut(&key) {
-                    window.receipted.extend(positions);
+                    for Receipt { position, sender } in receipts {
+                        window.receipted.entry(position).or_insert(sender);
+                    }
                 }
             }
             Change::DeferralClosed(key) => {
@@ -168,7 +171,7 @@ impl Contents {
             });
             let receipts = (!window.receipted.is_empty()).then(|| Change::DeferredReceipts {
                 key: window.opened.key.clone(),
-                positions: window.receipted.iter().copied().collect(),
+                receipts: receipts(&window.receipted),
             });
             std::iter::once(opened).chain(reached).chain(receipts)
         });
@@ -209,11 +212,20 @@ impl Contents {
                         ..window.opened
                     },
                     late: window.late.into_iter().collect(),
-                    receipted: window.receipted.into_iter().collect(),
+                    receipted: receipts(&window.receipted),
                 })
                 .collect(),
         }
     }
+}
+
+fn receipts(receipted: &BTreeMap<u32, Option<String>>) -> Vec<Receipt> {
+    (receipted.iter())
+        .map(|(position, sender)| Receipt {
+            position: *position,
+            sender: sender.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

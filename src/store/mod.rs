@@ -93,8 +93,18 @@ pub struct OpenedDeferral {
 pub struct StoredDeferral {
     pub opened: OpenedDeferral,
     pub late: Vec<(u32, String)>,
-    /// Positions whose delivery receipts came.
-    pub receipted: Vec<u32>,
+    /// The delivery receipts that came.
+    pub receipted: Vec<Receipt>,
+}
+
+/// A delivery receipt counted for a window's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The recipient's place in the job.
+    pub position: u32,
+    /// Who sent it (a bare JID), kept only for a job whose final report
+    /// names its recipients.
+    pub sender: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,10 +140,10 @@ pub enum Change {
         key: String,
         positions: Vec<u32>,
     },
-    /// Delivery receipts came for the messages at these positions.
+    /// Delivery receipts came for the window's messages.
     DeferredReceipts {
         key: String,
-        positions: Vec<u32>,
+        receipts: Vec<Receipt>,
     },
     /// The window's final report was confirmed: it is forgotten.
     DeferralClosed(String),

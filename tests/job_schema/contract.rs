@@ -45,6 +45,7 @@ impl Contract {
             "finalNamesPart",
             "presenceChanged",
             "messageReceived",
+            "messageReceipt",
         ]
         .into_iter()
         .map(|name| (name, compile(&format!("#/$defs/{name}"))))

@@ -406,4 +406,15 @@ fn reports_and_events_herald_publishes_match_their_definitions() {
     contract.event("presenceChanged", &gone).unwrap();
     let unknown = json!({"jid": "alice@example.com/phone", "available": true, "show": "busy"});
     assert!(contract.event("presenceChanged", &unknown).is_err());
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_558_402_500);
+    let receipt = herald::broadcast::receipt_event("j", "alice@example.com", "Xy.0", at);
+    assert_eq!(receipt.routing_key, "message.receipt");
+    let receipt: Value = serde_json::from_slice(&receipt.payload).unwrap();
+    contract.event("messageReceipt", &receipt).unwrap();
+    let mut seconds = receipt.clone();
+    seconds["at"] = json!("2026-12-06T12:00:02Z");
+    assert!(
+        contract.event("messageReceipt", &seconds).is_err(),
+        "{seconds}"
+    );
 }

@@ -28,6 +28,7 @@ use herald::core::{Destination, Publish};
 use super::broker::{Broker, Message};
 use super::groups::{ADDRESSED, MISSING};
 use super::names::{self, Names};
+use super::receipts::{self, Tally};
 use super::report_checks::{check_expiry, check_missing_groups};
 use super::rng::Rng;
 use super::server::{self, Server};
@@ -62,6 +63,7 @@ pub struct Ledger {
     dead_lettered: BTreeSet<usize>,
     names: Names,
     windows: Windows,
+    receipts: Tally,
 }
 
 impl Ledger {
@@ -76,6 +78,7 @@ impl Ledger {
             dead_lettered: BTreeSet::new(),
             names: Names::default(),
             windows: Windows::default(),
+            receipts: Tally::default(),
         }
     }
 
@@ -160,6 +163,10 @@ impl Ledger {
             if windows::asked(index) {
                 job["deliver_within_secs"] = windows::WINDOW_SECS.into();
             }
+            if receipts::asked(index) {
+                job["receipts"] = true.into();
+                job["deliver_within_secs"] = receipts::WINDOW_SECS.into();
+            }
             if audience.chance(400) {
                 for (name, members) in ADDRESSED.iter().zip(addressed) {
                     if audience.chance(600) {
@@ -241,6 +248,7 @@ impl Ledger {
                 self.names.on_part(&publish.payload)
             }
             Destination::Events { routing_key } if routing_key == "job.report.final" => {
+                self.receipts.on_final(&publish.payload, now);
                 self.windows.on_final(&publish.payload)
             }
             Destination::Events { routing_key } if routing_key == "job.report.final.names" => {
@@ -309,7 +317,8 @@ impl Ledger {
 
     /// Herald crashed: a report confirmed but not yet recorded as such in
     /// the store will be published again as the job's own.
-    pub fn on_crash(&mut self, store: &Store) {
+    pub fn on_crash(&mut self, store: &Store, now: Instant) {
+        self.receipts.on_crash(now);
         for id in self.own_reports.keys() {
             if store.completed(id) == Some(false) {
                 self.crash_excused.insert(id.clone());
@@ -321,6 +330,7 @@ impl Ledger {
     /// steady users got each message; duplicates are within the report's.
     pub fn check_end(&self, server: &Server) -> Result<(), String> {
         self.windows.check_end(&self.jobs, server)?;
+        self.receipts.check_end(self.start, &server.clients)?;
         for (index, job) in self.jobs.iter().enumerate() {
             if !job.valid {
                 if !self.dead_lettered.contains(&index) {

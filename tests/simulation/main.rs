@@ -11,6 +11,7 @@ mod cancels;
 mod checks;
 mod groups;
 mod names;
+mod receipts;
 mod report_checks;
 mod rng;
 mod server;

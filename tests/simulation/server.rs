@@ -2,8 +2,9 @@
 //! whose written stanzas wait until the server reads them (it may stop
 //! reading for a while, or the stream may be cut with stanzas unread),
 //! pings answered only once everything before them is read (late, or with
-//! an error), probes answered from the users' presence of that moment, and
-//! a count of every message each user's client got.
+//! an error), probes answered from the users' presence of that moment, a
+//! count of every message each user's client got, and the delivery
+//! receipts their clients send back (`receipts.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+use super::receipts::Clients;
 use super::rng::Rng;
 
 pub const SERVER: &str = "localhost";
@@ -55,6 +57,8 @@ pub struct Server {
     pub read: BTreeMap<(String, usize), u32>,
     /// Per mille of pings answered with an error.
     pub ping_errors: u64,
+    /// The users' clients as they answer receipt requests.
+    pub clients: Clients,
 }
 
 pub fn user_jid(user: usize) -> BareJid {
@@ -80,7 +84,7 @@ fn user_of(jid: &Jid) -> Option<usize> {
 }
 
 impl Server {
-    pub fn new(now: Instant) -> Self {
+    pub fn new(now: Instant, seed: u64) -> Self {
         let users = (0..USERS)
             .map(|u| {
                 if u < STEADY {
@@ -97,6 +101,7 @@ impl Server {
             received: BTreeMap::new(),
             read: BTreeMap::new(),
             ping_errors: 0,
+            clients: Clients::new(seed),
         }
     }
 
@@ -145,6 +150,10 @@ impl Server {
                 // To the bare JID: the server hands it to the user's
                 // online resources.
                 if self.users[user] != UserState::Offline {
+                    let from = Jid::from(resource(user));
+                    for (at, receipt) in self.clients.got(&message, &job, from, now) {
+                        self.send(at, receipt);
+                    }
                     *self.received.entry((job, user)).or_default() += 1;
                 }
             }
@@ -217,10 +226,12 @@ impl Server {
     /// The next stanza due to Herald at `now`.
     pub fn next_to_herald(&mut self, now: Instant) -> Option<Stanza> {
         let stream = self.stream.as_mut()?;
-        if stream.to_herald.front().is_some_and(|(at, _)| *at <= now) {
-            return stream.to_herald.pop_front().map(|(_, s)| s);
+        if stream.to_herald.front().is_none_or(|(at, _)| *at > now) {
+            return None;
         }
-        None
+        let (_, stanza) = stream.to_herald.pop_front()?;
+        self.clients.on_handed(&stanza, now);
+        Some(stanza)
     }
 
     /// A user who may change logs in, goes away, or logs out; the server

@@ -78,7 +78,7 @@ impl World {
         }
         let mut audience = Rng::new(seed ^ 0x6A_0B_5C_02);
         let groups = Groups::new(&mut audience, &mut store);
-        let mut server = Server::new(now);
+        let mut server = Server::new(now, seed);
         server.ping_errors = rng.below(100);
         let mut world = World {
             now,
@@ -295,7 +295,7 @@ impl World {
         self.trace
             .push(format!("{:>6} ms  FAULT crash", self.elapsed()));
         self.core = None;
-        self.ledger.on_crash(&self.store);
+        self.ledger.on_crash(&self.store, self.now);
         self.store.in_flight = None;
         self.groups.on_crash(&self.store)?;
         self.server.stream = None;

@@ -12,9 +12,11 @@ use std::time::Instant;
 use xmpp_parsers::jid::BareJid;
 
 use crate::presence::PresenceBook;
+use crate::store::Receipt;
 use crate::user_text::UserText;
 use crate::xmpp::wire::Addressee;
 
+use super::early::{Early, EarlyReceipts};
 pub use super::window::{Receipts, Terms, Window};
 
 /// A window's place in the book.
@@ -28,8 +30,8 @@ pub struct Opening {
     pub late: Vec<(u32, String)>,
     /// Messages sent at fan-out whose receipts are counted, if asked.
     pub receipts: Option<usize>,
-    /// Positions whose receipts came before a restart.
-    pub receipted: Vec<u32>,
+    /// Receipts that came before a restart.
+    pub receipted: Vec<Receipt>,
     /// Its job's report was confirmed already.
     pub reported: bool,
     /// Opened from the store at start.
@@ -46,6 +48,8 @@ pub struct Book {
     by_prefix: HashMap<String, Slot>,
     /// User -> each window and position they wait at.
     index: HashMap<Arc<str>, Vec<(Slot, u32)>>,
+    /// Receipts for messages of no open window (yet).
+    early: EarlyReceipts,
     waiting: usize,
 }
 
@@ -91,9 +95,17 @@ impl Book {
         let late: Vec<(u32, Arc<str>)> = (opening.late.into_iter())
             .map(|(position, user)| (position, user.into()))
             .collect();
+        let names = opening.terms.names;
         let receipts = opening.receipts.map(|expected| Receipts {
             expected,
-            got: opening.receipted.into_iter().collect(),
+            got: (opening.receipted.iter())
+                .map(|receipt| receipt.position)
+                .collect(),
+            senders: names.then(|| {
+                (opening.receipted.into_iter())
+                    .filter_map(|Receipt { position, sender }| Some((position, sender?.into())))
+                    .collect()
+            }),
         });
         if receipts.is_some() {
             self.by_prefix
@@ -283,18 +295,63 @@ impl Book {
             .collect()
     }
 
-    /// A receipt for the message with `id`: the window and position it
-    /// answers, if it is new and the window still counts receipts.
-    pub fn receipt(&mut self, id: &str) -> Option<(Slot, u32)> {
+    /// A receipt from `sender` (a bare JID) for the message with `id` at
+    /// `now`: the window and position it answers, if it is new and the
+    /// window still counts receipts. A window stops counting at its end,
+    /// even if its final report waits (for the broker, say): what the
+    /// report counts does not depend on when it could go.
+    ///
+    /// One for no open window is held until one opens (see
+    /// [`Book::count_early`]).
+    pub fn receipt(&mut self, id: &str, sender: &str, now: Instant) -> Option<(Slot, u32)> {
         let at = id.rfind('.')?;
         let (prefix, position) = (&id[..=at], id[at + 1..].parse::<u32>().ok()?);
-        let slot = *self.by_prefix.get(prefix)?;
+        let Some(&slot) = self.by_prefix.get(prefix) else {
+            self.early.hold(id, sender, now);
+            return None;
+        };
+        self.count(slot, position, sender, now)
+    }
+
+    /// The receipts held for the messages of `slot`'s window, which just
+    /// opened, counted if new and if they came before its end: each with
+    /// its position.
+    pub fn count_early(&mut self, slot: Slot) -> Vec<(u32, Early)> {
+        let Some(window) = self.get(slot).filter(|w| w.receipts.is_some()) else {
+            return Vec::new();
+        };
+        let prefix = window.terms.template.id_prefix().to_string();
+        let mut counted = Vec::new();
+        for early in self.early.take(&prefix) {
+            let position = early.id[prefix.len()..].parse::<u32>().ok();
+            let position =
+                position.filter(|p| self.count(slot, *p, &early.sender, early.at).is_some());
+            counted.extend(position.map(|position| (position, early)));
+        }
+        counted
+    }
+
+    /// A receipt from `sender` that came at `now`, for the message to
+    /// `position` of `slot`.
+    fn count(
+        &mut self,
+        slot: Slot,
+        position: u32,
+        sender: &str,
+        now: Instant,
+    ) -> Option<(Slot, u32)> {
         let window = self.get_mut(slot)?;
-        if window.stopped {
+        if window.stopped || window.terms.until <= now {
             return None;
         }
         let receipts = window.receipts.as_mut()?;
-        receipts.got.insert(position).then_some((slot, position))
+        if !receipts.got.insert(position) {
+            return None;
+        }
+        if let Some(senders) = &mut receipts.senders {
+            senders.push((position, sender.into()));
+        }
+        Some((slot, position))
     }
 
     /// The window's final report was confirmed: it is gone.

@@ -1,7 +1,7 @@
 //! A window's final report: how many of the recipients who waited were
 //! reached late and how many missed, and for a job whose report names its
-//! recipients, who, in parts under the configured size published before
-//! the report.
+//! recipients, who (and who sent a delivery receipt, if it asked for
+//! them), in parts under the configured size published before the report.
 
 use serde::Serialize;
 
@@ -45,6 +45,17 @@ struct Part<'a> {
     parts: usize,
     late: Vec<&'a str>,
     missed: Vec<&'a str>,
+    /// Who sent a delivery receipt, for a job that asked for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipted: Option<Vec<&'a str>>,
+}
+
+/// The lists of a names part.
+#[derive(Clone, Copy)]
+enum List {
+    Late,
+    Missed,
+    Receipted,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -62,7 +73,24 @@ pub fn events(window: &Window, set: u64, part_bytes: usize) -> Vec<Event> {
             .map(|(position, user)| (*position, &**user))
             .collect();
         late.sort_unstable_by_key(|(position, _)| *position);
-        let parts = parts(&window.terms.key, set, part_bytes, &late, &missed);
+        let receipted = window.receipts.as_ref().map(|r| r.named());
+        let listed = (late.iter().map(|(_, user)| (List::Late, *user)))
+            .chain(missed.iter().map(|(_, user)| (List::Missed, *user)))
+            .chain(
+                receipted
+                    .iter()
+                    .flatten()
+                    .map(|user| (List::Receipted, *user)),
+            );
+        let frame = Part {
+            id: &window.terms.key,
+            set,
+            part: usize::MAX,
+            parts: usize::MAX,
+            receipted: receipted.as_ref().map(|_| Vec::new()),
+            ..Part::default()
+        };
+        let parts = parts(frame, part_bytes, listed);
         let count = parts.len();
         events.extend(parts.into_iter().enumerate().map(|(at, part)| {
             let part = Part {
@@ -89,33 +117,24 @@ pub fn events(window: &Window, set: u64, part_bytes: usize) -> Vec<Event> {
     events
 }
 
-/// The late and missed users in parts whose JSON stays under `max_bytes`.
+/// The users `listed` in parts like `frame` whose JSON stays under
+/// `max_bytes`.
 fn parts<'a>(
-    id: &'a str,
-    set: u64,
+    frame: Part<'a>,
     max_bytes: usize,
-    late: &[(u32, &'a str)],
-    missed: &[(u32, &'a str)],
+    listed: impl Iterator<Item = (List, &'a str)>,
 ) -> Vec<Part<'a>> {
-    let frame = serde_json::to_vec(&Part {
-        id,
-        set,
-        part: usize::MAX,
-        parts: usize::MAX,
-        ..Part::default()
-    })
-    .map_or(0, |json| json.len());
-    let room = max_bytes.saturating_sub(frame).max(1);
+    let frame_bytes = serde_json::to_vec(&frame).map_or(0, |json| json.len());
+    let room = max_bytes.saturating_sub(frame_bytes).max(1);
     let empty = || Part {
-        id,
-        set,
+        id: frame.id,
+        set: frame.set,
+        receipted: frame.receipted.as_ref().map(|_| Vec::new()),
         ..Part::default()
     };
     let mut parts = vec![];
     let (mut part, mut used) = (empty(), 0);
-    let listed = (late.iter().map(|(_, user)| (true, *user)))
-        .chain(missed.iter().map(|(_, user)| (false, *user)));
-    for (is_late, user) in listed {
+    for (list, user) in listed {
         // The quoted, escaped name and its comma.
         let size = serde_json::to_string(user).map_or(0, |json| json.len()) + 1;
         if used + size > room && used > 0 {
@@ -123,10 +142,10 @@ fn parts<'a>(
             used = 0;
         }
         used += size;
-        if is_late {
-            part.late.push(user);
-        } else {
-            part.missed.push(user);
+        match list {
+            List::Late => part.late.push(user),
+            List::Missed => part.missed.push(user),
+            List::Receipted => part.receipted.iter_mut().for_each(|list| list.push(user)),
         }
     }
     parts.push(part);

@@ -10,19 +10,21 @@
 
 mod book;
 mod closing;
+mod early;
 mod final_report;
 mod window;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use xmpp_parsers::jid::BareJid;
 
 pub(super) use book::{Book, Slot};
 
 use super::{Core, Covered, Output};
+use crate::broadcast::receipt_event;
 use crate::handler::{Deferral, Handler};
-use crate::store::{Change, OpenedDeferral, StoredDeferral};
+use crate::store::{Change, OpenedDeferral, Receipt, StoredDeferral};
 use crate::xmpp::wire::{MessageTemplate, Outgoing};
 use book::{Opening, Terms};
 
@@ -57,11 +59,7 @@ impl<H: Handler> Core<H> {
             key: key.to_string(),
             template: deferral.template,
             policy: deferral.policy,
-            until: self.now
-                + deferral
-                    .until
-                    .duration_since(wall_clock)
-                    .unwrap_or_default(),
+            until: instant_of(deferral.until, (self.now, wall_clock)),
             until_ms,
             names: deferral.names,
         };
@@ -99,7 +97,7 @@ impl<H: Handler> Core<H> {
                 key: opened.key,
                 template: Arc::new(template),
                 policy: opened.policy,
-                until: self.now + until.duration_since(wall_clock).unwrap_or_default(),
+                until: instant_of(until, (self.now, wall_clock)),
                 until_ms: opened.until_ms,
                 names: opened.names,
             };
@@ -128,6 +126,11 @@ impl<H: Handler> Core<H> {
         let Some(slot) = self.deferred.open(opening) else {
             return;
         };
+        // Answers to its messages that came while its job went out.
+        for (position, early) in self.deferred.count_early(slot) {
+            let receipt = (early.id.as_str(), &*early.sender);
+            self.receipt_counted(slot, position, receipt, early.at);
+        }
         // Presence changed while the job went out and was read: some may
         // be reachable already.
         if self.phase.has_stream() {
@@ -183,22 +186,46 @@ impl<H: Handler> Core<H> {
         self.close_due_deferrals();
     }
 
-    /// A delivery receipt (XEP-0184) for the message with `id`: counted
-    /// once for the open window whose message it answers, and stored.
-    pub(super) fn on_receipt(&mut self, id: &str) {
-        let Some((slot, position)) = self.deferred.receipt(id) else {
-            tracing::debug!(id, "a receipt for no open window");
+    /// A delivery receipt (XEP-0184) from `sender` for the message with
+    /// `id`: counted once for the open window whose message it answers,
+    /// stored (with its sender, if the job names its recipients), and told
+    /// in a `message.receipt` event if those are on.
+    pub(super) fn on_receipt(&mut self, id: &str, sender: &BareJid) {
+        let Some((slot, position)) = self.deferred.receipt(id, sender.as_str(), self.now) else {
+            tracing::debug!(id, "a receipt for no open window, or a repeat");
             return;
         };
-        self.metrics.receipts.inc();
-        if let Some(window) = self.deferred.get(slot) {
-            let change = Change::DeferredReceipts {
-                key: window.terms.key.clone(),
-                positions: vec![position],
-            };
-            self.store.write(change, self.now);
-        }
+        self.receipt_counted(slot, position, (id, sender.as_str()), self.now);
         self.close_due_deferrals();
+    }
+
+    /// The receipt `(id, sender)` that came at `at` was counted for the
+    /// message to `position` of `slot`.
+    fn receipt_counted(
+        &mut self,
+        slot: Slot,
+        position: u32,
+        (id, sender): (&str, &str),
+        at: Instant,
+    ) {
+        self.metrics.receipts.inc();
+        let Some(window) = self.deferred.get(slot) else {
+            return;
+        };
+        let receipt = Receipt {
+            position,
+            sender: window.terms.names.then(|| sender.to_string()),
+        };
+        let change = Change::DeferredReceipts {
+            key: window.terms.key.clone(),
+            receipts: vec![receipt],
+        };
+        let event = self.settings.receipt_events.then(|| {
+            let at = window.terms.wall_clock(at);
+            receipt_event(&window.terms.key, sender, id, at)
+        });
+        self.store.write(change, self.now);
+        self.publish_events(event.into_iter().collect());
     }
 
     /// The report of the job `key` was confirmed: its window's final
@@ -222,6 +249,16 @@ impl<H: Handler> Core<H> {
         self.metrics
             .deferred_waiting
             .set(i64::try_from(self.deferred.waiting()).unwrap_or(i64::MAX));
+    }
+}
+
+/// `at` on the core's clock, which reads `now` when the wall clock reads
+/// `wall_clock`; in the past, too: a window whose job completed after its
+/// end ended then, and receipts that came before it still count.
+fn instant_of(at: SystemTime, (now, wall_clock): (Instant, SystemTime)) -> Instant {
+    match at.duration_since(wall_clock) {
+        Ok(ahead) => now + ahead,
+        Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
     }
 }
 

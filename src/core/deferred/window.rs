@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::handler::Event;
 use crate::presence::{Policy, PresenceBook};
@@ -21,6 +21,17 @@ pub struct Terms {
     /// `until` on the wall clock, for the report and the store.
     pub until_ms: u64,
     pub names: bool,
+}
+
+impl Terms {
+    /// The wall clock at `now`, as `until` and `until_ms` tell it.
+    pub fn wall_clock(&self, now: Instant) -> SystemTime {
+        let until = UNIX_EPOCH + Duration::from_millis(self.until_ms);
+        match self.until.checked_duration_since(now) {
+            Some(before) => until.checked_sub(before).unwrap_or(UNIX_EPOCH),
+            None => until + now.duration_since(self.until),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -102,6 +113,23 @@ pub struct Receipts {
     pub expected: usize,
     /// Positions whose receipt came, each once.
     pub got: HashSet<u32>,
+    /// Who sent each counted receipt (bare JIDs), in the order they came:
+    /// kept only for a job whose final report names its recipients.
+    pub senders: Option<Vec<(u32, Arc<str>)>>,
+}
+
+impl Receipts {
+    /// Who sent a counted receipt, each once, in order of position.
+    pub fn named(&self) -> Vec<&str> {
+        let mut senders: Vec<(u32, &str)> = (self.senders.iter().flatten())
+            .map(|(position, sender)| (*position, &**sender))
+            .collect();
+        senders.sort_unstable();
+        let mut seen = HashSet::new();
+        (senders.into_iter())
+            .filter_map(|(_, sender)| seen.insert(sender).then_some(sender))
+            .collect()
+    }
 }
 
 impl Window {

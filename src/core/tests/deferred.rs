@@ -8,7 +8,7 @@ use crate::store::{Change, Contents};
 
 /// Everything `h` outputs until it settles: pings answered, batches
 /// committed, publishes confirmed.
-fn run(h: &mut Harness) -> Vec<Output> {
+pub(super) fn run(h: &mut Harness) -> Vec<Output> {
     let mut all = Vec::new();
     loop {
         let outputs = h.drain();
@@ -37,7 +37,7 @@ fn run(h: &mut Harness) -> Vec<Output> {
 
 /// [`run`], then once more after the store's delay for changes nothing
 /// waits for.
-fn run_and_store(h: &mut Harness) -> Vec<Output> {
+pub(super) fn run_and_store(h: &mut Harness) -> Vec<Output> {
     let mut outputs = run(h);
     h.tick(Duration::from_secs(1));
     outputs.extend(run(h));
@@ -45,7 +45,7 @@ fn run_and_store(h: &mut Harness) -> Vec<Output> {
 }
 
 /// The payloads published with `routing_key` among `outputs`, read.
-fn published(outputs: &[Output], routing_key: &str) -> Vec<serde_json::Value> {
+pub(super) fn published(outputs: &[Output], routing_key: &str) -> Vec<serde_json::Value> {
     outputs
         .iter()
         .filter_map(|output| match output {
@@ -62,7 +62,7 @@ fn published(outputs: &[Output], routing_key: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn changes(outputs: &[Output]) -> Vec<Change> {
+pub(super) fn changes(outputs: &[Output]) -> Vec<Change> {
     outputs
         .iter()
         .filter_map(|output| match output {
@@ -132,6 +132,10 @@ fn a_recipient_coming_online_in_the_window_gets_it_once_and_the_final_report_say
     let names = &published(&outputs, "job.report.final.names")[0];
     assert_eq!(names["late"], serde_json::json!(["bob@localhost"]));
     assert_eq!(names["missed"], serde_json::json!(["carol@localhost"]));
+    assert!(
+        names.get("receipted").is_none(),
+        "no receipts asked: {names}"
+    );
     assert!(changes(&outputs).contains(&Change::DeferralClosed("w".into())));
     // Carol after the window: nothing.
     h.phone_presence("carol@localhost", PresenceType::None);
@@ -223,71 +227,6 @@ fn a_job_that_would_leave_more_waiting_than_allowed_leaves_none_and_says_why() {
         .is_some_and(|why| why.contains("max_deferred")));
     h.phone_presence("bob@localhost", PresenceType::None);
     assert!(message_recipients(&run(&mut h)).is_empty());
-}
-
-/// A receipt from `from` (a full JID) for the message with `id`.
-fn receipt(from: &str, id: &str) -> Input {
-    let received: xmpp_parsers::minidom::Element =
-        format!("<received xmlns='urn:xmpp:receipts' id='{id}'/>")
-            .parse()
-            .unwrap();
-    let mut message =
-        xmpp_parsers::message::Message::new(Some(Jid::new("herald@broadcast.localhost").unwrap()));
-    message.from = Some(Jid::new(from).unwrap());
-    message.payloads.push(received);
-    Input::Stanza(message.into())
-}
-
-#[test]
-fn receipts_are_counted_once_each_until_the_window_ends() {
-    let mut h = Harness::ready();
-    h.phone_presence("carol@localhost", PresenceType::None);
-    h.phone_presence("bob@localhost", PresenceType::None);
-    h.phone_presence("bob@localhost", PresenceType::Unavailable);
-    run(&mut h);
-    // Carol never answers: the window runs to its end.
-    let job = serde_json::json!({
-        "id": "r", "to": ["alice@localhost", "bob@localhost", "carol@localhost"], "body": "b", "receipts": true,
-    });
-    h.deliver(1, &job.to_string());
-    let outputs = run(&mut h);
-    let id = outputs
-        .iter()
-        .find_map(|output| match output {
-            Output::Message { template, to } if to.jid.as_str() == "alice@localhost" => {
-                template.to_message(to).id.map(|id| id.0)
-            }
-            _ => None,
-        })
-        .expect("alice's message");
-    let asks = outputs.iter().any(|output| {
-        matches!(output, Output::Message { template, to }
-            if template.to_message(to).payloads.iter().any(|p| p.is("request", "urn:xmpp:receipts")))
-    });
-    assert!(asks, "the message asks for a receipt");
-    assert_eq!(published(&outputs, "job.report")[0]["deferred"], 0);
-
-    h.input(receipt("alice@localhost/phone", &id));
-    h.input(receipt("alice@localhost/phone", &id));
-    h.input(receipt("alice@localhost/phone", "not-ours.0"));
-    let outputs = run_and_store(&mut h);
-    let stored = changes(&outputs)
-        .into_iter()
-        .filter(|c| matches!(c, Change::DeferredReceipts { .. }))
-        .count();
-    assert_eq!(stored, 1, "one receipt stored, the repeat not");
-    // Bob comes online: the job has no window for late-comers.
-    h.phone_presence("bob@localhost", PresenceType::None);
-    assert!(message_recipients(&run(&mut h)).is_empty());
-    assert!(published(&h.drain(), "job.report.final").is_empty());
-
-    h.tick(Duration::from_secs(301));
-    let last = &published(&run(&mut h), "job.report.final")[0];
-    assert_eq!(
-        (&last["receipts"], &last["deferred"], &last["missed"]),
-        (&1.into(), &0.into(), &0.into()),
-        "{last}"
-    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use xmpp_parsers::jid::BareJid;
 
-use super::super::{Change, CompletedJob, OpenedDeferral, Subscription};
+use super::super::{Change, CompletedJob, OpenedDeferral, Receipt, Subscription};
 use crate::groups::GroupChange;
 use crate::presence::Policy;
 
@@ -21,7 +21,11 @@ const DEFERRAL_OPENED: u8 = 11;
 const DEFERRAL_WAITING: u8 = 12;
 const DEFERRED_REACHED: u8 = 13;
 const DEFERRAL_CLOSED: u8 = 14;
+/// Receipts by position only: what every receipt was before senders were
+/// kept, and still what a job that names nobody writes.
 const DEFERRED_RECEIPTS: u8 = 15;
+/// Receipts by position, each with its sender.
+const DEFERRED_RECEIPTS_NAMED: u8 = 16;
 /// Members per group record: a group of a million (JIDs of up to 3 KiB)
 /// is several records, each far below [`MAX_RECORD`]. A change cut into
 /// records is still appended in one batch.
@@ -121,23 +125,66 @@ pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
                 });
             }
         }
-        Change::DeferredReached { key, positions }
-        | Change::DeferredReceipts { key, positions } => record(out, |out| {
-            out.push(match change {
-                Change::DeferredReached { .. } => DEFERRED_REACHED,
-                _ => DEFERRED_RECEIPTS,
-            });
+        Change::DeferredReached { key, positions } => record(out, |out| {
+            out.push(DEFERRED_REACHED);
             put_bytes(out, key.as_bytes());
-            out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
-            for position in positions {
-                out.extend_from_slice(&position.to_le_bytes());
-            }
+            put_positions(out, positions.iter().copied());
+        }),
+        Change::DeferredReceipts { key, receipts } => record(out, |out| {
+            put_receipts(out, key, receipts);
         }),
         Change::DeferralClosed(key) => record(out, |out| {
             out.push(DEFERRAL_CLOSED);
             put_bytes(out, key.as_bytes());
         }),
     }
+}
+
+fn put_positions(out: &mut Vec<u8>, positions: impl ExactSizeIterator<Item = u32>) {
+    out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
+    for position in positions {
+        out.extend_from_slice(&position.to_le_bytes());
+    }
+}
+
+fn take_positions(input: &mut &[u8]) -> Option<Vec<u32>> {
+    let count = take_u32(input)?;
+    (0..count).map(|_| take_u32(input)).collect()
+}
+
+/// Receipts without senders as positions alone; with them, each position
+/// and its sender (empty for none).
+fn put_receipts(out: &mut Vec<u8>, key: &str, receipts: &[Receipt]) {
+    let named = receipts.iter().any(|receipt| receipt.sender.is_some());
+    out.push(if named {
+        DEFERRED_RECEIPTS_NAMED
+    } else {
+        DEFERRED_RECEIPTS
+    });
+    put_bytes(out, key.as_bytes());
+    if !named {
+        put_positions(out, receipts.iter().map(|receipt| receipt.position));
+        return;
+    }
+    out.extend_from_slice(&(receipts.len() as u32).to_le_bytes());
+    for receipt in receipts {
+        out.extend_from_slice(&receipt.position.to_le_bytes());
+        put_bytes(
+            out,
+            receipt.sender.as_deref().unwrap_or_default().as_bytes(),
+        );
+    }
+}
+
+fn take_named_receipts(input: &mut &[u8]) -> Option<Vec<Receipt>> {
+    let receipts = take_waiting(input)?;
+    let receipts = (receipts.into_iter())
+        .map(|(position, sender)| Receipt {
+            position,
+            sender: (!sender.is_empty()).then_some(sender),
+        })
+        .collect();
+    Some(receipts)
 }
 
 fn put_waiting(out: &mut Vec<u8>, waiting: &[(u32, String)]) {
@@ -271,18 +318,23 @@ pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Opti
             key: take_str(&mut rest)?.to_string(),
             waiting: take_waiting(&mut rest)?,
         },
-        DEFERRED_REACHED | DEFERRED_RECEIPTS => {
-            let key = take_str(&mut rest)?.to_string();
-            let count = take_u32(&mut rest)?;
-            let positions = (0..count)
-                .map(|_| take_u32(&mut rest))
-                .collect::<Option<Vec<u32>>>()?;
-            if tag == DEFERRED_REACHED {
-                Change::DeferredReached { key, positions }
-            } else {
-                Change::DeferredReceipts { key, positions }
-            }
-        }
+        DEFERRED_REACHED => Change::DeferredReached {
+            key: take_str(&mut rest)?.to_string(),
+            positions: take_positions(&mut rest)?,
+        },
+        DEFERRED_RECEIPTS => Change::DeferredReceipts {
+            key: take_str(&mut rest)?.to_string(),
+            receipts: (take_positions(&mut rest)?.into_iter())
+                .map(|position| Receipt {
+                    position,
+                    sender: None,
+                })
+                .collect(),
+        },
+        DEFERRED_RECEIPTS_NAMED => Change::DeferredReceipts {
+            key: take_str(&mut rest)?.to_string(),
+            receipts: take_named_receipts(&mut rest)?,
+        },
         DEFERRAL_CLOSED => Change::DeferralClosed(take_str(&mut rest)?.to_string()),
         _ => return None,
     };

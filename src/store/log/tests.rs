@@ -1,7 +1,7 @@
 use super::*;
 use crate::groups::GroupChange;
 use crate::store::tests::{stored_subscriptions, sub};
-use crate::store::CompletedJob;
+use crate::store::{CompletedJob, Receipt};
 use xmpp_parsers::jid::BareJid;
 
 fn done(key: &str, seq: u64) -> Change {
@@ -290,6 +290,13 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
         waiting: waiting.clone(),
         receipts: Some(3),
     };
+    let receipted: Vec<Receipt> = [(1, "u0@localhost"), (3, "x@localhost")]
+        .into_iter()
+        .map(|(position, sender)| Receipt {
+            position,
+            sender: Some(sender.into()),
+        })
+        .collect();
     let (mut log, _) = Log::open(&path, 10).unwrap();
     log.append(&[
         Change::DeferralOpened(opened("open")),
@@ -300,7 +307,7 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
         },
         Change::DeferredReceipts {
             key: "open".into(),
-            positions: vec![1, 3],
+            receipts: receipted.clone(),
         },
         Change::DeferralClosed("closed".into()),
     ])
@@ -318,7 +325,7 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
             ..opened("open")
         },
         late,
-        receipted: vec![1, 3],
+        receipted,
     };
     assert_eq!(
         deferrals,
@@ -331,4 +338,30 @@ fn an_open_window_is_read_back_whole_with_who_was_reached_and_a_closed_one_not_a
         compacted.apply(change);
     }
     assert_eq!(reached(compacted.into_restored()), [expected]);
+}
+
+#[test]
+fn receipts_by_position_alone_as_written_before_senders_were_kept_still_read() {
+    let mut payload = vec![15];
+    payload.extend_from_slice(&1u32.to_le_bytes());
+    payload.extend_from_slice(b"w");
+    for n in [2u32, 5, 6] {
+        payload.extend_from_slice(&n.to_le_bytes());
+    }
+    let receipts = [5, 6].map(|position| Receipt {
+        position,
+        sender: None,
+    });
+    let expected = Change::DeferredReceipts {
+        key: "w".into(),
+        receipts: receipts.to_vec(),
+    };
+    let mut contacts = ContactCache::default();
+    assert_eq!(
+        decode(&payload, &mut contacts),
+        Some(Some(expected.clone()))
+    );
+    let mut written = Vec::new();
+    encode(&expected, &mut written);
+    assert_eq!(&written[8..], payload, "and are still written so");
 }
