@@ -167,6 +167,9 @@ impl Ledger {
                 job["receipts"] = true.into();
                 job["deliver_within_secs"] = receipts::WINDOW_SECS.into();
             }
+            if receipts::asked_without_window(index) {
+                job["receipts"] = true.into();
+            }
             if audience.chance(400) {
                 for (name, members) in ADDRESSED.iter().zip(addressed) {
                     if audience.chance(600) {
@@ -330,7 +333,8 @@ impl Ledger {
     /// steady users got each message; duplicates are within the report's.
     pub fn check_end(&self, server: &Server) -> Result<(), String> {
         self.windows.check_end(&self.jobs, server)?;
-        self.receipts.check_end(self.start, &server.clients)?;
+        self.receipts
+            .check_end(self.start, &self.jobs, &server.clients)?;
         for (index, job) in self.jobs.iter().enumerate() {
             if !job.valid {
                 if !self.dead_lettered.contains(&index) {

@@ -1,6 +1,9 @@
 //! Delivery receipts (XEP-0184) in the simulated world: half the jobs with
-//! a window (every eighth job, from the second: by index, so that no
-//! world's random draws move) ask for receipts, and the users' clients
+//! a window (every eighth job, from the second) ask for receipts, and so
+//! do as many jobs without one (every eighth, from the fourth), which
+//! count them for the deployment's `broadcast.receipts_window_secs` from
+//! when Herald took them (both by index, so that no world's random draws
+//! move); the users' clients
 //! answer some of the messages asking for one that they get, now and then
 //! twice, from a random stream of their own. Checked at the end, for each
 //! final report of such a job:
@@ -13,10 +16,13 @@
 //! - and at least the number of those answered after the last crash
 //!   before the final report (a crash loses the receipts Herald counted
 //!   but had not stored yet, and those it held for a window not open yet),
-//!   unless a cancellation ended the window before `until_ms`.
+//!   unless a cancellation ended the window before `until_ms`;
+//! - for a job without a window of its own, `until_ms` is the receipts
+//!   window after a moment between its publish and its final report.
 //!
-//! Jobs asking for receipts have a window of their own length, so that
-//! most worlds' jobs complete (and open it) well within it.
+//! Jobs asking for receipts have a window of their own length, and the
+//! deployment's receipts window is as long, so that most worlds' jobs
+//! complete (and open it) well within it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -26,6 +32,7 @@ use tokio_xmpp::Stanza;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::Message;
 
+use super::checks::Job;
 use super::rng::Rng;
 
 const RECEIPTS_NS: &str = "urn:xmpp:receipts";
@@ -36,14 +43,21 @@ const CALENDAR_START_MS: u64 = 1_796_558_400_000;
 /// neither bound.
 const ROUNDING: Duration = Duration::from_millis(1);
 
-/// The window a job asking for receipts has: long enough for its job to
-/// complete (which opens it) in most worlds, despite their faults.
+/// The window a job asking for receipts has (its own, or the
+/// deployment's when it has none): long enough for its job to complete
+/// (which opens it) in most worlds, despite their faults.
 pub const WINDOW_SECS: u64 = 600;
 
-/// Whether the application asks for receipts for job number `index` (it
-/// asks for a window too: see `windows::asked`).
+/// Whether the application asks for receipts with a window for job number
+/// `index` (see `windows::asked`).
 pub fn asked(index: usize) -> bool {
     index % 8 == 1
+}
+
+/// Whether the application asks for receipts without a window for job
+/// number `index` (none of those `windows::asked` picks).
+pub fn asked_without_window(index: usize) -> bool {
+    index % 8 == 3
 }
 
 /// The users' clients as they answer receipt requests, and the receipts
@@ -144,14 +158,18 @@ impl Tally {
         self.crashes.push(now);
     }
 
-    /// Each final report's receipts between its bounds; `start`: the
-    /// simulated calendar's start on simulated time.
-    pub fn check_end(&self, start: Instant, clients: &Clients) -> Result<(), String> {
+    /// Each final report's receipts between its bounds, and the window of
+    /// a job without one of its own; `start`: the simulated calendar's
+    /// start on simulated time.
+    pub fn check_end(&self, start: Instant, jobs: &[Job], clients: &Clients) -> Result<(), String> {
         for (last, taken) in &self.finals {
             let id = last["id"].as_str().unwrap_or_default();
             let receipts = last["receipts"].as_u64().unwrap_or_default() as usize;
             let until_ms = last["until_ms"].as_u64().unwrap_or_default();
             let until = start + Duration::from_millis(until_ms.saturating_sub(CALENDAR_START_MS));
+            if let Some(job) = jobs.iter().find(|j| j.id == id && j.valid) {
+                check_deployment_window(job, until, *taken, last)?;
+            }
             let crash = (self.crashes.iter()).filter(|at| *at < taken).max();
             // Strictly after: a receipt handed over at the crash's instant
             // went before it.
@@ -169,4 +187,29 @@ impl Tally {
         }
         Ok(())
     }
+}
+
+/// A job that asked for receipts without a window counts them for
+/// `WINDOW_SECS` (the deployment's receipts window) from when Herald took
+/// it: after its publish, before its final report was `taken`.
+fn check_deployment_window(
+    job: &Job,
+    until: Instant,
+    taken: Instant,
+    last: &Value,
+) -> Result<(), String> {
+    let asked: Value = serde_json::from_slice(&job.payload).unwrap_or_default();
+    if !asked["deliver_within_secs"].is_null() {
+        return Ok(());
+    }
+    let window = Duration::from_secs(WINDOW_SECS);
+    let earliest = job.published_at + window - ROUNDING;
+    let latest = taken + window + ROUNDING;
+    if until < earliest || until > latest {
+        return Err(format!(
+            "final report of {} ends its receipts window outside {WINDOW_SECS} s from when it was taken: {last}",
+            job.id
+        ));
+    }
+    Ok(())
 }

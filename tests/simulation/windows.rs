@@ -1,6 +1,7 @@
 //! Jobs with a window (`deliver_within_secs`, asked for by every fourth
 //! job from the second: by index, so that no world's random draws move):
-//! a report says how many wait only when the job asked; every job whose
+//! a report says how many wait only when the job asked (a job asking for
+//! receipts alone has a window too, in which nobody waits); every job whose
 //! own report left someone waiting gets a final report before the world
 //! ends, its counts add up to those who waited, and each recipient it
 //! counts (or names) as reached late had a message the server read (as
@@ -39,9 +40,14 @@ impl Windows {
         let asked: Value = serde_json::from_slice(&job.payload).unwrap_or_default();
         let deferred = json["deferred"].as_u64();
         if asked["deliver_within_secs"].is_null() {
-            return match deferred {
-                None => Ok(()),
-                Some(_) => Err(format!("{} defers unasked: {json}", job.id)),
+            // A job asking for receipts only has a window nobody waits in.
+            return match (deferred, asked["receipts"] == true) {
+                (None, _) => Ok(()),
+                (Some(0), true) => {
+                    self.deferred.entry(job.id.clone()).or_default().push(0);
+                    Ok(())
+                }
+                (Some(_), _) => Err(format!("{} defers unasked: {json}", job.id)),
             };
         }
         // A job stopped before it went out opens no window.

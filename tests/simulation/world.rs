@@ -15,6 +15,7 @@ use super::broker::{Broker, Message};
 use super::cancels::Cancels;
 use super::checks::Ledger;
 use super::groups::{self, Groups};
+use super::receipts;
 use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
@@ -67,6 +68,7 @@ impl World {
         config.xmpp.probe_settle_ms = 50;
         config.broadcast.checkpoint_every = 1 + rng.below(3) as usize;
         config.store.remember_jobs = 1_000;
+        config.broadcast.receipts_window_secs = receipts::WINDOW_SECS;
         let mut store = Store::new(config.store.remember_jobs);
         let contact = BareJid::new(server::CONTACT).unwrap();
         // Herald may know some users from an earlier run; the others are
