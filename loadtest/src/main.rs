@@ -7,6 +7,7 @@ mod ceiling;
 mod churn;
 mod component;
 mod groups;
+mod harness;
 mod herald_config;
 mod job_reports;
 mod presence_check;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use component::ComponentKind;
+use harness::HarnessArgs;
 use report::RunResult;
 use run::{RunSpec, Settings};
 use scenario::{Overrides, Scenario};
@@ -94,21 +96,8 @@ struct RunArgs {
     /// Jobs per second [default: as fast as the broker confirms].
     #[arg(long)]
     rate: Option<f64>,
-    /// AMQP channels publishing at once (jobs are spread over them).
-    #[arg(long, default_value_t = 4)]
-    publish_channels: usize,
-    /// Logins in flight at once (swarm and churn).
-    #[arg(long, default_value_t = 200)]
-    logins_in_flight: usize,
-    #[arg(
-        long,
-        env = "HERALD_TEST_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
-    /// The herald binary [default: `herald` next to this binary].
-    #[arg(long)]
-    herald_bin: Option<PathBuf>,
+    #[command(flatten)]
+    harness: HarnessArgs,
     /// Herald's `amqp.prefetch` (unacknowledged jobs in flight) [default:
     /// Herald's own default].
     #[arg(long)]
@@ -187,14 +176,14 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
     let components = choose_components(&args.components, &args.baseline_dir)?;
     let server = args.server.unwrap_or(scenario.default_server());
     let settings = Settings {
-        amqp_url: args.amqp_url.clone(),
-        herald_bin: args.herald_bin.clone(),
+        amqp_url: args.harness.amqp_url.clone(),
+        herald_bin: args.harness.herald_bin.clone(),
         herald_prefetch: args.herald_prefetch,
         baseline_dir: args.baseline_dir.clone(),
         baseline_prefetch: args.baseline_prefetch,
         rate: args.rate,
-        publish_channels: args.publish_channels,
-        logins_in_flight: args.logins_in_flight,
+        publish_channels: args.harness.publish_channels,
+        logins_in_flight: args.harness.logins_in_flight,
         churn_warmup: Duration::from_secs_f64(args.churn_warmup_secs),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout_secs),
         timeout: Duration::from_secs_f64(args.timeout_secs),

@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::body;
 use crate::broker::{Broker, Names};
 use crate::component::{Component, ERROR_LOG_LINES};
+use crate::harness::HarnessArgs;
 use crate::herald_config::herald_config;
 use crate::procstat;
 use crate::publisher::publish_payloads;
@@ -32,6 +33,12 @@ use herald_testkit::c2s::raw::Show;
 use herald_testkit::herald::herald_bin;
 
 #[derive(Args, Debug)]
+// Two of the shared flags keep the words this scenario's help has always
+// given them (it has no churn, and publishes every job of one queue).
+#[command(
+    mut_arg("publish_channels", |arg| arg.help("AMQP channels publishing the jobs at once")),
+    mut_arg("logins_in_flight", |arg| arg.help(None::<&str>))
+)]
 pub struct GroupsArgs {
     #[arg(long, value_enum, default_value = "prosody")]
     server: ServerKind,
@@ -47,20 +54,8 @@ pub struct GroupsArgs {
     /// Seed of the draw: the same seed, the same groups.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// AMQP channels publishing the jobs at once.
-    #[arg(long, default_value_t = 4)]
-    publish_channels: usize,
-    #[arg(long, default_value_t = 200)]
-    logins_in_flight: usize,
-    #[arg(
-        long,
-        env = "HERALD_TEST_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
-    /// The herald binary [default: `herald` next to this binary].
-    #[arg(long)]
-    herald_bin: Option<PathBuf>,
+    #[command(flatten)]
+    harness: HarnessArgs,
     /// Give up waiting for messages (or group answers) after this many
     /// seconds without one.
     #[arg(long, default_value_t = 40.0)]
@@ -78,7 +73,7 @@ pub async fn run(args: &GroupsArgs) -> (Vec<RunResult>, Vec<String>) {
     let ceiling = ServerCeilingArgs::once(
         args.server,
         args.users,
-        args.logins_in_flight,
+        args.harness.logins_in_flight,
         args.idle_timeout_secs,
         args.results.clone(),
     );
@@ -153,7 +148,7 @@ fn per_message(result: &RunResult) -> Vec<String> {
 }
 
 async fn measure(args: &GroupsArgs, result: &mut RunResult) -> Result<(), String> {
-    let broker = Broker::connect(&args.amqp_url, Names::unique("herald-loadtest")).await?;
+    let broker = Broker::connect(&args.harness.amqp_url, Names::unique("herald-loadtest")).await?;
     let outcome = async {
         let population = Population::new(args.users, 0);
         let mut server = Server::launch(args.server, &population).await?;
@@ -173,7 +168,7 @@ async fn with_server(
     server: &Server,
     population: &Population,
 ) -> Result<(), String> {
-    let bin = herald_bin(args.herald_bin.clone())?;
+    let bin = herald_bin(args.harness.herald_bin.clone())?;
     let mut config = herald_config(&server.xmpp_target(), broker.url(), broker.names());
     // Nothing consumes them here.
     config.amqp.presence_events = false;
@@ -206,7 +201,7 @@ async fn drive(
             .iter()
             .map(|u| (u.clone(), Show::Available))
             .collect(),
-        in_flight: args.logins_in_flight,
+        in_flight: args.harness.logins_in_flight,
     };
     let swarm = Swarm::log_in(logins, epoch).await?;
     herald
@@ -244,7 +239,7 @@ async fn drive(
         broker,
         queue,
         Arc::new(jobs),
-        args.publish_channels,
+        args.harness.publish_channels,
         None,
         epoch,
     )
