@@ -81,6 +81,8 @@ impl Connection<'_> {
         let mut handshake_seen = false;
         let mut buf = vec![0u8; 256 * 1024];
         let mut tally = Tally::default();
+        // The end of the last read, where watched bytes may have begun.
+        let mut tail = Vec::new();
         loop {
             let n = match socket.read(&mut buf) {
                 Ok(0) | Err(_) => return Ok(()),
@@ -98,6 +100,7 @@ impl Connection<'_> {
                     }
                 }
             }
+            self.look_for_watched(&mut tail, &buf[..n]);
             let mut outcome = Ok(true);
             scanner.feed(&buf[..n], &mut |event| {
                 if matches!(outcome, Ok(true)) {
@@ -139,6 +142,29 @@ impl Connection<'_> {
 
     fn reply(&self, text: String) {
         let _ = self.writer.send(Out::Reply(text.into_bytes()));
+    }
+
+    /// Notes the time if the watched bytes are in this read (or begin in
+    /// the last one's `tail`).
+    fn look_for_watched(&self, tail: &mut Vec<u8>, read: &[u8]) {
+        let s = self.shared;
+        let watch = s.watch.lock().unwrap();
+        let Some(pattern) = watch.as_deref() else {
+            return;
+        };
+        if s.watched.load(Ordering::Acquire) != 0 || pattern.is_empty() {
+            return;
+        }
+        let keep = pattern.len() - 1;
+        tail.extend_from_slice(&read[..read.len().min(keep)]);
+        let found = memchr::memmem::find(tail, pattern).is_some()
+            || memchr::memmem::find(read, pattern).is_some();
+        if found {
+            let now = s.started.elapsed().as_nanos() as u64 + 1;
+            s.watched.store(now, Ordering::Release);
+        }
+        tail.clear();
+        tail.extend_from_slice(&read[read.len().saturating_sub(keep)..]);
     }
 
     /// Adds what one read brought to the shared counts.

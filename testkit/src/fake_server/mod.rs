@@ -61,6 +61,9 @@ pub struct Counts {
     /// since the server started.
     pub first_message: Option<Duration>,
     pub last_message: Option<Duration>,
+    /// Time of the read that brought the bytes [`FakeServer::watch`] was
+    /// given, since the server started.
+    pub watched: Option<Duration>,
     /// Streams that completed the handshake.
     pub connections: u64,
     /// Whether a stream has ended.
@@ -85,6 +88,9 @@ struct Shared {
     /// Nanoseconds since `started`, plus one (0: none yet).
     first_message: AtomicU64,
     last_message: AtomicU64,
+    /// The bytes to note the arrival of, and when they came (as above).
+    watch: Mutex<Option<Vec<u8>>>,
+    watched: AtomicU64,
     connections: AtomicU64,
     closed: AtomicBool,
     /// Set on drop: the reader stops accepting.
@@ -130,6 +136,8 @@ impl FakeServer {
             pings_answered: AtomicU64::new(0),
             first_message: AtomicU64::new(0),
             last_message: AtomicU64::new(0),
+            watch: Mutex::new(None),
+            watched: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -197,9 +205,18 @@ impl FakeServer {
             pings_answered: s.pings_answered.load(Ordering::Acquire),
             first_message: at(&s.first_message),
             last_message: at(&s.last_message),
+            watched: at(&s.watched),
             connections: s.connections.load(Ordering::Acquire),
             closed: s.closed.load(Ordering::Acquire),
         }
+    }
+
+    /// Notes when `bytes` (e.g. a message's body) first come on the stream
+    /// from now on, in [`Counts::watched`]: how long one message waited
+    /// behind the others, read the way the rest is (no stanza is parsed).
+    pub fn watch(&self, bytes: &[u8]) {
+        self.shared.watched.store(0, Ordering::Release);
+        *self.shared.watch.lock().unwrap() = Some(bytes.to_vec());
     }
 
     /// Writes `xml` to Herald's stream as it is, once the stream is

@@ -118,3 +118,29 @@ fn a_wrong_handshake_is_refused_and_a_second_stream_is_served() {
     assert!(server.malformed().is_some_and(|e| e.contains("handshake")));
     assert!(server.counts().closed);
 }
+
+#[test]
+fn watched_bytes_are_noted_when_they_come_even_split_between_reads() {
+    let server = FakeServer::start();
+    let mut peer = authenticate(&server, "fake-1");
+    server.watch(b"urgent-7f3a");
+    let ping = |id: &str| {
+        format!(
+            "<iq type='get' id='{id}' from='broadcast.localhost' to='localhost'>\
+             <ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    peer.write(&format!(
+        "<message to='u1@localhost/r'><body>urgent-7f3</body></message>{}",
+        ping("p1")
+    ));
+    peer.until("id='p1'");
+    assert_eq!(server.counts().watched, None, "a prefix is not the bytes");
+    // The bytes cut in two by separate writes (and so separate reads).
+    peer.write("<message to='u1@localhost/r'><body>urgent-7");
+    std::thread::sleep(Duration::from_millis(50));
+    peer.write(&format!("f3a</body></message>{}", ping("p2")));
+    peer.until("id='p2'");
+    let watched = server.counts().watched.expect("the watched bytes were noted");
+    assert!(watched <= server.started().elapsed());
+}
