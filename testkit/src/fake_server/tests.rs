@@ -141,6 +141,9 @@ fn watched_bytes_are_noted_when_they_come_even_split_between_reads() {
     std::thread::sleep(Duration::from_millis(50));
     peer.write(&format!("f3a</body></message>{}", ping("p2")));
     peer.until("id='p2'");
-    let watched = server.counts().watched.expect("the watched bytes were noted");
+    let watched = server
+        .counts()
+        .watched
+        .expect("the watched bytes were noted");
     assert!(watched <= server.started().elapsed());
 }
