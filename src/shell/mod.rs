@@ -16,6 +16,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use tokio::time::Instant;
 
 use crate::amqp::{Command, Link, LinkEvent};
@@ -51,6 +53,12 @@ pub enum AppError {
 /// already waiting: enough to fill a write under one barrier, few enough
 /// that the loop stays responsive.
 const JOB_BURST: usize = 64;
+/// Stanzas from the server taken in one turn when they are already
+/// waiting. A big job's slices put a barrier ping in the stream every
+/// thousand messages; read one stanza a turn, their answers (and presence)
+/// would queue up behind the slices, and every other job's completion with
+/// them, until the big job ends.
+const INBOUND_BURST: usize = 256;
 /// How long the link may take to hand over the last acknowledgements.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -176,7 +184,18 @@ impl<H: Handler> Shell<H> {
                     tracing::info!("shutting down");
                     self.shut_down();
                 }
-                happened = self.xmpp.next() => self.on_xmpp(happened),
+                happened = self.xmpp.next() => {
+                    let mut read = matches!(happened, Happened::Inbound(Inbound::Stanza(_)));
+                    self.on_xmpp(happened);
+                    for _ in 1..INBOUND_BURST {
+                        if !read {
+                            break;
+                        }
+                        let Some(happened) = self.xmpp.next().now_or_never() else { break };
+                        read = matches!(happened, Happened::Inbound(Inbound::Stanza(_)));
+                        self.on_xmpp(happened);
+                    }
+                }
                 Some(delivery) = self.link.deliveries.recv(), if take_jobs => {
                     self.handle(Input::Delivery(delivery));
                     // Jobs that arrived meanwhile go out in the same write

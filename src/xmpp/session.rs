@@ -208,19 +208,32 @@ impl Session {
         self.outbound.close(limit).await;
     }
 
+    /// `Drained` once the queue is shorter than [`Session::wake_below`]
+    /// asked; else nothing yet (the write wakes the task when it can go on).
+    fn poll_drained(&mut self) -> Poll<Inbound> {
+        match self.wake_below {
+            Some(mark) if self.outbound.backlog() < mark => {
+                self.wake_below = None;
+                Poll::Ready(Inbound::Drained)
+            }
+            _ => Poll::Pending,
+        }
+    }
+
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
         if let Err(e) = self.outbound.poll_write(cx) {
             return Poll::Ready(Inbound::Closed(Closed::Io(e)));
         }
-        if let Some(mark) = self.wake_below {
-            if self.outbound.backlog() < mark {
-                self.wake_below = None;
-                return Poll::Ready(Inbound::Drained);
-            }
-        }
         loop {
+            // What the server sent comes before news that the queue drained:
+            // a big job's slices refill the queue as fast as a quick server
+            // drains it, and answering `Drained` first would leave the
+            // server's answers to barriers (and presence) unread until the
+            // job ends, holding every other job's completion behind it.
+            // The loop goes on fanning out as it handles them: each turn
+            // gives the core the room there is.
             let item = match Pin::new(&mut self.stream).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.poll_drained(),
                 Poll::Ready(item) => item,
             };
             let inbound = match item {
@@ -280,3 +293,6 @@ fn count(counters: &StanzaCounters, stanza: &Stanza) {
         Stanza::Iq(_) => counters.iq.inc(),
     }
 }
+
+#[cfg(test)]
+mod tests;
