@@ -36,13 +36,19 @@ fn receipt(from: &str, id: &str) -> Input {
     Input::Stanza(message.into())
 }
 
-#[test]
-fn receipts_are_counted_once_each_until_the_window_ends() {
+/// A ready core with carol online and bob a subscriber who went offline.
+fn carol_online_bob_gone() -> Harness {
     let mut h = Harness::ready();
     h.phone_presence("carol@localhost", PresenceType::None);
     h.phone_presence("bob@localhost", PresenceType::None);
     h.phone_presence("bob@localhost", PresenceType::Unavailable);
     run(&mut h);
+    h
+}
+
+#[test]
+fn receipts_are_counted_once_each_until_the_window_ends() {
+    let mut h = carol_online_bob_gone();
     // Carol never answers: the window runs to its end.
     let job = serde_json::json!({
         "id": "r", "to": ["alice@localhost", "bob@localhost", "carol@localhost"], "body": "b", "receipts": true,
@@ -82,11 +88,7 @@ fn receipts_are_counted_once_each_until_the_window_ends() {
 
 #[test]
 fn a_job_asking_for_names_and_receipts_names_who_receipted_once_each_also_after_a_restart() {
-    let mut h = Harness::ready();
-    h.phone_presence("carol@localhost", PresenceType::None);
-    h.phone_presence("bob@localhost", PresenceType::None);
-    h.phone_presence("bob@localhost", PresenceType::Unavailable);
-    run(&mut h);
+    let mut h = carol_online_bob_gone();
     let job = serde_json::json!({
         "id": "r", "to": ["alice@localhost", "bob@localhost", "carol@localhost"], "body": "b",
         "receipts": true, "report_names": true, "deliver_within_secs": 60,
