@@ -358,10 +358,7 @@ impl Run<'_> {
             settings.timeout,
         )
         .await;
-        let reports = broker.reports();
-        result.reports = Some(reports.jobs);
-        result.reported_sent = reports.sent;
-        result.reports_incomplete = reports.incomplete;
+        result.record_reports(broker.reports());
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use crate::report::{tally, RunResult};
 use crate::run::{wait_for, CpuWindows};
 use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
-use herald_testkit::c2s::raw::{Show, RESOURCE};
+use herald_testkit::c2s::raw::RESOURCE;
 use herald_testkit::server::XmppServer;
 
 /// Messages handed to the socket per write: small enough that the write
@@ -122,15 +122,7 @@ async fn drive(
 ) -> Result<(), String> {
     let api = server.api();
     let swarm = Swarm::log_in(
-        Logins {
-            server: api,
-            users: population
-                .users
-                .iter()
-                .map(|u| (u.clone(), Show::Available))
-                .collect(),
-            in_flight: args.logins_in_flight,
-        },
+        Logins::available(api, &population.users, args.logins_in_flight),
         epoch,
     )
     .await?;

@@ -46,6 +46,17 @@ pub struct Logins<'a> {
     pub in_flight: usize,
 }
 
+impl<'a> Logins<'a> {
+    /// Every one of `users` logs in available.
+    pub fn available(server: &'a dyn XmppServer, users: &[String], in_flight: usize) -> Self {
+        Logins {
+            server,
+            users: users.iter().map(|u| (u.clone(), Show::Available)).collect(),
+            in_flight,
+        }
+    }
+}
+
 impl Swarm {
     /// Logs every user in; returns once all are logged in and have sent
     /// their initial presence, or with the first failure (then all

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
+use lapin::{BasicProperties, Channel, Consumer};
 use tokio::time::timeout;
 
 use super::broker::Link;
@@ -23,6 +23,33 @@ use crate::control::{Reply, Request};
 
 /// RabbitMQ's pseudo-queue of direct replies.
 pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Consumes `channel`'s direct replies: requests published on the same
+/// channel with [`request_properties`] are answered here. RabbitMQ requires
+/// the consumer to take them without acknowledgements.
+pub async fn direct_replies(channel: &Channel) -> Result<Consumer, lapin::Error> {
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    channel
+        .basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// The properties of a JSON control request answered by direct reply-to
+/// with `correlation_id`.
+pub fn request_properties(correlation_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_reply_to(DIRECT_REPLY_TO.into())
+        .with_correlation_id(correlation_id.into())
+}
 
 /// Sends `request` to Herald's control queue and waits up to `wait` for
 /// the reply.
@@ -53,24 +80,11 @@ async fn exchange(
 ) -> Result<Reply, SendError> {
     let amqp = |what| move |source| SendError::Amqp { what, source };
     let channel = link.channel();
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..BasicConsumeOptions::default()
-    };
-    let mut replies = channel
-        .basic_consume(
-            DIRECT_REPLY_TO.into(),
-            "".into(),
-            no_ack,
-            FieldTable::default(),
-        )
+    let mut replies = direct_replies(channel)
         .await
         .map_err(amqp("cannot consume direct replies"))?;
     let correlation_id = format!("herald-cli-{}", std::process::id());
-    let properties = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_reply_to(DIRECT_REPLY_TO.into())
-        .with_correlation_id(correlation_id.as_str().into())
+    let properties = request_properties(&correlation_id)
         // Nobody waits for the answer after that: a Herald that is down
         // now must not find the request when it starts.
         .with_expiration(wait.as_millis().to_string().as_str().into());

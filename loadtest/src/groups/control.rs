@@ -6,14 +6,11 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
-use lapin::types::FieldTable;
-use lapin::BasicProperties;
+use herald::send::control::{direct_replies, request_properties};
+use lapin::options::BasicPublishOptions;
 use serde_json::{json, Value};
 
 use crate::broker::Broker;
-
-const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// The name of group `seq`.
 pub fn group_name(seq: usize) -> String {
@@ -42,26 +39,13 @@ pub async fn put_groups(
             .create_channel()
             .await
             .map_err(|e| format!("AMQP channel: {e}"))?;
-        let no_ack = BasicConsumeOptions {
-            no_ack: true,
-            ..BasicConsumeOptions::default()
-        };
-        let mut replies = channel
-            .basic_consume(
-                DIRECT_REPLY_TO.into(),
-                "".into(),
-                no_ack,
-                FieldTable::default(),
-            )
+        let mut replies = direct_replies(&channel)
             .await
             .map_err(|e| format!("consuming direct replies: {e}"))?;
         let queue = broker.names().component.control.as_str();
         let start = Instant::now();
         for (seq, request) in requests.iter().enumerate() {
-            let properties = BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_reply_to(DIRECT_REPLY_TO.into())
-                .with_correlation_id(seq.to_string().as_str().into());
+            let properties = request_properties(&seq.to_string());
             channel
                 .basic_publish(
                     "".into(),

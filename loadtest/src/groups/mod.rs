@@ -29,7 +29,6 @@ use crate::run::{broker_port, wait_for, CpuWindows};
 use crate::server_ceiling::{self, ServerCeilingArgs};
 use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
-use herald_testkit::c2s::raw::Show;
 use herald_testkit::herald::herald_bin;
 
 #[derive(Args, Debug)]
@@ -194,15 +193,7 @@ async fn drive(
 ) -> Result<(), String> {
     let epoch = Instant::now();
     let api = server.api();
-    let logins = Logins {
-        server: api,
-        users: population
-            .users
-            .iter()
-            .map(|u| (u.clone(), Show::Available))
-            .collect(),
-        in_flight: args.harness.logins_in_flight,
-    };
+    let logins = Logins::available(api, &population.users, args.harness.logins_in_flight);
     let swarm = Swarm::log_in(logins, epoch).await?;
     herald
         .wait_online_resources(args.users, Duration::from_secs(120))
@@ -270,9 +261,6 @@ async fn drive(
         Duration::from_secs_f64(args.timeout_secs),
     )
     .await;
-    let reports = broker.reports();
-    result.reports = Some(reports.jobs);
-    result.reported_sent = reports.sent;
-    result.reports_incomplete = reports.incomplete;
+    result.record_reports(broker.reports());
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::job_reports::ReportCounts;
 use crate::servers::ServerKind;
 use crate::stats::{percentile, Spread};
 use crate::swarm::Receipt;
@@ -84,6 +85,13 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// What the reports said, once they stopped coming.
+    pub fn record_reports(&mut self, reports: ReportCounts) {
+        self.reports = Some(reports.jobs);
+        self.reported_sent = reports.sent;
+        self.reports_incomplete = reports.incomplete;
+    }
+
     /// A run not measured yet: shape fields zero, no numbers, no error.
     pub fn new(scenario: &str, server: ServerKind, component: &str, run: usize) -> RunResult {
         RunResult {

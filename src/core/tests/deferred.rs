@@ -178,16 +178,23 @@ fn a_stream_lost_before_the_server_read_a_late_message_sends_it_again() {
     );
 }
 
-#[test]
-fn a_restart_resumes_the_window_from_the_store() {
+/// What the store holds of a window job once bob came online in it, of
+/// the changes `kept` lets through.
+fn stored_after_bob_was_reached(kept: impl Fn(&Change) -> bool) -> Contents {
     let (mut h, mut outputs) = window_job(false);
     outputs.extend(run_and_store(&mut h));
     h.phone_presence("bob@localhost", PresenceType::None);
     outputs.extend(run_and_store(&mut h));
     let mut contents = Contents::new(10);
-    for change in changes(&outputs) {
+    for change in changes(&outputs).into_iter().filter(|change| kept(change)) {
         contents.apply(change);
     }
+    contents
+}
+
+#[test]
+fn a_restart_resumes_the_window_from_the_store() {
+    let contents = stored_after_bob_was_reached(|_| true);
     // Compacted, as a store file is.
     let mut compacted = Contents::new(10);
     for change in contents.changes() {
@@ -265,17 +272,8 @@ fn cancelling_a_completed_job_ends_its_window_and_nobody_more_gets_it() {
 #[test]
 fn after_a_restart_that_left_its_report_owed_a_window_publishes_the_report_first_and_does_not_wait_for_its_end(
 ) {
-    let (mut h, mut outputs) = window_job(false);
-    outputs.extend(run_and_store(&mut h));
-    h.phone_presence("bob@localhost", PresenceType::None);
-    outputs.extend(run_and_store(&mut h));
     // Killed before the store had that the report was confirmed.
-    let mut contents = Contents::new(10);
-    for change in changes(&outputs) {
-        if !matches!(change, Change::JobReported(_)) {
-            contents.apply(change);
-        }
-    }
+    let contents = stored_after_bob_was_reached(|change| !matches!(change, Change::JobReported(_)));
     let mut h = Harness::ready_restored(|_| {}, contents.into_restored());
     run(&mut h);
     h.phone_presence("carol@localhost", PresenceType::None);

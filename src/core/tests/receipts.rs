@@ -170,11 +170,18 @@ fn a_counted_receipt_is_told_once_in_an_event_unless_receipt_events_are_off() {
     assert_eq!(last["receipts"], 1, "counted all the same: {last}");
 }
 
-#[test]
-fn a_receipt_after_the_window_ends_does_not_count_though_the_final_report_waits_for_the_broker() {
+/// A ready core given a job to alice that asks for receipts (and has no
+/// window of its own).
+fn receipts_job_to_alice() -> Harness {
     let mut h = Harness::ready();
     let job = r#"{"id": "r", "to": ["alice@localhost"], "body": "b", "receipts": true}"#;
     h.deliver(1, job);
+    h
+}
+
+#[test]
+fn a_receipt_after_the_window_ends_does_not_count_though_the_final_report_waits_for_the_broker() {
+    let mut h = receipts_job_to_alice();
     let id = message_ids(&run(&mut h))["alice@localhost"].clone();
     h.input(Input::BrokerLost { generation: 1 });
     h.tick(Duration::from_secs(301));
@@ -187,9 +194,7 @@ fn a_receipt_after_the_window_ends_does_not_count_though_the_final_report_waits_
 
 #[test]
 fn a_receipt_that_comes_while_its_job_still_goes_out_counts_when_its_window_opens() {
-    let mut h = Harness::ready();
-    let job = r#"{"id": "r", "to": ["alice@localhost"], "body": "b", "receipts": true}"#;
-    h.deliver(1, job);
+    let mut h = receipts_job_to_alice();
     // Written, not yet proven read: the job has not completed.
     let outputs = h.drain();
     let id = message_ids(&outputs)["alice@localhost"].clone();
