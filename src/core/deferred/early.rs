@@ -6,7 +6,6 @@
 //! receipts not yet stored are).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Receipts held at most: a few megabytes, and room for the receipts of
@@ -15,15 +14,16 @@ const HELD: usize = 100_000;
 
 /// A receipt held: the id of the message it answers, its sender (a bare
 /// JID) and when it came.
+#[derive(Debug)]
 pub struct Early {
     pub id: String,
-    pub sender: Arc<str>,
+    pub sender: String,
     pub at: Instant,
 }
 
 #[derive(Debug, Default)]
 pub struct EarlyReceipts {
-    held: VecDeque<(String, Arc<str>, Instant)>,
+    held: VecDeque<Early>,
 }
 
 impl EarlyReceipts {
@@ -31,7 +31,11 @@ impl EarlyReceipts {
         if self.held.len() == HELD {
             self.held.pop_front();
         }
-        self.held.push_back((id.to_string(), sender.into(), at));
+        self.held.push_back(Early {
+            id: id.to_string(),
+            sender: sender.to_string(),
+            at,
+        });
     }
 
     /// The receipts held for messages whose ids start with `prefix`, in
@@ -40,18 +44,10 @@ impl EarlyReceipts {
         if self.held.is_empty() {
             return Vec::new();
         }
-        let mut taken = Vec::new();
-        self.held.retain(|(id, sender, at)| {
-            let answers = id.starts_with(prefix);
-            if answers {
-                taken.push(Early {
-                    id: id.clone(),
-                    sender: Arc::clone(sender),
-                    at: *at,
-                });
-            }
-            !answers
-        });
-        taken
+        let (taken, kept): (VecDeque<Early>, _) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|early| early.id.starts_with(prefix));
+        self.held = kept;
+        taken.into()
     }
 }

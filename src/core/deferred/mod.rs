@@ -128,7 +128,7 @@ impl<H: Handler> Core<H> {
         };
         // Answers to its messages that came while its job went out.
         for (position, early) in self.deferred.count_early(slot) {
-            let receipt = (early.id.as_str(), &*early.sender);
+            let receipt = (early.id.as_str(), early.sender.as_str());
             self.receipt_counted(slot, position, receipt, early.at);
         }
         // Presence changed while the job went out and was read: some may

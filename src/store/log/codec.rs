@@ -166,14 +166,11 @@ fn put_receipts(out: &mut Vec<u8>, key: &str, receipts: &[Receipt]) {
         put_positions(out, receipts.iter().map(|receipt| receipt.position));
         return;
     }
-    out.extend_from_slice(&(receipts.len() as u32).to_le_bytes());
-    for receipt in receipts {
-        out.extend_from_slice(&receipt.position.to_le_bytes());
-        put_bytes(
-            out,
-            receipt.sender.as_deref().unwrap_or_default().as_bytes(),
-        );
-    }
+    let senders = receipts.iter().map(|receipt| {
+        let sender = receipt.sender.as_deref().unwrap_or_default();
+        (receipt.position, sender)
+    });
+    put_positioned(out, senders);
 }
 
 fn take_named_receipts(input: &mut &[u8]) -> Option<Vec<Receipt>> {
@@ -188,10 +185,15 @@ fn take_named_receipts(input: &mut &[u8]) -> Option<Vec<Receipt>> {
 }
 
 fn put_waiting(out: &mut Vec<u8>, waiting: &[(u32, String)]) {
-    out.extend_from_slice(&(waiting.len() as u32).to_le_bytes());
-    for (position, user) in waiting {
+    put_positioned(out, waiting.iter().map(|(p, user)| (*p, user.as_str())));
+}
+
+/// Positions, each with a text (read back by [`take_waiting`]).
+fn put_positioned<'a>(out: &mut Vec<u8>, entries: impl ExactSizeIterator<Item = (u32, &'a str)>) {
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (position, text) in entries {
         out.extend_from_slice(&position.to_le_bytes());
-        put_bytes(out, user.as_bytes());
+        put_bytes(out, text.as_bytes());
     }
 }
 
