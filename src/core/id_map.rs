@@ -34,14 +34,6 @@ impl Hasher for IdHasher {
         }
     }
 
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
     fn write_u64(&mut self, n: u64) {
         self.add(n);
     }
