@@ -108,8 +108,15 @@ pub struct XmppConfig {
     /// not probed again; 0 turns probing of unknown recipients off (they
     /// then count as offline until their presence reaches Herald).
     pub unknown_probe_ttl_secs: u64,
-    /// Stanzas waiting to be written above which Herald stops taking jobs.
+    /// Stanzas waiting to be written above which Herald stops taking jobs;
+    /// also the most stanzas written and not yet proven read.
     pub outbound_high_water: usize,
+    /// Milliseconds of the server's reading that Herald keeps queued ahead
+    /// of it, beyond what its answers take to come back: about the longest
+    /// an urgent message waits behind a big job's messages. Lower favours
+    /// the urgent lane, higher a big job's rate on a server whose rate
+    /// varies.
+    pub server_queue_ms: u64,
     /// Events (`message.received`, `presence.changed`) one user can cause
     /// per second on average; more are dropped (the presence book is always
     /// updated).
@@ -265,6 +272,7 @@ impl Default for XmppConfig {
             probe_settle_ms: 500,
             unknown_probe_ttl_secs: 300,
             outbound_high_water: 20_000,
+            server_queue_ms: 50,
             user_events_per_sec: 10,
             user_events_burst: 50,
             name: "Herald broadcast".into(),

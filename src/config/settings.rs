@@ -131,6 +131,9 @@ impl Config {
         let producers = self.producers(own_users)?;
         crate::amqp::tls::check(&self.amqp, &brokers).map_err(ConfigError::Invalid)?;
         let tls = LinkTls::from_config(xmpp, server.as_str()).map_err(ConfigError::Invalid)?;
+        if xmpp.server_queue_ms == 0 {
+            return invalid("xmpp.server_queue_ms must be at least 1".into());
+        }
         if xmpp.keepalive_secs == 0 || xmpp.read_timeout_secs <= xmpp.keepalive_secs {
             return invalid("xmpp.read_timeout_secs must exceed xmpp.keepalive_secs (> 0)".into());
         }
@@ -169,6 +172,8 @@ impl Config {
                 max_deferred: broadcast.max_deferred,
                 names_part_bytes: broadcast.names_part_bytes,
                 receipt_events: self.amqp.receipt_events,
+                server_queue: Duration::from_millis(xmpp.server_queue_ms),
+                max_unread: xmpp.outbound_high_water,
             },
             limits,
             checkpoint_every: broadcast.checkpoint_every,

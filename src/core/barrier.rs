@@ -3,6 +3,9 @@
 //! Herald follows its writes with a ping to the server: the server answers
 //! it only after reading everything sent before it on the stream. A job is
 //! acknowledged only once a ping sent after its last stanza was answered.
+//! Each ping also carries a mark, the count of stanzas queued before it,
+//! so that the stanzas written and not yet proven read are known at any
+//! time: the queue an urgent message would wait behind.
 //! Pure bookkeeping: the event loop sends the pings and applies the results.
 
 use std::collections::VecDeque;
@@ -19,6 +22,11 @@ struct InFlight<T> {
     covers: Vec<T>,
     settles_presence: bool,
     sent_at: Instant,
+    /// Stanzas queued up to the ping, itself included, since the core
+    /// started.
+    mark: u64,
+    /// Of those, the ones not proven read when the ping was queued.
+    ahead: u64,
 }
 
 /// Work waiting for the server to prove it has read the stanzas before it.
@@ -29,6 +37,9 @@ pub struct Barriers<T> {
     uncovered: Vec<T>,
     settle_requested: bool,
     in_flight: VecDeque<InFlight<T>>,
+    /// The mark of the last ping queued, and of the last one answered.
+    last_mark: u64,
+    read: u64,
 }
 
 /// What an answered barrier released.
@@ -39,6 +50,9 @@ pub struct Released<T> {
     pub presence_settled: bool,
     /// How long the server took to answer: how far behind it reads.
     pub roundtrip: Duration,
+    /// Stanzas the server had yet to read when the ping was queued, the
+    /// ping included: read within `roundtrip`.
+    pub ahead: u64,
 }
 
 impl<T> Barriers<T> {
@@ -49,6 +63,8 @@ impl<T> Barriers<T> {
             uncovered: Vec::new(),
             settle_requested: false,
             in_flight: VecDeque::new(),
+            last_mark: 0,
+            read: 0,
         }
     }
 
@@ -62,27 +78,35 @@ impl<T> Barriers<T> {
         self.settle_requested = true;
     }
 
-    /// Returns the id of a ping to send now, if one is due. `force` sends one
-    /// even with nothing to cover (keepalive) unless one is already out.
-    pub fn next_ping(&mut self, force: bool, now: Instant) -> Option<String> {
-        let due = !self.uncovered.is_empty() || self.settle_requested;
+    /// Returns the id of a ping to send now, if one is due: work or stanzas
+    /// (`queued` counts them, as [`Barriers::ping_now`]) wait for one.
+    /// `force` sends one even with nothing to cover (keepalive) unless one
+    /// is already out.
+    pub fn next_ping(&mut self, force: bool, now: Instant, queued: u64) -> Option<String> {
+        let due = !self.uncovered.is_empty() || self.settle_requested || queued > self.last_mark;
         let room = self.in_flight.len() < MAX_IN_FLIGHT;
         if !(due && room || force && self.in_flight.is_empty()) {
             return None;
         }
-        Some(self.ping_now(now))
+        Some(self.ping_now(now, queued))
     }
 
     /// Returns the id of a ping to send now, whatever is in flight: a
     /// checkpoint inside a long job needs its own place in the stream.
-    pub fn ping_now(&mut self, now: Instant) -> String {
+    /// `queued`: the stanzas queued since the core started, before the
+    /// ping, which is to be queued next.
+    pub fn ping_now(&mut self, now: Instant, queued: u64) -> String {
         self.next_id += 1;
         let id = format!("{}-{}", self.prefix, self.next_id);
+        let mark = queued + 1;
+        self.last_mark = mark;
         self.in_flight.push_back(InFlight {
             id: id.clone(),
             covers: std::mem::take(&mut self.uncovered),
             settles_presence: std::mem::take(&mut self.settle_requested),
             sent_at: now,
+            mark,
+            ahead: mark.saturating_sub(self.read),
         });
         id
     }
@@ -91,11 +115,14 @@ impl<T> Barriers<T> {
     /// Returns `None` if `id` is not one of ours.
     pub fn answered(&mut self, id: &str, now: Instant) -> Option<Released<T>> {
         let position = self.in_flight.iter().position(|b| b.id == id)?;
+        let answered = &self.in_flight[position];
         let mut released = Released {
             work: Vec::new(),
             presence_settled: false,
-            roundtrip: now.saturating_duration_since(self.in_flight[position].sent_at),
+            roundtrip: now.saturating_duration_since(answered.sent_at),
+            ahead: answered.ahead,
         };
+        self.read = self.read.max(answered.mark);
         for barrier in self.in_flight.drain(..=position) {
             released.work.extend(barrier.covers);
             released.presence_settled |= barrier.settles_presence;
@@ -103,11 +130,19 @@ impl<T> Barriers<T> {
         Some(released)
     }
 
-    /// The stream is gone: returns all work not proven read.
-    pub fn abandon(&mut self) -> Vec<T> {
+    /// Of the `queued` stanzas, those not proven read.
+    pub fn unread(&self, queued: u64) -> u64 {
+        queued.saturating_sub(self.read)
+    }
+
+    /// The stream is gone, with everything queued for it (`queued`):
+    /// returns all work not proven read.
+    pub fn abandon(&mut self, queued: u64) -> Vec<T> {
         let mut work: Vec<T> = self.in_flight.drain(..).flat_map(|b| b.covers).collect();
         work.append(&mut self.uncovered);
         self.settle_requested = false;
+        self.last_mark = queued;
+        self.read = queued;
         work
     }
 
@@ -127,10 +162,10 @@ mod tests {
     #[test]
     fn nothing_to_cover_sends_no_ping_unless_forced() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
-        assert_eq!(barriers.next_ping(false, now()), None);
-        assert_eq!(barriers.next_ping(true, now()).as_deref(), Some("b-1"));
+        assert_eq!(barriers.next_ping(false, now(), 0), None);
+        assert_eq!(barriers.next_ping(true, now(), 0).as_deref(), Some("b-1"));
         assert_eq!(
-            barriers.next_ping(true, now()),
+            barriers.next_ping(true, now(), 0),
             None,
             "a keepalive is already out"
         );
@@ -140,9 +175,9 @@ mod tests {
     fn answer_releases_work_covered_by_it_and_earlier_barriers() {
         let mut barriers = Barriers::new("b");
         barriers.push(1);
-        let first = barriers.next_ping(false, now()).unwrap();
+        let first = barriers.next_ping(false, now(), 0).unwrap();
         barriers.push(2);
-        let second = barriers.next_ping(false, now()).unwrap();
+        let second = barriers.next_ping(false, now(), 0).unwrap();
         barriers.push(3);
         assert_ne!(first, second);
         let released = barriers.answered(&second, now()).unwrap();
@@ -153,7 +188,7 @@ mod tests {
             "already released"
         );
         assert!(!barriers.is_idle());
-        assert_eq!(barriers.abandon(), vec![3]);
+        assert_eq!(barriers.abandon(0), vec![3]);
         assert!(barriers.is_idle());
     }
 
@@ -162,12 +197,12 @@ mod tests {
         let mut barriers = Barriers::new("b");
         for i in 0..MAX_IN_FLIGHT {
             barriers.push(i);
-            assert!(barriers.next_ping(false, now()).is_some());
+            assert!(barriers.next_ping(false, now(), 0).is_some());
         }
         barriers.push(99);
-        assert_eq!(barriers.next_ping(false, now()), None);
+        assert_eq!(barriers.next_ping(false, now(), 0), None);
         barriers.answered("b-1", now()).unwrap();
-        assert!(barriers.next_ping(false, now()).is_some());
+        assert!(barriers.next_ping(false, now(), 0).is_some());
     }
 
     #[test]
@@ -175,10 +210,10 @@ mod tests {
         let mut barriers = Barriers::new("b");
         for i in 0..MAX_IN_FLIGHT {
             barriers.push(i);
-            barriers.next_ping(false, now()).unwrap();
+            barriers.next_ping(false, now(), 0).unwrap();
         }
         barriers.push(99);
-        let id = barriers.ping_now(now());
+        let id = barriers.ping_now(now(), 0);
         assert_eq!(
             barriers.answered(&id, now()).unwrap().work.last(),
             Some(&99)
@@ -189,7 +224,7 @@ mod tests {
     fn settle_request_is_reported_when_answered() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         barriers.request_settle();
-        let id = barriers.next_ping(false, now()).unwrap();
+        let id = barriers.next_ping(false, now(), 0).unwrap();
         assert!(barriers.answered(&id, now()).unwrap().presence_settled);
     }
 
@@ -198,7 +233,7 @@ mod tests {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         let sent = now();
         barriers.push(1);
-        let id = barriers.next_ping(false, sent).unwrap();
+        let id = barriers.next_ping(false, sent, 0).unwrap();
         let released = barriers
             .answered(&id, sent + Duration::from_millis(1500))
             .unwrap();
@@ -209,8 +244,40 @@ mod tests {
     fn unknown_answer_is_ignored() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         barriers.push(1);
-        barriers.next_ping(false, now()).unwrap();
+        barriers.next_ping(false, now(), 0).unwrap();
         assert!(barriers.answered("other-1", now()).is_none());
-        assert_eq!(barriers.abandon(), vec![1]);
+        assert_eq!(barriers.abandon(0), vec![1]);
+    }
+
+    #[test]
+    fn stanzas_count_as_unread_until_a_ping_after_them_is_answered() {
+        let mut barriers: Barriers<u32> = Barriers::new("b");
+        let sent = now();
+        assert_eq!(barriers.next_ping(false, sent, 0), None);
+        // Each ping is a stanza too, counted after the 100 before it.
+        let first = barriers.next_ping(false, sent, 100).expect("stanzas wait");
+        assert_eq!(barriers.next_ping(false, sent, 101), None, "covered");
+        let second = barriers.next_ping(false, sent, 250).unwrap();
+        assert_eq!(barriers.unread(300), 300);
+        let released = barriers.answered(&first, sent + Duration::from_millis(10));
+        assert_eq!(released.unwrap().ahead, 101);
+        assert_eq!(barriers.unread(300), 199);
+        let released = barriers.answered(&second, sent + Duration::from_millis(20));
+        assert_eq!(released.unwrap().ahead, 251, "counted from the start");
+        assert_eq!(barriers.unread(300), 49);
+        let third = barriers.next_ping(false, sent, 300).unwrap();
+        let released = barriers.answered(&third, sent).unwrap();
+        assert_eq!(released.ahead, 50, "what the last answer left");
+        assert_eq!(barriers.unread(301), 0);
+    }
+
+    #[test]
+    fn a_lost_stream_leaves_nothing_unread() {
+        let mut barriers: Barriers<u32> = Barriers::new("b");
+        barriers.next_ping(false, now(), 40).unwrap();
+        assert_eq!(barriers.unread(70), 70);
+        barriers.abandon(70);
+        assert_eq!(barriers.unread(70), 0);
+        assert_eq!(barriers.next_ping(false, now(), 70), None);
     }
 }

@@ -21,6 +21,12 @@ impl<H: Handler> Core<H> {
         self.metrics
             .server_roundtrip
             .observe(released.roundtrip.as_secs_f64());
+        self.read_window
+            .answered(released.ahead, released.roundtrip, self.now);
+        let size = self.read_window.size(self.now);
+        self.metrics
+            .read_window
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
         let mut deferred_read = Vec::new();
         for covered in released.work {
             match covered {

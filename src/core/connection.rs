@@ -69,7 +69,7 @@ impl<H: Handler> Core<H> {
     /// Every job whose stanzas are not proven read goes back to the queue.
     fn requeue_unread(&mut self) {
         let mut requeued = 0;
-        for covered in self.barriers.abandon() {
+        for covered in self.barriers.abandon(self.out.stanzas_queued()) {
             let id = match covered {
                 Covered::Job(id) => id,
                 Covered::Deferred { slot, position } => {

@@ -37,17 +37,16 @@ impl<H: Handler> Core<H> {
         let Some(mut fanning) = self.fanning[lane.index()].take() else {
             return true;
         };
-        if self.room == 0 {
+        let room = self.slice_room();
+        if room == 0 {
             self.fanning[lane.index()] = Some(fanning);
             return false;
         }
         let mut effects = Effects::default();
-        let room = self.deferral_room();
-        let mut ctx = handler_context!(self, &mut effects).with_deferral_room(room);
-        let outcome = fanning
-            .slices
-            .next_slice(&mut ctx, self.room.min(MAX_SLICE));
-        self.room = self.room.saturating_sub(effects.stanzas.len());
+        let deferral_room = self.deferral_room();
+        let mut ctx = handler_context!(self, &mut effects).with_deferral_room(deferral_room);
+        let outcome = fanning.slices.next_slice(&mut ctx, room.min(MAX_SLICE));
+        self.stream_room = self.stream_room.saturating_sub(effects.stanzas.len());
         match outcome {
             Some(outcome) => {
                 self.finish(fanning.id, outcome, effects);
@@ -62,16 +61,27 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// A job is fanning out and its next slice waits for room: the shell
-    /// wakes the loop when its queue drains.
+    /// Stanzas the next slice may have: as many as the stream's queue
+    /// takes and the read window allows (the stanzas queued count against
+    /// it at once, the server's answers give it back).
+    fn slice_room(&self) -> usize {
+        let unread = self.barriers.unread(self.out.stanzas_queued());
+        let unread = usize::try_from(unread).unwrap_or(usize::MAX);
+        let read_room = self.read_window.size(self.now).saturating_sub(unread);
+        self.stream_room.min(read_room)
+    }
+
+    /// A job is fanning out and its next slice waits for the stream's
+    /// queue: the shell wakes the loop when it drains. (Room in the read
+    /// window comes with the server's answers, which are inputs anyway.)
     pub fn waits_for_room(&self) -> bool {
-        self.is_fanning() && self.phase.takes_jobs() && self.room == 0
+        self.is_fanning() && self.phase.takes_jobs() && self.stream_room == 0
     }
 
     /// A job is fanning out and there is room for its next slice (the last
     /// one stopped at its limit of recipients walked): it may go at once.
     pub(super) fn fans_out_now(&self) -> bool {
-        self.is_fanning() && self.phase.takes_jobs() && self.room > 0
+        self.is_fanning() && self.phase.takes_jobs() && self.slice_room() > 0
     }
 
     /// Some job is going out a slice at a time.

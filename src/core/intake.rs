@@ -253,7 +253,7 @@ impl<H: Handler> Core<H> {
             key: key.to_string(),
             token,
         });
-        let id = self.barriers.ping_now(self.now);
+        let id = self.barriers.ping_now(self.now, self.out.stanzas_queued());
         self.ping(id);
     }
 

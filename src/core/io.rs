@@ -2,6 +2,7 @@
 //! sockets, the broker, the store file and the clock into [`Input`]s and
 //! carries out every [`Output`]; the core never does either itself.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -229,5 +230,44 @@ impl From<Outgoing> for Output {
             Outgoing::Stanza(stanza) => Output::Stanza(*stanza),
             Outgoing::Message { template, to } => Output::Message { template, to },
         }
+    }
+}
+
+/// The outputs the shell has not taken yet, in order, and how many stanzas
+/// were ever queued: the marks barriers measure the server's reading by.
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    queue: VecDeque<Output>,
+    stanzas: u64,
+}
+
+impl Outputs {
+    pub fn push_back(&mut self, output: Output) {
+        if matches!(output, Output::Stanza(_) | Output::Message { .. }) {
+            self.stanzas += 1;
+        }
+        self.queue.push_back(output);
+    }
+
+    pub fn pop_front(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Stanzas queued since the core started, taken or not.
+    pub fn stanzas_queued(&self) -> u64 {
+        self.stanzas
+    }
+
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = &Output> {
+        self.queue.iter()
     }
 }

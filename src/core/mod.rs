@@ -46,12 +46,12 @@ mod jobs;
 mod ledger;
 mod limiter;
 mod phase;
+mod read_window;
 mod settings;
 mod store_log;
 mod strangers;
 mod subscribers;
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::groups::Groups;
@@ -64,6 +64,7 @@ use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
 use fanning::Fanning;
+use io::Outputs;
 pub use io::{
     Batch, Delivery, Destination, Input, InvalidStanza, JobId, Lane, Output, Publish, Request,
     RequestId, Restored,
@@ -74,6 +75,7 @@ pub use ledger::Earlier;
 pub(crate) use ledger::Ledger;
 use limiter::SenderLimiter;
 pub use phase::Phase;
+use read_window::ReadWindow;
 pub use settings::Settings;
 use store_log::StoreLog;
 pub use strangers::StrangerTest;
@@ -125,14 +127,16 @@ pub struct Core<H> {
     /// How many of them may be in flight.
     window: JobWindow,
     barriers: Barriers<Covered>,
+    /// How many stanzas may wait for the server to read them.
+    read_window: ReadWindow,
     store: StoreLog,
     broker: Broker,
     /// Each lane's job going out a slice at a time, if any.
     fanning: [Option<Fanning>; 2],
     /// Stanzas the stream's queue takes before it is full, as the shell
     /// last said, less what was queued since.
-    room: usize,
-    out: VecDeque<Output>,
+    stream_room: usize,
+    out: Outputs,
     /// Operators' ad-hoc command sessions and queued broadcasts.
     adhoc: adhoc::Adhoc,
     /// Jobs' windows for recipients they could not reach at once.
@@ -169,11 +173,12 @@ impl<H: Handler> Core<H> {
             jobs: Jobs::default(),
             window: JobWindow::new(settings.max_in_flight),
             barriers: Barriers::new("herald-barrier"),
+            read_window: ReadWindow::new(settings.server_queue, settings.max_unread),
             store: StoreLog::new(settings.max_backoff),
             broker: Broker::new(settings.max_backoff),
             fanning: [None, None],
-            room: 0,
-            out: VecDeque::new(),
+            stream_room: 0,
+            out: Outputs::default(),
             adhoc: adhoc::Adhoc::default(),
             deferred: deferred::Book::default(),
             metrics,
@@ -249,7 +254,10 @@ impl<H: Handler> Core<H> {
         }
         if self.phase.has_stream() && self.keepalive_at <= now {
             self.keepalive_at = now + self.settings.keepalive;
-            if let Some(id) = self.barriers.next_ping(true, now) {
+            if let Some(id) = self
+                .barriers
+                .next_ping(true, now, self.out.stanzas_queued())
+            {
                 self.ping(id);
             }
             self.limiter.sweep(now);
@@ -268,13 +276,17 @@ impl<H: Handler> Core<H> {
     }
 
     /// The next output to carry out, in order. `room`: how many more
-    /// stanzas the stream's queue takes now (a job's slices are cut to it).
+    /// stanzas the stream's queue takes now (a job's slices are cut to it
+    /// and to the read window).
     pub fn poll_output(&mut self, room: usize) -> Option<Output> {
-        self.room = room.saturating_sub(self.out.len());
+        self.stream_room = room.saturating_sub(self.out.len());
         if self.out.is_empty() {
             // After everything queued in this turn: one barrier covers it all.
             if self.phase.has_stream() {
-                if let Some(id) = self.barriers.next_ping(false, self.now) {
+                if let Some(id) =
+                    self.barriers
+                        .next_ping(false, self.now, self.out.stanzas_queued())
+                {
                     self.ping(id);
                 }
             }

@@ -46,6 +46,12 @@ pub struct Settings {
     pub names_part_bytes: usize,
     /// Publish a `message.receipt` event for every delivery receipt counted.
     pub receipt_events: bool,
+    /// How long the server may take to read the stanzas waiting for it
+    /// (see `read_window`).
+    pub server_queue: Duration,
+    /// Stanzas written and not proven read at most, whatever the server's
+    /// rate: the stream queue's high water.
+    pub max_unread: usize,
 }
 
 impl Settings {

@@ -347,5 +347,6 @@ mod groups;
 mod names;
 mod producers;
 mod reach;
+mod read_window;
 mod receipts;
 mod slices;

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub outbound_queue: IntGauge,
     /// Jobs that may be in flight now ([`crate::core`]'s window).
     pub job_window: IntGauge,
+    /// Stanzas that may wait for the server to read them now.
+    pub read_window: IntGauge,
     pub xmpp: LinkMetrics,
     pub amqp: LinkMetrics,
     /// 1 while this Herald holds its jobs queue; 0 while it stands by.
@@ -199,6 +201,11 @@ impl Metrics {
                 &registry,
                 "herald_job_window",
                 "Jobs Herald takes into flight at most now: twice the rate it settles them times the shortest time one takes, between 64 and amqp.prefetch, starting at 256",
+            ),
+            read_window: gauge(
+                &registry,
+                "herald_read_window_stanzas",
+                "Stanzas Herald lets wait for the server to read them at most now: the server's read rate times its base roundtrip plus xmpp.server_queue_ms, between 512 and xmpp.outbound_high_water",
             ),
             xmpp: LinkMetrics::new(&registry, "xmpp", "XMPP server"),
             amqp: LinkMetrics::new(&registry, "amqp", "AMQP broker"),

@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 
 use super::ack_window::{Ack, AckWindow};
 use super::id_map::IdMap;
-use super::io::{Delivery, JobId, Lane, Output};
+use super::io::{Delivery, JobId, Lane, Output, Outputs};
 use crate::handler::{Deferral, Event};
 
 /// Where a job stands.
@@ -277,7 +277,7 @@ impl Jobs {
     }
 
     /// The job is done with: acknowledged, in delivery order.
-    pub fn ack(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
+    pub fn ack(&mut self, id: JobId, out: &mut Outputs) -> Option<Job> {
         let job = self.table.remove(&id)?;
         let job = self.removed(job);
         let window = &mut self.windows[id.lane.index()];
@@ -292,7 +292,7 @@ impl Jobs {
 
     /// The job goes back to the queue; later done jobs may be acknowledged
     /// past it.
-    pub fn requeue(&mut self, id: JobId, out: &mut VecDeque<Output>) -> Option<Job> {
+    pub fn requeue(&mut self, id: JobId, out: &mut Outputs) -> Option<Job> {
         let job = self.table.remove(&id)?;
         let job = self.removed(job);
         if matches!(job.stage, Stage::Held(_)) {

@@ -108,7 +108,7 @@ fn a_lost_stream_makes_every_held_job_new_again_in_order() {
 fn acknowledgements_wait_for_earlier_jobs_and_pass_requeued_ones() {
     let mut jobs = Jobs::default();
     let now = Instant::now();
-    let mut out = VecDeque::new();
+    let mut out = Outputs::default();
     for tag in 1..=3 {
         jobs.take(delivery(tag), now, now);
     }
