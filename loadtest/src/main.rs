@@ -10,6 +10,7 @@ mod groups;
 mod harness;
 mod herald_config;
 mod job_reports;
+mod overtake;
 mod presence_check;
 mod procstat;
 mod publisher;
@@ -64,6 +65,10 @@ enum Command {
     /// plane, one job per group from a prefilled queue; the server's
     /// ceiling measured first. Herald only: the baseline has no groups.
     Groups(groups::GroupsArgs),
+    /// The urgent lane on a real server: a one-recipient job published to
+    /// the urgent queue, and to the jobs queue as the baseline, while a job
+    /// to 100,000 recipients (10,000 online) goes out; timed at its user.
+    Overtake(overtake::OvertakeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +147,9 @@ fn main() -> ExitCode {
         }
         Command::Groups(args) => {
             return exit_code(runtime().block_on(run_groups(args)));
+        }
+        Command::Overtake(args) => {
+            return exit_code(runtime().block_on(overtake::run(args)));
         }
     };
     exit_code(runtime().block_on(run_scenario(scenario, args)))
@@ -311,7 +319,7 @@ fn choose_components(
 }
 
 /// Prints the run's JSON line and appends it to the results file.
-fn emit(result: &RunResult, path: &Path) -> Result<(), String> {
+fn emit(result: &impl serde::Serialize, path: &Path) -> Result<(), String> {
     let line = serde_json::to_string(result).expect("a result serializes");
     println!("{line}");
     let mut file = OpenOptions::new()

@@ -30,12 +30,34 @@ pub struct Swarm {
     counters: Arc<Counters>,
 }
 
-#[derive(Default)]
 pub struct Counters {
     /// Messages received that carry a sequence number.
     pub received: AtomicU64,
     /// Messages received without one (not from the load test).
     pub foreign: AtomicU64,
+    /// The sequence number [`Swarm::watch`] looks out for ([`u64::MAX`]:
+    /// none), and when a message of it first arrived (0: not yet).
+    watched: AtomicU64,
+    watched_at_ns: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            received: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+            watched: AtomicU64::new(u64::MAX),
+            watched_at_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Counters {
+    /// When the first message of the watched job arrived (nanoseconds
+    /// since the run's epoch), if one has.
+    pub fn watched_at_ns(&self) -> Option<u64> {
+        Some(self.watched_at_ns.load(Ordering::Relaxed)).filter(|&at| at > 0)
+    }
 }
 
 /// Where and as whom the swarm logs in.
@@ -116,6 +138,13 @@ impl Swarm {
         &self.counters
     }
 
+    /// From now on, notes when the first message of job `seq` arrives at
+    /// any user ([`Counters::watched_at_ns`]), as it arrives.
+    pub fn watch(&self, seq: u64) {
+        self.counters.watched_at_ns.store(0, Ordering::Relaxed);
+        self.counters.watched.store(seq, Ordering::Relaxed);
+    }
+
     /// Disconnects every user; returns each user's receipts, in login order.
     pub async fn finish(self) -> Vec<Vec<Receipt>> {
         let _ = self.stop.send(true);
@@ -141,6 +170,14 @@ async fn receive(
             Some(seq) => {
                 receipts.push(Receipt { seq, at_ns: now });
                 counters.received.fetch_add(1, Ordering::Relaxed);
+                if seq == counters.watched.load(Ordering::Relaxed) {
+                    let _ = counters.watched_at_ns.compare_exchange(
+                        0,
+                        now.max(1),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
             }
             None => {
                 counters.foreign.fetch_add(1, Ordering::Relaxed);
