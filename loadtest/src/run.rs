@@ -25,6 +25,8 @@ use herald_testkit::server::XmppServer;
 pub struct RunSpec {
     pub scenario: String,
     pub server: ServerKind,
+    /// ejabberd nodes joined into one cluster (1: a single server).
+    pub nodes: usize,
     pub component: ComponentKind,
     pub run: usize,
     pub users: usize,
@@ -62,6 +64,7 @@ pub struct Settings {
 /// Carries out one run. Failures become a result with `error` set.
 pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
     let mut result = RunResult::new(&spec.scenario, spec.server, spec.component.name(), spec.run);
+    result.server = server_label(spec.server, spec.nodes);
     result.users = spec.users;
     result.away = spec.away;
     result.churn = spec.churn;
@@ -73,6 +76,15 @@ pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
         result.error = Some(e);
     }
     result
+}
+
+/// The server as results name it: `ejabberd`, or `ejabberd x3` for a
+/// cluster of three nodes.
+pub fn server_label(server: ServerKind, nodes: usize) -> String {
+    match nodes {
+        1 => server.name().to_string(),
+        nodes => format!("{} x{nodes}", server.name()),
+    }
 }
 
 /// Users `0..away` are away; every job reaches the available ones among
@@ -87,22 +99,29 @@ fn expected_messages(spec: &RunSpec) -> u64 {
         .sum()
 }
 
-/// CPU seconds of a process since a first reading.
+/// CPU seconds of some processes (a server's nodes) since a first reading.
 struct CpuWindow {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     start: Option<f64>,
 }
 
 impl CpuWindow {
-    fn start(pid: Option<u32>) -> CpuWindow {
+    fn start(pids: &[u32]) -> CpuWindow {
         CpuWindow {
-            pid,
-            start: pid.and_then(procstat::cpu_seconds),
+            pids: pids.to_vec(),
+            start: Self::now(pids),
         }
     }
 
+    /// Their CPU seconds now, if there are any and all can be read.
+    fn now(pids: &[u32]) -> Option<f64> {
+        let seconds: Option<Vec<f64>> =
+            pids.iter().map(|&pid| procstat::cpu_seconds(pid)).collect();
+        seconds.filter(|s| !s.is_empty()).map(|s| s.iter().sum())
+    }
+
     fn used(&self) -> Option<f64> {
-        Some(procstat::cpu_seconds(self.pid?)? - self.start?)
+        Some(Self::now(&self.pids)? - self.start?)
     }
 }
 
@@ -117,12 +136,13 @@ pub struct CpuWindows {
 }
 
 impl CpuWindows {
-    pub fn start(component: Option<u32>, server: Option<u32>, broker: Option<u32>) -> CpuWindows {
+    /// `server`: the server's pid, or every node's.
+    pub fn start(component: Option<u32>, server: &[u32], broker: Option<u32>) -> CpuWindows {
         CpuWindows {
-            component: CpuWindow::start(component),
+            component: CpuWindow::start(component.as_slice()),
             server: CpuWindow::start(server),
-            loadtest: CpuWindow::start(Some(std::process::id())),
-            broker: CpuWindow::start(broker),
+            loadtest: CpuWindow::start(&[std::process::id()]),
+            broker: CpuWindow::start(broker.as_slice()),
             machine: procstat::machine_ticks(),
         }
     }
@@ -180,16 +200,24 @@ async fn measure_with(
     let population = Population::new(spec.users, spec.churn);
     let kind = spec.server;
     let provision_start = Instant::now();
-    let mut server = Server::launch(kind, &population).await?;
+    let mut server = match spec.nodes {
+        1 => Server::launch(kind, &population).await?,
+        nodes => Server::launch_cluster(nodes, &population).await?,
+    };
     eprintln!(
         "  {} up with {} users in {:.1} s",
-        kind.name(),
+        server_label(kind, spec.nodes),
         spec.users + spec.churn,
         provision_start.elapsed().as_secs_f64()
     );
-    let server_pid = server.pid().ok_or("server has no pid")?;
+    let server_pids = server.pids();
+    if server_pids.len() != spec.nodes {
+        return Err("a server node has no pid".into());
+    }
     let api = server.api();
     let xmpp = server.xmpp_target();
+    let c2s_addrs = server.c2s_addrs();
+    let component_addrs = server.component_addrs();
 
     let outcome = async {
         let component = match spec.component {
@@ -198,6 +226,11 @@ async fn measure_with(
                 let mut config = herald_config(&xmpp, broker.url(), broker.names());
                 if let Some(prefetch) = settings.herald_prefetch {
                     config.amqp.prefetch = prefetch;
+                }
+                if component_addrs.len() > 1 {
+                    // One connection, to the first node; the others for failover.
+                    (config.xmpp.host, config.xmpp.port) = (None, None);
+                    config.xmpp.servers = component_addrs.clone();
                 }
                 // Nothing consumes them here.
                 config.amqp.presence_events = false;
@@ -219,7 +252,8 @@ async fn measure_with(
             settings,
             component: &component,
             server: api,
-            server_pid,
+            c2s_addrs: &c2s_addrs,
+            server_pids: &server_pids,
             epoch,
         };
         let outcome = run.drive(result, &population, broker).await;
@@ -244,7 +278,9 @@ struct Run<'a> {
     settings: &'a Settings,
     component: &'a Component,
     server: &'a dyn XmppServer,
-    server_pid: u32,
+    /// The swarm's users are spread over these.
+    c2s_addrs: &'a [String],
+    server_pids: &'a [u32],
     epoch: Instant,
 }
 
@@ -260,12 +296,14 @@ impl Run<'_> {
             settings,
             component,
             server,
-            server_pid,
+            c2s_addrs,
+            server_pids,
             epoch,
         } = *self;
         let login_start = Instant::now();
         let logins = Logins {
             server,
+            c2s_addrs: c2s_addrs.to_vec(),
             users: population
                 .users
                 .iter()
@@ -305,7 +343,7 @@ impl Run<'_> {
         }
 
         let broker_pid = procstat::listener_pid(broker_port(broker.url()));
-        let mut cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
+        let mut cpu = CpuWindows::start(Some(component.pid()), server_pids, broker_pid);
         let churn_before = churn
             .as_ref()
             .map_or(0, |c| c.stats().cycles.load(Ordering::Relaxed));
@@ -322,7 +360,7 @@ impl Run<'_> {
         }
         let published = publisher::publish(broker, &plan, settings.publish_channels, epoch).await;
         let resumed = settings.prefill.then(|| {
-            cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
+            cpu = CpuWindows::start(Some(component.pid()), server_pids, broker_pid);
             let at = epoch.elapsed().as_nanos() as u64;
             component.resume();
             at
@@ -400,6 +438,7 @@ mod tests {
         RunSpec {
             scenario: "t".into(),
             server: ServerKind::Prosody,
+            nodes: 1,
             component: ComponentKind::Herald,
             run: 1,
             users,

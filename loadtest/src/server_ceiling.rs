@@ -150,7 +150,7 @@ async fn drive(
         .enumerate()
         .map(|(seq, user)| message(seq as u64, &format!("{}/{RESOURCE}", api.jid(user)), api))
         .collect();
-    let cpu = CpuWindows::start(None, server.pid(), None);
+    let cpu = CpuWindows::start(None, &server.pids(), None);
     let written = component.write_all(&messages, epoch).await?;
     wait_for(
         "messages",

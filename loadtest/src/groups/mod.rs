@@ -235,7 +235,7 @@ async fn drive(
         epoch,
     )
     .await;
-    let cpu = CpuWindows::start(Some(herald.pid()), server.pid(), broker_pid);
+    let cpu = CpuWindows::start(Some(herald.pid()), &server.pids(), broker_pid);
     let resumed = epoch.elapsed().as_nanos() as u64;
     herald.resume();
     let (published, _) = published?;
