@@ -72,7 +72,7 @@ async fn log_in_everywhere(cluster: &EjabberdCluster) -> Vec<Vec<XmppUser>> {
 
 /// Herald attached to the cluster (every node listed, the first tried
 /// first), with a tap on its reports and presence events.
-struct Attached {
+struct HeraldOnCluster {
     herald: Herald,
     names: Names,
     amqp: Amqp,
@@ -81,13 +81,13 @@ struct Attached {
     _dir: tempfile::TempDir,
 }
 
-impl Attached {
-    async fn start(cluster: &EjabberdCluster, env: &[(&str, &str)]) -> Attached {
+impl HeraldOnCluster {
+    async fn start(cluster: &EjabberdCluster, env: &[(&str, &str)]) -> HeraldOnCluster {
         let names = Names::unique();
         let dir = tempfile::tempdir().expect("temp dir");
         let servers = cluster.component_addrs();
         let herald = Herald::start_on_servers(cluster.node(0), &servers, &names, dir.path(), env);
-        Attached {
+        HeraldOnCluster {
             reports: EventTap::bind(&names.events, "job.report").await,
             presence: EventTap::bind(&names.events, "presence.changed").await,
             amqp: Amqp::connect().await,
@@ -128,7 +128,7 @@ fn assert_counts(report: &Value, sent: usize, offline: usize) {
 async fn every_available_user_on_every_node_gets_a_job_once_and_leaving_on_another_node_is_seen() {
     const NODES: usize = 2;
     let cluster = cluster_of(NODES);
-    let mut attached = Attached::start(&cluster, &[]).await;
+    let mut attached = HeraldOnCluster::start(&cluster, &[]).await;
     assert_eq!(
         attached.node(&cluster),
         0,
@@ -191,7 +191,7 @@ async fn herald_moves_to_the_next_node_when_its_node_dies_mid_job_or_between_job
         ("HERALD_XMPP__READ_TIMEOUT_SECS", "600"),
         ("HERALD_XMPP__UNKNOWN_PROBE_TTL_SECS", "0"),
     ];
-    let mut attached = Attached::start(&cluster, &env).await;
+    let mut attached = HeraldOnCluster::start(&cluster, &env).await;
     assert_eq!(attached.node(&cluster), 0);
     let mut users = log_in_everywhere(&cluster).await;
     let (online, offline) = (NODES * ONLINE_PER_NODE, NODES * OFFLINE_PER_NODE);
