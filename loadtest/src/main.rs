@@ -6,6 +6,7 @@ mod broker;
 mod ceiling;
 mod churn;
 mod component;
+mod cpu;
 mod groups;
 mod harness;
 mod herald_config;
