@@ -31,6 +31,7 @@ pub mod metrics;
 mod pem;
 pub mod presence;
 pub mod producers;
+mod rotation;
 pub mod send;
 pub mod shell;
 pub mod store;

@@ -1,10 +1,13 @@
 //! The XMPP server refusing Herald: a wrong secret, a domain the server does
 //! not know, another Herald holding the domain. Herald must say why in its
 //! log, count it, back off (no crash loop that floods the server), stay
-//! unready, and lose no job.
+//! unready, and lose no job. And with several server addresses
+//! (`xmpp.servers`), one where nothing listens is passed over for the next.
 
 use std::time::Duration;
 
+use herald_testkit::amqp::{Amqp, EventTap};
+use herald_testkit::c2s::XmppUser;
 use herald_testkit::events::next_report;
 use herald_testkit::fake_server::FakeServer;
 use herald_testkit::herald::{Herald, Names};
@@ -142,4 +145,38 @@ async fn a_server_that_breaks_every_stream_after_the_handshake_is_not_hammered()
     assert!(herald
         .log_text()
         .contains("XMPP stream lost before presence was rebuilt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_address_where_nothing_listens_is_passed_over_for_the_next() {
+    let server = Prosody::start(&["alice"]);
+    let names = Names::unique();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let servers = [dead.clone(), server.component_addr()];
+    let mut herald = Herald::start_on_servers(&server, &servers, &names, dir.path(), &[]);
+    let failed = herald.log_lines("XMPP connection failed");
+    assert!(
+        failed.len() == 1 && failed[0].contains(&format!("server={dead}")),
+        "the first address was tried first, once: {failed:?}"
+    );
+    let connected = herald.log_lines("XMPP component connected");
+    assert!(
+        connected.len() == 1 && connected[0].contains(&format!("server={}", servers[1])),
+        "{connected:?}"
+    );
+
+    let mut reports = EventTap::bind(&names.events, "job.report").await;
+    let mut alice = XmppUser::login_available(&server, "alice", "r").await;
+    herald.wait_metric("herald_online_users", 1.0, Duration::from_secs(20));
+    let job =
+        json!({"id": "next-server", "to": ["alice@localhost"], "body": "via the next server"});
+    Amqp::connect().await.publish_json(&names.jobs, &job).await;
+    assert_eq!(next_report(&mut reports, "next-server").await["sent"], 1);
+    let message = alice.next_message(Duration::from_secs(20)).await;
+    assert_eq!(message.expect("alice got the job").1, "via the next server");
+    assert_eq!(herald.stop(), Some(0), "{}", herald.log_text());
 }

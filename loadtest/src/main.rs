@@ -6,6 +6,7 @@ mod broker;
 mod ceiling;
 mod churn;
 mod component;
+mod cpu;
 mod groups;
 mod harness;
 mod herald_config;
@@ -76,6 +77,12 @@ struct RunArgs {
     /// XMPP server [default: prosody; ejabberd for table2].
     #[arg(long, value_enum)]
     server: Option<ServerKind>,
+    /// ejabberd nodes joined into one cluster, the users logged in to them
+    /// in turn, Herald attached to the first (its `xmpp.servers` lists them
+    /// all); several (comma-separated) make one setup each, interleaved
+    /// like the components [default: 1, a single server].
+    #[arg(long, value_delimiter = ',')]
+    ejabberd_nodes: Vec<usize>,
     /// Components to measure, comma-separated [default: herald, plus baseline
     /// when loadtest/baseline-node has node_modules].
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -183,6 +190,13 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
     }
     let components = choose_components(&args.components, &args.baseline_dir)?;
     let server = args.server.unwrap_or(scenario.default_server());
+    let node_counts = match args.ejabberd_nodes.as_slice() {
+        [] => vec![1],
+        counts => counts.to_vec(),
+    };
+    if node_counts.contains(&0) || (server != ServerKind::Ejabberd && node_counts != [1]) {
+        return Err("--ejabberd-nodes counts nodes (at least 1) of --server ejabberd".into());
+    }
     let settings = Settings {
         amqp_url: args.harness.amqp_url.clone(),
         herald_bin: args.harness.herald_bin.clone(),
@@ -224,11 +238,16 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
             notes.push(note);
             continue;
         }
+        let setups: Vec<(usize, ComponentKind)> = node_counts
+            .iter()
+            .flat_map(|&nodes| components.iter().map(move |&component| (nodes, component)))
+            .collect();
         for repetition in 1..=args.repeat {
-            for &component in &components {
+            for &(nodes, component) in &setups {
                 let spec = RunSpec {
                     scenario: scenario.name().to_string(),
                     server,
+                    nodes,
                     component,
                     run: repetition,
                     users: shape.users,
@@ -240,7 +259,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
                 eprintln!(
                     "{} on {}: {} run {repetition}/{}, {} users, {} churning, {} jobs x {} recipients",
                     scenario.name(),
-                    server.name(),
+                    run::server_label(server, nodes),
                     component.name(),
                     args.repeat,
                     shape.users,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::broker::{Broker, Names};
 use crate::churn::Churn;
 use crate::component::{Component, ComponentKind, ERROR_LOG_LINES};
+use crate::cpu::CpuWindows;
 use crate::herald_config::herald_config;
 use crate::presence_check;
 use crate::procstat;
@@ -25,6 +26,8 @@ use herald_testkit::server::XmppServer;
 pub struct RunSpec {
     pub scenario: String,
     pub server: ServerKind,
+    /// ejabberd nodes joined into one cluster (1: a single server).
+    pub nodes: usize,
     pub component: ComponentKind,
     pub run: usize,
     pub users: usize,
@@ -62,6 +65,7 @@ pub struct Settings {
 /// Carries out one run. Failures become a result with `error` set.
 pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
     let mut result = RunResult::new(&spec.scenario, spec.server, spec.component.name(), spec.run);
+    result.server = server_label(spec.server, spec.nodes);
     result.users = spec.users;
     result.away = spec.away;
     result.churn = spec.churn;
@@ -75,6 +79,15 @@ pub async fn run(spec: &RunSpec, settings: &Settings) -> RunResult {
     result
 }
 
+/// The server as results name it: `ejabberd`, or `ejabberd x3` for a
+/// cluster of three nodes.
+pub fn server_label(server: ServerKind, nodes: usize) -> String {
+    match nodes {
+        1 => server.name().to_string(),
+        nodes => format!("{} x{nodes}", server.name()),
+    }
+}
+
 /// Users `0..away` are away; every job reaches the available ones among
 /// its recipients.
 fn expected_messages(spec: &RunSpec) -> u64 {
@@ -85,60 +98,6 @@ fn expected_messages(spec: &RunSpec) -> u64 {
                 .count() as u64
         })
         .sum()
-}
-
-/// CPU seconds of a process since a first reading.
-struct CpuWindow {
-    pid: Option<u32>,
-    start: Option<f64>,
-}
-
-impl CpuWindow {
-    fn start(pid: Option<u32>) -> CpuWindow {
-        CpuWindow {
-            pid,
-            start: pid.and_then(procstat::cpu_seconds),
-        }
-    }
-
-    fn used(&self) -> Option<f64> {
-        Some(procstat::cpu_seconds(self.pid?)? - self.start?)
-    }
-}
-
-/// The CPU used in the measured window by every party to a run, and by
-/// the whole machine: whether the machine, not one party, is the limit.
-pub struct CpuWindows {
-    component: CpuWindow,
-    server: CpuWindow,
-    loadtest: CpuWindow,
-    broker: CpuWindow,
-    machine: Option<(u64, u64)>,
-}
-
-impl CpuWindows {
-    pub fn start(component: Option<u32>, server: Option<u32>, broker: Option<u32>) -> CpuWindows {
-        CpuWindows {
-            component: CpuWindow::start(component),
-            server: CpuWindow::start(server),
-            loadtest: CpuWindow::start(Some(std::process::id())),
-            broker: CpuWindow::start(broker),
-            machine: procstat::machine_ticks(),
-        }
-    }
-
-    pub fn record(&self, result: &mut RunResult) {
-        result.component_cpu_s = self.component.used();
-        result.server_cpu_s = self.server.used();
-        result.loadtest_cpu_s = self.loadtest.used();
-        result.broker_cpu_s = self.broker.used();
-        result.machine_busy = match (self.machine, procstat::machine_ticks()) {
-            (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
-                Some((busy1 - busy0) as f64 / (total1 - total0) as f64)
-            }
-            _ => None,
-        };
-    }
 }
 
 /// The broker's port in an AMQP URL (`amqp://user:pass@host:port/vhost`).
@@ -180,16 +139,24 @@ async fn measure_with(
     let population = Population::new(spec.users, spec.churn);
     let kind = spec.server;
     let provision_start = Instant::now();
-    let mut server = Server::launch(kind, &population).await?;
+    let mut server = match spec.nodes {
+        1 => Server::launch(kind, &population).await?,
+        nodes => Server::launch_cluster(nodes, &population).await?,
+    };
     eprintln!(
         "  {} up with {} users in {:.1} s",
-        kind.name(),
+        server_label(kind, spec.nodes),
         spec.users + spec.churn,
         provision_start.elapsed().as_secs_f64()
     );
-    let server_pid = server.pid().ok_or("server has no pid")?;
+    let server_pids = server.pids();
+    if server_pids.len() != spec.nodes {
+        return Err("a server node has no pid".into());
+    }
     let api = server.api();
     let xmpp = server.xmpp_target();
+    let c2s_addrs = server.c2s_addrs();
+    let component_addrs = server.component_addrs();
 
     let outcome = async {
         let component = match spec.component {
@@ -198,6 +165,11 @@ async fn measure_with(
                 let mut config = herald_config(&xmpp, broker.url(), broker.names());
                 if let Some(prefetch) = settings.herald_prefetch {
                     config.amqp.prefetch = prefetch;
+                }
+                if component_addrs.len() > 1 {
+                    // One connection, to the first node; the others for failover.
+                    (config.xmpp.host, config.xmpp.port) = (None, None);
+                    config.xmpp.servers = component_addrs.clone();
                 }
                 // Nothing consumes them here.
                 config.amqp.presence_events = false;
@@ -219,7 +191,8 @@ async fn measure_with(
             settings,
             component: &component,
             server: api,
-            server_pid,
+            c2s_addrs: &c2s_addrs,
+            server_pids: &server_pids,
             epoch,
         };
         let outcome = run.drive(result, &population, broker).await;
@@ -244,7 +217,9 @@ struct Run<'a> {
     settings: &'a Settings,
     component: &'a Component,
     server: &'a dyn XmppServer,
-    server_pid: u32,
+    /// The swarm's users are spread over these.
+    c2s_addrs: &'a [String],
+    server_pids: &'a [u32],
     epoch: Instant,
 }
 
@@ -260,12 +235,14 @@ impl Run<'_> {
             settings,
             component,
             server,
-            server_pid,
+            c2s_addrs,
+            server_pids,
             epoch,
         } = *self;
         let login_start = Instant::now();
         let logins = Logins {
             server,
+            c2s_addrs: c2s_addrs.to_vec(),
             users: population
                 .users
                 .iter()
@@ -305,7 +282,7 @@ impl Run<'_> {
         }
 
         let broker_pid = procstat::listener_pid(broker_port(broker.url()));
-        let mut cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
+        let mut cpu = CpuWindows::start(Some(component.pid()), server_pids, broker_pid);
         let churn_before = churn
             .as_ref()
             .map_or(0, |c| c.stats().cycles.load(Ordering::Relaxed));
@@ -322,7 +299,7 @@ impl Run<'_> {
         }
         let published = publisher::publish(broker, &plan, settings.publish_channels, epoch).await;
         let resumed = settings.prefill.then(|| {
-            cpu = CpuWindows::start(Some(component.pid()), Some(server_pid), broker_pid);
+            cpu = CpuWindows::start(Some(component.pid()), server_pids, broker_pid);
             let at = epoch.elapsed().as_nanos() as u64;
             component.resume();
             at
@@ -400,6 +377,7 @@ mod tests {
         RunSpec {
             scenario: "t".into(),
             server: ServerKind::Prosody,
+            nodes: 1,
             component: ComponentKind::Herald,
             run: 1,
             users,

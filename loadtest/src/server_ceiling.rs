@@ -18,9 +18,10 @@ use tokio::task::JoinHandle;
 
 use crate::body;
 use crate::churn::Churn;
+use crate::cpu::CpuWindows;
 use crate::procstat;
 use crate::report::{tally, RunResult};
-use crate::run::{wait_for, CpuWindows};
+use crate::run::wait_for;
 use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
 use herald_testkit::c2s::raw::RESOURCE;
@@ -150,7 +151,7 @@ async fn drive(
         .enumerate()
         .map(|(seq, user)| message(seq as u64, &format!("{}/{RESOURCE}", api.jid(user)), api))
         .collect();
-    let cpu = CpuWindows::start(None, server.pid(), None);
+    let cpu = CpuWindows::start(None, &server.pids(), None);
     let written = component.write_all(&messages, epoch).await?;
     wait_for(
         "messages",

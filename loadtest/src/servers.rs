@@ -1,10 +1,11 @@
 //! The XMPP server under load: Prosody or ejabberd, started privately on
 //! loopback with the run's users provisioned (see [`herald_testkit::prosody`] and
-//! [`herald_testkit::ejabberd`]).
+//! [`herald_testkit::ejabberd`]), or a cluster of ejabberd nodes with the
+//! users spread over them and the component attached to the first.
 
 use clap::ValueEnum;
 
-use herald_testkit::ejabberd::Ejabberd;
+use herald_testkit::ejabberd::{Ejabberd, EjabberdCluster};
 use herald_testkit::herald::XmppTarget;
 use herald_testkit::prosody::Prosody;
 use herald_testkit::server::XmppServer;
@@ -27,6 +28,7 @@ impl ServerKind {
 pub enum Server {
     Prosody(Prosody),
     Ejabberd(Ejabberd),
+    EjabberdCluster(EjabberdCluster),
 }
 
 /// The load test's logged-in users (`u0`, `u1`, ...) and churning users
@@ -67,10 +69,54 @@ impl Server {
         .map_err(|e| format!("{} did not start: {e}", kind.name()))
     }
 
+    /// Starts `nodes` ejabberd nodes joined into one cluster, everyone in
+    /// `population` provisioned, off the async threads.
+    pub async fn launch_cluster(nodes: usize, population: &Population) -> Result<Server, String> {
+        let names: Vec<String> = population
+            .users
+            .iter()
+            .chain(&population.churners)
+            .cloned()
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            Server::EjabberdCluster(EjabberdCluster::start(nodes, &names))
+        })
+        .await
+        .map_err(|e| format!("the ejabberd cluster did not start: {e}"))
+    }
+
+    /// The server, or a cluster's first node: the one the component
+    /// attaches to (every node takes every user's login).
     pub fn api(&self) -> &dyn XmppServer {
         match self {
             Server::Prosody(s) => s,
             Server::Ejabberd(s) => s,
+            Server::EjabberdCluster(s) => s.node(0),
+        }
+    }
+
+    /// Every node's c2s listener: the swarm's users are spread over them.
+    pub fn c2s_addrs(&self) -> Vec<String> {
+        match self {
+            Server::EjabberdCluster(s) => s.nodes().iter().map(|n| n.c2s_addr()).collect(),
+            _ => vec![self.api().c2s_addr()],
+        }
+    }
+
+    /// Every node's component listener, in the order Herald tries them.
+    pub fn component_addrs(&self) -> Vec<String> {
+        match self {
+            Server::EjabberdCluster(s) => s.component_addrs(),
+            _ => vec![self.api().component_addr()],
+        }
+    }
+
+    /// Every node's OS pid, for the server's CPU.
+    pub fn pids(&self) -> Vec<u32> {
+        match self {
+            Server::EjabberdCluster(s) => s.nodes().iter().filter_map(Ejabberd::pid).collect(),
+            _ => self.pid().into_iter().collect(),
         }
     }
 
@@ -84,6 +130,7 @@ impl Server {
         match self {
             Server::Prosody(s) => s.pid(),
             Server::Ejabberd(s) => s.pid(),
+            Server::EjabberdCluster(s) => s.node(0).pid(),
         }
     }
 
@@ -92,6 +139,11 @@ impl Server {
         match self {
             Server::Prosody(s) => s.stop(),
             Server::Ejabberd(s) => s.stop(),
+            Server::EjabberdCluster(s) => {
+                for node in 0..s.nodes().len() {
+                    s.node_mut(node).stop();
+                }
+            }
         }
     }
 }

@@ -63,6 +63,8 @@ impl Counters {
 /// Where and as whom the swarm logs in.
 pub struct Logins<'a> {
     pub server: &'a dyn XmppServer,
+    /// The c2s listeners (a cluster's nodes) the users log in to, in turn.
+    pub c2s_addrs: Vec<String>,
     /// (user, initial show), one per swarm user.
     pub users: Vec<(String, Show)>,
     pub in_flight: usize,
@@ -73,6 +75,7 @@ impl<'a> Logins<'a> {
     pub fn available(server: &'a dyn XmppServer, users: &[String], in_flight: usize) -> Self {
         Logins {
             server,
+            c2s_addrs: vec![server.c2s_addr()],
             users: users.iter().map(|u| (u.clone(), Show::Available)).collect(),
             in_flight,
         }
@@ -90,10 +93,10 @@ impl Swarm {
         let permits = Arc::new(Semaphore::new(logins.in_flight.max(1)));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<(), String>>();
         let mut tasks = Vec::with_capacity(total);
-        let addr = logins.server.c2s_addr();
-        for (user, show) in logins.users {
+        let addrs = &logins.c2s_addrs;
+        for (index, (user, show)) in logins.users.into_iter().enumerate() {
             let password = logins.server.password(&user).to_string();
-            let addr = addr.clone();
+            let addr = addrs[index % addrs.len()].clone();
             let domain = logins.server.domain().to_string();
             let permits = Arc::clone(&permits);
             let done = done_tx.clone();

@@ -1,6 +1,6 @@
 //! The broker nodes Herald may connect to: `amqp.url` (one node) or
-//! `amqp.urls` (the nodes of one cluster), checked once at start, and the
-//! order the link tries them in.
+//! `amqp.urls` (the nodes of one cluster), checked once at start; the link
+//! tries them in turn ([`crate::rotation`]).
 
 use std::fmt;
 
@@ -111,28 +111,6 @@ pub fn addresses(config: &AmqpConfig) -> Result<Vec<BrokerAddress>, String> {
     Ok(addresses)
 }
 
-/// The nodes in turn, round robin: each connection attempt, after a failed
-/// one or a lost connection, goes to the next.
-#[derive(Debug)]
-pub struct Rotation {
-    addresses: Vec<BrokerAddress>,
-    next: usize,
-}
-
-impl Rotation {
-    /// `addresses` is never empty: [`addresses`] gives at least one.
-    pub fn new(addresses: Vec<BrokerAddress>) -> Rotation {
-        Rotation { addresses, next: 0 }
-    }
-
-    /// Where to connect now.
-    pub fn next(&mut self) -> &BrokerAddress {
-        let at = self.next % self.addresses.len();
-        self.next = at + 1;
-        &self.addresses[at]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,15 +165,5 @@ mod tests {
         let address = &addresses(&config(Some("amqp://herald:secretpw@b:1/v"), &[])).unwrap()[0];
         let text = format!("{address} {address:?}");
         assert!(!text.contains("secretpw") && text.contains("b:1"), "{text}");
-    }
-
-    #[test]
-    fn the_rotation_goes_round_the_nodes_in_order() {
-        let nodes = addresses(&config(None, &["amqp://a", "amqp://b", "amqp://c"])).unwrap();
-        let mut rotation = Rotation::new(nodes);
-        let tried: Vec<String> = (0..7).map(|_| rotation.next().to_string()).collect();
-        assert_eq!(tried, ["a", "b", "c", "a", "b", "c", "a"]);
-        let mut alone = Rotation::new(addresses(&config(None, &[])).unwrap());
-        assert_eq!(alone.next().to_string(), alone.next().to_string());
     }
 }

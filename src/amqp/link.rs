@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
-use super::address::{BrokerAddress, Rotation};
+use super::address::BrokerAddress;
 use super::channel::{publish, Connected, Open};
 use super::control;
 use super::topology::{lock_queue, OpenError};
@@ -39,6 +39,7 @@ use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
 use crate::core::{Delivery, Destination, JobId, Lane, Publish, Request};
 use crate::metrics::Metrics;
+use crate::rotation::Rotation;
 
 /// What the link tells the event loop, besides deliveries.
 #[derive(Debug)]
@@ -146,7 +147,7 @@ impl Link {
 
 struct Task {
     config: Arc<AmqpConfig>,
-    brokers: Rotation,
+    brokers: Rotation<BrokerAddress>,
     name: String,
     commands: mpsc::UnboundedReceiver<Command>,
     deliveries: mpsc::UnboundedSender<Delivery>,

@@ -66,10 +66,17 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct XmppConfig {
-    /// Host of the XMPP server's component listener.
-    pub host: String,
-    /// Port of the component listener (Prosody and ejabberd: 5347, Openfire: 5275).
-    pub port: u16,
+    /// Host of the XMPP server's component listener. When neither this,
+    /// `port` nor `servers` is set: [`crate::xmpp::DEFAULT_HOST`].
+    pub host: Option<String>,
+    /// Port of the component listener (Prosody and ejabberd: 5347, Openfire:
+    /// 5275); by default [`crate::xmpp::DEFAULT_PORT`].
+    pub port: Option<u16>,
+    /// The component listeners (`host:port`) of the nodes of one server
+    /// cluster serving the domain, tried in turn: on a failed connect or a
+    /// lost stream Herald goes on to the next. Instead of `host` and
+    /// `port`, not beside them.
+    pub servers: Vec<String>,
     /// The subdomain Herald binds, e.g. `broadcast.example.com`.
     pub domain: String,
     /// The server's own domain, used as the target of barrier and keepalive
@@ -255,8 +262,9 @@ pub enum LogFormat {
 impl Default for XmppConfig {
     fn default() -> Self {
         Self {
-            host: "127.0.0.1".into(),
-            port: 5347,
+            host: None,
+            port: None,
+            servers: Vec::new(),
             domain: "broadcast.localhost".into(),
             server_domain: None,
             user_domains: Vec::new(),

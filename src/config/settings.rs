@@ -12,7 +12,7 @@ use super::{Config, ConfigError, Secret};
 use crate::amqp::LinkSettings;
 use crate::broadcast::JobLimits;
 use crate::producers::Unlisted;
-use crate::xmpp::{Endpoint, LinkTls};
+use crate::xmpp::{Endpoint, LinkTls, ServerAddress};
 
 /// Everything Herald runs on.
 #[derive(Debug, Clone)]
@@ -25,7 +25,9 @@ pub struct Settings {
     pub checkpoint_every: usize,
     /// Publish a `presence.changed` event for every presence change.
     pub presence_events: bool,
-    /// Where and as whom to connect to the XMPP server.
+    /// The XMPP server's component listeners, tried in turn (never empty).
+    pub servers: Vec<ServerAddress>,
+    /// As whom, and with which timeouts and TLS, to connect to them.
     pub endpoint: Endpoint,
     pub secret: Secret,
     /// Longest pause between reconnection attempts to the XMPP server.
@@ -130,6 +132,7 @@ impl Config {
         own_users.dedup();
         let producers = self.producers(own_users)?;
         crate::amqp::tls::check(&self.amqp, &brokers).map_err(ConfigError::Invalid)?;
+        let servers = crate::xmpp::addresses(xmpp).map_err(ConfigError::Invalid)?;
         let tls = LinkTls::from_config(xmpp, server.as_str()).map_err(ConfigError::Invalid)?;
         if xmpp.server_queue_ms == 0 {
             return invalid("xmpp.server_queue_ms must be at least 1".into());
@@ -178,8 +181,8 @@ impl Config {
             limits,
             checkpoint_every: broadcast.checkpoint_every,
             presence_events: self.amqp.presence_events,
+            servers,
             endpoint: Endpoint {
-                address: format!("{}:{}", xmpp.host, xmpp.port),
                 domain,
                 connect_timeout: Duration::from_secs(xmpp.connect_timeout_secs),
                 read_timeout: Duration::from_secs(xmpp.read_timeout_secs),
@@ -235,11 +238,15 @@ impl Config {
                 }
             }
         }
-        if !xmpp.tls && !crate::xmpp::tls::is_loopback(&xmpp.host) {
+        let servers = crate::xmpp::addresses(xmpp).unwrap_or_default();
+        let remote = servers
+            .iter()
+            .find(|server| !crate::xmpp::tls::is_loopback(server.host()));
+        if let (false, Some(server)) = (xmpp.tls, remote) {
             warnings.push(format!(
                 "the component link to {} is plaintext: the handshake and every message cross \
                  the network in clear; set xmpp.tls = true where the server offers TLS",
-                xmpp.host
+                server.host()
             ));
         }
         let producers = &self.producers;

@@ -64,14 +64,20 @@ fn a_secret_file_others_can_read_is_warned_about() {
 fn a_plaintext_link_off_this_machine_is_warned_about() {
     let mut config = valid();
     for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
-        config.xmpp.host = host.into();
+        config.xmpp.host = Some(host.into());
         assert_eq!(config.warnings(), Vec::<String>::new(), "{host}");
     }
-    config.xmpp.host = "xmpp.example.com".into();
+    config.xmpp.host = Some("xmpp.example.com".into());
     let warnings = config.warnings();
     assert!(warnings[0].contains("plaintext"), "{warnings:?}");
     config.xmpp.tls = true;
     assert_eq!(config.warnings(), Vec::<String>::new());
+
+    config.xmpp.tls = false;
+    config.xmpp.host = None;
+    config.xmpp.servers = vec!["127.0.0.1:5347".into(), "xmpp2.example.com:5347".into()];
+    let warnings = config.warnings();
+    assert!(warnings[0].contains("xmpp2.example.com"), "{warnings:?}");
 }
 
 #[test]
@@ -279,4 +285,38 @@ fn producers_are_checked_at_start() {
     config.producers.users.insert("guest".into(), everything);
     let error = config.validate().unwrap_err().to_string();
     assert!(error.contains("producers.users.guest"), "{error}");
+}
+
+#[test]
+fn one_xmpp_server_or_the_nodes_of_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    let load = |xmpp: &str| {
+        std::fs::write(&path, format!("[xmpp]\nsecret = \"s\"\n{xmpp}")).unwrap();
+        Config::load(Some(&path))
+    };
+    let shown = |config: Config| -> Vec<String> {
+        let servers = config.settings().unwrap().servers;
+        servers.iter().map(ToString::to_string).collect()
+    };
+    let cluster = "servers = [\"xmpp1:5347\", \"xmpp2:5348\"]\n";
+    assert_eq!(shown(load(cluster).unwrap()), ["xmpp1:5347", "xmpp2:5348"]);
+    assert_eq!(
+        shown(load("host = \"xmpp3\"\nport = 5275\n").unwrap()),
+        ["xmpp3:5275"]
+    );
+    assert_eq!(shown(load("").unwrap()), ["127.0.0.1:5347"]);
+
+    for single in ["host = \"xmpp3\"\n", "port = 5347\n"] {
+        let err = load(&format!("{cluster}{single}")).unwrap_err().to_string();
+        assert!(
+            err.contains("xmpp.host and xmpp.port (one server) or xmpp.servers"),
+            "{err}"
+        );
+    }
+    let err = load("servers = [\"xmpp1\"]\n").unwrap_err().to_string();
+    assert!(
+        err.contains("xmpp.servers[0] \"xmpp1\" is not host:port"),
+        "{err}"
+    );
 }

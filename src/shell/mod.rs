@@ -28,6 +28,7 @@ use crate::core::{Core, Input, Output, Phase};
 use crate::handler::Handler;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::rotation::Rotation;
 use crate::store::{Commit, Store, StoreError, Writer};
 use crate::xmpp::wire::Outgoing;
 use crate::xmpp::Inbound;
@@ -121,7 +122,8 @@ async fn serve<H: Handler>(
     let now = Instant::now().into_std();
     let clocks = (now, std::time::SystemTime::now());
     let core = Core::new(settings.core, handler, restored, metrics.clone(), clocks);
-    let dialer = Dialer {
+    let mut dialer = Dialer {
+        servers: Rotation::new(settings.servers),
         endpoint: settings.endpoint,
         secret: settings.secret,
         metrics: metrics.session.clone(),
@@ -293,8 +295,8 @@ impl<H: Handler> Shell<H> {
     fn on_xmpp(&mut self, happened: Happened) {
         match happened {
             Happened::Connected(session) => {
-                let endpoint = &self.dialer.endpoint;
-                tracing::info!(domain = %endpoint.domain, server = %endpoint.address, "XMPP component connected");
+                let (domain, server) = (&self.dialer.endpoint.domain, self.dialer.server());
+                tracing::info!(%domain, %server, "XMPP component connected");
                 self.metrics.xmpp.up();
                 self.metrics.update_ready();
                 self.xmpp = xmpp::Stream::Up(session);
@@ -304,7 +306,8 @@ impl<H: Handler> Shell<H> {
                 self.metrics.xmpp.failed();
                 self.metrics.update_ready();
                 let (paused, retry_in) = self.dialer.pause();
-                tracing::warn!(error = %e, ?retry_in, "XMPP connection failed");
+                let server = self.dialer.server();
+                tracing::warn!(%server, error = %e, ?retry_in, "XMPP connection failed");
                 self.xmpp = paused;
             }
             Happened::PauseOver => self.xmpp = self.dialer.connect(),
@@ -326,11 +329,13 @@ impl<H: Handler> Shell<H> {
                 // far as taking jobs earns an immediate reconnect.
                 if self.core.phase() == (Phase::Down { was_ready: true }) {
                     self.dialer.backoff.reset();
-                    tracing::warn!(%reason, "XMPP stream lost; reconnecting");
+                    let server = self.dialer.server();
+                    tracing::warn!(%server, %reason, "XMPP stream lost; reconnecting");
                     self.xmpp = self.dialer.connect();
                 } else {
                     let (paused, retry_in) = self.dialer.pause();
-                    tracing::warn!(%reason, ?retry_in, "XMPP stream lost before presence was rebuilt; reconnecting");
+                    let server = self.dialer.server();
+                    tracing::warn!(%server, %reason, ?retry_in, "XMPP stream lost before presence was rebuilt; reconnecting");
                     self.xmpp = paused;
                 }
             }

@@ -10,7 +10,8 @@ use tokio::time::{sleep, Sleep};
 use crate::backoff::Backoff;
 use crate::config::Secret;
 use crate::metrics::SessionMetrics;
-use crate::xmpp::{ConnectError, Endpoint, Inbound, Session};
+use crate::rotation::Rotation;
+use crate::xmpp::{ConnectError, Endpoint, Inbound, ServerAddress, Session};
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Session, ConnectError>>>>;
 
@@ -35,6 +36,8 @@ pub enum Happened {
 
 /// How to (re)connect.
 pub struct Dialer {
+    /// The server's nodes: each attempt goes to the next.
+    pub servers: Rotation<ServerAddress>,
     pub endpoint: Endpoint,
     pub secret: Secret,
     pub metrics: SessionMetrics,
@@ -42,15 +45,22 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    pub fn connect(&self) -> Stream {
-        let (endpoint, secret, metrics) = (
+    /// Connects to the next node.
+    pub fn connect(&mut self) -> Stream {
+        let (server, endpoint, secret, metrics) = (
+            self.servers.next().clone(),
             self.endpoint.clone(),
             self.secret.clone(),
             self.metrics.clone(),
         );
         Stream::Connecting(Box::pin(async move {
-            Session::connect(&endpoint, secret.expose(), metrics).await
+            Session::connect(&server, &endpoint, secret.expose(), metrics).await
         }))
+    }
+
+    /// The node of the latest attempt.
+    pub fn server(&self) -> &ServerAddress {
+        self.servers.current()
     }
 
     /// Connects again after a pause that grows with each failure.

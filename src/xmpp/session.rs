@@ -26,6 +26,7 @@ use xmpp_parsers::component::Handshake;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
+use super::address::ServerAddress;
 use super::depth::{Pruned, MAX_DEPTH};
 use super::tls::LinkTls;
 use super::transport::{Outbound, Shared, Transport};
@@ -77,10 +78,10 @@ pub enum Inbound {
     Drained,
 }
 
-/// Where and as whom to connect.
+/// As whom to connect, whichever node of the server: the domain, the
+/// timeouts and TLS.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    pub address: String,
     pub domain: BareJid,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -99,20 +100,23 @@ pub struct Session {
 }
 
 impl Session {
+    /// Connects to the component listener at `server` and shakes hands.
     pub async fn connect(
+        server: &ServerAddress,
         endpoint: &Endpoint,
         secret: &str,
         metrics: SessionMetrics,
     ) -> Result<Session, ConnectError> {
         tokio::time::timeout(
             endpoint.connect_timeout,
-            Self::handshake(endpoint, secret, metrics),
+            Self::handshake(server, endpoint, secret, metrics),
         )
         .await
         .map_err(|_| ConnectError::Timeout(endpoint.connect_timeout))?
     }
 
     async fn handshake(
+        server: &ServerAddress,
         endpoint: &Endpoint,
         secret: &str,
         metrics: SessionMetrics,
@@ -121,7 +125,7 @@ impl Session {
             read_timeout: endpoint.read_timeout,
             response_timeout: endpoint.read_timeout,
         };
-        let socket = DnsConfig::addr(&endpoint.address)
+        let socket = DnsConfig::addr(&server.to_string())
             .resolve()
             .await
             .map_err(|e| ConnectError::Unreachable(e.to_string()))?;

@@ -14,7 +14,8 @@
 //! * [`ejabberd::Ejabberd`] starts a private ejabberd 23.01 the same way, as
 //!   a plain Erlang node with a unique name, with users provisioned by one
 //!   RPC that loops inside the node ([`erlang`] has the epmd it and
-//!   RabbitMQ's private nodes register with).
+//!   RabbitMQ's private nodes register with);
+//!   [`ejabberd::EjabberdCluster`] joins several such nodes into one cluster.
 //! * [`c2s`] is the one c2s client (plaintext, SASL PLAIN, bind on
 //!   tokio-xmpp's XML stream layer): [`c2s::XmppUser`] for tests and
 //!   examples, [`c2s::raw`] for the load test's thousands of receivers.

@@ -20,12 +20,13 @@ use serde_json::json;
 use crate::body;
 use crate::broker::{Broker, Names};
 use crate::component::{Component, ERROR_LOG_LINES};
+use crate::cpu::CpuWindows;
 use crate::harness::HarnessArgs;
 use crate::herald_config::herald_config;
 use crate::procstat;
 use crate::publisher::publish_payloads;
 use crate::report::{tally, RunResult};
-use crate::run::{broker_port, wait_for, CpuWindows};
+use crate::run::{broker_port, wait_for};
 use crate::server_ceiling::{self, ServerCeilingArgs};
 use crate::servers::{Population, Server, ServerKind};
 use crate::swarm::{Logins, Swarm};
@@ -235,7 +236,7 @@ async fn drive(
         epoch,
     )
     .await;
-    let cpu = CpuWindows::start(Some(herald.pid()), server.pid(), broker_pid);
+    let cpu = CpuWindows::start(Some(herald.pid()), &server.pids(), broker_pid);
     let resumed = epoch.elapsed().as_nanos() as u64;
     herald.resume();
     let (published, _) = published?;

@@ -12,14 +12,14 @@ use crate::xmpp::stanzas;
 
 async fn connected(server: &FakeServer) -> Session {
     let target = server.target();
+    let server = ServerAddress::new(&target.host, target.port);
     let endpoint = Endpoint {
-        address: format!("{}:{}", target.host, target.port),
         domain: BareJid::new(&target.domain).unwrap(),
         connect_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(60),
         tls: None,
     };
-    Session::connect(&endpoint, &target.secret, Metrics::new().session)
+    Session::connect(&server, &endpoint, &target.secret, Metrics::new().session)
         .await
         .expect("the fake server takes the handshake")
 }

@@ -17,6 +17,8 @@
 //! * Listens on 127.0.0.1 only: one c2s port and one component (XEP-0114)
 //!   port, both picked per run; no s2s, no HTTP; TLS only on the component port of
 //!   [`Ejabberd::start_with_component_tls`].
+//! * [`EjabberdCluster`] boots several such nodes and joins them into one
+//!   Mnesia cluster serving the same domains.
 //! * Users are provisioned once the node is up, by one RPC from a short-lived
 //!   hidden Erlang node: a function that loops inside the ejabberd node over
 //!   the user list, calling `ejabberd_auth:try_register/3` and
@@ -39,7 +41,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -63,7 +65,40 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Tries with fresh ports when another process grabbed one of ours.
 const PORT_ATTEMPTS: usize = 3;
 
+mod cluster;
+mod erl;
 mod provision;
+
+pub use cluster::EjabberdCluster;
+use erl::{ejabberd_libs, erlang_string};
+
+/// What the nodes of one ejabberd (a single node, or the nodes of a
+/// cluster) share: the Erlang cookie, the component secret and the users'
+/// passwords.
+#[derive(Clone)]
+struct Shared {
+    cookie: String,
+    secret: String,
+    passwords: HashMap<String, String>,
+}
+
+impl Shared {
+    /// Fresh cookie and secret; `users` with password `pw-<local part>`.
+    fn new(users: &[&str]) -> Shared {
+        let passwords = users
+            .iter()
+            .map(|&user| {
+                let (local, _) = user_entry(user);
+                (user.to_string(), format!("pw-{local}"))
+            })
+            .collect();
+        Shared {
+            cookie: format!("herald-{}", random_hex()),
+            secret: format!("secret-{}", random_hex()),
+            passwords,
+        }
+    }
+}
 
 /// A running (or stopped) private ejabberd node. See the module docs.
 pub struct Ejabberd {
@@ -102,6 +137,15 @@ impl Ejabberd {
     }
 
     fn start_configured(users: &[&str], component_tls: Option<Box<TestPki>>) -> Ejabberd {
+        let mut ejabberd = Ejabberd::boot(Shared::new(users), component_tls);
+        ejabberd.provision();
+        ejabberd
+    }
+
+    /// Boots a node with `shared`'s cookie, secret and passwords, with no
+    /// users provisioned yet; returns once it listens. Panics like
+    /// [`Ejabberd::start`].
+    fn boot(shared: Shared, component_tls: Option<Box<TestPki>>) -> Ejabberd {
         let libs = ejabberd_libs().unwrap_or_else(|e| panic!("{e}"));
         ensure_epmd();
         let dir = tempfile::Builder::new()
@@ -109,21 +153,16 @@ impl Ejabberd {
             .tempdir_in(temp_root())
             .expect("create temp dir for ejabberd");
         let root = dir.path().to_path_buf();
-        let mut passwords = HashMap::new();
-        for &user in users {
-            let (local, _) = user_entry(user);
-            passwords.insert(user.to_string(), format!("pw-{local}"));
-        }
         let mut ejabberd = Ejabberd {
             dir: Some(dir),
             root,
             node: format!("herald-ejabberd-{}@localhost", random_hex()),
-            cookie: format!("herald-{}", random_hex()),
+            cookie: shared.cookie,
             libs,
             c2s_port: 0,
             component_port: 0,
-            secret: format!("secret-{}", random_hex()),
-            passwords,
+            secret: shared.secret,
+            passwords: shared.passwords,
             component_tls,
             process: ServerProcess::new("ejabberd"),
         };
@@ -147,7 +186,6 @@ impl Ejabberd {
                 }
             }
         }
-        ejabberd.provision();
         ejabberd
     }
 
@@ -190,21 +228,6 @@ impl Ejabberd {
             }
         }
         fs::write(self.config_path(), config).expect("write ejabberd config");
-    }
-
-    /// An `erl` command with the environment every node here needs.
-    fn erl(&self) -> Command {
-        let bin = std::env::var("HERALD_TEST_ERL").unwrap_or_else(|_| "erl".into());
-        let mut command = Command::new(bin);
-        command
-            .current_dir(&self.root)
-            // Should an epmd have to be started by erl after all: loopback only.
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .env("ERL_CRASH_DUMP_BYTES", "0");
-        if let Some(libs) = &self.libs {
-            command.env("ERL_LIBS", libs);
-        }
-        command
     }
 
     fn spawn(&mut self) {
@@ -377,46 +400,4 @@ impl Drop for Ejabberd {
         self.process
             .drop_server(&log, &mut self.dir, "HERALD_TEST_KEEP_EJABBERD");
     }
-}
-
-/// The directory to put in `ERL_LIBS` so that Erlang finds ejabberd's
-/// application: `HERALD_TEST_EJABBERD_LIBS`, else the directory under
-/// /usr/lib (or Erlang's own lib directory) that holds `ejabberd-*/ebin`.
-/// Debian puts it in /usr/lib/<multiarch triplet>, outside Erlang's default
-/// code path; its dependencies (p1_xmpp, fast_yaml, ...) are in the default
-/// path.
-fn ejabberd_libs() -> Result<Option<PathBuf>, String> {
-    if let Some(dir) = std::env::var_os("HERALD_TEST_EJABBERD_LIBS") {
-        return Ok(Some(PathBuf::from(dir)));
-    }
-    let mut candidates = vec![
-        PathBuf::from("/usr/lib/erlang/lib"),
-        PathBuf::from("/usr/local/lib/erlang/lib"),
-    ];
-    if let Ok(entries) = fs::read_dir("/usr/lib") {
-        candidates.extend(entries.flatten().map(|e| e.path()));
-    }
-    for dir in candidates {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        let holds_ejabberd = entries.flatten().any(|e| {
-            e.file_name().to_string_lossy().starts_with("ejabberd-")
-                && e.path().join("ebin/ejabberd.app").is_file()
-        });
-        if holds_ejabberd {
-            return Ok(Some(dir));
-        }
-    }
-    Err(
-        "ejabberd is not installed (no ejabberd-*/ebin/ejabberd.app under /usr/lib): \
-         ejabberd 23.01 must be installed for these tests (Debian: apt-get install ejabberd; \
-         .ci/run does it), or set HERALD_TEST_EJABBERD_LIBS"
-            .to_string(),
-    )
-}
-
-/// An Erlang string literal ("...") for a command-line term.
-fn erlang_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }

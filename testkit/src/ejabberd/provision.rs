@@ -3,11 +3,11 @@
 //! boots an Erlang node each time, far too slow for the load test's 15,000
 //! users.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::process::Stdio;
 
 use super::Ejabberd;
-use crate::server::{random_hex, user_entry, XmppServer, ROSTER_CONTACT};
+use crate::server::{user_entry, XmppServer, ROSTER_CONTACT};
 
 /// Runs in a hidden Erlang node: reads `user<TAB>password<TAB>host` lines, then makes
 /// one RPC to the ejabberd node with a function that loops over them there.
@@ -55,24 +55,13 @@ impl Ejabberd {
             })
             .collect();
         fs::write(&users_file, lines).expect("write the user list for ejabberd");
-        let output = self
-            .erl()
-            .args(["-sname", &format!("herald-ctl-{}@localhost", random_hex())])
-            .args([
-                "-setcookie",
-                &self.cookie,
-                "-hidden",
-                "-noshell",
-                "-noinput",
-            ])
-            .args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
-            .args(["-eval", PROVISION])
-            .env("HERALD_EJABBERD_NODE", &self.node)
-            .env("HERALD_EJABBERD_CONTACT", ROSTER_CONTACT)
-            .env("HERALD_EJABBERD_USERS", &users_file)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run erl to provision ejabberd users: {e}"));
+        let output = self.eval_hidden(
+            PROVISION,
+            &[
+                ("HERALD_EJABBERD_CONTACT", OsStr::new(ROSTER_CONTACT)),
+                ("HERALD_EJABBERD_USERS", users_file.as_os_str()),
+            ],
+        );
         if !output.status.success() {
             let msg = self.failure_report(&format!(
                 "provisioning {} users failed ({}): {}{}",

@@ -67,8 +67,8 @@ impl Names {
 /// address is read from Herald's log).
 pub fn config(xmpp: &XmppTarget, amqp_url: &str, names: &Names, store: &Path) -> Config {
     let mut config = Config::default();
-    config.xmpp.host = xmpp.host.clone();
-    config.xmpp.port = xmpp.port;
+    config.xmpp.host = Some(xmpp.host.clone());
+    config.xmpp.port = Some(xmpp.port);
     config.xmpp.domain = xmpp.domain.clone();
     config.xmpp.server_domain = Some(xmpp.server_domain.clone());
     config.xmpp.secret = Some(Secret::new(&xmpp.secret));

@@ -73,8 +73,32 @@ impl Herald {
         let mut config = test_config(&XmppTarget::of(server), names, dir);
         config.amqp.url = None;
         config.amqp.urls = urls.iter().map(Secret::new).collect();
+        Self::start_written(&config, dir, env)
+    }
+
+    /// Like [`Herald::start_with_env`], attached to the component
+    /// listeners `servers` (`xmpp.servers`: the nodes of a cluster that
+    /// serves `server`'s domains with its secret, tried in turn) rather
+    /// than to `server`'s alone.
+    pub fn start_on_servers(
+        server: &impl XmppServer,
+        servers: &[String],
+        names: &Names,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Herald {
+        let mut config = test_config(&XmppTarget::of(server), names, dir);
+        config.xmpp.host = None;
+        config.xmpp.port = None;
+        config.xmpp.servers = servers.to_vec();
+        Self::start_written(&config, dir, env)
+    }
+
+    /// Writes `config` into `dir` and starts Herald on it; returns once it
+    /// takes jobs.
+    fn start_written(config: &herald::config::Config, dir: &Path, env: &[(&str, &str)]) -> Herald {
         let path = dir.join("herald.toml");
-        config::write(&config, &path).unwrap_or_else(|e| panic!("{e}"));
+        config::write(config, &path).unwrap_or_else(|e| panic!("{e}"));
         let mut herald = Herald::new(None, path, env);
         herald.spawn();
         herald.wait_ready();
