@@ -45,6 +45,11 @@ impl Population {
             churners: (0..churners).map(|i| format!("c{i}")).collect(),
         }
     }
+
+    /// Everyone, users then churners: whom a server provisions.
+    fn everyone(&self) -> Vec<String> {
+        self.users.iter().chain(&self.churners).cloned().collect()
+    }
 }
 
 impl Server {
@@ -52,12 +57,7 @@ impl Server {
     /// component's JID on every roster), off the async threads: it blocks
     /// while it provisions.
     pub async fn launch(kind: ServerKind, population: &Population) -> Result<Server, String> {
-        let names: Vec<String> = population
-            .users
-            .iter()
-            .chain(&population.churners)
-            .cloned()
-            .collect();
+        let names = population.everyone();
         tokio::task::spawn_blocking(move || {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             match kind {
@@ -72,12 +72,7 @@ impl Server {
     /// Starts `nodes` ejabberd nodes joined into one cluster, everyone in
     /// `population` provisioned, off the async threads.
     pub async fn launch_cluster(nodes: usize, population: &Population) -> Result<Server, String> {
-        let names: Vec<String> = population
-            .users
-            .iter()
-            .chain(&population.churners)
-            .cloned()
-            .collect();
+        let names = population.everyone();
         tokio::task::spawn_blocking(move || {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             Server::EjabberdCluster(EjabberdCluster::start(nodes, &names))

@@ -1,5 +1,6 @@
 //! What the Erlang servers (ejabberd, RabbitMQ's private nodes) share: the
-//! epmd every node registers its name with.
+//! epmd every node registers its name with, and booting a cluster's nodes
+//! side by side.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -35,4 +36,21 @@ pub fn ensure_epmd() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Boots `size` nodes at once, `boot(index)` each on a thread of its own
+/// (an Erlang node takes seconds to start, mostly waiting), and returns
+/// them in index order. A node that did not boot panics here, and the
+/// nodes that did are dropped (and so stopped) on the way out.
+pub fn boot_side_by_side<T: Send>(size: usize, boot: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let boot = &boot;
+    std::thread::scope(|scope| {
+        let booting: Vec<_> = (0..size)
+            .map(|index| scope.spawn(move || boot(index)))
+            .collect();
+        booting
+            .into_iter()
+            .map(|node| node.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }

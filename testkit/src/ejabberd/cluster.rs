@@ -18,6 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::{Ejabberd, Shared};
+use crate::erlang::boot_side_by_side;
 use crate::server::XmppServer;
 
 /// How long a joined node may take to listen again after ejabberd restarted in it.
@@ -56,26 +57,13 @@ impl EjabberdCluster {
         assert!(size >= 2, "a cluster of {size} nodes is no cluster");
         let began = Instant::now();
         let shared = Shared::new(users);
-        let nodes: Vec<Ejabberd> = std::thread::scope(|scope| {
-            let booting: Vec<_> = (0..size)
-                .map(|index| {
-                    let shared = shared.clone();
-                    scope.spawn(move || {
-                        let mut node = Ejabberd::boot(shared, None);
-                        // Once, on the first node: the others copy its tables as they join.
-                        if index == 0 {
-                            node.provision();
-                        }
-                        node
-                    })
-                })
-                .collect();
-            // Joined in order: a node that did not boot panics here, and
-            // the nodes that did are dropped (killed) on the way out.
-            booting
-                .into_iter()
-                .map(|node| node.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
+        let nodes = boot_side_by_side(size, |index| {
+            let mut node = Ejabberd::boot(shared.clone(), None);
+            // Once, on the first node: the others copy its tables as they join.
+            if index == 0 {
+                node.provision();
+            }
+            node
         });
         let booted = began.elapsed();
         let cluster = EjabberdCluster { nodes };

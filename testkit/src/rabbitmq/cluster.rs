@@ -13,6 +13,7 @@
 use std::time::Instant;
 
 use super::PrivateBroker;
+use crate::erlang::boot_side_by_side;
 use crate::server::random_hex;
 
 /// Running (or killed) nodes of one cluster, the first being the one the
@@ -29,17 +30,7 @@ impl PrivateCluster {
         assert!(size >= 2, "a cluster of {size} nodes is no cluster");
         let began = Instant::now();
         let cookie = format!("HERALDTEST{}", random_hex().to_uppercase());
-        let nodes: Vec<PrivateBroker> = std::thread::scope(|scope| {
-            let booting: Vec<_> = (0..size)
-                .map(|_| scope.spawn(|| PrivateBroker::boot(None, Some(&cookie))))
-                .collect();
-            // Joined in order: a node that did not boot panics here, and
-            // the nodes that did are dropped (stopped) on the way out.
-            booting
-                .into_iter()
-                .map(|node| node.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
+        let nodes = boot_side_by_side(size, |_| PrivateBroker::boot(None, Some(&cookie)));
         let booted = began.elapsed();
         let cluster = PrivateCluster { nodes };
         let first = cluster.nodes[0].node().to_string();
