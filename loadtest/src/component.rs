@@ -132,6 +132,31 @@ impl Component {
         })
     }
 
+    /// SIGKILL, then Herald started again at once on the same config file
+    /// and store, as a supervisor would; waits until it takes jobs again.
+    pub async fn kill_and_restart(&mut self) -> Result<(), String> {
+        let bin = self.bin.clone().ok_or("only Herald restarts")?;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut command = Command::new(bin);
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("herald.toml"))
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.child = command
+            .spawn()
+            .map_err(|e| format!("cannot start herald again: {e}"))?;
+        self.log = ProcessLog::new(Some(LOG_LINES));
+        self.log.capture(&mut self.child);
+        self.wait_log("taking jobs").await?;
+        self.metrics_addr = Some(self.log.metrics_addr()?);
+        Ok(())
+    }
+
     /// Runs `herald --config <its file> ARGS` against this Herald and
     /// returns what it printed (JSON); None for the baseline.
     pub async fn herald_command(&self, args: &[String]) -> Option<Result<String, String>> {
