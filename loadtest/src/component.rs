@@ -68,12 +68,7 @@ impl Component {
         let mut settings = settings.clone();
         settings.store.path = dir.path().join(STORE_FILE);
         config::write(&settings, &file)?;
-        let mut command = Command::new(bin);
-        command
-            .arg("--config")
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
+        let command = herald_command(bin, &file);
         let mut component = Component::spawn(ComponentKind::Herald, command, dir)?;
         component.bin = Some(bin.to_path_buf());
         component.wait_log("taking jobs").await?;
@@ -138,12 +133,8 @@ impl Component {
         let bin = self.bin.clone().ok_or("only Herald restarts")?;
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut command = Command::new(bin);
+        let mut command = herald_command(&bin, &self.dir.path().join("herald.toml"));
         command
-            .arg("--config")
-            .arg(self.dir.path().join("herald.toml"))
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -313,6 +304,18 @@ impl Drop for Component {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Herald on the config file `file`, logging without colours at its
+/// configured level.
+fn herald_command(bin: &Path, file: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .arg("--config")
+        .arg(file)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    command
 }
 
 /// A new directory for the component (config, Herald's store) under
