@@ -68,12 +68,7 @@ impl Component {
         let mut settings = settings.clone();
         settings.store.path = dir.path().join(STORE_FILE);
         config::write(&settings, &file)?;
-        let mut command = Command::new(bin);
-        command
-            .arg("--config")
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
+        let command = herald_command(bin, &file);
         let mut component = Component::spawn(ComponentKind::Herald, command, dir)?;
         component.bin = Some(bin.to_path_buf());
         component.wait_log("taking jobs").await?;
@@ -130,6 +125,27 @@ impl Component {
             dir,
             bin: None,
         })
+    }
+
+    /// SIGKILL, then Herald started again at once on the same config file
+    /// and store, as a supervisor would; waits until it takes jobs again.
+    pub async fn kill_and_restart(&mut self) -> Result<(), String> {
+        let bin = self.bin.clone().ok_or("only Herald restarts")?;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut command = herald_command(&bin, &self.dir.path().join("herald.toml"));
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.child = command
+            .spawn()
+            .map_err(|e| format!("cannot start herald again: {e}"))?;
+        self.log = ProcessLog::new(Some(LOG_LINES));
+        self.log.capture(&mut self.child);
+        self.wait_log("taking jobs").await?;
+        self.metrics_addr = Some(self.log.metrics_addr()?);
+        Ok(())
     }
 
     /// Runs `herald --config <its file> ARGS` against this Herald and
@@ -288,6 +304,18 @@ impl Drop for Component {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Herald on the config file `file`, logging without colours at its
+/// configured level.
+fn herald_command(bin: &Path, file: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .arg("--config")
+        .arg(file)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    command
 }
 
 /// A new directory for the component (config, Herald's store) under

@@ -20,6 +20,7 @@ mod run;
 mod scenario;
 mod server_ceiling;
 mod servers;
+mod soak;
 mod stats;
 mod swarm;
 
@@ -70,6 +71,9 @@ enum Command {
     /// the urgent queue, and to the jobs queue as the baseline, while a job
     /// to 100,000 recipients (10,000 online) goes out; timed at its user.
     Overtake(overtake::OvertakeArgs),
+    /// Jobs of mixed sizes for minutes while Herald is killed, the server
+    /// restarted and the stream cut at seeded times: nothing may be lost.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Debug)]
@@ -157,6 +161,9 @@ fn main() -> ExitCode {
         }
         Command::Overtake(args) => {
             return exit_code(runtime().block_on(overtake::run(args)));
+        }
+        Command::Soak(args) => {
+            return exit_code(runtime().block_on(soak::run(args)));
         }
     };
     exit_code(runtime().block_on(run_scenario(scenario, args)))

@@ -129,6 +129,21 @@ impl Server {
         }
     }
 
+    /// Stops the server and starts it again on the same ports and data
+    /// (its users are logged out). Blocks while it boots; panics if it does
+    /// not come up.
+    pub fn restart(&mut self) {
+        match self {
+            Server::Prosody(s) => s.start_again(),
+            Server::Ejabberd(s) => s.start_again(),
+            Server::EjabberdCluster(s) => {
+                for node in 0..s.nodes().len() {
+                    s.node_mut(node).start_again();
+                }
+            }
+        }
+    }
+
     /// Graceful stop (by pid, SIGTERM then SIGKILL after a grace period).
     pub fn stop(&mut self) {
         match self {
