@@ -23,7 +23,7 @@ impl<H: Handler> Core<H> {
             .observe(released.roundtrip.as_secs_f64());
         self.read_window
             .answered(released.ahead, released.roundtrip, self.now);
-        let size = self.read_window.size(self.now);
+        let size = self.read_window.size(self.now, false);
         self.metrics
             .read_window
             .set(i64::try_from(size).unwrap_or(i64::MAX));

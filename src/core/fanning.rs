@@ -67,7 +67,10 @@ impl<H: Handler> Core<H> {
     fn slice_room(&self) -> usize {
         let unread = self.barriers.unread(self.out.stanzas_queued());
         let unread = usize::try_from(unread).unwrap_or(usize::MAX);
-        let read_room = self.read_window.size(self.now).saturating_sub(unread);
+        let read_room = self
+            .read_window
+            .size(self.now, unread == 0)
+            .saturating_sub(unread);
         self.stream_room.min(read_room)
     }
 

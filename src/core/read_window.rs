@@ -14,10 +14,10 @@
 //! the server's own queue holds. A window larger than that lengthens the
 //! roundtrip, not the rate, so the estimate does not feed on itself.
 //!
-//! A base older than ten seconds (or none yet) is measured again, as BBR
-//! measures its shortest roundtrip: the window drops below what a rate is
-//! measured by until a ping with little ahead of it has been answered (one
-//! base roundtrip).
+//! A base older than ten seconds (or none yet), or older than a second
+//! when nothing is unread, is measured again, as BBR measures its shortest
+//! roundtrip: the window drops below what a rate is measured by until a
+//! ping with little ahead of it has been answered (one base roundtrip).
 //! Pure arithmetic on the times the core is given.
 
 use std::collections::VecDeque;
@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 
 const RATE_HORIZON: Duration = Duration::from_secs(2);
 const BASE_HORIZON: Duration = Duration::from_secs(10);
+/// With nothing unread, a base older than this is measured again first:
+/// one taken while the server was busy with something else (users
+/// logging in by the thousand) would size the window for a queue that is
+/// gone, and a probe then costs nothing but a roundtrip.
+const FRESH: Duration = Duration::from_secs(1);
 /// A ping with this many stanzas ahead of it or more measures the server's
 /// read rate; one with fewer, its base roundtrip.
 const MIN_AHEAD: u64 = 256;
@@ -66,10 +71,11 @@ impl ReadWindow {
         }
     }
 
-    /// Stanzas that may be unread at `now`.
-    pub fn size(&self, now: Instant) -> usize {
+    /// Stanzas that may be unread at `now`; `drained`: none are.
+    pub fn size(&self, now: Instant, drained: bool) -> usize {
+        let horizon = if drained { FRESH } else { BASE_HORIZON };
         match self.based_at {
-            Some(at) if now < at + BASE_HORIZON => self.current,
+            Some(at) if now < at + horizon => self.current,
             _ => PROBE.min(self.cap),
         }
     }
@@ -130,10 +136,10 @@ mod tests {
     fn measures_the_base_first_then_starts_at_its_initial_size() {
         let now = Instant::now();
         let mut window = ReadWindow::new(TARGET, 20_000);
-        assert_eq!(window.size(now), PROBE);
-        assert_eq!(ReadWindow::new(TARGET, 100).size(now), 100);
+        assert_eq!(window.size(now, false), PROBE);
+        assert_eq!(ReadWindow::new(TARGET, 100).size(now, false), 100);
         window.answered(PROBE as u64, ms(1), now);
-        assert_eq!(window.size(now), INITIAL);
+        assert_eq!(window.size(now, false), INITIAL);
     }
 
     #[test]
@@ -142,11 +148,11 @@ mod tests {
         let mut window = based(Duration::ZERO, start);
         // 2,000 stanzas read in 100 ms: 20,000 a second, 1,000 in 50 ms.
         window.answered(2000, ms(100), start);
-        assert_eq!(window.size(start), 1000);
+        assert_eq!(window.size(start, false), 1000);
         // A longer roundtrip behind as many stanzas: a slower server.
         let later = start + RATE_HORIZON;
         window.answered(2000, ms(125), later);
-        assert_eq!(window.size(later), 800);
+        assert_eq!(window.size(later, false), 800);
     }
 
     #[test]
@@ -155,10 +161,10 @@ mod tests {
         // A ping with little ahead: the server takes 150 ms anyway.
         let mut window = based(ms(150), start);
         window.answered(2000, ms(100), start);
-        assert_eq!(window.size(start), 4000, "20,000/s × (150 + 50) ms");
+        assert_eq!(window.size(start, false), 4000, "20,000/s × (150 + 50) ms");
         // A shorter base replaces it.
         window.answered(0, ms(50), start + ms(1));
-        assert_eq!(window.size(start), 2000);
+        assert_eq!(window.size(start, false), 2000);
     }
 
     #[test]
@@ -167,10 +173,14 @@ mod tests {
         let mut window = based(Duration::ZERO, start);
         window.answered(4000, ms(100), start);
         window.answered(1000, ms(100), start + ms(500));
-        assert_eq!(window.size(start), 2000, "the better rate of the two");
+        assert_eq!(
+            window.size(start, false),
+            2000,
+            "the better rate of the two"
+        );
         let later = start + RATE_HORIZON + ms(500);
         window.answered(300, ms(20), later);
-        assert_eq!(window.size(later), 750, "the better one expired");
+        assert_eq!(window.size(later, false), 750, "the better one expired");
     }
 
     #[test]
@@ -179,9 +189,9 @@ mod tests {
         let mut window = based(ms(10), start);
         window.answered(4000, ms(100), start);
         let stale = start + BASE_HORIZON;
-        assert_eq!(window.size(stale), PROBE);
+        assert_eq!(window.size(stale, false), PROBE);
         window.answered(PROBE as u64, ms(30), stale);
-        assert_eq!(window.size(stale), 3200, "40,000/s × (30 + 50) ms");
+        assert_eq!(window.size(stale, false), 3200, "40,000/s × (30 + 50) ms");
     }
 
     #[test]
@@ -189,7 +199,7 @@ mod tests {
         let start = Instant::now();
         let mut window = based(ms(1), start);
         window.answered(10_000, Duration::ZERO, start);
-        assert_eq!(window.size(start), INITIAL);
+        assert_eq!(window.size(start, false), INITIAL);
     }
 
     #[test]
@@ -197,9 +207,22 @@ mod tests {
         let start = Instant::now();
         let mut window = based(Duration::ZERO, start);
         window.answered(10_000_000, ms(1), start);
-        assert_eq!(window.size(start), 20_000);
+        assert_eq!(window.size(start, false), 20_000);
         let mut window = based(Duration::ZERO, start);
         window.answered(300, ms(10_000), start);
-        assert_eq!(window.size(start), FLOOR);
+        assert_eq!(window.size(start, false), FLOOR);
+    }
+
+    #[test]
+    fn with_nothing_unread_a_base_older_than_a_second_is_measured_again() {
+        let start = Instant::now();
+        // Measured while the server was busy: 800 ms.
+        let mut window = based(ms(800), start);
+        window.answered(4000, ms(100), start);
+        let later = start + FRESH;
+        assert_eq!(window.size(later, false), 34_000.min(20_000));
+        assert_eq!(window.size(later, true), PROBE);
+        window.answered(10, ms(2), later);
+        assert_eq!(window.size(later, true), 2080, "40,000/s × (2 + 50) ms");
     }
 }
