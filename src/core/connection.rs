@@ -3,6 +3,9 @@
 //! connection (its jobs leave Herald's hands when it is lost), and
 //! shutdown.
 
+use std::collections::HashSet;
+
+use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::presence::Type as PresenceType;
 
 use super::jobs::Stage;
@@ -17,21 +20,58 @@ impl<H: Handler> Core<H> {
         if !matches!(self.phase, Phase::Down { .. }) {
             return;
         }
+        // Kept across streams that broke before presence was rebuilt.
+        self.online_before.extend(self.presence.users().cloned());
         self.forget_presence();
         self.strangers.clear();
-        self.phase = Phase::Probing;
         self.keepalive_at = self.now + self.settings.keepalive;
-        for (user, contact) in self.subscribers.iter() {
-            let probe = stanzas::presence(PresenceType::Probe, contact, user);
-            self.out.push_back(Output::Stanza(probe.into()));
-        }
-        let probes = self.subscribers.len();
-        self.metrics.probes.subscriber.inc_by(probes as u64);
+        let probes = self.probe_subscribers(|_| true);
         tracing::info!(probes, "probing subscribers");
-        self.barriers.request_settle();
     }
 
-    pub(super) fn on_presence_rebuilt(&mut self) {
+    /// Probes the subscribers among `users`, then asks for the barrier
+    /// that settles presence; returns how many probes went.
+    fn probe_subscribers(&mut self, users: impl Fn(&BareJid) -> bool) -> usize {
+        self.phase = Phase::Probing;
+        let mut probes = 0;
+        for (user, contact) in self.subscribers.iter().filter(|(user, _)| users(user)) {
+            let probe = stanzas::presence(PresenceType::Probe, contact, user);
+            self.out.push_back(Output::Stanza(probe.into()));
+            probes += 1;
+        }
+        self.metrics.probes.subscriber.inc_by(probes as u64);
+        self.barriers.request_settle();
+        probes
+    }
+
+    /// The probes' answers had their time. Users online on the last stream
+    /// who stay silent are probed once more before jobs are taken: an
+    /// ejabberd cluster that just lost the node Herald was attached to
+    /// loses or delays answers from the other nodes while it moves
+    /// Herald's route, and without a second probe such a user would count
+    /// offline until their next presence change.
+    pub(super) fn on_probes_settled(&mut self) {
+        let before = std::mem::take(&mut self.online_before);
+        let silent: HashSet<BareJid> = before
+            .into_iter()
+            .filter(|user| self.presence.since(user).is_none())
+            .collect();
+        let probes = if silent.is_empty() {
+            0
+        } else {
+            self.probe_subscribers(|user| silent.contains(user))
+        };
+        if probes == 0 {
+            self.on_presence_rebuilt();
+        } else {
+            tracing::info!(
+                probes,
+                "probing again the users online before and silent since"
+            );
+        }
+    }
+
+    fn on_presence_rebuilt(&mut self) {
         self.phase = Phase::Ready;
         self.metrics.presence_ready.set(1);
         self.metrics.update_ready();

@@ -52,7 +52,10 @@ mod store_log;
 mod strangers;
 mod subscribers;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
+
+use xmpp_parsers::jid::BareJid;
 
 use crate::groups::Groups;
 use crate::handler::{Effects, Event, Handler};
@@ -115,6 +118,9 @@ pub struct Core<H> {
     settings: Settings,
     phase: Phase,
     presence: PresenceBook,
+    /// Users online on the last stream, until the new one's presence is
+    /// rebuilt: those who do not answer its first probes are probed again.
+    online_before: HashSet<BareJid>,
     subscribers: Subscribers,
     /// Recipients probed lately without learning anything.
     strangers: Strangers,
@@ -164,6 +170,7 @@ impl<H: Handler> Core<H> {
             handler,
             phase: Phase::Down { was_ready: false },
             presence: PresenceBook::new(),
+            online_before: HashSet::new(),
             subscribers: Subscribers::new(restored.subscriptions),
             strangers: Strangers::new(settings.unknown_probe_ttl),
             limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
@@ -249,7 +256,7 @@ impl<H: Handler> Core<H> {
         self.now = now;
         if let Phase::Settling { until } = self.phase {
             if until <= now {
-                self.on_presence_rebuilt();
+                self.on_probes_settled();
             }
         }
         if self.phase.has_stream() && self.keepalive_at <= now {

@@ -2,7 +2,8 @@
 //! old one's presence, so jobs wait until it is rebuilt: every subscriber
 //! is probed, a barrier after the probes proves the server read them, and a
 //! short settle lets late answers arrive (ejabberd answers a probe from the
-//! user's session, after the barrier's pong).
+//! user's session, after the barrier's pong). Users online on the last
+//! stream who stay silent are probed once more (Probing and Settling again).
 
 use std::time::Instant;
 

@@ -345,6 +345,7 @@ mod control;
 mod deferred;
 mod groups;
 mod names;
+mod probes;
 mod producers;
 mod reach;
 mod read_window;
