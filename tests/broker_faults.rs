@@ -159,11 +159,14 @@ async fn a_broker_restart_mid_job_loses_nothing_and_the_job_gets_its_own_report(
     // Herald reconnects by itself; the broker redelivers the persistent,
     // unacknowledged job, which Herald must deliver again (its first
     // attempt belongs to a lost connection and can never be reported),
-    // not answer as a duplicate of itself.
+    // not answer as a duplicate of itself. The server thaws first: what
+    // Herald wrote to it frozen is still unread, and once the read
+    // window's base round trip is old (a restart may take 10 s) Herald
+    // writes no more than a probe's worth before the server reads.
     world.broker.start_again();
     world.wait_metric(r#"herald_amqp_connects_total{result="ok"}"#, 2.0);
-    world.herald.wait_log_count("job fanned out", 2, WAIT);
     herald_testkit::server::signal(prosody, "CONT");
+    world.herald.wait_log_count("job fanned out", 2, WAIT);
 
     let report = own_report(&world.reports_of("mid-restart").await);
     let window = Duration::from_secs(3);
