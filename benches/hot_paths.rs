@@ -57,7 +57,7 @@ fn book() -> PresenceBook {
 fn job(recipients: usize) -> Job {
     let limits = JobLimits {
         component_domain: BareJid::new("broadcast.localhost").expect("valid domain"),
-        default_from: "herald".into(),
+        default_sender: "herald@broadcast.localhost".parse().unwrap(),
         max_body_bytes: 64 * 1024,
         max_recipients: BOOK,
         allowed_from: Vec::new(),

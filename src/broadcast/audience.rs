@@ -84,7 +84,7 @@ mod tests {
     fn job(json: &str) -> Job {
         let limits = JobLimits {
             component_domain: jid("broadcast.localhost"),
-            default_from: "herald".into(),
+            default_sender: "herald@broadcast.localhost".parse().unwrap(),
             max_body_bytes: 1000,
             max_recipients: 1000,
             allowed_from: Vec::new(),

@@ -23,7 +23,7 @@ use crate::xml;
 pub fn limits() -> JobLimits {
     JobLimits {
         component_domain: BareJid::new("broadcast.localhost").unwrap(),
-        default_from: "herald".into(),
+        default_sender: "herald@broadcast.localhost".parse().unwrap(),
         max_body_bytes: 64 * 1024,
         max_recipients: 10_000,
         allowed_from: Vec::new(),

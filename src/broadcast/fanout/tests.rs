@@ -25,7 +25,7 @@ fn book() -> PresenceBook {
 fn job(policy: &str) -> Job {
     let limits = JobLimits {
         component_domain: BareJid::new("broadcast.localhost").unwrap(),
-        default_from: "herald".into(),
+        default_sender: "herald@broadcast.localhost".parse().unwrap(),
         max_body_bytes: 1024,
         max_recipients: 100,
         allowed_from: Vec::new(),

@@ -158,7 +158,9 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct JobLimits {
     pub component_domain: BareJid,
-    pub default_from: String,
+    /// Whom a job without `from` is sent from (`broadcast.default_from` at
+    /// the component's domain), parsed once.
+    pub default_sender: BareJid,
     pub max_body_bytes: usize,
     pub max_recipients: usize,
     /// Local parts a job may send from (normalised); empty: any.
@@ -192,9 +194,16 @@ impl JobLimits {
                     })
             })
             .collect::<Result<_, _>>()?;
+        let default_sender =
+            sender_jid(&broadcast.default_from, &component_domain).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "broadcast.default_from: {:?} is not a valid local part",
+                    broadcast.default_from
+                ))
+            })?;
         Ok(JobLimits {
             component_domain,
-            default_from: broadcast.default_from.clone(),
+            default_sender,
             max_body_bytes: broadcast.max_body_bytes,
             max_recipients: broadcast.max_recipients,
             allowed_from,
@@ -289,15 +298,15 @@ impl RawJob<Texts> {
                 ),
             ));
         }
-        let from_local = self.from.unwrap_or_else(|| limits.default_from.clone());
-        let from = sender_jid(&from_local, &limits.component_domain)?;
+        let from = match self.from {
+            Some(local) => sender_jid(&local, &limits.component_domain)?,
+            None => limits.default_sender.clone(),
+        };
         let node = from.node().map(|node| node.as_str()).unwrap_or_default();
         if !limits.allowed_from.is_empty() && !limits.allowed_from.iter().any(|a| a == node) {
             return Err(field_error(
                 "from",
-                format!(
-                    "{from_local:?} is not one of the senders allowed by broadcast.allowed_from"
-                ),
+                format!("{node:?} is not one of the senders allowed by broadcast.allowed_from"),
             ));
         }
         if self.groups.len() > MAX_GROUPS {

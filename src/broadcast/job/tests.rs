@@ -4,7 +4,7 @@ use serde_json::json;
 fn limits() -> JobLimits {
     JobLimits {
         component_domain: BareJid::new("broadcast.localhost").unwrap(),
-        default_from: "herald".into(),
+        default_sender: "herald@broadcast.localhost".parse().unwrap(),
         max_body_bytes: 1024,
         max_recipients: 100,
         allowed_from: Vec::new(),

@@ -7,7 +7,7 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 fn job(to: &[String]) -> Job {
     let limits = JobLimits {
         component_domain: BareJid::new("broadcast.localhost").unwrap(),
-        default_from: "herald".into(),
+        default_sender: "herald@broadcast.localhost".parse().unwrap(),
         max_body_bytes: 1024,
         max_recipients: 100_000,
         allowed_from: Vec::new(),
