@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use herald_testkit::c2s::raw::{self, Show};
+use herald_testkit::draw::Draw;
 use herald_testkit::server::XmppServer;
 
 /// How long a churning user stays online per cycle: 100 ms to 1 s.
@@ -56,7 +57,7 @@ impl Churn {
                 let permits = Arc::clone(&permits);
                 let mut stop = stop_rx.clone();
                 tokio::spawn(async move {
-                    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+                    let mut rng = Draw::new(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
                     loop {
                         if *stop.borrow() || Instant::now() >= until {
                             return;
@@ -103,17 +104,5 @@ impl Churn {
             let _ = task.await;
         }
         self.stats.cycles.load(Ordering::Relaxed)
-    }
-}
-
-/// A tiny PRNG for stay times (no crate needed for jitter).
-struct XorShift(u64);
-
-impl XorShift {
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        low + self.0 % (high - low + 1)
     }
 }

@@ -56,6 +56,7 @@ pub mod component;
 pub mod crowd;
 pub mod cut_proxy;
 pub mod delivery;
+pub mod draw;
 pub mod ejabberd;
 pub mod erlang;
 pub mod events;

@@ -18,13 +18,13 @@ use herald::control::{CancelResult, CancelState, Reply};
 use herald::core::{Destination, Publish};
 use serde_json::json;
 
-use super::rng::Rng;
+use herald_testkit::draw::Draw;
 
 /// Ids cancelled are drawn among this many (the world publishes fewer).
 const IDS: u64 = 16;
 
 pub struct Cancels {
-    rng: Rng,
+    rng: Draw,
     asked: BTreeSet<String>,
     /// Answered pending or in progress: the job is to be reported cancelled.
     promised: BTreeSet<String>,
@@ -35,7 +35,7 @@ pub struct Cancels {
 impl Cancels {
     pub fn new(seed: u64) -> Cancels {
         Cancels {
-            rng: Rng::new(seed ^ 0xCA_4C_E1_1E),
+            rng: Draw::new(seed ^ 0xCA_4C_E1_1E),
             asked: BTreeSet::new(),
             promised: BTreeSet::new(),
             reported_uncancelled: BTreeSet::new(),

@@ -30,10 +30,10 @@ use super::groups::{ADDRESSED, MISSING};
 use super::names::{self, Names};
 use super::receipts::{self, Tally};
 use super::report_checks::{check_expiry, check_missing_groups};
-use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
 use super::windows::{self, Windows};
+use herald_testkit::draw::Draw;
 
 pub struct Job {
     pub id: String,
@@ -67,7 +67,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(rng: &mut Rng) -> Self {
+    pub fn new(rng: &mut Draw) -> Self {
         Ledger {
             start: Instant::now(),
             jobs: Vec::new(),
@@ -96,8 +96,8 @@ impl Ledger {
     /// groups (`audience` decides which, from `addressed`'s members).
     pub fn publish(
         &mut self,
-        rng: &mut Rng,
-        audience: &mut Rng,
+        rng: &mut Draw,
+        audience: &mut Draw,
         addressed: &[BTreeSet<usize>],
         now: Instant,
     ) -> Option<(usize, Vec<u8>)> {

@@ -14,9 +14,9 @@ use herald::groups::GroupChange;
 use herald::store::Change;
 use serde_json::json;
 
-use super::rng::Rng;
 use super::server::{self, USERS};
 use super::store::Store;
+use herald_testkit::draw::Draw;
 
 /// The groups jobs address (by index), and one no job ever finds.
 pub const ADDRESSED: [&str; 2] = ["g0", "g1"];
@@ -50,7 +50,7 @@ pub struct Groups {
 impl Groups {
     /// Makes the addressed groups (in `store`, as a Herald of before left
     /// them) with members drawn from `audience`.
-    pub fn new(audience: &mut Rng, store: &mut Store) -> Groups {
+    pub fn new(audience: &mut Draw, store: &mut Store) -> Groups {
         let addressed: Vec<BTreeSet<usize>> = ADDRESSED
             .iter()
             .map(|name| {
@@ -72,9 +72,10 @@ impl Groups {
     }
 
     /// A group request the application sends: its body and its effect.
-    pub fn request(rng: &mut Rng) -> (Vec<u8>, Effect) {
-        let some_users =
-            |rng: &mut Rng| -> BTreeSet<usize> { (0..USERS).filter(|_| rng.chance(400)).collect() };
+    pub fn request(rng: &mut Draw) -> (Vec<u8>, Effect) {
+        let some_users = |rng: &mut Draw| -> BTreeSet<usize> {
+            (0..USERS).filter(|_| rng.chance(400)).collect()
+        };
         let jids = |users: &BTreeSet<usize>| -> Vec<String> {
             users
                 .iter()

@@ -13,7 +13,6 @@ mod groups;
 mod names;
 mod receipts;
 mod report_checks;
-mod rng;
 mod server;
 mod store;
 mod windows;

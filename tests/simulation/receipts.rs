@@ -33,7 +33,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::Message;
 
 use super::checks::Job;
-use super::rng::Rng;
+use herald_testkit::draw::Draw;
 
 const RECEIPTS_NS: &str = "urn:xmpp:receipts";
 /// The simulated calendar's start, as the world's wall clock has it.
@@ -63,7 +63,7 @@ pub fn asked_without_window(index: usize) -> bool {
 /// The users' clients as they answer receipt requests, and the receipts
 /// the server handed to Herald.
 pub struct Clients {
-    rng: Rng,
+    rng: Draw,
     /// Message id -> the job whose message it is.
     jobs: BTreeMap<String, String>,
     /// (message id, when it reached Herald), in order.
@@ -73,7 +73,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(seed: u64) -> Clients {
         Clients {
-            rng: Rng::new(seed ^ 0x2E_CE_19_75),
+            rng: Draw::new(seed ^ 0x2E_CE_19_75),
             jobs: BTreeMap::new(),
             handed: Vec::new(),
         }

@@ -17,7 +17,7 @@ use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::receipts::Clients;
-use super::rng::Rng;
+use herald_testkit::draw::Draw;
 
 pub const SERVER: &str = "localhost";
 pub const CONTACT: &str = "herald@broadcast.localhost";
@@ -124,7 +124,7 @@ impl Server {
     }
 
     /// The server reads up to `n` stanzas, unless it stalls.
-    pub fn read(&mut self, n: usize, now: Instant, rng: &mut Rng) {
+    pub fn read(&mut self, n: usize, now: Instant, rng: &mut Draw) {
         for _ in 0..n {
             let Some(stream) = self.stream.as_mut() else {
                 return;
@@ -139,7 +139,7 @@ impl Server {
         }
     }
 
-    fn on_read(&mut self, stanza: Stanza, now: Instant, rng: &mut Rng) {
+    fn on_read(&mut self, stanza: Stanza, now: Instant, rng: &mut Draw) {
         match stanza {
             Stanza::Message(message) => {
                 let Some(to) = &message.to else { return };
@@ -236,7 +236,7 @@ impl Server {
 
     /// A user who may change logs in, goes away, or logs out; the server
     /// tells Herald if the stream is up.
-    pub fn churn(&mut self, rng: &mut Rng, now: Instant) {
+    pub fn churn(&mut self, rng: &mut Draw, now: Instant) {
         let user = STEADY + rng.below((USERS - STEADY) as u64) as usize;
         self.users[user] = match rng.below(3) {
             0 => UserState::Offline,
@@ -249,7 +249,7 @@ impl Server {
     }
 
     /// Stanzas a hostile user or a broken peer might make the server route.
-    pub fn hostile(&mut self, rng: &mut Rng, now: Instant) {
+    pub fn hostile(&mut self, rng: &mut Draw, now: Instant) {
         let from = Jid::from(resource(
             STEADY + rng.below((USERS - STEADY) as u64) as usize,
         ));
@@ -281,7 +281,7 @@ impl Server {
     }
 
     /// The server stops reading Herald's stream for a while.
-    pub fn stall(&mut self, rng: &mut Rng, now: Instant) {
+    pub fn stall(&mut self, rng: &mut Draw, now: Instant) {
         if let Some(stream) = self.stream.as_mut() {
             stream.stalled_until = now + rng.millis(15_000);
         }

@@ -16,9 +16,9 @@ use super::cancels::Cancels;
 use super::checks::Ledger;
 use super::groups::{self, Groups};
 use super::receipts;
-use super::rng::Rng;
 use super::server::{self, Server};
 use super::store::Store;
+use herald_testkit::draw::Draw;
 
 /// Steps with faults; then the world calms down until every job is done.
 const CHAOS_STEPS: usize = 250;
@@ -27,13 +27,13 @@ const PREFETCH: usize = 6;
 const URGENT_PREFETCH: usize = 2;
 
 pub struct World {
-    pub rng: Rng,
+    pub rng: Draw,
     /// Control requests' own chance: each seed's jobs live the world they
     /// did before requests existed, and any effect on them would show.
-    requests: Rng,
+    requests: Draw,
     /// Groups' own chance (their members, and which jobs name them), for
     /// the same reason.
-    audience: Rng,
+    audience: Draw,
     groups: Groups,
     /// Cancel requests, from a chance of their own.
     cancels: Cancels,
@@ -60,7 +60,7 @@ pub struct World {
 
 impl World {
     pub fn new(seed: u64) -> World {
-        let mut rng = Rng::new(seed);
+        let mut rng = Draw::new(seed);
         let now = Instant::now();
         let mut config = Config::default();
         config.xmpp.domain = "broadcast.localhost".into();
@@ -78,7 +78,7 @@ impl World {
                 store.subscribe(&server::user_jid(user), &contact);
             }
         }
-        let mut audience = Rng::new(seed ^ 0x6A_0B_5C_02);
+        let mut audience = Draw::new(seed ^ 0x6A_0B_5C_02);
         let groups = Groups::new(&mut audience, &mut store);
         let mut server = Server::new(now, seed);
         server.ping_errors = rng.below(100);
@@ -91,12 +91,12 @@ impl World {
             ledger: Ledger::new(&mut rng),
             store,
             rng,
-            requests: Rng::new(seed ^ 0xC0_4E_7A_01),
+            requests: Draw::new(seed ^ 0xC0_4E_7A_01),
             audience,
             groups,
             cancels: Cancels::new(seed),
-            queue_capacity: 1 + Rng::new(seed ^ 0x51_1C_E5).below(8) as usize,
-            urgent_offset: Rng::new(seed ^ 0x0A_17_E5).below(8) as usize,
+            queue_capacity: 1 + Draw::new(seed ^ 0x51_1C_E5).below(8) as usize,
+            urgent_offset: Draw::new(seed ^ 0x0A_17_E5).below(8) as usize,
             calm: false,
             stream_back_at: Some(now),
             broker_back_at: Some(now),
