@@ -10,11 +10,12 @@
 //! `/proc/<pid>/status`; the event loop's own busy time from its
 //! `herald_event_loop_busy_seconds_total` metric.
 
+mod bare;
+mod markdown;
 mod overtake;
 mod phase;
 
 use std::error::Error;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,10 @@ use crate::broker::{Broker, Names};
 use crate::component::{Component, LOG_LINES};
 use crate::herald_config::herald_config;
 use crate::procstat::{self, status_kib};
+use bare::{bare_consumer, BareResult};
 use herald_testkit::fake_server::{FakeServer, Options};
 use herald_testkit::herald::herald_bin;
+use markdown::markdown;
 use overtake::{overtake, OvertakeResult};
 use phase::{cpu_seconds, phase, sink_cpu_seconds, PhaseResult};
 
@@ -86,6 +89,9 @@ struct SizeResult {
     /// With `--overtake`: the urgent lane, then the jobs queue.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     overtakes: Vec<OvertakeResult>,
+    /// The same one-recipient jobs through a consumer that only reports
+    /// and acknowledges: the broker's limit.
+    bare: BareResult,
     herald_peak_rss_mb: f64,
     /// Everything the sink read from Herald in this run, by kind.
     sink_read: SinkRead,
@@ -217,14 +223,19 @@ async fn measure(
     }];
     phases.push(phase(broker, sink, herald, args, "fanout", fanout, users).await?);
     let single = args.single_jobs.unwrap_or(users.min(100_000));
-    let jobs = (0..single)
+    let jobs: Vec<Job> = (0..single)
         .map(|i| Job {
             id: format!("single-{i}"),
             to: vec![user(i % users.max(1))],
             body: &body,
         })
         .collect();
+    let payloads = jobs
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     phases.push(phase(broker, sink, herald, args, "single", jobs, users).await?);
+    let bare = bare_consumer(broker, payloads.into(), args.prefetch, step).await?;
     let mut overtakes = Vec::new();
     if let Some(recipients) = args.overtake {
         for urgent in [true, false] {
@@ -239,6 +250,7 @@ async fn measure(
         flood,
         phases,
         overtakes,
+        bare,
         herald_peak_rss_mb: 0.0,
         sink_read: SinkRead {
             messages: read.messages,
@@ -358,56 +370,4 @@ impl Wait {
 fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     Ok(status_kib(&status, "VmRSS:").ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
-}
-
-fn markdown(results: &[SizeResult]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n| users | flood online s | absorbed s | Herald CPU s | RSS before → after MB | bytes/resource | store MB |"
-    );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
-    for r in results {
-        let f = &r.flood;
-        let _ = writeln!(
-            out,
-            "| {} | {:.1} | {:.1} | {:.1} | {:.0} → {:.0} | {:.0} | {:.0} |",
-            r.users,
-            f.online_secs,
-            f.absorbed_secs,
-            f.herald_cpu_secs,
-            f.rss_before_mb,
-            f.rss_absorbed_mb,
-            f.bytes_per_resource,
-            f.store_mb
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n| users | phase | jobs × recipients | delivered | stanzas/s | Herald CPU µs/msg | Herald cores | loop thread cores | sink CPU s |"
-    );
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in results {
-        for p in &r.phases {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} × {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
-                r.users,
-                p.name,
-                p.jobs,
-                p.recipients_per_job,
-                p.delivered,
-                p.stanzas_per_sec,
-                p.herald_cpu_us_per_msg,
-                p.herald_cores,
-                p.loop_thread_cores,
-                p.sink_cpu_secs
-            );
-        }
-    }
-    let overtakes = results
-        .iter()
-        .flat_map(|r| r.overtakes.iter().map(|o| (r.users, o)));
-    out.push_str(&overtake::markdown(overtakes));
-    out
 }

@@ -1,0 +1,185 @@
+//! The broker's own limit on one-recipient jobs, measured beside Herald's
+//! `single` phase in the same run: a consumer that does nothing but take
+//! each job, publish one report of a report's size and acknowledge the job
+//! once the broker confirmed the report, with Herald's prefetch, fed by the
+//! same publisher on the same broker. What Herald reaches of this rate is
+//! what it costs beyond the broker; the rest is RabbitMQ's (and, on a
+//! shared machine, the load test's).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use serde::Serialize;
+
+use super::{Result, Wait};
+use crate::broker::Broker;
+use crate::publisher::publish_payloads;
+
+/// Where the bare consumer's reports go: a queue of their own, consumed
+/// like Herald's reports are, so that the broker routes and delivers each.
+const REPORT_KEY: &str = "bare.report";
+
+#[derive(Debug, Serialize)]
+pub struct BareResult {
+    pub(super) jobs: u64,
+    /// From the first publish until the last job was acknowledged.
+    pub(super) wall_secs: f64,
+    pub(super) jobs_per_sec: f64,
+}
+
+/// Runs `payloads` through the bare consumer; `prefetch` as Herald's.
+pub async fn bare_consumer(
+    broker: &Broker,
+    payloads: Arc<Vec<Vec<u8>>>,
+    prefetch: u16,
+    limit: Duration,
+) -> Result<BareResult> {
+    let names = broker.names();
+    let jobs_queue = format!("{}.bare", names.component.jobs);
+    let reports_queue = format!("{}.bare", names.reports);
+    let connection = broker.publishing_connection().await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_declare(
+            jobs_queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+    let reports = count_reports(&channel, &reports_queue, &names.component.events).await?;
+    let outcome = run(&channel, broker, &jobs_queue, payloads, prefetch, limit).await;
+    let _ = channel
+        .queue_delete(jobs_queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = connection.close(200, "done".into()).await;
+    let result = outcome?;
+    let wait = Wait::new(
+        format!("the bare consumer's {} reports", result.jobs),
+        limit,
+    );
+    while reports.load(Ordering::Relaxed) < result.jobs {
+        wait.tick().await?;
+    }
+    Ok(result)
+}
+
+async fn run(
+    channel: &Channel,
+    broker: &Broker,
+    queue: &str,
+    payloads: Arc<Vec<Vec<u8>>>,
+    prefetch: u16,
+    limit: Duration,
+) -> Result<BareResult> {
+    let jobs = payloads.len() as u64;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut deliveries = channel
+        .basic_consume(
+            queue.into(),
+            "herald-loadtest-bare".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let report = serde_json::to_vec(&serde_json::json!({
+        "id": "single-00000", "recipients": 1, "sent": 1,
+        "skipped": {"invalid": 0, "offline": 0, "unavailable": 0}
+    }))?;
+    let events = broker.names().component.events.clone();
+    let start = Instant::now();
+    let publishing = publish_payloads(broker, queue, payloads, 1, None, start);
+    let consuming = async {
+        let wait = Wait::new(format!("the bare consumer's {jobs} jobs"), limit);
+        let mut confirming = FuturesUnordered::new();
+        let mut acked = 0;
+        while acked < jobs {
+            tokio::select! {
+                delivery = deliveries.next() => {
+                    let delivery = delivery.ok_or("the bare consumer's deliveries ended")??;
+                    let confirm = channel
+                        .basic_publish(
+                            events.as_str().into(),
+                            REPORT_KEY.into(),
+                            BasicPublishOptions::default(),
+                            &report,
+                            BasicProperties::default(),
+                        )
+                        .await?;
+                    confirming.push(async move {
+                        confirm.await?;
+                        delivery.acker.ack(BasicAckOptions::default()).await
+                    });
+                }
+                Some(acked_one) = confirming.next() => {
+                    acked_one?;
+                    acked += 1;
+                }
+                ticked = wait.tick() => ticked?,
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error>>(start.elapsed())
+    };
+    let (published, consumed) = tokio::join!(publishing, consuming);
+    published?;
+    let wall = consumed?.as_secs_f64();
+    Ok(BareResult {
+        jobs,
+        wall_secs: wall,
+        jobs_per_sec: jobs as f64 / wall.max(1e-9),
+    })
+}
+
+/// Binds a queue of its own to the events exchange for the bare
+/// consumer's reports and counts what reaches it.
+async fn count_reports(channel: &Channel, queue: &str, events: &str) -> Result<Arc<AtomicU64>> {
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), exclusive, FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            events.into(),
+            REPORT_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "herald-loadtest-bare-reports".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await?;
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Some(Ok(_)) = consumer.next().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    Ok(count)
+}
