@@ -145,6 +145,11 @@ impl Broker {
         self.reports.lock().unwrap().counts()
     }
 
+    /// Whether the job with this id has a report.
+    pub fn reported(&self, id: &str) -> bool {
+        self.reports.lock().unwrap().reported(id)
+    }
+
     /// A connection of its own for publishing jobs: RabbitMQ stops reading
     /// from a publishing connection it applies flow control to, and the
     /// reports must not wait on that.

@@ -72,6 +72,11 @@ impl ReportTally {
     pub fn counts(&self) -> ReportCounts {
         self.counts
     }
+
+    /// Whether the job with this id has a report.
+    pub fn reported(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +104,14 @@ mod tests {
                 incomplete: 0
             }
         );
+    }
+
+    #[test]
+    fn a_job_is_reported_once_its_report_came() {
+        let mut tally = ReportTally::default();
+        tally.add(&report("big-1", 3, 3, 0));
+        assert!(tally.reported("big-1"));
+        assert!(!tally.reported("small-1"));
     }
 
     #[test]

@@ -202,13 +202,14 @@ struct Pair<'a> {
 impl Pair<'_> {
     async fn run(&self, urgent: bool) -> Result<Timed, String> {
         let names = &self.broker.names().component;
+        let (big_id, small_id) = (format!("big-{}", self.seq), format!("small-{}", self.seq));
         let big = json!({
-            "id": format!("big-{}", self.seq),
+            "id": big_id,
             "to": self.to,
             "body": body::encode(self.seq - 1),
         });
         let small = json!({
-            "id": format!("small-{}", self.seq),
+            "id": small_id,
             "to": [self.to[0]],
             "body": body::encode(self.seq),
         });
@@ -226,16 +227,14 @@ impl Pair<'_> {
             .await?;
 
         let all = received_before + self.users as u64 + 1;
-        let big_sent = self.users as u64;
         let (mut small_report, mut big_read, mut big_report) = (None, None, None);
         let since = |at: Duration| at.saturating_sub(published).as_secs_f64() * 1e3;
         self.wait("both reports and every message", || {
             let now = self.epoch.elapsed();
-            let sent = self.broker.reports().sent - reports_before.sent;
-            if small_report.is_none() && (sent == 1 || sent == big_sent + 1) {
+            if small_report.is_none() && self.broker.reported(&small_id) {
                 small_report = Some(since(now));
             }
-            if big_report.is_none() && sent >= big_sent {
+            if big_report.is_none() && self.broker.reported(&big_id) {
                 big_report = Some(since(now));
             }
             if big_read.is_none() && received() >= all {

@@ -61,8 +61,8 @@ pub async fn overtake(
         to,
         body,
     };
+    let (big_id, small_id) = (big.id.clone(), small.id.clone());
     let (big, small) = (serde_json::to_vec(&big)?, serde_json::to_vec(&small)?);
-    let reports_before = broker.reports();
     let messages_before = sink.counts().messages;
     publish(broker, &names.jobs, big, sink).await?;
     // Polled as closely as the reports: the small job goes at a tenth,
@@ -80,14 +80,11 @@ pub async fn overtake(
     let (mut small_waited, mut big_rest) = (None, None);
     while small_waited.is_none() || big_rest.is_none() {
         check_alive(herald, sink)?;
-        let reports = broker.reports();
-        let sent = reports.sent - reports_before.sent;
         let now = published.elapsed();
-        // The small job sends 1 message, the big one the rest.
-        if small_waited.is_none() && (sent == 1 || sent == big_recipients + 1) {
+        if small_waited.is_none() && broker.reported(&small_id) {
             small_waited = Some(now);
         }
-        if big_rest.is_none() && sent >= big_recipients {
+        if big_rest.is_none() && broker.reported(&big_id) {
             big_rest = Some(now);
         }
         wait.tick().await?;
