@@ -150,10 +150,8 @@ mod tests {
     use super::*;
 
     fn ledger(reports: &[(&str, bool, u64)]) -> Ledger {
-        let mut ledger = Ledger {
-            steady: vec![(0, None)],
-            ..Ledger::default()
-        };
+        let mut ledger = Ledger::default();
+        ledger.steady.push((0, None));
         ledger.jobs.push(Job {
             id: "soak-0".into(),
             audience: Audience { first: 0, count: 2 },
