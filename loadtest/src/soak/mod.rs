@@ -55,7 +55,8 @@ pub struct SoakArgs {
     /// Kinds of fault to inject, comma-separated. With broker-kill the soak
     /// boots a RabbitMQ node of its own and uses it instead of --amqp-url.
     #[arg(long, value_enum, value_delimiter = ',',
-          default_values_t = [FaultKind::HeraldKill, FaultKind::ServerRestart, FaultKind::StreamCut])]
+          default_values_t = [FaultKind::HeraldKill, FaultKind::ServerRestart,
+                              FaultKind::StreamCut, FaultKind::BrokerKill])]
     faults: Vec<FaultKind>,
     /// Shortest and longest gap between two faults, in seconds.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 40])]
