@@ -185,11 +185,6 @@ impl Component {
         self.log.tail(lines)
     }
 
-    /// The latest line of the kept log holding `needle`.
-    pub fn last_log_line_with(&self, needle: &str) -> Option<String> {
-        self.log.last(needle)
-    }
-
     /// The lines of the kept log (the last [`LOG_LINES`]) holding `needle`.
     pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
         self.log.lines_with(needle)

@@ -82,7 +82,7 @@ impl Parts<'_> {
             .broker
             .as_deref_mut()
             .ok_or("broker-kill needs the soak's own broker node")?;
-        let connected_before = self.herald.last_log_line_with(AMQP_CONNECTED);
+        let connected_before = self.herald.log_lines_with(AMQP_CONNECTED).pop();
         let boot = Instant::now();
         tokio::task::block_in_place(|| {
             broker.kill();
@@ -95,7 +95,7 @@ impl Parts<'_> {
         let deadline = Instant::now() + self.timeout;
         loop {
             self.herald.check_running()?;
-            let connected = self.herald.last_log_line_with(AMQP_CONNECTED);
+            let connected = self.herald.log_lines_with(AMQP_CONNECTED).pop();
             if connected.is_some() && connected != connected_before {
                 let log = self.herald.log_tail(LOG_LINES);
                 let since = connected_before

@@ -1,9 +1,10 @@
 //! `soak`: jobs of mixed sizes published for minutes against a real XMPP
 //! server and RabbitMQ while Herald is killed and restarted, the server
 //! restarted, the component stream cut and the broker node killed and
-//! restarted, at times drawn from a printed seed. At the end every job must have exactly one own report, every
-//! user that stayed logged in must have every message meant for them, and
-//! duplicates must stay within what the reports declared.
+//! restarted, at times drawn from a printed seed. At the end every job
+//! must have exactly one own report, every user that stayed logged in
+//! must have every message meant for them, and duplicates must stay
+//! within what the reports declared.
 
 mod check;
 mod faults;
@@ -121,6 +122,7 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     }
     .await;
     broker.clean_up().await;
+    // Killed: nothing on the soak's own node matters any more.
     drop(node);
     let outcome = outcome?;
     println!("{}", serde_json::to_string(&outcome).expect("serializes"));
