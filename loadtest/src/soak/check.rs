@@ -37,6 +37,9 @@ pub struct Figures {
     pub duplicate_reports: usize,
     /// Reports of ids the soak never published, or unreadable.
     pub stray_reports: u64,
+    /// Reports the broker delivered to the soak again after a broker kill
+    /// (already recorded, not counted again).
+    pub reports_read_again: u64,
     /// Messages at a user who was not a recipient of their job.
     pub stray_messages: u64,
 }
@@ -100,6 +103,7 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
         }
     }
     figures.jobs = ledger.jobs.len();
+    figures.reports_read_again = ledger.reports_read_again;
     let mut counted = 0u64;
     for (seq, job) in ledger.jobs.iter().enumerate() {
         let seq = seq as u64;
@@ -146,10 +150,8 @@ mod tests {
     use super::*;
 
     fn ledger(reports: &[(&str, bool, u64)]) -> Ledger {
-        let mut ledger = Ledger {
-            steady: vec![(0, None)],
-            ..Ledger::default()
-        };
+        let mut ledger = Ledger::default();
+        ledger.steady.push((0, None));
         ledger.jobs.push(Job {
             id: "soak-0".into(),
             audience: Audience { first: 0, count: 2 },

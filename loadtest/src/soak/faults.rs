@@ -5,21 +5,26 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use herald_testkit::cut_proxy::{CutProxy, Direction};
+use herald_testkit::rabbitmq::PrivateBroker;
 
 use super::ledger::Shared;
 use super::schedule::{Fault, FaultKind};
 use super::users::Users;
-use crate::component::Component;
+use crate::component::{Component, LOG_LINES};
 use crate::servers::Server;
 
 /// Longest wait for the users' messages to settle before a server restart.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// What Herald logs when it has its broker connection back.
+const AMQP_CONNECTED: &str = "AMQP connected";
 
 /// Everything a fault acts on.
 pub struct Parts<'a> {
     pub herald: &'a mut Component,
     pub server: &'a mut Server,
     pub proxy: &'a CutProxy,
+    /// The soak's own broker node, when broker kills are among the faults.
+    pub broker: Option<&'a mut PrivateBroker>,
     pub users: &'a mut Users,
     pub ledger: Shared,
     pub epoch: Instant,
@@ -64,6 +69,50 @@ impl Parts<'_> {
                 Ok(())
             }
             FaultKind::ServerRestart => self.restart_server().await,
+            FaultKind::BrokerKill => self.kill_broker().await,
+        }
+    }
+
+    /// SIGKILL of the broker node and its boot at once on the same data,
+    /// as a supervisor would; then waits until Herald has connected again
+    /// by itself and shows its log lines of it. The publisher and the
+    /// report reader connect again on their own.
+    async fn kill_broker(&mut self) -> Result<(), String> {
+        let broker = self
+            .broker
+            .as_deref_mut()
+            .ok_or("broker-kill needs the soak's own broker node")?;
+        let connected_before = self.herald.log_lines_with(AMQP_CONNECTED).pop();
+        let boot = Instant::now();
+        tokio::task::block_in_place(|| {
+            broker.kill();
+            broker.start_again();
+        });
+        eprintln!(
+            "soak:       the broker node was back in {:.1} s",
+            boot.elapsed().as_secs_f64()
+        );
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            self.herald.check_running()?;
+            let connected = self.herald.log_lines_with(AMQP_CONNECTED).pop();
+            if connected.is_some() && connected != connected_before {
+                let log = self.herald.log_tail(LOG_LINES);
+                let since = connected_before
+                    .and_then(|line| log.find(&line).map(|at| at + line.len()))
+                    .unwrap_or(0);
+                for line in log[since..].lines().filter(|line| line.contains("AMQP")) {
+                    eprintln!("soak:       herald: {line}");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "Herald did not connect to the broker again within {:?}",
+                    self.timeout
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -3,14 +3,10 @@
 //! stretches of time the swarm was logged in throughout. The checks at
 //! the end compare them with what the users received.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use futures_util::StreamExt;
 use herald::broadcast::fanout::Report;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::Connection;
 
 use super::schedule::Audience;
 
@@ -34,6 +30,11 @@ pub struct Ledger {
     pub jobs: Vec<Job>,
     pub reports: HashMap<String, Vec<Seen>>,
     pub unreadable_reports: u64,
+    /// Reports the broker delivered again after a broker kill, already
+    /// recorded (see [`Ledger::record_report`]).
+    pub reports_read_again: u64,
+    /// The bytes of every report recorded, to know a redelivery of one.
+    report_bytes: HashSet<Vec<u8>>,
     /// When the swarm was logged in and Herald had seen all of it, until a
     /// server restart began (None: to the end).
     pub steady: Vec<(u64, Option<u64>)>,
@@ -42,6 +43,27 @@ pub struct Ledger {
 pub type Shared = Arc<Mutex<Ledger>>;
 
 impl Ledger {
+    /// Records a report as it came, unless it is one already recorded that
+    /// the broker delivered again (`redelivered`, the same bytes): the
+    /// reader acknowledges a report after recording it, and a broker kill
+    /// in between sends it again. A report Herald published twice is two
+    /// deliveries, the second not marked redelivered, and both count.
+    pub fn record_report(&mut self, data: &[u8], redelivered: bool, at_ns: u64) {
+        if redelivered && self.report_bytes.contains(data) {
+            self.reports_read_again += 1;
+            return;
+        }
+        match serde_json::from_slice::<Report>(data) {
+            Ok(report) => self.reports.entry(report.id).or_default().push(Seen {
+                at_ns,
+                duplicate: report.duplicate,
+                possible_duplicates: report.possible_duplicates as u64,
+            }),
+            Err(_) => self.unreadable_reports += 1,
+        }
+        self.report_bytes.insert(data.to_vec());
+    }
+
     /// Jobs without a report that is their own (not `duplicate`).
     pub fn unreported(&self) -> usize {
         self.jobs
@@ -71,64 +93,31 @@ impl Ledger {
     }
 }
 
-/// Binds a queue of its own to the events exchange and records every
-/// report into `ledger`, stamped with `clock` (nanoseconds since the
-/// run's epoch).
-pub async fn record_reports(
-    connection: &Connection,
-    events: &str,
-    queue: &str,
-    ledger: Shared,
-    clock: impl Fn() -> u64 + Send + 'static,
-) -> Result<(), String> {
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| format!("reports channel: {e}"))?;
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-        .map_err(|e| format!("declare {queue}: {e}"))?;
-    channel
-        .queue_bind(
-            queue.into(),
-            events.into(),
-            "job.report".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| format!("bind {queue}: {e}"))?;
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..BasicConsumeOptions::default()
-    };
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            "soak-reports".into(),
-            no_ack,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| format!("consume {queue}: {e}"))?;
-    tokio::spawn(async move {
-        while let Some(Ok(delivery)) = consumer.next().await {
-            let at_ns = clock();
-            let mut ledger = ledger.lock().unwrap();
-            match serde_json::from_slice::<Report>(&delivery.data) {
-                Ok(report) => ledger.reports.entry(report.id).or_default().push(Seen {
-                    at_ns,
-                    duplicate: report.duplicate,
-                    possible_duplicates: report.possible_duplicates as u64,
-                }),
-                Err(_) => ledger.unreadable_reports += 1,
-            }
-        }
-    });
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &[u8] = br#"{"id":"soak-0","recipients":1,"sent":1,"skipped":{"offline":0,"unavailable":0,"invalid":0}}"#;
+
+    #[test]
+    fn a_report_delivered_again_after_a_broker_kill_counts_once() {
+        let mut ledger = Ledger::default();
+        ledger.record_report(REPORT, false, 1);
+        ledger.record_report(REPORT, true, 2);
+        assert_eq!(ledger.reports["soak-0"].len(), 1);
+        assert_eq!(ledger.reports_read_again, 1);
+    }
+
+    #[test]
+    fn a_report_published_twice_counts_twice() {
+        let mut ledger = Ledger::default();
+        ledger.record_report(REPORT, false, 1);
+        ledger.record_report(REPORT, false, 2);
+        assert_eq!(ledger.reports["soak-0"].len(), 2);
+        // First seen as a redelivery: its first delivery never got here.
+        let mut ledger = Ledger::default();
+        ledger.record_report(REPORT, true, 1);
+        assert_eq!(ledger.reports["soak-0"].len(), 1);
+        assert_eq!(ledger.reports_read_again, 0);
+    }
 }

@@ -1,18 +1,21 @@
 //! `soak`: jobs of mixed sizes published for minutes against a real XMPP
 //! server and RabbitMQ while Herald is killed and restarted, the server
-//! restarted and the component stream cut, at times drawn from a printed
-//! seed. At the end every job must have exactly one own report, every
-//! user that stayed logged in must have every message meant for them, and
-//! duplicates must stay within what the reports declared.
+//! restarted, the component stream cut and the broker node killed and
+//! restarted, at times drawn from a printed seed. At the end every job
+//! must have exactly one own report, every user that stayed logged in
+//! must have every message meant for them, and duplicates must stay
+//! within what the reports declared.
 
 mod check;
 mod faults;
 mod ledger;
 mod publish;
+mod reports;
 mod schedule;
 mod users;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +31,8 @@ use check::Figures;
 use faults::Parts;
 use herald_testkit::cut_proxy::CutProxy;
 use herald_testkit::herald::{herald_bin, XmppTarget};
+use herald_testkit::rabbitmq::PrivateBroker;
+use reports::{ReportReader, Source};
 use schedule::{Draw, FaultKind};
 
 #[derive(Args, Debug)]
@@ -48,9 +53,11 @@ pub struct SoakArgs {
     /// Jobs per second.
     #[arg(long, default_value_t = 4.0)]
     rate: f64,
-    /// Kinds of fault to inject, comma-separated.
+    /// Kinds of fault to inject, comma-separated. With broker-kill the soak
+    /// boots a RabbitMQ node of its own and uses it instead of --amqp-url.
     #[arg(long, value_enum, value_delimiter = ',',
-          default_values_t = [FaultKind::HeraldKill, FaultKind::ServerRestart, FaultKind::StreamCut])]
+          default_values_t = [FaultKind::HeraldKill, FaultKind::ServerRestart,
+                              FaultKind::StreamCut, FaultKind::BrokerKill])]
     faults: Vec<FaultKind>,
     /// Shortest and longest gap between two faults, in seconds.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 40])]
@@ -71,8 +78,12 @@ struct Outcome {
     seed: u64,
     secs: u64,
     users: usize,
+    /// "shared" (--amqp-url) or "private" (a node the soak booted).
+    broker: &'static str,
     faults: BTreeMap<&'static str, usize>,
     stream_cuts_made: usize,
+    /// Jobs published again because the broker did not confirm them.
+    jobs_published_again: u64,
     #[serde(flatten)]
     figures: Figures,
 }
@@ -89,16 +100,30 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
         now.map_or(1, |d| d.as_nanos() as u64)
     });
     eprintln!("soak: seed {seed} (replay with --seed {seed})");
-    let broker = Broker::connect(&args.harness.amqp_url, Names::unique("herald-soak")).await?;
+    let mut node = args.faults.contains(&FaultKind::BrokerKill).then(boot_node);
+    let url = node
+        .as_ref()
+        .map_or_else(|| args.harness.amqp_url.clone(), PrivateBroker::url);
+    let broker = Broker::connect(&url, Names::unique("herald-soak")).await?;
     let population = Population::new(args.users, 0);
     let outcome = async {
         let mut server = Server::launch(args.server, &population).await?;
-        let outcome = with_server(&args, seed, &broker, &mut server, population.users).await;
+        let outcome = with_server(
+            &args,
+            seed,
+            &broker,
+            node.as_mut(),
+            &mut server,
+            population.users,
+        )
+        .await;
         server.stop();
         outcome
     }
     .await;
     broker.clean_up().await;
+    // Killed: nothing on the soak's own node matters any more.
+    drop(node);
     let outcome = outcome?;
     println!("{}", serde_json::to_string(&outcome).expect("serializes"));
     let failures = outcome.figures.failures();
@@ -108,10 +133,24 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     Ok(failures.is_empty())
 }
 
+/// A RabbitMQ node of the soak's own, which broker kills may hit without
+/// touching the shared broker.
+fn boot_node() -> PrivateBroker {
+    let boot = Instant::now();
+    let node = tokio::task::block_in_place(PrivateBroker::start);
+    eprintln!(
+        "soak: a RabbitMQ node of its own on {}, booted in {:.1} s",
+        node.address(),
+        boot.elapsed().as_secs_f64()
+    );
+    node
+}
+
 async fn with_server(
     args: &SoakArgs,
     seed: u64,
     broker: &Broker,
+    node: Option<&mut PrivateBroker>,
     server: &mut Server,
     names: Vec<String>,
 ) -> Result<Outcome, String> {
@@ -140,38 +179,39 @@ async fn with_server(
     let mut herald = Component::start_herald(&bin, &config, &std::env::temp_dir()).await?;
 
     let ledger = ledger::Shared::default();
-    let reports_connection = broker.publishing_connection().await?;
     let component = &broker.names().component;
-    let reports_queue = format!("{}.soak", broker.names().reports);
-    ledger::record_reports(
-        &reports_connection,
-        &component.events,
-        &reports_queue,
-        Arc::clone(&ledger),
-        clock,
-    )
-    .await?;
+    let source = Source {
+        url: broker.url().to_string(),
+        events: component.events.clone(),
+        queue: format!("{}.soak", broker.names().reports),
+    };
+    let reports = ReportReader::start(source, Arc::clone(&ledger), clock).await?;
     let jids: Vec<String> = names.iter().map(|user| server.api().jid(user)).collect();
     let in_flight = args.harness.logins_in_flight;
     let mut users = users::Users::log_in(server, names, in_flight, epoch).await?;
     herald.wait_online_resources(users.count(), timeout).await?;
     ledger.lock().unwrap().steady.push((clock(), None));
 
+    let republished = Arc::new(AtomicU64::new(0));
     let publisher = publish::Publisher {
+        url: broker.url().to_string(),
         queue: component.jobs.clone(),
         jids: Arc::new(jids),
         audiences,
         rate: args.rate,
         ledger: Arc::clone(&ledger),
         epoch,
+        patience: timeout,
+        republished: Arc::clone(&republished),
     };
-    let publishing_connection = broker.publishing_connection().await?;
     let start = Instant::now();
-    let publishing = tokio::spawn(async move { publisher.run(&publishing_connection).await });
+    let publishing = tokio::spawn(publisher.run());
+    let private = node.is_some();
     let mut parts = Parts {
         herald: &mut herald,
         server,
         proxy: &proxy,
+        broker: node,
         users: &mut users,
         ledger: Arc::clone(&ledger),
         epoch,
@@ -196,7 +236,7 @@ async fn with_server(
     users.settle(Duration::from_secs(30)).await;
     let receipts = users.finish().await;
     herald.stop().await;
-    let _ = reports_connection.close(200, "done".into()).await;
+    reports.stop().await;
     let injected = outcome?;
     let figures = check::check(&ledger.lock().unwrap(), &receipts);
     Ok(Outcome {
@@ -205,8 +245,10 @@ async fn with_server(
         seed,
         secs: args.secs,
         users: receipts.len(),
+        broker: if private { "private" } else { "shared" },
         faults: injected.into_iter().map(|(k, n)| (k.name(), n)).collect(),
         stream_cuts_made: proxy.cuts(),
+        jobs_published_again: republished.load(Ordering::Relaxed),
         figures,
     })
 }

@@ -37,6 +37,9 @@ pub enum FaultKind {
     ServerRestart,
     /// The component stream cut in the middle of a stanza.
     StreamCut,
+    /// SIGKILL of the soak's private RabbitMQ node, started again at once
+    /// on the same data directory.
+    BrokerKill,
 }
 
 impl FaultKind {
@@ -45,6 +48,7 @@ impl FaultKind {
             FaultKind::HeraldKill => "herald-kill",
             FaultKind::ServerRestart => "server-restart",
             FaultKind::StreamCut => "stream-cut",
+            FaultKind::BrokerKill => "broker-kill",
         }
     }
 }
@@ -156,6 +160,20 @@ mod tests {
         let all = faults(&mut Draw::new(1), &kinds, 100, (5, 20));
         assert!(all.iter().all(|f| f.at < Duration::from_secs(100)));
         assert!(all.windows(2).all(|w| w[0].at < w[1].at));
+    }
+
+    #[test]
+    fn every_kind_asked_for_is_drawn() {
+        let kinds = [
+            FaultKind::HeraldKill,
+            FaultKind::ServerRestart,
+            FaultKind::StreamCut,
+            FaultKind::BrokerKill,
+        ];
+        let all = faults(&mut Draw::new(2), &kinds, 3_000, (10, 40));
+        for kind in kinds {
+            assert!(all.iter().any(|f| f.kind == kind), "no {}", kind.name());
+        }
     }
 
     #[test]
