@@ -30,10 +30,11 @@ use crate::servers::{Population, Server, ServerKind};
 use check::Figures;
 use faults::Parts;
 use herald_testkit::cut_proxy::CutProxy;
+use herald_testkit::draw::Draw;
 use herald_testkit::herald::{herald_bin, XmppTarget};
 use herald_testkit::rabbitmq::PrivateBroker;
 use reports::{ReportReader, Source};
-use schedule::{Draw, FaultKind};
+use schedule::FaultKind;
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
