@@ -159,10 +159,21 @@ impl Broker {
             .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", self.url))
     }
 
-    /// Deletes the run's queues and exchange (best effort), then closes.
+    /// Deletes the run's queues (the component's too) and exchange (best
+    /// effort), then closes.
     pub async fn clean_up(self) {
         let names = &self.names;
-        for queue in [&names.component.jobs, &names.component.dead, &names.reports] {
+        let component = &names.component;
+        // Herald declares its urgent, control and lock queues itself.
+        let lock = format!("{}.lock", component.jobs);
+        for queue in [
+            &component.jobs,
+            &component.urgent,
+            &component.control,
+            &lock,
+            &component.dead,
+            &names.reports,
+        ] {
             let _ = self
                 .channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
