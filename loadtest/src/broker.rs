@@ -190,6 +190,19 @@ impl Broker {
     }
 }
 
+/// A connection of its own to `url` and a channel on it (`what` names the
+/// channel in errors).
+pub async fn connect_channel(url: &str, what: &str) -> Result<(Connection, Channel), String> {
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| format!("{what} channel: {e}"))?;
+    Ok((connection, channel))
+}
+
 fn amqp(what: &str) -> impl Fn(lapin::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::json;
 
 use super::ledger::{Job, Shared};
 use super::schedule::Audience;
 use crate::body;
+use crate::broker::connect_channel;
 
 /// Pause before connecting again after a failed publish or connect.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -109,13 +110,7 @@ impl Publisher {
 }
 
 async fn connect(url: &str) -> Result<Link, String> {
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| format!("publishing channel: {e}"))?;
+    let (connection, channel) = connect_channel(url, "publishing").await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await

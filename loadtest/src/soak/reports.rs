@@ -15,11 +15,12 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::ledger::Shared;
+use crate::broker::connect_channel;
 
 /// Pause before connecting again after the broker went.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -73,13 +74,7 @@ impl ReportReader {
 
 async fn open(source: &Source) -> Result<Session, String> {
     let Source { url, events, queue } = source;
-    let connection = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| format!("reports channel: {e}"))?;
+    let (connection, channel) = connect_channel(url, "reports").await?;
     let mut arguments = FieldTable::default();
     arguments.insert("x-expires".into(), AMQPValue::LongLongInt(QUEUE_EXPIRES_MS));
     channel
