@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::ledger::Ledger;
+use super::ledger::{Job, Ledger, Seen};
 
 /// The figures a soak prints at its end.
 #[derive(Debug, Default, Serialize)]
@@ -42,6 +42,10 @@ pub struct Figures {
     pub reports_read_again: u64,
     /// Messages at a user who was not a recipient of their job.
     pub stray_messages: u64,
+    /// Each job with no own report, more than one, or more duplicates
+    /// than declared: its reports and arrivals, to start a diagnosis from.
+    #[serde(skip)]
+    pub suspects: Vec<String>,
 }
 
 impl Figures {
@@ -132,6 +136,9 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
         }
         figures.duplicates += duplicates;
         figures.undeclared_duplicate_jobs += usize::from(duplicates > declared);
+        if own != 1 || duplicates > declared {
+            figures.suspects.push(suspect(job, reports, duplicates));
+        }
     }
     figures.stray_messages = figures.received - counted;
     let known = ledger
@@ -143,9 +150,32 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
     figures
 }
 
+/// One line on a job that failed a check: when it was published, its
+/// reports in the order they came, and its duplicates.
+fn suspect(job: &Job, reports: &[Seen], duplicates: u64) -> String {
+    let secs = |ns: u64| ns as f64 / 1e9;
+    let reports: Vec<String> = reports
+        .iter()
+        .map(|seen| {
+            let kind = if seen.duplicate { "duplicate" } else { "own" };
+            format!(
+                "{kind} at {:.1} s declaring {}",
+                secs(seen.at_ns),
+                seen.possible_duplicates
+            )
+        })
+        .collect();
+    format!(
+        "{} ({} recipients, published at {:.1} s): {duplicates} duplicates; reports: [{}]",
+        job.id,
+        job.audience.count,
+        secs(job.published_ns),
+        reports.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::ledger::{Job, Seen};
     use super::super::schedule::Audience;
     use super::*;
 
@@ -184,8 +214,14 @@ mod tests {
         let receipts = [vec![0, 0], vec![0]];
         let undeclared = check(&ledger(&[("soak-0", false, 0)]), &receipts);
         assert_eq!(undeclared.undeclared_duplicate_jobs, 1);
+        assert_eq!(
+            undeclared.suspects,
+            ["soak-0 (2 recipients, published at 0.0 s): 1 duplicates; reports: [own at 0.0 s declaring 0]"]
+        );
         let declared = ledger(&[("soak-0", false, 0), ("soak-0", true, 1)]);
-        assert!(check(&declared, &receipts).failures().is_empty());
+        let figures = check(&declared, &receipts);
+        assert!(figures.failures().is_empty());
+        assert!(figures.suspects.is_empty());
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub async fn run(args: SoakArgs) -> Result<bool, String> {
     let outcome = outcome?;
     println!("{}", serde_json::to_string(&outcome).expect("serializes"));
     let failures = outcome.figures.failures();
+    for suspect in &outcome.figures.suspects {
+        eprintln!("soak: job {suspect}");
+    }
     for failure in &failures {
         eprintln!("soak FAILED: {failure} (seed {seed})");
     }
