@@ -3,8 +3,6 @@
 //! connection (its jobs leave Herald's hands when it is lost), and
 //! shutdown.
 
-use std::collections::HashSet;
-
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::presence::Type as PresenceType;
 
@@ -51,11 +49,8 @@ impl<H: Handler> Core<H> {
     /// Herald's route, and without a second probe such a user would count
     /// offline until their next presence change.
     pub(super) fn on_probes_settled(&mut self) {
-        let before = std::mem::take(&mut self.online_before);
-        let silent: HashSet<BareJid> = before
-            .into_iter()
-            .filter(|user| self.presence.since(user).is_none())
-            .collect();
+        let mut silent = std::mem::take(&mut self.online_before);
+        silent.retain(|user| self.presence.since(user).is_none());
         let probes = if silent.is_empty() {
             0
         } else {
