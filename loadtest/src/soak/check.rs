@@ -1,6 +1,12 @@
 //! The soak's verdict: every job reported exactly once as its own, no
-//! message lost to a user who stayed logged in, and no more duplicates
-//! than the reports declared.
+//! message lost to a user who stayed logged in, and no more recipients
+//! reached more than once than the reports declared.
+//!
+//! `possible_duplicates` counts recipients, not copies (docs/jobs.md): a
+//! job attempted three times without a checkpoint between can reach a
+//! recipient three times, and its last attempt, the only one reported,
+//! declares that recipient once. The tests and the simulation hold Herald
+//! to the same rule.
 
 use std::collections::HashMap;
 
@@ -26,9 +32,12 @@ pub struct Figures {
     pub missed_across_restarts: u64,
     /// Arrivals beyond the first of a job at a user.
     pub duplicates: u64,
-    /// `possible_duplicates` summed over every report.
+    /// (job, user) pairs with more than one arrival.
+    pub recipients_reached_twice: u64,
+    /// Each job's `possible_duplicates` (the largest of its reports), summed.
     pub declared_possible_duplicates: u64,
-    /// Jobs with more duplicates than their reports declared.
+    /// Jobs that reached more recipients more than once than their reports
+    /// declared.
     pub undeclared_duplicate_jobs: usize,
     /// Jobs with no own report, or with more than one.
     pub unreported_jobs: usize,
@@ -40,6 +49,9 @@ pub struct Figures {
     /// Reports the broker delivered to the soak again after a broker kill
     /// (already recorded, not counted again).
     pub reports_read_again: u64,
+    /// Reports Herald published again byte for byte after a lost confirm
+    /// (not counted again).
+    pub reports_published_again: u64,
     /// Messages at a user who was not a recipient of their job.
     pub stray_messages: u64,
     /// Each job with no own report, more than one, or more duplicates
@@ -71,7 +83,7 @@ impl Figures {
         fail(
             self.undeclared_duplicate_jobs > 0,
             format!(
-                "{} jobs were received more often than their reports' possible_duplicates allow",
+                "{} jobs reached more recipients more than once than their reports' possible_duplicates allow",
                 self.undeclared_duplicate_jobs
             ),
         );
@@ -108,6 +120,7 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
     }
     figures.jobs = ledger.jobs.len();
     figures.reports_read_again = ledger.reports_read_again;
+    figures.reports_published_again = ledger.reports_published_again;
     let mut counted = 0u64;
     for (seq, job) in ledger.jobs.iter().enumerate() {
         let seq = seq as u64;
@@ -116,15 +129,21 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
         figures.unreported_jobs += usize::from(own == 0);
         figures.jobs_reported_twice += usize::from(own > 1);
         figures.duplicate_reports += reports.len() - own;
-        let declared: u64 = reports.iter().map(|seen| seen.possible_duplicates).sum();
+        // A duplicate report repeats the counts of the job it repeats.
+        let declared = reports
+            .iter()
+            .map(|seen| seen.possible_duplicates)
+            .max()
+            .unwrap_or(0);
         figures.declared_possible_duplicates += declared;
         let held = ledger.held(job);
         figures.held_jobs += usize::from(held);
-        let mut duplicates = 0;
+        let mut twice = 0;
         for user in job.audience.users(swarm) {
             let got = arrivals.get(&(seq, user)).copied().unwrap_or(0);
             counted += got;
-            duplicates += got.saturating_sub(1);
+            figures.duplicates += got.saturating_sub(1);
+            twice += u64::from(got > 1);
             match (got, held) {
                 (0, true) => figures.losses += 1,
                 (0, false) => figures.missed_across_restarts += 1,
@@ -134,10 +153,10 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
                 figures.held_messages += 1;
             }
         }
-        figures.duplicates += duplicates;
-        figures.undeclared_duplicate_jobs += usize::from(duplicates > declared);
-        if own != 1 || duplicates > declared {
-            figures.suspects.push(suspect(job, reports, duplicates));
+        figures.recipients_reached_twice += twice;
+        figures.undeclared_duplicate_jobs += usize::from(twice > declared);
+        if own != 1 || twice > declared {
+            figures.suspects.push(suspect(job, reports, twice));
         }
     }
     figures.stray_messages = figures.received - counted;
@@ -151,8 +170,9 @@ pub fn check(ledger: &Ledger, receipts: &[Vec<u64>]) -> Figures {
 }
 
 /// One line on a job that failed a check: when it was published, its
-/// reports in the order they came, and its duplicates.
-fn suspect(job: &Job, reports: &[Seen], duplicates: u64) -> String {
+/// reports in the order they came, and how many recipients it reached
+/// more than once.
+fn suspect(job: &Job, reports: &[Seen], twice: u64) -> String {
     let secs = |ns: u64| ns as f64 / 1e9;
     let reports: Vec<String> = reports
         .iter()
@@ -166,7 +186,7 @@ fn suspect(job: &Job, reports: &[Seen], duplicates: u64) -> String {
         })
         .collect();
     format!(
-        "{} ({} recipients, published at {:.1} s): {duplicates} duplicates; reports: [{}]",
+        "{} ({} recipients, published at {:.1} s): {twice} reached more than once; reports: [{}]",
         job.id,
         job.audience.count,
         secs(job.published_ns),
@@ -216,12 +236,29 @@ mod tests {
         assert_eq!(undeclared.undeclared_duplicate_jobs, 1);
         assert_eq!(
             undeclared.suspects,
-            ["soak-0 (2 recipients, published at 0.0 s): 1 duplicates; reports: [own at 0.0 s declaring 0]"]
+            ["soak-0 (2 recipients, published at 0.0 s): 1 reached more than once; reports: [own at 0.0 s declaring 0]"]
         );
         let declared = ledger(&[("soak-0", false, 0), ("soak-0", true, 1)]);
         let figures = check(&declared, &receipts);
         assert!(figures.failures().is_empty());
         assert!(figures.suspects.is_empty());
+    }
+
+    #[test]
+    fn possible_duplicates_count_recipients_not_copies() {
+        // Three attempts reached the first user three times; the last
+        // declared that user once.
+        let receipts = [vec![0, 0, 0], vec![0]];
+        let figures = check(&ledger(&[("soak-0", false, 1)]), &receipts);
+        assert!(figures.failures().is_empty(), "{figures:?}");
+        assert_eq!(
+            (figures.duplicates, figures.recipients_reached_twice),
+            (2, 1)
+        );
+        // Both users reached twice, one declared.
+        let receipts = [vec![0, 0], vec![0, 0]];
+        let figures = check(&ledger(&[("soak-0", false, 1)]), &receipts);
+        assert_eq!(figures.undeclared_duplicate_jobs, 1);
     }
 
     #[test]

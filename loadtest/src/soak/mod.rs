@@ -3,8 +3,8 @@
 //! restarted, the component stream cut and the broker node killed and
 //! restarted, at times drawn from a printed seed. At the end every job
 //! must have exactly one own report, every user that stayed logged in
-//! must have every message meant for them, and duplicates must stay
-//! within what the reports declared.
+//! must have every message meant for them, and no more recipients may be
+//! reached more than once than the reports' `possible_duplicates` declared.
 
 mod check;
 mod faults;
@@ -55,11 +55,10 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 4.0)]
     rate: f64,
     /// Kinds of fault to inject, comma-separated. With broker-kill the soak
-    /// boots a RabbitMQ node of its own and uses it instead of --amqp-url
-    /// (not among the defaults: see docs/reliability.md, "Chaos soak").
+    /// boots a RabbitMQ node of its own and uses it instead of --amqp-url.
     #[arg(long, value_enum, value_delimiter = ',',
           default_values_t = [FaultKind::HeraldKill, FaultKind::ServerRestart,
-                              FaultKind::StreamCut])]
+                              FaultKind::StreamCut, FaultKind::BrokerKill])]
     faults: Vec<FaultKind>,
     /// Shortest and longest gap between two faults, in seconds.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 40])]
