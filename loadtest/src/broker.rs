@@ -53,6 +53,16 @@ impl Broker {
     /// components do, and consumes a reports queue bound to the exchange.
     /// Before any component starts, so no report is missed.
     pub async fn connect(url: &str, names: Names) -> Result<Broker, String> {
+        Broker::connect_declaring(url, names, FieldTable::default()).await
+    }
+
+    /// [`Broker::connect`], the jobs queue declared with `jobs_arguments`
+    /// (its type), as the component will declare it.
+    pub async fn connect_declaring(
+        url: &str,
+        names: Names,
+        jobs_arguments: FieldTable,
+    ) -> Result<Broker, String> {
         let connection = Connection::connect(url, ConnectionProperties::default())
             .await
             .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
@@ -63,14 +73,14 @@ impl Broker {
             connection,
             reports: Arc::default(),
         };
-        if let Err(e) = broker.declare_and_consume().await {
+        if let Err(e) = broker.declare_and_consume(jobs_arguments).await {
             broker.clean_up().await;
             return Err(e);
         }
         Ok(broker)
     }
 
-    async fn declare_and_consume(&self) -> Result<(), String> {
+    async fn declare_and_consume(&self, jobs_arguments: FieldTable) -> Result<(), String> {
         let names = &self.names;
         // Not durable: a persistent write per report would add to
         // RabbitMQ's share of the machine, which earlier runs were measured
@@ -80,12 +90,16 @@ impl Broker {
             exclusive: true,
             ..QueueDeclareOptions::default()
         };
-        for (queue, options) in [
-            (&names.component.jobs, QueueDeclareOptions::durable()),
-            (&names.reports, reports),
+        for (queue, options, arguments) in [
+            (
+                &names.component.jobs,
+                QueueDeclareOptions::durable(),
+                jobs_arguments,
+            ),
+            (&names.reports, reports, FieldTable::default()),
         ] {
             self.channel
-                .queue_declare(queue.as_str().into(), options, FieldTable::default())
+                .queue_declare(queue.as_str().into(), options, arguments)
                 .await
                 .map_err(amqp(&format!("declare {queue}")))?;
         }

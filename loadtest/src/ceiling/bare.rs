@@ -20,6 +20,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use serde::Serialize;
 
+use super::brokers::JobQueues;
 use super::{Result, Wait};
 use crate::broker::Broker;
 use crate::publisher::publish_payloads;
@@ -36,9 +37,11 @@ pub struct BareResult {
     pub(super) jobs_per_sec: f64,
 }
 
-/// Runs `payloads` through the bare consumer; `prefetch` as Herald's.
+/// Runs `payloads` through the bare consumer, from a queue of type
+/// `queues`; `prefetch` as Herald's.
 pub async fn bare_consumer(
     broker: &Broker,
+    queues: JobQueues,
     payloads: Arc<Vec<Vec<u8>>>,
     prefetch: u16,
     limit: Duration,
@@ -52,7 +55,7 @@ pub async fn bare_consumer(
         .queue_declare(
             jobs_queue.as_str().into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            queues.arguments(),
         )
         .await?;
     let reports = count_reports(&channel, &reports_queue, &names.component.events).await?;

@@ -51,17 +51,20 @@ pub(super) fn markdown(results: &[SizeResult]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| users | one-recipient jobs | Herald jobs/s | bare consumer jobs/s | Herald / bare |"
+        "\n| users | one-recipient jobs | Herald jobs/s | bare consumer jobs/s | Herald / bare | broker CPU µs/job: Herald / bare |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let Some(single) = r.phases.iter().find(|p| p.name == "single") else {
             continue;
         };
         let herald = single.jobs as f64 / single.wall_secs.max(1e-9);
+        let broker = r.broker_cpu_us_per_job.as_ref().map_or("–".into(), |cpu| {
+            format!("{:.0} / {:.0}", cpu.herald, cpu.bare)
+        });
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0}% |",
+            "| {} | {} | {:.0} | {:.0} | {:.0}% | {broker} |",
             r.users,
             single.jobs,
             herald,

@@ -11,6 +11,7 @@
 //! `herald_event_loop_busy_seconds_total` metric.
 
 mod bare;
+mod brokers;
 mod markdown;
 mod overtake;
 mod phase;
@@ -27,6 +28,7 @@ use crate::component::{Component, LOG_LINES};
 use crate::herald_config::herald_config;
 use crate::procstat::{self, status_kib};
 use bare::{bare_consumer, BareResult};
+use brokers::{Brokers, JobQueues};
 use herald_testkit::fake_server::{FakeServer, Options};
 use herald_testkit::herald::herald_bin;
 use markdown::markdown;
@@ -67,6 +69,14 @@ pub struct CeilingArgs {
     herald_bin: Option<PathBuf>,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
+    /// RabbitMQ nodes of the run's own instead of `--amqp-url`: 1, or a
+    /// cluster of more (Herald given every node's URL).
+    #[arg(long, default_value_t = 0)]
+    rabbitmq_nodes: usize,
+    /// The type of Herald's queues (`amqp.queue_type`) and the bare
+    /// consumer's.
+    #[arg(long, value_enum, default_value = "classic")]
+    queue_type: JobQueues,
     /// Where Herald's config and store go (a directory per size, removed after).
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
@@ -92,9 +102,18 @@ struct SizeResult {
     /// The same one-recipient jobs through a consumer that only reports
     /// and acknowledges: the broker's limit.
     bare: BareResult,
+    /// The broker's CPU (every node's) per one-recipient job, while Herald
+    /// took them and while the bare consumer did; absent when unreadable.
+    broker_cpu_us_per_job: Option<BrokerCpu>,
     herald_peak_rss_mb: f64,
     /// Everything the sink read from Herald in this run, by kind.
     sink_read: SinkRead,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokerCpu {
+    herald: f64,
+    bare: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,9 +153,15 @@ pub fn run(args: CeilingArgs) {
         Err(e) => exit(&e.to_string()),
     };
     eprintln!("ceiling: herald binary {}", herald_bin.display());
+    let brokers = Brokers::start(args.rabbitmq_nodes, &args.amqp_url);
+    eprintln!(
+        "ceiling: {}, {:?} queues",
+        brokers.describe(),
+        args.queue_type
+    );
     let mut results = Vec::new();
     for &users in &args.users {
-        match runtime.block_on(run_size(&args, &herald_bin, users)) {
+        match runtime.block_on(run_size(&args, &brokers, &herald_bin, users)) {
             Ok(result) => {
                 println!("{}", serde_json::to_string(&result).unwrap_or_default());
                 results.push(result);
@@ -152,15 +177,23 @@ fn exit(message: &str) -> ! {
     std::process::exit(1)
 }
 
-async fn run_size(args: &CeilingArgs, herald_bin: &Path, users: u64) -> Result<SizeResult> {
-    let broker = Broker::connect(&args.amqp_url, Names::unique("herald-ceiling")).await?;
-    let result = run_size_with(args, herald_bin, &broker, users).await;
+async fn run_size(
+    args: &CeilingArgs,
+    brokers: &Brokers,
+    herald_bin: &Path,
+    users: u64,
+) -> Result<SizeResult> {
+    let names = Names::unique("herald-ceiling");
+    let jobs_arguments = args.queue_type.arguments();
+    let broker = Broker::connect_declaring(&brokers.url(), names, jobs_arguments).await?;
+    let result = run_size_with(args, brokers, herald_bin, &broker, users).await;
     broker.clean_up().await;
     result
 }
 
 async fn run_size_with(
     args: &CeilingArgs,
+    brokers: &Brokers,
     herald_bin: &Path,
     broker: &Broker,
     users: u64,
@@ -175,13 +208,14 @@ async fn run_size_with(
     })?;
     let xmpp = sink.target();
     let mut config = herald_config(&xmpp, broker.url(), broker.names());
+    brokers.configure(&mut config, args.queue_type);
     config.amqp.prefetch = args.prefetch;
     config.amqp.presence_events = args.presence_events;
     config.xmpp.probe_settle_ms = 100;
     config.broadcast.max_recipients = users.max(100_000) as usize;
     let started = Instant::now();
     let mut herald = Component::start_herald(herald_bin, &config, &args.dir).await?;
-    let measured = measure(args, broker, &sink, &mut herald, users, started).await;
+    let measured = measure(args, brokers, broker, &sink, &mut herald, users, started).await;
     let peak_rss_kib = procstat::peak_rss_kib(herald.pid()).unwrap_or(0);
     let measured =
         measured.map_err(|e| format!("{e}\nherald's log:\n{}", herald.log_tail(LOG_LINES)));
@@ -193,6 +227,7 @@ async fn run_size_with(
 
 async fn measure(
     args: &CeilingArgs,
+    brokers: &Brokers,
     broker: &Broker,
     sink: &FakeServer,
     herald: &mut Component,
@@ -234,8 +269,25 @@ async fn measure(
         .iter()
         .map(serde_json::to_vec)
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    let broker_cpu_before = brokers.cpu_seconds();
     phases.push(phase(broker, sink, herald, args, "single", jobs, users).await?);
-    let bare = bare_consumer(broker, payloads.into(), args.prefetch, step).await?;
+    let broker_cpu_herald = brokers.cpu_seconds();
+    let bare = bare_consumer(
+        broker,
+        args.queue_type,
+        payloads.into(),
+        args.prefetch,
+        step,
+    )
+    .await?;
+    let broker_cpu_us_per_job = match (broker_cpu_before, broker_cpu_herald, brokers.cpu_seconds())
+    {
+        (Some(before), Some(herald), Some(bare)) => Some(BrokerCpu {
+            herald: (herald - before) * 1e6 / single.max(1) as f64,
+            bare: (bare - herald) * 1e6 / single.max(1) as f64,
+        }),
+        _ => None,
+    };
     let mut overtakes = Vec::new();
     if let Some(recipients) = args.overtake {
         for urgent in [true, false] {
@@ -251,6 +303,7 @@ async fn measure(
         phases,
         overtakes,
         bare,
+        broker_cpu_us_per_job,
         herald_peak_rss_mb: 0.0,
         sink_read: SinkRead {
             messages: read.messages,
