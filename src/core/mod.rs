@@ -173,7 +173,11 @@ impl<H: Handler> Core<H> {
             online_before: HashSet::new(),
             subscribers: Subscribers::new(restored.subscriptions),
             strangers: Strangers::new(settings.unknown_probe_ttl),
-            limiter: SenderLimiter::new(settings.user_events_per_sec, settings.user_events_burst),
+            limiter: SenderLimiter::new(
+                settings.user_events_per_sec,
+                settings.user_events_burst,
+                Clock::new(now),
+            ),
             rates: Rates::default(),
             ledger: Ledger::new(settings.remember_jobs),
             groups: restored.groups,

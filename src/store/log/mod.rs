@@ -3,9 +3,10 @@
 //! then the payload (a tag and the change's fields: [`codec`]). Replaying
 //! the records in order gives the [`Contents`]. A batch cut short by a
 //! crash or a full disk leaves a tail that does not check out: it was never
-//! answered as committed, so it is cut off. When the file has grown to
-//! twice what it held after the last compaction, the live contents are
-//! written to a new file that replaces it.
+//! answered as committed, so it is cut off. When the records appended since
+//! the last compaction that a later one can make dead (all but new
+//! subscriptions) outgrow what the file held after it, the live contents
+//! are written to a new file that replaces it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -19,7 +20,8 @@ const HEADER: &[u8; 16] = b"herald-store v1\n";
 const REDB_MAGIC: &[u8; 4] = b"redb";
 /// A length beyond this is a corrupt record, not an allocation to make.
 const MAX_RECORD: u32 = 64 << 20;
-/// Growth tolerated beyond twice the compacted size before compacting.
+/// Growth that may be dead tolerated beyond the compacted size before
+/// compacting.
 const COMPACT_SLACK: u64 = 8 << 20;
 
 pub struct Log {
@@ -29,6 +31,12 @@ pub struct Log {
     len: u64,
     /// The length after the last compaction (or at open).
     compacted_len: u64,
+    /// Bytes of new subscriptions appended since then: they stay live
+    /// until a removal (counted when it comes), so a compaction would copy
+    /// them whole. A flood of a million users would otherwise compact the
+    /// file again and again as it doubles, each time building every
+    /// subscription in memory, which the allocator then keeps.
+    subscribed_since: u64,
     /// A write or sync failed: the file is cut back to `len` before the
     /// next batch, which is written again whole (after a failed fsync the
     /// kernel may have dropped the pages, so nothing after `len` is
@@ -81,6 +89,7 @@ impl Log {
             file,
             len,
             compacted_len: len,
+            subscribed_since: 0,
             broken: false,
             remember_jobs,
             buffer: Vec::new(),
@@ -96,8 +105,13 @@ impl Log {
             self.broken = false;
         }
         self.buffer.clear();
+        let mut subscribed = 0;
         for change in changes {
+            let before = self.buffer.len();
             encode(change, &mut self.buffer);
+            if let Change::Add(_) = change {
+                subscribed += (self.buffer.len() - before) as u64;
+            }
         }
         if self.buffer.is_empty() {
             return Ok(());
@@ -109,6 +123,7 @@ impl Log {
         match written {
             Ok(()) => {
                 self.len += self.buffer.len() as u64;
+                self.subscribed_since += subscribed;
                 Ok(())
             }
             Err(e) => {
@@ -118,10 +133,12 @@ impl Log {
         }
     }
 
-    /// Compacts the file if it has grown enough since it last was. A
-    /// compaction that fails leaves the file as it was.
+    /// Compacts the file if what it gained since it last was, new
+    /// subscriptions aside, outgrew what it held then. A compaction that
+    /// fails leaves the file as it was.
     pub fn compact_if_grown(&mut self) {
-        if self.broken || self.len <= 2 * self.compacted_len + COMPACT_SLACK {
+        let may_be_dead = self.len - self.compacted_len - self.subscribed_since;
+        if self.broken || may_be_dead <= self.compacted_len + COMPACT_SLACK {
             return;
         }
         let started = std::time::Instant::now();
@@ -137,8 +154,9 @@ impl Log {
                 tracing::warn!(error = %e, "store compaction failed; the log goes on growing")
             }
         }
-        // After a failure, not tried again before the file doubles once more.
+        // After a failure, not tried again before as much again may be dead.
         self.compacted_len = self.len;
+        self.subscribed_since = 0;
     }
 
     fn compact(&mut self) -> Result<(), StoreError> {

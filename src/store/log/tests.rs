@@ -156,6 +156,53 @@ fn a_grown_log_is_compacted_to_what_it_holds() {
     assert!(restored.completed.iter().all(|job| job.reported));
 }
 
+#[test]
+fn a_flood_of_new_subscriptions_is_not_compacted_but_churn_after_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.store");
+    let (mut log, _) = Log::open(&path, 10).unwrap();
+    let opened = log.len;
+    let mut users = 0;
+    while log.len < opened + 3 * COMPACT_SLACK {
+        let batch: Vec<Change> = (users..users + 1_000)
+            .map(|i| Change::Add(sub(&format!("u{i}@localhost"))))
+            .collect();
+        users += 1_000;
+        log.append(&batch).unwrap();
+        log.compact_if_grown();
+    }
+    assert_eq!(log.compacted_len, opened, "compacted during the flood");
+    // Completed jobs beyond the ten remembered are dead: once they outgrow
+    // what the file held, it is compacted.
+    let report = vec![b'r'; 1_000];
+    let mut seq = 0;
+    while log.compacted_len == opened {
+        assert!(seq < 100_000, "never compacted");
+        let batch: Vec<Change> = (seq..seq + 100)
+            .map(|seq| {
+                Change::JobDone(CompletedJob {
+                    key: format!("job-{seq}"),
+                    seq,
+                    reported: true,
+                    report: report.clone(),
+                })
+            })
+            .collect();
+        seq += 100;
+        log.append(&batch).unwrap();
+        log.compact_if_grown();
+    }
+    assert!(
+        log.len < opened + 4 * COMPACT_SLACK,
+        "compacted: {} bytes",
+        log.len
+    );
+    drop(log);
+    let restored = reopen(&path, 10).into_restored();
+    assert_eq!(restored.subscriptions.len(), users as usize);
+    assert_eq!(restored.completed.len(), 10);
+}
+
 fn members(prefix: &str, n: usize) -> Vec<BareJid> {
     (0..n)
         .map(|i| BareJid::new(&format!("{prefix}{i:06}@localhost")).unwrap())
