@@ -8,22 +8,25 @@ pub(super) fn markdown(results: &[SizeResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n| users | flood online s | absorbed s | Herald CPU s | RSS before → after MB | bytes/resource | store MB |"
+        "\n| users | flood online s | absorbed s | Herald CPU s | RSS before → after → settled MB | bytes/resource after / settled | store MB | fan-out peak over idle MB |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let f = &r.flood;
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.1} | {:.1} | {:.0} → {:.0} | {:.0} | {:.0} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.0} → {:.0} → {:.0} | {:.0} / {:.0} | {:.0} | {:.0} |",
             r.users,
             f.online_secs,
             f.absorbed_secs,
             f.herald_cpu_secs,
             f.rss_before_mb,
             f.rss_absorbed_mb,
+            f.rss_settled_mb,
             f.bytes_per_resource,
-            f.store_mb
+            f.bytes_per_resource_settled,
+            f.store_mb,
+            r.fanout_peak_over_idle_mb
         );
     }
     let _ = writeln!(

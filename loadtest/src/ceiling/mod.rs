@@ -12,6 +12,7 @@
 
 mod bare;
 mod brokers;
+mod flood;
 mod markdown;
 mod overtake;
 mod phase;
@@ -26,14 +27,15 @@ use serde::Serialize;
 use crate::broker::{Broker, Names};
 use crate::component::{Component, LOG_LINES};
 use crate::herald_config::herald_config;
-use crate::procstat::{self, status_kib};
+use crate::procstat;
 use bare::{bare_consumer, BareResult};
 use brokers::{Brokers, JobQueues};
+use flood::{flood, reset_peak_rss, rss_bytes, FloodResult, KEEPALIVE_SECS};
 use herald_testkit::fake_server::{FakeServer, Options};
 use herald_testkit::herald::herald_bin;
 use markdown::markdown;
 use overtake::{overtake, OvertakeResult};
-use phase::{cpu_seconds, phase, sink_cpu_seconds, PhaseResult};
+use phase::{phase, PhaseResult};
 
 pub(crate) type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -106,6 +108,9 @@ struct SizeResult {
     /// took them and while the bare consumer did; absent when unreadable.
     broker_cpu_us_per_job: Option<BrokerCpu>,
     herald_peak_rss_mb: f64,
+    /// Herald's peak RSS during the job to every user, over its RSS just
+    /// before it (the users online and idle).
+    fanout_peak_over_idle_mb: f64,
     /// Everything the sink read from Herald in this run, by kind.
     sink_read: SinkRead,
 }
@@ -121,22 +126,6 @@ struct SinkRead {
     messages: u64,
     presences: u64,
     iqs: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct FloodResult {
-    /// Until `herald_online_resources` reached `users`.
-    online_secs: f64,
-    /// Until Herald's CPU went idle afterwards (store writes included).
-    absorbed_secs: f64,
-    herald_cpu_secs: f64,
-    rss_before_mb: f64,
-    rss_online_mb: f64,
-    rss_absorbed_mb: f64,
-    /// (RSS once absorbed - RSS before) / resources: book, subscription and store caches.
-    bytes_per_resource: f64,
-    store_mb: f64,
-    sink_cpu_secs: f64,
 }
 
 /// Runs the scenario and prints its results; exits non-zero on failure.
@@ -212,6 +201,7 @@ async fn run_size_with(
     config.amqp.prefetch = args.prefetch;
     config.amqp.presence_events = args.presence_events;
     config.xmpp.probe_settle_ms = 100;
+    config.xmpp.keepalive_secs = KEEPALIVE_SECS;
     config.broadcast.max_recipients = users.max(100_000) as usize;
     let started = Instant::now();
     let mut herald = Component::start_herald(herald_bin, &config, &args.dir).await?;
@@ -256,7 +246,10 @@ async fn measure(
         to: (0..users).map(user).collect(),
         body: &body,
     }];
+    let idle = rss_bytes(herald.pid())?;
+    reset_peak_rss(herald.pid())?;
     phases.push(phase(broker, sink, herald, args, "fanout", fanout, users).await?);
+    let fanout_peak = procstat::peak_rss_kib(herald.pid()).ok_or("no VmHWM")? * 1024;
     let single = args.single_jobs.unwrap_or(users.min(100_000));
     let jobs: Vec<Job> = (0..single)
         .map(|i| Job {
@@ -305,6 +298,7 @@ async fn measure(
         bare,
         broker_cpu_us_per_job,
         herald_peak_rss_mb: 0.0,
+        fanout_peak_over_idle_mb: (fanout_peak as f64 - idle as f64) / 1e6,
         sink_read: SinkRead {
             messages: read.messages,
             presences: read.presences,
@@ -315,60 +309,6 @@ async fn measure(
 
 fn user(i: u64) -> String {
     format!("u{i}@{SERVER_DOMAIN}")
-}
-
-async fn flood(
-    sink: &FakeServer,
-    herald: &mut Component,
-    users: u64,
-    step: Duration,
-) -> Result<FloodResult> {
-    let pid = herald.pid();
-    let rss_before = rss_bytes(pid)?;
-    let cpu_before = cpu_seconds(pid)?;
-    let sink_cpu_before = sink_cpu_seconds(sink);
-    let start = Instant::now();
-    sink.flood(0..users);
-    let wait = Wait::new("the flood to be online in Herald", step);
-    loop {
-        check_alive(herald, sink)?;
-        if herald.metric("herald_online_resources").await? == Some(users as f64) {
-            break;
-        }
-        wait.tick().await?;
-    }
-    let online_secs = start.elapsed().as_secs_f64();
-    let rss_online = rss_bytes(pid)?;
-    // Herald is done with the flood once its CPU goes quiet: the store
-    // writer commits subscriptions after the book has them.
-    let mut last_busy = Instant::now();
-    let mut cpu = cpu_seconds(pid)?;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        herald.check_running()?;
-        let now = cpu_seconds(pid)?;
-        if now - cpu < 0.025 {
-            break;
-        }
-        cpu = now;
-        last_busy = Instant::now();
-        if start.elapsed() > step {
-            return Err("Herald stayed busy after the flood".into());
-        }
-    }
-    let rss_absorbed = rss_bytes(pid)?;
-    let mb = |bytes: u64| bytes as f64 / 1e6;
-    Ok(FloodResult {
-        online_secs,
-        absorbed_secs: (last_busy - start).as_secs_f64(),
-        herald_cpu_secs: cpu_seconds(pid)? - cpu_before,
-        rss_before_mb: mb(rss_before),
-        rss_online_mb: mb(rss_online),
-        rss_absorbed_mb: mb(rss_absorbed),
-        bytes_per_resource: (rss_absorbed as f64 - rss_before as f64) / users.max(1) as f64,
-        store_mb: mb(std::fs::metadata(herald.store_path())?.len()),
-        sink_cpu_secs: sink_cpu_seconds(sink) - sink_cpu_before,
-    })
 }
 
 #[derive(Serialize)]
@@ -418,9 +358,4 @@ impl Wait {
         tokio::time::sleep(self.every).await;
         Ok(())
     }
-}
-
-fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status_kib(&status, "VmRSS:").ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
 }
