@@ -63,13 +63,11 @@ impl Broker {
         names: Names,
         jobs_arguments: FieldTable,
     ) -> Result<Broker, String> {
-        let connection = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .map_err(|e| format!("cannot reach RabbitMQ at {url}: {e}"))?;
+        let (connection, channel) = connect_channel(url, "the load test's").await?;
         let broker = Broker {
             url: url.to_string(),
             names,
-            channel: connection.create_channel().await.map_err(amqp("channel"))?,
+            channel,
             connection,
             reports: Arc::default(),
         };

@@ -1,4 +1,4 @@
-//! CPU time and peak memory of a process, the whole machine's CPU use and
+//! CPU time and memory (now and at its peak) of a process, the whole machine's CPU use and
 //! load average, the process listening on a port, and this process's
 //! open-files limit, read from /proc (Linux).
 
@@ -24,6 +24,20 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
         "VmHWM:",
     )
+}
+
+/// The resident set size (VmRSS) of `pid` now, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(
+        &fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmRSS:",
+    )
+}
+
+/// Starts the peak resident set size of `pid` over from its size now, so
+/// that [`peak_rss_kib`] read later is the peak since.
+pub fn reset_peak_rss(pid: u32) -> std::io::Result<()> {
+    fs::write(format!("/proc/{pid}/clear_refs"), "5")
 }
 
 /// The soft limit on open files of this process (children inherit it).

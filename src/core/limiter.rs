@@ -56,6 +56,8 @@ impl SenderLimiter {
                 tokens: burst as f32,
                 at,
             });
+        // Both ends to the millisecond: measured from `now`, the part of a
+        // millisecond `at` drops would be refilled again at every call.
         let elapsed = self
             .clock
             .instant(at)

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::phase::{cpu_seconds, sink_cpu_seconds};
 use super::{check_alive, Result, Wait};
 use crate::component::Component;
-use crate::procstat::status_kib;
+use crate::procstat::rss_kib;
 use herald_testkit::fake_server::FakeServer;
 
 /// Herald's `xmpp.keepalive_secs` in a ceiling run: its sweeps of
@@ -103,13 +103,5 @@ pub async fn flood(
 }
 
 pub fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(status_kib(&status, "VmRSS:").ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
-}
-
-/// Starts Herald's peak RSS (VmHWM) over from its RSS now, so that the
-/// peak read after a phase is that phase's.
-pub fn reset_peak_rss(pid: u32) -> Result<()> {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
-    Ok(())
+    Ok(rss_kib(pid).ok_or("no VmRSS in /proc/<pid>/status")? * 1024)
 }

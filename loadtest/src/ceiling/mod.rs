@@ -30,7 +30,7 @@ use crate::herald_config::herald_config;
 use crate::procstat;
 use bare::{bare_consumer, BareResult};
 use brokers::{Brokers, JobQueues};
-use flood::{flood, reset_peak_rss, rss_bytes, FloodResult, KEEPALIVE_SECS};
+use flood::{flood, rss_bytes, FloodResult, KEEPALIVE_SECS};
 use herald_testkit::fake_server::{FakeServer, Options};
 use herald_testkit::herald::herald_bin;
 use markdown::markdown;
@@ -107,6 +107,8 @@ struct SizeResult {
     /// The broker's CPU (every node's) per one-recipient job, while Herald
     /// took them and while the bare consumer did; absent when unreadable.
     broker_cpu_us_per_job: Option<BrokerCpu>,
+    /// Herald's peak RSS from the job to every user on (its peak is started
+    /// over just before that job).
     herald_peak_rss_mb: f64,
     /// Herald's peak RSS during the job to every user, over its RSS just
     /// before it (the users online and idle).
@@ -247,7 +249,7 @@ async fn measure(
         body: &body,
     }];
     let idle = rss_bytes(herald.pid())?;
-    reset_peak_rss(herald.pid())?;
+    procstat::reset_peak_rss(herald.pid())?;
     phases.push(phase(broker, sink, herald, args, "fanout", fanout, users).await?);
     let fanout_peak = procstat::peak_rss_kib(herald.pid()).ok_or("no VmHWM")? * 1024;
     let single = args.single_jobs.unwrap_or(users.min(100_000));
