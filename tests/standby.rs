@@ -58,6 +58,9 @@ enum Store {
     Shared,
     /// One of its own, empty, as on another host without shared storage.
     Empty,
+    /// Both's in a stream on the broker (`store.backend = "stream"`), each
+    /// with a store path of its own that neither uses, as on two hosts.
+    Stream,
 }
 
 /// Herald A, then B with the same names (and `store`); A is killed while
@@ -79,6 +82,9 @@ async fn a_standby_takes_over_a_killed_herald_mid_job<S: XmppServer>(
         ("HERALD_BROADCAST__CHECKPOINT_EVERY", "10"),
         ("HERALD_XMPP__READ_TIMEOUT_SECS", "600"),
     ]);
+    if store == Store::Stream {
+        env.push(("HERALD_STORE__BACKEND", "stream"));
+    }
     let mut env_a = env.clone();
     // No probes of the recipients without an account. B on an empty store
     // must probe the recipients it never heard of: the online ones answer.
@@ -88,6 +94,7 @@ async fn a_standby_takes_over_a_killed_herald_mid_job<S: XmppServer>(
     let env_b = match store {
         Store::Shared => [env_a, vec![("HERALD_STORE__PATH", shared)]].concat(),
         Store::Empty => env,
+        Store::Stream => env_a,
     };
     let mut b = Herald::launch_with_env(&server, &names, dir_b.path(), &env_b);
     b.wait_log_count("standing by", 1, WAIT);
@@ -143,7 +150,7 @@ async fn a_standby_takes_over_a_killed_herald_mid_job<S: XmppServer>(
     b.wait_readyz(200, WAIT);
     assert_eq!(metric(&b, "herald_active"), 1.0);
     let remembered = match store {
-        Store::Shared => ONLINE,
+        Store::Shared | Store::Stream => ONLINE,
         Store::Empty => 0,
     };
     assert_eq!(
@@ -167,8 +174,20 @@ async fn a_standby_takes_over_a_killed_herald_mid_job<S: XmppServer>(
         assert_everyone_got_it(&mut clients, "all clear", Duration::from_secs(2), &report).await;
     assert_eq!(again, 0, "{report}");
     assert_eq!(metric(&b, r#"herald_jobs_total{outcome="delivered"}"#), 2.0);
+    if store != Store::Empty {
+        // A's completed job, published again, is known to B: not sent.
+        amqp.publish_json(&names.jobs, &job("before", "drill again", 0))
+            .await;
+        let again = reports_of(&mut reports, "before").await;
+        let duplicate = again.last().expect("a report").clone();
+        assert_eq!(duplicate["duplicate"], true, "{duplicate}");
+        assert_eq!(metric(&b, r#"herald_jobs_total{outcome="delivered"}"#), 2.0);
+    }
     assert_eq!(b.stop(), Some(0), "{}", b.log_text());
     assert_eq!(amqp.message_count(&names.jobs).await, Some(0));
+    if store == Store::Stream {
+        amqp.delete_queue(&format!("{}.store", names.jobs)).await;
+    }
     amqp.close().await;
     eprintln!(
         "{}: SIGKILL of A -> B taking jobs {ready_after:?}, B fanned out the job {delivers_after:?}; \
@@ -187,6 +206,15 @@ async fn on_prosody_a_standby_takes_over_a_killed_herald_mid_job() {
     let server = Prosody::start(&users.iter().map(String::as_str).collect::<Vec<_>>());
     let pid = server.pid().expect("prosody runs");
     a_standby_takes_over_a_killed_herald_mid_job(server, pid, &[], Store::Shared).await;
+}
+
+/// Two hosts, no shared storage: the store in a stream on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_in_a_stream_a_standby_on_another_host_keeps_what_the_first_knew() {
+    let users = users();
+    let server = Ejabberd::start(&users.iter().map(String::as_str).collect::<Vec<_>>());
+    let pid = server.pid().expect("ejabberd runs");
+    a_standby_takes_over_a_killed_herald_mid_job(server, pid, &[], Store::Stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

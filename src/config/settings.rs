@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use xmpp_parsers::jid::BareJid;
 
-use super::{Config, ConfigError, Secret};
-use crate::amqp::LinkSettings;
+use super::{Config, ConfigError, Secret, StoreBackend};
+use crate::amqp::{store_stream, LinkSettings, StoreStream};
 use crate::broadcast::JobLimits;
 use crate::producers::Unlisted;
 use crate::xmpp::{Endpoint, LinkTls, ServerAddress};
@@ -37,7 +37,15 @@ pub struct Settings {
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
     pub http: Option<SocketAddr>,
     pub amqp: LinkSettings,
-    pub store: PathBuf,
+    pub store: StoreSettings,
+}
+
+/// Where the store lives ([`super::StoreBackend`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    File(PathBuf),
+    /// The link reads and appends it ([`LinkSettings::store`]).
+    Stream,
 }
 
 impl Config {
@@ -123,6 +131,13 @@ impl Config {
                 }
             },
         };
+        if self.store.backend == StoreBackend::Stream && self.store.stream_max_bytes < 64 << 20 {
+            return invalid(
+                "store.stream_max_bytes must be at least 67108864 (64 MiB): the stream holds \
+                 its last snapshot whole and what was appended since"
+                    .into(),
+            );
+        }
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch must be at least 1".into());
         }
@@ -195,8 +210,16 @@ impl Config {
             amqp: LinkSettings {
                 brokers,
                 config: self.amqp.clone(),
+                store: (self.store.backend == StoreBackend::Stream).then(|| StoreStream {
+                    queue: store_stream(&self.amqp.jobs_queue),
+                    max_bytes: self.store.stream_max_bytes,
+                    remember_jobs: self.store.remember_jobs,
+                }),
             },
-            store: self.store.path.clone(),
+            store: match self.store.backend {
+                StoreBackend::File => StoreSettings::File(self.store.path.clone()),
+                StoreBackend::Stream => StoreSettings::Stream,
+            },
         })
     }
 

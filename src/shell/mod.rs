@@ -10,6 +10,7 @@
 //! its supervisor starts it again, as a standby.
 
 mod standby;
+mod store;
 mod xmpp;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use futures_util::FutureExt;
 
 use tokio::time::Instant;
 
-use crate::amqp::{Command, Link, LinkEvent};
+use crate::amqp::{Command, Link, LinkEvent, StoreAnswer};
 use crate::backoff::Backoff;
 use crate::broadcast::Broadcast;
 use crate::config::{Config, ConfigError, Settings};
@@ -29,9 +30,10 @@ use crate::handler::Handler;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::rotation::Rotation;
-use crate::store::{Commit, Store, StoreError, Writer};
+use crate::store::{Commit, StoreError};
 use crate::xmpp::wire::Outgoing;
 use crate::xmpp::Inbound;
+use store::StoreWriter;
 use xmpp::{Dialer, Happened};
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
@@ -105,12 +107,20 @@ async fn serve<H: Handler>(
         metrics.clone(),
     );
     tokio::pin!(shutdown);
-    let Some(generation) = standby::until_active(&mut link, shutdown.as_mut()).await else {
+    let Some((generation, from_stream)) =
+        standby::until_active(&mut link, shutdown.as_mut()).await?
+    else {
         link.close(PUBLISH_LIMIT).await;
         return Ok(());
     };
-    let open = || Store::open(&settings.store, settings.core.remember_jobs);
-    let Some((store, restored)) = standby::open_store(open, shutdown.as_mut()).await? else {
+    let remember_jobs = settings.core.remember_jobs;
+    let opened = StoreWriter::open(
+        &settings.store,
+        remember_jobs,
+        from_stream,
+        shutdown.as_mut(),
+    );
+    let Some((writer, restored)) = opened.await? else {
         link.close(PUBLISH_LIMIT).await;
         return Ok(());
     };
@@ -134,7 +144,7 @@ async fn serve<H: Handler>(
         dialer,
         core,
         link,
-        writer: store.spawn_writer(),
+        writer,
         metrics,
         high_water: settings.outbound_high_water,
         shutting_down: false,
@@ -149,7 +159,7 @@ struct Shell<H> {
     xmpp: xmpp::Stream,
     dialer: Dialer,
     link: Link,
-    writer: Writer,
+    writer: StoreWriter,
     metrics: Metrics,
     high_water: usize,
     shutting_down: bool,
@@ -224,7 +234,7 @@ impl<H: Handler> Shell<H> {
                         self.on_link(event);
                     }
                 }
-                Some(commit) = self.writer.results.recv() => self.handle(match commit {
+                Some(commit) = self.writer.answer() => self.handle(match commit {
                     Commit::Done(batch) => Input::Committed { batch },
                     Commit::Failed(batch, error) => Input::CommitFailed { batch, error },
                 }),
@@ -242,8 +252,7 @@ impl<H: Handler> Shell<H> {
             stepped_down: self_stepped_down,
             ..
         } = self;
-        link.close(PUBLISH_LIMIT).await;
-        writer.finish(core.take_unwritten());
+        writer.finish(core.take_unwritten(), link).await;
         if self_stepped_down {
             return Err(AppError::SteppedDown);
         }
@@ -267,6 +276,12 @@ impl<H: Handler> Shell<H> {
             LinkEvent::Refused(publish) => Input::PublishRefused { publish },
             LinkEvent::Request(request) => Input::Request(request),
             LinkEvent::Standby => return self.step_down(),
+            LinkEvent::Stored(StoreAnswer::Committed(batch)) => Input::Committed { batch },
+            LinkEvent::Stored(StoreAnswer::Failed(batch, error)) => {
+                Input::CommitFailed { batch, error }
+            }
+            // Read once, before the core was built.
+            LinkEvent::StoreRead(_) => return,
         };
         self.handle(input);
     }
@@ -361,7 +376,7 @@ impl<H: Handler> Shell<H> {
                 Output::Publish(publish) => self.link.send(Command::Publish(publish)),
                 Output::Ack { job, multiple } => self.link.send(Command::Ack { job, multiple }),
                 Output::Requeue { job } => self.link.send(Command::Requeue { job }),
-                Output::Commit(batch) => self.writer.commit(batch),
+                Output::Commit(batch) => self.writer.commit(batch, &self.link),
             }
         }
     }

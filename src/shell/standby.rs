@@ -11,33 +11,37 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::amqp::{Link, LinkEvent};
-use crate::store::StoreError;
+use crate::store::{Contents, StoreError};
 
 /// How often a Herald that holds the jobs queue tries to open a store
 /// another Herald still holds.
 const STORE_RETRY: Duration = Duration::from_millis(250);
 
 /// Waits until the link holds the jobs queue: the generation of its
-/// connection, or `None` if `shutdown` came first. The link logs that it
-/// stands by and keeps trying ([`crate::amqp`]); deliveries wait in the
-/// link's channel until the core is there to take them.
+/// connection and, with the store in a stream, what the link read from it;
+/// `None` if `shutdown` came first. The link logs that it stands by and
+/// keeps trying ([`crate::amqp`]); deliveries wait in the link's channel
+/// until the core is there to take them.
 pub(super) async fn until_active<F: Future<Output = ()>>(
     link: &mut Link,
     mut shutdown: Pin<&mut F>,
-) -> Option<u64> {
+) -> Result<Option<(u64, Option<Box<Contents>>)>, StoreError> {
+    let mut from_stream = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => {
                 tracing::info!("shutting down before this Herald became active");
-                return None;
+                return Ok(None);
             }
             event = link.events.recv() => match event {
-                Some(LinkEvent::Up { generation }) => return Some(generation),
+                Some(LinkEvent::Up { generation }) => return Ok(Some((generation, from_stream))),
+                Some(LinkEvent::StoreRead(Ok(contents))) => from_stream = Some(contents),
+                Some(LinkEvent::StoreRead(Err(e))) => return Err(StoreError::Stream(e)),
                 // Standby (the link logged it and set the metrics): nothing
                 // else comes before Up.
                 Some(_) => {}
                 // The link task is gone (it panicked): nothing to serve.
-                None => return None,
+                None => return Ok(None),
             },
         }
     }

@@ -12,6 +12,7 @@
 
 mod contents;
 mod log;
+pub mod replica;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,9 @@ pub enum StoreError {
     Unrecognized { path: PathBuf, redb: bool },
     #[error("store {path} is in use by another Herald")]
     Locked { path: PathBuf },
+    /// The store's stream on the broker cannot be read.
+    #[error("store stream: {0}")]
+    Stream(String),
 }
 
 /// A user with `contact` (a JID on Herald's domain) on their roster.

@@ -33,7 +33,7 @@ const GROUP_CHUNK: usize = 10_000;
 
 /// Appends the records of `change`: one, or for a large group a first
 /// record and then records that add the rest.
-pub(super) fn encode(change: &Change, out: &mut Vec<u8>) {
+pub(in crate::store) fn encode(change: &Change, out: &mut Vec<u8>) {
     match change {
         Change::Add(subscription) | Change::Remove(subscription) => {
             let tag = if matches!(change, Change::Add(_)) {
@@ -240,7 +240,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// one of Herald's JIDs, and parsing it again for each of a million
 /// subscribers was a third of the time a start took.
 #[derive(Default)]
-pub(super) struct ContactCache(Option<BareJid>);
+pub(in crate::store) struct ContactCache(Option<BareJid>);
 
 impl ContactCache {
     fn parse(&mut self, contact: &str) -> Option<BareJid> {
@@ -254,7 +254,10 @@ impl ContactCache {
 
 /// The change a record holds; `Some(None)` for a well-formed record of a
 /// subscription whose JIDs do not parse, `None` for a malformed record.
-pub(super) fn decode(payload: &[u8], contacts: &mut ContactCache) -> Option<Option<Change>> {
+pub(in crate::store) fn decode(
+    payload: &[u8],
+    contacts: &mut ContactCache,
+) -> Option<Option<Change>> {
     let (&tag, mut rest) = payload.split_first()?;
     let change = match tag {
         ADD | REMOVE => {
@@ -359,4 +362,33 @@ fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
 
 fn take_str<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(take_bytes(input)?).ok()
+}
+
+/// Reads the records in `bytes` (as [`encode`] appends them), handing each
+/// change to `each`; false if they do not all check out (what came before
+/// the first that does not was handed over), with its record's size.
+pub(in crate::store) fn read_records(
+    mut bytes: &[u8],
+    contacts: &mut ContactCache,
+    mut each: impl FnMut(Change, u64),
+) -> bool {
+    while !bytes.is_empty() {
+        let Some(frame) = take(&mut bytes, 8) else {
+            return false;
+        };
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let Some(payload) = take(&mut bytes, len as usize) else {
+            return false;
+        };
+        if crc32fast::hash(payload) != crc {
+            return false;
+        }
+        match decode(payload, contacts) {
+            Some(Some(change)) => each(change, 8 + u64::from(len)),
+            Some(None) => {}
+            None => return false,
+        }
+    }
+    true
 }

@@ -286,6 +286,6 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-mod codec;
+pub(super) mod codec;
 #[cfg(test)]
 mod tests;

@@ -17,29 +17,28 @@
 //! ([`super::channel`]); a Herald whose token does not come soon is a
 //! standby: the link says so once ([`LinkEvent::Standby`]) and waits, on
 //! the same connection, until the broker hands it the token.
+//!
+//! With the store in a stream ([`super::store_stream`]) the link reads it
+//! the first time it holds the token, before [`LinkEvent::Up`], and appends
+//! the core's batches on the connection that holds the token ([`serve`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
-use lapin::types::ShortString;
-use lapin::BasicProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
 use super::address::BrokerAddress;
-use super::channel::{publish, Connected, Open};
-use super::control;
+use super::channel::{Connected, Open};
+use super::store_stream::{self, Answer, Appender, StoreStream, StreamError};
 use super::topology::{lock_queue, OpenError};
-use super::unsettled::Unsettled;
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
-use crate::core::{Delivery, Destination, JobId, Lane, Publish, Request};
+use crate::core::{Batch, Delivery, JobId, Publish, Request};
 use crate::metrics::Metrics;
 use crate::rotation::Rotation;
+use crate::store::Contents;
 
 /// What the link tells the event loop, besides deliveries.
 #[derive(Debug)]
@@ -60,6 +59,12 @@ pub enum LinkEvent {
     /// Connected, but another Herald holds the jobs queue: this one
     /// stands by until it can take it.
     Standby,
+    /// With the store in a stream: what it holds, read when this Herald
+    /// first held the jobs queue (before [`LinkEvent::Up`]), or why it
+    /// cannot be read.
+    StoreRead(Result<Box<Contents>, String>),
+    /// With the store in a stream: how a batch went.
+    Stored(Answer),
 }
 
 /// How long a Herald waits for the token before it says it stands by: a
@@ -71,8 +76,15 @@ const STANDBY_NOTICE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub enum Command {
     Publish(Publish),
-    Ack { job: JobId, multiple: bool },
-    Requeue { job: JobId },
+    Ack {
+        job: JobId,
+        multiple: bool,
+    },
+    Requeue {
+        job: JobId,
+    },
+    /// With the store in a stream: append a batch.
+    Commit(Batch),
 }
 
 /// What the link runs on: the broker nodes, checked at start, and the rest
@@ -82,6 +94,8 @@ pub struct LinkSettings {
     /// Never empty ([`super::addresses`]).
     pub brokers: Vec<BrokerAddress>,
     pub config: AmqpConfig,
+    /// The store's stream, if the store lives there.
+    pub store: Option<StoreStream>,
 }
 
 /// The event loop's handle on the link task.
@@ -106,6 +120,8 @@ impl Link {
         let task = tokio::spawn(
             Task {
                 config: Arc::new(settings.config.clone()),
+                store: settings.store.clone(),
+                store_read: false,
                 brokers: Rotation::new(settings.brokers.clone()),
                 name,
                 commands: commands_rx,
@@ -147,6 +163,9 @@ impl Link {
 
 struct Task {
     config: Arc<AmqpConfig>,
+    store: Option<StoreStream>,
+    /// The store's stream was read (it is, once, when first active).
+    store_read: bool,
     brokers: Rotation<BrokerAddress>,
     name: String,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -154,6 +173,13 @@ struct Task {
     urgent: mpsc::UnboundedSender<Delivery>,
     events: mpsc::UnboundedSender<LinkEvent>,
     metrics: Metrics,
+}
+
+/// Why the store's stream was not attached.
+enum StoreAttach {
+    /// The loop closed the link, or the stream cannot be read: the link ends.
+    Closed,
+    Failed(StreamError),
 }
 
 /// How a connection's service ended.
@@ -201,13 +227,33 @@ impl Task {
                     continue;
                 }
             };
+            let mut appender = match self.attach_store(&open).await {
+                Ok(appender) => appender,
+                Err(StoreAttach::Closed) => return,
+                Err(StoreAttach::Failed(e)) => {
+                    let pause = backoff.next();
+                    tracing::warn!(%broker, error = %e, retry_in = ?pause, "the store's stream could not be read; reconnecting");
+                    let _ = timeout(
+                        Duration::from_secs(5),
+                        open.connection.close(200, "bye".into()),
+                    )
+                    .await;
+                    if self.while_down(sleep(pause)).await.is_none() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             generation += 1;
             self.metrics.active.set(1);
             self.metrics.update_ready();
             tracing::info!(%broker, queue = %self.config.jobs_queue, "AMQP connected; consuming jobs");
             let _ = self.events.send(LinkEvent::Up { generation });
-            let ended = self.serve(&mut open, generation, broker.user()).await;
+            let ended = (self.serve(&mut open, generation, broker.user(), &mut appender)).await;
             let _ = self.events.send(LinkEvent::Lost { generation });
+            for answer in appender.into_iter().flat_map(Appender::abandon) {
+                let _ = self.events.send(LinkEvent::Stored(answer));
+            }
             self.metrics.active.set(0);
             self.metrics.amqp.down();
             self.metrics.update_ready();
@@ -245,6 +291,39 @@ impl Task {
         self.while_down(token).await
     }
 
+    /// With the store in a stream: attaches to it on `open`, reading it
+    /// the first time (and telling the loop what it holds, or that it
+    /// cannot be read, which ends the link).
+    async fn attach_store(&mut self, open: &Open) -> Result<Option<Appender>, StoreAttach> {
+        let Some(settings) = self.store.clone() else {
+            return Ok(None);
+        };
+        let attached = self
+            .while_down(store_stream::attach(
+                &open.connection,
+                &settings,
+                !self.store_read,
+            ))
+            .await
+            .ok_or(StoreAttach::Closed)?;
+        match attached {
+            Ok((appender, contents)) => {
+                if let Some(contents) = contents {
+                    self.store_read = true;
+                    let _ = self
+                        .events
+                        .send(LinkEvent::StoreRead(Ok(Box::new(contents))));
+                }
+                Ok(Some(appender))
+            }
+            Err(StreamError::Truncated(e)) => {
+                let _ = self.events.send(LinkEvent::StoreRead(Err(e.to_string())));
+                Err(StoreAttach::Closed)
+            }
+            Err(e) => Err(StoreAttach::Failed(e)),
+        }
+    }
+
     /// Runs `work` while no connection is up. What the loop asks for
     /// meanwhile belongs to a lost connection and is dropped (the core
     /// counts events it could not hand over). `None` when the loop closed
@@ -258,121 +337,15 @@ impl Task {
                     Some(Command::Publish(_)) => self.metrics.events_failed.inc(),
                     // The broker requeued those jobs when the connection went.
                     Some(Command::Ack { .. } | Command::Requeue { .. }) => {}
+                    Some(Command::Commit(batch)) => {
+                        let down = "the broker is not connected".to_string();
+                        let _ = self.events.send(LinkEvent::Stored(Answer::Failed(batch, down)));
+                    }
                     None => return None,
                 },
             }
         }
     }
-
-    /// `user`: the broker user of this connection, which the jobs Herald
-    /// queues itself carry as their `user_id`.
-    async fn serve(&mut self, open: &mut Open, generation: u64, user: Option<String>) -> Ended {
-        let user = user.map(|user| ShortString::from(user.as_str()));
-        let mut in_flight = FuturesUnordered::new();
-        // Answers to control requests, each acknowledging its request.
-        let mut answering = FuturesUnordered::new();
-        // Of each unanswered control request: what a dead letter keeps.
-        let mut requests: BTreeMap<u64, BasicProperties> = BTreeMap::new();
-        let mut unsettled = Unsettled::default();
-        let mut closing = false;
-        let mut events = open.connection.events_listener();
-        loop {
-            if closing && in_flight.is_empty() && answering.is_empty() {
-                return Ended::Closed;
-            }
-            tokio::select! {
-                delivery = open.urgent_consumer.next(), if !closing => match delivery {
-                    Some(Ok(delivery)) => {
-                        let _ = self.urgent.send(unsettled.delivered(delivery, generation, Lane::Urgent));
-                    }
-                    Some(Err(e)) => return Ended::Lost(e.to_string()),
-                    None => return Ended::Lost("the broker cancelled the urgent jobs consumer".into()),
-                },
-                delivery = open.consumer.next(), if !closing => match delivery {
-                    Some(Ok(delivery)) => {
-                        let _ = self.deliveries.send(unsettled.delivered(delivery, generation, Lane::Normal));
-                    }
-                    Some(Err(e)) => return Ended::Lost(e.to_string()),
-                    None => return Ended::Lost("the broker cancelled the jobs consumer".into()),
-                },
-                request = open.control_consumer.next(), if !closing => match request {
-                    Some(Ok(delivery)) => {
-                        let (request, properties) = control::request_of(delivery, generation);
-                        requests.insert(request.id.tag, properties);
-                        let _ = self.events.send(LinkEvent::Request(request));
-                    }
-                    Some(Err(e)) => return Ended::Lost(e.to_string()),
-                    None => return Ended::Lost("the broker cancelled the control consumer".into()),
-                },
-                // Nothing more comes while the token is held (one at a time,
-                // unacknowledged); the consumer ends if the lock queue goes.
-                lock = open.lock_consumer.next() => match lock {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Ended::Lost(e.to_string()),
-                    None => return Ended::Lost("the broker cancelled the lock queue's consumer".into()),
-                },
-                next = self.commands.recv(), if !closing => match next {
-                    Some(Command::Publish(message)) if message.generation == generation => {
-                        if !open.publish.status().connected() {
-                            // The broker closed it (an exchange deleted
-                            // under it, say): reopen, redeclaring the topology.
-                            if let Err(e) = open.reopen_publish(&self.config).await {
-                                return Ended::Lost(format!("cannot reopen the publish channel: {e}"));
-                            }
-                            tracing::info!("publish channel reopened");
-                        }
-                        if let Some(request) = control::answered(&message) {
-                            let kept = requests.remove(&request.tag);
-                            let (publish, config) = (open.publish.clone(), Arc::clone(&self.config));
-                            answering.push(control::answer(publish, open.control.clone(), config, message, request, kept));
-                        } else {
-                            let kept = match &message.destination {
-                                Destination::DeadLetter { job, .. } => unsettled.properties(*job),
-                                _ => None,
-                            };
-                            in_flight.push(publish(open.publish.clone(), Arc::clone(&self.config), message, kept, user.clone()));
-                        }
-                    }
-                    Some(Command::Ack { job, multiple }) if job.generation == generation => {
-                        unsettled.ack(open.jobs_channel(job.lane), job, multiple);
-                    }
-                    Some(Command::Requeue { job }) if job.generation == generation => {
-                        unsettled.requeue(open.jobs_channel(job.lane), job);
-                    }
-                    // For a connection since lost: the broker requeued its jobs.
-                    Some(_) => {}
-                    None => closing = true,
-                },
-                Some(()) = answering.next(), if !answering.is_empty() => {}
-                Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
-                    Ok(Some(id)) => {
-                        let _ = self.events.send(LinkEvent::Confirmed { id });
-                    }
-                    Ok(None) => self.metrics.events_confirmed.inc(),
-                    Err(message) if message.id.is_some() => {
-                        let _ = self.events.send(LinkEvent::Refused(message));
-                    }
-                    Err(message) => {
-                        self.metrics.events_failed.inc();
-                        tracing::warn!(destination = ?message.destination, "event lost: the broker did not confirm it");
-                    }
-                },
-                event = events.next() => match event {
-                    // A channel's error (an exchange deleted under the publish
-                    // channel, say) is handled where it shows; only a dead
-                    // connection ends this one.
-                    Some(lapin::Event::Error(e)) if !open.connection.status().connected() => {
-                        return Ended::Lost(e.to_string());
-                    }
-                    Some(lapin::Event::Error(e)) => tracing::debug!(error = %e, "AMQP channel error"),
-                    Some(lapin::Event::ConnectionBlocked(reason)) => {
-                        tracing::warn!(%reason, "the broker blocked publishing");
-                    }
-                    Some(lapin::Event::ConnectionUnblocked) => tracing::info!("the broker unblocked publishing"),
-                    Some(_) => {}
-                    None => return Ended::Lost("connection events ended".into()),
-                },
-            }
-        }
-    }
 }
+
+mod serve;

@@ -1,0 +1,266 @@
+//! The store in a RabbitMQ stream (`store.backend = "stream"`): the
+//! broker's side of [`crate::store::replica`]. The link reads it when it
+//! first holds the jobs queue and appends each of the core's batches to
+//! it, on the connection that holds the token: once that connection is
+//! gone, so is this Herald's right to append.
+//!
+//! A snapshot is written (reading the stream again, to the end) when what
+//! may be dead outgrew the last one; commits wait meanwhile, so that
+//! nothing comes between a snapshot's start and end.
+
+use std::hash::{BuildHasher, RandomState};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Confirmation;
+use lapin::{BasicProperties, Channel, Connection};
+
+use crate::store::replica::{self, Growth, Read, Replay};
+use crate::store::Contents;
+
+/// Messages taken before they are acknowledged while reading: a stream
+/// consumer must set a prefetch, and its acknowledgements are its credit.
+const READ_PREFETCH: u16 = 1_000;
+
+/// The stream that holds the store of Herald on `jobs_queue`.
+pub fn store_stream(jobs_queue: &str) -> String {
+    format!("{jobs_queue}.store")
+}
+
+/// Where the store lives on the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStream {
+    pub queue: String,
+    /// Its retention (`x-max-length-bytes`).
+    pub max_bytes: u64,
+    pub remember_jobs: usize,
+}
+
+/// Why the store's stream could not be read or appended to.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker did not take a message of the store stream {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Truncated(#[from] replica::Truncated),
+}
+
+/// The stream's channel on a connection that holds the jobs queue, and how
+/// much of it may be dead.
+pub struct StreamStore {
+    settings: StoreStream,
+    channel: Channel,
+    /// Reads consume on a channel of their own, one consumer a read.
+    reader: Channel,
+    reads: u64,
+    growth: Growth,
+}
+
+impl StreamStore {
+    /// Declares the stream on `connection` and opens a channel (in confirm
+    /// mode) to append to it.
+    pub async fn open(
+        connection: &Connection,
+        settings: &StoreStream,
+        growth: Growth,
+    ) -> Result<StreamStore, StreamError> {
+        let channel = connection.create_channel().await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("stream".into()),
+        );
+        let max_bytes = i64::try_from(settings.max_bytes).unwrap_or(i64::MAX);
+        arguments.insert(
+            "x-max-length-bytes".into(),
+            AMQPValue::LongLongInt(max_bytes),
+        );
+        // Retention removes whole segments: several to a stream.
+        let segment = (max_bytes / 8).clamp(1 << 20, 500 << 20);
+        arguments.insert(
+            "x-stream-max-segment-size-bytes".into(),
+            AMQPValue::LongLongInt(segment),
+        );
+        channel
+            .queue_declare(
+                settings.queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                arguments,
+            )
+            .await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let reader = connection.create_channel().await?;
+        reader
+            .basic_qos(READ_PREFETCH, BasicQosOptions::default())
+            .await?;
+        Ok(StreamStore {
+            settings: settings.clone(),
+            channel,
+            reader,
+            reads: 0,
+            growth,
+        })
+    }
+
+    /// Reads the stream to its end: appends a fence of its own and reads
+    /// from the first message until the fence comes back.
+    pub async fn read(&mut self) -> Result<Contents, StreamError> {
+        self.reads += 1;
+        let tag = format!("herald-store-read-{}", self.reads);
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-stream-offset".into(),
+            AMQPValue::LongString("first".into()),
+        );
+        let mut consumer = self
+            .reader
+            .basic_consume(
+                self.settings.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                arguments,
+            )
+            .await?;
+        let fence = RandomState::new().hash_one(std::process::id());
+        self.publish(vec![replica::fence(fence)]).await?;
+        let mut replay = Replay::new(self.settings.remember_jobs);
+        let mut unacknowledged = 0;
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery?;
+            let offset = offset_of(&delivery.properties);
+            match replay.read(offset, &delivery.data) {
+                Read::Fence(id) if id == fence => {
+                    let everything = BasicAckOptions { multiple: true };
+                    delivery.acker.ack(everything).await?;
+                    break;
+                }
+                Read::Malformed => tracing::warn!(
+                    stream = %self.settings.queue,
+                    offset,
+                    "a message of the store stream does not check out; skipped"
+                ),
+                _ => {}
+            }
+            unacknowledged += 1;
+            if unacknowledged >= READ_PREFETCH / 2 {
+                unacknowledged = 0;
+                delivery
+                    .acker
+                    .ack(BasicAckOptions { multiple: true })
+                    .await?;
+            }
+        }
+        self.reader
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await?;
+        let (contents, growth) = replay.finish()?;
+        self.growth = growth;
+        Ok(contents)
+    }
+
+    /// Appends a commit (as [`replica::batch`] encoded it); done once the
+    /// broker confirmed all of it.
+    pub async fn append(&mut self, commit: replica::Appended) -> Result<(), StreamError> {
+        self.growth.appended(&commit);
+        self.publish(commit.messages).await
+    }
+
+    /// Whether a snapshot is due ([`StreamStore::write_snapshot`]).
+    pub fn snapshot_due(&self) -> bool {
+        self.growth.snapshot_due()
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.settings.queue
+    }
+
+    /// Reads the stream to its end and appends what it holds as a
+    /// snapshot; its size. Nothing else may be appended meanwhile.
+    pub async fn write_snapshot(&mut self) -> Result<u64, StreamError> {
+        let written = self.snapshot().await;
+        match written {
+            Ok(growth) => self.growth = growth,
+            // Not tried again before as much again may be dead.
+            Err(_) => self.growth.postpone(),
+        }
+        written.map(|growth| growth.snapshot_bytes())
+    }
+
+    async fn snapshot(&mut self) -> Result<Growth, StreamError> {
+        let contents = self.read().await?;
+        let id = RandomState::new().hash_one(std::process::id());
+        let messages = replica::snapshot(id, &contents);
+        drop(contents);
+        let growth = Growth::after_snapshot(&messages);
+        self.publish(messages).await?;
+        Ok(growth)
+    }
+
+    /// Publishes `messages` in order, then waits for every confirm.
+    async fn publish(&self, messages: Vec<Vec<u8>>) -> Result<(), StreamError> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    self.settings.queue.as_str().into(),
+                    // Mandatory: a stream deleted under Herald must not
+                    // swallow its commits.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &message,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            if !matches!(confirm.await?, Confirmation::Ack(None)) {
+                return Err(StreamError::Refused(self.settings.queue.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The store's stream on a connection that holds the jobs queue, ready to
+/// append to; with what it holds if `read` (the first time this Herald
+/// holds the jobs queue: later, the core has it).
+pub async fn attach(
+    connection: &Connection,
+    settings: &StoreStream,
+    read: bool,
+) -> Result<(Appender, Option<Contents>), StreamError> {
+    let mut store = StreamStore::open(connection, settings, Growth::default()).await?;
+    let contents = match read {
+        true => Some(store.read().await?),
+        false => None,
+    };
+    Ok((Appender::new(store), contents))
+}
+
+/// A stream message's offset, which the broker puts in its headers.
+fn offset_of(properties: &BasicProperties) -> u64 {
+    let offset = (properties.headers().as_ref())
+        .and_then(|headers| headers.inner().get("x-stream-offset").cloned());
+    match offset {
+        Some(AMQPValue::LongLongInt(offset)) => offset as u64,
+        Some(AMQPValue::LongUInt(offset)) => u64::from(offset),
+        Some(AMQPValue::LongInt(offset)) => offset as u64,
+        _ => 0,
+    }
+}
+
+mod appender;
+pub use appender::{Answer, Appender};

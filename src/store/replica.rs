@@ -1,0 +1,273 @@
+//! The store as the messages of a RabbitMQ stream (`store.backend =
+//! "stream"`), so that a Herald on another host takes over with what the
+//! dead one had committed. This is what goes into each message and what
+//! reading them in order gives; the broker's side is in
+//! [`crate::amqp`].
+//!
+//! A message is [`MAGIC`], a kind, an id, then records as the store's file
+//! holds them (each checked by its CRC):
+//! - a **batch**: changes of one commit (a big commit is several batches,
+//!   each at most [`MAX_MESSAGE`]; the file, too, keeps every record that
+//!   checks out, not whole commits);
+//! - a **snapshot**: a start, parts and an end with one id, everything the
+//!   store held when it was written. A reader that reaches the end replaces
+//!   what it had read by it. Its writer appends nothing else meanwhile, so
+//!   a batch or a fence between a snapshot's start and end means it died in
+//!   the middle: that snapshot counts for nothing;
+//! - a **fence**: appended by a Herald that took the jobs queue, with an id
+//!   of its own. Reading until that fence comes back is reading everything
+//!   committed before it: a commit counts once the broker confirmed it, and
+//!   the Herald that committed it can commit nothing more once its
+//!   connection, and with it the jobs queue's token, is gone.
+
+use super::log::codec::{encode, read_records, ContactCache};
+use super::{Change, Contents};
+
+const MAGIC: &[u8; 4] = b"HRS1";
+const HEADER: usize = MAGIC.len() + 1 + 8;
+/// A message's size above which a batch or a snapshot goes on in another.
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// Growth that may be dead tolerated beyond the last snapshot's size before
+/// writing another (as the file compacts).
+const SNAPSHOT_SLACK: u64 = 8 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Batch = 1,
+    SnapshotStart = 2,
+    SnapshotPart = 3,
+    SnapshotEnd = 4,
+    Fence = 5,
+}
+
+impl Kind {
+    fn of(byte: u8) -> Option<Kind> {
+        [
+            Kind::Batch,
+            Kind::SnapshotStart,
+            Kind::SnapshotPart,
+            Kind::SnapshotEnd,
+            Kind::Fence,
+        ]
+        .into_iter()
+        .find(|kind| *kind as u8 == byte)
+    }
+}
+
+fn header(kind: Kind, id: u64) -> Vec<u8> {
+    let mut message = Vec::with_capacity(HEADER);
+    message.extend_from_slice(MAGIC);
+    message.push(kind as u8);
+    message.extend_from_slice(&id.to_le_bytes());
+    message
+}
+
+fn parse(message: &[u8]) -> Option<(Kind, u64, &[u8])> {
+    if message.len() < HEADER || &message[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    let kind = Kind::of(message[MAGIC.len()])?;
+    let id = u64::from_le_bytes(message[MAGIC.len() + 1..HEADER].try_into().ok()?);
+    Some((kind, id, &message[HEADER..]))
+}
+
+/// The fence a Herald that took the jobs queue appends and reads back.
+pub fn fence(id: u64) -> Vec<u8> {
+    header(Kind::Fence, id)
+}
+
+/// Records of `changes` cut into messages of `kind`, each at most
+/// [`MAX_MESSAGE`] (or one record, if that is bigger); and the bytes of
+/// records a later change can make dead (all but new subscriptions).
+fn cut(kind: Kind, id: u64, changes: impl Iterator<Item = Change>) -> (Vec<Vec<u8>>, u64) {
+    let mut messages = Vec::new();
+    let mut message = header(kind, id);
+    let mut may_be_dead = 0;
+    for change in changes {
+        let before = message.len();
+        encode(&change, &mut message);
+        if !matches!(change, Change::Add(_)) {
+            may_be_dead += (message.len() - before) as u64;
+        }
+        if message.len() >= MAX_MESSAGE {
+            messages.push(std::mem::replace(&mut message, header(kind, id)));
+        }
+    }
+    if message.len() > HEADER || messages.is_empty() {
+        messages.push(message);
+    }
+    (messages, may_be_dead)
+}
+
+/// A commit's messages.
+pub struct Appended {
+    pub messages: Vec<Vec<u8>>,
+    may_be_dead: u64,
+}
+
+/// The messages of a commit of `changes`.
+pub fn batch(changes: &[Change]) -> Appended {
+    let (messages, may_be_dead) = cut(Kind::Batch, 0, changes.iter().cloned());
+    Appended {
+        messages,
+        may_be_dead,
+    }
+}
+
+/// The messages of a snapshot of `contents`, start and end included.
+pub fn snapshot(id: u64, contents: &Contents) -> Vec<Vec<u8>> {
+    let (parts, _) = cut(Kind::SnapshotPart, id, contents.changes());
+    let mut messages = Vec::with_capacity(parts.len() + 2);
+    messages.push(header(Kind::SnapshotStart, id));
+    messages.extend(parts);
+    messages.push(header(Kind::SnapshotEnd, id));
+    messages
+}
+
+/// What the stream holds beyond its last snapshot, to know when to write
+/// another: when what may be dead outgrew the snapshot by
+/// [`SNAPSHOT_SLACK`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Growth {
+    snapshot: u64,
+    may_be_dead: u64,
+}
+
+impl Growth {
+    pub fn after_snapshot(messages: &[Vec<u8>]) -> Growth {
+        Growth {
+            snapshot: messages.iter().map(|m| m.len() as u64).sum(),
+            may_be_dead: 0,
+        }
+    }
+
+    pub fn appended(&mut self, appended: &Appended) {
+        self.may_be_dead += appended.may_be_dead;
+    }
+
+    /// A snapshot failed: the next waits until as much again may be dead.
+    pub fn postpone(&mut self) {
+        self.may_be_dead = 0;
+    }
+
+    pub fn snapshot_due(&self) -> bool {
+        self.may_be_dead > self.snapshot + SNAPSHOT_SLACK
+    }
+
+    /// Bytes of the last snapshot.
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot
+    }
+}
+
+/// What one message read was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    Applied,
+    Fence(u64),
+    /// Not a message of Herald's store, or records that do not check out
+    /// (those before the first that does not were applied).
+    Malformed,
+}
+
+/// The stream's first message read was not its first: retention removed
+/// the oldest, and no complete snapshot came after them.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the store stream's oldest messages were removed by its retention (store.stream_max_bytes) \
+     before a complete snapshot came after them: what it holds is not all that was committed"
+)]
+pub struct Truncated;
+
+/// Reading the stream's messages in order.
+pub struct Replay {
+    contents: Contents,
+    remember_jobs: usize,
+    contacts: ContactCache,
+    /// A snapshot whose end has not come: its id, what it holds so far and
+    /// its size.
+    building: Option<(u64, Contents, u64)>,
+    /// Whether `contents` is everything committed so far: read from the
+    /// stream's first offset, or from a complete snapshot.
+    whole: Option<bool>,
+    growth: Growth,
+}
+
+impl Replay {
+    pub fn new(remember_jobs: usize) -> Replay {
+        Replay {
+            contents: Contents::new(remember_jobs),
+            remember_jobs,
+            contacts: ContactCache::default(),
+            building: None,
+            whole: None,
+            growth: Growth::default(),
+        }
+    }
+
+    /// Applies the message at `offset` in the stream.
+    pub fn read(&mut self, offset: u64, message: &[u8]) -> Read {
+        self.whole.get_or_insert(offset == 0);
+        let Some((kind, id, records)) = parse(message) else {
+            return Read::Malformed;
+        };
+        let size = message.len() as u64;
+        let checks_out = match kind {
+            Kind::Batch => {
+                self.building = None;
+                let (contents, growth) = (&mut self.contents, &mut self.growth);
+                read_records(records, &mut self.contacts, |change, size| {
+                    if !matches!(change, Change::Add(_)) {
+                        growth.may_be_dead += size;
+                    }
+                    contents.apply(change)
+                })
+            }
+            Kind::Fence => {
+                self.building = None;
+                return Read::Fence(id);
+            }
+            Kind::SnapshotStart => {
+                let fresh = Contents::new(self.remember_jobs);
+                self.building = Some((id, fresh, size));
+                true
+            }
+            Kind::SnapshotPart => match &mut self.building {
+                Some((building, contents, bytes)) if *building == id => {
+                    *bytes += size;
+                    read_records(records, &mut self.contacts, |change, _| {
+                        contents.apply(change)
+                    })
+                }
+                _ => true,
+            },
+            Kind::SnapshotEnd => {
+                if let Some((_, contents, bytes)) = self.building.take_if(|(b, ..)| *b == id) {
+                    self.contents = contents;
+                    self.whole = Some(true);
+                    self.growth = Growth {
+                        snapshot: bytes + size,
+                        may_be_dead: 0,
+                    };
+                }
+                true
+            }
+        };
+        if checks_out {
+            Read::Applied
+        } else {
+            Read::Malformed
+        }
+    }
+
+    /// What was read, and how much of it may be dead.
+    pub fn finish(self) -> Result<(Contents, Growth), Truncated> {
+        match self.whole {
+            Some(false) => Err(Truncated),
+            _ => Ok((self.contents, self.growth)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
