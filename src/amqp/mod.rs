@@ -19,5 +19,7 @@ mod unsettled;
 pub use address::{addresses, BrokerAddress, DEFAULT_URL};
 pub use channel::{ERROR_HEADER, PRODUCER_HEADER};
 pub use link::{Command, Link, LinkEvent, LinkSettings};
-pub use store_stream::{store_stream, Answer as StoreAnswer, StoreStream};
+pub use store_stream::{
+    store_stream, Answer as StoreAnswer, StoreStream, StreamError, StreamStore,
+};
 pub use tls::connect;

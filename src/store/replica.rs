@@ -175,7 +175,9 @@ pub enum Read {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "the store stream's oldest messages were removed by its retention (store.stream_max_bytes) \
-     before a complete snapshot came after them: what it holds is not all that was committed"
+     before a complete snapshot came after them: what it holds is not all that was committed. \
+     Delete the stream to start with an empty store (subscribers are learned again from their \
+     presence), and declare it with a larger store.stream_max_bytes"
 )]
 pub struct Truncated;
 

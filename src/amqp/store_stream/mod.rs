@@ -68,7 +68,6 @@ impl StreamStore {
     pub async fn open(
         connection: &Connection,
         settings: &StoreStream,
-        growth: Growth,
     ) -> Result<StreamStore, StreamError> {
         let channel = connection.create_channel().await?;
         let mut arguments = FieldTable::default();
@@ -106,7 +105,7 @@ impl StreamStore {
             channel,
             reader,
             reads: 0,
-            growth,
+            growth: Growth::default(),
         })
     }
 
@@ -242,7 +241,7 @@ pub async fn attach(
     settings: &StoreStream,
     read: bool,
 ) -> Result<(Appender, Option<Contents>), StreamError> {
-    let mut store = StreamStore::open(connection, settings, Growth::default()).await?;
+    let mut store = StreamStore::open(connection, settings).await?;
     let contents = match read {
         true => Some(store.read().await?),
         false => None,

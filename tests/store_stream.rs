@@ -1,0 +1,133 @@
+//! The store in a RabbitMQ stream (`store.backend = "stream"`), against a
+//! real broker: what one Herald appends (batches, then a snapshot, then
+//! more batches) is what a successor on another connection reads, and a
+//! stream whose retention removed its oldest messages before any snapshot
+//! is refused, not read as if it were whole.
+
+use herald::amqp::{StoreStream, StreamError, StreamStore};
+use herald::store::replica;
+use herald::store::{Change, CompletedJob, Contents, Subscription};
+use herald_testkit::amqp::{connect, unique_name, Amqp};
+use xmpp_parsers::jid::BareJid;
+
+fn add(n: usize) -> Change {
+    Change::Add(Subscription {
+        user: BareJid::new(&format!("user{n}@localhost")).unwrap(),
+        contact: BareJid::new("herald@broadcast.localhost").unwrap(),
+    })
+}
+
+fn done(seq: u64) -> Change {
+    Change::JobDone(CompletedJob {
+        key: format!("job-{seq}"),
+        seq,
+        reported: true,
+        report: vec![b'r'; 300],
+    })
+}
+
+fn settings(max_bytes: u64) -> StoreStream {
+    StoreStream {
+        queue: unique_name("herald-test-store"),
+        max_bytes,
+        remember_jobs: 100_000,
+    }
+}
+
+/// What a store holds, comparable: subscribers sorted, completed job keys
+/// in order.
+fn held(contents: Contents) -> (Vec<String>, Vec<String>) {
+    let restored = contents.into_restored();
+    let mut users: Vec<String> = (restored.subscriptions.iter())
+        .map(|s| s.user.to_string())
+        .collect();
+    users.sort();
+    let completed = restored.completed.into_iter().map(|job| job.key).collect();
+    (users, completed)
+}
+
+#[tokio::test]
+async fn a_successor_reads_what_was_appended_before_and_after_a_snapshot() {
+    let settings = settings(1 << 30);
+    let connection = connect().await;
+    let mut store = StreamStore::open(&connection, &settings).await.unwrap();
+    let empty = store.read().await.unwrap();
+    assert_eq!(held(empty), (vec![], vec![]));
+
+    let mut expected = Contents::new(settings.remember_jobs);
+    let mut commit = |store_changes: Vec<Change>| {
+        for change in &store_changes {
+            expected.apply(change.clone());
+        }
+        replica::batch(&store_changes)
+    };
+    store
+        .append(commit((0..1_000).map(add).collect()))
+        .await
+        .unwrap();
+    // Enough completed jobs (each record can be made dead by a later one)
+    // to make a snapshot due, in commits of 500.
+    let mut seq = 0;
+    while !store.snapshot_due() {
+        let changes = (seq..seq + 500).map(done).collect();
+        store.append(commit(changes)).await.unwrap();
+        seq += 500;
+    }
+    assert!(seq > 20_000, "{seq} jobs made a snapshot due");
+    let removed = match add(7) {
+        Change::Add(subscription) => Change::Remove(subscription),
+        _ => unreachable!(),
+    };
+    store.append(commit(vec![removed])).await.unwrap();
+    let snapshot = store.write_snapshot().await.unwrap();
+    assert!(!store.snapshot_due());
+    store
+        .append(commit((1_000..1_010).map(add).collect()))
+        .await
+        .unwrap();
+
+    // A successor, on a connection of its own.
+    let other = connect().await;
+    let mut successor = StreamStore::open(&other, &settings).await.unwrap();
+    let read = successor.read().await.unwrap();
+    // Read from the snapshot on: what came before it is not counted again.
+    assert!(!successor.snapshot_due());
+    let (users, completed) = held(read);
+    assert_eq!(users.len(), 1_009);
+    assert!(!users.contains(&"user7@localhost".to_string()));
+    assert_eq!(completed.len(), seq as usize);
+    assert_eq!((users, completed), held(expected));
+    eprintln!("{seq} jobs made a snapshot due; the snapshot: {snapshot} bytes");
+
+    let _ = connection.close(200, "done".into()).await;
+    let _ = other.close(200, "done".into()).await;
+    let amqp = Amqp::connect().await;
+    amqp.delete_queue(&settings.queue).await;
+    amqp.close().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_lost_its_oldest_messages_before_any_snapshot_is_refused() {
+    // Retention of 2 MiB in segments of 1 MiB; 8 MiB appended, no snapshot.
+    let settings = settings(2 << 20);
+    let connection = connect().await;
+    let mut store = StreamStore::open(&connection, &settings).await.unwrap();
+    for batch in 0..64 {
+        let changes = (batch * 100..batch * 100 + 100)
+            .map(done)
+            .collect::<Vec<_>>();
+        store.append(replica::batch(&changes)).await.unwrap();
+    }
+    let other = connect().await;
+    let mut successor = StreamStore::open(&other, &settings).await.unwrap();
+    let read = successor.read().await;
+    assert!(matches!(read, Err(StreamError::Truncated(_))), "{read:?}");
+    let said = read.err().unwrap().to_string();
+    assert!(said.contains("Delete the stream"), "{said}");
+
+    let _ = connection.close(200, "done".into()).await;
+    let _ = other.close(200, "done".into()).await;
+    let amqp = Amqp::connect().await;
+    amqp.delete_queue(&settings.queue).await;
+    amqp.close().await;
+}
