@@ -176,13 +176,16 @@ impl Broker {
     pub async fn clean_up(self) {
         let names = &self.names;
         let component = &names.component;
-        // Herald declares its urgent, control and lock queues itself.
+        // Herald declares its urgent, control and lock queues itself, and
+        // its store's stream with `store.backend = "stream"`.
         let lock = format!("{}.lock", component.jobs);
+        let store = herald::amqp::store_stream(&component.jobs);
         for queue in [
             &component.jobs,
             &component.urgent,
             &component.control,
             &lock,
+            &store,
             &component.dead,
             &names.reports,
         ] {

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use herald::config::Config;
+use clap::ValueEnum;
+use herald::config::{Config, StoreBackend};
 use herald_testkit::herald::config::{self, XmppTarget};
 
 use crate::broker::Names;
@@ -14,4 +15,22 @@ pub fn herald_config(xmpp: &XmppTarget, amqp_url: &str, names: &Names) -> Config
     let mut config = config::config(xmpp, amqp_url, &names.component, Path::new(""));
     config.log.level = "info".into();
     config
+}
+
+/// `--store`: where Herald's store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A file beside its config.
+    File,
+    /// A stream on the run's broker.
+    Stream,
+}
+
+impl StoreKind {
+    pub fn backend(self) -> StoreBackend {
+        match self {
+            StoreKind::File => StoreBackend::File,
+            StoreKind::Stream => StoreBackend::Stream,
+        }
+    }
 }

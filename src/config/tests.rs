@@ -320,3 +320,24 @@ fn one_xmpp_server_or_the_nodes_of_a_cluster() {
         "{err}"
     );
 }
+
+#[test]
+fn the_store_in_a_stream_is_named_after_the_jobs_queue_and_needs_room() {
+    let settings = valid().settings().unwrap();
+    assert_eq!(settings.store, StoreSettings::File("herald.store".into()));
+    assert_eq!(settings.amqp.store, None, "the link keeps no store");
+
+    let mut config = valid();
+    config.store.backend = StoreBackend::Stream;
+    config.amqp.jobs_queue = "alerts.jobs".into();
+    let settings = config.settings().unwrap();
+    assert_eq!(settings.store, StoreSettings::Stream);
+    let stream = settings.amqp.store.expect("the link's");
+    assert_eq!(stream.queue, "alerts.jobs.store");
+    assert_eq!(stream.max_bytes, 1 << 30);
+    assert_eq!(stream.remember_jobs, config.store.remember_jobs);
+
+    config.store.stream_max_bytes = 1 << 20;
+    let error = config.settings().unwrap_err().to_string();
+    assert!(error.contains("store.stream_max_bytes"), "{error}");
+}

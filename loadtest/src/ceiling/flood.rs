@@ -97,7 +97,8 @@ pub async fn flood(
         bytes_per_resource: per_resource(rss_absorbed),
         rss_settled_mb: mb(rss_settled),
         bytes_per_resource_settled: per_resource(rss_settled),
-        store_mb: mb(std::fs::metadata(herald.store_path())?.len()),
+        // No file with the store in a stream.
+        store_mb: std::fs::metadata(herald.store_path()).map_or(0.0, |file| mb(file.len())),
         sink_cpu_secs: sink_cpu_seconds(sink) - sink_cpu_before,
     })
 }

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::broker::{Broker, Names};
 use crate::component::{Component, LOG_LINES};
-use crate::herald_config::herald_config;
+use crate::herald_config::{herald_config, StoreKind};
 use crate::procstat;
 use bare::{bare_consumer, BareResult};
 use brokers::{Brokers, JobQueues};
@@ -79,6 +79,9 @@ pub struct CeilingArgs {
     /// consumer's.
     #[arg(long, value_enum, default_value = "classic")]
     queue_type: JobQueues,
+    /// Where Herald's store lives (`store.backend`).
+    #[arg(long, value_enum, default_value = "file")]
+    store: StoreKind,
     /// Where Herald's config and store go (a directory per size, removed after).
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
@@ -146,9 +149,10 @@ pub fn run(args: CeilingArgs) {
     eprintln!("ceiling: herald binary {}", herald_bin.display());
     let brokers = Brokers::start(args.rabbitmq_nodes, &args.amqp_url);
     eprintln!(
-        "ceiling: {}, {:?} queues",
+        "ceiling: {}, {:?} queues, the store in a {:?}",
         brokers.describe(),
-        args.queue_type
+        args.queue_type,
+        args.store
     );
     let mut results = Vec::new();
     for &users in &args.users {
@@ -200,6 +204,7 @@ async fn run_size_with(
     let xmpp = sink.target();
     let mut config = herald_config(&xmpp, broker.url(), broker.names());
     brokers.configure(&mut config, args.queue_type);
+    config.store.backend = args.store.backend();
     config.amqp.prefetch = args.prefetch;
     config.amqp.presence_events = args.presence_events;
     config.xmpp.probe_settle_ms = 100;

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::broker::{Broker, Names};
 use crate::component::{Component, ERROR_LOG_LINES};
 use crate::harness::HarnessArgs;
-use crate::herald_config::herald_config;
+use crate::herald_config::{herald_config, StoreKind};
 use crate::servers::{Population, Server, ServerKind};
 use check::Figures;
 use faults::Parts;
@@ -67,6 +67,10 @@ pub struct SoakArgs {
     /// for Herald to see every user online after a restart.
     #[arg(long, default_value_t = 300.0)]
     drain_secs: f64,
+    /// Where Herald's store lives (`store.backend`): with `stream`, on the
+    /// broker the soak kills.
+    #[arg(long, value_enum, default_value = "file")]
+    store: StoreKind,
     #[command(flatten)]
     harness: HarnessArgs,
 }
@@ -81,6 +85,8 @@ struct Outcome {
     users: usize,
     /// "shared" (--amqp-url) or "private" (a node the soak booted).
     broker: &'static str,
+    /// "file" or "stream" (`store.backend`).
+    store: &'static str,
     faults: BTreeMap<&'static str, usize>,
     stream_cuts_made: usize,
     /// Jobs published again because the broker did not confirm them.
@@ -179,6 +185,7 @@ async fn with_server(
     };
     let mut config = herald_config(&target, broker.url(), broker.names());
     config.amqp.presence_events = false;
+    config.store.backend = args.store.backend();
     let bin = herald_bin(args.harness.herald_bin.clone())?;
     let mut herald = Component::start_herald(&bin, &config, &std::env::temp_dir()).await?;
 
@@ -250,6 +257,10 @@ async fn with_server(
         secs: args.secs,
         users: receipts.len(),
         broker: if private { "private" } else { "shared" },
+        store: match args.store {
+            StoreKind::File => "file",
+            StoreKind::Stream => "stream",
+        },
         faults: injected.into_iter().map(|(k, n)| (k.name(), n)).collect(),
         stream_cuts_made: proxy.cuts(),
         jobs_published_again: republished.load(Ordering::Relaxed),

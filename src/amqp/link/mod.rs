@@ -20,7 +20,7 @@
 //!
 //! With the store in a stream ([`super::store_stream`]) the link reads it
 //! the first time it holds the token, before [`LinkEvent::Up`], and appends
-//! the core's batches on the connection that holds the token ([`serve`]).
+//! the core's batches on the connection that holds the token (`serve.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
