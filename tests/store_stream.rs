@@ -2,9 +2,10 @@
 //! real broker: what one Herald appends (batches, then a snapshot, then
 //! more batches) is what a successor on another connection reads, and a
 //! stream whose retention removed its oldest messages before any snapshot
-//! is refused, not read as if it were whole.
+//! is refused, not read as if it were whole; a Herald that reconnects
+//! learns whether another appended meanwhile.
 
-use herald::amqp::{StoreStream, StreamError, StreamStore};
+use herald::amqp::{StoreStream, StoreWriter, StreamError, StreamStore};
 use herald::store::replica;
 use herald::store::{Change, CompletedJob, Contents, Subscription};
 use herald_testkit::amqp::{connect, unique_name, Amqp};
@@ -50,7 +51,9 @@ fn held(contents: Contents) -> (Vec<String>, Vec<String>) {
 async fn a_successor_reads_what_was_appended_before_and_after_a_snapshot() {
     let settings = settings(1 << 30);
     let connection = connect().await;
-    let mut store = StreamStore::open(&connection, &settings).await.unwrap();
+    let mut store = StreamStore::open(&connection, &settings, StoreWriter::new())
+        .await
+        .unwrap();
     let empty = store.read().await.unwrap();
     assert_eq!(held(empty), (vec![], vec![]));
 
@@ -88,7 +91,9 @@ async fn a_successor_reads_what_was_appended_before_and_after_a_snapshot() {
 
     // A successor, on a connection of its own.
     let other = connect().await;
-    let mut successor = StreamStore::open(&other, &settings).await.unwrap();
+    let mut successor = StreamStore::open(&other, &settings, StoreWriter::new())
+        .await
+        .unwrap();
     let read = successor.read().await.unwrap();
     // Read from the snapshot on: what came before it is not counted again.
     assert!(!successor.snapshot_due());
@@ -111,7 +116,9 @@ async fn a_stream_that_lost_its_oldest_messages_before_any_snapshot_is_refused()
     // Retention of 2 MiB in segments of 1 MiB; 8 MiB appended, no snapshot.
     let settings = settings(2 << 20);
     let connection = connect().await;
-    let mut store = StreamStore::open(&connection, &settings).await.unwrap();
+    let mut store = StreamStore::open(&connection, &settings, StoreWriter::new())
+        .await
+        .unwrap();
     for batch in 0..64 {
         let changes = (batch * 100..batch * 100 + 100)
             .map(done)
@@ -119,7 +126,9 @@ async fn a_stream_that_lost_its_oldest_messages_before_any_snapshot_is_refused()
         store.append(replica::batch(&changes)).await.unwrap();
     }
     let other = connect().await;
-    let mut successor = StreamStore::open(&other, &settings).await.unwrap();
+    let mut successor = StreamStore::open(&other, &settings, StoreWriter::new())
+        .await
+        .unwrap();
     let read = successor.read().await;
     assert!(matches!(read, Err(StreamError::Truncated(_))), "{read:?}");
     let said = read.err().unwrap().to_string();
@@ -127,6 +136,48 @@ async fn a_stream_that_lost_its_oldest_messages_before_any_snapshot_is_refused()
 
     let _ = connection.close(200, "done".into()).await;
     let _ = other.close(200, "done".into()).await;
+    let amqp = Amqp::connect().await;
+    amqp.delete_queue(&settings.queue).await;
+    amqp.close().await;
+}
+
+#[tokio::test]
+async fn a_herald_back_on_the_broker_learns_whether_another_held_the_jobs_queue_meanwhile() {
+    let settings = settings(1 << 30);
+    let a = StoreWriter::new();
+    let first = connect().await;
+    let mut store = StreamStore::open(&first, &settings, a.clone())
+        .await
+        .unwrap();
+    store.read().await.unwrap();
+    store.append(replica::batch(&[add(1)])).await.unwrap();
+    // A snapshot of its own reads (and fences) again: still alone.
+    store.write_snapshot().await.unwrap();
+    let _ = first.close(200, "lost".into()).await;
+
+    let again = connect().await;
+    let mut back = StreamStore::open(&again, &settings, a.clone())
+        .await
+        .unwrap();
+    assert!(!back.overtaken().await.unwrap(), "nobody else appended");
+    back.append(replica::batch(&[add(2)])).await.unwrap();
+    let _ = again.close(200, "lost".into()).await;
+
+    // B takes over while A is away: it reads (its fence) and commits.
+    let other = connect().await;
+    let mut b = StreamStore::open(&other, &settings, StoreWriter::new())
+        .await
+        .unwrap();
+    let read = b.read().await.unwrap();
+    assert_eq!(held(read).0, ["user1@localhost", "user2@localhost"]);
+    b.append(replica::batch(&[add(3)])).await.unwrap();
+    let _ = other.close(200, "killed".into()).await;
+
+    let third = connect().await;
+    let mut back = StreamStore::open(&third, &settings, a).await.unwrap();
+    assert!(back.overtaken().await.unwrap(), "B's fence is there");
+    let _ = third.close(200, "done".into()).await;
+
     let amqp = Amqp::connect().await;
     amqp.delete_queue(&settings.queue).await;
     amqp.close().await;

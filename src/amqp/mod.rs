@@ -21,5 +21,6 @@ pub use channel::{ERROR_HEADER, PRODUCER_HEADER};
 pub use link::{Command, Link, LinkEvent, LinkSettings};
 pub use store_stream::{
     store_stream, Answer as StoreAnswer, StoreStream, StreamError, StreamStore,
+    Writer as StoreWriter,
 };
 pub use tls::connect;

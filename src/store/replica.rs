@@ -14,11 +14,13 @@
 //!   what it had read by it. Its writer appends nothing else meanwhile, so
 //!   a batch or a fence between a snapshot's start and end means it died in
 //!   the middle: that snapshot counts for nothing;
-//! - a **fence**: appended by a Herald that took the jobs queue, with an id
-//!   of its own. Reading until that fence comes back is reading everything
-//!   committed before it: a commit counts once the broker confirmed it, and
-//!   the Herald that committed it can commit nothing more once its
-//!   connection, and with it the jobs queue's token, is gone.
+//! - a **fence**: appended by a Herald that took the jobs queue, with its
+//!   writer id (one a process) and a sequence number. Reading until that
+//!   fence comes back is reading everything committed before it: a commit
+//!   counts once the broker confirmed it, and the Herald that committed it
+//!   can commit nothing more once its connection, and with it the jobs
+//!   queue's token, is gone. A fence of another writer after one's own
+//!   says another Herald held the jobs queue in between.
 
 use super::log::codec::{encode, read_records, ContactCache};
 use super::{Change, Contents};
@@ -71,9 +73,20 @@ fn parse(message: &[u8]) -> Option<(Kind, u64, &[u8])> {
     Some((kind, id, &message[HEADER..]))
 }
 
-/// The fence a Herald that took the jobs queue appends and reads back.
-pub fn fence(id: u64) -> Vec<u8> {
-    header(Kind::Fence, id)
+/// A fence: `writer`, the appending Herald's (one for all its fences),
+/// and `seq`, which of its fences it is.
+pub fn fence(writer: u64, seq: u64) -> Vec<u8> {
+    let mut message = header(Kind::Fence, writer);
+    message.extend_from_slice(&seq.to_le_bytes());
+    message
+}
+
+/// The writer and sequence number of the fence `message` is, if it is one.
+pub fn fence_of(message: &[u8]) -> Option<(u64, u64)> {
+    match parse(message)? {
+        (Kind::Fence, writer, seq) => Some((writer, u64::from_le_bytes(seq.try_into().ok()?))),
+        _ => None,
+    }
 }
 
 /// Records of `changes` cut into messages of `kind`, each at most
@@ -164,6 +177,7 @@ impl Growth {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
     Applied,
+    /// A fence, of this writer.
     Fence(u64),
     /// Not a message of Herald's store, or records that do not check out
     /// (those before the first that does not were applied).

@@ -31,7 +31,7 @@ use tokio::time::{sleep, timeout};
 
 use super::address::BrokerAddress;
 use super::channel::{Connected, Open};
-use super::store_stream::{self, Answer, Appender, StoreStream, StreamError};
+use super::store_stream::{self, Answer, Appender, StoreStream, StreamError, Writer};
 use super::topology::{lock_queue, OpenError};
 use crate::backoff::Backoff;
 use crate::config::AmqpConfig;
@@ -57,7 +57,8 @@ pub enum LinkEvent {
     /// A control request, to be answered.
     Request(Request),
     /// Connected, but another Herald holds the jobs queue: this one
-    /// stands by until it can take it.
+    /// stands by until it can take it. Also when, with the store in a
+    /// stream, another Herald held it while this one had lost the broker.
     Standby,
     /// With the store in a stream: what it holds, read when this Herald
     /// first held the jobs queue (before [`LinkEvent::Up`]), or why it
@@ -121,7 +122,7 @@ impl Link {
             Task {
                 config: Arc::new(settings.config.clone()),
                 store: settings.store.clone(),
-                store_read: false,
+                store_writer: Writer::new(),
                 brokers: Rotation::new(settings.brokers.clone()),
                 name,
                 commands: commands_rx,
@@ -164,8 +165,9 @@ impl Link {
 struct Task {
     config: Arc<AmqpConfig>,
     store: Option<StoreStream>,
-    /// The store's stream was read (it is, once, when first active).
-    store_read: bool,
+    /// This process as a writer of the store's stream, which it reads once,
+    /// when first active.
+    store_writer: Writer,
     brokers: Rotation<BrokerAddress>,
     name: String,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -293,23 +295,21 @@ impl Task {
 
     /// With the store in a stream: attaches to it on `open`, reading it
     /// the first time (and telling the loop what it holds, or that it
-    /// cannot be read, which ends the link).
+    /// cannot be read, which ends the link). Later, if another Herald
+    /// appended a fence meanwhile, this one's state is stale: it steps
+    /// down ([`LinkEvent::Standby`]) and the link ends, never appending.
     async fn attach_store(&mut self, open: &Open) -> Result<Option<Appender>, StoreAttach> {
         let Some(settings) = self.store.clone() else {
             return Ok(None);
         };
+        let writer = self.store_writer.clone();
         let attached = self
-            .while_down(store_stream::attach(
-                &open.connection,
-                &settings,
-                !self.store_read,
-            ))
+            .while_down(store_stream::attach(&open.connection, &settings, &writer))
             .await
             .ok_or(StoreAttach::Closed)?;
         match attached {
             Ok((appender, contents)) => {
                 if let Some(contents) = contents {
-                    self.store_read = true;
                     let _ = self
                         .events
                         .send(LinkEvent::StoreRead(Ok(Box::new(contents))));
@@ -318,6 +318,11 @@ impl Task {
             }
             Err(StreamError::Truncated(e)) => {
                 let _ = self.events.send(LinkEvent::StoreRead(Err(e.to_string())));
+                Err(StoreAttach::Closed)
+            }
+            Err(StreamError::Overtaken(stream)) => {
+                tracing::warn!(%stream, "another Herald held the jobs queue while this one had lost the broker");
+                let _ = self.events.send(LinkEvent::Standby);
                 Err(StoreAttach::Closed)
             }
             Err(e) => Err(StoreAttach::Failed(e)),

@@ -9,6 +9,8 @@
 //! nothing comes between a snapshot's start and end.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -49,6 +51,20 @@ pub enum StreamError {
     Refused(String),
     #[error(transparent)]
     Truncated(#[from] replica::Truncated),
+    #[error("the store stream {0} ended before this Herald's fence came back")]
+    Ended(String),
+    /// Another Herald held the jobs queue since this one last did.
+    #[error(
+        "another Herald appended to the store stream {0} since this one last held the jobs \
+         queue: what it committed is not in this process"
+    )]
+    Overtaken(String),
+}
+
+/// Where a read starts.
+enum From {
+    First,
+    Offset(u64),
 }
 
 /// The stream's channel on a connection that holds the jobs queue, and how
@@ -59,7 +75,40 @@ pub struct StreamStore {
     /// Reads consume on a channel of their own, one consumer a read.
     reader: Channel,
     reads: u64,
+    writer: Writer,
     growth: Growth,
+}
+
+/// This Herald as it appends to the stream: its writer id, the same for
+/// every connection of the process, and where its last fence is (kept
+/// across connections: the link's).
+#[derive(Debug, Clone)]
+pub struct Writer {
+    id: u64,
+    /// Its fences so far: each has a number of its own.
+    fences: Arc<AtomicU64>,
+    /// The offset of its last fence; `u64::MAX` before the first.
+    last_fence: Arc<AtomicU64>,
+}
+
+impl Default for Writer {
+    fn default() -> Writer {
+        Writer::new()
+    }
+}
+
+impl Writer {
+    pub fn new() -> Writer {
+        Writer {
+            id: RandomState::new().hash_one(std::process::id()),
+            fences: Arc::new(AtomicU64::new(0)),
+            last_fence: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    fn last_fence(&self) -> Option<u64> {
+        Some(self.last_fence.load(Ordering::Relaxed)).filter(|&at| at != u64::MAX)
+    }
 }
 
 impl StreamStore {
@@ -68,6 +117,7 @@ impl StreamStore {
     pub async fn open(
         connection: &Connection,
         settings: &StoreStream,
+        writer: Writer,
     ) -> Result<StreamStore, StreamError> {
         let channel = connection.create_channel().await?;
         let mut arguments = FieldTable::default();
@@ -105,6 +155,7 @@ impl StreamStore {
             channel,
             reader,
             reads: 0,
+            writer,
             growth: Growth::default(),
         })
     }
@@ -112,13 +163,53 @@ impl StreamStore {
     /// Reads the stream to its end: appends a fence of its own and reads
     /// from the first message until the fence comes back.
     pub async fn read(&mut self) -> Result<Contents, StreamError> {
+        let mut replay = Replay::new(self.settings.remember_jobs);
+        let queue = self.settings.queue.clone();
+        self.scan(From::First, |offset, message| {
+            if replay.read(offset, message) == Read::Malformed {
+                tracing::warn!(
+                    stream = %queue,
+                    offset,
+                    "a message of the store stream does not check out; skipped"
+                );
+            }
+        })
+        .await?;
+        let (contents, growth) = replay.finish()?;
+        self.growth = growth;
+        Ok(contents)
+    }
+
+    /// Whether another Herald appended a fence since this one last read
+    /// the stream (it held the jobs queue meanwhile, and what it committed
+    /// is not in this process). Reads from this one's last fence on.
+    pub async fn overtaken(&mut self) -> Result<bool, StreamError> {
+        let Some(offset) = self.writer.last_fence() else {
+            return Ok(false);
+        };
+        let (own, mut foreign) = (self.writer.id, false);
+        self.scan(From::Offset(offset), |_, message| {
+            foreign |= replica::fence_of(message).is_some_and(|(writer, _)| writer != own);
+        })
+        .await?;
+        Ok(foreign)
+    }
+
+    /// Appends a fence and hands every message from `from` to the fence
+    /// (excluded) to `visit`, with its offset; remembers the fence.
+    async fn scan(
+        &mut self,
+        from: From,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> Result<(), StreamError> {
         self.reads += 1;
         let tag = format!("herald-store-read-{}", self.reads);
         let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-stream-offset".into(),
-            AMQPValue::LongString("first".into()),
-        );
+        let start = match from {
+            From::First => AMQPValue::LongString("first".into()),
+            From::Offset(offset) => AMQPValue::LongLongInt(offset as i64),
+        };
+        arguments.insert("x-stream-offset".into(), start);
         let mut consumer = self
             .reader
             .basic_consume(
@@ -128,41 +219,35 @@ impl StreamStore {
                 arguments,
             )
             .await?;
-        let fence = RandomState::new().hash_one(std::process::id());
-        self.publish(vec![replica::fence(fence)]).await?;
-        let mut replay = Replay::new(self.settings.remember_jobs);
+        let fence = (
+            self.writer.id,
+            self.writer.fences.fetch_add(1, Ordering::Relaxed),
+        );
+        self.publish(vec![replica::fence(fence.0, fence.1)]).await?;
         let mut unacknowledged = 0;
+        let mut came_back = None;
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
             let offset = offset_of(&delivery.properties);
-            match replay.read(offset, &delivery.data) {
-                Read::Fence(id) if id == fence => {
-                    let everything = BasicAckOptions { multiple: true };
-                    delivery.acker.ack(everything).await?;
-                    break;
-                }
-                Read::Malformed => tracing::warn!(
-                    stream = %self.settings.queue,
-                    offset,
-                    "a message of the store stream does not check out; skipped"
-                ),
-                _ => {}
-            }
             unacknowledged += 1;
-            if unacknowledged >= READ_PREFETCH / 2 {
+            let ours = replica::fence_of(&delivery.data) == Some(fence);
+            if ours || unacknowledged >= READ_PREFETCH / 2 {
                 unacknowledged = 0;
-                delivery
-                    .acker
-                    .ack(BasicAckOptions { multiple: true })
-                    .await?;
+                let everything = BasicAckOptions { multiple: true };
+                delivery.acker.ack(everything).await?;
             }
+            if ours {
+                came_back = Some(offset);
+                break;
+            }
+            visit(offset, &delivery.data);
         }
         self.reader
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await?;
-        let (contents, growth) = replay.finish()?;
-        self.growth = growth;
-        Ok(contents)
+        let offset = came_back.ok_or_else(|| StreamError::Ended(self.settings.queue.clone()))?;
+        self.writer.last_fence.store(offset, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Appends a commit (as [`replica::batch`] encoded it); done once the
@@ -239,12 +324,15 @@ impl StreamStore {
 pub async fn attach(
     connection: &Connection,
     settings: &StoreStream,
-    read: bool,
+    writer: &Writer,
 ) -> Result<(Appender, Option<Contents>), StreamError> {
-    let mut store = StreamStore::open(connection, settings).await?;
-    let contents = match read {
-        true => Some(store.read().await?),
-        false => None,
+    let mut store = StreamStore::open(connection, settings, writer.clone()).await?;
+    let contents = match writer.last_fence() {
+        None => Some(store.read().await?),
+        Some(_) if store.overtaken().await? => {
+            return Err(StreamError::Overtaken(settings.queue.clone()))
+        }
+        Some(_) => None,
     };
     Ok((Appender::new(store), contents))
 }

@@ -44,7 +44,7 @@ fn users(contents: Contents) -> Vec<String> {
 fn batches_read_back_in_order_up_to_a_fence() {
     let mut stream = batch(&[add("a@localhost"), add("b@localhost")]).messages;
     stream.extend(batch(&[Change::Remove(sub("a@localhost")), done("j1", 1)]).messages);
-    stream.push(fence(7));
+    stream.push(fence(7, 1));
     let mut replay = Replay::new(100);
     let reads: Vec<Read> = (stream.iter().enumerate())
         .map(|(offset, message)| replay.read(offset as u64, message))
@@ -76,7 +76,7 @@ fn a_snapshot_cut_by_its_writers_death_counts_for_nothing() {
     // The writer died after the start and a part; its successor fenced
     // and committed; the rest of the old snapshot came late.
     stream.extend_from_slice(&whole[..2]);
-    stream.push(fence(9));
+    stream.push(fence(9, 1));
     stream.extend(batch(&[add("b@localhost")]).messages);
     stream.extend_from_slice(&whole[2..]);
     let (contents, _) = read_all(&stream).finish().unwrap();
@@ -150,4 +150,11 @@ fn a_snapshot_is_due_once_what_may_be_dead_outgrew_it_and_new_subscribers_never_
     let (_, read) = read_all(&stream).finish().unwrap();
     assert!(read.snapshot_due());
     assert_eq!(read, growth);
+}
+
+#[test]
+fn a_fence_says_whose_and_which_it_is() {
+    assert_eq!(fence_of(&fence(7, 3)), Some((7, 3)));
+    assert_eq!(fence_of(&batch(&[add("a@localhost")]).messages[0]), None);
+    assert_eq!(fence_of(b"HRS1"), None);
 }
