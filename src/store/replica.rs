@@ -90,26 +90,58 @@ pub fn fence_of(message: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Records of `changes` cut into messages of `kind`, each at most
-/// [`MAX_MESSAGE`] (or one record, if that is bigger); and the bytes of
-/// records a later change can make dead (all but new subscriptions).
-fn cut(kind: Kind, id: u64, changes: impl Iterator<Item = Change>) -> (Vec<Vec<u8>>, u64) {
-    let mut messages = Vec::new();
-    let mut message = header(kind, id);
-    let mut may_be_dead = 0;
-    for change in changes {
-        let before = message.len();
-        encode(&change, &mut message);
-        if !matches!(change, Change::Add(_)) {
-            may_be_dead += (message.len() - before) as u64;
-        }
-        if message.len() >= MAX_MESSAGE {
-            messages.push(std::mem::replace(&mut message, header(kind, id)));
+/// [`MAX_MESSAGE`] (or one record, if that is bigger), made as they are
+/// taken; and the bytes of records a later change can make dead (all but
+/// new subscriptions).
+struct Cut<I> {
+    kind: Kind,
+    id: u64,
+    changes: I,
+    may_be_dead: u64,
+    /// Messages made so far.
+    made: usize,
+    done: bool,
+}
+
+impl<I: Iterator<Item = Change>> Cut<I> {
+    fn new(kind: Kind, id: u64, changes: I) -> Cut<I> {
+        Cut {
+            kind,
+            id,
+            changes,
+            may_be_dead: 0,
+            made: 0,
+            done: false,
         }
     }
-    if message.len() > HEADER || messages.is_empty() {
-        messages.push(message);
+}
+
+impl<I: Iterator<Item = Change>> Iterator for Cut<I> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let mut message = header(self.kind, self.id);
+        for change in self.changes.by_ref() {
+            let before = message.len();
+            encode(&change, &mut message);
+            if !matches!(change, Change::Add(_)) {
+                self.may_be_dead += (message.len() - before) as u64;
+            }
+            if message.len() >= MAX_MESSAGE {
+                self.made += 1;
+                return Some(message);
+            }
+        }
+        self.done = true;
+        // A commit of nothing is still one (empty) message.
+        (message.len() > HEADER || self.made == 0).then(|| {
+            self.made += 1;
+            message
+        })
     }
-    (messages, may_be_dead)
 }
 
 /// A commit's messages.
@@ -120,21 +152,22 @@ pub struct Appended {
 
 /// The messages of a commit of `changes`.
 pub fn batch(changes: &[Change]) -> Appended {
-    let (messages, may_be_dead) = cut(Kind::Batch, 0, changes.iter().cloned());
+    let mut cut = Cut::new(Kind::Batch, 0, changes.iter().cloned());
+    let messages = cut.by_ref().collect();
     Appended {
         messages,
-        may_be_dead,
+        may_be_dead: cut.may_be_dead,
     }
 }
 
-/// The messages of a snapshot of `contents`, start and end included.
-pub fn snapshot(id: u64, contents: &Contents) -> Vec<Vec<u8>> {
-    let (parts, _) = cut(Kind::SnapshotPart, id, contents.changes());
-    let mut messages = Vec::with_capacity(parts.len() + 2);
-    messages.push(header(Kind::SnapshotStart, id));
-    messages.extend(parts);
-    messages.push(header(Kind::SnapshotEnd, id));
-    messages
+/// The messages of a snapshot of `contents`, start and end included,
+/// each made as it is taken: a snapshot of a million subscribers is never
+/// in memory whole.
+pub fn snapshot(id: u64, contents: &Contents) -> impl Iterator<Item = Vec<u8>> + Send + '_ {
+    let parts = Cut::new(Kind::SnapshotPart, id, contents.changes());
+    std::iter::once(header(Kind::SnapshotStart, id))
+        .chain(parts)
+        .chain(std::iter::once(header(Kind::SnapshotEnd, id)))
 }
 
 /// What the stream holds beyond its last snapshot, to know when to write
@@ -147,9 +180,10 @@ pub struct Growth {
 }
 
 impl Growth {
-    pub fn after_snapshot(messages: &[Vec<u8>]) -> Growth {
+    /// After a snapshot of `bytes`.
+    pub fn after_snapshot(bytes: u64) -> Growth {
         Growth {
-            snapshot: messages.iter().map(|m| m.len() as u64).sum(),
+            snapshot: bytes,
             may_be_dead: 0,
         }
     }

@@ -223,7 +223,7 @@ impl StreamStore {
             self.writer.id,
             self.writer.fences.fetch_add(1, Ordering::Relaxed),
         );
-        self.publish(vec![replica::fence(fence.0, fence.1)]).await?;
+        self.publish([replica::fence(fence.0, fence.1)]).await?;
         let mut unacknowledged = 0;
         let mut came_back = None;
         while let Some(delivery) = consumer.next().await {
@@ -254,7 +254,7 @@ impl StreamStore {
     /// broker confirmed all of it.
     pub async fn append(&mut self, commit: replica::Appended) -> Result<(), StreamError> {
         self.growth.appended(&commit);
-        self.publish(commit.messages).await
+        self.publish(commit.messages).await.map(|_| ())
     }
 
     /// Whether a snapshot is due ([`StreamStore::write_snapshot`]).
@@ -281,17 +281,19 @@ impl StreamStore {
     async fn snapshot(&mut self) -> Result<Growth, StreamError> {
         let contents = self.read().await?;
         let id = RandomState::new().hash_one(std::process::id());
-        let messages = replica::snapshot(id, &contents);
-        drop(contents);
-        let growth = Growth::after_snapshot(&messages);
-        self.publish(messages).await?;
-        Ok(growth)
+        let bytes = self.publish(replica::snapshot(id, &contents)).await?;
+        Ok(Growth::after_snapshot(bytes))
     }
 
-    /// Publishes `messages` in order, then waits for every confirm.
-    async fn publish(&self, messages: Vec<Vec<u8>>) -> Result<(), StreamError> {
-        let mut confirms = Vec::with_capacity(messages.len());
+    /// Publishes `messages` in order, then waits for every confirm; the
+    /// bytes published.
+    async fn publish(
+        &self,
+        messages: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<u64, StreamError> {
+        let (mut confirms, mut bytes) = (Vec::new(), 0);
         for message in messages {
+            bytes += message.len() as u64;
             let confirm = self
                 .channel
                 .basic_publish(
@@ -314,7 +316,7 @@ impl StreamStore {
                 return Err(StreamError::Refused(self.settings.queue.clone()));
             }
         }
-        Ok(())
+        Ok(bytes)
     }
 }
 

@@ -60,18 +60,20 @@ fn a_complete_snapshot_replaces_what_came_before_it() {
     let mut before = Contents::new(100);
     before.apply(add("kept@localhost"));
     let mut stream = batch(&[add("kept@localhost"), add("gone@localhost")]).messages;
-    stream.extend(snapshot(1, &before));
+    let snapshotted: Vec<Vec<u8>> = snapshot(1, &before).collect();
+    let bytes = snapshotted.iter().map(|m| m.len() as u64).sum();
+    stream.extend(snapshotted);
     stream.extend(batch(&[add("after@localhost")]).messages);
     let (contents, growth) = read_all(&stream).finish().unwrap();
     assert_eq!(users(contents), ["after@localhost", "kept@localhost"]);
-    assert_eq!(growth, Growth::after_snapshot(&snapshot(1, &before)));
+    assert_eq!(growth, Growth::after_snapshot(bytes));
 }
 
 #[test]
 fn a_snapshot_cut_by_its_writers_death_counts_for_nothing() {
     let mut held = Contents::new(100);
     held.apply(add("snapshotted@localhost"));
-    let whole = snapshot(3, &held);
+    let whole: Vec<Vec<u8>> = snapshot(3, &held).collect();
     let mut stream = batch(&[add("a@localhost")]).messages;
     // The writer died after the start and a part; its successor fenced
     // and committed; the rest of the old snapshot came late.
@@ -94,8 +96,8 @@ fn a_stream_whose_head_retention_removed_needs_a_complete_snapshot() {
 
     let mut replay = Replay::new(100);
     replay.read(40, &tail[0]);
-    for (at, message) in snapshot(2, &held).iter().enumerate() {
-        replay.read(41 + at as u64, message);
+    for (at, message) in snapshot(2, &held).enumerate() {
+        replay.read(41 + at as u64, &message);
     }
     let (contents, _) = replay.finish().unwrap();
     assert_eq!(users(contents), ["a@localhost"]);
@@ -112,6 +114,18 @@ fn a_big_commit_is_cut_into_messages_of_at_most_a_mebibyte_and_read_whole() {
         assert!(message.len() < MAX_MESSAGE + 200, "{}", message.len());
     }
     let (contents, _) = read_all(&appended.messages).finish().unwrap();
+    assert_eq!(contents.into_restored().subscriptions.len(), 40_000);
+
+    let mut held = Contents::new(100);
+    changes.into_iter().for_each(|change| held.apply(change));
+    let parts: Vec<Vec<u8>> = snapshot(1, &held).collect();
+    assert_eq!(
+        parts.len(),
+        appended.messages.len() + 2,
+        "a start, the parts, an end"
+    );
+    assert!(parts.iter().all(|part| part.len() < MAX_MESSAGE + 200));
+    let (contents, _) = read_all(&parts).finish().unwrap();
     assert_eq!(contents.into_restored().subscriptions.len(), 40_000);
 }
 
