@@ -22,6 +22,7 @@ mod server_ceiling;
 mod servers;
 mod soak;
 mod stats;
+mod store_open;
 mod swarm;
 
 use std::fs::OpenOptions;
@@ -74,6 +75,9 @@ enum Command {
     /// Jobs of mixed sizes for minutes while Herald is killed, the server
     /// restarted and the stream cut at seeded times: nothing may be lost.
     Soak(soak::SoakArgs),
+    /// How long a start takes to read a store of a million subscribers,
+    /// from its file and from a stream on the broker.
+    StoreOpen(store_open::StoreOpenArgs),
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +168,9 @@ fn main() -> ExitCode {
         }
         Command::Soak(args) => {
             return exit_code(runtime().block_on(soak::run(args)));
+        }
+        Command::StoreOpen(args) => {
+            return exit_code(runtime().block_on(store_open::run(args)));
         }
     };
     exit_code(runtime().block_on(run_scenario(scenario, args)))
