@@ -5,10 +5,14 @@
 //! is refused, not read as if it were whole; a Herald that reconnects
 //! learns whether another appended meanwhile.
 
+use futures_util::StreamExt;
 use herald::amqp::{StoreStream, StoreWriter, StreamError, StreamStore};
 use herald::store::replica;
 use herald::store::{Change, CompletedJob, Contents, Subscription};
 use herald_testkit::amqp::{connect, unique_name, Amqp};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Connection;
 use xmpp_parsers::jid::BareJid;
 
 fn add(n: usize) -> Change {
@@ -113,24 +117,34 @@ async fn a_successor_reads_what_was_appended_before_and_after_a_snapshot() {
 
 #[tokio::test]
 async fn a_stream_that_lost_its_oldest_messages_before_any_snapshot_is_refused() {
-    // Retention of 2 MiB in segments of 1 MiB; 8 MiB appended, no snapshot.
+    // Retention of 2 MiB in segments of 1 MiB, no snapshot: commits go on
+    // until the broker has removed the oldest segment, which it does a
+    // little after a segment fills.
     let settings = settings(2 << 20);
     let connection = connect().await;
     let mut store = StreamStore::open(&connection, &settings, StoreWriter::new())
         .await
         .unwrap();
-    for batch in 0..64 {
-        let changes = (batch * 100..batch * 100 + 100)
-            .map(done)
-            .collect::<Vec<_>>();
-        store.append(replica::batch(&changes)).await.unwrap();
+    let mut seq = 0;
+    loop {
+        for _ in 0..8 {
+            let changes = (seq..seq + 100).map(done).collect::<Vec<_>>();
+            store.append(replica::batch(&changes)).await.unwrap();
+            seq += 100;
+        }
+        if first_offset(&connection, &settings.queue).await > 0 {
+            break;
+        }
+        assert!(seq < 100_000, "retention removed nothing of 32 MiB");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let other = connect().await;
     let mut successor = StreamStore::open(&other, &settings, StoreWriter::new())
         .await
         .unwrap();
     let read = successor.read().await;
-    assert!(matches!(read, Err(StreamError::Truncated(_))), "{read:?}");
+    let refused = matches!(read, Err(StreamError::Truncated(_)));
+    assert!(refused, "{:?}", read.map(|contents| held(contents).1.len()));
     let said = read.err().unwrap().to_string();
     assert!(said.contains("Delete the stream"), "{said}");
 
@@ -139,6 +153,36 @@ async fn a_stream_that_lost_its_oldest_messages_before_any_snapshot_is_refused()
     let amqp = Amqp::connect().await;
     amqp.delete_queue(&settings.queue).await;
     amqp.close().await;
+}
+
+/// The offset of the first message the stream still holds.
+async fn first_offset(connection: &Connection, queue: &str) -> i64 {
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        AMQPValue::LongString("first".into()),
+    );
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "first".into(),
+            BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await
+        .unwrap();
+    let first = consumer.next().await.expect("a message").unwrap();
+    let _ = channel.close(200, "seen".into()).await;
+    let headers = first.properties.headers().clone().unwrap_or_default();
+    match headers.inner().get("x-stream-offset") {
+        Some(AMQPValue::LongLongInt(offset)) => *offset,
+        other => panic!("no offset: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -62,7 +62,7 @@ pub enum StreamError {
 }
 
 /// Where a read starts.
-enum From {
+enum ReadFrom {
     First,
     Offset(u64),
 }
@@ -165,7 +165,7 @@ impl StreamStore {
     pub async fn read(&mut self) -> Result<Contents, StreamError> {
         let mut replay = Replay::new(self.settings.remember_jobs);
         let queue = self.settings.queue.clone();
-        self.scan(From::First, |offset, message| {
+        self.scan(ReadFrom::First, |offset, message| {
             if replay.read(offset, message) == Read::Malformed {
                 tracing::warn!(
                     stream = %queue,
@@ -188,7 +188,7 @@ impl StreamStore {
             return Ok(false);
         };
         let (own, mut foreign) = (self.writer.id, false);
-        self.scan(From::Offset(offset), |_, message| {
+        self.scan(ReadFrom::Offset(offset), |_, message| {
             foreign |= replica::fence_of(message).is_some_and(|(writer, _)| writer != own);
         })
         .await?;
@@ -199,15 +199,15 @@ impl StreamStore {
     /// (excluded) to `visit`, with its offset; remembers the fence.
     async fn scan(
         &mut self,
-        from: From,
+        from: ReadFrom,
         mut visit: impl FnMut(u64, &[u8]),
     ) -> Result<(), StreamError> {
         self.reads += 1;
         let tag = format!("herald-store-read-{}", self.reads);
         let mut arguments = FieldTable::default();
         let start = match from {
-            From::First => AMQPValue::LongString("first".into()),
-            From::Offset(offset) => AMQPValue::LongLongInt(offset as i64),
+            ReadFrom::First => AMQPValue::LongString("first".into()),
+            ReadFrom::Offset(offset) => AMQPValue::LongLongInt(offset as i64),
         };
         arguments.insert("x-stream-offset".into(), start);
         let mut consumer = self
@@ -321,8 +321,9 @@ impl StreamStore {
 }
 
 /// The store's stream on a connection that holds the jobs queue, ready to
-/// append to; with what it holds if `read` (the first time this Herald
-/// holds the jobs queue: later, the core has it).
+/// append to; with what it holds the first time `writer` holds the jobs
+/// queue (later the core has it, unless another Herald appended meanwhile:
+/// [`StreamError::Overtaken`]).
 pub async fn attach(
     connection: &Connection,
     settings: &StoreStream,
