@@ -294,3 +294,52 @@ async fn an_active_herald_that_lost_the_jobs_queue_steps_down() {
     assert_eq!(b.stop(), Some(0), "{}", b.log_text());
     amqp.close().await;
 }
+
+/// With the store in a stream: A loses the broker while frozen, B takes the
+/// jobs queue (reading the store, appending its fence) and dies before A
+/// comes back. A gets the jobs queue again at once, but what B committed is
+/// not in A: A finds B's fence after its own and steps down, appending
+/// nothing; its restart would read the stream whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_in_a_stream_a_herald_overtaken_while_away_steps_down() {
+    let server = Ejabberd::start(&["alice"]);
+    let names = Names::unique();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [("HERALD_STORE__BACKEND", "stream")];
+    let mut a = Herald::start_with_env(&server, &names, dir_a.path(), &env);
+    let mut b = Herald::launch_with_env(&server, &names, dir_b.path(), &env);
+    b.wait_log_count("standing by", 1, WAIT);
+    let _alice = XmppUser::login_available(&server, "alice", "desk").await;
+    a.wait_metric("herald_online_users", 1.0, WAIT);
+
+    let pid = a.pid().expect("A runs");
+    let connections = broker_connections_of(pid);
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    signal(pid, "STOP");
+    close_broker_connection(&connections[0]);
+    // B has read the store and appended its fence. (It may not take jobs:
+    // ejabberd shares the domain's stanzas with A's frozen connection.)
+    b.wait_log_count("store opened", 1, WAIT);
+    b.kill();
+    signal(pid, "CONT");
+
+    a.wait_log_count(
+        "another Herald held the jobs queue while this one had lost the broker",
+        1,
+        WAIT,
+    );
+    a.wait_log_count("stepping down", 1, WAIT);
+    let deadline = Instant::now() + WAIT;
+    while a.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "A did not exit:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(a.stop(), Some(1), "{}", a.log_text());
+    let amqp = Amqp::connect().await;
+    amqp.delete_queue(&format!("{}.store", names.jobs)).await;
+    amqp.close().await;
+}
