@@ -196,6 +196,22 @@ async fn a_standby_takes_over_a_killed_herald_mid_job<S: XmppServer>(
     );
 }
 
+/// Herald `a` says it steps down and exits with status 1, as a supervisor
+/// then starts it again as a standby.
+fn steps_down(a: &mut Herald) {
+    a.wait_log_count("stepping down", 1, WAIT);
+    let deadline = Instant::now() + WAIT;
+    while a.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "A did not exit:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(a.stop(), Some(1), "{}", a.log_text());
+}
+
 fn users() -> Vec<String> {
     (0..ONLINE).map(|i| format!("u{i}")).collect()
 }
@@ -270,17 +286,7 @@ async fn an_active_herald_that_lost_the_jobs_queue_steps_down() {
     let connections = broker_connections_of(a.pid().expect("A runs"));
     assert_eq!(connections.len(), 1, "{connections:?}");
     close_broker_connection(&connections[0]);
-    a.wait_log_count("stepping down", 1, WAIT);
-    let deadline = Instant::now() + WAIT;
-    while a.is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "A did not exit:\n{}",
-            a.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(a.stop(), Some(1), "{}", a.log_text());
+    steps_down(&mut a);
     b.wait_log_count("taking jobs", 1, WAIT);
     assert_eq!(b.log_count("subscriptions=1 "), 1, "B opened A's store");
 
@@ -328,17 +334,7 @@ async fn with_the_store_in_a_stream_a_herald_overtaken_while_away_steps_down() {
         1,
         WAIT,
     );
-    a.wait_log_count("stepping down", 1, WAIT);
-    let deadline = Instant::now() + WAIT;
-    while a.is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "A did not exit:\n{}",
-            a.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(a.stop(), Some(1), "{}", a.log_text());
+    steps_down(&mut a);
     let amqp = Amqp::connect().await;
     amqp.delete_queue(&format!("{}.store", names.jobs)).await;
     amqp.close().await;
