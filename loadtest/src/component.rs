@@ -29,6 +29,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ComponentKind {
     Herald,
+    /// Herald with a session to every node of an ejabberd cluster
+    /// (`xmpp.connect_every_node`).
+    HeraldEveryNode,
     Baseline,
 }
 
@@ -36,8 +39,13 @@ impl ComponentKind {
     pub fn name(self) -> &'static str {
         match self {
             ComponentKind::Herald => "herald",
+            ComponentKind::HeraldEveryNode => "herald-every-node",
             ComponentKind::Baseline => "baseline",
         }
+    }
+
+    pub fn is_herald(self) -> bool {
+        self != ComponentKind::Baseline
     }
 }
 
@@ -74,6 +82,12 @@ impl Component {
         component.wait_log("taking jobs").await?;
         component.metrics_addr = Some(component.log.metrics_addr()?);
         Ok(component)
+    }
+
+    /// Names the component as the run measures it.
+    pub fn measured_as(mut self, kind: ComponentKind) -> Component {
+        self.kind = kind;
+        self
     }
 
     /// Starts the Node.js baseline in `dir` (after `npm ci` there) and
@@ -233,7 +247,7 @@ impl Component {
         let mut seen = 0;
         while Instant::now() < deadline {
             seen = match self.kind {
-                ComponentKind::Herald => {
+                ComponentKind::Herald | ComponentKind::HeraldEveryNode => {
                     self.metric("herald_online_resources").await?.unwrap_or(0.0) as usize
                 }
                 ComponentKind::Baseline => self

@@ -225,7 +225,7 @@ async fn run_scenario(scenario: Scenario, args: RunArgs) -> Result<bool, String>
         timeout: Duration::from_secs_f64(args.timeout_secs),
         prefill: args.prefill,
     };
-    if components.contains(&ComponentKind::Herald) {
+    if components.iter().any(|c| c.is_herald()) {
         herald_testkit::herald::herald_bin(settings.herald_bin.clone())?;
     }
     let overrides = Overrides {

@@ -160,20 +160,24 @@ async fn measure_with(
 
     let outcome = async {
         let component = match spec.component {
-            ComponentKind::Herald => {
+            kind @ (ComponentKind::Herald | ComponentKind::HeraldEveryNode) => {
                 let bin = herald_bin(settings.herald_bin.clone())?;
                 let mut config = herald_config(&xmpp, broker.url(), broker.names());
                 if let Some(prefetch) = settings.herald_prefetch {
                     config.amqp.prefetch = prefetch;
                 }
                 if component_addrs.len() > 1 {
-                    // One connection, to the first node; the others for failover.
+                    // One connection, to the first node, the others for
+                    // failover; or one to each.
                     (config.xmpp.host, config.xmpp.port) = (None, None);
                     config.xmpp.servers = component_addrs.clone();
+                    config.xmpp.connect_every_node = kind == ComponentKind::HeraldEveryNode;
                 }
                 // Nothing consumes them here.
                 config.amqp.presence_events = false;
-                Component::start_herald(&bin, &config, &std::env::temp_dir()).await?
+                Component::start_herald(&bin, &config, &std::env::temp_dir())
+                    .await?
+                    .measured_as(kind)
             }
             ComponentKind::Baseline => {
                 Component::start_baseline(

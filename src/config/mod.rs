@@ -77,6 +77,10 @@ pub struct XmppConfig {
     /// lost stream Herald goes on to the next. Instead of `host` and
     /// `port`, not beside them.
     pub servers: Vec<String>,
+    /// Keep a session to every node in `servers` at once, one stream over
+    /// them all, rather than one node at a time: ejabberd only (Prosody
+    /// and Openfire refuse a second session for a domain).
+    pub connect_every_node: bool,
     /// The subdomain Herald binds, e.g. `broadcast.example.com`.
     pub domain: String,
     /// The server's own domain, used as the target of barrier and keepalive
@@ -255,6 +259,7 @@ impl Default for XmppConfig {
             host: None,
             port: None,
             servers: Vec::new(),
+            connect_every_node: false,
             domain: "broadcast.localhost".into(),
             server_domain: None,
             user_domains: Vec::new(),

@@ -27,6 +27,8 @@ pub struct Settings {
     pub presence_events: bool,
     /// The XMPP server's component listeners, tried in turn (never empty).
     pub servers: Vec<ServerAddress>,
+    /// A session to each of `servers` at once, rather than one at a time.
+    pub every_node: bool,
     /// As whom, and with which timeouts and TLS, to connect to them.
     pub endpoint: Endpoint,
     pub secret: Secret,
@@ -197,6 +199,7 @@ impl Config {
             checkpoint_every: broadcast.checkpoint_every,
             presence_events: self.amqp.presence_events,
             servers,
+            every_node: xmpp.connect_every_node,
             endpoint: Endpoint {
                 domain,
                 connect_timeout: Duration::from_secs(xmpp.connect_timeout_secs),

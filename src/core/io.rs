@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_xmpp::Stanza;
+use xmpp_parsers::iq::Iq;
 
 use crate::groups::Groups;
 use crate::store::{Change, CompletedJob, StoredDeferral, Subscription};
@@ -204,6 +205,10 @@ pub struct Batch {
 pub enum Output {
     /// Write a stanza to the current stream.
     Stanza(Stanza),
+    /// Write a barrier ping to the current stream: the server answers it
+    /// once it has read everything written before it. A stream made of
+    /// several sessions writes it to each and answers it once all did.
+    Ping(Iq),
     /// Write one message of a broadcast to the current stream.
     Message {
         template: Arc<MessageTemplate>,
@@ -243,7 +248,10 @@ pub(crate) struct Outputs {
 
 impl Outputs {
     pub fn push_back(&mut self, output: Output) {
-        if matches!(output, Output::Stanza(_) | Output::Message { .. }) {
+        if matches!(
+            output,
+            Output::Stanza(_) | Output::Ping(_) | Output::Message { .. }
+        ) {
             self.stanzas += 1;
         }
         self.queue.push_back(output);

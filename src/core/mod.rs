@@ -371,7 +371,7 @@ impl<H: Handler> Core<H> {
 
     fn ping(&mut self, id: String) {
         let ping = stanzas::ping(&self.settings.domain, &self.settings.server, id);
-        self.out.push_back(Output::Stanza(ping.into()));
+        self.out.push_back(Output::Ping(ping));
     }
 
     fn apply(&mut self, effects: Effects) {

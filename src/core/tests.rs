@@ -154,7 +154,7 @@ fn ids_of_pings(outputs: &[Output]) -> Vec<String> {
     outputs
         .iter()
         .filter_map(|output| match output {
-            Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Some(id.clone()),
+            Output::Ping(Iq::Get { id, .. }) => Some(id.clone()),
             _ => None,
         })
         .collect()

@@ -45,6 +45,9 @@ pub struct Metrics {
     /// Stanzas that may wait for the server to read them now.
     pub read_window: IntGauge,
     pub xmpp: LinkMetrics,
+    /// Component sessions up: one, or one per node with
+    /// `xmpp.connect_every_node`.
+    pub xmpp_sessions: IntGauge,
     pub amqp: LinkMetrics,
     /// 1 while this Herald holds its jobs queue; 0 while it stands by.
     pub active: IntGauge,
@@ -208,6 +211,11 @@ impl Metrics {
                 "Stanzas Herald lets wait for the server to read them at most now: the server's read rate times its base roundtrip plus xmpp.server_queue_ms, between 512 and xmpp.outbound_high_water",
             ),
             xmpp: LinkMetrics::new(&registry, "xmpp", "XMPP server"),
+            xmpp_sessions: gauge(
+                &registry,
+                "herald_xmpp_sessions",
+                "Component sessions up that make Herald's stream: one, or one per server node with xmpp.connect_every_node",
+            ),
             amqp: LinkMetrics::new(&registry, "amqp", "AMQP broker"),
             active: gauge(
                 &registry,

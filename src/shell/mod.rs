@@ -22,19 +22,17 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::amqp::{Command, Link, LinkEvent, StoreAnswer};
-use crate::backoff::Backoff;
 use crate::broadcast::Broadcast;
 use crate::config::{Config, ConfigError, Settings};
 use crate::core::{Core, Input, Output, Phase};
 use crate::handler::Handler;
 use crate::http;
 use crate::metrics::Metrics;
-use crate::rotation::Rotation;
 use crate::store::{Commit, StoreError};
 use crate::xmpp::wire::Outgoing;
 use crate::xmpp::Inbound;
 use store::StoreWriter;
-use xmpp::{Dialer, Happened};
+use xmpp::Happened;
 
 /// Errors that stop Herald. Once running, Herald reconnects instead.
 #[derive(Debug, thiserror::Error)]
@@ -132,16 +130,20 @@ async fn serve<H: Handler>(
     let now = Instant::now().into_std();
     let clocks = (now, std::time::SystemTime::now());
     let core = Core::new(settings.core, handler, restored, metrics.clone(), clocks);
-    let mut dialer = Dialer {
-        servers: Rotation::new(settings.servers),
+    let dial = xmpp::Dial {
         endpoint: settings.endpoint,
         secret: settings.secret,
         metrics: metrics.session.clone(),
-        backoff: Backoff::new(settings.max_backoff),
     };
+    let xmpp = xmpp::Stream::open(
+        settings.servers,
+        settings.every_node,
+        dial,
+        settings.max_backoff,
+        metrics.clone(),
+    );
     let mut shell = Shell {
-        xmpp: dialer.connect(),
-        dialer,
+        xmpp,
         core,
         link,
         writer,
@@ -157,7 +159,6 @@ async fn serve<H: Handler>(
 struct Shell<H> {
     core: Core<H>,
     xmpp: xmpp::Stream,
-    dialer: Dialer,
     link: Link,
     writer: StoreWriter,
     metrics: Metrics,
@@ -177,11 +178,9 @@ impl<H: Handler> Shell<H> {
             }
             self.metrics.outbound_queue.set(self.xmpp.backlog() as i64);
             if self.core.waits_for_room() {
-                if let Some(session) = self.xmpp.session() {
-                    // Half empty, so the next slice is queued before the
-                    // socket runs dry.
-                    session.wake_below(self.high_water / 2);
-                }
+                // Half empty, so the next slice is queued before the
+                // socket runs dry.
+                self.xmpp.wake_below(self.high_water / 2);
             }
             if self.core.is_fanning() {
                 // Between slices the link task (on this thread) gets its
@@ -262,8 +261,8 @@ impl<H: Handler> Shell<H> {
     /// Takes no more jobs and closes the stream once the core is done with it.
     fn shut_down(&mut self) {
         self.shutting_down = true;
-        if !matches!(self.xmpp, xmpp::Stream::Up(_)) {
-            self.xmpp = xmpp::Stream::Closed;
+        if !self.xmpp.is_up() {
+            self.xmpp.close_now();
         }
         self.handle(Input::Shutdown);
     }
@@ -309,58 +308,41 @@ impl<H: Handler> Shell<H> {
 
     fn on_xmpp(&mut self, happened: Happened) {
         match happened {
-            Happened::Connected(session) => {
-                let (domain, server) = (&self.dialer.endpoint.domain, self.dialer.server());
-                tracing::info!(%domain, %server, "XMPP component connected");
+            Happened::Up => {
+                let (domain, server) = (self.xmpp.domain(), self.xmpp.server());
+                let sessions = self.xmpp.sessions();
+                tracing::info!(%domain, %server, sessions, "XMPP component connected");
                 self.metrics.xmpp.up();
                 self.metrics.update_ready();
-                self.xmpp = xmpp::Stream::Up(session);
                 self.handle(Input::StreamUp);
             }
-            Happened::ConnectFailed(e) => {
-                self.metrics.xmpp.failed();
-                self.metrics.update_ready();
-                let (paused, retry_in) = self.dialer.pause();
-                let server = self.dialer.server();
-                tracing::warn!(%server, error = %e, ?retry_in, "XMPP connection failed");
-                self.xmpp = paused;
-            }
-            Happened::PauseOver => self.xmpp = self.dialer.connect(),
             Happened::Inbound(Inbound::Stanza(stanza)) => self.handle(Input::Stanza(stanza)),
             // The loop turns: the next slice of a job goes with the room.
             Happened::Inbound(Inbound::Drained) => {}
             Happened::Inbound(Inbound::Invalid(invalid)) => {
                 self.handle(Input::InvalidStanza(invalid))
             }
-            Happened::Inbound(Inbound::Closed(reason)) => {
+            // Sessions report their end as `Lost`.
+            Happened::Inbound(Inbound::Closed(_)) => {}
+            Happened::Lost { server, reason } => {
                 self.metrics.xmpp.down();
+                self.metrics.update_ready();
                 self.handle(Input::StreamLost);
                 if self.shutting_down {
-                    self.xmpp = xmpp::Stream::Closed;
+                    self.xmpp.close_now();
                     return;
                 }
                 // A server that breaks every stream soon after the handshake
                 // must not get a reconnect loop: only a stream that got as
                 // far as taking jobs earns an immediate reconnect.
-                if self.core.phase() == (Phase::Down { was_ready: true }) {
-                    self.dialer.backoff.reset();
-                    let server = self.dialer.server();
-                    tracing::warn!(%server, %reason, "XMPP stream lost; reconnecting");
-                    self.xmpp = self.dialer.connect();
-                } else {
-                    let (paused, retry_in) = self.dialer.pause();
-                    let server = self.dialer.server();
-                    tracing::warn!(%server, %reason, ?retry_in, "XMPP stream lost before presence was rebuilt; reconnecting");
-                    self.xmpp = paused;
+                let at_once = self.core.phase() == (Phase::Down { was_ready: true });
+                match self.xmpp.reconnect(at_once) {
+                    None => tracing::warn!(%server, %reason, "XMPP stream lost; reconnecting"),
+                    Some(retry_in) => {
+                        tracing::warn!(%server, %reason, ?retry_in, "XMPP stream lost before presence was rebuilt; reconnecting")
+                    }
                 }
             }
-        }
-    }
-
-    /// Queues a stanza on the stream; the core only writes while it has one.
-    fn write(&mut self, outgoing: Outgoing) {
-        if let Some(session) = self.xmpp.session() {
-            session.enqueue(outgoing);
         }
     }
 
@@ -371,8 +353,11 @@ impl<H: Handler> Shell<H> {
             .poll_output(self.high_water.saturating_sub(self.xmpp.backlog()))
         {
             match output {
-                Output::Stanza(stanza) => self.write(Outgoing::Stanza(Box::new(stanza))),
-                Output::Message { template, to } => self.write(Outgoing::Message { template, to }),
+                Output::Stanza(stanza) => self.xmpp.write(Outgoing::Stanza(Box::new(stanza))),
+                Output::Ping(ping) => self.xmpp.ping(ping),
+                Output::Message { template, to } => {
+                    self.xmpp.write(Outgoing::Message { template, to })
+                }
                 Output::Publish(publish) => self.link.send(Command::Publish(publish)),
                 Output::Ack { job, multiple } => self.link.send(Command::Ack { job, multiple }),
                 Output::Requeue { job } => self.link.send(Command::Requeue { job }),
@@ -383,10 +368,10 @@ impl<H: Handler> Shell<H> {
 
     /// The core is done with the stream: write what is queued and close it.
     async fn close_stream(&mut self) {
-        if let xmpp::Stream::Up(session) = std::mem::replace(&mut self.xmpp, xmpp::Stream::Closed) {
+        if self.xmpp.is_up() {
             self.metrics.xmpp.down();
             self.metrics.update_ready();
-            session.close(Duration::from_secs(5)).await;
         }
+        self.xmpp.close(Duration::from_secs(5)).await;
     }
 }

@@ -204,7 +204,7 @@ impl Session {
     /// Writes what the socket takes, then waits for the next inbound item.
     /// Cancel-safe: all progress lives in `self`.
     pub async fn next(&mut self) -> Inbound {
-        poll_fn(|cx| self.poll_inbound(cx)).await
+        poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// Writes everything queued and closes the stream, within `limit`.
@@ -224,7 +224,8 @@ impl Session {
         }
     }
 
-    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
+    /// [`Session::next`], polled by hand.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
         if let Err(e) = self.outbound.poll_write(cx) {
             return Poll::Ready(Inbound::Closed(Closed::Io(e)));
         }

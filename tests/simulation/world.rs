@@ -424,6 +424,7 @@ impl World {
             };
             match output {
                 Output::Stanza(stanza) => self.server.write(stanza)?,
+                Output::Ping(ping) => self.server.write(ping.into())?,
                 Output::Message { template, to } => {
                     self.server.write(template.to_message(&to).into())?
                 }

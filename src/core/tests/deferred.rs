@@ -17,7 +17,7 @@ pub(super) fn run(h: &mut Harness) -> Vec<Output> {
         }
         for output in &outputs {
             match output {
-                Output::Stanza(_) => {
+                Output::Ping(_) => {
                     for ping in ids_of_pings(std::slice::from_ref(output)) {
                         h.answer(&ping);
                     }
@@ -106,7 +106,7 @@ fn a_recipient_coming_online_in_the_window_gets_it_once_and_the_final_report_say
     let outputs = run_and_store(&mut h);
     assert_eq!(message_recipients(&outputs), ["bob@localhost"]);
     assert!(
-        outputs.iter().any(|o| matches!(o, Output::Stanza(_))),
+        outputs.iter().any(|o| matches!(o, Output::Ping(_))),
         "a barrier covers it"
     );
     assert!(changes(&outputs).contains(&Change::DeferredReached {

@@ -67,6 +67,7 @@ const PORT_ATTEMPTS: usize = 3;
 
 mod cluster;
 mod erl;
+pub mod on_cluster;
 mod provision;
 
 pub use cluster::EjabberdCluster;
