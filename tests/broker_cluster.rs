@@ -2,9 +2,11 @@
 //! node at a time and, when connecting fails or the connection is lost,
 //! goes on to the next. First against the shared broker behind an address
 //! where nothing listens; then on a three-node RabbitMQ cluster (private
-//! nodes on loopback, testkit/src/rabbitmq/cluster.rs) with quorum queues,
-//! where the node Herald is connected to dies in the middle of a job. Real
-//! Prosody, real c2s users, the real `herald` binary.
+//! nodes on loopback, testkit/src/rabbitmq/cluster.rs) with quorum queues
+//! and the store in a stream (`store.backend = "stream"`), where the node
+//! Herald is connected to dies in the middle of a job, and a Herald started
+//! afterwards with a store path of its own still knows the job completed.
+//! Real Prosody, real c2s users, the real `herald` binary.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -166,11 +168,14 @@ async fn killing_the_node_herald_uses_mid_job_loses_nothing_and_herald_moves_to_
     let server = Prosody::start(&user_refs);
     let queues = Names::unique();
     let dir = tempfile::tempdir().expect("temp dir");
-    // Checkpoints every 10 recipients; a read timeout far above the time the
-    // server is frozen; no probes of the offline recipients (they have no
-    // accounts, and a frozen server would hold the job on its probes).
+    // The store in a stream, replicated by the cluster (its leader on the
+    // node Herald declares it through: the one killed); checkpoints every
+    // 10 recipients; a read timeout far above the time the server is
+    // frozen; no probes of the offline recipients (they have no accounts,
+    // and a frozen server would hold the job on its probes).
     let env = [
         ("HERALD_AMQP__QUEUE_TYPE", "quorum"),
+        ("HERALD_STORE__BACKEND", "stream"),
         ("HERALD_BROADCAST__CHECKPOINT_EVERY", "10"),
         ("HERALD_XMPP__READ_TIMEOUT_SECS", "600"),
         ("HERALD_XMPP__UNKNOWN_PROBE_TTL_SECS", "0"),
@@ -239,6 +244,24 @@ async fn killing_the_node_herald_uses_mid_job_loses_nothing_and_herald_moves_to_
     }
     assert_eq!(herald.stop(), Some(0), "{}", herald.log_text());
     assert_eq!(amqp.message_count(&queues.jobs).await, Some(0));
+
+    // What the first Herald committed outlived the stream's first leader:
+    // a successor with a store path of its own reads that the job was done,
+    // and reports it again only as a duplicate.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let mut successor = Herald::start_on_brokers(&server, &queues, elsewhere.path(), &urls, &env);
+    amqp.publish_json(&queues.jobs, &job_to_everyone("mid-kill", "evacuate"))
+        .await;
+    let again = reports_of(&survivor, &reports, "mid-kill").await;
+    assert!(
+        again.iter().all(|report| report["duplicate"] == true) && !again.is_empty(),
+        "{again:?}"
+    );
+    assert!(
+        !elsewhere.path().join("herald.store").exists(),
+        "a store file"
+    );
+    assert_eq!(successor.stop(), Some(0), "{}", successor.log_text());
     amqp.close().await;
     eprintln!(
         "cluster boot {booted:?}, Herald on another node {reconnected:?} after the kill, \

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use herald_testkit::delivery::{assert_everyone_got_it, own_report, reports_of};
 use herald_testkit::ejabberd::on_cluster::{
     assert_counts, cluster_of, job_to_everyone, log_in_everywhere, HeraldOnCluster, COLLECT,
-    OFFLINE_PER_NODE, ONLINE_PER_NODE,
+    FREEZING, OFFLINE_PER_NODE, ONLINE_PER_NODE,
 };
 use herald_testkit::events::await_presence;
 use herald_testkit::server::{signal, XmppServer};
@@ -83,15 +83,7 @@ async fn herald_moves_to_the_next_node_when_its_node_dies_mid_job_or_between_job
     const NODES: usize = 3;
     let began = Instant::now();
     let mut cluster = cluster_of(NODES);
-    // Checkpoints every 5 recipients, so that a job written into a frozen
-    // node spans several; a read timeout far above the time it is frozen;
-    // no probes of the users who never logged in (a frozen node would hold
-    // the job on its probes).
-    let env = [
-        ("HERALD_BROADCAST__CHECKPOINT_EVERY", "5"),
-        ("HERALD_XMPP__READ_TIMEOUT_SECS", "600"),
-        ("HERALD_XMPP__UNKNOWN_PROBE_TTL_SECS", "0"),
-    ];
+    let env = FREEZING;
     let mut attached = HeraldOnCluster::start(&cluster, &env).await;
     assert_eq!(attached.node(&cluster), 0);
     let mut users = log_in_everywhere(&cluster).await;
@@ -156,16 +148,5 @@ async fn herald_moves_to_the_next_node_when_its_node_dies_mid_job_or_between_job
          whole test {:?}",
         began.elapsed()
     );
-    assert_eq!(
-        attached.herald.stop(),
-        Some(0),
-        "{}",
-        attached.herald.log_text()
-    );
-    let jobs = &attached.names.jobs;
-    assert_eq!(attached.amqp.message_count(jobs).await, Some(0));
-    assert_eq!(
-        attached.amqp.message_count(&attached.names.dead).await,
-        Some(0)
-    );
+    attached.stop_leaving_nothing().await;
 }

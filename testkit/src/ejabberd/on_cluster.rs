@@ -20,6 +20,17 @@ pub const ONLINE_PER_NODE: usize = 10;
 /// Provisioned users per node who never log in.
 pub const OFFLINE_PER_NODE: usize = 2;
 
+/// Herald's settings for a test that freezes a node while a job is
+/// written to it: checkpoints every 5 recipients, so that the job spans
+/// several; a read timeout far above the time it is frozen; no probes of
+/// the users who never logged in (a frozen node would hold the job on its
+/// probes).
+pub const FREEZING: [(&str, &str); 3] = [
+    ("HERALD_BROADCAST__CHECKPOINT_EVERY", "5"),
+    ("HERALD_XMPP__READ_TIMEOUT_SECS", "600"),
+    ("HERALD_XMPP__UNKNOWN_PROBE_TTL_SECS", "0"),
+];
+
 /// The users of node `node`: `n<node>u<i>`, the first [`ONLINE_PER_NODE`]
 /// to log in there, the rest to stay offline.
 pub fn users_of(node: usize) -> Vec<String> {
@@ -102,6 +113,16 @@ impl HeraldOnCluster {
         let id = job["id"].as_str().expect("a job id").to_string();
         self.amqp.publish_json(&self.names.jobs, &job).await;
         own_report(&reports_of(&mut self.reports, &id).await)
+    }
+
+    /// Stops Herald, which must exit cleanly leaving no job in the queue
+    /// and none dead.
+    pub async fn stop_leaving_nothing(mut self) {
+        let status = self.herald.stop();
+        assert_eq!(status, Some(0), "{}", self.herald.log_text());
+        let (jobs, dead) = (&self.names.jobs, &self.names.dead);
+        assert_eq!(self.amqp.message_count(jobs).await, Some(0));
+        assert_eq!(self.amqp.message_count(dead).await, Some(0));
     }
 }
 
