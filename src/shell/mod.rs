@@ -11,6 +11,7 @@
 
 mod standby;
 mod store;
+mod systemd;
 mod xmpp;
 
 use std::future::Future;
@@ -99,6 +100,10 @@ async fn serve<H: Handler>(
         }
         None => None,
     };
+    if let Some(notifier) = systemd::Notifier::from_env() {
+        notifier.ready();
+        notifier.keep_watchdog();
+    }
     let mut link = Link::spawn(
         &settings.amqp,
         format!("herald {} pid {}", settings.core.domain, std::process::id()),
