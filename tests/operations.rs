@@ -126,12 +126,15 @@ async fn readyz_follows_the_server_and_a_job_sent_while_it_was_down_arrives_afte
     await_presence(&mut stack.presence, "alice@localhost/desk", Some("online")).await;
     stack.herald.wait_readyz(200, WAIT);
 
-    stack.server.stop();
+    // Alice goes first: a server shutting down may cut the component's
+    // stream before it routes her unavailable presence (ejabberd did once,
+    // mid-stanza, under load).
     drop(alice);
+    await_presence(&mut stack.presence, "alice@localhost/desk", None).await;
+    stack.server.stop();
     stack.herald.wait_readyz(503, WAIT);
     let (_, reason) = http::get(&stack.herald.http_addr(), "/readyz");
     assert!(reason.contains("XMPP"), "{reason}");
-    await_presence(&mut stack.presence, "alice@localhost/desk", None).await;
 
     stack
         .publish(json!({"id": "while-down", "to": ["alice@localhost"], "body": "held"}))
