@@ -27,7 +27,6 @@ use herald::core::{Core, Delivery, Input, JobId, Lane, Output, Restored};
 use herald::metrics::Metrics;
 use herald::xmpp::wire::{Outgoing, StanzaEncoder};
 use herald::Config;
-use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
@@ -44,6 +43,9 @@ struct Bench {
     /// What a socket would take: cleared after each stanza, counted.
     written: Vec<u8>,
     bytes: usize,
+    /// The highest delivery tag acknowledged (all jobs here come on one
+    /// connection, in tag order).
+    acked: u64,
     now: Instant,
 }
 
@@ -92,6 +94,7 @@ impl Bench {
             encoder: StanzaEncoder::default(),
             written: Vec::new(),
             bytes: 0,
+            acked: 0,
             now,
         };
         bench.core.handle(Input::StreamUp, now);
@@ -121,12 +124,15 @@ impl Bench {
             }
             self.carry_out();
         }
+        // A count of work that did not happen would pass any gate.
+        assert_eq!(self.acked, jobs, "every job acknowledged");
     }
 
     fn fanout(&mut self, recipients: u64) {
         let to: Vec<String> = (0..recipients).map(|u| format!("u{u}@localhost")).collect();
         self.deliver(1, "fanout", &to);
         self.carry_out();
+        assert_eq!(self.acked, 1, "the job acknowledged");
     }
 
     fn window(&mut self, recipients: u64) {
@@ -188,7 +194,7 @@ impl Bench {
         // A stream queue that is always empty: every job goes in one slice.
         while let Some(output) = self.core.poll_output(usize::MAX) {
             let answer = match &output {
-                Output::Stanza(Stanza::Iq(Iq::Get { id, .. })) => Some(Input::Stanza(
+                Output::Ping(Iq::Get { id, .. }) => Some(Input::Stanza(
                     Iq::Result {
                         from: Some(Jid::new("localhost").unwrap()),
                         to: Some(Jid::new("broadcast.localhost").unwrap()),
@@ -199,10 +205,15 @@ impl Bench {
                 )),
                 Output::Commit(batch) => Some(Input::Committed { batch: batch.id }),
                 Output::Publish(publish) => publish.id.map(|id| Input::Published { id }),
+                Output::Ack { job, .. } => {
+                    self.acked = self.acked.max(job.tag);
+                    None
+                }
                 _ => None,
             };
             let outgoing = match output {
                 Output::Stanza(stanza) => Some(Outgoing::Stanza(Box::new(stanza))),
+                Output::Ping(ping) => Some(Outgoing::Stanza(Box::new(ping.into()))),
                 Output::Message { template, to } => Some(Outgoing::Message { template, to }),
                 _ => None,
             };
