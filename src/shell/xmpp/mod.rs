@@ -10,9 +10,13 @@
 //! session answered it, because only then has the server read everything
 //! written before it on all of them. A session that is lost loses the
 //! stream: what was written on it and not proven read is in doubt, which
-//! is what the core already handles when its one stream is lost. The
-//! other sessions are closed and all are opened again; a node that cannot
-//! be reached then joins the stream once it can.
+//! is what the core already handles when its one stream is lost. The other
+//! sessions stay open and a new stream starts on them at once (the core
+//! probes presence again); the lost node's session joins when it can be
+//! opened again. Closing and reopening the others instead would leave, for
+//! a moment, the server's route to the closed session beside the new one:
+//! ejabberd sent some of the new sessions' answers there, and they were
+//! lost.
 
 mod slot;
 
@@ -66,6 +70,9 @@ pub struct Stream {
     pings: HashMap<String, usize>,
     /// The slot polled first next time, so that none starves the others.
     first: usize,
+    /// The stream is up again on the sessions left after one was lost:
+    /// [`Stream::next`] says so first.
+    up_again: bool,
     metrics: Metrics,
 }
 
@@ -94,6 +101,7 @@ impl Stream {
             up: Vec::new(),
             pings: HashMap::new(),
             first: 0,
+            up_again: false,
             metrics,
         };
         stream.reconnect(true);
@@ -102,6 +110,9 @@ impl Stream {
 
     /// The next thing to happen. Cancel-safe: all progress lives in `self`.
     pub async fn next(&mut self) -> Happened {
+        if std::mem::take(&mut self.up_again) {
+            return Happened::Up;
+        }
         loop {
             let (index, event) = poll_fn(|cx| {
                 let opening = self.phase == Phase::Opening;
@@ -127,16 +138,23 @@ impl Stream {
         }
     }
 
-    /// Opens every session again after the stream was lost: at once, or
-    /// after each slot's pause (returned, the longest) when the last
-    /// stream did not get far enough to earn an immediate retry.
+    /// Opens the stream again after it was lost: on the sessions still
+    /// open, if any, at once; the others are opened again at once, or after
+    /// each slot's pause (returned, the longest) when the last stream did
+    /// not get far enough to earn an immediate retry.
     pub fn reconnect(&mut self, at_once: bool) -> Option<Duration> {
-        self.phase = Phase::Opening;
         let dial = &self.dial;
-        self.slots
-            .iter_mut()
+        let pause = (self.slots.iter_mut())
+            .filter(|slot| !slot.is_up())
             .filter_map(|slot| slot.reconnect(at_once, dial))
-            .max()
+            .max();
+        if self.up.is_empty() {
+            self.phase = Phase::Opening;
+        } else {
+            self.phase = Phase::Up;
+            self.up_again = true;
+        }
+        pause
     }
 
     pub fn is_up(&self) -> bool {
@@ -220,6 +238,7 @@ impl Stream {
 
     fn closed(&mut self) {
         self.phase = Phase::Closed;
+        self.up_again = false;
         self.up.clear();
         self.pings.clear();
         self.metrics.xmpp_sessions.set(0);
@@ -254,7 +273,10 @@ impl Stream {
                 None
             }
             SlotEvent::Inbound(Inbound::Closed(reason)) => {
-                self.close_now();
+                self.slots[index].take();
+                self.up.retain(|&up| up != index);
+                self.pings.clear();
+                self.metrics.xmpp_sessions.set(self.up.len() as i64);
                 self.phase = Phase::Opening;
                 Some(Happened::Lost { server, reason })
             }
