@@ -247,7 +247,8 @@ impl Stream {
     /// What a slot's event means for the stream, if anything the loop
     /// acts on.
     fn on_slot(&mut self, index: usize, event: SlotEvent) -> Option<Happened> {
-        let server = self.slots[index].server().clone();
+        // Not cloned for every stanza: only the rare events name the node.
+        let server = self.slots[index].server();
         match event {
             SlotEvent::Connected => {
                 self.up.push(index);
@@ -273,6 +274,7 @@ impl Stream {
                 None
             }
             SlotEvent::Inbound(Inbound::Closed(reason)) => {
+                let server = server.clone();
                 self.slots[index].take();
                 self.up.retain(|&up| up != index);
                 self.pings.clear();

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::EjabberdCluster;
 use crate::amqp::{Amqp, EventTap};
 use crate::c2s::XmppUser;
-use crate::delivery::{own_report, reports_of};
+use crate::delivery::{assert_everyone_got_it, own_report, reports_of};
 use crate::herald::{Herald, Names};
 
 /// How long users' messages are collected once a job is reported: the
@@ -113,6 +113,25 @@ impl HeraldOnCluster {
         let id = job["id"].as_str().expect("a job id").to_string();
         self.amqp.publish_json(&self.names.jobs, &job).await;
         own_report(&reports_of(&mut self.reports, &id).await)
+    }
+
+    /// Publishes a job to every provisioned user of the cluster's `users`
+    /// nodes (all of them online) and checks that each got it once and
+    /// the report counts them so; returns the report.
+    pub async fn deliver_to_everyone_once(
+        &mut self,
+        users: &mut [Vec<XmppUser>],
+        id: &str,
+        body: &str,
+    ) -> Value {
+        let nodes = users.len();
+        let report = self.deliver(job_to_everyone(nodes, id, body)).await;
+        assert_counts(&report, nodes * ONLINE_PER_NODE, nodes * OFFLINE_PER_NODE);
+        for node in users.iter_mut() {
+            let twice = assert_everyone_got_it(node, body, COLLECT, &report).await;
+            assert_eq!(twice, 0, "{report}");
+        }
+        report
     }
 
     /// Stops Herald, which must exit cleanly leaving no job in the queue
