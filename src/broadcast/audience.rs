@@ -9,9 +9,11 @@
 //! checkpoint after a restart counts its recipients by their place in this
 //! list, so the same groups and subscribers give the same list.
 
+use std::sync::Arc;
+
 use xmpp_parsers::jid::BareJid;
 
-use super::job::{Job, TooLarge};
+use super::job::{Job, Recipients, TooLarge};
 use crate::groups::Groups;
 
 /// Adds the members of the job's groups to its recipients, each user
@@ -21,7 +23,7 @@ pub fn add_groups(job: &mut Job, groups: &Groups) -> Result<Vec<String>, TooLarg
     if job.groups.is_empty() {
         return Ok(Vec::new());
     }
-    let mut users = job.recipients.users();
+    let mut users = Arc::make_mut(&mut job.recipients).users();
     let mut missing = Vec::new();
     for name in &job.groups {
         match groups.members(name) {
@@ -49,7 +51,7 @@ pub fn add_subscribers<'a>(
     }
     let mut everyone: Vec<&BareJid> = subscribers.collect();
     everyone.sort_unstable();
-    let mut users = job.recipients.users();
+    let mut users = Arc::make_mut(&mut job.recipients).users();
     for user in everyone {
         users.add(user)?;
     }
@@ -64,7 +66,7 @@ pub fn size<'a>(job: &Job, subscribers: impl Iterator<Item = &'a BareJid>) -> us
     if !job.all_subscribers {
         return job.recipients.len();
     }
-    let mut recipients = job.recipients.clone();
+    let mut recipients = Recipients::clone(&job.recipients);
     let mut users = recipients.users();
     let more = subscribers
         .filter(|user| matches!(users.add(user), Ok(true) | Err(_)))

@@ -278,20 +278,12 @@ impl PresenceBook {
             .map_or(Reachability::Offline, |user| reach(&user.resources, policy))
     }
 
-    /// The book's JID of the user whose JID `user` is the text of, when a
-    /// message may go to them now (a message needs no parse of the text);
-    /// else why not.
-    pub fn deliverable(
-        &self,
-        user: UserText<'_>,
-        policy: Policy,
-    ) -> Result<&BareJid, Reachability> {
-        let (jid, online) = self
-            .users
-            .get_key_value(&user)
-            .ok_or(Reachability::Offline)?;
+    /// Whether a message may go now to the user whose JID `user` is the
+    /// text of (a message needs no parse of the text); if not, why not.
+    pub fn deliverable(&self, user: UserText<'_>, policy: Policy) -> Result<(), Reachability> {
+        let online = self.users.get(&user).ok_or(Reachability::Offline)?;
         match reach(&online.resources, policy) {
-            Reachability::Deliver => Ok(jid),
+            Reachability::Deliver => Ok(()),
             other => Err(other),
         }
     }

@@ -343,13 +343,10 @@ fn fan_out_one(
         }
     };
     match book.deliverable(user, job.policy) {
-        Ok(jid) => {
+        Ok(_) => {
             report.sent += 1;
-            let to = Addressee {
-                jid: jid.clone(),
-                // Job validation caps recipients far below u32::MAX.
-                position: position as u32,
-            };
+            // Job validation caps recipients far below u32::MAX.
+            let to = Addressee::in_job(&job.recipients, position as u32);
             (Outcome::Sent, Some(to))
         }
         Err(Reachability::Unavailable) => {

@@ -94,6 +94,20 @@ fn messages_carry_sender_type_body_and_subject() {
 }
 
 #[test]
+fn messages_name_their_recipient_in_the_job_not_in_a_copy() {
+    let job = job("available");
+    let fanout = fan_out(&job, &book());
+    assert_eq!(fanout.deliver_to.len(), 2);
+    assert_eq!(
+        std::sync::Arc::strong_count(&job.recipients),
+        1 + fanout.deliver_to.len(),
+        "each message holds the job's recipients"
+    );
+    drop(fanout);
+    assert_eq!(std::sync::Arc::strong_count(&job.recipients), 1);
+}
+
+#[test]
 fn empty_book_counts_everyone_offline() {
     let fanout = fan_out(&job("available"), &PresenceBook::new());
     assert!(fanout.deliver_to.is_empty());

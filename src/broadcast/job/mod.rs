@@ -2,6 +2,7 @@
 //! ([`RawJob`]), parsed and validated into a [`Job`] that can only produce
 //! well-formed stanzas. Pure code: no I/O.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,9 @@ pub struct RawJob<To = Vec<String>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: String,
-    pub recipients: Recipients,
+    /// Shared with the messages queued to them, which name their
+    /// recipient by position.
+    pub recipients: Arc<Recipients>,
     pub body: String,
     pub subject: Option<String>,
     pub kind: MessageKind,
@@ -328,7 +331,7 @@ impl RawJob<Texts> {
         let recipients = Recipients::parse(self.to, &limits.component_domain)?;
         Ok(Job {
             id: self.id,
-            recipients,
+            recipients: Arc::new(recipients),
             body: self.body,
             subject,
             kind: self.kind,

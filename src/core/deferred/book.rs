@@ -189,10 +189,10 @@ impl Book {
         for position in positions {
             if let Some(to) = window.send(position, book, now) {
                 self.waiting -= 1;
-                if let Some(places) = self.index.get_mut(to.jid.as_str()) {
+                if let Some(places) = self.index.get_mut(to.user()) {
                     places.retain(|place| *place != (slot, position));
                     if places.is_empty() {
-                        self.index.remove(to.jid.as_str());
+                        self.index.remove(to.user());
                     }
                 }
                 sends.push((slot, to));

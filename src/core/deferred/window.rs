@@ -145,12 +145,9 @@ impl Window {
             return None;
         }
         let user = self.waiting.get(&position)?;
-        let jid = book
-            .deliverable(UserText(user), self.terms.policy)
-            .ok()?
-            .clone();
+        book.deliverable(UserText(user), self.terms.policy).ok()?;
         let user = self.waiting.remove(&position)?;
-        self.sending.insert(position, user);
-        Some(Addressee { jid, position })
+        self.sending.insert(position, Arc::clone(&user));
+        Some(Addressee::own(user, position))
     }
 }

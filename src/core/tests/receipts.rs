@@ -16,7 +16,7 @@ fn message_ids(outputs: &[Output]) -> HashMap<String, String> {
         .filter_map(|output| match output {
             Output::Message { template, to } => {
                 let id = template.to_message(to).id?.0;
-                Some((to.jid.to_string(), id))
+                Some((to.user().to_string(), id))
             }
             _ => None,
         })

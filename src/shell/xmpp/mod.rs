@@ -322,7 +322,13 @@ fn addressee_hash(outgoing: &Outgoing) -> u64 {
     let mut hasher = DefaultHasher::new();
     match outgoing {
         Outgoing::Message { to, .. } => {
-            Some((to.jid.node().map(|n| n.as_str()), to.jid.domain().as_str())).hash(&mut hasher)
+            // A bare JID's text: its local part ends at its only '@'.
+            let user = to.user();
+            let (node, domain) = match user.split_once('@') {
+                Some((node, domain)) => (Some(node), domain),
+                None => (None, user),
+            };
+            Some((node, domain)).hash(&mut hasher)
         }
         Outgoing::Stanza(stanza) => {
             let to: Option<&Jid> = match &**stanza {
@@ -335,4 +341,53 @@ fn addressee_hash(outgoing: &Outgoing) -> u64 {
         }
     }
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use xmpp_parsers::message::{Message, MessageType};
+    use xmpp_parsers::presence::{Presence, Type};
+
+    use super::*;
+    use crate::xmpp::wire::{Addressee, Marks, MessageTemplate};
+
+    #[test]
+    fn a_broadcast_message_goes_where_any_stanza_to_its_user_goes() {
+        let template = MessageTemplate::new(
+            BareJid::new("herald@broadcast.localhost").unwrap(),
+            MessageType::Headline,
+            None,
+            "hello".into(),
+            Marks::default(),
+        )
+        .map(Arc::new)
+        .unwrap();
+        let message_to = |user: &str| Outgoing::Message {
+            template: Arc::clone(&template),
+            to: Addressee::own(user.into(), 3),
+        };
+        let stanza_to = |jid: &str| {
+            let to = Jid::new(jid).unwrap();
+            Outgoing::Stanza(Box::new(Presence::new(Type::Probe).with_to(to).into()))
+        };
+        for (user, full) in [
+            ("alice@localhost", "alice@localhost/phone"),
+            ("localhost", "localhost/admin"),
+        ] {
+            let hash = addressee_hash(&message_to(user));
+            assert_eq!(hash, addressee_hash(&stanza_to(user)), "{user}");
+            assert_eq!(hash, addressee_hash(&stanza_to(full)), "{full}");
+        }
+        let to_bob = Message::new(Some(Jid::new("bob@localhost").unwrap()));
+        assert_eq!(
+            addressee_hash(&message_to("bob@localhost")),
+            addressee_hash(&Outgoing::Stanza(Box::new(to_bob.into())))
+        );
+        assert_ne!(
+            addressee_hash(&message_to("alice@localhost")),
+            addressee_hash(&message_to("bob@localhost"))
+        );
+    }
 }

@@ -100,10 +100,7 @@ mod tests {
     use crate::xmpp::wire::{Addressee, Outgoing, StanzaEncoder};
 
     fn bytes_of(template: MessageTemplate) -> Vec<u8> {
-        let to = Addressee {
-            jid: BareJid::new("alice@example.com").unwrap(),
-            position: 7,
-        };
+        let to = Addressee::own("alice@example.com".into(), 7);
         let mut out = Vec::new();
         let message = Outgoing::Message {
             template: template.into(),

@@ -134,10 +134,7 @@ fn a_broadcast_template_writes_what_the_message_would_be() {
     .unwrap();
     let template = Arc::new(template);
     for position in [0, 7, 10, 4_294_967_295] {
-        let to = Addressee {
-            jid: BareJid::new("alice@localhost").unwrap(),
-            position,
-        };
+        let to = Addressee::own("alice@localhost".into(), position);
         let out = write_template(&template, &to);
         assert_eq!(parse(&out), template.to_message(&to));
         // The same message, written by the generic encoder, reads back the same.
@@ -159,10 +156,7 @@ fn a_broadcast_message_carries_its_id_twice_numbered_by_its_recipients_position(
     )
     .map(Arc::new)
     .unwrap();
-    let to = |position| Addressee {
-        jid: BareJid::new("bob@localhost").unwrap(),
-        position,
-    };
+    let to = |position| Addressee::own("bob@localhost".into(), position);
     let message = parse(&write_template(&template, &to(42)));
     assert_eq!(
         message.id.as_ref().map(|id| id.0.as_str()),
