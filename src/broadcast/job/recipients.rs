@@ -9,7 +9,7 @@
 //! rather than a set of copies.
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use super::{field_error, truncated, JobError};
+use crate::user_text::UserHasher;
 
 /// Set on an entry's end: the entry is no user Herald can address. Ends
 /// stay below it, so the texts of one list are under 2 GiB.
@@ -152,25 +153,36 @@ impl Recipients {
         let mut spill: Option<Vec<u8>> = None;
         // Sized once: growing it would hold the old table beside the new.
         let mut index = Index::with_capacity(ends.len());
+        let mut plain_domain = PlainDomain::default();
         let (mut start, mut kept) = (0, 0);
         for at in 0..ends.len() {
             let end = ends[at] as usize;
             let text = std::str::from_utf8(&bytes[start..end]).expect("whole strings");
-            let jid = Jid::new(text).map_err(|e| JobError::Recipient {
-                index: at,
-                jid: truncated(text),
-                reason: e.to_string(),
-            })?;
-            let user = match jid.try_into_full() {
-                Err(bare) if bare.node().is_some() && bare.domain() != own_domain.domain() => {
-                    Some(bare.into_inner())
+            let normal = if plain_domain.holds(text) {
+                Normal::AsWritten(0)
+            } else {
+                let jid = Jid::new(text).map_err(|e| JobError::Recipient {
+                    index: at,
+                    jid: truncated(text),
+                    reason: e.to_string(),
+                })?;
+                match jid.try_into_full() {
+                    Err(bare) if bare.node().is_some() && bare.domain() != own_domain.domain() => {
+                        plain_domain.learn(text, &bare);
+                        let user = bare.into_inner();
+                        if user == text {
+                            Normal::AsWritten(0)
+                        } else {
+                            Normal::Changed(user)
+                        }
+                    }
+                    _ => Normal::AsWritten(INVALID),
                 }
-                _ => None,
             };
             let written = spill.as_deref().unwrap_or(&bytes);
-            let new = match &user {
-                Some(user) => (user.as_bytes(), 0),
-                None => (&bytes[start..end], INVALID),
+            let new = match &normal {
+                Normal::Changed(user) => (user.as_bytes(), 0),
+                Normal::AsWritten(flag) => (&bytes[start..end], *flag),
             };
             if index.insert(written, &ends[..kept], new, kept) {
                 let from = start_of(&ends, kept);
@@ -180,11 +192,17 @@ impl Recipients {
                 if spill.is_none() && to > end {
                     spill = Some(bytes[..from].to_vec());
                 }
-                match (&mut spill, &user) {
-                    (Some(spill), Some(user)) => spill.extend_from_slice(user.as_bytes()),
-                    (Some(spill), None) => spill.extend_from_slice(&bytes[start..end]),
-                    (None, Some(user)) => bytes[from..to].copy_from_slice(user.as_bytes()),
-                    (None, None) => bytes.copy_within(start..end, from),
+                match (&mut spill, &normal) {
+                    (Some(spill), Normal::Changed(user)) => {
+                        spill.extend_from_slice(user.as_bytes())
+                    }
+                    (Some(spill), Normal::AsWritten(_)) => {
+                        spill.extend_from_slice(&bytes[start..end])
+                    }
+                    (None, Normal::Changed(user)) => {
+                        bytes[from..to].copy_from_slice(user.as_bytes())
+                    }
+                    (None, Normal::AsWritten(_)) => bytes.copy_within(start..end, from),
                 }
                 kept += 1;
             }
@@ -242,11 +260,61 @@ impl Users<'_> {
     }
 }
 
+/// A recipient as its list keeps it.
+enum Normal {
+    /// As written: a user already in normal form, or (flagged
+    /// [`INVALID`]) an invalid recipient.
+    AsWritten(u32),
+    /// A user, normalised.
+    Changed(String),
+}
+
+/// The domain of the last user whose domain was written in normal form: a
+/// recipient at it whose local part is plainly normal needs no parse (a
+/// job's users are mostly at one domain, and parsing a JID is most of what
+/// taking a recipient costs).
+#[derive(Default)]
+struct PlainDomain(Option<String>);
+
+impl PlainDomain {
+    /// Whether `text` is a user at this domain, already in normal form:
+    /// the JID parser would give it back unchanged, as a user.
+    fn holds(&self, text: &str) -> bool {
+        let Some(domain) = &self.0 else {
+            return false;
+        };
+        let Some((node, rest)) = text.split_once('@') else {
+            return false;
+        };
+        rest == domain && is_plain_node(node)
+    }
+
+    /// `bare` was parsed from `text`: its domain is remembered if `text`
+    /// wrote it in normal form.
+    fn learn(&mut self, text: &str, bare: &BareJid) {
+        let domain = bare.domain().as_str();
+        let as_written = text.split_once('@').map(|(_, rest)| rest);
+        if as_written == Some(domain) && self.0.as_deref() != Some(domain) {
+            self.0 = Some(domain.to_owned());
+        }
+    }
+}
+
+/// A local part that nodeprep leaves as it is and allows: lower-case ASCII
+/// letters, digits and `.`, `_`, `+`, `-` (case folding, Unicode and the
+/// characters nodeprep forbids go through the parser), within the length a
+/// JID's local part may have.
+fn is_plain_node(node: &str) -> bool {
+    (1..=1023).contains(&node.len())
+        && (node.bytes())
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'+' | b'-'))
+}
+
 /// Which entries a list holds, as their positions in it: a set of texts
 /// that costs a few bytes an entry, not a copy of each.
 struct Index {
     table: HashTable<u32>,
-    hasher: RandomState,
+    hasher: UserHasher,
 }
 
 /// An entry: its text and its [`INVALID`] flag.
@@ -256,7 +324,7 @@ impl Index {
     fn with_capacity(entries: usize) -> Index {
         Index {
             table: HashTable::with_capacity(entries),
-            hasher: RandomState::new(),
+            hasher: UserHasher::default(),
         }
     }
 

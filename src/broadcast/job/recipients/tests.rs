@@ -28,9 +28,14 @@ fn shown(recipient: Recipient<'_>) -> String {
 
 /// What Herald did with a `String` and a parsed JID per recipient.
 fn reference(to: &[&str]) -> Vec<String> {
+    reference_or_first_error(to).unwrap()
+}
+
+/// [`reference`], or the place of the first recipient that is no JID.
+fn reference_or_first_error(to: &[&str]) -> Result<Vec<String>, usize> {
     let (mut users, mut invalid, mut out) = (HashSet::new(), HashSet::new(), Vec::new());
-    for text in to {
-        match Jid::new(text).unwrap().try_into_full() {
+    for (index, text) in to.iter().enumerate() {
+        match Jid::new(text).map_err(|_| index)?.try_into_full() {
             Err(bare) if bare.node().is_some() && bare.domain() != own().domain() => {
                 if users.insert(bare.clone()) {
                     out.push(bare.to_string());
@@ -43,7 +48,52 @@ fn reference(to: &[&str]) -> Vec<String> {
             }
         }
     }
-    out
+    Ok(out)
+}
+
+proptest::proptest! {
+    /// Users at a domain already seen in normal form skip the parser: the
+    /// list is still what parsing each would give.
+    #[test]
+    fn a_list_is_what_parsing_every_recipient_gives(
+        to in proptest::collection::vec(
+            concat!(
+                r"(([a-z0-9._+-]{1,4}|[a-zA-Z0-9]{1,4}|[a-z]{1,2}(\u{e9}|\u{130}|\u{ad}|/|&|@)[a-z]{0,2})@)?",
+                r"(localhost|LOCALHOST|example\.com|example\.com\.|xn--bcher-kva\.example|",
+                r"b\u{fc}cher\.example|127\.0\.0\.1|broadcast\.localhost)(/[a-z]{0,2})?",
+            ),
+            0..16,
+        )
+    ) {
+        let to: Vec<&str> = to.iter().map(String::as_str).collect();
+        let parsed = Recipients::parse(texts(&to), &own());
+        match reference_or_first_error(&to) {
+            Ok(expected) => {
+                let got: Vec<String> = parsed.unwrap().iter_from(0).map(shown).collect();
+                proptest::prop_assert_eq!(got, expected);
+            }
+            Err(index) => {
+                let refused_there =
+                    matches!(parsed, Err(JobError::Recipient { index: i, .. }) if i == index);
+                proptest::prop_assert!(refused_there, "{:?}", parsed);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_plain_local_part_at_a_domain_seen_in_normal_form_is_as_written() {
+    let to = [
+        "a@example.com",
+        "b.c+d_e-f@example.com",
+        "B@example.com",
+        "g@Example.com",
+        "h@example.com/r",
+        "i@broadcast.localhost",
+        "j@broadcast.localhost",
+        "k\u{e9}@example.com",
+    ];
+    assert_eq!(parsed(&to), reference(&to));
 }
 
 #[test]
