@@ -41,7 +41,7 @@ pub const RECEIPTS_NS: &str = "urn:xmpp:receipts";
 pub struct Unserializable(String);
 
 /// A stanza to write: any stanza, or one message of a broadcast.
-/// Queued by the thousand for a large broadcast: a message is 48 bytes,
+/// Queued by the thousand for a large broadcast: a message is 32 bytes,
 /// and the rare other stanza is boxed so as not to make every one 400.
 #[derive(Debug)]
 pub enum Outgoing {
