@@ -80,15 +80,27 @@ impl<T> Barriers<T> {
 
     /// Returns the id of a ping to send now, if one is due: work or stanzas
     /// (`queued` counts them, as [`Barriers::ping_now`]) wait for one.
-    /// `force` sends one even with nothing to cover (keepalive) unless one
-    /// is already out.
-    pub fn next_ping(&mut self, force: bool, now: Instant, queued: u64) -> Option<String> {
+    pub fn next_ping(&mut self, now: Instant, queued: u64) -> Option<String> {
         let due = !self.uncovered.is_empty() || self.settle_requested || queued > self.last_mark;
+        (due && self.in_flight.len() < MAX_IN_FLIGHT).then(|| self.ping_now(now, queued))
+    }
+
+    /// Returns the id of a keepalive ping to send now: one goes when none
+    /// is out, or when the oldest out has waited `stale_after` for its
+    /// answer. An answer the server lost (a cluster node may route it to a
+    /// session of Herald's just closed) would otherwise hold back all the
+    /// work behind it until the stream's read timeout ended the stream; the
+    /// answer to a later ping releases what the earlier ones cover.
+    pub fn keepalive(
+        &mut self,
+        now: Instant,
+        queued: u64,
+        stale_after: Duration,
+    ) -> Option<String> {
+        let stale = (self.in_flight.front())
+            .is_some_and(|oldest| now.saturating_duration_since(oldest.sent_at) >= stale_after);
         let room = self.in_flight.len() < MAX_IN_FLIGHT;
-        if !(due && room || force && self.in_flight.is_empty()) {
-            return None;
-        }
-        Some(self.ping_now(now, queued))
+        (self.in_flight.is_empty() || stale && room).then(|| self.ping_now(now, queued))
     }
 
     /// Returns the id of a ping to send now, whatever is in flight: a
@@ -162,22 +174,49 @@ mod tests {
     #[test]
     fn nothing_to_cover_sends_no_ping_unless_forced() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
-        assert_eq!(barriers.next_ping(false, now(), 0), None);
-        assert_eq!(barriers.next_ping(true, now(), 0).as_deref(), Some("b-1"));
+        let stale_after = Duration::from_secs(30);
+        assert_eq!(barriers.next_ping(now(), 0), None);
         assert_eq!(
-            barriers.next_ping(true, now(), 0),
+            barriers.keepalive(now(), 0, stale_after).as_deref(),
+            Some("b-1")
+        );
+        assert_eq!(
+            barriers.keepalive(now(), 0, stale_after),
             None,
             "a keepalive is already out"
         );
     }
 
     #[test]
+    fn a_keepalive_goes_past_a_ping_whose_answer_is_overdue_and_its_answer_releases_both() {
+        let stale_after = Duration::from_secs(30);
+        let t0 = now();
+        let mut barriers = Barriers::new("b");
+        barriers.push(1);
+        let lost = barriers.next_ping(t0, 1).unwrap();
+        let before = t0 + stale_after - Duration::from_millis(1);
+        assert_eq!(barriers.keepalive(before, 1, stale_after), None);
+        let at = t0 + stale_after;
+        let again = barriers.keepalive(at, 1, stale_after).expect("a new ping");
+        assert_ne!(again, lost);
+        assert_eq!(barriers.answered(&again, at).unwrap().work, vec![1]);
+        assert!(barriers.is_idle());
+
+        // No room: the pings out are all overdue, and nothing more goes.
+        for i in 0..MAX_IN_FLIGHT {
+            barriers.push(i);
+            barriers.next_ping(t0, 1).unwrap();
+        }
+        assert_eq!(barriers.keepalive(at, 1, stale_after), None);
+    }
+
+    #[test]
     fn answer_releases_work_covered_by_it_and_earlier_barriers() {
         let mut barriers = Barriers::new("b");
         barriers.push(1);
-        let first = barriers.next_ping(false, now(), 0).unwrap();
+        let first = barriers.next_ping(now(), 0).unwrap();
         barriers.push(2);
-        let second = barriers.next_ping(false, now(), 0).unwrap();
+        let second = barriers.next_ping(now(), 0).unwrap();
         barriers.push(3);
         assert_ne!(first, second);
         let released = barriers.answered(&second, now()).unwrap();
@@ -197,12 +236,12 @@ mod tests {
         let mut barriers = Barriers::new("b");
         for i in 0..MAX_IN_FLIGHT {
             barriers.push(i);
-            assert!(barriers.next_ping(false, now(), 0).is_some());
+            assert!(barriers.next_ping(now(), 0).is_some());
         }
         barriers.push(99);
-        assert_eq!(barriers.next_ping(false, now(), 0), None);
+        assert_eq!(barriers.next_ping(now(), 0), None);
         barriers.answered("b-1", now()).unwrap();
-        assert!(barriers.next_ping(false, now(), 0).is_some());
+        assert!(barriers.next_ping(now(), 0).is_some());
     }
 
     #[test]
@@ -210,7 +249,7 @@ mod tests {
         let mut barriers = Barriers::new("b");
         for i in 0..MAX_IN_FLIGHT {
             barriers.push(i);
-            barriers.next_ping(false, now(), 0).unwrap();
+            barriers.next_ping(now(), 0).unwrap();
         }
         barriers.push(99);
         let id = barriers.ping_now(now(), 0);
@@ -224,7 +263,7 @@ mod tests {
     fn settle_request_is_reported_when_answered() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         barriers.request_settle();
-        let id = barriers.next_ping(false, now(), 0).unwrap();
+        let id = barriers.next_ping(now(), 0).unwrap();
         assert!(barriers.answered(&id, now()).unwrap().presence_settled);
     }
 
@@ -233,7 +272,7 @@ mod tests {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         let sent = now();
         barriers.push(1);
-        let id = barriers.next_ping(false, sent, 0).unwrap();
+        let id = barriers.next_ping(sent, 0).unwrap();
         let released = barriers
             .answered(&id, sent + Duration::from_millis(1500))
             .unwrap();
@@ -244,7 +283,7 @@ mod tests {
     fn unknown_answer_is_ignored() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         barriers.push(1);
-        barriers.next_ping(false, now(), 0).unwrap();
+        barriers.next_ping(now(), 0).unwrap();
         assert!(barriers.answered("other-1", now()).is_none());
         assert_eq!(barriers.abandon(0), vec![1]);
     }
@@ -253,11 +292,11 @@ mod tests {
     fn stanzas_count_as_unread_until_a_ping_after_them_is_answered() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
         let sent = now();
-        assert_eq!(barriers.next_ping(false, sent, 0), None);
+        assert_eq!(barriers.next_ping(sent, 0), None);
         // Each ping is a stanza too, counted after the 100 before it.
-        let first = barriers.next_ping(false, sent, 100).expect("stanzas wait");
-        assert_eq!(barriers.next_ping(false, sent, 101), None, "covered");
-        let second = barriers.next_ping(false, sent, 250).unwrap();
+        let first = barriers.next_ping(sent, 100).expect("stanzas wait");
+        assert_eq!(barriers.next_ping(sent, 101), None, "covered");
+        let second = barriers.next_ping(sent, 250).unwrap();
         assert_eq!(barriers.unread(300), 300);
         let released = barriers.answered(&first, sent + Duration::from_millis(10));
         assert_eq!(released.unwrap().ahead, 101);
@@ -265,7 +304,7 @@ mod tests {
         let released = barriers.answered(&second, sent + Duration::from_millis(20));
         assert_eq!(released.unwrap().ahead, 251, "counted from the start");
         assert_eq!(barriers.unread(300), 49);
-        let third = barriers.next_ping(false, sent, 300).unwrap();
+        let third = barriers.next_ping(sent, 300).unwrap();
         let released = barriers.answered(&third, sent).unwrap();
         assert_eq!(released.ahead, 50, "what the last answer left");
         assert_eq!(barriers.unread(301), 0);
@@ -274,10 +313,10 @@ mod tests {
     #[test]
     fn a_lost_stream_leaves_nothing_unread() {
         let mut barriers: Barriers<u32> = Barriers::new("b");
-        barriers.next_ping(false, now(), 40).unwrap();
+        barriers.next_ping(now(), 40).unwrap();
         assert_eq!(barriers.unread(70), 70);
         barriers.abandon(70);
         assert_eq!(barriers.unread(70), 0);
-        assert_eq!(barriers.next_ping(false, now(), 70), None);
+        assert_eq!(barriers.next_ping(now(), 70), None);
     }
 }

@@ -265,10 +265,11 @@ impl<H: Handler> Core<H> {
         }
         if self.phase.has_stream() && self.keepalive_at <= now {
             self.keepalive_at = now + self.settings.keepalive;
-            if let Some(id) = self
-                .barriers
-                .next_ping(true, now, self.out.stanzas_queued())
-            {
+            let queued = self.out.stanzas_queued();
+            // Checked once a keepalive: a lost answer holds the stream back
+            // for at most about one keepalive more.
+            let stale_after = self.settings.keepalive / 2;
+            if let Some(id) = self.barriers.keepalive(now, queued, stale_after) {
                 self.ping(id);
             }
             self.limiter.sweep(now);
@@ -294,10 +295,7 @@ impl<H: Handler> Core<H> {
         if self.out.is_empty() {
             // After everything queued in this turn: one barrier covers it all.
             if self.phase.has_stream() {
-                if let Some(id) =
-                    self.barriers
-                        .next_ping(false, self.now, self.out.stanzas_queued())
-                {
+                if let Some(id) = self.barriers.next_ping(self.now, self.out.stanzas_queued()) {
                     self.ping(id);
                 }
             }

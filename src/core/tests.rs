@@ -340,6 +340,7 @@ fn shutdown_requeues_held_jobs_and_finishes_once_the_server_read_the_rest() {
 }
 
 mod adhoc;
+mod barriers;
 mod cancel;
 mod control;
 mod deferred;
