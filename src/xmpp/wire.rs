@@ -414,13 +414,35 @@ fn element(out: &mut Vec<u8>, name: &str, text: &str) -> Result<(), Unserializab
     Ok(())
 }
 
+/// The bytes [`escape`] has to look at: markup, controls, and the first
+/// byte of U+FFFE and U+FFFF. Looked up rather than matched, so that the
+/// scan over the clean runs between them (nearly every byte of a JID or a
+/// body) is a load and a test per byte.
+const NOTABLE: [bool; 256] = {
+    let mut notable = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        notable[byte] = true;
+        byte += 1;
+    }
+    let mut markup = 0;
+    while markup < 5 {
+        notable[b"&<>'\""[markup] as usize] = true;
+        markup += 1;
+    }
+    notable[0xef] = true;
+    notable
+};
+
 /// Appends `text` escaped for an attribute value in single quotes or for
 /// character data (one escaping serves both); refuses what XML 1.0 forbids.
 fn escape(out: &mut Vec<u8>, text: &str) -> Result<(), Unserializable> {
     let bytes = text.as_bytes();
-    let mut clean = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        let entity: &[u8] = match byte {
+    let (mut clean, mut from) = (0, 0);
+    while let Some(skipped) = bytes[from..].iter().position(|&b| NOTABLE[usize::from(b)]) {
+        let at = from + skipped;
+        from = at + 1;
+        let entity: &[u8] = match bytes[at] {
             b'&' => b"&amp;",
             b'<' => b"&lt;",
             b'>' => b"&gt;",
@@ -440,7 +462,7 @@ fn escape(out: &mut Vec<u8>, text: &str) -> Result<(), Unserializable> {
         };
         out.extend_from_slice(&bytes[clean..at]);
         out.extend_from_slice(entity);
-        clean = at + 1;
+        clean = from;
     }
     out.extend_from_slice(&bytes[clean..]);
     Ok(())
