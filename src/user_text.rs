@@ -24,6 +24,17 @@ pub type UserMap<V> = hashbrown::HashMap<BareJid, V, UserHasher>;
 #[derive(Debug, Clone, Copy, Hash)]
 pub struct UserText<'a>(pub &'a str);
 
+impl<'a> UserText<'a> {
+    /// Its local part, if any, and its domain: a bare JID's text has at
+    /// most one '@', which ends the local part.
+    pub fn node_and_domain(self) -> (Option<&'a str>, &'a str) {
+        match self.0.split_once('@') {
+            Some((node, domain)) => (Some(node), domain),
+            None => (None, self.0),
+        }
+    }
+}
+
 impl Equivalent<BareJid> for UserText<'_> {
     fn equivalent(&self, user: &BareJid) -> bool {
         self.0 == user.as_str()

@@ -89,8 +89,7 @@ impl StrangerTest<'_> {
         // Subscribers first: nearly every recipient is one, and their
         // domain need not be looked for in the text.
         !self.subscribers.contains_user(user) && {
-            // The text of a bare JID with a local part, which has no '@'.
-            let domain = user.0.split_once('@').map_or(user.0, |(_, domain)| domain);
+            let (_, domain) = user.node_and_domain();
             super::settings::serves(self.user_domains, domain)
                 && self.strangers.should_probe(user, self.now)
         }

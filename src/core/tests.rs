@@ -64,11 +64,19 @@ impl Harness {
 
     /// Drains the outputs, answering every store batch as committed.
     fn commit_all(&mut self) {
-        for output in self.drain() {
+        self.drain_committed();
+    }
+
+    /// Drains the outputs, answering every store batch among them as
+    /// committed: the outputs.
+    fn drain_committed(&mut self) -> Vec<Output> {
+        let outputs = self.drain();
+        for output in &outputs {
             if let Output::Commit(batch) = output {
                 self.input(Input::Committed { batch: batch.id });
             }
         }
+        outputs
     }
 
     fn input(&mut self, input: Input) {

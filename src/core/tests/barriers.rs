@@ -7,13 +7,7 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 /// The pings among what the core queues now, every store batch among it
 /// committed.
 fn pings_with_commits(h: &mut Harness) -> Vec<String> {
-    let outputs = h.drain();
-    for output in &outputs {
-        if let Output::Commit(batch) = output {
-            h.input(Input::Committed { batch: batch.id });
-        }
-    }
-    ids_of_pings(&outputs)
+    ids_of_pings(&h.drain_committed())
 }
 
 #[test]

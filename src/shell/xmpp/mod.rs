@@ -32,6 +32,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::user_text::UserText;
 use crate::xmpp::wire::Outgoing;
 use crate::xmpp::{Closed, Inbound, ServerAddress, Session};
 pub use slot::Dial;
@@ -322,13 +323,7 @@ fn addressee_hash(outgoing: &Outgoing) -> u64 {
     let mut hasher = DefaultHasher::new();
     match outgoing {
         Outgoing::Message { to, .. } => {
-            // A bare JID's text: its local part ends at its only '@'.
-            let user = to.user();
-            let (node, domain) = match user.split_once('@') {
-                Some((node, domain)) => (Some(node), domain),
-                None => (None, user),
-            };
-            Some((node, domain)).hash(&mut hasher)
+            Some(UserText(to.user()).node_and_domain()).hash(&mut hasher)
         }
         Outgoing::Stanza(stanza) => {
             let to: Option<&Jid> = match &**stanza {
