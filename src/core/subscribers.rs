@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use hashbrown::hash_map::Entry;
+
 use xmpp_parsers::jid::BareJid;
 
 use crate::presence::Stamp;
@@ -13,17 +15,53 @@ use crate::user_text::{UserMap, UserText};
 use crate::store::Subscription;
 
 /// One user who shares presence with Herald.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Subscriber {
-    /// The contacts (Herald's JIDs) they subscribed to, as indexes into
-    /// [`Subscribers::contacts`]: Herald has a handful of JIDs and a
-    /// million users, so each user holds a few small numbers, not a set of
-    /// strings; in a boxed slice, 8 bytes less than a vector.
-    contacts: Box<[u32]>,
+    contacts: Contacts,
     /// When Herald last saw them go offline, while they are. Kept here so
     /// that it lasts as long as the subscription, at no cost in entries:
-    /// the slice's 8 bytes pay for it.
+    /// the contacts' 16 bytes leave room for it.
     offline_since: Option<Stamp>,
+}
+
+/// The contacts (Herald's JIDs) a user subscribed to, as indexes into
+/// [`Subscribers::contacts`]: Herald has a handful of JIDs and a million
+/// users, so each user holds a few small numbers, not a set of strings.
+/// Nearly always one, kept inline: a boxed slice of one index took a heap
+/// block (32 bytes with glibc) per subscriber.
+#[derive(Debug)]
+enum Contacts {
+    One(u32),
+    /// Two or more.
+    Many(Box<[u32]>),
+}
+
+impl Contacts {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Contacts::One(contact) => std::slice::from_ref(contact),
+            Contacts::Many(contacts) => contacts,
+        }
+    }
+
+    /// These and `contact`.
+    fn with(&self, contact: u32) -> Contacts {
+        let mut contacts = Vec::with_capacity(self.as_slice().len() + 1);
+        contacts.extend_from_slice(self.as_slice());
+        contacts.push(contact);
+        Contacts::Many(contacts.into_boxed_slice())
+    }
+
+    /// These without the one at `at`; None if none is left.
+    fn without(&self, at: usize) -> Option<Contacts> {
+        let mut contacts = self.as_slice().to_vec();
+        contacts.remove(at);
+        match *contacts {
+            [] => None,
+            [contact] => Some(Contacts::One(contact)),
+            _ => Some(Contacts::Many(contacts.into_boxed_slice())),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -50,14 +88,21 @@ impl Subscribers {
     /// Adds a subscription; false if it was known.
     pub fn insert(&mut self, subscription: Subscription) -> bool {
         let contact = self.contact_index(subscription.contact);
-        let subscriber = self.by_user.entry(subscription.user).or_default();
-        if subscriber.contacts.contains(&contact) {
-            return false;
+        match self.by_user.entry(subscription.user) {
+            Entry::Occupied(mut known) => {
+                let subscriber = known.get_mut();
+                if subscriber.contacts.as_slice().contains(&contact) {
+                    return false;
+                }
+                subscriber.contacts = subscriber.contacts.with(contact);
+            }
+            Entry::Vacant(new) => {
+                new.insert(Subscriber {
+                    contacts: Contacts::One(contact),
+                    offline_since: None,
+                });
+            }
         }
-        let mut contacts = Vec::with_capacity(subscriber.contacts.len() + 1);
-        contacts.extend_from_slice(&subscriber.contacts);
-        contacts.push(contact);
-        subscriber.contacts = contacts.into_boxed_slice();
         self.len += 1;
         true
     }
@@ -70,14 +115,19 @@ impl Subscribers {
         let Some(subscriber) = self.by_user.get_mut(&subscription.user) else {
             return false;
         };
-        let Some(at) = subscriber.contacts.iter().position(|&c| c == contact) else {
+        let Some(at) = subscriber
+            .contacts
+            .as_slice()
+            .iter()
+            .position(|&c| c == contact)
+        else {
             return false;
         };
-        let mut contacts = std::mem::take(&mut subscriber.contacts).into_vec();
-        contacts.swap_remove(at);
-        subscriber.contacts = contacts.into_boxed_slice();
-        if subscriber.contacts.is_empty() {
-            self.by_user.remove(&subscription.user);
+        match subscriber.contacts.without(at) {
+            Some(left) => subscriber.contacts = left,
+            None => {
+                self.by_user.remove(&subscription.user);
+            }
         }
         self.len -= 1;
         true
@@ -118,6 +168,7 @@ impl Subscribers {
         self.by_user.iter().flat_map(move |(user, subscriber)| {
             subscriber
                 .contacts
+                .as_slice()
                 .iter()
                 .map(move |&contact| (user, &contacts[contact as usize]))
         })
@@ -209,8 +260,9 @@ mod tests {
 
     #[test]
     fn a_subscriber_costs_what_a_vector_of_contacts_did() {
-        // The contacts' boxed slice (16 bytes) and when they went offline
-        // (8) take the 24 bytes a vector of contacts took alone.
+        // The contacts (16 bytes: a boxed slice, or one index in its place)
+        // and when they went offline (8) take the 24 bytes a vector of
+        // contacts took alone.
         assert_eq!(std::mem::size_of::<Subscriber>(), 24);
     }
 }

@@ -2,11 +2,13 @@
 //! and since when. Pure data, no I/O; the event loop feeds it presence
 //! stanzas and the time they came at.
 
+mod resources;
 mod stamp;
 
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
+use resources::Resources;
 pub use stamp::{Clock, Stamp};
 
 use crate::user_text::{UserMap, UserText};
@@ -102,13 +104,6 @@ pub struct PresenceChange {
     pub changed: bool,
 }
 
-/// One online resource of a user.
-#[derive(Debug)]
-struct Resource {
-    name: Box<str>,
-    presence: ResourcePresence,
-}
-
 /// Since when a user has looked as they do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Since {
@@ -122,18 +117,18 @@ pub struct Since {
 /// A user with a resource online.
 #[derive(Debug)]
 struct OnlineUser {
-    /// Nearly always one, so a boxed slice sized to fit, searched by name:
-    /// a hash map per user cost several hundred bytes, a vector 8 bytes
-    /// more than this, and a million online users is the size Herald is
-    /// built for.
-    resources: Box<[Resource]>,
+    /// Nearly always one, so packed into one allocation and searched by
+    /// name: a hash map per user cost several hundred bytes, a vector of
+    /// boxed names a heap block more per resource, and a million online
+    /// users is the size Herald is built for.
+    resources: Resources,
     since: Since,
 }
 
 impl OnlineUser {
     fn new(at: Stamp) -> Self {
         OnlineUser {
-            resources: Box::default(),
+            resources: Resources::default(),
             since: Since {
                 online: at,
                 show: at,
@@ -141,26 +136,12 @@ impl OnlineUser {
         }
     }
 
-    fn add(&mut self, resource: Resource) {
-        // Grown to the exact size: a vector's growth would round it up.
-        let mut grown = Vec::with_capacity(self.resources.len() + 1);
-        grown.extend(std::mem::take(&mut self.resources).into_vec());
-        grown.push(resource);
-        self.resources = grown.into_boxed_slice();
-    }
-
-    fn remove(&mut self, at: usize) {
-        let mut resources = std::mem::take(&mut self.resources).into_vec();
-        resources.swap_remove(at);
-        self.resources = resources.into_boxed_slice();
-    }
-
     /// What a `presence` request says of the user: available, and the
     /// readiest `<show/>`.
     fn looks(&self) -> (Reachability, Option<Show>) {
         (
             reach(&self.resources, Policy::Available),
-            readiest(self.resources.iter().map(|r| r.presence)),
+            readiest(self.resources.presences()),
         )
     }
 
@@ -196,18 +177,10 @@ impl PresenceBook {
             .entry(jid.to_bare())
             .or_insert_with(|| OnlineUser::new(at));
         let looked = user.looks();
-        let name = jid.resource().as_str();
-        let previous = match user.resources.iter_mut().find(|r| &*r.name == name) {
-            Some(known) => Some(std::mem::replace(&mut known.presence, presence)),
-            None => {
-                user.add(Resource {
-                    name: name.into(),
-                    presence,
-                });
-                self.resources += 1;
-                None
-            }
-        };
+        let previous = user.resources.set(jid.resource().as_str(), presence);
+        if previous.is_none() {
+            self.resources += 1;
+        }
         user.changed_since(looked, at);
         PresenceChange {
             jid: jid.clone(),
@@ -221,10 +194,8 @@ impl PresenceBook {
         let bare = jid.to_bare();
         let mut removed = false;
         if let Some(user) = self.users.get_mut(&bare) {
-            let name = jid.resource().as_str();
-            if let Some(place) = user.resources.iter().position(|r| &*r.name == name) {
-                let looked = user.looks();
-                user.remove(place);
+            let looked = user.looks();
+            if user.resources.remove(jid.resource().as_str()) {
                 user.changed_since(looked, at);
                 removed = true;
             }
@@ -250,9 +221,8 @@ impl PresenceBook {
         };
         self.resources -= user.resources.len();
         user.resources
-            .into_vec()
-            .into_iter()
-            .filter_map(|resource| jid.with_resource_str(&resource.name).ok())
+            .iter()
+            .filter_map(|(name, _)| jid.with_resource_str(name).ok())
             .collect()
     }
 
@@ -265,9 +235,9 @@ impl PresenceBook {
             .drain()
             .flat_map(|(jid, user)| {
                 user.resources
-                    .into_vec()
-                    .into_iter()
-                    .filter_map(move |resource| jid.with_resource_str(&resource.name).ok())
+                    .iter()
+                    .filter_map(|(name, _)| jid.with_resource_str(name).ok())
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -298,8 +268,7 @@ impl PresenceBook {
         self.users
             .get(jid)
             .into_iter()
-            .flat_map(|user| user.resources.iter())
-            .map(|resource| resource.presence)
+            .flat_map(|user| user.resources.presences())
     }
 
     /// The most ready `<show/>` among the online resources of `jid`.
@@ -327,7 +296,7 @@ fn readiest(resources: impl Iterator<Item = ResourcePresence>) -> Option<Show> {
         .max_by_key(|show| show.readiness())
 }
 
-fn reach(resources: &[Resource], policy: Policy) -> Reachability {
+fn reach(resources: &Resources, policy: Policy) -> Reachability {
     // RFC 6121 8.5.2.1.1: the server delivers a message to a bare JID
     // only to resources of non-negative priority.
     let satisfies = |p: &ResourcePresence| {
@@ -337,10 +306,7 @@ fn reach(resources: &[Resource], policy: Policy) -> Reachability {
                 Policy::Online => true,
             }
     };
-    if resources
-        .iter()
-        .any(|resource| satisfies(&resource.presence))
-    {
+    if resources.presences().any(|presence| satisfies(&presence)) {
         Reachability::Deliver
     } else if resources.is_empty() {
         Reachability::Offline
