@@ -85,7 +85,7 @@ impl Handler for Echo {
             .correspondents
             .iter()
             .filter(|user| {
-                ctx.presence().reachability(user, Policy::Online) == Reachability::Deliver
+                ctx.presence().reachability(*user, Policy::Online) == Reachability::Deliver
             })
             .cloned()
             .collect();

@@ -18,7 +18,7 @@ use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
 use crate::groups::Groups;
 use crate::presence::{Policy, PresenceBook, PresenceChange};
 use crate::producers::{Listed, Refusal};
-use crate::user_text::UserText;
+use crate::user_text::{UserKey, UserText};
 use crate::xmpp::wire::{Addressee, MessageTemplate, Outgoing};
 
 /// An event for the events exchange.
@@ -210,7 +210,7 @@ impl<'a> Context<'a> {
     /// Every user who shares presence with Herald (has one of its JIDs on
     /// their roster, whether online or not), once each, in no particular
     /// order.
-    pub fn subscribers(&self) -> impl Iterator<Item = &BareJid> {
+    pub fn subscribers(&self) -> impl Iterator<Item = &UserKey> {
         self.subscribers.users()
     }
 

@@ -11,10 +11,9 @@
 
 use std::sync::Arc;
 
-use xmpp_parsers::jid::BareJid;
-
 use super::job::{Job, Recipients, TooLarge};
 use crate::groups::Groups;
+use crate::user_text::{UserKey, UserText};
 
 /// Adds the members of the job's groups to its recipients, each user
 /// once; returns the groups it names that do not exist. The subscribers
@@ -29,7 +28,7 @@ pub fn add_groups(job: &mut Job, groups: &Groups) -> Result<Vec<String>, TooLarg
         match groups.members(name) {
             Some(members) => {
                 for member in members {
-                    users.add(member)?;
+                    users.add(UserText(member.as_str()))?;
                 }
             }
             None => missing.push(name.clone()),
@@ -44,16 +43,16 @@ pub fn add_groups(job: &mut Job, groups: &Groups) -> Result<Vec<String>, TooLarg
 /// job examined while it waits behind another does not pay for it.
 pub fn add_subscribers<'a>(
     job: &mut Job,
-    subscribers: impl Iterator<Item = &'a BareJid>,
+    subscribers: impl Iterator<Item = &'a UserKey>,
 ) -> Result<(), TooLarge> {
     if !job.all_subscribers {
         return Ok(());
     }
-    let mut everyone: Vec<&BareJid> = subscribers.collect();
+    let mut everyone: Vec<&UserKey> = subscribers.collect();
     everyone.sort_unstable();
     let mut users = Arc::make_mut(&mut job.recipients).users();
     for user in everyone {
-        users.add(user)?;
+        users.add(user.text())?;
     }
     Ok(())
 }
@@ -62,20 +61,22 @@ pub fn add_subscribers<'a>(
 /// its report counts them; without adding them to the job (a copy of its
 /// recipients takes them: only for a producer whose recipients are
 /// limited).
-pub fn size<'a>(job: &Job, subscribers: impl Iterator<Item = &'a BareJid>) -> usize {
+pub fn size<'a>(job: &Job, subscribers: impl Iterator<Item = &'a UserKey>) -> usize {
     if !job.all_subscribers {
         return job.recipients.len();
     }
     let mut recipients = Recipients::clone(&job.recipients);
     let mut users = recipients.users();
     let more = subscribers
-        .filter(|user| matches!(users.add(user), Ok(true) | Err(_)))
+        .filter(|user| matches!(users.add(user.text()), Ok(true) | Err(_)))
         .count();
     job.recipients.len() + more
 }
 
 #[cfg(test)]
 mod tests {
+    use xmpp_parsers::jid::BareJid;
+
     use super::*;
     use crate::broadcast::job::{JobLimits, Recipient};
 
@@ -112,7 +113,7 @@ mod tests {
         let mut groups = Groups::default();
         groups.put("a", [jid("c@x"), jid("b@x"), jid("t@x")]);
         groups.put("b", [jid("b@x"), jid("d@x")]);
-        let subscribers = [jid("z@x"), jid("d@x"), jid("e@x")];
+        let subscribers = [jid("z@x"), jid("d@x"), jid("e@x")].map(|user| UserKey::from(&user));
         let mut job = job(
             r#"{"id":"j","body":"hi","to":["t@x","bad/x"],"groups":["b","a","b"],"all_subscribers":true}"#,
         );
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn subscribers_only_when_asked() {
-        let subscribers = [jid("s@x")];
+        let subscribers = [UserKey::from(&jid("s@x"))];
         let mut job = job(r#"{"id":"j","body":"hi","to":["t@x"]}"#);
         add_subscribers(&mut job, subscribers.iter()).unwrap();
         assert_eq!(users(&job), ["t@x"]);

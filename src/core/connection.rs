@@ -3,12 +3,12 @@
 //! connection (its jobs leave Herald's hands when it is lost), and
 //! shutdown.
 
-use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::presence::Type as PresenceType;
 
 use super::jobs::Stage;
 use super::{Core, Covered, Output, Phase, CLOSE_LIMIT, DRAIN_LIMIT};
 use crate::handler::Handler;
+use crate::user_text::UserKey;
 use crate::xmpp::stanzas;
 
 impl<H: Handler> Core<H> {
@@ -29,11 +29,17 @@ impl<H: Handler> Core<H> {
 
     /// Probes the subscribers among `users`, then asks for the barrier
     /// that settles presence; returns how many probes went.
-    fn probe_subscribers(&mut self, users: impl Fn(&BareJid) -> bool) -> usize {
+    fn probe_subscribers(&mut self, users: impl Fn(&UserKey) -> bool) -> usize {
         self.phase = Phase::Probing;
         let mut probes = 0;
         for (user, contact) in self.subscribers.iter().filter(|(user, _)| users(user)) {
-            let probe = stanzas::presence(PresenceType::Probe, contact, user);
+            // Parsed again to build the stanza; it parsed when it was
+            // subscribed, and its text is what parsing gives.
+            let Ok(user) = user.to_bare() else {
+                tracing::warn!(%user, "a subscriber's JID no longer parses; not probed");
+                continue;
+            };
+            let probe = stanzas::presence(PresenceType::Probe, contact, &user);
             self.out.push_back(Output::Stanza(probe.into()));
             probes += 1;
         }

@@ -6,6 +6,9 @@
 //! producer may not make is answered `forbidden`.
 
 use std::collections::BinaryHeap;
+use std::hash::Hash;
+
+use hashbrown::Equivalent;
 use std::time::SystemTime;
 
 use xmpp_parsers::jid::BareJid;
@@ -18,6 +21,7 @@ use crate::control::{
 use crate::groups::GroupChange;
 use crate::handler::Handler;
 use crate::presence::{Policy, Reachability, Stamp};
+use crate::user_text::UserKey;
 
 /// A request's reply, and when it may go.
 pub(super) enum Answer {
@@ -187,7 +191,7 @@ impl<H: Handler> Core<H> {
     }
 
     /// Whether a job with the default policy would reach the user now.
-    fn is_available(&self, user: &BareJid) -> bool {
+    fn is_available<U: Hash + Equivalent<UserKey>>(&self, user: &U) -> bool {
         self.presence.reachability(user, Policy::Available) == Reachability::Deliver
     }
 

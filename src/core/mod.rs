@@ -55,14 +55,13 @@ mod subscribers;
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use xmpp_parsers::jid::BareJid;
-
 use crate::groups::Groups;
 use crate::handler::{Effects, Event, Handler};
 use crate::metrics::Metrics;
 use crate::presence::{Clock, PresenceBook};
 use crate::producers::Rates;
 use crate::store::Change;
+use crate::user_text::UserKey;
 use crate::xmpp::stanzas;
 use barrier::Barriers;
 use broker::Broker;
@@ -120,7 +119,7 @@ pub struct Core<H> {
     presence: PresenceBook,
     /// Users online on the last stream, until the new one's presence is
     /// rebuilt: those who do not answer its first probes are probed again.
-    online_before: HashSet<BareJid>,
+    online_before: HashSet<UserKey>,
     subscribers: Subscribers,
     /// Recipients probed lately without learning anything.
     strangers: Strangers,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use xmpp_parsers::jid::BareJid;
 
 use super::subscribers::Subscribers;
-use crate::user_text::{UserMap, UserText};
+use crate::user_text::{UserKey, UserMap, UserText};
 
 #[derive(Debug)]
 pub struct Strangers {
@@ -46,7 +46,7 @@ impl Strangers {
 
     /// `user` was probed at `now`, with barrier `ticket` behind the probe.
     pub fn probed(&mut self, user: BareJid, now: Instant, ticket: u64) {
-        self.probed.insert(user, (now, ticket));
+        self.probed.insert(UserKey::from(&user), (now, ticket));
     }
 
     /// The probes up to `ticket` were answered (barriers are answered in order).

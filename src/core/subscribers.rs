@@ -10,7 +10,7 @@ use hashbrown::hash_map::Entry;
 use xmpp_parsers::jid::BareJid;
 
 use crate::presence::Stamp;
-use crate::user_text::{UserMap, UserText};
+use crate::user_text::{UserKey, UserMap, UserText};
 
 use crate::store::Subscription;
 
@@ -88,7 +88,7 @@ impl Subscribers {
     /// Adds a subscription; false if it was known.
     pub fn insert(&mut self, subscription: Subscription) -> bool {
         let contact = self.contact_index(subscription.contact);
-        match self.by_user.entry(subscription.user) {
+        match self.by_user.entry(UserKey::from(&subscription.user)) {
             Entry::Occupied(mut known) => {
                 let subscriber = known.get_mut();
                 if subscriber.contacts.as_slice().contains(&contact) {
@@ -158,12 +158,12 @@ impl Subscribers {
     }
 
     /// Every user with one of Herald's JIDs on their roster, once each.
-    pub fn users(&self) -> impl Iterator<Item = &BareJid> {
+    pub fn users(&self) -> impl Iterator<Item = &UserKey> {
         self.by_user.keys()
     }
 
     /// Every (user, contact) pair.
-    pub fn iter(&self) -> impl Iterator<Item = (&BareJid, &BareJid)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&UserKey, &BareJid)> {
         let contacts = &self.contacts;
         self.by_user.iter().flat_map(move |(user, subscriber)| {
             subscriber

@@ -11,7 +11,11 @@ use xmpp_parsers::jid::{BareJid, FullJid};
 use resources::Resources;
 pub use stamp::{Clock, Stamp};
 
-use crate::user_text::{UserMap, UserText};
+use std::hash::Hash;
+
+use hashbrown::Equivalent;
+
+use crate::user_text::{UserKey, UserMap, UserText};
 
 /// The `<show/>` of an available resource; `Online` is an available
 /// presence without `<show/>`.
@@ -172,10 +176,13 @@ impl PresenceBook {
         presence: ResourcePresence,
         at: Stamp,
     ) -> PresenceChange {
-        let user = self
-            .users
-            .entry(jid.to_bare())
-            .or_insert_with(|| OnlineUser::new(at));
+        // Looked up by the text within `jid`, so that a presence from a
+        // user already online allocates no key.
+        let key = UserText::of_full(jid);
+        if !self.users.contains_key(&key) {
+            self.users.insert(UserKey::from(&key), OnlineUser::new(at));
+        }
+        let user = self.users.get_mut(&key).expect("inserted above if absent");
         let looked = user.looks();
         let previous = user.resources.set(jid.resource().as_str(), presence);
         if previous.is_none() {
@@ -191,7 +198,7 @@ impl PresenceBook {
 
     /// Records that one resource went offline, `at` then.
     pub fn set_unavailable(&mut self, jid: &FullJid, at: Stamp) -> PresenceChange {
-        let bare = jid.to_bare();
+        let bare = UserText::of_full(jid);
         let mut removed = false;
         if let Some(user) = self.users.get_mut(&bare) {
             let looked = user.looks();
@@ -233,16 +240,21 @@ impl PresenceBook {
         self.resources = 0;
         self.users
             .drain()
-            .flat_map(|(jid, user)| {
-                user.resources
+            .flat_map(|(user, online)| {
+                online
+                    .resources
                     .iter()
-                    .filter_map(|(name, _)| jid.with_resource_str(name).ok())
+                    .filter_map(|(name, _)| FullJid::new(&format!("{user}/{name}")).ok())
                     .collect::<Vec<_>>()
             })
             .collect()
     }
 
-    pub fn reachability(&self, jid: &BareJid, policy: Policy) -> Reachability {
+    pub fn reachability<U: Hash + Equivalent<UserKey>>(
+        &self,
+        jid: &U,
+        policy: Policy,
+    ) -> Reachability {
         self.users
             .get(jid)
             .map_or(Reachability::Offline, |user| reach(&user.resources, policy))
@@ -259,12 +271,15 @@ impl PresenceBook {
     }
 
     /// Every user with an online resource, once each, in no order.
-    pub fn users(&self) -> impl Iterator<Item = &BareJid> {
+    pub fn users(&self) -> impl Iterator<Item = &UserKey> {
         self.users.keys()
     }
 
     /// The presence of each online resource of `jid`.
-    pub fn resources_of(&self, jid: &BareJid) -> impl Iterator<Item = ResourcePresence> + '_ {
+    pub fn resources_of<U: Hash + Equivalent<UserKey>>(
+        &self,
+        jid: &U,
+    ) -> impl Iterator<Item = ResourcePresence> + '_ {
         self.users
             .get(jid)
             .into_iter()
@@ -272,12 +287,12 @@ impl PresenceBook {
     }
 
     /// The most ready `<show/>` among the online resources of `jid`.
-    pub fn readiest_show(&self, jid: &BareJid) -> Option<Show> {
+    pub fn readiest_show<U: Hash + Equivalent<UserKey>>(&self, jid: &U) -> Option<Show> {
         readiest(self.resources_of(jid))
     }
 
     /// Since when `jid` has been online and looked as now, if online.
-    pub fn since(&self, jid: &BareJid) -> Option<Since> {
+    pub fn since<U: Hash + Equivalent<UserKey>>(&self, jid: &U) -> Option<Since> {
         self.users.get(jid).map(|user| user.since)
     }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use super::{field_error, truncated, JobError};
-use crate::user_text::UserHasher;
+use crate::user_text::{UserHasher, UserText};
 
 /// Set on an entry's end: the entry is no user Herald can address. Ends
 /// stay below it, so the texts of one list are under 2 GiB.
@@ -243,9 +243,9 @@ pub struct Users<'a> {
 
 impl Users<'_> {
     /// Adds `user` unless they are a recipient already; whether added.
-    pub fn add(&mut self, user: &BareJid) -> Result<bool, TooLarge> {
+    pub fn add(&mut self, user: UserText<'_>) -> Result<bool, TooLarge> {
         let r = &mut *self.recipients;
-        let text = user.as_str();
+        let text = user.0;
         let end = offset(r.text.len() + text.len()).ok_or(TooLarge)?;
         let at = r.len();
         if !self

@@ -183,11 +183,10 @@ fn users_added_later_are_added_once_and_never_over_an_invalid_entry() {
     let mut recipients =
         Recipients::parse(texts(&["a@localhost", "x@broadcast.localhost"]), &own()).unwrap();
     let mut users = recipients.users();
-    let jid = |text| BareJid::new(text).unwrap();
-    assert!(!users.add(&jid("a@localhost")).unwrap());
-    assert!(users.add(&jid("x@broadcast.localhost")).unwrap());
-    assert!(users.add(&jid("b@localhost")).unwrap());
-    assert!(!users.add(&jid("b@localhost")).unwrap());
+    assert!(!users.add(UserText("a@localhost")).unwrap());
+    assert!(users.add(UserText("x@broadcast.localhost")).unwrap());
+    assert!(users.add(UserText("b@localhost")).unwrap());
+    assert!(!users.add(UserText("b@localhost")).unwrap());
     let all: Vec<_> = recipients.iter_from(1).map(shown).collect();
     assert_eq!(
         all,
