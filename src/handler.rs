@@ -14,7 +14,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::message::Message;
 
-use crate::core::{Earlier, Ledger, StrangerTest, Subscribers};
+use crate::core::{Earlier, Ledger, StrangerTest};
 use crate::groups::Groups;
 use crate::presence::{Policy, PresenceBook, PresenceChange};
 use crate::producers::{Listed, Refusal};
@@ -54,7 +54,6 @@ pub struct Context<'a> {
     presence: &'a PresenceBook,
     jobs: &'a Ledger,
     groups: &'a Groups,
-    subscribers: &'a Subscribers,
     redelivered: bool,
     wall_clock: Option<SystemTime>,
     strangers: Option<StrangerTest<'a>>,
@@ -68,7 +67,7 @@ impl<'a> Context<'a> {
         domain: &'a BareJid,
         presence: &'a PresenceBook,
         jobs: &'a Ledger,
-        (groups, subscribers): (&'a Groups, &'a Subscribers),
+        groups: &'a Groups,
         effects: &'a mut Effects,
     ) -> Self {
         Context {
@@ -76,7 +75,6 @@ impl<'a> Context<'a> {
             presence,
             jobs,
             groups,
-            subscribers,
             redelivered: false,
             wall_clock: None,
             strangers: None,
@@ -211,7 +209,7 @@ impl<'a> Context<'a> {
     /// their roster, whether online or not), once each, in no particular
     /// order.
     pub fn subscribers(&self) -> impl Iterator<Item = &UserKey> {
-        self.subscribers.users()
+        self.presence.subscribers()
     }
 
     /// Sends a stanza; its `from` must be on [`Context::domain`].

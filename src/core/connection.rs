@@ -32,7 +32,11 @@ impl<H: Handler> Core<H> {
     fn probe_subscribers(&mut self, users: impl Fn(&UserKey) -> bool) -> usize {
         self.phase = Phase::Probing;
         let mut probes = 0;
-        for (user, contact) in self.subscribers.iter().filter(|(user, _)| users(user)) {
+        for (user, contact) in self
+            .presence
+            .subscription_pairs()
+            .filter(|(user, _)| users(user))
+        {
             // Parsed again to build the stanza; it parsed when it was
             // subscribed, and its text is what parsing gives.
             let Ok(user) = user.to_bare() else {

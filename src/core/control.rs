@@ -186,7 +186,7 @@ impl<H: Handler> Core<H> {
                 Some(since.online),
                 (since.show > since.online).then_some(since.show),
             ),
-            None => (self.subscribers.offline_since(user), None),
+            None => (self.presence.offline_since(user), None),
         }
     }
 
@@ -195,11 +195,10 @@ impl<H: Handler> Core<H> {
         self.presence.reachability(user, Policy::Available) == Reachability::Deliver
     }
 
-    /// One pass over the online users of the presence book (not over every
-    /// subscriber: most of a million may be offline), keeping only the
-    /// page's `limit` + 1 first JIDs after `after` (the one more says
-    /// whether a next page exists): no list of every online user is built
-    /// on the loop's thread.
+    /// One pass over the presence book's users (subscribers offline are
+    /// passed over), keeping only the page's `limit` + 1 first online JIDs
+    /// after `after` (the one more says whether a next page exists): no
+    /// list of every online user is built on the loop's thread.
     pub(super) fn online(&self, limit: usize, after: Option<&str>) -> OnlineResult {
         let (mut online, mut available) = (0, 0);
         // The greatest JID kept on top, to be dropped for a smaller one.
@@ -245,7 +244,7 @@ impl<H: Handler> Core<H> {
             broker_connected: self.broker.live().is_some(),
             online_users: self.presence.online_users(),
             online_resources: self.presence.online_resources(),
-            subscriptions: self.subscribers.len(),
+            subscriptions: self.presence.subscriptions(),
             jobs_in_flight: self.jobs.len(),
             remembered_jobs: self.ledger.completed_len(),
             cancelled: self.ledger.cancelled_len(),

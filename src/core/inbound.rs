@@ -130,7 +130,7 @@ impl<H: Handler> Core<H> {
         // subscription, until it sees them online again.
         if changes.iter().any(|change| change.changed) {
             let online = self.presence.since(&user).is_some();
-            self.subscribers
+            self.presence
                 .set_offline_since(&user, (!online).then_some(at));
         }
         if !changes.is_empty() {
@@ -295,19 +295,19 @@ impl<H: Handler> Core<H> {
     }
 
     fn remember(&mut self, subscription: Subscription) {
-        if self.subscribers.insert(subscription.clone()) {
+        if self.presence.subscribe(&subscription) {
             self.metrics
                 .subscriptions
-                .set(self.subscribers.len() as i64);
+                .set(self.presence.subscriptions() as i64);
             self.store.write(Change::Add(subscription), self.now);
         }
     }
 
     fn forget(&mut self, subscription: Subscription) {
-        if self.subscribers.remove(&subscription) {
+        if self.presence.unsubscribe(&subscription) {
             self.metrics
                 .subscriptions
-                .set(self.subscribers.len() as i64);
+                .set(self.presence.subscriptions() as i64);
             self.store.write(Change::Remove(subscription), self.now);
         }
     }

@@ -122,7 +122,7 @@ impl<H: Handler> Core<H> {
         if probing {
             ctx = ctx.probing(StrangerTest {
                 user_domains: &settings.user_domains,
-                subscribers: &self.subscribers,
+                presence: &self.presence,
                 strangers: &self.strangers,
                 now: self.now,
             });

@@ -20,7 +20,7 @@ macro_rules! handler_context {
             &$core.settings.domain,
             &$core.presence,
             &$core.ledger,
-            (&$core.groups, &$core.subscribers),
+            &$core.groups,
             $effects,
         )
     };
@@ -50,7 +50,6 @@ mod read_window;
 mod settings;
 mod store_log;
 mod strangers;
-mod subscribers;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -82,7 +81,6 @@ pub use settings::Settings;
 use store_log::StoreLog;
 pub use strangers::StrangerTest;
 use strangers::Strangers;
-pub(crate) use subscribers::Subscribers;
 
 /// How long shutdown waits for the server to confirm what was written.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -116,11 +114,11 @@ pub struct Core<H> {
     handler: H,
     settings: Settings,
     phase: Phase,
+    /// Who subscribes and who is online.
     presence: PresenceBook,
     /// Users online on the last stream, until the new one's presence is
     /// rebuilt: those who do not answer its first probes are probed again.
     online_before: HashSet<UserKey>,
-    subscribers: Subscribers,
     /// Recipients probed lately without learning anything.
     strangers: Strangers,
     limiter: SenderLimiter,
@@ -148,7 +146,7 @@ pub struct Core<H> {
     deferred: deferred::Book,
     metrics: Metrics,
     now: Instant,
-    /// The moments the presence book and the subscribers keep, counted
+    /// The moments the presence book keeps, counted
     /// from the core's start.
     clock: Clock,
     keepalive_at: Instant,
@@ -168,9 +166,8 @@ impl<H: Handler> Core<H> {
         let mut core = Core {
             handler,
             phase: Phase::Down { was_ready: false },
-            presence: PresenceBook::new(),
+            presence: PresenceBook::with_subscriptions(restored.subscriptions),
             online_before: HashSet::new(),
-            subscribers: Subscribers::new(restored.subscriptions),
             strangers: Strangers::new(settings.unknown_probe_ttl),
             limiter: SenderLimiter::new(
                 settings.user_events_per_sec,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use xmpp_parsers::jid::BareJid;
 
-use super::subscribers::Subscribers;
+use crate::presence::PresenceBook;
 use crate::user_text::{UserKey, UserMap, UserText};
 
 #[derive(Debug)]
@@ -79,7 +79,8 @@ pub struct StrangerTest<'a> {
     /// The domains Herald serves. It ignores presence from others, so
     /// probing their users would learn nothing (and reach out to them).
     pub user_domains: &'a [BareJid],
-    pub subscribers: &'a Subscribers,
+    /// Who subscribes.
+    pub presence: &'a PresenceBook,
     pub strangers: &'a Strangers,
     pub now: Instant,
 }
@@ -88,7 +89,7 @@ impl StrangerTest<'_> {
     pub fn is_stranger(&self, user: UserText<'_>) -> bool {
         // Subscribers first: nearly every recipient is one, and their
         // domain need not be looked for in the text.
-        !self.subscribers.contains_user(user) && {
+        !self.presence.is_subscriber(user) && {
             let (_, domain) = user.node_and_domain();
             super::settings::serves(self.user_domains, domain)
                 && self.strangers.should_probe(user, self.now)
@@ -144,7 +145,7 @@ mod tests {
     #[test]
     fn only_users_neither_subscribed_nor_probed_lately_are_strangers() {
         use crate::store::Subscription;
-        let subscribers = Subscribers::new(vec![Subscription {
+        let presence = PresenceBook::with_subscriptions(vec![Subscription {
             user: jid("alice@l"),
             contact: jid("herald@b.l"),
         }]);
@@ -155,7 +156,7 @@ mod tests {
         let user_domains = [jid("l")];
         let test = StrangerTest {
             user_domains: &user_domains,
-            subscribers: &subscribers,
+            presence: &presence,
             strangers: &strangers,
             now,
         };

@@ -1,16 +1,21 @@
-//! The presence book: who is online, on which resources, how available,
-//! and since when. Pure data, no I/O; the event loop feeds it presence
-//! stanzas and the time they came at.
+//! The presence book: who shares presence with Herald (a subscriber has
+//! one of its JIDs on their roster), who is online, on which resources,
+//! how available, and since when. Pure data, no I/O; the event loop feeds
+//! it presence stanzas, subscriptions and the time they came at.
 
+mod entry;
 mod resources;
 mod stamp;
+mod subscriptions;
 
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::jid::{BareJid, FullJid};
 
+use entry::{OnlineUser, State, User};
 use resources::Resources;
 pub use stamp::{Clock, Stamp};
 
+use std::collections::HashMap;
 use std::hash::Hash;
 
 use hashbrown::Equivalent;
@@ -118,50 +123,21 @@ pub struct Since {
     pub show: Stamp,
 }
 
-/// A user with a resource online.
-#[derive(Debug)]
-struct OnlineUser {
-    /// Nearly always one, so packed into one allocation and searched by
-    /// name: a hash map per user cost several hundred bytes, a vector of
-    /// boxed names a heap block more per resource, and a million online
-    /// users is the size Herald is built for.
-    resources: Resources,
-    since: Since,
-}
-
-impl OnlineUser {
-    fn new(at: Stamp) -> Self {
-        OnlineUser {
-            resources: Resources::default(),
-            since: Since {
-                online: at,
-                show: at,
-            },
-        }
-    }
-
-    /// What a `presence` request says of the user: available, and the
-    /// readiest `<show/>`.
-    fn looks(&self) -> (Reachability, Option<Show>) {
-        (
-            reach(&self.resources, Policy::Available),
-            readiest(self.resources.presences()),
-        )
-    }
-
-    /// Notes `at` as the start of how the user looks now if that differs
-    /// from how they looked before the change (`looked`).
-    fn changed_since(&mut self, looked: (Reachability, Option<Show>), at: Stamp) {
-        if self.looks() != looked {
-            self.since.show = at;
-        }
-    }
-}
-
+/// One table of users, each once: a subscriber, an online user or both
+/// (a million of them is the size Herald is built for, and a table per
+/// kind held each JID twice, with each table's slack).
 #[derive(Debug, Default)]
 pub struct PresenceBook {
-    users: UserMap<OnlineUser>,
+    users: UserMap<User>,
+    /// Users with a resource online.
+    online: usize,
     resources: usize,
+    /// Herald's JIDs that users subscribed to, which entries name by
+    /// index: Herald has a handful of JIDs and a million users.
+    contacts: Vec<BareJid>,
+    contact_indexes: HashMap<BareJid, u32>,
+    /// (user, contact) pairs
+    subscriptions: usize,
 }
 
 impl PresenceBook {
@@ -177,18 +153,20 @@ impl PresenceBook {
         at: Stamp,
     ) -> PresenceChange {
         // Looked up by the text within `jid`, so that a presence from a
-        // user already online allocates no key.
+        // user already known allocates no key.
         let key = UserText::of_full(jid);
         if !self.users.contains_key(&key) {
-            self.users.insert(UserKey::from(&key), OnlineUser::new(at));
+            self.users.insert(UserKey::from(&key), User::default());
         }
         let user = self.users.get_mut(&key).expect("inserted above if absent");
-        let looked = user.looks();
-        let previous = user.resources.set(jid.resource().as_str(), presence);
+        let (online, came) = user.online_from(at);
+        self.online += usize::from(came);
+        let looked = online.looks();
+        let previous = online.resources.set(jid.resource().as_str(), presence);
         if previous.is_none() {
             self.resources += 1;
         }
-        user.changed_since(looked, at);
+        online.changed_since(looked, at);
         PresenceChange {
             jid: jid.clone(),
             now: Some(presence.show),
@@ -201,12 +179,18 @@ impl PresenceBook {
         let bare = UserText::of_full(jid);
         let mut removed = false;
         if let Some(user) = self.users.get_mut(&bare) {
-            let looked = user.looks();
-            if user.resources.remove(jid.resource().as_str()) {
-                user.changed_since(looked, at);
-                removed = true;
+            if let State::Online(online) = &mut user.state {
+                let looked = online.looks();
+                if online.resources.remove(jid.resource().as_str()) {
+                    online.changed_since(looked, at);
+                    removed = true;
+                }
+                if online.resources.is_empty() {
+                    user.state = State::Offline(None);
+                    self.online -= 1;
+                }
             }
-            if user.resources.is_empty() {
+            if !user.is_kept() {
                 self.users.remove(&bare);
             }
         }
@@ -223,31 +207,50 @@ impl PresenceBook {
     /// Forgets every resource of a user (unavailable to the bare JID,
     /// presence errors, unsubscription). Returns the resources removed.
     pub fn remove_user(&mut self, jid: &BareJid) -> Vec<FullJid> {
-        let Some(user) = self.users.remove(jid) else {
+        let Some(user) = self.users.get_mut(jid) else {
             return Vec::new();
         };
-        self.resources -= user.resources.len();
-        user.resources
+        let gone = match std::mem::replace(&mut user.state, State::Offline(None)) {
+            State::Online(online) => online,
+            offline => {
+                user.state = offline;
+                return Vec::new();
+            }
+        };
+        if !user.is_kept() {
+            self.users.remove(jid);
+        }
+        self.online -= 1;
+        self.resources -= gone.resources.len();
+        gone.resources
             .iter()
             .filter_map(|(name, _)| jid.with_resource_str(name).ok())
             .collect()
     }
 
-    /// Forgets everything: after the XMPP stream was lost nothing we knew is
-    /// still known to be true; probes rebuild the book. Returns the
-    /// resources that were online.
+    /// Forgets everyone's presence: after the XMPP stream was lost nothing
+    /// we knew is still known to be true; probes rebuild the book. The
+    /// subscriptions stay. Returns the resources that were online.
     pub fn clear(&mut self) -> Vec<FullJid> {
         self.resources = 0;
-        self.users
-            .drain()
-            .flat_map(|(user, online)| {
-                online
-                    .resources
-                    .iter()
-                    .filter_map(|(name, _)| FullJid::new(&format!("{user}/{name}")).ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        self.online = 0;
+        let mut gone = Vec::new();
+        self.users.retain(|user, entry| {
+            if let State::Online(online) = &entry.state {
+                gone.extend(
+                    (online.resources.iter())
+                        .filter_map(|(name, _)| FullJid::new(&format!("{user}/{name}")).ok()),
+                );
+                entry.state = State::Offline(None);
+            }
+            entry.is_kept()
+        });
+        gone
+    }
+
+    /// `jid`'s entry, if they are online.
+    fn online_user<U: Hash + Equivalent<UserKey>>(&self, jid: &U) -> Option<&OnlineUser> {
+        self.users.get(jid)?.online()
     }
 
     pub fn reachability<U: Hash + Equivalent<UserKey>>(
@@ -255,15 +258,14 @@ impl PresenceBook {
         jid: &U,
         policy: Policy,
     ) -> Reachability {
-        self.users
-            .get(jid)
+        self.online_user(jid)
             .map_or(Reachability::Offline, |user| reach(&user.resources, policy))
     }
 
     /// Whether a message may go now to the user whose JID `user` is the
     /// text of (a message needs no parse of the text); if not, why not.
     pub fn deliverable(&self, user: UserText<'_>, policy: Policy) -> Result<(), Reachability> {
-        let online = self.users.get(&user).ok_or(Reachability::Offline)?;
+        let online = self.online_user(&user).ok_or(Reachability::Offline)?;
         match reach(&online.resources, policy) {
             Reachability::Deliver => Ok(()),
             other => Err(other),
@@ -272,7 +274,7 @@ impl PresenceBook {
 
     /// Every user with an online resource, once each, in no order.
     pub fn users(&self) -> impl Iterator<Item = &UserKey> {
-        self.users.keys()
+        (self.users.iter()).filter_map(|(key, user)| user.online().map(|_| key))
     }
 
     /// The presence of each online resource of `jid`.
@@ -280,8 +282,7 @@ impl PresenceBook {
         &self,
         jid: &U,
     ) -> impl Iterator<Item = ResourcePresence> + '_ {
-        self.users
-            .get(jid)
+        self.online_user(jid)
             .into_iter()
             .flat_map(|user| user.resources.presences())
     }
@@ -293,11 +294,11 @@ impl PresenceBook {
 
     /// Since when `jid` has been online and looked as now, if online.
     pub fn since<U: Hash + Equivalent<UserKey>>(&self, jid: &U) -> Option<Since> {
-        self.users.get(jid).map(|user| user.since)
+        self.online_user(jid).map(|user| user.since)
     }
 
     pub fn online_users(&self) -> usize {
-        self.users.len()
+        self.online
     }
 
     pub fn online_resources(&self) -> usize {

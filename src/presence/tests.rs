@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::store::Subscription;
 
 thread_local! {
     static ORIGIN: Instant = Instant::now();
@@ -172,9 +173,123 @@ fn a_user_is_online_since_their_first_resource_and_looks_as_now_since_the_last_v
 }
 
 #[test]
-fn an_online_user_costs_two_moments_more_than_a_vector_of_resources_did() {
-    // What the presence book keeps per online user besides their JID: the
-    // resources (a boxed slice, 16 bytes) and since when (two 8-byte
-    // moments). A vector of resources alone took 24.
+fn a_user_takes_48_bytes_besides_their_key() {
+    // Online: their packed resources (16 bytes) and since when (two 8-byte
+    // moments); offline, when they went, in the same room. Their contacts
+    // take 16: an index inline, or a boxed slice.
     assert_eq!(std::mem::size_of::<OnlineUser>(), 32);
+    assert_eq!(std::mem::size_of::<State>(), 32);
+    assert_eq!(std::mem::size_of::<User>(), 48);
+}
+
+fn sub(user: &str, contact: &str) -> Subscription {
+    Subscription {
+        user: bare(user),
+        contact: bare(contact),
+    }
+}
+
+fn subscribers(book: &PresenceBook) -> Vec<String> {
+    let mut users: Vec<String> = book.subscribers().map(ToString::to_string).collect();
+    users.sort();
+    users
+}
+
+#[test]
+fn a_user_is_a_subscriber_while_any_of_their_subscriptions_is() {
+    let mut book = PresenceBook::with_subscriptions(vec![sub("a@l", "herald@b.l")]);
+    let alice = UserText("a@l");
+    assert!(book.is_subscriber(alice));
+    assert!(book.subscribe(&sub("a@l", "alerts@b.l")));
+    assert!(!book.subscribe(&sub("a@l", "alerts@b.l")), "known");
+    assert_eq!(book.subscriptions(), 2);
+    assert!(book.unsubscribe(&sub("a@l", "herald@b.l")));
+    assert!(book.is_subscriber(alice));
+    assert!(book.unsubscribe(&sub("a@l", "alerts@b.l")));
+    assert!(!book.unsubscribe(&sub("a@l", "alerts@b.l")), "gone");
+    assert!(!book.is_subscriber(alice));
+    assert_eq!(book.subscriptions(), 0);
+    assert_eq!(book.subscription_pairs().count(), 0);
+    assert!(book.users.is_empty(), "nothing kept of her");
+}
+
+#[test]
+fn iterates_every_subscription() {
+    let book = PresenceBook::with_subscriptions(vec![
+        sub("a@l", "herald@b.l"),
+        sub("a@l", "alerts@b.l"),
+        sub("c@l", "herald@b.l"),
+    ]);
+    let mut pairs: Vec<String> = book
+        .subscription_pairs()
+        .map(|(user, contact)| format!("{user} {contact}"))
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        ["a@l alerts@b.l", "a@l herald@b.l", "c@l herald@b.l"]
+    );
+    assert_eq!(subscribers(&book), ["a@l", "c@l"]);
+}
+
+#[test]
+fn offline_since_is_kept_only_while_the_user_subscribes_and_is_offline() {
+    let mut book = PresenceBook::with_subscriptions(vec![sub("a@l", "herald@b.l")]);
+    let alice = bare("a@l");
+    let stranger = bare("s@l");
+    book.set_offline_since(&alice, Some(at(5)));
+    book.set_offline_since(&stranger, Some(at(5)));
+    assert_eq!(book.offline_since(&alice), Some(at(5)));
+    assert_eq!(book.offline_since(&stranger), None, "not kept");
+    book.set_available(&full("a@l/desk"), with_show(Show::Chat), at(6));
+    assert_eq!(book.offline_since(&alice), None, "online again");
+    book.set_unavailable(&full("a@l/desk"), at(7));
+    assert_eq!(book.offline_since(&alice), None, "until told");
+    book.set_offline_since(&alice, Some(at(7)));
+    assert!(book.unsubscribe(&sub("a@l", "herald@b.l")));
+    assert!(book.subscribe(&sub("a@l", "herald@b.l")));
+    assert_eq!(book.offline_since(&alice), None, "forgotten with her");
+}
+
+#[test]
+fn presence_and_subscription_come_and_go_apart() {
+    let mut book = PresenceBook::with_subscriptions(vec![sub("a@l", "herald@b.l")]);
+    let alice = bare("a@l");
+    // A stranger online is no subscriber; offline, nothing is kept.
+    book.set_available(&full("s@l/x"), with_show(Show::Chat), at(1));
+    assert!(!book.is_subscriber(UserText("s@l")));
+    assert_eq!(subscribers(&book), ["a@l"]);
+    book.set_unavailable(&full("s@l/x"), at(2));
+    assert_eq!(book.users.len(), 1, "the stranger is forgotten");
+    // A subscriber who unsubscribes while online stays online.
+    book.set_available(&full("a@l/desk"), with_show(Show::Chat), at(3));
+    assert!(book.unsubscribe(&sub("a@l", "herald@b.l")));
+    assert_eq!(
+        book.reachability(&alice, Policy::Available),
+        Reachability::Deliver
+    );
+    assert!(subscribers(&book).is_empty());
+    assert_eq!(book.online_users(), 1);
+    // ... and is forgotten once offline.
+    assert_eq!(book.remove_user(&alice), [full("a@l/desk")]);
+    assert!(book.users.is_empty());
+    assert_eq!((book.online_users(), book.online_resources()), (0, 0));
+}
+
+#[test]
+fn clearing_presence_keeps_the_subscriptions() {
+    let mut book =
+        PresenceBook::with_subscriptions(vec![sub("a@l", "herald@b.l"), sub("b@l", "herald@b.l")]);
+    book.set_available(&full("a@l/desk"), with_show(Show::Chat), at(1));
+    book.set_available(&full("a@l/phone"), with_show(Show::Away), at(1));
+    book.set_available(&full("s@l/x"), with_show(Show::Chat), at(1));
+    let mut gone = book.clear();
+    gone.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(gone, [full("a@l/desk"), full("a@l/phone"), full("s@l/x")]);
+    assert_eq!((book.online_users(), book.online_resources()), (0, 0));
+    assert_eq!(book.users().count(), 0);
+    assert_eq!(subscribers(&book), ["a@l", "b@l"]);
+    assert_eq!(book.subscriptions(), 2);
+    assert!(!book.is_subscriber(UserText("s@l")));
+    assert_eq!(book.users.len(), 2, "the stranger is forgotten");
 }
