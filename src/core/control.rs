@@ -7,10 +7,9 @@
 
 use std::collections::BinaryHeap;
 use std::hash::Hash;
-
-use hashbrown::Equivalent;
 use std::time::SystemTime;
 
+use hashbrown::Equivalent;
 use xmpp_parsers::jid::BareJid;
 
 use super::io::{Destination, Output, Publish, Request};

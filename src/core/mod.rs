@@ -146,8 +146,7 @@ pub struct Core<H> {
     deferred: deferred::Book,
     metrics: Metrics,
     now: Instant,
-    /// The moments the presence book keeps, counted
-    /// from the core's start.
+    /// The moments the presence book keeps, counted from the core's start.
     clock: Clock,
     keepalive_at: Instant,
 }

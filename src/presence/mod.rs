@@ -8,19 +8,17 @@ mod resources;
 mod stamp;
 mod subscriptions;
 
-use serde::{Deserialize, Serialize};
-use xmpp_parsers::jid::{BareJid, FullJid};
-
-use entry::{OnlineUser, State, User};
-use resources::Resources;
-pub use stamp::{Clock, Stamp};
-
 use std::collections::HashMap;
 use std::hash::Hash;
 
 use hashbrown::Equivalent;
+use serde::{Deserialize, Serialize};
+use xmpp_parsers::jid::{BareJid, FullJid};
 
 use crate::user_text::{UserKey, UserMap, UserText};
+use entry::{OnlineUser, State, User};
+use resources::Resources;
+pub use stamp::{Clock, Stamp};
 
 /// The `<show/>` of an available resource; `Online` is an available
 /// presence without `<show/>`.
