@@ -12,6 +12,8 @@
 //!                      the message late); prints the memory the open
 //!                      window holds and the time per presence change,
 //!                      beside N presence changes of users in no window
+//! core_cost reconnect N  N streams lost and new: each forgets the 10,000
+//!                      users' presence and probes every subscriber
 //! ```
 //!
 //! Both start from 10,000 users online. `.ci/cost` runs each mode twice
@@ -59,8 +61,11 @@ fn main() {
         "jobs" => bench.jobs(n),
         "fanout" => bench.fanout(n.min(USERS)),
         "window" => bench.window(n),
+        "reconnect" => bench.reconnect(n),
         _ => {
-            eprintln!("usage: core_cost jobs N | core_cost fanout N | core_cost window N");
+            eprintln!(
+                "usage: core_cost jobs N | core_cost fanout N | core_cost window N | core_cost reconnect N"
+            );
             std::process::exit(2);
         }
     }
@@ -132,6 +137,17 @@ impl Bench {
         }
         // A count of work that did not happen would pass any gate.
         assert_eq!(self.acked, jobs, "every job acknowledged");
+    }
+
+    fn reconnect(&mut self, times: u64) {
+        // Nobody answers the probes: the cost is the core's and the
+        // encoder's, per subscriber.
+        for _ in 0..times {
+            self.core.handle(Input::StreamLost, self.now);
+            self.carry_out();
+            self.core.handle(Input::StreamUp, self.now);
+            self.carry_out();
+        }
     }
 
     fn fanout(&mut self, recipients: u64) {

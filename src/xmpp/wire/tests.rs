@@ -4,6 +4,7 @@ use xmpp_parsers::iq::Iq;
 
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::Presence;
 
 use super::*;
 
@@ -220,5 +221,71 @@ proptest! {
             prop_assert_eq!(parse(&fast), plain);
             prop_assert_eq!(parse(&slow), generic);
         }
+    }
+}
+
+/// Parses what was written back into a presence, as the server would.
+fn parse_presence(bytes: &[u8]) -> Presence {
+    let document = format!(
+        "<stream:stream xmlns='jabber:component:accept' \
+         xmlns:stream='http://etherx.jabber.org/streams'>{}</stream:stream>",
+        std::str::from_utf8(bytes).expect("UTF-8")
+    );
+    let stream: Element = document.parse().expect("well-formed");
+    let child = stream.children().next().expect("one stanza").clone();
+    Presence::try_from(child).expect("a presence")
+}
+
+#[test]
+fn a_plain_presence_is_written_directly_and_reads_back_as_the_generic_path_writes_it() {
+    use xmpp_parsers::presence::Type;
+    let types = [
+        Type::None,
+        Type::Error,
+        Type::Probe,
+        Type::Subscribe,
+        Type::Subscribed,
+        Type::Unavailable,
+        Type::Unsubscribe,
+        Type::Unsubscribed,
+    ];
+    for type_ in types {
+        for id in [None, Some("p'1&<2>\"".to_string())] {
+            let mut sent = Presence::new(type_.clone())
+                .with_from(Jid::new("herald@broadcast.localhost").unwrap())
+                .with_to(Jid::new("ohara@localhost/O'Hara & <Co> \"desk\"").unwrap());
+            sent.id = id;
+            assert!(presence::is_plain(&sent));
+            let direct = encode(sent.clone()).unwrap();
+            let text = String::from_utf8(direct.clone()).unwrap();
+            assert!(text.starts_with("<presence from='herald@"), "{text}");
+            assert!(text.ends_with("/>"), "{text}");
+            let mut generic = Vec::new();
+            StanzaEncoder::default()
+                .encode_generic(&sent.clone().into(), &mut generic)
+                .unwrap();
+            assert_eq!(parse_presence(&direct), sent);
+            assert_eq!(parse_presence(&direct), parse_presence(&generic));
+        }
+    }
+}
+
+#[test]
+fn a_presence_with_more_than_addresses_takes_the_generic_path_and_reads_back() {
+    use xmpp_parsers::presence::{Priority, Show, Type};
+    let plain = Presence::new(Type::None).with_to(Jid::new("a@localhost").unwrap());
+    let mut with_show = plain.clone();
+    with_show.show = Some(Show::Away);
+    let mut with_status = plain.clone();
+    with_status.statuses.insert(Lang::default(), "out".into());
+    let mut with_priority = plain.clone();
+    with_priority.priority = Priority(-1);
+    let mut with_payload = plain;
+    with_payload
+        .payloads
+        .push(Element::builder("x", "urn:x").build());
+    for sent in [with_show, with_status, with_priority, with_payload] {
+        assert!(!presence::is_plain(&sent));
+        assert_eq!(parse_presence(&encode(sent.clone()).unwrap()), sent);
     }
 }
