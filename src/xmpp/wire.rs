@@ -8,8 +8,8 @@
 //! each message is one allocation-free copy with the recipient's JID and
 //! the number that ends its id between (and the body is held once, not
 //! once per recipient). A plain message (from, to, id, type, bodies and
-//! subjects, nothing else) is written directly too, and so is a plain
-//! presence (a probe, a subscription's answer). Every other stanza
+//! subjects, nothing else) is written directly too, and so are a plain
+//! presence (a probe, a subscription's answer) and a ping. Every other stanza
 //! goes through xmpp-parsers' serializer and rxml's encoder (about 20,000
 //! instructions for a message; see docs/performance.md), which is what a
 //! stanza with payloads needs and what the direct paths are tested
@@ -296,7 +296,12 @@ impl StanzaEncoder {
             Outgoing::Message { template, to } => template.write(to, out),
             Outgoing::Stanza(stanza) => match &**stanza {
                 Stanza::Message(message) if is_plain(message) => write_message(message, out),
-                Stanza::Presence(p) if presence::is_plain(p) => presence::write(p, out),
+                Stanza::Presence(p) if plain::is_plain_presence(p) => plain::write_presence(p, out),
+                Stanza::Iq(iq) => match plain::write_ping(iq, out) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.encode_generic(stanza, out),
+                    Err(e) => Err(e),
+                },
                 stanza => self.encode_generic(stanza, out),
             },
         };
@@ -382,7 +387,7 @@ fn type_attribute(kind: &MessageType) -> Option<&'static str> {
     }
 }
 
-mod presence;
+mod plain;
 mod record;
 mod text;
 

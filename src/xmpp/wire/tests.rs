@@ -255,7 +255,7 @@ fn a_plain_presence_is_written_directly_and_reads_back_as_the_generic_path_write
                 .with_from(Jid::new("herald@broadcast.localhost").unwrap())
                 .with_to(Jid::new("ohara@localhost/O'Hara & <Co> \"desk\"").unwrap());
             sent.id = id;
-            assert!(presence::is_plain(&sent));
+            assert!(plain::is_plain_presence(&sent));
             let direct = encode(sent.clone()).unwrap();
             let text = String::from_utf8(direct.clone()).unwrap();
             assert!(text.starts_with("<presence from='herald@"), "{text}");
@@ -285,7 +285,40 @@ fn a_presence_with_more_than_addresses_takes_the_generic_path_and_reads_back() {
         .payloads
         .push(Element::builder("x", "urn:x").build());
     for sent in [with_show, with_status, with_priority, with_payload] {
-        assert!(!presence::is_plain(&sent));
+        assert!(!plain::is_plain_presence(&sent));
         assert_eq!(parse_presence(&encode(sent.clone()).unwrap()), sent);
     }
+}
+
+#[test]
+fn a_ping_is_written_directly_and_reads_back_as_the_generic_path_writes_it() {
+    let ping = Iq::from_get("p'1&<2>", xmpp_parsers::ping::Ping)
+        .with_from(Jid::new("broadcast.localhost").unwrap())
+        .with_to(Jid::new("localhost").unwrap());
+    let direct = encode(ping.clone()).unwrap();
+    let text = String::from_utf8(direct.clone()).unwrap();
+    assert!(text.starts_with("<iq type='get'"), "{text}");
+    let mut generic = Vec::new();
+    StanzaEncoder::default()
+        .encode_generic(&ping.clone().into(), &mut generic)
+        .unwrap();
+    assert_ne!(direct, generic, "the direct path wrote it");
+    let read = |bytes: &[u8]| {
+        let document = format!(
+            "<stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams'>{}</stream:stream>",
+            std::str::from_utf8(bytes).expect("UTF-8")
+        );
+        let stream: Element = document.parse().expect("well-formed");
+        Iq::try_from(stream.children().next().expect("one stanza").clone()).expect("an iq")
+    };
+    assert_eq!(read(&direct), ping);
+    assert_eq!(read(&direct), read(&generic));
+    // Any other iq, a get included, takes the generic path.
+    let version = Iq::from_get("v1", xmpp_parsers::version::VersionQuery)
+        .with_to(Jid::new("localhost").unwrap());
+    let mut out = Vec::new();
+    assert!(!plain::write_ping(&version, &mut out).unwrap());
+    assert!(out.is_empty());
+    assert_eq!(read(&encode(version.clone()).unwrap()), version);
 }
