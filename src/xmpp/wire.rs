@@ -21,13 +21,14 @@ use std::sync::Arc;
 use rxml::writer::{Encoder, Item, SimpleNamespaces, TrackNamespace};
 use rxml::NcNameStr;
 use tokio_xmpp::Stanza;
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Id, Lang, Message, MessageType, Thread};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_id::OriginId;
 use xso::AsXml;
 
-use text::{attribute, decimal, element, escape};
+use text::{addresses, attribute, decimal, element, escape};
 
 use crate::broadcast::job::{Recipient, Recipients};
 
@@ -297,11 +298,12 @@ impl StanzaEncoder {
             Outgoing::Stanza(stanza) => match &**stanza {
                 Stanza::Message(message) if is_plain(message) => write_message(message, out),
                 Stanza::Presence(p) if plain::is_plain_presence(p) => plain::write_presence(p, out),
-                Stanza::Iq(iq) => match plain::write_ping(iq, out) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => self.encode_generic(stanza, out),
-                    Err(e) => Err(e),
-                },
+                Stanza::Iq(Iq::Get {
+                    from,
+                    to,
+                    id,
+                    payload,
+                }) if plain::is_ping(payload) => plain::write_ping(from, to, id, out),
                 stanza => self.encode_generic(stanza, out),
             },
         };
@@ -323,6 +325,11 @@ impl StanzaEncoder {
     }
 }
 
+/// The text of an optional `from` or `to`.
+fn jid_text(jid: &Option<Jid>) -> Option<&str> {
+    jid.as_ref().map(Jid::as_str)
+}
+
 /// A message the fast path writes: no payloads, no thread, no languages.
 fn is_plain(message: &Message) -> bool {
     let plain = |texts: &std::collections::BTreeMap<Lang, String>| {
@@ -336,15 +343,8 @@ fn is_plain(message: &Message) -> bool {
 
 fn write_message(message: &Message, out: &mut Vec<u8>) -> Result<(), Unserializable> {
     out.extend_from_slice(b"<message");
-    if let Some(from) = &message.from {
-        attribute(out, "from", from.as_str())?;
-    }
-    if let Some(to) = &message.to {
-        attribute(out, "to", to.as_str())?;
-    }
-    if let Some(id) = &message.id {
-        attribute(out, "id", &id.0)?;
-    }
+    let id = message.id.as_ref().map(|id| id.0.as_str());
+    addresses(out, jid_text(&message.from), jid_text(&message.to), id)?;
     type_and_end_of_head(out, &message.type_)?;
     let subjects = message.subjects.values().map(String::as_str);
     let bodies = message.bodies.values().map(String::as_str);

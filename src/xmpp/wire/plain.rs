@@ -4,12 +4,12 @@
 //! probes every subscriber (a million: seconds of the loop's time before
 //! jobs are taken again); and a barrier ping, one per burst of jobs.
 
-use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type};
 
-use super::text::attribute;
-use super::Unserializable;
+use super::text::{addresses, attribute};
+use super::{jid_text, Unserializable};
 
 /// XEP-0199's namespace.
 const PING_NS: &str = "urn:xmpp:ping";
@@ -25,15 +25,8 @@ pub(super) fn is_plain_presence(presence: &Presence) -> bool {
 
 pub(super) fn write_presence(presence: &Presence, out: &mut Vec<u8>) -> Result<(), Unserializable> {
     out.extend_from_slice(b"<presence");
-    if let Some(from) = &presence.from {
-        attribute(out, "from", from.as_str())?;
-    }
-    if let Some(to) = &presence.to {
-        attribute(out, "to", to.as_str())?;
-    }
-    if let Some(id) = &presence.id {
-        attribute(out, "id", id)?;
-    }
+    let id = presence.id.as_deref();
+    addresses(out, jid_text(&presence.from), jid_text(&presence.to), id)?;
     if let Some(kind) = type_attribute(&presence.type_) {
         attribute(out, "type", kind)?;
     }
@@ -54,34 +47,21 @@ fn type_attribute(kind: &Type) -> Option<&'static str> {
     })
 }
 
-/// Writes `iq` if it is a ping (a get with an empty `<ping/>`, as
-/// [`crate::xmpp::stanzas`] makes them); false, with nothing written, if
-/// it is another.
-pub(super) fn write_ping(iq: &Iq, out: &mut Vec<u8>) -> Result<bool, Unserializable> {
-    let Iq::Get {
-        from,
-        to,
-        id,
-        payload,
-    } = iq
-    else {
-        return Ok(false);
-    };
-    if !is_empty_ping(payload) {
-        return Ok(false);
-    }
-    out.extend_from_slice(b"<iq type='get'");
-    if let Some(from) = from {
-        attribute(out, "from", from.as_str())?;
-    }
-    if let Some(to) = to {
-        attribute(out, "to", to.as_str())?;
-    }
-    attribute(out, "id", id)?;
-    out.extend_from_slice(b"><ping xmlns='urn:xmpp:ping'/></iq>");
-    Ok(true)
+/// Whether an iq get's payload is a ping as [`crate::xmpp::stanzas`]
+/// makes them: an empty `<ping/>`.
+pub(super) fn is_ping(payload: &Element) -> bool {
+    payload.is("ping", PING_NS) && payload.attrs().is_empty() && payload.nodes().next().is_none()
 }
 
-fn is_empty_ping(payload: &Element) -> bool {
-    payload.is("ping", PING_NS) && payload.attrs().is_empty() && payload.nodes().next().is_none()
+/// Writes a ping get with these addresses.
+pub(super) fn write_ping(
+    from: &Option<Jid>,
+    to: &Option<Jid>,
+    id: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), Unserializable> {
+    out.extend_from_slice(b"<iq type='get'");
+    addresses(out, jid_text(from), jid_text(to), Some(id))?;
+    out.extend_from_slice(b"><ping xmlns='urn:xmpp:ping'/></iq>");
+    Ok(())
 }

@@ -13,6 +13,21 @@ pub(super) fn attribute(out: &mut Vec<u8>, name: &str, value: &str) -> Result<()
     Ok(())
 }
 
+/// A stanza's addressing attributes, those it has.
+pub(super) fn addresses(
+    out: &mut Vec<u8>,
+    from: Option<&str>,
+    to: Option<&str>,
+    id: Option<&str>,
+) -> Result<(), Unserializable> {
+    for (name, value) in [("from", from), ("to", to), ("id", id)] {
+        if let Some(value) = value {
+            attribute(out, name, value)?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn element(out: &mut Vec<u8>, name: &str, text: &str) -> Result<(), Unserializable> {
     out.push(b'<');
     out.extend_from_slice(name.as_bytes());
