@@ -9,7 +9,8 @@ use std::time::Instant;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
-use crate::connection::{Connection, Event, Settings};
+use crate::connection::{Connection, Settings};
+use crate::event::Event;
 use crate::frame::ChannelId;
 use crate::{AMQPClass, CommandError, ProtocolError};
 

@@ -6,13 +6,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use amq_protocol::protocol::basic::{self, AMQPProperties};
-use amq_protocol::protocol::{channel, connection, AMQPClass};
+use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 
+use crate::event::Event;
 use crate::frame::{self, ChannelId, Frame};
 use crate::ProtocolError;
 
 mod commands;
+mod inbound;
 
 /// What a connection is opened with.
 #[derive(Debug, Clone)]
@@ -52,76 +54,6 @@ enum ChannelPhase {
     Open,
     /// This side asked to close it.
     Closing,
-}
-
-/// What happened on the connection.
-#[derive(Debug, PartialEq)]
-pub enum Event {
-    /// The connection is open: channels may be opened.
-    Open,
-    /// The broker's answer to a synchronous method on `channel` (a
-    /// channel's `open-ok`, `qos-ok`, `consume-ok`, `declare-ok`...), in
-    /// the order the methods were called on that channel.
-    Answer {
-        channel: ChannelId,
-        method: AMQPClass,
-    },
-    Delivery(Delivery),
-    /// Publisher confirms: the broker took (`ack`) or refused the publishes
-    /// numbered `number` (and, if `multiple`, all before it on the channel).
-    Confirm {
-        channel: ChannelId,
-        number: u64,
-        multiple: bool,
-        ack: bool,
-    },
-    /// A mandatory publish that no queue took.
-    Returned(Returned),
-    /// The broker cancelled a consumer (its queue was deleted, say).
-    ConsumerCancelled {
-        channel: ChannelId,
-        tag: String,
-    },
-    /// The broker closed a channel, or acknowledged this side's closing it.
-    ChannelClosed {
-        channel: ChannelId,
-        code: u16,
-        text: String,
-    },
-    /// The broker stopped reading publishes (a resource alarm), or started
-    /// again.
-    Blocked(String),
-    Unblocked,
-    /// The connection is closed, by the broker or as this side asked.
-    Closed {
-        code: u16,
-        text: String,
-    },
-}
-
-/// A message the broker delivered to a consumer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    pub channel: ChannelId,
-    pub consumer_tag: String,
-    pub delivery_tag: u64,
-    pub redelivered: bool,
-    pub exchange: String,
-    pub routing_key: String,
-    pub properties: AMQPProperties,
-    pub body: Vec<u8>,
-}
-
-/// A mandatory publish the broker returned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Returned {
-    pub channel: ChannelId,
-    pub code: u16,
-    pub text: String,
-    pub exchange: String,
-    pub routing_key: String,
-    pub properties: AMQPProperties,
-    pub body: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -352,127 +284,6 @@ impl Connection {
         }
         Ok(())
     }
-
-    fn on_channel_method(&mut self, id: ChannelId, method: AMQPClass) -> Result<(), ProtocolError> {
-        let channel = self.channel_mut(id).ok_or_else(|| unexpected(&method))?;
-        match method {
-            AMQPClass::Basic(basic::AMQPMethod::Deliver(deliver)) => {
-                channel.start_incoming(Message::Delivery(deliver))?;
-            }
-            AMQPClass::Basic(basic::AMQPMethod::Return(returned)) => {
-                channel.start_incoming(Message::Returned(returned))?;
-            }
-            AMQPClass::Basic(basic::AMQPMethod::Ack(ack)) => {
-                self.events.push_back(Event::Confirm {
-                    channel: id,
-                    number: ack.delivery_tag,
-                    multiple: ack.multiple,
-                    ack: true,
-                })
-            }
-            AMQPClass::Basic(basic::AMQPMethod::Nack(nack)) => {
-                self.events.push_back(Event::Confirm {
-                    channel: id,
-                    number: nack.delivery_tag,
-                    multiple: nack.multiple,
-                    ack: false,
-                })
-            }
-            AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)) => {
-                let tag = cancel.consumer_tag.to_string();
-                self.events
-                    .push_back(Event::ConsumerCancelled { channel: id, tag });
-            }
-            AMQPClass::Channel(channel::AMQPMethod::Close(close)) => {
-                self.channels[id as usize] = None;
-                let close_ok = channel::AMQPMethod::CloseOk(channel::CloseOk {});
-                self.write_on(id, AMQPClass::Channel(close_ok));
-                self.events.push_back(Event::ChannelClosed {
-                    channel: id,
-                    code: close.reply_code,
-                    text: close.reply_text.to_string(),
-                });
-            }
-            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                self.channels[id as usize] = None;
-                let text = String::new();
-                let closed = Event::ChannelClosed {
-                    channel: id,
-                    code: 200,
-                    text,
-                };
-                self.events.push_back(closed);
-            }
-            AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
-                let flow_ok = channel::FlowOk {
-                    active: flow.active,
-                };
-                self.write_on(id, AMQPClass::Channel(channel::AMQPMethod::FlowOk(flow_ok)));
-            }
-            // What a channel closing hears before its `close-ok`.
-            _ if channel.phase == ChannelPhase::Closing => {}
-            method => {
-                if let AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)) = method {
-                    channel.phase = ChannelPhase::Open;
-                }
-                self.events.push_back(Event::Answer {
-                    channel: id,
-                    method,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn incoming(&mut self, id: ChannelId) -> Result<&mut Incoming, ProtocolError> {
-        (self.channels.get_mut(id as usize))
-            .and_then(|channel| channel.as_mut()?.incoming.as_mut())
-            .ok_or_else(|| ProtocolError::Unexpected(format!("content on channel {id}")))
-    }
-
-    /// Hands over the message coming on `id` once all of its body came.
-    fn complete(&mut self, id: ChannelId) {
-        let Some(channel) = self.channel_mut(id) else {
-            return;
-        };
-        let done = (channel.incoming.as_ref())
-            .is_some_and(|incoming| incoming.size == Some(incoming.body.len() as u64));
-        if !done {
-            return;
-        }
-        let Incoming {
-            message,
-            properties,
-            body,
-            ..
-        } = channel.incoming.take().expect("done");
-        self.events.push_back(match message {
-            Message::Delivery(deliver) => Event::Delivery(Delivery {
-                channel: id,
-                consumer_tag: deliver.consumer_tag.to_string(),
-                delivery_tag: deliver.delivery_tag,
-                redelivered: deliver.redelivered,
-                exchange: deliver.exchange.to_string(),
-                routing_key: deliver.routing_key.to_string(),
-                properties,
-                body,
-            }),
-            Message::Returned(returned) => Event::Returned(Returned {
-                channel: id,
-                code: returned.reply_code,
-                text: returned.reply_text.to_string(),
-                exchange: returned.exchange.to_string(),
-                routing_key: returned.routing_key.to_string(),
-                properties,
-                body,
-            }),
-        });
-    }
-
-    fn channel_mut(&mut self, id: ChannelId) -> Option<&mut Channel> {
-        self.channels.get_mut(id as usize)?.as_mut()
-    }
-
     fn closed(&mut self, code: u16, text: String) {
         self.phase = Phase::Closed;
         self.channels.clear();
@@ -503,23 +314,6 @@ impl Connection {
 
     fn write_on(&mut self, channel: ChannelId, method: AMQPClass) {
         frame::write_method(&mut self.output, channel, method);
-    }
-}
-
-impl Channel {
-    fn start_incoming(&mut self, message: Message) -> Result<(), ProtocolError> {
-        if self.incoming.is_some() {
-            return Err(ProtocolError::Unexpected(
-                "a message before the last one's end".into(),
-            ));
-        }
-        self.incoming = Some(Incoming {
-            message,
-            size: None,
-            properties: AMQPProperties::default(),
-            body: Vec::new(),
-        });
-        Ok(())
     }
 }
 

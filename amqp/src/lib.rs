@@ -14,6 +14,7 @@
 
 mod client;
 mod connection;
+mod event;
 mod frame;
 
 use std::time::Duration;
@@ -21,7 +22,8 @@ use std::time::Duration;
 pub use amq_protocol::protocol::{self, basic::AMQPProperties, AMQPClass};
 pub use amq_protocol::{types, uri};
 pub use client::{Client, Error};
-pub use connection::{Connection, Delivery, Event, Returned, Settings};
+pub use connection::{Connection, Settings};
+pub use event::{Delivery, Event, Returned};
 pub use frame::ChannelId;
 
 /// The broker broke the protocol, or asked for what this client does not

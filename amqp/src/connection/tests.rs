@@ -8,7 +8,8 @@ use amq_protocol::protocol::basic::{self, AMQPProperties};
 use amq_protocol::protocol::{channel, confirm, connection, AMQPClass};
 use amq_protocol::types::{FieldTable, LongString};
 
-use super::{Connection, Event, Settings};
+use super::{Connection, Settings};
+use crate::event::Event;
 use crate::{CommandError, ProtocolError};
 
 fn settings() -> Settings {
