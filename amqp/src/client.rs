@@ -1,13 +1,19 @@
-//! A [`Connection`] over a TCP socket, driven on the caller's task: the
-//! caller asks for the next event, and in that call what is to be written
-//! goes out, what came is read, and heartbeats are kept.
+//! A [`Connection`] over a socket (TCP, or TLS over it: any stream),
+//! driven on the caller's task: the caller asks for the next event, and in
+//! that call what is to be written goes out, what came is read, and
+//! heartbeats are kept. Its futures may be dropped at any await (in a
+//! `select!`): nothing read or to be written is lost.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::time::Sleep;
 
 use crate::connection::{Connection, Settings};
 use crate::event::Event;
@@ -31,24 +37,42 @@ pub enum Error {
 /// Read at most this much at a time.
 const READ_SIZE: usize = 64 * 1024;
 
-pub struct Client {
-    stream: TcpStream,
+pub struct Client<S = TcpStream> {
+    stream: S,
     connection: Connection,
     /// Events that came while [`Client::call`] waited for its answer.
     waiting: VecDeque<Event>,
     buffer: Box<[u8]>,
+    /// Written since the stream was last flushed (a TLS stream holds what
+    /// it was given until flushed).
+    unflushed: bool,
+    /// The heartbeat's timer, at [`Client::tick_at`].
+    tick: Pin<Box<Sleep>>,
+    tick_at: Option<Instant>,
 }
 
-impl Client {
-    /// Connects and logs in; returns once the connection is open.
+impl Client<TcpStream> {
+    /// Connects over TCP and logs in; returns once the connection is open.
     pub async fn connect(address: impl ToSocketAddrs, settings: Settings) -> Result<Client, Error> {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
+        Client::open(stream, settings).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Logs in over `stream`, already connected (and, for TLS, wrapped);
+    /// returns once the connection is open.
+    pub async fn open(stream: S, settings: Settings) -> Result<Client<S>, Error> {
+        let now = Instant::now();
         let mut client = Client {
             stream,
-            connection: Connection::new(settings, Instant::now()),
+            connection: Connection::new(settings, now),
             waiting: VecDeque::new(),
             buffer: vec![0; READ_SIZE].into_boxed_slice(),
+            unflushed: false,
+            tick: Box::pin(tokio::time::sleep_until(now.into())),
+            tick_at: None,
         };
         loop {
             match client.next_event().await? {
@@ -58,7 +82,6 @@ impl Client {
             }
         }
     }
-
     /// The connection, to give it commands: they go out with the next
     /// [`Client::next_event`].
     pub fn connection(&mut self) -> &mut Connection {
@@ -110,72 +133,86 @@ impl Client {
 
     /// The next event: writes what is to be written meanwhile, and reads.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Writes all that is to be written.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| {
+            self.poll_write(cx)?;
+            if self.connection.output().is_empty() && !self.unflushed {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
-            self.write_ready()?;
+            self.poll_write(cx)?;
             if let Some(event) = self.waiting.pop_front() {
-                return Ok(event);
+                return Poll::Ready(Ok(event));
             }
             if let Some(event) = self.connection.poll_event() {
-                return Ok(event);
+                return Poll::Ready(Ok(event));
             }
             if self.connection.is_closed() {
-                return Err(Error::Io(io::ErrorKind::NotConnected.into()));
+                return Poll::Ready(Err(Error::Io(io::ErrorKind::NotConnected.into())));
             }
-            let interest = if self.connection.output().is_empty() {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
-            let tick = self.connection.next_tick();
-            let ready = tokio::select! {
-                ready = self.stream.ready(interest) => Some(ready?),
-                () = sleep_until(tick) => None,
-            };
-            match ready {
-                Some(ready) if ready.is_readable() => self.read_ready()?,
-                Some(_) => {}
-                None => self.connection.tick(Instant::now())?,
+            let mut read = ReadBuf::new(&mut self.buffer);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    return Poll::Ready(Err(Error::Io(io::ErrorKind::UnexpectedEof.into())));
+                }
+                Poll::Ready(Ok(())) => {
+                    self.connection.received(read.filled(), Instant::now())?;
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {}
             }
+            if self.poll_tick(cx) {
+                self.connection.tick(Instant::now())?;
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 
-    /// Writes all that is to be written, waiting for the socket if need be.
-    pub async fn flush(&mut self) -> Result<(), Error> {
+    /// Writes what the stream takes now, and flushes it once all is written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
         while !self.connection.output().is_empty() {
-            self.stream.writable().await?;
-            self.write_ready()?;
+            match Pin::new(&mut self.stream).poll_write(cx, self.connection.output()) {
+                Poll::Ready(Ok(0)) => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(written)) => {
+                    self.connection.wrote(written, Instant::now());
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => {}
+            }
         }
         Ok(())
     }
 
-    /// Writes what the socket takes now.
-    fn write_ready(&mut self) -> io::Result<()> {
-        while !self.connection.output().is_empty() {
-            match self.stream.try_write(self.connection.output()) {
-                Ok(written) => self.connection.wrote(written, Instant::now()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
+    /// Whether the heartbeat's tick is due (else the task is woken then).
+    fn poll_tick(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = self.connection.next_tick() else {
+            return false;
+        };
+        if self.tick_at != Some(at) {
+            self.tick.as_mut().reset(at.into());
+            self.tick_at = Some(at);
         }
-        Ok(())
-    }
-
-    /// Reads what the socket holds now.
-    fn read_ready(&mut self) -> Result<(), Error> {
-        match self.stream.try_read(&mut self.buffer) {
-            Ok(0) => Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(read) => Ok(self
-                .connection
-                .received(&self.buffer[..read], Instant::now())?),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
+        self.tick.as_mut().poll(cx).is_ready()
     }
 }

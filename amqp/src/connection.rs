@@ -145,7 +145,13 @@ impl Connection {
     /// When [`Connection::tick`] is next due, if heartbeats are on.
     pub fn next_tick(&self) -> Option<Instant> {
         let interval = self.heartbeat?;
-        Some((self.last_sent + interval).min(self.last_received + 2 * interval))
+        let silent = self.last_received + 2 * interval;
+        // While output waits for the socket, a heartbeat would only queue
+        // behind it.
+        Some(match self.output.is_empty() {
+            true => silent.min(self.last_sent + interval),
+            false => silent,
+        })
     }
 
     /// Sends a heartbeat when nothing was written for an interval; fails
