@@ -6,7 +6,8 @@
 //! the process's CPU (all threads, lapin's I/O thread included) is read
 //! before and after.
 //!
-//! `cargo run --release -p herald-amqp --example consumer_cost [JOBS] [ROUNDS]`
+//! `cargo run --release -p herald-amqp --example consumer_cost [JOBS] [ROUNDS] [CLIENT]`
+//! (CLIENT: `herald-amqp` or `lapin` alone, to profile one)
 //! (RabbitMQ at `HERALD_TEST_AMQP_URL`, by default guest on 127.0.0.1:5672).
 
 use std::collections::BTreeMap;
@@ -35,12 +36,17 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let jobs: u64 = args.next().map_or(Ok(50_000), |n| n.parse())?;
     let rounds: u32 = args.next().map_or(Ok(2), |n| n.parse())?;
+    let only = args.next();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         for round in 1..=rounds {
-            for kind in ["herald-amqp", "lapin"] {
+            let kinds = ["herald-amqp", "lapin"];
+            for kind in kinds
+                .into_iter()
+                .filter(|kind| only.as_deref().is_none_or(|only| only == *kind))
+            {
                 let queue = format!("herald-consumer-cost-{}-{round}", std::process::id());
                 let reports = format!("{queue}-reports");
                 let mut client = connect().await?;

@@ -151,13 +151,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
-            self.poll_write(cx)?;
+            // What the caller does about events already read goes out in
+            // one write, once they are all handed over.
             if let Some(event) = self.waiting.pop_front() {
                 return Poll::Ready(Ok(event));
             }
             if let Some(event) = self.connection.poll_event() {
                 return Poll::Ready(Ok(event));
             }
+            self.poll_write(cx)?;
             if self.connection.is_closed() {
                 return Poll::Ready(Err(Error::Io(io::ErrorKind::NotConnected.into())));
             }
