@@ -11,9 +11,17 @@
 //! job sends nothing when it comes up.
 //! Pure bookkeeping: the event loop persists what it returns.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::handler::Event;
+
+/// Jobs' keys are hashed with foldhash, seeded at random per map, as
+/// users' JIDs are ([`crate::user_text::UserHasher`]): a one-recipient job
+/// looks its key up about seven times in its life, and SipHash cost about
+/// as much as the rest of each lookup. Keys come from producers, not from
+/// strangers, and the random seed keeps colliding keys from being prepared.
+type HashMap<K, V> = hashbrown::HashMap<K, V, hashbrown::DefaultHashBuilder>;
+type HashSet<K> = hashbrown::HashSet<K, hashbrown::DefaultHashBuilder>;
 
 pub struct Ledger {
     in_progress: HashMap<String, Event>,
@@ -39,7 +47,7 @@ struct Window<V> {
 impl<V> Window<V> {
     fn new(capacity: usize) -> Self {
         Window {
-            values: HashMap::new(),
+            values: HashMap::default(),
             order: VecDeque::new(),
             capacity,
         }
@@ -76,9 +84,9 @@ impl Ledger {
     /// An empty ledger that remembers `capacity` completed jobs.
     pub fn new(capacity: usize) -> Self {
         Ledger {
-            in_progress: HashMap::new(),
-            abandoned: HashSet::new(),
-            progress: HashMap::new(),
+            in_progress: HashMap::default(),
+            abandoned: HashSet::default(),
+            progress: HashMap::default(),
             completed: Window::new(capacity),
             next_seq: 1,
             cancelled: Window::new(crate::store::cancelled_window(capacity)),
