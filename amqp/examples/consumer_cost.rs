@@ -10,16 +10,14 @@
 //! (CLIENT: `herald-amqp` or `lapin` alone, to profile one)
 //! (RabbitMQ at `HERALD_TEST_AMQP_URL`, by default guest on 127.0.0.1:5672).
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
-use herald_amqp::protocol::{basic, confirm, queue};
+use herald_amqp::protocol::{confirm, queue};
 use herald_amqp::types::FieldTable;
-use herald_amqp::uri::AMQPUri;
-use herald_amqp::{AMQPClass, AMQPProperties, Client, Event, Settings};
+use herald_amqp::{AMQPClass, AMQPProperties, Client, Event};
+use herald_testkit::amqp::bare;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -49,7 +47,7 @@ fn main() -> Result<()> {
             {
                 let queue = format!("herald-consumer-cost-{}-{round}", std::process::id());
                 let reports = format!("{queue}-reports");
-                let mut client = connect().await?;
+                let mut client = bare::connect(&url(), "consumer_cost").await?;
                 let channel = client.open_channel().await?;
                 for name in [&queue, &reports] {
                     client.call(channel, declare(name)).await?;
@@ -84,18 +82,6 @@ fn main() -> Result<()> {
     })
 }
 
-async fn connect() -> Result<Client> {
-    let uri = AMQPUri::from_str(&url())?;
-    let settings = Settings {
-        user: uri.authority.userinfo.username.clone(),
-        password: uri.authority.userinfo.password.clone(),
-        virtual_host: uri.vhost.clone(),
-        name: "consumer_cost".into(),
-        heartbeat: 0,
-    };
-    Ok(Client::connect((uri.authority.host.as_str(), uri.authority.port), settings).await?)
-}
-
 fn declare(queue: &str) -> AMQPClass {
     AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
         queue: queue.into(),
@@ -103,18 +89,6 @@ fn declare(queue: &str) -> AMQPClass {
         durable: true,
         exclusive: false,
         auto_delete: false,
-        nowait: false,
-        arguments: FieldTable::default(),
-    }))
-}
-
-fn consume(queue: &str) -> AMQPClass {
-    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-        queue: queue.into(),
-        consumer_tag: "consumer_cost".into(),
-        no_local: false,
-        no_ack: false,
-        exclusive: false,
         nowait: false,
         arguments: FieldTable::default(),
     }))
@@ -149,59 +123,21 @@ async fn prefill(client: &mut Client, channel: u16, queue: &str, jobs: u64) -> R
 }
 
 async fn on_herald_amqp(queue: &str, reports: &str, jobs: u64) -> Result<()> {
-    let mut client = connect().await?;
-    let channel = client.open_channel().await?;
-    let qos = basic::Qos {
-        prefetch_count: PREFETCH,
-        global: false,
+    let mut client = bare::connect(&url(), "consumer_cost").await?;
+    let channel = bare::consume(&mut client, queue, PREFETCH).await?;
+    let reports = bare::Reports {
+        exchange: "",
+        routing_key: reports,
+        report: REPORT,
     };
-    client
-        .call(channel, AMQPClass::Basic(basic::AMQPMethod::Qos(qos)))
-        .await?;
-    let select = confirm::Select { nowait: false };
-    client
-        .call(
-            channel,
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)),
-        )
-        .await?;
-    client.call(channel, consume(queue)).await?;
-    let mut unconfirmed = BTreeMap::new();
-    let (mut delivered, mut acked) = (0, 0);
-    while acked < jobs {
-        match tokio::time::timeout(Duration::from_secs(30), client.next_event()).await?? {
-            Event::Delivery(delivery) => {
-                let properties = AMQPProperties::default();
-                let number = client
-                    .connection()
-                    .publish(channel, "", reports, false, properties, REPORT)?;
-                unconfirmed.insert(number.ok_or("no confirms")?, delivery.delivery_tag);
-                delivered = delivery.delivery_tag;
-            }
-            Event::Confirm {
-                number,
-                multiple,
-                ack: true,
-                ..
-            } => {
-                if multiple {
-                    unconfirmed = unconfirmed.split_off(&(number + 1));
-                } else {
-                    unconfirmed.remove(&number);
-                }
-                let done = unconfirmed
-                    .values()
-                    .next()
-                    .map_or(delivered, |first| first - 1);
-                if done > acked {
-                    client.connection().ack(channel, done, true)?;
-                    acked = done;
-                }
-            }
-            other => return Err(format!("unexpected: {other:?}").into()),
-        }
-    }
-    client.flush().await?;
+    bare::report_and_acknowledge(
+        &mut client,
+        channel,
+        jobs,
+        reports,
+        Duration::from_secs(120),
+    )
+    .await?;
     Ok(())
 }
 

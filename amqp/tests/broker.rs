@@ -1,28 +1,16 @@
 //! The client against the real RabbitMQ the tests run beside
 //! (`HERALD_TEST_AMQP_URL`, by default guest on 127.0.0.1:5672).
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use herald_amqp::protocol::{basic, channel, confirm, queue};
 use herald_amqp::types::FieldTable;
-use herald_amqp::uri::AMQPUri;
-use herald_amqp::{AMQPClass, AMQPProperties, Client, Error, Event, Settings};
-use herald_testkit::amqp::{amqp_url, unique_name};
+use herald_amqp::{AMQPClass, AMQPProperties, Client, Error, Event};
+use herald_testkit::amqp::{amqp_url, bare, unique_name};
 
 async fn connect() -> Client {
-    let uri = AMQPUri::from_str(&amqp_url()).expect("HERALD_TEST_AMQP_URL");
-    let settings = Settings {
-        user: uri.authority.userinfo.username.clone(),
-        password: uri.authority.userinfo.password.clone(),
-        virtual_host: uri.vhost.clone(),
-        name: "herald-amqp test".into(),
-        heartbeat: 10,
-    };
-    let address = (uri.authority.host.as_str(), uri.authority.port);
-    Client::connect(address, settings)
-        .await
-        .expect("RabbitMQ answers on HERALD_TEST_AMQP_URL")
+    let connected = bare::connect(&amqp_url(), "herald-amqp test").await;
+    connected.expect("RabbitMQ answers on HERALD_TEST_AMQP_URL")
 }
 
 fn declare(queue: &str) -> AMQPClass {

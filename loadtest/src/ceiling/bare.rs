@@ -9,20 +9,16 @@
 //! of this rate is what it costs beyond the broker; the rest is RabbitMQ's
 //! (and, on a shared machine, the load test's).
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use herald_amqp::protocol::{basic, confirm};
-use herald_amqp::types::FieldTable;
-use herald_amqp::uri::AMQPUri;
-use herald_amqp::{AMQPClass, AMQPProperties, Client, Event, Settings};
+use herald_testkit::amqp::bare;
 use lapin::options::{
     BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::types::FieldTable;
 use lapin::Channel;
 use serde::Serialize;
 
@@ -89,37 +85,8 @@ async fn run(
     limit: Duration,
 ) -> Result<BareResult> {
     let jobs = payloads.len() as u64;
-    let mut client = connect(broker.url()).await?;
-    let channel = client.open_channel().await?;
-    let qos = basic::Qos {
-        prefetch_count: prefetch,
-        global: false,
-    };
-    client
-        .call(channel, AMQPClass::Basic(basic::AMQPMethod::Qos(qos)))
-        .await?;
-    let select = confirm::Select { nowait: false };
-    client
-        .call(
-            channel,
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)),
-        )
-        .await?;
-    let consume = basic::Consume {
-        queue: queue.into(),
-        consumer_tag: "herald-loadtest-bare".into(),
-        no_local: false,
-        no_ack: false,
-        exclusive: false,
-        nowait: false,
-        arguments: FieldTable::default(),
-    };
-    client
-        .call(
-            channel,
-            AMQPClass::Basic(basic::AMQPMethod::Consume(consume)),
-        )
-        .await?;
+    let mut client = bare::connect(broker.url(), "herald-loadtest bare consumer").await?;
+    let channel = bare::consume(&mut client, queue, prefetch).await?;
     let report = serde_json::to_vec(&serde_json::json!({
         "id": "single-00000", "recipients": 1, "sent": 1,
         "skipped": {"invalid": 0, "offline": 0, "unavailable": 0}
@@ -127,80 +94,21 @@ async fn run(
     let events = broker.names().component.events.clone();
     let start = Instant::now();
     let publishing = publish_payloads(broker, queue, payloads, 1, None, start);
-    let consuming = async {
-        let wait = Wait::new(format!("the bare consumer's {jobs} jobs"), limit);
-        // Each report's publish number, and the job it reports.
-        let mut unconfirmed: BTreeMap<u64, u64> = BTreeMap::new();
-        let (mut delivered, mut acked) = (0, 0);
-        while acked < jobs {
-            let event = tokio::select! {
-                event = client.next_event() => event?,
-                ticked = wait.tick() => {
-                    ticked?;
-                    continue;
-                }
-            };
-            match event {
-                Event::Delivery(delivery) => {
-                    let connection = client.connection();
-                    let properties = AMQPProperties::default();
-                    let number = connection
-                        .publish(channel, &events, REPORT_KEY, false, properties, &report)?;
-                    let number = number.ok_or("the channel is not under confirms")?;
-                    unconfirmed.insert(number, delivery.delivery_tag);
-                    delivered = delivery.delivery_tag;
-                }
-                Event::Confirm {
-                    number,
-                    multiple,
-                    ack: true,
-                    ..
-                } => {
-                    if multiple {
-                        unconfirmed = unconfirmed.split_off(&(number + 1));
-                    } else {
-                        unconfirmed.remove(&number);
-                    }
-                    // Jobs come in order, one report each: every job before
-                    // the first unconfirmed report's is done.
-                    let done = unconfirmed
-                        .values()
-                        .next()
-                        .map_or(delivered, |first| first - 1);
-                    if done > acked {
-                        client.connection().ack(channel, done, true)?;
-                        acked = done;
-                    }
-                }
-                other => return Err(format!("the bare consumer's connection: {other:?}").into()),
-            }
-        }
-        client.flush().await?;
-        Ok::<_, Box<dyn std::error::Error>>(start.elapsed())
+    let reports = bare::Reports {
+        exchange: &events,
+        routing_key: REPORT_KEY,
+        report: &report,
     };
+    let consuming = bare::report_and_acknowledge(&mut client, channel, jobs, reports, limit);
     let (published, consumed) = tokio::join!(publishing, consuming);
     published?;
-    let wall = consumed?.as_secs_f64();
+    consumed?;
+    let wall = start.elapsed().as_secs_f64();
     Ok(BareResult {
         jobs,
         wall_secs: wall,
         jobs_per_sec: jobs as f64 / wall.max(1e-9),
     })
-}
-
-/// The bare consumer's connection: Herald's AMQP client, driven on this
-/// task, so that what it costs beside the broker is next to nothing.
-async fn connect(url: &str) -> Result<Client> {
-    let uri = AMQPUri::from_str(url)?;
-    let settings = Settings {
-        user: uri.authority.userinfo.username.clone(),
-        password: uri.authority.userinfo.password.clone(),
-        virtual_host: uri.vhost.clone(),
-        name: "herald-loadtest bare consumer".into(),
-        heartbeat: 0,
-    };
-    let address = (uri.authority.host.as_str(), uri.authority.port);
-    Ok(Client::connect(address, settings).await?)
 }
 
 /// Binds a queue of its own to the events exchange for the bare

@@ -17,6 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub mod bare;
 mod message;
 mod tap;
 
