@@ -187,3 +187,82 @@ fn declare_fields(queue: &str) -> queue::Declare {
     };
     declare
 }
+
+#[tokio::test]
+async fn a_mandatory_publish_no_queue_takes_comes_back_then_is_confirmed() {
+    let mut client = connect().await;
+    let id = client.open_channel().await.unwrap();
+    let select = AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+        nowait: false,
+    }));
+    client.call(id, select).await.unwrap();
+    let nowhere = unique_name("herald-amqp-nowhere");
+    let properties = AMQPProperties::default().with_message_id("lost".into());
+    let number = client
+        .connection()
+        .publish(id, "", &nowhere, true, properties, b"{}");
+    assert_eq!(number, Ok(Some(1)));
+    let Event::Returned(returned) = next(&mut client).await else {
+        panic!("not returned");
+    };
+    assert_eq!(
+        (returned.code, returned.routing_key.as_str()),
+        (312, nowhere.as_str())
+    );
+    assert_eq!(returned.body, b"{}");
+    let message_id = returned
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string());
+    assert_eq!(message_id.as_deref(), Some("lost"));
+    let confirmed = next(&mut client).await;
+    assert!(
+        matches!(
+            confirmed,
+            Event::Confirm {
+                number: 1,
+                ack: true,
+                ..
+            }
+        ),
+        "{confirmed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_whose_queue_is_deleted_is_cancelled() {
+    let mut client = connect().await;
+    let id = client.open_channel().await.unwrap();
+    let queue = unique_name("herald-amqp");
+    client.call(id, declare(&queue)).await.unwrap();
+    let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: queue.as_str().into(),
+        consumer_tag: "doomed".into(),
+        no_local: false,
+        no_ack: false,
+        exclusive: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }));
+    client.call(id, consume).await.unwrap();
+    let other = client.open_channel().await.unwrap();
+    let delete = queue::Delete {
+        queue: queue.as_str().into(),
+        if_unused: false,
+        if_empty: false,
+        nowait: false,
+    };
+    client
+        .call(other, AMQPClass::Queue(queue::AMQPMethod::Delete(delete)))
+        .await
+        .unwrap();
+    let cancelled = next(&mut client).await;
+    assert_eq!(
+        cancelled,
+        Event::ConsumerCancelled {
+            channel: id,
+            tag: "doomed".into()
+        }
+    );
+}
