@@ -33,6 +33,9 @@ pub struct Settings {
 const FRAME_MAX: u32 = 131_072;
 /// Channels when the broker sets no limit.
 const CHANNEL_MAX: u16 = 2047;
+/// The most a body's buffer takes at its first frame; a larger body grows
+/// as its frames come.
+const RESERVE_MAX: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -219,7 +222,9 @@ impl Connection {
                     return Err(ProtocolError::Unexpected("a body over its size".into()));
                 }
                 if incoming.body.is_empty() {
-                    incoming.body.reserve_exact(size as usize);
+                    // Sized once for the whole body, but not beyond
+                    // RESERVE_MAX on the broker's word alone.
+                    incoming.body.reserve_exact(size.min(RESERVE_MAX) as usize);
                 }
                 incoming.body.extend_from_slice(chunk);
                 self.complete(channel);
@@ -331,5 +336,7 @@ fn unexpected(method: &AMQPClass) -> ProtocolError {
     ProtocolError::Unexpected(format!("{method:?}"))
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ fn settings() -> Settings {
     }
 }
 
-fn bytes(frames: &[AMQPFrame]) -> Vec<u8> {
+pub(super) fn bytes(frames: &[AMQPFrame]) -> Vec<u8> {
     let mut out = Vec::new();
     for frame in frames {
         out = cookie_factory::gen(gen_frame(frame), out).unwrap().0;
@@ -50,11 +50,11 @@ fn written_at(connection: &mut Connection, now: Instant) -> Vec<AMQPFrame> {
     frames
 }
 
-fn events(connection: &mut Connection) -> Vec<Event> {
+pub(super) fn events(connection: &mut Connection) -> Vec<Event> {
     std::iter::from_fn(|| connection.poll_event()).collect()
 }
 
-fn method(channel: u16, method: AMQPClass) -> AMQPFrame {
+pub(super) fn method(channel: u16, method: AMQPClass) -> AMQPFrame {
     AMQPFrame::Method(channel, method)
 }
 
@@ -81,7 +81,7 @@ fn tune(frame_max: u32, heartbeat: u16) -> AMQPFrame {
 }
 
 /// A connection taken through its handshake, at `frame_max`.
-fn open(frame_max: u32, now: Instant) -> Connection {
+pub(super) fn open(frame_max: u32, now: Instant) -> Connection {
     let mut connection = Connection::new(settings(), now);
     written_at(&mut connection, now);
     let handshake = [
@@ -98,7 +98,7 @@ fn open(frame_max: u32, now: Instant) -> Connection {
     connection
 }
 
-fn open_channel(connection: &mut Connection) -> u16 {
+pub(super) fn open_channel(connection: &mut Connection) -> u16 {
     let id = connection.open_channel().unwrap();
     let open_ok = AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {}));
     connection
