@@ -76,6 +76,7 @@ fn main() -> Result<()> {
                         .call(channel, AMQPClass::Queue(queue::AMQPMethod::Delete(delete)))
                         .await?;
                 }
+                bare::close(client).await;
             }
         }
         Ok(())
@@ -138,6 +139,7 @@ async fn on_herald_amqp(queue: &str, reports: &str, jobs: u64) -> Result<()> {
         Duration::from_secs(120),
     )
     .await?;
+    bare::close(client).await;
     Ok(())
 }
 

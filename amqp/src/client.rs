@@ -131,6 +131,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         outcome
     }
 
+    /// Closes the connection as the protocol asks (the broker then logs no
+    /// lost client); returns once the broker answered. Events meanwhile
+    /// are dropped.
+    pub async fn close(mut self) -> Result<(), Error> {
+        if !self.connection.is_open() {
+            return Ok(());
+        }
+        self.connection.close(200, "bye")?;
+        loop {
+            if let Event::Closed { .. } = self.next_event().await? {
+                return Ok(());
+            }
+        }
+    }
+
     /// The next event: writes what is to be written meanwhile, and reads.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
         poll_fn(|cx| self.poll_event(cx)).await

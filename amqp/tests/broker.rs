@@ -228,6 +228,11 @@ async fn a_mandatory_publish_no_queue_takes_comes_back_then_is_confirmed() {
         ),
         "{confirmed:?}"
     );
+    let closing = tokio::time::timeout(Duration::from_secs(20), client.close());
+    closing
+        .await
+        .expect("closed within 20 s")
+        .expect("closed as the protocol asks");
 }
 
 #[tokio::test]

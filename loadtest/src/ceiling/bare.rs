@@ -101,9 +101,10 @@ async fn run(
     };
     let consuming = bare::report_and_acknowledge(&mut client, channel, jobs, reports, limit);
     let (published, consumed) = tokio::join!(publishing, consuming);
+    let wall = start.elapsed().as_secs_f64();
+    bare::close(client).await;
     published?;
     consumed?;
-    let wall = start.elapsed().as_secs_f64();
     Ok(BareResult {
         jobs,
         wall_secs: wall,

@@ -142,3 +142,8 @@ async fn take(
     }
     client.flush().await.map_err(failed)
 }
+
+/// Closes `client` as the protocol asks, within 5 s.
+pub async fn close(client: Client) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+}
