@@ -25,6 +25,19 @@ fn declare(queue: &str) -> AMQPClass {
     }))
 }
 
+/// Consumes `queue` as `tag`, acknowledging.
+fn consume(queue: &str, tag: &str) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: queue.into(),
+        consumer_tag: tag.into(),
+        no_local: false,
+        no_ack: false,
+        exclusive: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }))
+}
+
 /// Waits, within a bound, for the next event.
 async fn next(client: &mut Client) -> Event {
     tokio::time::timeout(Duration::from_secs(20), client.next_event())
@@ -78,16 +91,7 @@ async fn publishes_are_confirmed_then_consumed_and_acknowledged() {
         .call(id, AMQPClass::Basic(basic::AMQPMethod::Qos(qos)))
         .await
         .unwrap();
-    let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-        queue: queue.as_str().into(),
-        consumer_tag: "test".into(),
-        no_local: false,
-        no_ack: false,
-        exclusive: false,
-        nowait: false,
-        arguments: FieldTable::default(),
-    }));
-    client.call(id, consume).await.unwrap();
+    client.call(id, consume(&queue, "test")).await.unwrap();
     let mut last = 0;
     for (n, body) in bodies.iter().enumerate() {
         let Event::Delivery(delivery) = next(&mut client).await else {
@@ -241,16 +245,7 @@ async fn a_consumer_whose_queue_is_deleted_is_cancelled() {
     let id = client.open_channel().await.unwrap();
     let queue = unique_name("herald-amqp");
     client.call(id, declare(&queue)).await.unwrap();
-    let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-        queue: queue.as_str().into(),
-        consumer_tag: "doomed".into(),
-        no_local: false,
-        no_ack: false,
-        exclusive: false,
-        nowait: false,
-        arguments: FieldTable::default(),
-    }));
-    client.call(id, consume).await.unwrap();
+    client.call(id, consume(&queue, "doomed")).await.unwrap();
     let other = client.open_channel().await.unwrap();
     let delete = queue::Delete {
         queue: queue.as_str().into(),
