@@ -23,22 +23,15 @@ impl Connection {
             AMQPClass::Basic(basic::AMQPMethod::Return(returned)) => {
                 channel.start_incoming(Message::Returned(returned))?;
             }
-            AMQPClass::Basic(basic::AMQPMethod::Ack(ack)) => {
-                self.events.push_back(Event::Confirm {
-                    channel: id,
-                    number: ack.delivery_tag,
-                    multiple: ack.multiple,
-                    ack: true,
-                })
-            }
-            AMQPClass::Basic(basic::AMQPMethod::Nack(nack)) => {
-                self.events.push_back(Event::Confirm {
-                    channel: id,
-                    number: nack.delivery_tag,
-                    multiple: nack.multiple,
-                    ack: false,
-                })
-            }
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag,
+                multiple,
+            })) => self.confirmed(id, delivery_tag, multiple, true),
+            AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag,
+                multiple,
+                ..
+            })) => self.confirmed(id, delivery_tag, multiple, false),
             AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)) => {
                 let tag = cancel.consumer_tag.to_string();
                 self.events
@@ -83,6 +76,18 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// The broker took (`ack`) or refused publish `number` (and with
+    /// `multiple` all before it) on channel `id`.
+    fn confirmed(&mut self, id: ChannelId, number: u64, multiple: bool, ack: bool) {
+        let confirm = Event::Confirm {
+            channel: id,
+            number,
+            multiple,
+            ack,
+        };
+        self.events.push_back(confirm);
     }
 
     pub(super) fn incoming(&mut self, id: ChannelId) -> Result<&mut Incoming, ProtocolError> {
